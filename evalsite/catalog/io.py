@@ -1,0 +1,420 @@
+"""Import and export of prompts and responses as JSON lines.
+
+Imports read and check the whole file first, then write it in one transaction: a malformed
+line stops everything with ``FILE:LINE: reason`` and nothing of the file is kept. Re-importing
+the same file changes nothing (prompts are keyed by set + id, responses by system + prompt +
+sample index)."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from evalsite.catalog.models import Prompt, PromptSet, Response, System, messages_key, validate_messages
+
+
+class ImportFailed(Exception):
+    """A user's file is wrong. The message starts with FILE:LINE when a line is to blame."""
+
+
+def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+    """Yield (line number, object) for each non-blank line; raise ImportFailed with FILE:LINE.
+    Reads line by line (bounded memory) and decodes each line itself, so that a bad byte is
+    reported on its own line."""
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise ImportFailed(f"{path}: cannot read: {exc.strerror}") from exc
+    with handle:
+        for lineno, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ImportFailed(f"{path}:{lineno}: not UTF-8 text (byte {exc.start + 1})") from exc
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ImportFailed(f"{path}:{lineno}: not valid JSON ({exc.msg} at column {exc.colno})") from exc
+            if not isinstance(obj, dict):
+                raise ImportFailed(f"{path}:{lineno}: each line must be a JSON object")
+            yield lineno, obj
+
+
+# --- prompts -----------------------------------------------------------------------------------
+
+OUR_PROMPT_KEYS = {"id", "messages", "source", "tags", "reference_answer"}
+LIMA_KEYS = {"conversations", "source"}
+
+
+@dataclass
+class PromptRecord:
+    line: int
+    external_id: str
+    messages: list[dict]
+    source: str = ""
+    tags: list[str] = field(default_factory=list)
+    reference_answer: str = ""
+
+
+def parse_prompt_line(path: Path, lineno: int, obj: dict) -> PromptRecord:
+    where = f"{path}:{lineno}"
+    if "conversations" in obj:
+        return _parse_lima(where, lineno, obj)
+    if "messages" in obj:
+        return _parse_ours(where, lineno, obj)
+    raise ImportFailed(f"{where}: expected 'messages' (our format) or 'conversations' (LIMA format)")
+
+
+def _check_source_and_tags(where: str, obj: dict) -> tuple[str, list[str]]:
+    source = obj.get("source", "")
+    if not isinstance(source, str):
+        raise ImportFailed(f"{where}: 'source' must be a string")
+    tags = obj.get("tags", [])
+    if not isinstance(tags, list) or not all(isinstance(t, str) and t for t in tags):
+        raise ImportFailed(f"{where}: 'tags' must be a list of non-empty strings")
+    return source, sorted(set(tags))
+
+
+def _parse_ours(where: str, lineno: int, obj: dict) -> PromptRecord:
+    unknown = set(obj) - OUR_PROMPT_KEYS
+    if unknown:
+        raise ImportFailed(
+            f"{where}: unknown field(s) {', '.join(sorted(unknown))}; expected {sorted(OUR_PROMPT_KEYS)}"
+        )
+    messages = obj["messages"]
+    try:
+        validate_messages(messages)
+    except ValidationError as exc:
+        raise ImportFailed(f"{where}: {exc.messages[0]}") from exc
+    source, tags = _check_source_and_tags(where, obj)
+    ext_id = obj.get("id")
+    if ext_id is None:
+        ext_id = "h" + messages_key(messages)[:12]
+    elif isinstance(ext_id, bool) or not isinstance(ext_id, str | int) or not str(ext_id).strip():
+        raise ImportFailed(f"{where}: 'id' must be a non-empty string or a number")
+    reference = obj.get("reference_answer", "")
+    if not isinstance(reference, str):
+        raise ImportFailed(f"{where}: 'reference_answer' must be a string")
+    if sum(1 for m in messages if m["role"] == "user") > 1 and "multi_turn" not in tags:
+        tags = sorted([*tags, "multi_turn"])
+    return PromptRecord(lineno, str(ext_id).strip(), messages, source, tags, reference)
+
+
+def _parse_lima(where: str, lineno: int, obj: dict) -> PromptRecord:
+    unknown = set(obj) - LIMA_KEYS
+    if unknown:
+        raise ImportFailed(f"{where}: unknown field(s) {', '.join(sorted(unknown))} in a LIMA-format line")
+    turns = obj["conversations"]
+    if not isinstance(turns, list) or not turns or not all(isinstance(t, str) and t.strip() for t in turns):
+        raise ImportFailed(f"{where}: 'conversations' must be a non-empty list of non-empty strings")
+    source, _ = _check_source_and_tags(where, obj)
+    # LIMA alternates user, assistant, user, ... A trailing assistant turn is the reference answer.
+    reference = ""
+    if len(turns) % 2 == 0:
+        reference = turns[-1]
+        turns = turns[:-1]
+    messages = [{"role": "user" if i % 2 == 0 else "assistant", "content": t} for i, t in enumerate(turns)]
+    tags = ["multi_turn"] if len(turns) > 1 else []
+    return PromptRecord(lineno, "h" + messages_key(messages)[:12], messages, source, tags, reference)
+
+
+@dataclass
+class ImportReport:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    unmatched: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        text = f"{self.created} created, {self.updated} updated, {self.unchanged} unchanged"
+        if self.unmatched:
+            text += f", {len(self.unmatched)} unmatched"
+        return text
+
+
+def import_prompts(
+    path: Path, set_name: str, purpose: str = PromptSet.Purpose.TEST, description: str = ""
+) -> ImportReport:
+    records: list[PromptRecord] = []
+    seen: dict[str, int] = {}
+    for lineno, obj in read_jsonl(path):
+        record = parse_prompt_line(path, lineno, obj)
+        if record.external_id in seen:
+            raise ImportFailed(
+                f"{path}:{lineno}: prompt id {record.external_id!r} repeats line {seen[record.external_id]}"
+            )
+        seen[record.external_id] = lineno
+        records.append(record)
+    if not records:
+        raise ImportFailed(f"{path}: no prompts in the file")
+    if purpose not in PromptSet.Purpose.values:
+        raise ImportFailed(f"purpose must be one of {', '.join(PromptSet.Purpose.values)}")
+    report = ImportReport()
+    with transaction.atomic():
+        prompt_set, created = PromptSet.objects.get_or_create(
+            name=set_name, defaults={"purpose": purpose, "description": description}
+        )
+        existing = {p.external_id: p for p in prompt_set.prompts.all()}
+        for record in records:
+            values = {
+                "messages": record.messages,
+                "source": record.source,
+                "tags": record.tags,
+                "reference_answer": record.reference_answer,
+            }
+            prompt = existing.get(record.external_id)
+            if prompt is None:
+                Prompt.objects.create(prompt_set=prompt_set, external_id=record.external_id, **values)
+                report.created += 1
+            elif any(getattr(prompt, k) != v for k, v in values.items()):
+                for key, value in values.items():
+                    setattr(prompt, key, value)
+                prompt.save(update_fields=list(values))
+                report.updated += 1
+            else:
+                report.unchanged += 1
+    return report
+
+
+# --- responses ---------------------------------------------------------------------------------
+
+RESPONSE_TEXT_KEYS = ("response", "output", "text")
+RESPONSE_PROMPT_KEYS = ("prompt", "instruction")
+RESPONSE_KEYS = {
+    "id",
+    "prompt_id",
+    "sample_index",
+    "prompt_tokens",
+    "completion_tokens",
+    "generator",
+    "finish_reason",
+    *RESPONSE_TEXT_KEYS,
+    *RESPONSE_PROMPT_KEYS,
+}
+
+
+@dataclass
+class ResponseRecord:
+    line: int
+    prompt_id: str | None
+    prompt_text: str | None
+    text: str
+    sample_index: int
+    prompt_tokens: int | None
+    completion_tokens: int | None
+
+
+def _one_of(where: str, obj: dict, keys: tuple[str, ...]) -> str | None:
+    present = [k for k in keys if k in obj]
+    if len(present) > 1:
+        raise ImportFailed(f"{where}: give only one of {', '.join(present)}")
+    if not present:
+        return None
+    value = obj[present[0]]
+    if not isinstance(value, str):
+        raise ImportFailed(f"{where}: '{present[0]}' must be a string")
+    return value
+
+
+def _optional_count(where: str, obj: dict, key: str) -> int | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ImportFailed(f"{where}: '{key}' must be a whole number >= 0")
+    return value
+
+
+def parse_response_line(path: Path, lineno: int, obj: dict) -> ResponseRecord:
+    where = f"{path}:{lineno}"
+    unknown = set(obj) - RESPONSE_KEYS
+    if unknown:
+        raise ImportFailed(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+    text = _one_of(where, obj, RESPONSE_TEXT_KEYS)
+    if text is None:
+        raise ImportFailed(f"{where}: missing the response text ('response', 'output' or 'text')")
+    prompt_id = obj.get("prompt_id", obj.get("id"))
+    if prompt_id is not None and (isinstance(prompt_id, bool) or not isinstance(prompt_id, str | int)):
+        raise ImportFailed(f"{where}: 'id' must be a string or a number")
+    prompt_text = _one_of(where, obj, RESPONSE_PROMPT_KEYS)
+    if prompt_id is None and prompt_text is None:
+        raise ImportFailed(f"{where}: give the prompt's 'id' or its exact text ('prompt' or 'instruction')")
+    sample_index = obj.get("sample_index", 0)
+    if isinstance(sample_index, bool) or not isinstance(sample_index, int) or not 0 <= sample_index < 1000:
+        raise ImportFailed(f"{where}: 'sample_index' must be a whole number from 0 to 999")
+    return ResponseRecord(
+        lineno,
+        None if prompt_id is None else str(prompt_id),
+        prompt_text,
+        text,
+        sample_index,
+        _optional_count(where, obj, "prompt_tokens"),
+        _optional_count(where, obj, "completion_tokens"),
+    )
+
+
+def _normalise(text: str) -> str:
+    return " ".join(text.split())
+
+
+def import_responses(path: Path, system_name: str, set_name: str | None = None, strict: bool = False) -> ImportReport:
+    """Load a baseline's precomputed outputs. Each line is matched to a prompt by id, or else by
+    the exact text of the prompt (whitespace-insensitive). Lines that match nothing are listed
+    in the report; with ``strict`` they abort the import."""
+    try:
+        system = System.objects.get(name=system_name)
+    except System.DoesNotExist:
+        names = ", ".join(System.objects.values_list("name", flat=True)) or "none yet"
+        raise ImportFailed(
+            f"no system named {system_name!r} (systems: {names}); add it with manage.py systems add"
+        ) from None
+    prompts = Prompt.objects.select_related("prompt_set")
+    if set_name:
+        if not PromptSet.objects.filter(name=set_name).exists():
+            raise ImportFailed(f"no prompt set named {set_name!r}")
+        prompts = prompts.filter(prompt_set__name=set_name)
+    by_id: dict[str, list[Prompt]] = defaultdict(list)
+    by_text: dict[str, list[Prompt]] = defaultdict(list)
+    for prompt in prompts:
+        by_id[prompt.external_id].append(prompt)
+        by_text[_normalise(prompt.text)].append(prompt)
+
+    report = ImportReport()
+    matched: list[tuple[ResponseRecord, Prompt]] = []
+    keys: dict[tuple[int, int], int] = {}
+    for lineno, obj in read_jsonl(path):
+        record = parse_response_line(path, lineno, obj)
+        candidates = by_id.get(record.prompt_id, []) if record.prompt_id is not None else []
+        if not candidates and record.prompt_text is not None:
+            candidates = by_text.get(_normalise(record.prompt_text), [])
+        label = record.prompt_id or (record.prompt_text or "")[:60]
+        if len(candidates) > 1:
+            sets = ", ".join(sorted({p.prompt_set.name for p in candidates}))
+            raise ImportFailed(f"{path}:{lineno}: prompt {label!r} matches prompts in several sets ({sets}); use --set")
+        if not candidates:
+            report.unmatched.append(f"{path}:{lineno}: {label!r}")
+            continue
+        key = (candidates[0].pk, record.sample_index)
+        if key in keys:
+            raise ImportFailed(f"{path}:{lineno}: a second response to the same prompt and sample (line {keys[key]})")
+        keys[key] = lineno
+        matched.append((record, candidates[0]))
+    if report.unmatched and strict:
+        raise ImportFailed(f"{len(report.unmatched)} response(s) match no prompt:\n  " + "\n  ".join(report.unmatched))
+    if not matched and not report.unmatched:
+        raise ImportFailed(f"{path}: no responses in the file")
+
+    with transaction.atomic():
+        existing = {
+            (r.prompt_id, r.sample_index): r
+            for r in Response.objects.filter(system=system, prompt__in=[p for _, p in matched])
+        }
+        for record, prompt in matched:
+            values = {
+                "text": record.text,
+                "prompt_tokens": record.prompt_tokens,
+                "completion_tokens": record.completion_tokens,
+                "finish_reason": "imported",
+                "error": "",
+            }
+            response = existing.get((prompt.pk, record.sample_index))
+            if response is None:
+                Response.objects.create(
+                    system=system,
+                    prompt=prompt,
+                    sample_index=record.sample_index,
+                    metadata={"imported_from": path.name},
+                    **values,
+                )
+                report.created += 1
+            elif any(getattr(response, k) != v for k, v in values.items()):
+                for key, value in values.items():
+                    setattr(response, key, value)
+                response.save(update_fields=list(values))
+                report.updated += 1
+            else:
+                report.unchanged += 1
+    return report
+
+
+# --- export ------------------------------------------------------------------------------------
+
+
+def export_prompts() -> Iterator[dict]:
+    for p in Prompt.objects.select_related("prompt_set").order_by("prompt_set__name", "id").iterator():
+        row = {
+            "set": p.prompt_set.name,
+            "id": p.external_id,
+            "messages": p.messages,
+            "source": p.source,
+            "tags": p.tags,
+        }
+        if p.reference_answer:
+            row["reference_answer"] = p.reference_answer
+        yield row
+
+
+def export_systems() -> Iterator[dict]:
+    for s in System.objects.order_by("name").iterator():
+        yield {
+            "name": s.name,
+            "kind": s.kind,
+            "backend": s.backend,
+            "backend_config": s.backend_config,
+            "sampling": s.sampling_config.to_dict(),
+            "description": s.description,
+        }
+
+
+def export_responses() -> Iterator[dict]:
+    rows = Response.objects.select_related("system", "prompt", "prompt__prompt_set").order_by(
+        "system__name", "prompt_id", "sample_index"
+    )
+    for r in rows.iterator(chunk_size=2000):
+        yield {
+            "system": r.system.name,
+            "set": r.prompt.prompt_set.name,
+            "id": r.prompt.external_id,
+            "sample_index": r.sample_index,
+            "response": r.text,
+            "prompt_tokens": r.prompt_tokens,
+            "completion_tokens": r.completion_tokens,
+            "latency_seconds": r.latency_seconds,
+            "finish_reason": r.finish_reason,
+            "error": r.error,
+            "notes": r.notes,
+        }
+
+
+# Later apps append (file name, row generator) pairs here in their AppConfig.ready().
+EXPORTS: list[tuple[str, object]] = [
+    ("prompts.jsonl", export_prompts),
+    ("systems.jsonl", export_systems),
+    ("responses.jsonl", export_responses),
+]
+
+
+def export_all(out_dir: Path) -> dict[str, int]:
+    """Write every table as JSON lines into out_dir (written to a temporary name, then renamed,
+    so a failed export never leaves half a file)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    counts = {}
+    for name, rows in EXPORTS:
+        target = out_dir / name
+        partial = target.with_suffix(target.suffix + ".partial")
+        n = 0
+        with partial.open("w", encoding="utf-8") as handle:
+            for row in rows():  # type: ignore[operator]
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+                n += 1
+        partial.replace(target)
+        counts[name] = n
+    return counts

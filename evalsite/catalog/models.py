@@ -1,0 +1,145 @@
+from __future__ import annotations
+
+import hashlib
+import json
+
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from generation.config import BACKENDS, ConfigError, SamplingConfig, validate_backend_config
+
+KNOWN_TAGS = ("ood", "safety", "multi_turn")
+ROLES = ("system", "user", "assistant")
+
+
+def validate_messages(messages) -> None:
+    """A prompt is a conversation that ends with the user's turn."""
+    if not isinstance(messages, list) or not messages:
+        raise ValidationError("messages must be a non-empty list of {role, content}")
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or set(message) != {"role", "content"}:
+            raise ValidationError(f"messages[{i}] must be an object with exactly 'role' and 'content'")
+        if message["role"] not in ROLES:
+            raise ValidationError(f"messages[{i}].role must be one of {', '.join(ROLES)}")
+        if not isinstance(message["content"], str) or not message["content"].strip():
+            raise ValidationError(f"messages[{i}].content must be a non-empty string")
+    if messages[-1]["role"] != "user":
+        raise ValidationError("the last message must be the user's")
+
+
+def messages_key(messages: list[dict]) -> str:
+    return hashlib.sha1(json.dumps(messages, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+class PromptSet(models.Model):
+    class Purpose(models.TextChoices):
+        TEST = "test", "test"
+        DEV = "dev", "dev"
+        TRAIN = "train", "train (prompts with reference answers)"
+
+    name = models.SlugField(max_length=100, unique=True)
+    purpose = models.CharField(max_length=8, choices=Purpose.choices, default=Purpose.TEST)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Prompt(models.Model):
+    prompt_set = models.ForeignKey(PromptSet, on_delete=models.CASCADE, related_name="prompts")
+    external_id = models.CharField(
+        max_length=100, help_text="The id in the imported file, or a hash of the messages when it had none."
+    )
+    messages = models.JSONField(validators=[validate_messages])
+    source = models.CharField(max_length=100, blank=True, db_index=True)
+    tags = models.JSONField(default=list, blank=True)
+    reference_answer = models.TextField(blank=True, help_text="An answer that came with the prompt, if any.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["prompt_set", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["prompt_set", "external_id"], name="prompt_unique_external_id"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.prompt_set.name}/{self.external_id}"
+
+    @property
+    def text(self) -> str:
+        """The user's last turn: what a prompt is matched on and shown as."""
+        return self.messages[-1]["content"]
+
+    @property
+    def is_multi_turn(self) -> bool:
+        return sum(1 for m in self.messages if m["role"] == "user") > 1
+
+
+class System(models.Model):
+    class Kind(models.TextChoices):
+        CANDIDATE = "candidate", "candidate"
+        BASELINE = "baseline", "baseline"
+
+    name = models.SlugField(max_length=100, unique=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.BASELINE)
+    backend = models.CharField(max_length=20, choices=[(b, b) for b in BACKENDS])
+    backend_config = models.JSONField(default=dict, blank=True)
+    sampling = models.JSONField(default=dict, blank=True, help_text="Overrides of LIMA's decoding defaults.")
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        errors = {}
+        try:
+            # Paths are checked when a job starts (the web host may not hold the model files).
+            self.backend_config = validate_backend_config(self.backend, self.backend_config, check_paths=False)
+        except ConfigError as exc:
+            errors["backend_config"] = str(exc)
+        try:
+            SamplingConfig.from_dict(self.sampling)
+        except (ConfigError, TypeError) as exc:
+            errors["sampling"] = str(exc)
+        if errors:
+            raise ValidationError(errors)
+
+    @property
+    def sampling_config(self) -> SamplingConfig:
+        return SamplingConfig.from_dict(self.sampling)
+
+
+class Response(models.Model):
+    system = models.ForeignKey(System, on_delete=models.CASCADE, related_name="responses")
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="responses")
+    sample_index = models.PositiveSmallIntegerField(default=0)
+    text = models.TextField(blank=True)
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    latency_seconds = models.FloatField(null=True, blank=True)
+    finish_reason = models.CharField(max_length=40, blank=True, help_text="stop, length, error, imported, ...")
+    error = models.TextField(blank=True)
+    notes = models.TextField(blank=True, help_text="e.g. the history was trimmed to fit the context")
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["prompt", "system", "sample_index"]
+        constraints = [
+            models.UniqueConstraint(fields=["system", "prompt", "sample_index"], name="response_unique_per_sample"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.system.name} on {self.prompt} #{self.sample_index}"
+
+    @property
+    def ok(self) -> bool:
+        return not self.error

@@ -1,0 +1,338 @@
+"""Long jobs whose state lives in the database, not in the broker.
+
+Every kind of long job (generation, judging, training, ...) is a model that inherits from
+``Job`` and implements ``run(ctx)``. One Celery task, ``core.run_job``, runs any of them:
+
+- it *claims* the job with one conditional UPDATE (queued -> running, with a fresh lease token),
+  so two messages for the same job never run it twice at once;
+- while ``run`` works, a heartbeat thread stamps ``heartbeat_at`` under that lease;
+- ``sweep_stale_jobs`` (at worker start and periodically from beat) puts running jobs whose
+  heartbeat is stale back to queued and sends their message again, and re-sends queued jobs
+  whose message may have been lost. The filesystem broker deletes a message when a worker takes
+  it, and Redis redelivers only after its visibility timeout: the sweep is what makes a killed
+  worker never mean a lost job.
+
+``run`` must be idempotent (unique constraints on what it writes) and resume from what is
+already in the database, because after a crash it starts again from the top.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import ClassVar
+
+from django.apps import apps
+from django.conf import settings
+from django.db import close_old_connections, connection, models, transaction
+from django.utils import timezone
+
+log = logging.getLogger(__name__)
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued", "queued"
+    RUNNING = "running", "running"
+    DONE = "done", "done"
+    FAILED = "failed", "failed"
+    CANCELLED = "cancelled", "cancelled"
+    STOPPED = "stopped", "stopped"  # stopped on purpose before the end (e.g. budget reached)
+
+
+ACTIVE_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
+
+
+class JobCancelled(Exception):
+    """Raised inside ``run`` when a cancel was requested; the job ends as cancelled."""
+
+
+class LeaseLost(Exception):
+    """Raised inside ``run`` when another worker took the job over (our heartbeat went stale)."""
+
+
+class Job(models.Model):
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0, help_text="How many times a worker claimed it.")
+    worker = models.CharField(max_length=200, blank=True, help_text="Celery node that runs or ran it.")
+    lease = models.UUIDField(null=True, blank=True, editable=False)
+    cancel_requested = models.BooleanField(default=False)
+    progress_done = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(default=0)
+    rate = models.FloatField(default=0.0, help_text="Units per second over the current attempt.")
+    rate_unit = models.CharField(max_length=20, default="items/s")
+    status_detail = models.CharField(max_length=200, blank=True)
+    error = models.TextField(blank=True)
+
+    # Subclasses set the Celery queue their work belongs on.
+    queue: ClassVar[str] = "default"
+
+    class Meta:
+        abstract = True
+
+    # -- what subclasses implement -------------------------------------------------------------
+    def run(self, ctx: JobContext) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # -- derived values shown by the UI and the CLI ----------------------------------------------
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+    @property
+    def fraction_done(self) -> float:
+        return self.progress_done / self.progress_total if self.progress_total else 0.0
+
+    @property
+    def eta_seconds(self) -> float | None:
+        if self.status != JobStatus.RUNNING or not self.started_at or not self.progress_total:
+            return None
+        remaining = self.progress_total - self.progress_done
+        if remaining <= 0:
+            return 0.0
+        elapsed = (timezone.now() - self.started_at).total_seconds()
+        per_item = elapsed / self.progress_done if self.progress_done else None
+        return remaining * per_item if per_item else None
+
+    @classmethod
+    def label(cls) -> str:
+        return cls._meta.label
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def enqueue(self) -> None:
+        """Send the job's message once the current transaction commits (never before: a worker
+        must find the row)."""
+        type(self).objects.filter(pk=self.pk).update(enqueued_at=timezone.now())
+        label, pk, queue = self.label(), self.pk, self.queue
+        transaction.on_commit(lambda: send_job_message(label, pk, queue))
+
+    def request_cancel(self) -> bool:
+        """Ask a job to stop. A queued job ends at once; a running one at its next check."""
+        model = type(self)
+        now = timezone.now()
+        ended = model.objects.filter(pk=self.pk, status=JobStatus.QUEUED).update(
+            status=JobStatus.CANCELLED, cancel_requested=True, finished_at=now
+        )
+        if not ended:
+            ended = model.objects.filter(pk=self.pk, status=JobStatus.RUNNING).update(cancel_requested=True)
+        self.refresh_from_db()
+        return bool(ended)
+
+
+def job_models() -> list[type[Job]]:
+    return [m for m in apps.get_models() if issubclass(m, Job)]
+
+
+def send_job_message(label: str, pk: int, queue: str) -> None:
+    from evalsite.core.tasks import run_job
+
+    run_job.apply_async(args=[label, pk], queue=queue)
+
+
+class JobContext:
+    """What ``Job.run`` gets: progress reporting and cooperative cancel/lease checks."""
+
+    def __init__(self, job: Job, lease: uuid.UUID):
+        self.job = job
+        self.lease = lease
+        self._model = type(job)
+        self._started = time.monotonic()
+        self._units_at_start: float | None = None
+
+    def _mine(self) -> models.QuerySet:
+        return self._model.objects.filter(pk=self.job.pk, lease=self.lease, status=JobStatus.RUNNING)
+
+    def progress(
+        self,
+        done: int,
+        total: int | None = None,
+        *,
+        units: float | None = None,
+        unit: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        """Record progress (and a heartbeat). ``units`` is a running count (e.g. tokens) for the
+        rate; without it the rate is items per second. Raises JobCancelled or LeaseLost."""
+        fields: dict = {"progress_done": done, "heartbeat_at": timezone.now()}
+        if total is not None:
+            fields["progress_total"] = total
+        elapsed = max(time.monotonic() - self._started, 1e-6)
+        if units is not None:
+            if self._units_at_start is None:
+                self._units_at_start = units
+            fields["rate"] = (units - self._units_at_start) / elapsed
+        else:
+            fields["rate"] = done / elapsed
+        if unit:
+            fields["rate_unit"] = unit
+        if detail is not None:
+            fields["status_detail"] = detail[:200]
+        if not self._mine().update(**fields):
+            raise LeaseLost(f"{self.job} was taken over by another worker")
+        for key, value in fields.items():
+            setattr(self.job, key, value)
+        self.check()
+
+    def set_total(self, total: int) -> None:
+        self._mine().update(progress_total=total)
+        self.job.progress_total = total
+
+    def check(self) -> None:
+        """Raise JobCancelled if a cancel was requested (call between units of work)."""
+        if self._model.objects.filter(pk=self.job.pk, cancel_requested=True).exists():
+            raise JobCancelled()
+
+
+class Heartbeat(threading.Thread):
+    """Stamps heartbeat_at every few seconds while the job's own code is busy (loading a model,
+    one long batch), so a live worker is never mistaken for a dead one."""
+
+    def __init__(self, model: type[Job], pk: int, lease: uuid.UUID, every: float):
+        super().__init__(daemon=True, name=f"heartbeat-{model._meta.label}-{pk}")
+        self.model, self.pk, self.lease, self.every = model, pk, lease, every
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self.stopped.wait(self.every):
+                alive = self.model.objects.filter(pk=self.pk, lease=self.lease, status=JobStatus.RUNNING).update(
+                    heartbeat_at=timezone.now()
+                )
+                if not alive:
+                    return
+        finally:
+            connection.close()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join(timeout=self.every + 5)
+
+
+def claim(model: type[Job], pk: int, worker: str) -> tuple[Job, uuid.UUID] | None:
+    """Take a queued job with one conditional UPDATE. Returns None when it is not ours to run
+    (already running elsewhere, finished, cancelled, or gone)."""
+    lease = uuid.uuid4()
+    now = timezone.now()
+    taken = model.objects.filter(pk=pk, status=JobStatus.QUEUED).update(
+        status=JobStatus.RUNNING,
+        lease=lease,
+        worker=worker[:200],
+        heartbeat_at=now,
+        started_at=now,
+        attempts=models.F("attempts") + 1,
+        error="",
+    )
+    if not taken:
+        return None
+    return model.objects.get(pk=pk), lease
+
+
+def finish(
+    model: type[Job], pk: int, lease: uuid.UUID, status: str, error: str = "", detail: str | None = None
+) -> bool:
+    fields: dict = {"status": status, "finished_at": timezone.now(), "heartbeat_at": timezone.now(), "error": error}
+    if detail is not None:
+        fields["status_detail"] = detail[:200]
+    return bool(model.objects.filter(pk=pk, lease=lease, status=JobStatus.RUNNING).update(**fields))
+
+
+def execute(label: str, pk: int, worker: str) -> str:
+    """Run one job to its end in this process. Used by the Celery task and by ``--foreground``
+    commands, so both take the same path."""
+    model = apps.get_model(label)
+    claimed = claim(model, pk, worker)
+    if claimed is None:
+        return "skipped"
+    job, lease = claimed
+    beat = Heartbeat(model, pk, lease, settings.JOB_HEARTBEAT_SECONDS)
+    beat.start()
+    try:
+        job.run(JobContext(job, lease))
+    except JobCancelled:
+        finish(model, pk, lease, JobStatus.CANCELLED, detail="cancelled on request")
+        return JobStatus.CANCELLED
+    except LeaseLost:
+        log.warning("%s %s: lease lost, another worker continues it", label, pk)
+        return "lease lost"
+    except Exception as exc:  # the job's own failure: recorded on the row and shown, never lost
+        log.exception("%s %s failed", label, pk)
+        finish(model, pk, lease, JobStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
+        return JobStatus.FAILED
+    finally:
+        beat.stop()
+    job.refresh_from_db()
+    if job.status == JobStatus.RUNNING:
+        finish(model, pk, lease, JobStatus.DONE)
+        return JobStatus.DONE
+    return job.status
+
+
+def requeue_orphans_of(worker: str) -> list[tuple[str, int]]:
+    """At worker start: jobs this very node was running are dead for sure (it just started)."""
+    requeued = []
+    for model in job_models():
+        for pk in list(model.objects.filter(status=JobStatus.RUNNING, worker=worker).values_list("pk", flat=True)):
+            if model.objects.filter(pk=pk, status=JobStatus.RUNNING, worker=worker).update(
+                status=JobStatus.QUEUED, lease=None, enqueued_at=timezone.now()
+            ):
+                send_job_message(model.label(), pk, model.queue)
+                requeued.append((model.label(), pk))
+    return requeued
+
+
+def sweep_stale_jobs(now=None) -> list[tuple[str, int]]:
+    """Put running jobs with a stale heartbeat back in the queue, and re-send queued jobs whose
+    message may have been lost. Safe to run anywhere, any number of times at once."""
+    now = now or timezone.now()
+    stale_before = now - timedelta(seconds=settings.JOB_STALE_AFTER_SECONDS)
+    resend_before = now - timedelta(seconds=settings.JOB_RESEND_QUEUED_AFTER_SECONDS)
+    swept: list[tuple[str, int]] = []
+    for model in job_models():
+        stale = model.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=stale_before)
+        for pk in list(stale.values_list("pk", flat=True)):
+            # conditional: only one sweeper wins, and a job that just beat is left alone
+            if model.objects.filter(pk=pk, status=JobStatus.RUNNING, heartbeat_at__lt=stale_before).update(
+                status=JobStatus.QUEUED, lease=None, enqueued_at=now
+            ):
+                log.warning("%s %s: heartbeat stale, re-enqueued", model.label(), pk)
+                send_job_message(model.label(), pk, model.queue)
+                swept.append((model.label(), pk))
+        lost = model.objects.filter(status=JobStatus.QUEUED).filter(
+            models.Q(enqueued_at__lt=resend_before) | models.Q(enqueued_at__isnull=True)
+        )
+        for pk in list(lost.values_list("pk", flat=True)):
+            if (
+                model.objects.filter(pk=pk, status=JobStatus.QUEUED)
+                .filter(models.Q(enqueued_at__lt=resend_before) | models.Q(enqueued_at__isnull=True))
+                .update(enqueued_at=now)
+            ):
+                send_job_message(model.label(), pk, model.queue)
+                swept.append((model.label(), pk))
+    return swept
+
+
+def wait_for(job: Job, poll: float = 0.5, timeout: float | None = None, on_progress=None) -> Job:
+    """Block until a job leaves the queued/running states (used by ``--wait`` options)."""
+    deadline = time.monotonic() + timeout if timeout else None
+    while True:
+        close_old_connections()
+        job.refresh_from_db()
+        if on_progress:
+            on_progress(job)
+        if not job.is_active:
+            return job
+        if deadline and time.monotonic() > deadline:
+            raise TimeoutError(f"{job} still {job.status} after {timeout} s")
+        time.sleep(poll)
+
+
+def active(models_: Iterable[type[Job]] | None = None) -> int:
+    return sum(m.objects.filter(status__in=ACTIVE_STATUSES).count() for m in (models_ or job_models()))

@@ -1,0 +1,31 @@
+import os
+
+from django.core.management.base import BaseCommand, CommandError
+
+from evalsite.core.demo import StageFailed, run_stages, serve
+
+
+class Command(BaseCommand):
+    help = "Run the demo pipeline on the embedded default (stages already done are skipped), then serve the site."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--no-serve", action="store_true", help="run the batch stages only")
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=int(os.environ.get("DEMO_PORT", "8000")))
+
+    def handle(self, *args, **opts):
+        try:
+            state = run_stages(self.stdout.write)
+        except StageFailed as exc:
+            raise CommandError(str(exc)) from exc
+        for line in state.lines:
+            self.stdout.write(self.style.SUCCESS(line))
+        if not any(line.startswith("staff login") for line in state.lines):
+            self.stdout.write(
+                "staff login: admin (password shown at the first run; reset: manage.py changepassword admin)"
+            )
+        if opts["no_serve"]:
+            return
+        code = serve(opts["host"], opts["port"], self.stdout.write)
+        if code:
+            raise CommandError("the demo's server stopped")

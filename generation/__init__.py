@@ -1,0 +1,1 @@
+"""Generation library: backends, sampling, chat formatting. Knows nothing of Django."""

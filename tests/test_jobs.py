@@ -1,0 +1,128 @@
+"""Long jobs live in the database: a killed worker never means a lost or doubled job.
+Real worker processes, the real broker of the suite (Redis) and the real database."""
+
+import time
+
+import pytest
+from django.db import close_old_connections
+from django.test import override_settings
+from django.utils import timezone
+
+from evalsite.core import jobs
+from evalsite.core.jobs import JobStatus
+from evalsite.core.models import SelfTestJob
+from evalsite.core.tasks import ping
+from tests.conftest import wait_until
+
+
+def test_a_task_round_trips_through_redis_and_a_real_worker(workers):
+    workers("w1")
+    result = ping.delay("hello")
+    assert result.get(timeout=30) == {"value": "hello", "database": "postgresql"}
+
+
+def test_a_job_runs_once_and_reports_progress(workers, transactional_db):
+    workers("w1")
+    job = SelfTestJob.objects.create(steps=4, seconds_per_step=0.05)
+    job.enqueue()
+    job = jobs.wait_for(job, timeout=30)
+    assert job.status == JobStatus.DONE
+    assert (job.progress_done, job.progress_total, job.attempts) == (4, 4, 1)
+    assert job.completed_steps == [0, 1, 2, 3]
+    assert job.worker == "w1@test" and job.finished_at is not None
+
+
+def test_a_repeated_message_does_not_run_a_job_twice(workers, transactional_db):
+    workers("w1")
+    job = SelfTestJob.objects.create(steps=3, seconds_per_step=0.05)
+    job.enqueue()
+    jobs.send_job_message(job.label(), job.pk, job.queue)  # a duplicate, as after a redelivery
+    jobs.wait_for(job, timeout=30)
+    time.sleep(1.0)
+    job.refresh_from_db()
+    assert job.attempts == 1 and job.completed_steps == [0, 1, 2]
+
+
+def _start_long_job_and_kill_its_worker(workers, name):
+    worker = workers(name)
+    job = SelfTestJob.objects.create(steps=25, seconds_per_step=0.2)
+    job.enqueue()
+    wait_until(lambda: SelfTestJob.objects.get(pk=job.pk).progress_done >= 5, message="5 steps")
+    worker.kill()
+    job.refresh_from_db()
+    assert job.status == JobStatus.RUNNING and job.progress_done < 25
+    return job
+
+
+def test_a_killed_workers_job_is_taken_back_when_that_worker_restarts(workers, transactional_db):
+    job = _start_long_job_and_kill_its_worker(workers, "w1")
+    workers("w1")  # same node name: it knows at once that its old jobs are orphans
+    job = jobs.wait_for(job, timeout=60)
+    assert job.status == JobStatus.DONE
+    assert job.completed_steps == list(range(25)), "every step exactly once, in order"
+    assert job.attempts == 2
+
+
+def test_the_sweep_hands_a_dead_workers_job_to_another_worker(workers, transactional_db):
+    job = _start_long_job_and_kill_its_worker(workers, "w1")
+    workers("w2")
+    assert jobs.sweep_stale_jobs() == [], "a fresh heartbeat is not stale"
+    with override_settings(JOB_STALE_AFTER_SECONDS=1.0):
+        time.sleep(1.5)
+        close_old_connections()
+        assert jobs.sweep_stale_jobs() == [(job.label(), job.pk)]
+        assert jobs.sweep_stale_jobs() == [], "a second sweep finds nothing more to do"
+    job = jobs.wait_for(job, timeout=60)
+    assert job.status == JobStatus.DONE and job.worker == "w2@test"
+    assert job.completed_steps == list(range(25))
+
+
+def test_a_job_whose_message_was_lost_is_sent_again(workers, transactional_db):
+    # enqueued (the time is stamped) but its message never reached the broker
+    job = SelfTestJob.objects.create(steps=2, seconds_per_step=0.01, enqueued_at=timezone.now())
+    workers("w1")
+    time.sleep(1.0)
+    job.refresh_from_db()
+    assert job.status == JobStatus.QUEUED
+    with override_settings(JOB_RESEND_QUEUED_AFTER_SECONDS=0):
+        assert jobs.sweep_stale_jobs() == [(job.label(), job.pk)]
+    assert jobs.wait_for(job, timeout=30).status == JobStatus.DONE
+
+
+def test_a_running_job_can_be_cancelled(workers, transactional_db):
+    workers("w1")
+    job = SelfTestJob.objects.create(steps=100, seconds_per_step=0.1)
+    job.enqueue()
+    wait_until(lambda: SelfTestJob.objects.get(pk=job.pk).progress_done >= 2, message="2 steps")
+    assert job.request_cancel()
+    job = jobs.wait_for(job, timeout=30)
+    assert job.status == JobStatus.CANCELLED and job.progress_done < 100
+
+
+def test_a_queued_job_cancelled_before_any_worker_never_runs(workers, transactional_db):
+    job = SelfTestJob.objects.create(steps=2, seconds_per_step=0.01)
+    job.enqueue()
+    job.request_cancel()
+    workers("w1")
+    time.sleep(1.0)
+    job.refresh_from_db()
+    assert job.status == JobStatus.CANCELLED and job.attempts == 0
+
+
+@pytest.mark.django_db
+def test_claiming_is_one_conditional_update():
+    job = SelfTestJob.objects.create()
+    first = jobs.claim(SelfTestJob, job.pk, "a")
+    assert first is not None
+    assert jobs.claim(SelfTestJob, job.pk, "b") is None
+    _, lease = first
+    assert not jobs.finish(SelfTestJob, job.pk, jobs.uuid.uuid4(), JobStatus.DONE), "a stale lease cannot finish it"
+    assert jobs.finish(SelfTestJob, job.pk, lease, JobStatus.DONE)
+
+
+@pytest.mark.django_db
+def test_eta_and_fraction_come_from_progress():
+    job = SelfTestJob.objects.create(status=JobStatus.RUNNING, progress_total=10, progress_done=5)
+    job.started_at = job.created_at
+    assert job.fraction_done == 0.5
+    assert job.eta_seconds is not None and job.eta_seconds >= 0

@@ -1,0 +1,84 @@
+"""Settings come from the environment; a bad configuration is reported clearly."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+def run_manage(args, tmp_path, **env_overrides):
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "SECRET_KEY", "DEBUG")}
+    env.update({"EVALSITE_VAR_DIR": str(tmp_path / "var")}, **env_overrides)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_secret_key_is_required_when_debug_is_off(tmp_path):
+    result = run_manage(["check"], tmp_path, DEBUG="0")
+    assert result.returncode != 0
+    assert "SECRET_KEY is not set and DEBUG is off" in result.stderr
+
+
+def test_a_development_secret_key_is_generated_once_into_var(tmp_path):
+    assert run_manage(["check"], tmp_path, DEBUG="1").returncode == 0
+    key_file = tmp_path / "var" / "secret_key"
+    first = key_file.read_text()
+    assert len(first) >= 50 and oct(key_file.stat().st_mode & 0o777) == "0o600"
+    assert run_manage(["check"], tmp_path, DEBUG="1").returncode == 0
+    assert key_file.read_text() == first
+
+
+def test_the_embedded_default_uses_sqlite_and_a_serverless_broker_under_var(tmp_path):
+    code = (
+        "from django.conf import settings as s; d = s.DATABASES['default']; "
+        "print(d['ENGINE'], d['NAME'], d['OPTIONS']['transaction_mode'], d['OPTIONS']['timeout']); "
+        "print(s.CELERY_BROKER_URL, s.CELERY_BROKER_TRANSPORT_OPTIONS['data_folder_in'], "
+        "s.CELERY_BROKER_TRANSPORT_OPTIONS['store_processed'])"
+    )
+    result = run_manage(["shell", "--no-imports", "-c", code], tmp_path)
+    assert result.returncode == 0, result.stderr
+    db_line, broker_line = result.stdout.split("\n")[:2]
+    var = tmp_path / "var"
+    assert db_line == f"django.db.backends.sqlite3 {var / 'evalsite.sqlite3'} IMMEDIATE 30"
+    assert broker_line == f"filesystem://localhost// {var / 'broker' / 'queue'} False"
+
+
+def test_an_unknown_broker_scheme_fails_the_system_check(tmp_path):
+    result = run_manage(["check"], tmp_path, CELERY_BROKER_URL="rabbit://nowhere")
+    assert result.returncode != 0
+    assert "core.E001" in result.stderr and "unknown scheme 'rabbit'" in result.stderr
+
+
+def test_a_heartbeat_too_slow_for_the_stale_limit_fails_the_check(tmp_path):
+    result = run_manage(["check"], tmp_path, JOB_HEARTBEAT_SECONDS="30", JOB_STALE_AFTER_SECONDS="60")
+    assert result.returncode != 0 and "core.E003" in result.stderr
+
+
+def test_doctor_reports_an_unreachable_broker(tmp_path):
+    assert run_manage(["migrate", "-v0"], tmp_path).returncode == 0
+    result = run_manage(["doctor"], tmp_path, CELERY_BROKER_URL="redis://127.0.0.1:1/0")
+    assert result.returncode == 1
+    assert "broker     FAIL redis://127.0.0.1:1/0" in result.stdout
+    assert "1 check(s) failed" in result.stderr
+
+
+def test_doctor_reports_a_database_it_cannot_reach(tmp_path):
+    result = run_manage(["doctor"], tmp_path, DATABASE_URL="postgres://postgres@127.0.0.1:1/nope")
+    assert result.returncode == 1
+    assert "database   FAIL postgresql nope" in result.stdout
+
+
+@pytest.mark.parametrize("url", ["postgres://postgres@127.0.0.1:5432/evalsite", "redis://127.0.0.1:6379/3"])
+def test_production_urls_are_read_from_the_environment(tmp_path, url):
+    var = "DATABASE_URL" if url.startswith("postgres") else "CELERY_BROKER_URL"
+    code = "from django.conf import settings as s; print(s.DATABASES['default']['ENGINE'], s.CELERY_BROKER_URL)"
+    result = run_manage(["shell", "--no-imports", "-c", code], tmp_path, **{var: url})
+    assert result.returncode == 0, result.stderr
+    if var == "DATABASE_URL":
+        assert result.stdout.startswith("django.db.backends.postgresql ")
+    else:
+        assert result.stdout.strip().endswith(url)
