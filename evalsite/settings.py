@@ -30,6 +30,7 @@ INSTALLED_APPS = [
     "django_celery_results",
     "evalsite.core",
     "evalsite.catalog",
+    "evalsite.generations",
 ]
 
 MIDDLEWARE = [
@@ -146,5 +147,5 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {name: {"level": "WARNING"} for name in ("django.db.backends", "httpx", "httpx2", "openai")},
 }

@@ -1,0 +1,218 @@
+"""Local transformers models: a model folder, a GGUF file, or a training checkpoint.
+
+Batched generation: prompts sorted by length, left padding, the KV cache, and batches bounded by
+a token budget so memory stays bounded. Stops on EOS and on the end-of-turn token. The
+repetition penalty applies to generated tokens only, as in the paper."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList
+
+from generation.chat import END_OF_TURN_TOKENS, ensure_chat_template, fit_to_context
+from generation.config import SamplingConfig
+from generation.types import GenerationRequest, GenerationResult
+
+DEFAULT_MAX_BATCH_SIZE = 16
+DEFAULT_MAX_BATCH_TOKENS = 16 * 4096
+
+
+def configure_threads() -> int:
+    """Use the cores this process may run on (GENERATION_THREADS overrides)."""
+    wanted = os.environ.get("GENERATION_THREADS")
+    n = int(wanted) if wanted else len(os.sched_getaffinity(0))
+    torch.set_num_threads(max(1, n))
+    return n
+
+
+class GeneratedTokensRepetitionPenalty(LogitsProcessor):
+    """CTRL-style repetition penalty on tokens generated so far (not on the prompt's tokens).
+    With left padding every row's prompt ends at the same column, so the generated part is
+    input_ids[:, prompt_length:]."""
+
+    def __init__(self, penalty: float, prompt_length: int):
+        self.penalty = penalty
+        self.prompt_length = prompt_length
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        generated = input_ids[:, self.prompt_length :]
+        if generated.shape[1] == 0 or self.penalty == 1.0:
+            return scores
+        picked = torch.gather(scores, 1, generated)
+        picked = torch.where(picked < 0, picked * self.penalty, picked / self.penalty)
+        return scores.scatter(1, generated, picked)  # type: ignore[return-value]
+
+
+@dataclass
+class LoadedModel:
+    model: Any
+    tokenizer: Any
+    device: torch.device
+    context_length: int
+    stop_ids: list[int]
+
+
+def resolve_model_files(config: dict[str, Any]) -> tuple[str, str | None]:
+    path = Path(config["model_path"]).expanduser()
+    if path.is_file():  # a .gguf file given directly
+        return str(path.parent), path.name
+    return str(path), config.get("gguf_file")
+
+
+def stop_token_ids(tokenizer: Any, model: Any) -> list[int]:
+    ids: set[int] = set()
+    for source in (getattr(model.generation_config, "eos_token_id", None), tokenizer.eos_token_id):
+        if isinstance(source, int):
+            ids.add(source)
+        elif isinstance(source, list):
+            ids.update(i for i in source if isinstance(i, int))
+    vocab = tokenizer.get_vocab()
+    ids.update(vocab[t] for t in END_OF_TURN_TOKENS if t in vocab)
+    return sorted(ids)
+
+
+def load(config: dict[str, Any]) -> LoadedModel:
+    folder, gguf_file = resolve_model_files(config)
+    device = torch.device(config.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtype_name = config.get("dtype") or ("bfloat16" if device.type == "cuda" else "float32")
+    dtype = getattr(torch, dtype_name) if dtype_name != "auto" else "auto"
+    kwargs: dict[str, Any] = {"gguf_file": gguf_file} if gguf_file else {}
+    tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **kwargs).to(device)  # type: ignore[arg-type]
+    model.eval()
+    ensure_chat_template(tokenizer)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    context = getattr(model.config, "max_position_embeddings", None) or 2048
+    return LoadedModel(model, tokenizer, device, int(context), stop_token_ids(tokenizer, model))
+
+
+_cache_lock = threading.Lock()
+_cache: dict[tuple, LoadedModel] = {}
+
+
+def load_cached(config: dict[str, Any]) -> LoadedModel:
+    """A worker keeps the last model it loaded: consecutive jobs on one system load it once."""
+    key = (config["model_path"], config.get("gguf_file"), config.get("dtype"), config.get("device"))
+    with _cache_lock:
+        if key not in _cache:
+            _cache.clear()
+            _cache[key] = load(config)
+        return _cache[key]
+
+
+@dataclass
+class _Item:
+    request: GenerationRequest
+    input_ids: list[int]
+    note: str
+
+
+def plan_batches(
+    lengths: Sequence[int], max_new_tokens: int, max_batch_size: int, max_batch_tokens: int
+) -> list[list[int]]:
+    """Group indices sorted by length so padding is small; each batch holds at most
+    max_batch_size prompts and (longest prompt + max_new_tokens) * size <= max_batch_tokens
+    (a single prompt always gets a batch of its own)."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        longest = max([lengths[j] for j in current] + [lengths[i]])
+        if current and (
+            len(current) + 1 > max_batch_size or (longest + max_new_tokens) * (len(current) + 1) > max_batch_tokens
+        ):
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
+
+
+class HFLocalBackend:
+    def __init__(self, config: dict[str, Any], loaded: LoadedModel | None = None):
+        configure_threads()
+        self.config = config
+        self.loaded = loaded or load_cached(config)
+        self.max_batch_size = config.get("max_batch_size", DEFAULT_MAX_BATCH_SIZE)
+        self.max_batch_tokens = config.get("max_batch_tokens", DEFAULT_MAX_BATCH_TOKENS)
+
+    @property
+    def preferred_chunk(self) -> int:
+        return self.max_batch_size * 4
+
+    def _prepare(self, requests: Sequence[GenerationRequest], sampling: SamplingConfig) -> list[_Item]:
+        budget = max(1, self.loaded.context_length - sampling.max_new_tokens)
+        items = []
+        for request in requests:
+            fitted = fit_to_context(self.loaded.tokenizer, request.messages, budget)
+            items.append(_Item(request, fitted.input_ids, fitted.note))
+        return items
+
+    def generate(self, requests: Sequence[GenerationRequest], sampling: SamplingConfig) -> Iterator[GenerationResult]:
+        """Yield one result per request, batch by batch (shortest prompts first)."""
+        items = self._prepare(requests, sampling)
+        max_new = min(sampling.max_new_tokens, self.loaded.context_length - 1)
+        batches = plan_batches([len(i.input_ids) for i in items], max_new, self.max_batch_size, self.max_batch_tokens)
+        for batch_no, batch in enumerate(batches):
+            yield from self._generate_batch([items[i] for i in batch], sampling, max_new, batch_no)
+
+    def _generate_batch(
+        self, items: list[_Item], sampling: SamplingConfig, max_new: int, batch_no: int
+    ) -> Iterator[GenerationResult]:
+        lm = self.loaded
+        pad = lm.tokenizer.pad_token_id
+        width = max(len(i.input_ids) for i in items)
+        input_ids = torch.full((len(items), width), pad, dtype=torch.long)
+        attention = torch.zeros((len(items), width), dtype=torch.long)
+        for row, item in enumerate(items):  # left padding: every prompt ends at the last column
+            input_ids[row, width - len(item.input_ids) :] = torch.tensor(item.input_ids)
+            attention[row, width - len(item.input_ids) :] = 1
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": max_new,
+            "eos_token_id": lm.stop_ids or None,
+            "pad_token_id": pad,
+            "logits_processor": LogitsProcessorList(
+                [GeneratedTokensRepetitionPenalty(sampling.repetition_penalty, width)]
+            ),
+        }
+        if sampling.temperature > 0:
+            kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
+            if sampling.seed is not None:
+                torch.manual_seed(sampling.seed + 7919 * batch_no + items[0].request.sample_index)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        started = time.monotonic()
+        with torch.inference_mode():
+            output = lm.model.generate(
+                input_ids=input_ids.to(lm.device), attention_mask=attention.to(lm.device), **kwargs
+            )
+        elapsed = time.monotonic() - started
+        new_tokens = output[:, width:].tolist()
+        stop = set(lm.stop_ids)
+        for item, tokens in zip(items, new_tokens, strict=True):
+            end = next((k for k, t in enumerate(tokens) if t in stop), None)
+            kept = tokens if end is None else tokens[:end]
+            yield GenerationResult(
+                key=item.request.key,
+                text=lm.tokenizer.decode(kept, skip_special_tokens=True).strip(),
+                prompt_tokens=len(item.input_ids),
+                completion_tokens=len(kept),
+                latency_seconds=elapsed,
+                finish_reason="stop" if end is not None else "length",
+                notes=item.note,
+                metadata={"batch_size": len(items)},
+            )
+
+    def close(self) -> None:
+        pass

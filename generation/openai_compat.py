@@ -1,0 +1,137 @@
+"""Any OpenAI-compatible server (OpenAI, vLLM, llama.cpp, TGI, ...) through the openai client:
+chat completions or legacy completions, bounded concurrency, our own retries."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import Any
+
+import openai
+
+from generation.config import ConfigError, SamplingConfig
+from generation.retry import MalformedResponse, PermanentError, RetryPolicy, call_with_retries
+from generation.types import GenerationRequest, GenerationResult
+
+NO_KEY = "no-key"  # local servers ignore the key, but the client insists on one
+
+
+def api_key_from_env(env_name: str | None) -> str:
+    if not env_name:
+        return os.environ.get("OPENAI_API_KEY", NO_KEY)
+    value = os.environ.get(env_name)
+    if not value:
+        raise ConfigError(f"openai_compat: the environment variable {env_name} (api_key_env) is not set")
+    return value
+
+
+def make_client(base_url: str, api_key_env: str | None, timeout: float) -> openai.OpenAI:
+    # max_retries=0: retries are ours (jitter, Retry-After, permanent vs transient, recorded)
+    return openai.OpenAI(base_url=base_url, api_key=api_key_from_env(api_key_env), timeout=timeout, max_retries=0)
+
+
+def check_reachable(base_url: str, api_key_env: str | None = None, timeout: float = 5.0) -> None:
+    """Raise ConfigError when nothing answers at base_url (any HTTP answer counts as reachable)."""
+    client = make_client(base_url, api_key_env, timeout)
+    try:
+        client.models.list()
+    except (openai.APIConnectionError, openai.APITimeoutError) as exc:
+        raise ConfigError(
+            f"openai_compat: nothing answers at {base_url} ({type(exc).__name__}); is the server up?"
+        ) from exc
+    except openai.AuthenticationError as exc:
+        raise ConfigError(f"openai_compat: {base_url} refused the API key: {exc.message}") from exc
+    except openai.APIError:
+        pass  # some servers have no /models; they answered, which is what we check
+
+
+def completion_prompt(messages: list[dict[str, str]]) -> str:
+    """A plain transcript for the legacy completions API."""
+    lines = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
+    return "\n\n".join(lines) + "\n\nAssistant:"
+
+
+class OpenAICompatBackend:
+    def __init__(self, config: dict[str, Any]):
+        self.config = config
+        self.model = config["model"]
+        self.api = config.get("api", "chat")
+        self.concurrency = config.get("concurrency", 8)
+        self.policy = RetryPolicy(max_retries=config.get("max_retries", 5))
+        self.client = make_client(config["base_url"], config.get("api_key_env"), config.get("timeout", 120))
+
+    @property
+    def preferred_chunk(self) -> int:
+        return self.concurrency * 4
+
+    def _request(self, request: GenerationRequest, sampling: SamplingConfig) -> dict[str, Any]:
+        common: dict[str, Any] = {
+            "model": self.model,
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+            "max_tokens": sampling.max_new_tokens,
+        }
+        if sampling.seed is not None:
+            common["seed"] = sampling.seed + request.sample_index
+        if sampling.repetition_penalty != 1.0:
+            # vLLM and llama.cpp read it; OpenAI ignores unknown body fields sent this way
+            common["extra_body"] = {"repetition_penalty": sampling.repetition_penalty}
+        if self.api == "chat":
+            reply = self.client.chat.completions.create(messages=request.messages, **common)  # type: ignore[arg-type]
+            if not reply.choices or reply.choices[0].message is None or reply.choices[0].message.content is None:
+                raise MalformedResponse("no choices[0].message.content in the reply")
+            choice = reply.choices[0]
+            text = choice.message.content
+        else:
+            reply = self.client.completions.create(prompt=completion_prompt(request.messages), **common)
+            if not reply.choices or reply.choices[0].text is None:
+                raise MalformedResponse("no choices[0].text in the reply")
+            choice = reply.choices[0]
+            text = choice.text
+        usage = reply.usage
+        return {
+            "text": text,
+            "finish_reason": choice.finish_reason or "stop",
+            "prompt_tokens": usage.prompt_tokens if usage else None,
+            "completion_tokens": usage.completion_tokens if usage else None,
+            "model": reply.model,
+        }
+
+    def _one(self, request: GenerationRequest, sampling: SamplingConfig) -> GenerationResult:
+        started = time.monotonic()
+        retries: list[str] = []
+        try:
+            out = call_with_retries(
+                lambda: self._request(request, sampling),
+                self.policy,
+                on_retry=lambda attempt, exc, delay: retries.append(f"{type(exc).__name__} -> wait {delay:.1f}s"),
+            )
+        except PermanentError as exc:
+            return GenerationResult(
+                key=request.key,
+                finish_reason="error",
+                error=str(exc),
+                latency_seconds=time.monotonic() - started,
+                metadata={"retries": retries},
+            )
+        return GenerationResult(
+            key=request.key,
+            text=out["text"],
+            prompt_tokens=out["prompt_tokens"],
+            completion_tokens=out["completion_tokens"],
+            finish_reason=out["finish_reason"],
+            latency_seconds=time.monotonic() - started,
+            metadata={"model": out["model"], "retries": retries} if retries else {"model": out["model"]},
+        )
+
+    def generate(self, requests: Sequence[GenerationRequest], sampling: SamplingConfig) -> Iterator[GenerationResult]:
+        """Yield one result per request, in completion order, with at most `concurrency` in flight."""
+        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="openai") as pool:
+            futures = [pool.submit(self._one, r, sampling) for r in requests]
+            for future in as_completed(futures):
+                yield future.result()
+
+    def close(self) -> None:
+        self.client.close()
