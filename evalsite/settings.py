@@ -31,6 +31,7 @@ INSTALLED_APPS = [
     "evalsite.core",
     "evalsite.catalog",
     "evalsite.generations",
+    "evalsite.annotation",
 ]
 
 MIDDLEWARE = [
@@ -84,6 +85,13 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
+LOGIN_MAX_FAILURES = env.int("LOGIN_MAX_FAILURES", default=5)
+LOGIN_LOCKOUT_SECONDS = env.int("LOGIN_LOCKOUT_SECONDS", default=600)
+# The login rate limit and other counters; use Redis (redis://HOST:6379/1) with several web processes.
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="evaluation@localhost")
+SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000")
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -3,6 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from evalsite.core import views as core_views
+from evalsite.core.login import RateLimitedLoginView
 
 admin.site.site_header = "LIMA-style evaluation"
 admin.site.site_title = "LIMA-style evaluation"
@@ -10,8 +11,9 @@ admin.site.site_title = "LIMA-style evaluation"
 urlpatterns = [
     path("", core_views.home, name="home"),
     path("healthz", core_views.healthz, name="healthz"),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/login/", RateLimitedLoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("generation/", include("evalsite.generations.urls")),
+    path("annotate/", include("evalsite.annotation.urls")),
     path("admin/", admin.site.urls),
 ]

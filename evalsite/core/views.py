@@ -2,7 +2,7 @@ from django.contrib.auth.decorators import login_required
 from django.db import connection
 from django.db.models import Count
 from django.http import JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 
 from evalsite.catalog.models import PromptSet, System
 
@@ -16,8 +16,10 @@ def healthz(request):
 
 @login_required
 def home(request):
-    context = {}
-    if request.user.is_staff:
-        context["prompt_sets"] = PromptSet.objects.annotate(n=Count("prompts"))
-        context["systems"] = System.objects.annotate(n=Count("responses"))
+    if not request.user.is_staff:
+        return redirect("annotation:home")
+    context = {
+        "prompt_sets": PromptSet.objects.annotate(n=Count("prompts")),
+        "systems": System.objects.annotate(n=Count("responses")),
+    }
     return render(request, "core/home.html", context)

@@ -1,10 +1,10 @@
-from django.contrib.admin.views.decorators import staff_member_required
 from django.db.models import Count
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from evalsite.catalog.models import Prompt, PromptSet, Response
+from evalsite.core.decorators import staff_required
 from evalsite.generations.models import GenerationJob
 
 
@@ -26,25 +26,25 @@ def job_row(job: GenerationJob) -> dict:
     }
 
 
-@staff_member_required
+@staff_required
 def job_list(request):
     jobs = GenerationJob.objects.select_related("system", "prompt_set")[:100]
     return render(request, "generations/job_list.html", {"rows": [job_row(j) for j in jobs]})
 
 
-@staff_member_required
+@staff_required
 def job_list_json(request):
     jobs = GenerationJob.objects.select_related("system", "prompt_set")[:100]
     return JsonResponse({"jobs": [job_row(j) for j in jobs]})
 
 
-@staff_member_required
+@staff_required
 def job_detail(request, pk: int):
     job = get_object_or_404(GenerationJob.objects.select_related("system", "prompt_set"), pk=pk)
     return render(request, "generations/job_detail.html", {"job": job, "row": job_row(job)})
 
 
-@staff_member_required
+@staff_required
 @require_POST
 def job_cancel(request, pk: int):
     job = get_object_or_404(GenerationJob, pk=pk)
@@ -52,20 +52,20 @@ def job_cancel(request, pk: int):
     return redirect("generations:job_detail", pk=pk)
 
 
-@staff_member_required
+@staff_required
 def browse_sets(request):
     sets = PromptSet.objects.annotate(n=Count("prompts"))
     return render(request, "generations/browse_sets.html", {"sets": sets})
 
 
-@staff_member_required
+@staff_required
 def browse_set(request, name: str):
     prompt_set = get_object_or_404(PromptSet, name=name)
     prompts = prompt_set.prompts.annotate(n=Count("responses")).order_by("id")
     return render(request, "generations/browse_set.html", {"prompt_set": prompt_set, "prompts": prompts})
 
 
-@staff_member_required
+@staff_required
 def browse_prompt(request, pk: int):
     """One prompt, every system's answer side by side."""
     prompt = get_object_or_404(Prompt.objects.select_related("prompt_set"), pk=pk)

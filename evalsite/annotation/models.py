@@ -1,0 +1,154 @@
+from __future__ import annotations
+
+import hashlib
+
+from django.conf import settings
+from django.db import models
+
+from evalsite.catalog.models import Prompt, PromptSet, Response, System
+
+# Appendix C of the paper: the annotators' (and GPT-4's) instructions.
+LIMA_INSTRUCTIONS = (
+    "Imagine that you have a super-intelligent AI assistant, and that you require help with the "
+    "following question. Which answer best satisfies your needs?"
+)
+CHOICE_LABELS = {
+    "a": "Answer A is significantly better",
+    "b": "Answer B is significantly better",
+    "tie": "Neither is significantly better",
+}
+
+
+class Outcome(models.TextChoices):
+    CANDIDATE = "candidate", "candidate wins"
+    BASELINE = "baseline", "baseline wins"
+    TIE = "tie", "tie"
+
+
+class Study(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", "draft"
+        OPEN = "open", "open"
+        CLOSED = "closed", "closed"
+
+    name = models.SlugField(max_length=100, unique=True)
+    candidate = models.ForeignKey(System, on_delete=models.PROTECT, related_name="studies_as_candidate")
+    baselines = models.ManyToManyField(System, related_name="studies_as_baseline")
+    prompt_set = models.ForeignKey(PromptSet, on_delete=models.PROTECT, related_name="studies")
+    overlap = models.PositiveSmallIntegerField(default=1, help_text="annotators per comparison")
+    gold_rate = models.FloatField(default=0.05, help_text="share of served items that are gold checks")
+    instructions = models.TextField(default=LIMA_INSTRUCTIONS)
+    claim_minutes = models.PositiveIntegerField(
+        default=30, help_text="an unfinished claim returns to the pool after this"
+    )
+    too_fast_seconds = models.FloatField(default=8.0, help_text="judgments quicker than this are flagged")
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.DRAFT)
+    annotators = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="studies")
+    excluded = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="excluded_from",
+        help_text="their judgments are kept but left out of the results",
+    )  # fmt: skip
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "studies"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Comparison(models.Model):
+    """One prompt, the candidate's response and one baseline's. Which is shown on the left is
+    decided per assignment, not here."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="comparisons")
+    prompt = models.ForeignKey(Prompt, on_delete=models.PROTECT, related_name="comparisons")
+    baseline = models.ForeignKey(System, on_delete=models.PROTECT, related_name="+")
+    candidate_response = models.ForeignKey(Response, on_delete=models.PROTECT, related_name="+")
+    baseline_response = models.ForeignKey(Response, on_delete=models.PROTECT, related_name="+")
+    is_gold = models.BooleanField(default=False)
+    gold_better = models.CharField(max_length=10, choices=Outcome.choices, blank=True)
+    slots_taken = models.PositiveSmallIntegerField(default=0, help_text="claimed or judged assignments")
+    judgments_done = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["study", "prompt", "baseline"], name="comparison_unique")]
+        indexes = [models.Index(fields=["study", "is_gold", "slots_taken"])]
+
+    def __str__(self) -> str:
+        return f"{self.study} #{self.pk}"
+
+
+class Assignment(models.Model):
+    class Status(models.TextChoices):
+        CLAIMED = "claimed", "claimed"
+        DONE = "done", "done"
+        SKIPPED = "skipped", "skipped"
+        FLAGGED = "flagged", "flagged"
+        EXPIRED = "expired", "expired"
+
+    class Flag(models.TextChoices):
+        BROKEN = "broken", "broken (a response is empty, cut off or garbled)"
+        UNSAFE = "unsafe", "unsafe or offensive content"
+
+    comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="assignments")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments")
+    candidate_on_left = models.BooleanField(help_text="randomised per assignment and stored")
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.CLAIMED)
+    flag = models.CharField(max_length=8, choices=Flag.choices, blank=True)
+    claimed_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    shown_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["comparison", "annotator"], name="assignment_once_per_annotator")
+        ]
+        indexes = [models.Index(fields=["annotator", "status"]), models.Index(fields=["status", "expires_at"])]
+
+    def __str__(self) -> str:
+        return f"assignment #{self.pk}"
+
+    def outcome_for(self, choice: str) -> tuple[str, str]:
+        """Map what the annotator clicked (a = left, b = right, tie) to (outcome, side picked)."""
+        if choice == "tie":
+            return Outcome.TIE, "none"
+        left_wins = choice == "a"
+        candidate_wins = left_wins == self.candidate_on_left
+        return (Outcome.CANDIDATE if candidate_wins else Outcome.BASELINE), ("left" if left_wins else "right")
+
+
+class HumanJudgment(models.Model):
+    assignment = models.OneToOneField(Assignment, on_delete=models.CASCADE, related_name="judgment")
+    comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="judgments")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="judgments")
+    outcome = models.CharField(max_length=10, choices=Outcome.choices)
+    picked_side = models.CharField(max_length=5, help_text="left, right or none (tie)")
+    reason = models.TextField(blank=True)
+    seconds = models.FloatField(help_text="from the page being shown to the answer")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["comparison", "outcome"]), models.Index(fields=["annotator"])]
+
+    def __str__(self) -> str:
+        return f"{self.annotator} on {self.comparison}: {self.outcome}"
+
+
+class LoginToken(models.Model):
+    """A one-time login link for an annotator (only its hash is stored)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="login_tokens")
+    token_hash = models.CharField(max_length=64, unique=True)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"login link for {self.user}"
+
+    @staticmethod
+    def hash(token: str) -> str:
+        return hashlib.sha256(token.encode()).hexdigest()

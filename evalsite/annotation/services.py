@@ -1,0 +1,295 @@
+"""Studies, claiming and judging. Claiming is one conditional UPDATE per comparison, so two
+annotators never take a slot beyond the study's overlap; submitting is one short transaction,
+and however often the form is posted an assignment gets one judgment."""
+
+from __future__ import annotations
+
+import random
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.contrib.auth.models import User
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from evalsite.annotation.models import Assignment, Comparison, HumanJudgment, LoginToken, Outcome, Study
+from evalsite.catalog.models import PromptSet, Response, System
+from evalsite.core.accounts import annotators_group, new_password
+
+
+class StudyError(Exception):
+    """A user's request about a study cannot be done; the message says why and what to do."""
+
+
+# --- creating and starting studies -------------------------------------------------------------
+
+
+def create_study(name: str, candidate: System, baselines: list[System], prompt_set: PromptSet, *, overlap: int = 1,
+                 gold_rate: float = 0.05, instructions: str | None = None) -> Study:  # fmt: skip
+    if Study.objects.filter(name=name).exists():
+        raise StudyError(f"a study named {name!r} exists")
+    if not baselines:
+        raise StudyError("a study needs at least one baseline")
+    if candidate in baselines:
+        raise StudyError(f"{candidate.name} cannot be both the candidate and a baseline")
+    if overlap < 1:
+        raise StudyError("overlap must be at least 1")
+    if not 0 <= gold_rate < 1:
+        raise StudyError("gold rate must be in [0, 1)")
+    with transaction.atomic():
+        extra = {"instructions": instructions} if instructions else {}
+        study = Study.objects.create(
+            name=name, candidate=candidate, prompt_set=prompt_set, overlap=overlap, gold_rate=gold_rate, **extra
+        )
+        study.baselines.set(baselines)
+    return study
+
+
+def missing_responses(study: Study) -> list[tuple[str, str]]:
+    """(system, prompt id) pairs that lack a usable response (sample 0)."""
+    systems = [study.candidate, *study.baselines.order_by("name")]
+    prompts = list(study.prompt_set.prompts.order_by("id"))
+    have = set(
+        Response.objects.filter(system__in=systems, prompt__in=prompts, sample_index=0, error="")
+        .exclude(text="")
+        .values_list("system_id", "prompt_id")
+    )
+    return [(s.name, p.external_id) for s in systems for p in prompts if (s.pk, p.pk) not in have]
+
+
+GOLD_PREFIX = "gold-degraded-"
+
+
+def degrade(text: str, seed: int) -> str:
+    """A deliberately worse answer for gold checks: the opening kept, the rest scrambled and cut."""
+    words = text.split()
+    head, tail = words[:12], words[12:]
+    random.Random(seed).shuffle(tail)
+    return " ".join(head + tail[: max(8, len(tail) // 3)])
+
+
+def _gold_system(candidate: System) -> System:
+    return System.objects.get_or_create(
+        name=(GOLD_PREFIX + candidate.name)[:100],
+        defaults={
+            "backend": "imported",
+            "description": f"Degraded copies of {candidate.name}'s answers for gold checks.",
+        },
+    )[0]
+
+
+def start_study(study: Study, rng: random.Random | None = None) -> int:
+    """Expand the study into comparisons and open it. Refuses while responses are missing."""
+    rng = rng or random.Random()
+    if study.status != Study.Status.DRAFT:
+        raise StudyError(f"study {study.name} is already {study.status}")
+    missing = missing_responses(study)
+    if missing:
+        shown = ", ".join(f"{s}/{p}" for s, p in missing[:15]) + (" ..." if len(missing) > 15 else "")
+        raise StudyError(f"{len(missing)} response(s) missing; generate or import them first: {shown}")
+    prompts = list(study.prompt_set.prompts.order_by("id"))
+    systems = [study.candidate, *study.baselines.all()]
+    responses = {
+        (r.system_id, r.prompt_id): r
+        for r in Response.objects.filter(system__in=systems, prompt__in=prompts, sample_index=0)
+    }
+    with transaction.atomic():
+        rows = [
+            Comparison(
+                study=study,
+                prompt=p,
+                baseline=b,
+                candidate_response=responses[(study.candidate.pk, p.pk)],
+                baseline_response=responses[(b.pk, p.pk)],
+            )  # fmt: skip
+            for b in study.baselines.order_by("name")
+            for p in prompts
+        ]
+        n_gold = round(study.gold_rate * len(prompts)) if study.gold_rate else 0
+        if n_gold:
+            gold = _gold_system(study.candidate)
+            for p in rng.sample(prompts, min(max(1, n_gold), len(prompts))):
+                good = responses[(study.candidate.pk, p.pk)]
+                bad, _ = Response.objects.get_or_create(
+                    system=gold, prompt=p, sample_index=0,
+                    defaults={"text": degrade(good.text, p.pk), "finish_reason": "imported"},
+                )  # fmt: skip
+                rows.append(Comparison(study=study, prompt=p, baseline=gold, candidate_response=good,
+                                       baseline_response=bad, is_gold=True, gold_better=Outcome.CANDIDATE))  # fmt: skip
+        Comparison.objects.bulk_create(rows)
+        study.status = Study.Status.OPEN
+        study.save(update_fields=["status"])
+    return len(rows)
+
+
+# --- the annotator's loop ----------------------------------------------------------------------
+
+
+def release_expired(study: Study) -> int:
+    """Unfinished claims past their time return their slot to the pool."""
+    now = timezone.now()
+    released = 0
+    expired = Assignment.objects.filter(comparison__study=study, status=Assignment.Status.CLAIMED, expires_at__lt=now)
+    for pk, comparison_id in expired.values_list("pk", "comparison_id"):
+        if Assignment.objects.filter(pk=pk, status=Assignment.Status.CLAIMED).update(status=Assignment.Status.EXPIRED):
+            Comparison.objects.filter(pk=comparison_id, slots_taken__gt=0).update(slots_taken=F("slots_taken") - 1)
+            released += 1
+    return released
+
+
+def claim_next(study: Study, user: User, rng: random.Random | None = None) -> Assignment | None:
+    """The annotator's open claim, or a new one on a comparison they have not seen, or None
+    when nothing is left for them."""
+    rng = rng or random.Random()
+    if study.status != Study.Status.OPEN:
+        raise StudyError(f"study {study.name} is not open")
+    if not study.annotators.filter(pk=user.pk).exists():
+        raise StudyError("you are not an annotator of this study")
+    release_expired(study)
+    current = Assignment.objects.filter(
+        annotator=user, comparison__study=study, status=Assignment.Status.CLAIMED
+    ).first()
+    if current:
+        return current
+    unseen = Comparison.objects.filter(study=study).exclude(assignments__annotator=user)
+    pools = [unseen.filter(is_gold=False, slots_taken__lt=study.overlap).order_by("slots_taken", "?")]
+    gold = unseen.filter(is_gold=True).order_by("?")
+    if study.gold_rate and rng.random() < study.gold_rate:
+        pools.insert(0, gold)  # mixed in at the study's rate, looking like any other item
+    else:
+        pools.append(gold)  # only when nothing else is left
+    now = timezone.now()
+    for pool in pools:
+        for comparison in pool[:25]:
+            assignment = _take_slot(study, comparison, user, rng, now)
+            if assignment:
+                return assignment
+    return None
+
+
+def _take_slot(study: Study, comparison: Comparison, user: User, rng: random.Random, now) -> Assignment | None:
+    limit = {} if comparison.is_gold else {"slots_taken__lt": study.overlap}
+    with transaction.atomic():
+        if not Comparison.objects.filter(pk=comparison.pk, **limit).update(slots_taken=F("slots_taken") + 1):
+            return None  # someone else took the last slot first
+        try:
+            with transaction.atomic():
+                return Assignment.objects.create(
+                    comparison=comparison, annotator=user, candidate_on_left=bool(rng.getrandbits(1)),
+                    claimed_at=now, expires_at=now + timedelta(minutes=study.claim_minutes),
+                )  # fmt: skip
+        except IntegrityError:  # the same annotator claiming twice at once (two tabs)
+            transaction.set_rollback(True)  # give the slot back
+            return None
+
+
+@dataclass
+class SubmitResult:
+    judgment: HumanJudgment
+    created: bool
+
+
+def submit(assignment_pk: int, user: User, choice: str, reason: str = "") -> SubmitResult:
+    """Record the annotator's choice ("a", "b" or "tie"). A repeated post returns the judgment
+    already recorded; an expired claim is taken back if its slot is still free."""
+    if choice not in ("a", "b", "tie"):
+        raise StudyError("choose A, B or neither")
+    with transaction.atomic():
+        assignment = (
+            Assignment.objects.select_for_update()
+            .select_related("comparison__study")
+            .get(pk=assignment_pk, annotator=user)
+        )
+        if assignment.status == Assignment.Status.DONE:
+            return SubmitResult(assignment.judgment, created=False)
+        comparison = assignment.comparison
+        if assignment.status == Assignment.Status.EXPIRED:
+            limit = {} if comparison.is_gold else {"slots_taken__lt": comparison.study.overlap}
+            if not Comparison.objects.filter(pk=comparison.pk, **limit).update(slots_taken=F("slots_taken") + 1):
+                raise StudyError("this item expired and went to another annotator; take the next one")
+        elif assignment.status != Assignment.Status.CLAIMED:
+            raise StudyError(f"this item was {assignment.status}")
+        now = timezone.now()
+        outcome, side = assignment.outcome_for(choice)
+        seconds = (now - (assignment.shown_at or assignment.claimed_at)).total_seconds()
+        judgment = HumanJudgment.objects.create(
+            assignment=assignment, comparison=comparison, annotator=user, outcome=outcome, picked_side=side,
+            reason=reason.strip()[:2000], seconds=seconds,
+        )  # fmt: skip
+        assignment.status, assignment.finished_at = Assignment.Status.DONE, now
+        assignment.save(update_fields=["status", "finished_at"])
+        Comparison.objects.filter(pk=comparison.pk).update(judgments_done=F("judgments_done") + 1)
+    return SubmitResult(judgment, created=True)
+
+
+def give_up(assignment_pk: int, user: User, flag: str = "") -> Assignment:
+    """Skip (or flag) an item: it is not shown to this annotator again and its slot is freed."""
+    if flag and flag not in Assignment.Flag.values:
+        raise StudyError(f"unknown flag {flag!r}")
+    with transaction.atomic():
+        assignment = Assignment.objects.select_for_update().get(pk=assignment_pk, annotator=user)
+        if assignment.status != Assignment.Status.CLAIMED:
+            return assignment
+        assignment.status = Assignment.Status.FLAGGED if flag else Assignment.Status.SKIPPED
+        assignment.flag, assignment.finished_at = flag, timezone.now()
+        assignment.save(update_fields=["status", "flag", "finished_at"])
+        Comparison.objects.filter(pk=assignment.comparison_id, slots_taken__gt=0).update(
+            slots_taken=F("slots_taken") - 1
+        )
+    return assignment
+
+
+def mark_shown(assignment: Assignment) -> None:
+    if assignment.shown_at is None:
+        Assignment.objects.filter(pk=assignment.pk, shown_at__isnull=True).update(shown_at=timezone.now())
+
+
+# --- onboarding --------------------------------------------------------------------------------
+
+LOGIN_TOKEN_DAYS = 7
+
+
+def login_token_for(user: User) -> str:
+    token = secrets.token_urlsafe(24)
+    LoginToken.objects.create(user=user, token_hash=LoginToken.hash(token),
+                              expires_at=timezone.now() + timedelta(days=LOGIN_TOKEN_DAYS))  # fmt: skip
+    return token
+
+
+def use_login_token(token: str) -> User | None:
+    """The token's user, once: a second use, or a late one, gives None."""
+    now = timezone.now()
+    updated = LoginToken.objects.filter(
+        token_hash=LoginToken.hash(token), used_at__isnull=True, expires_at__gt=now
+    ).update(used_at=now)
+    if not updated:
+        return None
+    return LoginToken.objects.select_related("user").get(token_hash=LoginToken.hash(token)).user
+
+
+def add_annotator(study: Study, username: str, email: str = "") -> tuple[User, str | None, str]:
+    """Create (or reuse) an annotator account, add it to the study; returns (user, password if
+    just created, one-time login token)."""
+    with transaction.atomic():
+        user = User.objects.filter(username=username).first()
+        password = None
+        if user is None:
+            password = new_password()
+            user = User.objects.create_user(username=username, email=email, password=password)
+        user.groups.add(annotators_group())
+        study.annotators.add(user)
+        token = login_token_for(user)
+    return user, password, token
+
+
+def next_annotator_names(prefix: str, count: int) -> list[str]:
+    taken = set(User.objects.filter(username__startswith=prefix).values_list("username", flat=True))
+    names, i = [], 1
+    while len(names) < count:
+        name = f"{prefix}{i:03d}"
+        if name not in taken:
+            names.append(name)
+        i += 1
+    return names

@@ -1,0 +1,213 @@
+from __future__ import annotations
+
+import math
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
+from django.core.mail import send_mail
+from django.db.models import Count, Q
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from evalsite.annotation import services
+from evalsite.annotation.models import CHOICE_LABELS, Assignment, Comparison, HumanJudgment, Study
+from evalsite.annotation.quality import annotator_quality, study_agreement
+from evalsite.core.decorators import staff_required
+
+# --- annotators ---------------------------------------------------------------------------------
+
+
+def progress_for(study: Study, user) -> dict:
+    done = HumanJudgment.objects.filter(comparison__study=study, annotator=user).count()
+    items = Comparison.objects.filter(study=study, is_gold=False).count()
+    members = max(1, study.annotators.count())
+    target = min(items, math.ceil(items * study.overlap / members)) or 1
+    return {"done": done, "target": target, "percent": min(100, round(100 * done / target))}
+
+
+@login_required
+def home(request):
+    studies = request.user.studies.filter(status=Study.Status.OPEN)
+    rows = [{"study": s, **progress_for(s, request.user)} for s in studies]
+    return render(request, "annotation/home.html", {"rows": rows})
+
+
+@login_required
+def next_item(request, name: str):
+    study = get_object_or_404(Study, name=name, annotators=request.user)
+    try:
+        assignment = services.claim_next(study, request.user)
+    except services.StudyError as exc:
+        messages.error(request, str(exc))
+        return redirect("annotation:home")
+    if assignment is None:
+        return render(request, "annotation/done.html", {"study": study, **progress_for(study, request.user)})
+    return redirect("annotation:item", pk=assignment.pk)
+
+
+def own_assignment(request, pk: int) -> Assignment:
+    """Only the annotator's own assignment; anyone else's is a 404, not a 403 (no probing)."""
+    try:
+        return Assignment.objects.select_related(
+            "comparison__study", "comparison__prompt", "comparison__candidate_response", "comparison__baseline_response"
+        ).get(pk=pk, annotator=request.user)
+    except Assignment.DoesNotExist:
+        raise Http404("no such item") from None
+
+
+@login_required
+def item(request, pk: int):
+    assignment = own_assignment(request, pk)
+    study = assignment.comparison.study
+    if assignment.status != Assignment.Status.CLAIMED:
+        return redirect("annotation:next", name=study.name)
+    services.mark_shown(assignment)
+    comparison = assignment.comparison
+    left, right = comparison.candidate_response, comparison.baseline_response
+    if not assignment.candidate_on_left:
+        left, right = right, left
+    context = {
+        "assignment": assignment,
+        "study": study,
+        "messages_": comparison.prompt.messages,
+        "answer_a": left.text,  # only the texts: no system name, no response id reaches the page
+        "answer_b": right.text,
+        "choices": CHOICE_LABELS,
+        "flags": Assignment.Flag.choices,
+        **progress_for(study, request.user),
+    }
+    return render(request, "annotation/item.html", context)
+
+
+@login_required
+@require_POST
+def judge(request, pk: int):
+    assignment = own_assignment(request, pk)
+    try:
+        services.submit(assignment.pk, request.user, request.POST.get("choice", ""), request.POST.get("reason", ""))
+    except services.StudyError as exc:
+        messages.error(request, str(exc))
+    return redirect("annotation:next", name=assignment.comparison.study.name)
+
+
+@login_required
+@require_POST
+def skip(request, pk: int):
+    assignment = own_assignment(request, pk)
+    try:
+        services.give_up(assignment.pk, request.user, request.POST.get("flag", ""))
+    except services.StudyError as exc:
+        messages.error(request, str(exc))
+    return redirect("annotation:next", name=assignment.comparison.study.name)
+
+
+def token_login(request, token: str):
+    user = services.use_login_token(token)
+    if user is None:
+        return render(request, "annotation/token_used.html", status=410)
+    login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+    return redirect("annotation:home")
+
+
+# --- staff ----------------------------------------------------------------------------------------
+
+
+@staff_required
+def studies(request):
+    from evalsite.catalog.models import PromptSet, System
+
+    if request.method == "POST":
+        try:
+            baselines = list(System.objects.filter(pk__in=request.POST.getlist("baselines")))
+            study = services.create_study(
+                request.POST.get("name", "").strip(),
+                get_object_or_404(System, pk=request.POST.get("candidate")),
+                baselines,
+                get_object_or_404(PromptSet, pk=request.POST.get("prompt_set")),
+                overlap=int(request.POST.get("overlap") or 1),
+                gold_rate=float(request.POST.get("gold_rate") or 0),
+            )
+        except (services.StudyError, ValueError) as exc:
+            messages.error(request, str(exc))
+            return redirect("annotation:studies")
+        return redirect("annotation:study", name=study.name)
+    rows = Study.objects.annotate(
+        n=Count("comparisons", filter=Q(comparisons__is_gold=False), distinct=True),
+        judged=Count("comparisons__judgments", distinct=True),
+    ).select_related("candidate", "prompt_set")
+    context = {
+        "studies": rows,
+        "systems": System.objects.order_by("-kind", "name"),
+        "prompt_sets": PromptSet.objects.all(),
+    }
+    return render(request, "annotation/studies.html", context)
+
+
+@staff_required
+def study_detail(request, name: str):
+    study = get_object_or_404(Study.objects.select_related("candidate", "prompt_set"), name=name)
+    agreement = study_agreement(study)
+    context = {
+        "study": study,
+        "missing": services.missing_responses(study) if study.status == Study.Status.DRAFT else [],
+        "counts": Comparison.objects.filter(study=study).aggregate(
+            comparisons=Count("id", filter=Q(is_gold=False)),
+            gold=Count("id", filter=Q(is_gold=True)),
+            judged=Count("judgments"),
+        ),  # fmt: skip
+        "quality": annotator_quality(study),
+        "agreement": agreement,
+        "pairs": [{"a": a, "b": b, **v} for (a, b), v in agreement["per_pair"].items()],
+        "annotators": study.annotators.order_by("username"),
+    }
+    return render(request, "annotation/study.html", context)
+
+
+@staff_required
+@require_POST
+def study_start(request, name: str):
+    study = get_object_or_404(Study, name=name)
+    try:
+        n = services.start_study(study)
+        messages.success(request, f"study opened with {n} comparisons")
+    except services.StudyError as exc:
+        messages.error(request, str(exc))
+    return redirect("annotation:study", name=name)
+
+
+@staff_required
+@require_POST
+def study_exclude(request, name: str):
+    study = get_object_or_404(Study, name=name)
+    user = get_object_or_404(User, pk=request.POST.get("user_id"))
+    if request.POST.get("exclude") == "1":
+        study.excluded.add(user)
+    else:
+        study.excluded.remove(user)
+    return redirect("annotation:study", name=name)
+
+
+@staff_required
+@require_POST
+def study_invite(request, name: str):
+    study = get_object_or_404(Study, name=name)
+    email = request.POST.get("email", "").strip()
+    if "@" not in email:
+        messages.error(request, "give an e-mail address")
+        return redirect("annotation:study", name=name)
+    user, _, token = services.add_annotator(study, email.split("@")[0][:100] + "-" + email.split("@")[1][:40], email)
+    link = settings.SITE_URL.rstrip("/") + reverse("annotation:token_login", args=[token])
+    send_mail(
+        f"You are invited to annotate: {study.name}",
+        f"Hello,\n\nyou have been invited to compare answers in the study {study.name}.\n"
+        f"This link logs you in once (valid {services.LOGIN_TOKEN_DAYS} days): {link}\n",
+        settings.DEFAULT_FROM_EMAIL,
+        [email],
+    )
+    messages.success(request, f"invited {email} as {user.username}")
+    return redirect("annotation:study", name=name)

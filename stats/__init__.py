@@ -1,0 +1,1 @@
+"""Pure statistics over plain lists: agreement, win/tie/loss, intervals. No Django."""
