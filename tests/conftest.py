@@ -148,3 +148,11 @@ def annotator_client(client, django_user_model):
     user.groups.add(annotators_group())
     client.force_login(user)
     return client
+
+
+@pytest.fixture(autouse=True)
+def clear_cache():
+    """The login rate limit counts in the cache: each test starts with none."""
+    from django.core.cache import cache
+
+    cache.clear()

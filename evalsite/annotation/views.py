@@ -7,6 +7,7 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
+from django.core.cache import cache
 from django.core.mail import send_mail
 from django.db.models import Count, Q
 from django.http import Http404
@@ -24,8 +25,12 @@ from evalsite.core.decorators import staff_required
 
 def progress_for(study: Study, user) -> dict:
     done = HumanJudgment.objects.filter(comparison__study=study, annotator=user).count()
-    items = Comparison.objects.filter(study=study, is_gold=False).count()
-    members = max(1, study.annotators.count())
+    # the study's size and membership change rarely: counted at most every 30 s per process
+    items, members = cache.get_or_set(
+        f"study-size:{study.pk}",
+        lambda: (Comparison.objects.filter(study=study, is_gold=False).count(), max(1, study.annotators.count())),
+        30,
+    )
     target = min(items, math.ceil(items * study.overlap / members)) or 1
     return {"done": done, "target": target, "percent": min(100, round(100 * done / target))}
 
@@ -41,13 +46,15 @@ def home(request):
 def next_item(request, name: str):
     study = get_object_or_404(Study, name=name, annotators=request.user)
     try:
-        assignment = services.claim_next(study, request.user)
+        assignment = services.claim_next(study, request.user, member_checked=True)
     except services.StudyError as exc:
         messages.error(request, str(exc))
         return redirect("annotation:home")
     if assignment is None:
         return render(request, "annotation/done.html", {"study": study, **progress_for(study, request.user)})
-    return redirect("annotation:item", pk=assignment.pk)
+    # rendered here rather than redirected: one request per item instead of two
+    assignment.comparison.study = study
+    return render_item(request, assignment)
 
 
 def own_assignment(request, pk: int) -> Assignment:
@@ -63,9 +70,13 @@ def own_assignment(request, pk: int) -> Assignment:
 @login_required
 def item(request, pk: int):
     assignment = own_assignment(request, pk)
-    study = assignment.comparison.study
     if assignment.status != Assignment.Status.CLAIMED:
-        return redirect("annotation:next", name=study.name)
+        return redirect("annotation:next", name=assignment.comparison.study.name)
+    return render_item(request, assignment)
+
+
+def render_item(request, assignment: Assignment):
+    study = assignment.comparison.study
     services.mark_shown(assignment)
     comparison = assignment.comparison
     left, right = comparison.candidate_response, comparison.baseline_response
@@ -87,12 +98,14 @@ def item(request, pk: int):
 @login_required
 @require_POST
 def judge(request, pk: int):
-    assignment = own_assignment(request, pk)
     try:
-        services.submit(assignment.pk, request.user, request.POST.get("choice", ""), request.POST.get("reason", ""))
+        result = services.submit(pk, request.user, request.POST.get("choice", ""), request.POST.get("reason", ""))
+    except Assignment.DoesNotExist:
+        raise Http404("no such item") from None  # someone else's, or none: the same answer
     except services.StudyError as exc:
         messages.error(request, str(exc))
-    return redirect("annotation:next", name=assignment.comparison.study.name)
+        return redirect("annotation:next", name=own_assignment(request, pk).comparison.study.name)
+    return redirect("annotation:next", name=result.study_name)
 
 
 @login_required

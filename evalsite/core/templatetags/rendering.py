@@ -1,6 +1,8 @@
 """Safe rendering of model output: Markdown (code blocks, lists, tables) to HTML, then sanitised
 with nh3 so raw HTML in a response can never run in an annotator's browser."""
 
+from functools import lru_cache
+
 import markdown as md
 import nh3
 from django import template
@@ -14,6 +16,7 @@ ALLOWED_TAGS = {
 }  # fmt: skip
 
 
+@lru_cache(maxsize=4096)  # responses do not change: each is rendered once per process
 def render_markdown(text: str) -> str:
     html = md.markdown(text or "", extensions=["fenced_code", "tables", "sane_lists", "nl2br"])
     return nh3.clean(

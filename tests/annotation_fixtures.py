@@ -1,0 +1,32 @@
+"""A study with real rows: a prompt set, a candidate and baselines with responses."""
+
+from django.contrib.auth.models import User
+
+from evalsite.annotation import services
+from evalsite.catalog.models import Prompt, PromptSet, Response, System
+from evalsite.core.accounts import annotators_group
+
+
+def make_study(n_prompts=10, baselines=("alpaca-65b", "davinci-003"), overlap=1, gold_rate=0.0, annotators=2,
+               name="lima-study", start=True):  # fmt: skip
+    prompt_set = PromptSet.objects.create(name=f"{name}-prompts")
+    candidate = System.objects.create(name="lima-65b", kind="candidate", backend="imported")
+    systems = [System.objects.create(name=b, backend="imported") for b in baselines]
+    for i in range(n_prompts):
+        prompt = Prompt.objects.create(prompt_set=prompt_set, external_id=f"p{i}",
+                                       messages=[{"role": "user", "content": f"Question number {i}?"}])  # fmt: skip
+        Response.objects.create(
+            system=candidate, prompt=prompt, text=f"A careful, complete answer to question {i}. " * 3
+        )
+        for system in systems:
+            Response.objects.create(system=system, prompt=prompt, text=f"A short reply about {i}.")
+    study = services.create_study(name, candidate, systems, prompt_set, overlap=overlap, gold_rate=gold_rate)
+    users = []
+    for k in range(annotators):
+        user = User.objects.create_user(f"ann{k}", password=f"pw-ann{k}-secret")
+        user.groups.add(annotators_group())
+        study.annotators.add(user)
+        users.append(user)
+    if start:
+        services.start_study(study)
+    return study, users

@@ -1,0 +1,121 @@
+import pytest
+from django.test import Client
+
+from evalsite.annotation import services
+from evalsite.annotation.models import Assignment, HumanJudgment
+from tests.annotation_fixtures import make_study
+
+pytestmark = pytest.mark.django_db
+
+
+def logged_in(user):
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_the_comparison_page_shows_the_papers_wording_and_no_system_name():
+    study, (a, _) = make_study(n_prompts=2)
+    client = logged_in(a)
+    html = client.get(f"/annotate/study/{study.name}/next").content.decode()
+    wording = [
+        "Answer A is significantly better",
+        "Answer B is significantly better",
+        "Neither is significantly better",
+    ]
+    for text in [*wording, "Imagine that you have a super-intelligent AI assistant", "Question number"]:
+        assert text in html
+    for name in ("lima-65b", "alpaca-65b", "davinci-003"):
+        assert name not in html, f"{name} leaked"
+
+
+def test_the_system_names_do_not_leak_even_in_response_ids():
+    study, (a, _) = make_study(n_prompts=1, baselines=("alpaca-65b",))
+    client = logged_in(a)
+    html = client.get(f"/annotate/study/{study.name}/next").content.decode()
+    claim = Assignment.objects.get()
+    for response in (claim.comparison.candidate_response, claim.comparison.baseline_response):
+        assert f"response-{response.pk}" not in html and f'value="{response.pk}"' not in html
+
+
+def test_posting_a_choice_records_it_and_serves_the_next_item():
+    study, (a, _) = make_study(n_prompts=3, baselines=("alpaca-65b",))
+    client = logged_in(a)
+    client.get(f"/annotate/study/{study.name}/next")
+    pk = Assignment.objects.get(annotator=a).pk
+    assert b"Question number" in client.get(f"/annotate/item/{pk}/").content
+    reply = client.post(f"/annotate/item/{pk}/judge", {"choice": "tie", "reason": "both fine"})
+    assert reply.status_code == 302 and reply["Location"] == f"/annotate/study/{study.name}/next"
+    again = client.post(f"/annotate/item/{pk}/judge", {"choice": "a"})  # a double click or a replay
+    assert again.status_code == 302
+    judgment = HumanJudgment.objects.get()
+    assert (judgment.outcome, judgment.reason) == ("tie", "both fine")
+
+
+def test_another_annotators_assignment_is_a_404_to_read_and_to_answer():
+    study, (a, b) = make_study(n_prompts=2)
+    claim = services.claim_next(study, a)
+    intruder = logged_in(b)
+    assert intruder.get(f"/annotate/item/{claim.pk}/").status_code == 404
+    assert intruder.post(f"/annotate/item/{claim.pk}/judge", {"choice": "a"}).status_code == 404
+    assert intruder.post(f"/annotate/item/{claim.pk}/skip").status_code == 404
+    assert not HumanJudgment.objects.exists() and Assignment.objects.get().status == "claimed"
+
+
+def test_forms_need_a_csrf_token():
+    study, (a, _) = make_study(n_prompts=1)
+    claim = services.claim_next(study, a)
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(a)
+    assert client.post(f"/annotate/item/{claim.pk}/judge", {"choice": "a"}).status_code == 403
+    assert not HumanJudgment.objects.exists()
+
+
+def test_skip_and_flag_free_the_slot_and_are_not_shown_again():
+    study, (a, b) = make_study(n_prompts=1, baselines=("alpaca-65b",))
+    claim = services.claim_next(study, a)
+    logged_in(a).post(f"/annotate/item/{claim.pk}/skip", {"flag": "unsafe"})
+    claim.refresh_from_db()
+    assert (claim.status, claim.flag) == ("flagged", "unsafe")
+    assert services.claim_next(study, a) is None
+    assert services.claim_next(study, b) is not None
+
+
+def test_annotators_cannot_open_staff_pages():
+    study, (a, _) = make_study(n_prompts=1)
+    client = logged_in(a)
+    for url in ("/annotate/studies/", f"/annotate/studies/{study.name}/", "/generation/jobs/"):
+        assert client.get(url).status_code == 403
+    assert client.get("/admin/").status_code == 302
+    assert client.get("/").status_code == 302, "the home page sends annotators to their studies"
+
+
+def test_staff_see_quality_and_agreement_and_can_exclude(staff_client):
+    study, (a, b) = make_study(n_prompts=1, baselines=("alpaca-65b",), overlap=2)
+    for user in (a, b):
+        services.submit(services.claim_next(study, user).pk, user, "tie")
+    html = staff_client.get(f"/annotate/studies/{study.name}/").content.decode()
+    assert "tie-discounted accuracy <strong>1.000</strong>" in html
+    staff_client.post(f"/annotate/studies/{study.name}/exclude", {"user_id": a.pk, "exclude": "1"})
+    assert list(study.excluded.all()) == [a]
+    html = staff_client.get(f"/annotate/studies/{study.name}/").content.decode()
+    assert "excluded: include again" in html
+
+
+def test_staff_can_create_and_start_a_study_from_the_page(staff_client):
+    study, _ = make_study(n_prompts=2, start=False)
+    page = staff_client.get(f"/annotate/studies/{study.name}/").content.decode()
+    assert "Start the study" in page
+    staff_client.post(f"/annotate/studies/{study.name}/start")
+    study.refresh_from_db()
+    assert study.status == "open" and study.comparisons.count() == 4
+
+
+def test_login_is_rate_limited(client):
+    make_study(n_prompts=1)
+    for _ in range(5):
+        assert client.post("/accounts/login/", {"username": "ann0", "password": "wrong"}).status_code == 200
+    locked = client.post("/accounts/login/", {"username": "ann0", "password": "pw-ann0-secret"})
+    assert locked.status_code == 429 and b"Too many failed logins" in locked.content
+    other = client.post("/accounts/login/", {"username": "ann1", "password": "pw-ann1-secret"}, REMOTE_ADDR="10.9.9.9")
+    assert other.status_code == 302, "another user from another address is not locked out"

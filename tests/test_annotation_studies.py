@@ -1,0 +1,257 @@
+import random
+import threading
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.management import CommandError, call_command
+from django.db import connection
+from django.db.models import Count
+from django.utils import timezone
+
+from evalsite.annotation import services
+from evalsite.annotation.models import Assignment, Comparison, HumanJudgment, Outcome, Study
+from evalsite.annotation.quality import annotator_quality, study_agreement
+from evalsite.catalog.models import Response, System
+from tests.annotation_fixtures import make_study
+
+
+@pytest.mark.django_db
+def test_create_study_expands_into_comparisons_and_gold_checks(capsys):
+    make_study(n_prompts=20, start=False)
+    Study.objects.all().delete()
+    call_command("create_study", candidate="lima-65b", baselines="alpaca-65b,davinci-003", prompts="lima-study-prompts",
+                 overlap=3, gold_rate=0.1)  # fmt: skip
+    study = Study.objects.get()
+    assert (
+        study.status == "open"
+        and study.overlap == 3
+        and study.name == "lima-65b-vs-alpaca-65b-davinci-003-on-lima-study-prompts"
+    )
+    assert Comparison.objects.filter(study=study, is_gold=False).count() == 40
+    gold = list(Comparison.objects.filter(study=study, is_gold=True))
+    assert len(gold) == 2 and all(g.gold_better == Outcome.CANDIDATE for g in gold)
+    assert all(len(g.baseline_response.text) < len(g.candidate_response.text) for g in gold)
+
+
+@pytest.mark.django_db
+def test_a_study_refuses_to_start_while_responses_are_missing_and_lists_them():
+    make_study(n_prompts=3, start=False)
+    Study.objects.all().delete()
+    Response.objects.filter(system__name="davinci-003", prompt__external_id="p1").delete()
+    with pytest.raises(CommandError, match=r"1 response\(s\) missing; generate or import them first: davinci-003/p1"):
+        call_command(
+            "create_study", candidate="lima-65b", baselines="alpaca-65b,davinci-003", prompts="lima-study-prompts"
+        )
+    assert not Study.objects.exists() and not Comparison.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "baselines, message", [("nope", "no system named 'nope'"), ("lima-65b", "both the candidate and a baseline")]
+)
+def test_create_study_bad_input(baselines, message):
+    make_study(n_prompts=1, start=False)
+    with pytest.raises(CommandError, match=message):
+        call_command("create_study", candidate="lima-65b", baselines=baselines, prompts="lima-study-prompts", name="x")
+
+
+@pytest.mark.django_db
+def test_an_annotator_gets_each_comparison_once_and_never_beyond_the_overlap():
+    study, (a, b) = make_study(n_prompts=5, baselines=("alpaca-65b",), overlap=1)
+    seen = []
+    while (assignment := services.claim_next(study, a)) is not None:
+        services.submit(assignment.pk, a, "tie")
+        seen.append(assignment.comparison_id)
+    assert len(seen) == len(set(seen)) == 5
+    assert services.claim_next(study, b) is None, "overlap 1: nothing left for the second annotator"
+
+
+@pytest.mark.django_db
+def test_an_open_claim_is_served_again_until_answered():
+    study, (a, _) = make_study(n_prompts=3)
+    first = services.claim_next(study, a)
+    assert services.claim_next(study, a) == first
+
+
+@pytest.mark.django_db
+def test_expired_claims_return_to_the_pool():
+    study, (a, b) = make_study(n_prompts=1, baselines=("alpaca-65b",), overlap=1)
+    claim = services.claim_next(study, a)
+    assert services.claim_next(study, b) is None
+    Assignment.objects.filter(pk=claim.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    taken = services.claim_next(study, b)
+    assert taken is not None and taken.comparison_id == claim.comparison_id
+    assert Assignment.objects.get(pk=claim.pk).status == "expired"
+    with pytest.raises(services.StudyError, match="expired and went to another annotator"):
+        services.submit(claim.pk, a, "a")
+
+
+@pytest.mark.django_db
+def test_a_late_answer_on_an_expired_claim_is_kept_if_the_slot_is_still_free():
+    study, (a, _) = make_study(n_prompts=1, baselines=("alpaca-65b",), overlap=1)
+    claim = services.claim_next(study, a)
+    Assignment.objects.filter(pk=claim.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    services.release_expired(study)
+    result = services.submit(claim.pk, a, "b")
+    assert result.created and Comparison.objects.get().slots_taken == 1
+
+
+@pytest.mark.django_db
+def test_double_submit_records_one_judgment():
+    study, (a, _) = make_study(n_prompts=2)
+    claim = services.claim_next(study, a)
+    first = services.submit(claim.pk, a, "a")
+    second = services.submit(claim.pk, a, "b")
+    assert first.created and not second.created and second.judgment.pk == first.judgment.pk
+    assert HumanJudgment.objects.count() == 1 and Comparison.objects.get(pk=claim.comparison_id).judgments_done == 1
+
+
+@pytest.mark.django_db
+def test_the_choice_maps_to_the_candidate_whatever_side_it_was_shown_on():
+    study, (a, _) = make_study(n_prompts=2, baselines=("alpaca-65b",))
+    claim = services.claim_next(study, a)
+    Assignment.objects.filter(pk=claim.pk).update(candidate_on_left=False)
+    judgment = services.submit(claim.pk, a, "b").judgment  # B, the right side, held the candidate
+    assert (judgment.outcome, judgment.picked_side) == ("candidate", "right")
+
+
+@pytest.mark.django_db
+def test_left_right_randomisation_is_balanced():
+    study, (a, _) = make_study(n_prompts=200, baselines=("alpaca-65b", "davinci-003"), overlap=1)
+    rng = random.Random(20230518)
+    lefts = n = 0
+    while (claim := services.claim_next(study, a, rng=rng)) is not None:
+        lefts += claim.candidate_on_left
+        n += 1
+        services.submit(claim.pk, a, "tie")
+    assert n == 400
+    # two-sided binomial test at about 1%: |k - n/2| < 2.58 * sqrt(n) / 2
+    assert abs(lefts - n / 2) < 2.58 * (n**0.5) / 2, f"{lefts} of {n} on the left"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_claims_never_exceed_the_overlap():
+    study, users = make_study(n_prompts=15, baselines=("alpaca-65b", "davinci-003"), overlap=2, annotators=6)
+    errors = []
+
+    def annotate(user):
+        try:
+            while (claim := services.claim_next(study, user)) is not None:
+                services.submit(claim.pk, user, random.choice(["a", "b", "tie"]))
+        except Exception as exc:  # pragma: no cover - shown in the assertion below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=annotate, args=(u,)) for u in users]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors
+    per_comparison = dict(Comparison.objects.annotate(n=Count("judgments")).values_list("pk", "n"))
+    assert set(per_comparison.values()) == {2}, "every comparison judged exactly overlap times"
+    assert all(c.slots_taken == 2 for c in Comparison.objects.all())
+    assert Assignment.objects.values("comparison", "annotator").annotate(n=Count("id")).filter(n__gt=1).count() == 0
+
+
+@pytest.mark.django_db
+def test_gold_accuracy_median_seconds_too_fast_and_left_share_per_annotator():
+    study, (a, b) = make_study(n_prompts=4, baselines=("alpaca-65b",), gold_rate=0.5)
+    gold = list(Comparison.objects.filter(study=study, is_gold=True).order_by("pk"))
+    normal = list(Comparison.objects.filter(study=study, is_gold=False).order_by("pk"))
+    now = timezone.now()
+
+    def judged(user, comparison, choice, seconds, on_left=True):
+        assignment = Assignment.objects.create(comparison=comparison, annotator=user, candidate_on_left=on_left,
+                                               claimed_at=now, expires_at=now + timedelta(hours=1),
+                                               shown_at=now - timedelta(seconds=seconds))  # fmt: skip
+        services.submit(assignment.pk, user, choice)
+
+    judged(a, gold[0], "a", 30)  # candidate on the left, picked: right
+    judged(a, gold[1], "b", 2)  # wrong, and too fast
+    judged(a, normal[0], "a", 20)
+    judged(a, normal[1], "tie", 40)
+    judged(b, gold[0], "b", 12, on_left=False)  # right
+    quality = {q["annotator"]: q for q in annotator_quality(study)}
+    assert quality["ann0"]["gold_accuracy"] == 0.5 and quality["ann0"]["gold"] == 2
+    assert quality["ann0"]["median_seconds"] == pytest.approx(25, abs=1)
+    assert quality["ann0"]["too_fast"] == 1
+    assert quality["ann0"]["left_share"] == pytest.approx(2 / 3)
+    assert quality["ann1"]["gold_accuracy"] == 1.0 and quality["ann1"]["left_share"] == 0.0
+
+
+@pytest.mark.django_db
+def test_agreement_on_a_hand_computed_study_and_exclusion_keeps_judgments():
+    study, users = make_study(n_prompts=2, baselines=("alpaca-65b",), overlap=3, annotators=3)
+    c1, c2 = Comparison.objects.filter(study=study).order_by("pk")
+    now = timezone.now()
+    votes = {c1: ["a", "a", "tie"], c2: ["b", "a", "b"]}  # candidate on the left throughout
+    for comparison, choices in votes.items():
+        for user, choice in zip(users, choices, strict=True):
+            assignment = Assignment.objects.create(comparison=comparison, annotator=user, candidate_on_left=True,
+                                                   claimed_at=now, expires_at=now + timedelta(hours=1))  # fmt: skip
+            services.submit(assignment.pk, user, choice)
+    # c1 pairs: (c,c)=1 (c,t)=.5 (c,t)=.5 ; c2 pairs: (b,c)=0 (b,b)=1 (c,b)=0  -> 3/6
+    agreement = study_agreement(study)
+    assert agreement["items"] == 2 and agreement["pairs"] == 6
+    assert agreement["tie_discounted_accuracy"] == pytest.approx(0.5)
+    study.excluded.add(users[2])
+    agreement = study_agreement(study)
+    assert agreement["pairs"] == 2 and agreement["tie_discounted_accuracy"] == pytest.approx(0.5)  # (c,c)=1, (b,c)=0
+    assert HumanJudgment.objects.filter(annotator=users[2]).count() == 2, "excluded, not deleted"
+
+
+@pytest.mark.django_db
+def test_add_annotators_prints_one_time_links_that_work_once(client, capsys):
+    study, _ = make_study(n_prompts=1, annotators=0)
+    call_command("add_annotators", study=study.name, count=2)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("annotator-001  password: ") and len(out) == 3
+    link = out[0].split("one-time login: ")[1]
+    path = link.replace("http://127.0.0.1:8000", "")
+    assert client.get(path).status_code == 302
+    assert client.get("/annotate/").status_code == 200
+    client.logout()
+    assert client.get(path).status_code == 410, "a second use is refused"
+    assert set(study.annotators.values_list("username", flat=True)) == {"annotator-001", "annotator-002"}
+    password = out[1].split("password: ")[1].split()[0]
+    assert User.objects.get(username="annotator-002").check_password(password)
+
+
+@pytest.mark.django_db
+def test_staff_can_invite_by_email(staff_client, mailoutbox):
+    study, _ = make_study(n_prompts=1, annotators=0)
+    staff_client.post(f"/annotate/studies/{study.name}/invite", {"email": "rater@example.org"})
+    assert len(mailoutbox) == 1 and "/annotate/login/" in mailoutbox[0].body
+    assert study.annotators.get().email == "rater@example.org"
+
+
+@pytest.mark.django_db
+def test_export_includes_judgments_and_agreement(tmp_path):
+    import json
+
+    study, (a, b) = make_study(n_prompts=1, baselines=("alpaca-65b",), overlap=2)
+    for user in (a, b):
+        services.submit(services.claim_next(study, user).pk, user, "tie")
+    call_command("export", out=tmp_path)
+    judgments = [json.loads(x) for x in (tmp_path / "human_judgments.jsonl").read_text().splitlines()]
+    assert [j["outcome"] for j in judgments] == ["tie", "tie"] and judgments[0]["baseline"] == "alpaca-65b"
+    agreement = json.loads((tmp_path / "agreement.jsonl").read_text())
+    assert agreement["tie_discounted_accuracy"] == 1.0 and agreement["items"] == 1
+
+
+def test_the_gold_degradation_is_worse_and_deterministic():
+    text = "Start with the basics. " * 20
+    assert services.degrade(text, 1) == services.degrade(text, 1)
+    assert len(services.degrade(text, 1)) < len(text) / 2
+
+
+@pytest.mark.django_db
+def test_annotators_not_in_a_study_cannot_claim_from_it():
+    study, _ = make_study(n_prompts=1)
+    stranger = User.objects.create_user("stranger")
+    with pytest.raises(services.StudyError, match="not an annotator of this study"):
+        services.claim_next(study, stranger)
+    assert not System.objects.filter(name__startswith="gold").exists()
