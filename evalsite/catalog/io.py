@@ -133,6 +133,19 @@ class ImportReport:
     unchanged: int = 0
     unmatched: list[str] = field(default_factory=list)
 
+    def record(self, existing, values: dict, create) -> None:
+        """Create the row, update it if a value changed, or count it unchanged (re-imports)."""
+        if existing is None:
+            create()
+            self.created += 1
+        elif any(getattr(existing, k) != v for k, v in values.items()):
+            for key, value in values.items():
+                setattr(existing, key, value)
+            existing.save(update_fields=list(values))
+            self.updated += 1
+        else:
+            self.unchanged += 1
+
     def summary(self) -> str:
         text = f"{self.created} created, {self.updated} updated, {self.unchanged} unchanged"
         if self.unmatched:
@@ -170,17 +183,13 @@ def import_prompts(
                 "tags": record.tags,
                 "reference_answer": record.reference_answer,
             }
-            prompt = existing.get(record.external_id)
-            if prompt is None:
-                Prompt.objects.create(prompt_set=prompt_set, external_id=record.external_id, **values)
-                report.created += 1
-            elif any(getattr(prompt, k) != v for k, v in values.items()):
-                for key, value in values.items():
-                    setattr(prompt, key, value)
-                prompt.save(update_fields=list(values))
-                report.updated += 1
-            else:
-                report.unchanged += 1
+            report.record(
+                existing.get(record.external_id),
+                values,
+                lambda values=values, record=record: Prompt.objects.create(
+                    prompt_set=prompt_set, external_id=record.external_id, **values
+                ),
+            )
     return report
 
 
@@ -325,23 +334,17 @@ def import_responses(path: Path, system_name: str, set_name: str | None = None, 
                 "finish_reason": "imported",
                 "error": "",
             }
-            response = existing.get((prompt.pk, record.sample_index))
-            if response is None:
-                Response.objects.create(
+            report.record(
+                existing.get((prompt.pk, record.sample_index)),
+                values,
+                lambda values=values, record=record, prompt=prompt: Response.objects.create(
                     system=system,
                     prompt=prompt,
                     sample_index=record.sample_index,
                     metadata={"imported_from": path.name},
                     **values,
-                )
-                report.created += 1
-            elif any(getattr(response, k) != v for k, v in values.items()):
-                for key, value in values.items():
-                    setattr(response, key, value)
-                response.save(update_fields=list(values))
-                report.updated += 1
-            else:
-                report.unchanged += 1
+                ),
+            )
     return report
 
 
