@@ -82,8 +82,16 @@ def phase_batched(args, queue):
     results = list(backend.generate(requests, sampling))
     elapsed = time.monotonic() - started
     tokens = sum(r.completion_tokens or 0 for r in results)
-    queue.put({"load_s": load_s, "seconds": elapsed, "tokens": tokens, "tokens_per_s": tokens / elapsed,
-               "peak_memory_mb": peak_memory_mb(loaded.device.type), "device": str(loaded.device)})  # fmt: skip
+    queue.put(
+        {
+            "load_s": load_s,
+            "seconds": elapsed,
+            "tokens": tokens,
+            "tokens_per_s": tokens / elapsed,
+            "peak_memory_mb": peak_memory_mb(loaded.device.type),
+            "device": str(loaded.device),
+        }
+    )
 
 
 def phase_naive(args, queue):
@@ -94,22 +102,39 @@ def phase_naive(args, queue):
     stop = set(loaded.stop_ids)
     torch.manual_seed(0)
     prompts = seed_prompts(args.prompts)
-    model.generate(**tokenizer.apply_chat_template(prompts[0], add_generation_prompt=True, return_tensors="pt",
-                                                   return_dict=True).to(loaded.device), max_new_tokens=4)  # fmt: skip
+    model.generate(
+        **tokenizer.apply_chat_template(
+            prompts[0], add_generation_prompt=True, return_tensors="pt", return_dict=True
+        ).to(loaded.device),
+        max_new_tokens=4,
+    )
     started = time.monotonic()
     tokens = 0
     for messages in prompts:  # the naive way: one prompt at a time, plain model.generate
         enc = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
         enc = enc.to(loaded.device)
-        out = model.generate(**enc, do_sample=True, temperature=0.7, top_p=0.9, repetition_penalty=1.2,
-                             max_new_tokens=args.max_new_tokens, eos_token_id=loaded.stop_ids or None,
-                             pad_token_id=tokenizer.pad_token_id)  # fmt: skip
+        out = model.generate(
+            **enc,
+            do_sample=True,
+            temperature=0.7,
+            top_p=0.9,
+            repetition_penalty=1.2,
+            max_new_tokens=args.max_new_tokens,
+            eos_token_id=loaded.stop_ids or None,
+            pad_token_id=tokenizer.pad_token_id,
+        )
         new = out[0, enc["input_ids"].shape[1] :].tolist()
         end = next((k for k, t in enumerate(new) if t in stop), len(new))
         tokens += end
     elapsed = time.monotonic() - started
-    queue.put({"seconds": elapsed, "tokens": tokens, "tokens_per_s": tokens / elapsed,
-               "peak_memory_mb": peak_memory_mb(loaded.device.type)})  # fmt: skip
+    queue.put(
+        {
+            "seconds": elapsed,
+            "tokens": tokens,
+            "tokens_per_s": tokens / elapsed,
+            "peak_memory_mb": peak_memory_mb(loaded.device.type),
+        }
+    )
 
 
 def run_phase(target, args) -> dict:
@@ -153,10 +178,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
-    report: dict = {"machine": platform.node(), "processor": platform.processor() or platform.machine(),
-                    "prompts": args.prompts, "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size,
-                    "model": f"random weights of {args.arch}" if args.arch else "SmolLM2-135M-Instruct Q4_1 GGUF",
-                    "ignore_eos": args.ignore_eos}  # fmt: skip
+    report: dict = {
+        "machine": platform.node(),
+        "processor": platform.processor() or platform.machine(),
+        "prompts": args.prompts,
+        "max_new_tokens": args.max_new_tokens,
+        "batch_size": args.batch_size,
+        "model": f"random weights of {args.arch}" if args.arch else "SmolLM2-135M-Instruct Q4_1 GGUF",
+        "ignore_eos": args.ignore_eos,
+    }
     report["batched"] = run_phase(phase_batched, args)
     report["naive"] = run_phase(phase_naive, args)
     report["local_speedup"] = report["batched"]["tokens_per_s"] / report["naive"]["tokens_per_s"]
@@ -164,15 +194,21 @@ def main() -> None:
         report["openai_compat"] = bench_api()
     b, n = report["batched"], report["naive"]
     print(f"model: {report['model']} on {b['device']} (load {b['load_s']:.1f} s)")
-    print(f"batched (hf_local, up to {args.batch_size}/batch): {b['tokens']} tokens in {b['seconds']:.1f} s = "
-          f"{b['tokens_per_s']:.1f} tokens/s, peak memory {b['peak_memory_mb']:.0f} MiB")  # fmt: skip
-    print(f"naive (one prompt at a time, model.generate): {n['tokens']} tokens in {n['seconds']:.1f} s = "
-          f"{n['tokens_per_s']:.1f} tokens/s, peak memory {n['peak_memory_mb']:.0f} MiB")  # fmt: skip
+    print(
+        f"batched (hf_local, up to {args.batch_size}/batch): {b['tokens']} tokens in {b['seconds']:.1f} s = "
+        f"{b['tokens_per_s']:.1f} tokens/s, peak memory {b['peak_memory_mb']:.0f} MiB"
+    )
+    print(
+        f"naive (one prompt at a time, model.generate): {n['tokens']} tokens in {n['seconds']:.1f} s = "
+        f"{n['tokens_per_s']:.1f} tokens/s, peak memory {n['peak_memory_mb']:.0f} MiB"
+    )
     print(f"ratio batched/naive: {report['local_speedup']:.2f}x")
     if "openai_compat" in report:
         a = report["openai_compat"]
-        print(f"openai_compat, 64 requests at 200 ms: sequential {a['concurrency_1_s']:.2f} s, concurrency 8 "
-              f"{a['concurrency_8_s']:.2f} s, ratio {a['speedup']:.2f}x ({a['calls']} calls)")  # fmt: skip
+        print(
+            f"openai_compat, 64 requests at 200 ms: sequential {a['concurrency_1_s']:.2f} s, concurrency 8 "
+            f"{a['concurrency_8_s']:.2f} s, ratio {a['speedup']:.2f}x ({a['calls']} calls)"
+        )
     out = args.out or ROOT / "bench" / "results" / f"generation-{b['device'].split(':')[0]}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")

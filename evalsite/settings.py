@@ -32,6 +32,7 @@ INSTALLED_APPS = [
     "evalsite.catalog",
     "evalsite.generations",
     "evalsite.annotation",
+    "evalsite.judging",
 ]
 
 MIDDLEWARE = [

@@ -7,19 +7,27 @@ from evalsite.catalog.models import Prompt, PromptSet, Response, System
 from evalsite.core.accounts import annotators_group
 
 
-def make_study(n_prompts=10, baselines=("alpaca-65b", "davinci-003"), overlap=1, gold_rate=0.0, annotators=2,
-               name="lima-study", start=True):  # fmt: skip
+def make_study(
+    n_prompts=10,
+    baselines=("alpaca-65b", "davinci-003"),
+    overlap=1,
+    gold_rate=0.0,
+    annotators=2,
+    name="lima-study",
+    start=True,
+):
     prompt_set = PromptSet.objects.create(name=f"{name}-prompts")
     candidate = System.objects.create(name="lima-65b", kind="candidate", backend="imported")
     systems = [System.objects.create(name=b, backend="imported") for b in baselines]
     for i in range(n_prompts):
-        prompt = Prompt.objects.create(prompt_set=prompt_set, external_id=f"p{i}",
-                                       messages=[{"role": "user", "content": f"Question number {i}?"}])  # fmt: skip
+        prompt = Prompt.objects.create(
+            prompt_set=prompt_set, external_id=f"p{i}", messages=[{"role": "user", "content": f"Question number {i}?"}]
+        )
         Response.objects.create(
             system=candidate, prompt=prompt, text=f"A careful, complete answer to question {i}. " * 3
         )
-        for system in systems:
-            Response.objects.create(system=system, prompt=prompt, text=f"A short reply about {i}.")
+        for k, system in enumerate(systems):
+            Response.objects.create(system=system, prompt=prompt, text=f"A short reply about {i}, take {k}.")
     study = services.create_study(name, candidate, systems, prompt_set, overlap=overlap, gold_rate=gold_rate)
     users = []
     for k in range(annotators):

@@ -20,8 +20,14 @@ from tests.annotation_fixtures import make_study
 def test_create_study_expands_into_comparisons_and_gold_checks(capsys):
     make_study(n_prompts=20, start=False)
     Study.objects.all().delete()
-    call_command("create_study", candidate="lima-65b", baselines="alpaca-65b,davinci-003", prompts="lima-study-prompts",
-                 overlap=3, gold_rate=0.1)  # fmt: skip
+    call_command(
+        "create_study",
+        candidate="lima-65b",
+        baselines="alpaca-65b,davinci-003",
+        prompts="lima-study-prompts",
+        overlap=3,
+        gold_rate=0.1,
+    )
     study = Study.objects.get()
     assert (
         study.status == "open"
@@ -164,9 +170,14 @@ def test_gold_accuracy_median_seconds_too_fast_and_left_share_per_annotator():
     now = timezone.now()
 
     def judged(user, comparison, choice, seconds, on_left=True):
-        assignment = Assignment.objects.create(comparison=comparison, annotator=user, candidate_on_left=on_left,
-                                               claimed_at=now, expires_at=now + timedelta(hours=1),
-                                               shown_at=now - timedelta(seconds=seconds))  # fmt: skip
+        assignment = Assignment.objects.create(
+            comparison=comparison,
+            annotator=user,
+            candidate_on_left=on_left,
+            claimed_at=now,
+            expires_at=now + timedelta(hours=1),
+            shown_at=now - timedelta(seconds=seconds),
+        )
         services.submit(assignment.pk, user, choice)
 
     judged(a, gold[0], "a", 30)  # candidate on the left, picked: right
@@ -190,8 +201,13 @@ def test_agreement_on_a_hand_computed_study_and_exclusion_keeps_judgments():
     votes = {c1: ["a", "a", "tie"], c2: ["b", "a", "b"]}  # candidate on the left throughout
     for comparison, choices in votes.items():
         for user, choice in zip(users, choices, strict=True):
-            assignment = Assignment.objects.create(comparison=comparison, annotator=user, candidate_on_left=True,
-                                                   claimed_at=now, expires_at=now + timedelta(hours=1))  # fmt: skip
+            assignment = Assignment.objects.create(
+                comparison=comparison,
+                annotator=user,
+                candidate_on_left=True,
+                claimed_at=now,
+                expires_at=now + timedelta(hours=1),
+            )
             services.submit(assignment.pk, user, choice)
     # c1 pairs: (c,c)=1 (c,t)=.5 (c,t)=.5 ; c2 pairs: (b,c)=0 (b,b)=1 (c,b)=0  -> 3/6
     agreement = study_agreement(study)

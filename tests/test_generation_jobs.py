@@ -115,8 +115,12 @@ def test_an_imported_system_only_reports_the_prompts_lacking_a_response(transact
 def test_hf_local_jobs_run_in_the_foreground_with_a_tiny_model(tmp_path, transactional_db):
     folder = save_tiny(tmp_path / "tiny")
     make_set(n=4)
-    System.objects.create(name="tiny", backend="hf_local", backend_config={"model_path": str(folder)},
-                          sampling={"max_new_tokens": 5, "temperature": 0})  # fmt: skip
+    System.objects.create(
+        name="tiny",
+        backend="hf_local",
+        backend_config={"model_path": str(folder)},
+        sampling={"max_new_tokens": 5, "temperature": 0},
+    )
     call_command("generate", system="tiny", prompts="set", foreground=True)
     job = GenerationJob.objects.get()
     assert job.status == JobStatus.DONE and Response.objects.count() == 4

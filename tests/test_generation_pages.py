@@ -9,16 +9,24 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def answered():
     prompt_set = PromptSet.objects.create(name="test")
-    prompt = Prompt.objects.create(prompt_set=prompt_set, external_id="t1",
-                                   messages=[{"role": "user", "content": "Show me code"}])  # fmt: skip
+    prompt = Prompt.objects.create(
+        prompt_set=prompt_set, external_id="t1", messages=[{"role": "user", "content": "Show me code"}]
+    )
     cand = System.objects.create(name="lima-mini", kind="candidate", backend="imported")
     base = System.objects.create(name="smollm2", backend="imported")
     Response.objects.create(
         system=cand, prompt=prompt, text="```python\nprint(1)\n```\n\n| a | b |\n|---|---|\n| 1 | 2 |"
     )
     Response.objects.create(system=base, prompt=prompt, text="<script>alert(1)</script><b onclick='x()'>hi</b>")
-    job = GenerationJob.objects.create(system=cand, prompt_set=prompt_set, status="running", progress_done=3,
-                                       progress_total=12, rate=4.5, rate_unit="tokens/s")  # fmt: skip
+    job = GenerationJob.objects.create(
+        system=cand,
+        prompt_set=prompt_set,
+        status="running",
+        progress_done=3,
+        progress_total=12,
+        rate=4.5,
+        rate_unit="tokens/s",
+    )
     return prompt, job
 
 

@@ -30,19 +30,30 @@ def test_cohen_kappa_matches_the_textbook_example():
 def test_fleiss_kappa_matches_the_textbook_example():
     # Fleiss (1971) as worked on Wikipedia: 10 subjects, 14 raters, 5 categories -> 0.210
     counts = [
-        [0, 0, 0, 0, 14], [0, 2, 6, 4, 2], [0, 0, 3, 5, 6], [0, 3, 9, 2, 0], [2, 2, 8, 1, 1],
-        [7, 7, 0, 0, 0], [3, 2, 6, 3, 0], [2, 5, 3, 2, 2], [6, 5, 2, 1, 0], [0, 2, 2, 3, 7],
-    ]  # fmt: skip
+        [0, 0, 0, 0, 14],
+        [0, 2, 6, 4, 2],
+        [0, 0, 3, 5, 6],
+        [0, 3, 9, 2, 0],
+        [2, 2, 8, 1, 1],
+        [7, 7, 0, 0, 0],
+        [3, 2, 6, 3, 0],
+        [2, 5, 3, 2, 2],
+        [6, 5, 2, 1, 0],
+        [0, 2, 2, 3, 7],
+    ]
     items = [[cat for cat, c in enumerate(row) for _ in range(c)] for row in counts]
     assert fleiss_kappa(items) == pytest.approx(0.2099, abs=1e-4)
 
 
 def test_pairwise_agreement_overall_and_per_pair():
     judgments = [
-        (1, "ann", "candidate"), (1, "bob", "candidate"), (1, "cat", "tie"),
-        (2, "ann", "baseline"), (2, "bob", "candidate"),
+        (1, "ann", "candidate"),
+        (1, "bob", "candidate"),
+        (1, "cat", "tie"),
+        (2, "ann", "baseline"),
+        (2, "bob", "candidate"),
         (3, "ann", "tie"),  # one label only: not an agreement item
-    ]  # fmt: skip
+    ]
     result = pairwise(judgments)
     assert result["items"] == 2 and result["pairs"] == 4
     # pairs: (ann,bob)=1, (ann,cat)=0.5, (bob,cat)=0.5, (ann,bob) on item 2 = 0

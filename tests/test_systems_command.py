@@ -12,14 +12,34 @@ def test_add_list_and_show_a_local_and_an_api_system(tmp_path, capsys):
     folder = save_tiny(tmp_path / "tiny")
     sampling = '{"max_new_tokens": 512}'
     call_command(
-        "systems", "add", "lima-7b", "--backend", "hf_local", "--kind", "candidate",
-        "--model-path", str(folder), "--sampling", sampling,
-    )  # fmt: skip
+        "systems",
+        "add",
+        "lima-7b",
+        "--backend",
+        "hf_local",
+        "--kind",
+        "candidate",
+        "--model-path",
+        str(folder),
+        "--sampling",
+        sampling,
+    )
     with OpenAIStub() as stub:
         call_command(
-            "systems", "add", "gpt-4", "--backend", "openai_compat", "--base-url", stub.url,
-            "--model", "gpt-4", "--api-key-env", "HOME", "--concurrency", "4",
-        )  # fmt: skip
+            "systems",
+            "add",
+            "gpt-4",
+            "--backend",
+            "openai_compat",
+            "--base-url",
+            stub.url,
+            "--model",
+            "gpt-4",
+            "--api-key-env",
+            "HOME",
+            "--concurrency",
+            "4",
+        )
     call_command("systems", "add", "claude", "--backend", "imported")
     lima = System.objects.get(name="lima-7b")
     assert lima.kind == "candidate" and lima.sampling_config.max_new_tokens == 512 and lima.sampling_config.top_p == 0.9

@@ -12,11 +12,21 @@ def export_judgments() -> Iterator[dict]:
     ).order_by("id")
     for j in rows.iterator(chunk_size=2000):
         c = j.comparison
-        yield {"study": c.study.name, "comparison": c.pk, "prompt": c.prompt.external_id, "baseline": c.baseline.name,
-               "gold": c.is_gold, "annotator": j.annotator.username, "outcome": j.outcome,
-               "candidate_on_left": j.assignment.candidate_on_left, "picked_side": j.picked_side,
-               "seconds": j.seconds, "reason": j.reason, "excluded": j.annotator_id in excluded[c.study_id],
-               "created_at": j.created_at.isoformat()}  # fmt: skip
+        yield {
+            "study": c.study.name,
+            "comparison": c.pk,
+            "prompt": c.prompt.external_id,
+            "baseline": c.baseline.name,
+            "gold": c.is_gold,
+            "annotator": j.annotator.username,
+            "outcome": j.outcome,
+            "candidate_on_left": j.assignment.candidate_on_left,
+            "picked_side": j.picked_side,
+            "seconds": j.seconds,
+            "reason": j.reason,
+            "excluded": j.annotator_id in excluded[c.study_id],
+            "created_at": j.created_at.isoformat(),
+        }
 
 
 def export_agreement() -> Iterator[dict]:
@@ -25,10 +35,15 @@ def export_agreement() -> Iterator[dict]:
 
     for study in Study.objects.order_by("name"):
         a = study_agreement(study)
-        yield {"study": study.name, "items": a["items"], "pairs": a["pairs"],
-               "tie_discounted_accuracy": a["tie_discounted_accuracy"], "cohen_kappa": a["cohen_kappa"],
-               "fleiss_kappa": a["fleiss_kappa"],
-               "per_pair": [{"annotators": [x, y], **v} for (x, y), v in a["per_pair"].items()]}  # fmt: skip
+        yield {
+            "study": study.name,
+            "items": a["items"],
+            "pairs": a["pairs"],
+            "tie_discounted_accuracy": a["tie_discounted_accuracy"],
+            "cohen_kappa": a["cohen_kappa"],
+            "fleiss_kappa": a["fleiss_kappa"],
+            "per_pair": [{"annotators": [x, y], **v} for (x, y), v in a["per_pair"].items()],
+        }
 
 
 def register_exports() -> None:

@@ -45,9 +45,11 @@ class Study(models.Model):
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.DRAFT)
     annotators = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="studies")
     excluded = models.ManyToManyField(
-        settings.AUTH_USER_MODEL, blank=True, related_name="excluded_from",
+        settings.AUTH_USER_MODEL,
+        blank=True,
+        related_name="excluded_from",
         help_text="their judgments are kept but left out of the results",
-    )  # fmt: skip
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -12,9 +12,14 @@ from stats.agreement import pairwise
 def annotator_quality(study: Study) -> list[dict]:
     """Per annotator: judgments, gold accuracy, median seconds, too-fast count, share of left picks."""
     rows = HumanJudgment.objects.filter(comparison__study=study).values_list(
-        "annotator__username", "annotator_id", "outcome", "picked_side", "seconds",
-        "comparison__is_gold", "comparison__gold_better",
-    )  # fmt: skip
+        "annotator__username",
+        "annotator_id",
+        "outcome",
+        "picked_side",
+        "seconds",
+        "comparison__is_gold",
+        "comparison__gold_better",
+    )
     per: dict[str, dict] = defaultdict(lambda: {"seconds": [], "gold": 0, "gold_right": 0, "left": 0, "sided": 0})
     ids = {}
     for name, uid, outcome, side, seconds, is_gold, gold_better in rows:
@@ -31,17 +36,19 @@ def annotator_quality(study: Study) -> list[dict]:
     result = []
     for name in sorted(per):
         d = per[name]
-        result.append({
-            "annotator": name,
-            "user_id": ids[name],
-            "judgments": len(d["seconds"]),
-            "gold": d["gold"],
-            "gold_accuracy": d["gold_right"] / d["gold"] if d["gold"] else None,
-            "median_seconds": median(d["seconds"]),
-            "too_fast": sum(s < study.too_fast_seconds for s in d["seconds"]),
-            "left_share": d["left"] / d["sided"] if d["sided"] else None,
-            "excluded": ids[name] in excluded,
-        })  # fmt: skip
+        result.append(
+            {
+                "annotator": name,
+                "user_id": ids[name],
+                "judgments": len(d["seconds"]),
+                "gold": d["gold"],
+                "gold_accuracy": d["gold_right"] / d["gold"] if d["gold"] else None,
+                "median_seconds": median(d["seconds"]),
+                "too_fast": sum(s < study.too_fast_seconds for s in d["seconds"]),
+                "left_share": d["left"] / d["sided"] if d["sided"] else None,
+                "excluded": ids[name] in excluded,
+            }
+        )
     return result
 
 

@@ -27,8 +27,16 @@ class StudyError(Exception):
 # --- creating and starting studies -------------------------------------------------------------
 
 
-def create_study(name: str, candidate: System, baselines: list[System], prompt_set: PromptSet, *, overlap: int = 1,
-                 gold_rate: float = 0.05, instructions: str | None = None) -> Study:  # fmt: skip
+def create_study(
+    name: str,
+    candidate: System,
+    baselines: list[System],
+    prompt_set: PromptSet,
+    *,
+    overlap: int = 1,
+    gold_rate: float = 0.05,
+    instructions: str | None = None,
+) -> Study:
     if Study.objects.filter(name=name).exists():
         raise StudyError(f"a study named {name!r} exists")
     if not baselines:
@@ -104,7 +112,7 @@ def start_study(study: Study, rng: random.Random | None = None) -> int:
                 baseline=b,
                 candidate_response=responses[(study.candidate.pk, p.pk)],
                 baseline_response=responses[(b.pk, p.pk)],
-            )  # fmt: skip
+            )
             for b in study.baselines.order_by("name")
             for p in prompts
         ]
@@ -114,11 +122,22 @@ def start_study(study: Study, rng: random.Random | None = None) -> int:
             for p in rng.sample(prompts, min(max(1, n_gold), len(prompts))):
                 good = responses[(study.candidate.pk, p.pk)]
                 bad, _ = Response.objects.get_or_create(
-                    system=gold, prompt=p, sample_index=0,
+                    system=gold,
+                    prompt=p,
+                    sample_index=0,
                     defaults={"text": degrade(good.text, p.pk), "finish_reason": "imported"},
-                )  # fmt: skip
-                rows.append(Comparison(study=study, prompt=p, baseline=gold, candidate_response=good,
-                                       baseline_response=bad, is_gold=True, gold_better=Outcome.CANDIDATE))  # fmt: skip
+                )
+                rows.append(
+                    Comparison(
+                        study=study,
+                        prompt=p,
+                        baseline=gold,
+                        candidate_response=good,
+                        baseline_response=bad,
+                        is_gold=True,
+                        gold_better=Outcome.CANDIDATE,
+                    )
+                )
         Comparison.objects.bulk_create(rows)
         study.status = Study.Status.OPEN
         study.save(update_fields=["status"])
@@ -192,9 +211,13 @@ def _take_slot(study: Study, comparison: Comparison, user: User, rng: random.Ran
         try:
             with transaction.atomic():
                 assignment = Assignment.objects.create(
-                    comparison=comparison, annotator=user, candidate_on_left=bool(rng.getrandbits(1)),
-                    claimed_at=now, expires_at=now + timedelta(minutes=study.claim_minutes), shown_at=now,
-                )  # fmt: skip
+                    comparison=comparison,
+                    annotator=user,
+                    candidate_on_left=bool(rng.getrandbits(1)),
+                    claimed_at=now,
+                    expires_at=now + timedelta(minutes=study.claim_minutes),
+                    shown_at=now,
+                )
                 return assignment
         except IntegrityError:  # the same annotator claiming twice at once (two tabs)
             transaction.set_rollback(True)  # give the slot back
@@ -232,9 +255,14 @@ def submit(assignment_pk: int, user: User, choice: str, reason: str = "") -> Sub
         outcome, side = assignment.outcome_for(choice)
         seconds = (now - (assignment.shown_at or assignment.claimed_at)).total_seconds()
         judgment = HumanJudgment.objects.create(
-            assignment=assignment, comparison=comparison, annotator=user, outcome=outcome, picked_side=side,
-            reason=reason.strip()[:2000], seconds=seconds,
-        )  # fmt: skip
+            assignment=assignment,
+            comparison=comparison,
+            annotator=user,
+            outcome=outcome,
+            picked_side=side,
+            reason=reason.strip()[:2000],
+            seconds=seconds,
+        )
         assignment.status, assignment.finished_at = Assignment.Status.DONE, now
         assignment.save(update_fields=["status", "finished_at"])
         Comparison.objects.filter(pk=comparison.pk).update(judgments_done=F("judgments_done") + 1)
@@ -270,8 +298,9 @@ LOGIN_TOKEN_DAYS = 7
 
 def login_token_for(user: User) -> str:
     token = secrets.token_urlsafe(24)
-    LoginToken.objects.create(user=user, token_hash=LoginToken.hash(token),
-                              expires_at=timezone.now() + timedelta(days=LOGIN_TOKEN_DAYS))  # fmt: skip
+    LoginToken.objects.create(
+        user=user, token_hash=LoginToken.hash(token), expires_at=timezone.now() + timedelta(days=LOGIN_TOKEN_DAYS)
+    )
     return token
 
 

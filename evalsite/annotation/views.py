@@ -172,7 +172,7 @@ def study_detail(request, name: str):
             comparisons=Count("id", filter=Q(is_gold=False)),
             gold=Count("id", filter=Q(is_gold=True)),
             judged=Count("judgments"),
-        ),  # fmt: skip
+        ),
         "quality": annotator_quality(study),
         "agreement": agreement,
         "pairs": [{"a": a, "b": b, **v} for (a, b), v in agreement["per_pair"].items()],

@@ -126,10 +126,28 @@ def serve(host: str, port: int, write: Callable[[str], None]) -> int:
     var_logs.mkdir(parents=True, exist_ok=True)
     worker_log = (var_logs / "worker.log").open("ab")
     worker = subprocess.Popen(
-        [python, "-m", "celery", "-A", "evalsite", "worker", "-B", "-n", "demo@%h", "-c", "2",
-         "-Q", "generation,judge,training,default", "-l", "info"],
-        cwd=BASE_DIR, stdout=worker_log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+        [
+            python,
+            "-m",
+            "celery",
+            "-A",
+            "evalsite",
+            "worker",
+            "-B",
+            "-n",
+            "demo@%h",
+            "-c",
+            "2",
+            "-Q",
+            "generation,judge,training,default",
+            "-l",
+            "info",
+        ],
+        cwd=BASE_DIR,
+        stdout=worker_log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     web = subprocess.Popen(
         [python, "manage.py", "runserver", f"{host}:{port}", "--noreload"], cwd=BASE_DIR, start_new_session=True
     )

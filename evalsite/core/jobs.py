@@ -50,6 +50,11 @@ class JobCancelled(Exception):
     """Raised inside ``run`` when a cancel was requested; the job ends as cancelled."""
 
 
+class JobStopped(Exception):
+    """Raised inside ``run`` to end a job early on purpose (e.g. its budget is spent); the
+    message becomes the job's status detail."""
+
+
 class LeaseLost(Exception):
     """Raised inside ``run`` when another worker took the job over (our heartbeat went stale)."""
 
@@ -259,6 +264,9 @@ def execute(label: str, pk: int, worker: str) -> str:
     except JobCancelled:
         finish(model, pk, lease, JobStatus.CANCELLED, detail="cancelled on request")
         return JobStatus.CANCELLED
+    except JobStopped as stop:
+        finish(model, pk, lease, JobStatus.STOPPED, detail=str(stop))
+        return JobStatus.STOPPED
     except LeaseLost:
         log.warning("%s %s: lease lost, another worker continues it", label, pk)
         return "lease lost"

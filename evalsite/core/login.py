@@ -17,8 +17,9 @@ class RateLimitedLoginView(auth_views.LoginView):
     def post(self, request, *args, **kwargs):
         keys = _keys(request)
         if any((cache.get(k) or 0) >= settings.LOGIN_MAX_FAILURES for k in keys):
-            return render(request, "registration/locked.html", {"minutes": settings.LOGIN_LOCKOUT_SECONDS // 60},
-                          status=429)  # fmt: skip
+            return render(
+                request, "registration/locked.html", {"minutes": settings.LOGIN_LOCKOUT_SECONDS // 60}, status=429
+            )
         response = super().post(request, *args, **kwargs)
         if response.status_code == 200:  # the form came back: wrong credentials
             for key in keys:

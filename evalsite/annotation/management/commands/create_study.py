@@ -26,8 +26,9 @@ class Command(BaseCommand):
             baselines = [find_system(n) for n in names]
             prompt_set = find_prompt_set(opts["prompts"])
             with transaction.atomic():  # a study that cannot start is not left behind
-                study = services.create_study(name, candidate, baselines, prompt_set, overlap=opts["overlap"],
-                                              gold_rate=opts["gold_rate"])  # fmt: skip
+                study = services.create_study(
+                    name, candidate, baselines, prompt_set, overlap=opts["overlap"], gold_rate=opts["gold_rate"]
+                )
                 n = 0 if opts["draft"] else services.start_study(study)
         except (CannotStart, services.StudyError) as exc:
             raise CommandError(str(exc)) from exc

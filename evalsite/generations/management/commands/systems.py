@@ -52,9 +52,15 @@ class Command(BaseCommand):
         if System.objects.filter(name=opts["name"]).exists():
             raise CommandError(f"a system named {opts['name']!r} exists; pick another name")
         config = parse_json(opts["config"], "--config")
-        for flag, key in (("model_path", "model_path"), ("gguf_file", "gguf_file"), ("base_url", "base_url"),
-                          ("model", "model"), ("api", "api"), ("api_key_env", "api_key_env"),
-                          ("concurrency", "concurrency")):  # fmt: skip
+        for flag, key in (
+            ("model_path", "model_path"),
+            ("gguf_file", "gguf_file"),
+            ("base_url", "base_url"),
+            ("model", "model"),
+            ("api", "api"),
+            ("api_key_env", "api_key_env"),
+            ("concurrency", "concurrency"),
+        ):
             if opts[flag] is not None:
                 config[key] = opts[flag]
         system = System(

@@ -1,0 +1,206 @@
+from __future__ import annotations
+
+import hashlib
+import json
+from decimal import Decimal
+
+from django.db import models
+
+from evalsite.annotation.models import Comparison, Outcome, Study
+from evalsite.core.jobs import Job, JobContext
+
+
+class JudgeConfig(models.Model):
+    class Template(models.TextChoices):
+        LIMA = "lima", "LIMA pairwise (the annotators' instructions)"
+        MTBENCH = "mtbench", "MT-bench pairwise ([[A]] / [[B]] / [[C]] after an explanation)"
+
+    name = models.SlugField(max_length=100, unique=True)
+    model = models.CharField(max_length=200, default="gpt-4")
+    base_url = models.CharField(max_length=300, default="https://api.openai.com/v1")
+    api_key_env = models.CharField(max_length=100, default="OPENAI_API_KEY", blank=True)
+    template = models.CharField(max_length=10, choices=Template.choices, default=Template.LIMA)
+    temperature = models.FloatField(default=0.0)
+    max_tokens = models.PositiveIntegerField(default=512)
+    price_input_per_1k = models.DecimalField(max_digits=10, decimal_places=6, default=Decimal("0"))
+    price_output_per_1k = models.DecimalField(max_digits=10, decimal_places=6, default=Decimal("0"))
+    concurrency = models.PositiveSmallIntegerField(default=8)
+    timeout = models.FloatField(default=120.0)
+    max_retries = models.PositiveSmallIntegerField(default=5)
+    is_local = models.BooleanField(
+        default=False, help_text="a local model standing in for GPT-4: labelled 'local judge'"
+    )
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def label(self) -> str:
+        """How results are labelled: a local model is never called GPT-4."""
+        return f"{self.name} (local judge)" if self.is_local else self.model
+
+    def cost(self, input_tokens: int, output_tokens: int) -> Decimal:
+        return (
+            Decimal(input_tokens) * self.price_input_per_1k + Decimal(output_tokens) * self.price_output_per_1k
+        ) / 1000
+
+
+class JudgeCall(models.Model):
+    """One judge call, cached: unique per (model, template, prompt, both answers in order,
+    sampling). A row is reserved (pending) before the call is made, so two workers never pay
+    for the same call twice."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "pending"
+        DONE = "done", "done"
+        FAILED = "failed", "failed (API error)"
+
+    key = models.CharField(max_length=64, unique=True)
+    model = models.CharField(max_length=200)
+    template = models.CharField(max_length=10)
+    template_hash = models.CharField(max_length=16)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    reserved_at = models.DateTimeField()
+    reserved_by = models.CharField(max_length=80, blank=True, help_text="job and attempt that reserved it")
+    raw_output = models.TextField(blank=True)
+    retry_output = models.TextField(blank=True, help_text="the answer after a format reminder, if one was needed")
+    verdict = models.CharField(
+        max_length=12, blank=True, help_text="first, second, tie; fail, pass, excellent; 1-6; empty: unreadable"
+    )
+    parse_error = models.CharField(max_length=200, blank=True)
+    error = models.TextField(blank=True)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cost = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))
+    latency_seconds = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"judge call {self.key[:10]}"
+
+    @staticmethod
+    def make_key(
+        config: JudgeConfig, template_hash: str, messages: list, first: str, second: str, template: str | None = None
+    ) -> str:
+        payload = [
+            config.model,
+            template or config.template,
+            template_hash,
+            messages,
+            first,
+            second,
+            config.temperature,
+            config.max_tokens,
+        ]
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+class JudgeJob(Job):
+    class Policy(models.TextChoices):
+        TIE = "tie", "orders that disagree count as a tie"
+        DROP = "drop", "orders that disagree are dropped"
+
+    queue = "judge"
+
+    study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="judge_jobs")
+    config = models.ForeignKey(JudgeConfig, on_delete=models.PROTECT, related_name="jobs")
+    policy = models.CharField(max_length=4, choices=Policy.choices, default=Policy.TIE)
+    comparison_ids = models.JSONField(default=list, blank=True, help_text="a subset; empty means every comparison")
+    budget = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True)
+    spend = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))
+    estimate_tokens = models.PositiveBigIntegerField(default=0)
+    estimate_cost = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))
+    calls_made = models.PositiveIntegerField(default=0)
+    cache_hits = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"judge job #{self.pk}: {self.config} on {self.study}"
+
+    def comparisons(self) -> models.QuerySet[Comparison]:
+        rows = Comparison.objects.filter(study=self.study, is_gold=False)
+        if self.comparison_ids:
+            rows = rows.filter(pk__in=self.comparison_ids)
+        return rows.select_related("prompt", "candidate_response", "baseline_response").order_by("pk")
+
+    def run(self, ctx: JobContext) -> None:
+        from evalsite.judging.runner import run_judge_job
+
+        run_judge_job(self, ctx)
+
+
+class JudgeVerdict(models.Model):
+    class Order(models.TextChoices):
+        CANDIDATE_FIRST = "cand_first", "candidate shown as A"
+        BASELINE_FIRST = "base_first", "baseline shown as A"
+
+    job = models.ForeignKey(JudgeJob, on_delete=models.CASCADE, related_name="verdicts")
+    comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="judge_verdicts")
+    order = models.CharField(max_length=10, choices=Order.choices)
+    call = models.ForeignKey(JudgeCall, on_delete=models.PROTECT, related_name="verdicts")
+    outcome = models.CharField(
+        max_length=10, choices=Outcome.choices, blank=True, help_text="empty: unreadable or failed"
+    )
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["job", "comparison", "order"], name="verdict_once_per_order")]
+
+    def __str__(self) -> str:
+        return f"{self.job} {self.comparison} {self.order}: {self.outcome or 'failed'}"
+
+
+def outcome_of(verdict: str, order: str) -> str:
+    """Map the judge's first/second/tie to candidate/baseline/tie given the order shown."""
+    if verdict == "tie":
+        return Outcome.TIE
+    if verdict not in ("first", "second"):
+        return ""
+    first_is_candidate = order == JudgeVerdict.Order.CANDIDATE_FIRST
+    return Outcome.CANDIDATE if (verdict == "first") == first_is_candidate else Outcome.BASELINE
+
+
+class RatingJob(Job):
+    """Absolute ratings of one system's responses by the judge: Fail / Pass / Excellent
+    (Figures 3 and 7) or the 1-6 helpfulness Likert score, n samples per response (Figures 5, 6)."""
+
+    class Kind(models.TextChoices):
+        FPE = "fpe", "Fail / Pass / Excellent"
+        LIKERT = "likert", "helpfulness 1-6"
+
+    queue = "judge"
+
+    config = models.ForeignKey(JudgeConfig, on_delete=models.PROTECT, related_name="rating_jobs")
+    system = models.ForeignKey("catalog.System", on_delete=models.PROTECT, related_name="rating_jobs")
+    prompt_set = models.ForeignKey("catalog.PromptSet", on_delete=models.PROTECT, related_name="rating_jobs")
+    kind = models.CharField(max_length=6, choices=Kind.choices)
+    samples = models.PositiveSmallIntegerField(default=1, help_text="ratings per response (the paper: 5 for Likert)")
+    spend = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))
+    calls_made = models.PositiveIntegerField(default=0)
+    cache_hits = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"rating job #{self.pk}: {self.config} rates {self.system} ({self.kind})"
+
+    def run(self, ctx: JobContext) -> None:
+        from evalsite.judging.runner import run_rating_job
+
+        run_rating_job(self, ctx)
+
+
+class Rating(models.Model):
+    job = models.ForeignKey(RatingJob, on_delete=models.CASCADE, related_name="ratings")
+    response = models.ForeignKey("catalog.Response", on_delete=models.CASCADE, related_name="ratings")
+    sample = models.PositiveSmallIntegerField(default=0)
+    call = models.ForeignKey(JudgeCall, on_delete=models.PROTECT, related_name="ratings")
+    value = models.CharField(max_length=12, blank=True, help_text="fail/pass/excellent or 1-6; empty: unreadable")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["job", "response", "sample"], name="rating_once_per_sample")]
+
+    def __str__(self) -> str:
+        return f"{self.response} #{self.sample}: {self.value or 'failed'}"

@@ -1,0 +1,290 @@
+"""Running a judge job: every comparison in both orders, through the openai client, with the
+database as the cache, bounded concurrency, a budget, and resumption after a crash."""
+
+from __future__ import annotations
+
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from datetime import timedelta
+from decimal import Decimal
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from evalsite.core.jobs import JobContext, JobStopped
+from evalsite.generations.models import chunked
+from evalsite.judging.models import JudgeCall, JudgeConfig, JudgeJob, JudgeVerdict, outcome_of
+from evalsite.judging.templates import REMINDERS, parse, render, template_hash
+from generation.openai_compat import make_client
+from generation.retry import MalformedResponse, PermanentError, RetryPolicy, call_with_retries
+
+ORDERS = (JudgeVerdict.Order.CANDIDATE_FIRST, JudgeVerdict.Order.BASELINE_FIRST)
+EXPECTED_OUTPUT_TOKENS = {"lima": 12, "mtbench": 250}
+
+
+def estimate_tokens(text: str) -> int:
+    """About four characters a token (English); good enough for a budget estimate."""
+    return math.ceil(len(text) / 4) + 8
+
+
+def answers_in_order(comparison, order: str) -> tuple[str, str]:
+    cand, base = comparison.candidate_response.text, comparison.baseline_response.text
+    return (cand, base) if order == JudgeVerdict.Order.CANDIDATE_FIRST else (base, cand)
+
+
+def estimate(config: JudgeConfig, comparisons) -> tuple[int, int, Decimal]:
+    """(input tokens, output tokens, money) for judging these comparisons in both orders."""
+    tokens_in = tokens_out = 0
+    for comparison in comparisons:
+        for order in ORDERS:
+            first, second = answers_in_order(comparison, order)
+            tokens_in += estimate_tokens(render(config.template, comparison.prompt.messages, first, second))
+            tokens_out += min(config.max_tokens, EXPECTED_OUTPUT_TOKENS[config.template])
+    return tokens_in, tokens_out, config.cost(tokens_in, tokens_out)
+
+
+def call_judge(client, config: JudgeConfig, prompt_text: str, policy: RetryPolicy, template: str | None = None) -> dict:
+    """One judgment, with one format reminder if the first answer cannot be parsed."""
+    template = template or config.template
+    started = time.monotonic()
+    messages = [{"role": "user", "content": prompt_text}]
+    out: dict = {"raw": "", "retry_raw": "", "verdict": "", "parse_error": "", "error": "", "in": 0, "out": 0}
+
+    def ask(msgs: list[dict]) -> str:
+        reply = call_with_retries(
+            lambda: client.chat.completions.create(
+                model=config.model, messages=msgs, temperature=config.temperature, max_tokens=config.max_tokens
+            ),
+            policy,
+        )
+        text = reply.choices[0].message.content if reply.choices and reply.choices[0].message else None
+        if text is None:
+            raise PermanentError("the reply has no choices[0].message.content")
+        usage = reply.usage
+        out["in"] += usage.prompt_tokens if usage else estimate_tokens(" ".join(m["content"] for m in msgs))
+        out["out"] += usage.completion_tokens if usage else estimate_tokens(text)
+        return text
+
+    try:
+        out["raw"] = ask(messages)
+        parsed = parse(template, out["raw"])
+        if parsed.verdict is None:
+            reminder = [
+                *messages,
+                {"role": "assistant", "content": out["raw"]},
+                {"role": "user", "content": REMINDERS[template]},
+            ]
+            out["retry_raw"] = ask(reminder)
+            parsed = parse(template, out["retry_raw"])
+        out["verdict"], out["parse_error"] = parsed.verdict or "", parsed.reason
+    except (PermanentError, MalformedResponse) as exc:
+        out["error"] = str(exc)
+    out["latency"] = time.monotonic() - started
+    return out
+
+
+def reserve(
+    key: str, config: JudgeConfig, thash: str, owner: str, template: str | None = None
+) -> tuple[JudgeCall, bool]:
+    """The cache row for this call, and whether we are the one to make the call. `owner` is
+    "job:attempt": a pending row left by an earlier attempt of the same job (a killed worker) is
+    taken over at once; another job's pending row is waited for until it is stale; a failed
+    call (an API error) is tried again."""
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            call = JudgeCall.objects.create(
+                key=key,
+                model=config.model,
+                template=config.template,
+                template_hash=thash,
+                reserved_at=now,
+                reserved_by=owner,
+            )
+            return call, True
+    except IntegrityError:
+        pass
+    call = JudgeCall.objects.get(key=key)
+    job_prefix = owner.split(":")[0] + ":"
+    stale = now - timedelta(seconds=config.timeout * (config.max_retries + 2) + 60)
+    pending = JudgeCall.objects.filter(pk=call.pk, status=JudgeCall.Status.PENDING)
+    retake = (
+        JudgeCall.objects.filter(pk=call.pk, status=JudgeCall.Status.FAILED)
+        | pending.filter(reserved_at__lt=stale)
+        | pending.filter(reserved_by__startswith=job_prefix).exclude(reserved_by=owner)
+    )
+    if retake.update(status=JudgeCall.Status.PENDING, reserved_at=now, reserved_by=owner, error=""):
+        call.refresh_from_db()
+        return call, True
+    return call, False
+
+
+def store(call: JudgeCall, result: dict, config: JudgeConfig) -> JudgeCall:
+    call.raw_output, call.retry_output = result["raw"], result["retry_raw"]
+    call.verdict, call.parse_error, call.error = result["verdict"], result["parse_error"][:200], result["error"]
+    call.input_tokens, call.output_tokens = result["in"], result["out"]
+    call.cost = config.cost(result["in"], result["out"])
+    call.latency_seconds = result["latency"]
+    call.status = JudgeCall.Status.FAILED if result["error"] else JudgeCall.Status.DONE
+    call.save()
+    return call
+
+
+def record(job: JudgeJob, comparison_id: int, order: str, call: JudgeCall) -> None:
+    JudgeVerdict.objects.get_or_create(
+        job=job,
+        comparison_id=comparison_id,
+        order=order,
+        defaults={
+            "call": call,
+            "outcome": outcome_of(call.verdict, order) if call.status == JudgeCall.Status.DONE else "",
+        },
+    )
+
+
+def run_judge_job(job: JudgeJob, ctx: JobContext) -> None:
+    config = job.config
+    thash = template_hash(config.template)
+    comparisons = list(job.comparisons())
+    finished = set(JudgeVerdict.objects.filter(job=job).values_list("comparison_id", "order"))
+    work = [(c, o) for c in comparisons for o in ORDERS if (c.pk, o) not in finished]
+    total = 2 * len(comparisons)
+    done = total - len(work)
+    ctx.progress(done, total, detail=f"{len(work)} judgments to make")
+    client = make_client(config.base_url, config.api_key_env or None, config.timeout)
+    policy = RetryPolicy(max_retries=config.max_retries)
+    deferred: list[tuple] = []
+    reserved: set[int] = set()
+    owner = f"{job.pk}:{ctx.lease}"
+    spend = Decimal(JudgeJob.objects.values_list("spend", flat=True).get(pk=job.pk))
+    over_budget = False
+    try:
+        with ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="judge") as pool:
+            for chunk in chunked(work, config.concurrency * 2):
+                ctx.check()
+                futures = {}
+                in_flight = Decimal(0)
+                for comparison, order in chunk:
+                    first, second = answers_in_order(comparison, order)
+                    key = JudgeCall.make_key(config, thash, comparison.prompt.messages, first, second)
+                    call, mine = reserve(key, config, thash, owner)
+                    if not mine:
+                        if call.status == JudgeCall.Status.PENDING:
+                            deferred.append((comparison.pk, order, call.pk))  # another worker is asking it
+                        else:
+                            record(job, comparison.pk, order, call)
+                            JudgeJob.objects.filter(pk=job.pk).update(cache_hits=F("cache_hits") + 1)
+                            done += 1
+                        continue
+                    reserved.add(call.pk)
+                    prompt_text = render(config.template, comparison.prompt.messages, first, second)
+                    expected = config.cost(estimate_tokens(prompt_text), EXPECTED_OUTPUT_TOKENS[config.template])
+                    if job.budget is not None and spend + in_flight + expected > job.budget:
+                        JudgeCall.objects.filter(pk=call.pk, status=JudgeCall.Status.PENDING).delete()
+                        over_budget = True
+                        break
+                    in_flight += expected
+                    futures[pool.submit(call_judge, client, config, prompt_text, policy)] = (comparison.pk, order, call)
+                for future in as_completed(futures):
+                    comparison_id, order, call = futures[future]
+                    call = store(call, future.result(), config)
+                    record(job, comparison_id, order, call)
+                    spend += call.cost
+                    JudgeJob.objects.filter(pk=job.pk).update(
+                        spend=F("spend") + call.cost, calls_made=F("calls_made") + 1
+                    )
+                    done += 1
+                    ctx.progress(done, total, detail=f"spent {spend:.4f}")
+                if over_budget:
+                    raise JobStopped(f"stopped: budget ({spend:.4f} of {job.budget} spent)")
+        for comparison_id, order, call_pk in deferred:
+            call = wait_for_call(call_pk, config, ctx)
+            record(job, comparison_id, order, call)
+            JudgeJob.objects.filter(pk=job.pk).update(cache_hits=F("cache_hits") + 1)
+            done += 1
+            ctx.progress(done, total)
+    finally:
+        # a cancel or a stop leaves no reservation behind that others would wait for
+        JudgeCall.objects.filter(pk__in=reserved, status=JudgeCall.Status.PENDING).delete()
+        client.close()
+
+
+def wait_for_call(call_pk: int, config: JudgeConfig, ctx: JobContext) -> JudgeCall:
+    """Another worker reserved this call: wait for its answer instead of paying for it again."""
+    deadline = time.monotonic() + config.timeout * (config.max_retries + 2) + 120
+    while time.monotonic() < deadline:
+        call = JudgeCall.objects.get(pk=call_pk)
+        if call.status != JudgeCall.Status.PENDING:
+            return call
+        ctx.check()
+        time.sleep(0.5)
+    raise RuntimeError(f"judge call {call_pk} is still pending after waiting; run the job again to take it over")
+
+
+def run_rating_job(job, ctx: JobContext) -> None:
+    """Each response of the system on the set, rated `samples` times (sample k is its own cached call)."""
+    from evalsite.catalog.models import Response
+    from evalsite.judging.models import Rating
+
+    config, template = job.config, job.kind
+    thash = template_hash(template)
+    responses = list(
+        Response.objects.filter(system=job.system, prompt__prompt_set=job.prompt_set, sample_index=0, error="")
+        .select_related("prompt")
+        .order_by("prompt_id")
+    )
+    finished = set(Rating.objects.filter(job=job).values_list("response_id", "sample"))
+    work = [(r, k) for r in responses for k in range(job.samples) if (r.pk, k) not in finished]
+    total, done = len(responses) * job.samples, len(responses) * job.samples - len(work)
+    ctx.progress(done, total)
+    client = make_client(config.base_url, config.api_key_env or None, config.timeout)
+    policy = RetryPolicy(max_retries=config.max_retries)
+    owner = f"r{job.pk}:{ctx.lease}"
+    reserved: set[int] = set()
+    deferred = []
+    try:
+        with ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="rate") as pool:
+            for chunk in chunked(work, config.concurrency * 2):
+                ctx.check()
+                futures = {}
+                for response, k in chunk:
+                    key = JudgeCall.make_key(
+                        config, thash, response.prompt.messages, response.text, f"sample {k}", template
+                    )
+                    call, mine = reserve(key, config, thash, owner, template)
+                    if not mine:
+                        if call.status == JudgeCall.Status.PENDING:
+                            deferred.append((response.pk, k, call.pk))
+                        else:
+                            Rating.objects.get_or_create(
+                                job=job, response=response, sample=k, defaults={"call": call, "value": call.verdict}
+                            )
+                            type(job).objects.filter(pk=job.pk).update(cache_hits=F("cache_hits") + 1)
+                            done += 1
+                        continue
+                    reserved.add(call.pk)
+                    text = render(template, response.prompt.messages, response.text)
+                    futures[pool.submit(call_judge, client, config, text, policy, template)] = (response, k, call)
+                for future in as_completed(futures):
+                    response, k, call = futures[future]
+                    call = store(call, future.result(), config)
+                    Rating.objects.get_or_create(
+                        job=job, response=response, sample=k, defaults={"call": call, "value": call.verdict}
+                    )
+                    type(job).objects.filter(pk=job.pk).update(
+                        spend=F("spend") + call.cost, calls_made=F("calls_made") + 1
+                    )
+                    done += 1
+                    ctx.progress(done, total)
+        for response_pk, k, call_pk in deferred:
+            call = wait_for_call(call_pk, config, ctx)
+            Rating.objects.get_or_create(
+                job=job, response_id=response_pk, sample=k, defaults={"call": call, "value": call.verdict}
+            )
+            done += 1
+            ctx.progress(done, total)
+    finally:
+        JudgeCall.objects.filter(pk__in=reserved, status=JudgeCall.Status.PENDING).delete()
+        client.close()

@@ -1,0 +1,153 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.db import transaction
+
+from evalsite.annotation.models import Comparison, Study
+from evalsite.core.jobs import ACTIVE_STATUSES
+from evalsite.judging.models import JudgeConfig, JudgeJob
+from evalsite.judging.runner import estimate
+from generation.config import ConfigError
+from generation.openai_compat import api_key_from_env, check_reachable
+
+LOCAL_JUDGE = "local-judge"
+LOCAL_JUDGE_PORT = 8001
+
+
+class CannotJudge(Exception):
+    pass
+
+
+def ensure_local_judge() -> JudgeConfig:
+    """The offline default: the bundled model served by `manage.py serve_openai`."""
+    return JudgeConfig.objects.get_or_create(
+        name=LOCAL_JUDGE,
+        defaults={
+            "model": "smollm2-135m-instruct",
+            "base_url": f"http://127.0.0.1:{LOCAL_JUDGE_PORT}/v1",
+            "api_key_env": "",
+            "is_local": True,
+            "concurrency": 2,
+            "max_tokens": 64,
+        },
+    )[0]
+
+
+def find_config(name: str) -> JudgeConfig:
+    try:
+        return JudgeConfig.objects.get(name=name)
+    except JudgeConfig.DoesNotExist:
+        names = ", ".join(JudgeConfig.objects.values_list("name", flat=True)) or "none yet"
+        raise CannotJudge(
+            f"no judge config named {name!r} (configs: {names}); add one with manage.py judge_config add"
+        ) from None
+
+
+def find_study(name: str) -> Study:
+    try:
+        return Study.objects.get(name=name)
+    except Study.DoesNotExist:
+        raise CannotJudge(f"no study named {name!r}") from None
+
+
+def plan(study: Study, config: JudgeConfig, comparison_ids: list[int] | None = None) -> dict:
+    if study.status == Study.Status.DRAFT:
+        raise CannotJudge(f"study {study.name} has not started: it has no comparisons yet")
+    rows = Comparison.objects.filter(study=study, is_gold=False)
+    if comparison_ids:
+        rows = rows.filter(pk__in=comparison_ids)
+        missing = set(comparison_ids) - set(rows.values_list("pk", flat=True))
+        if missing:
+            raise CannotJudge(f"comparisons not in study {study.name}: {sorted(missing)}")
+    rows = rows.select_related("prompt", "candidate_response", "baseline_response")
+    tokens_in, tokens_out, cost = estimate(config, rows)
+    return {
+        "comparisons": rows.count(),
+        "calls": 2 * rows.count(),
+        "tokens_in": tokens_in,
+        "tokens_out": tokens_out,
+        "cost": cost,
+    }
+
+
+def preflight(config: JudgeConfig) -> None:
+    try:
+        api_key_from_env(config.api_key_env or None)
+        check_reachable(config.base_url, config.api_key_env or None)
+    except ConfigError as exc:
+        hint = " (start it with: manage.py serve_openai)" if config.is_local else ""
+        raise CannotJudge(f"judge {config.name}: {exc}{hint}") from exc
+
+
+def start_judge_job(
+    study: Study,
+    config: JudgeConfig,
+    *,
+    budget: Decimal | None = None,
+    policy: str = "tie",
+    comparison_ids: list[int] | None = None,
+    enqueue: bool = True,
+) -> tuple[JudgeJob, bool]:
+    if policy not in JudgeJob.Policy.values:
+        raise CannotJudge(f"policy must be one of {', '.join(JudgeJob.Policy.values)}")
+    estimate_ = plan(study, config, comparison_ids)
+    preflight(config)
+    with transaction.atomic():
+        active = (
+            JudgeJob.objects.select_for_update().filter(study=study, config=config, status__in=ACTIVE_STATUSES).first()
+        )
+        if active:
+            return active, False
+        job = JudgeJob.objects.create(
+            study=study,
+            config=config,
+            policy=policy,
+            budget=budget,
+            comparison_ids=sorted(comparison_ids or []),
+            estimate_tokens=estimate_["tokens_in"] + estimate_["tokens_out"],
+            estimate_cost=estimate_["cost"],
+        )
+        if enqueue:
+            job.enqueue()
+    return job, True
+
+
+def reparse(job: JudgeJob) -> int:
+    """Parse the stored raw outputs again (after a parser fix): no API call. Returns changes."""
+    from evalsite.judging.models import JudgeCall, outcome_of
+    from evalsite.judging.templates import parse
+
+    changed = 0
+    for verdict in job.verdicts.select_related("call"):
+        call = verdict.call
+        if call.status != JudgeCall.Status.DONE:
+            continue
+        parsed = parse(call.template, call.retry_output or call.raw_output)
+        if (parsed.verdict or "") != call.verdict:
+            call.verdict, call.parse_error = parsed.verdict or "", parsed.reason
+            call.save(update_fields=["verdict", "parse_error"])
+        outcome = outcome_of(call.verdict, verdict.order)
+        if outcome != verdict.outcome:
+            verdict.outcome = outcome
+            verdict.save(update_fields=["outcome"])
+            changed += 1
+    return changed
+
+
+def start_rating_job(config: JudgeConfig, system, prompt_set, kind: str, samples: int = 1, enqueue: bool = True):
+    from evalsite.catalog.models import Response
+    from evalsite.judging.models import RatingJob
+
+    if kind not in RatingJob.Kind.values:
+        raise CannotJudge(f"kind must be one of {', '.join(RatingJob.Kind.values)}")
+    if not 1 <= samples <= 20:
+        raise CannotJudge("samples must be from 1 to 20")
+    if not Response.objects.filter(system=system, prompt__prompt_set=prompt_set, error="").exists():
+        raise CannotJudge(f"{system.name} has no responses on {prompt_set.name}: generate them first")
+    preflight(config)
+    with transaction.atomic():
+        job = RatingJob.objects.create(config=config, system=system, prompt_set=prompt_set, kind=kind, samples=samples)
+        if enqueue:
+            job.enqueue()
+    return job

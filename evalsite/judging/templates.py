@@ -1,0 +1,180 @@
+"""Judge prompt templates and strict verdict parsing. Plain Python (no Django).
+
+A verdict is "first", "second" or "tie" in terms of the order the answers were shown; the job
+maps it to candidate / baseline. Anything else is a parse failure, never a tie."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+LIMA_OPTIONS = {
+    "first": "Answer A is significantly better",
+    "second": "Answer B is significantly better",
+    "tie": "Neither is significantly better",
+}
+
+# Appendix C: the annotators' own instructions, given to GPT-4 unchanged (Figure 2).
+LIMA_TEMPLATE = """Imagine that you have a super-intelligent AI assistant, and that you require help with the following question. Which answer best satisfies your needs?
+
+Question:
+{question}
+
+Answer A:
+{answer_a}
+
+Answer B:
+{answer_b}
+
+Comparing these two answers, which answer is better?
+- "Answer A is significantly better."
+- "Answer B is significantly better."
+- "Neither is significantly better."
+
+Reply with exactly one of these three sentences."""
+
+# MT-bench's pairwise judge (Zheng et al., 2023): an explanation, then [[A]], [[B]] or [[C]].
+MTBENCH_TEMPLATE = """Please act as an impartial judge and evaluate the quality of the responses provided by two AI assistants to the user question displayed below. You should choose the assistant that follows the user's instructions and answers the user's question better. Your evaluation should consider factors such as the helpfulness, relevance, accuracy, depth, creativity, and level of detail of their responses. Begin your evaluation by comparing the two responses and provide a short explanation. Avoid any position biases and ensure that the order in which the responses were presented does not influence your decision. Do not allow the length of the responses to influence your evaluation. Do not favor certain names of the assistants. Be as objective as possible. After providing your explanation, output your final verdict by strictly following this format: "[[A]]" if assistant A is better, "[[B]]" if assistant B is better, and "[[C]]" for a tie.
+
+[User Question]
+{question}
+
+[The Start of Assistant A's Answer]
+{answer_a}
+[The End of Assistant A's Answer]
+
+[The Start of Assistant B's Answer]
+{answer_b}
+[The End of Assistant B's Answer]"""
+
+# Figures 3 and 7: absolute quality, labelled by the authors with these three grades.
+FPE_TEMPLATE = """You are grading the response of an AI assistant to a user's request. Use exactly one of three grades:
+- Fail: the response does not meet the requirements of the prompt.
+- Pass: the response meets the requirements of the prompt.
+- Excellent: the response provides an excellent answer to the prompt.
+
+[Request]
+{question}
+
+[Response]
+{answer_a}
+
+Reply with one word: Fail, Pass or Excellent."""
+
+# Appendix D: helpfulness on a 1-6 Likert scale, as ChatGPT graded the ablations (Figures 5 and 6).
+LIKERT_TEMPLATE = """Evaluate the response below to the stated original question asked, on a scale of 1 to 6, where 1 is the worst and 6 is the best, considering helpfulness and relevance: how well the response addresses the question, and how useful and relevant it is to the person who asked. A score of 6 means the response fully and accurately answers the question; a score of 1 means it does not help at all.
+
+[Question]
+{question}
+
+[Response]
+{answer_a}
+
+Reply with "Score: N", where N is a whole number from 1 to 6."""
+
+REMINDERS = {
+    "lima": 'Your reply could not be read. Reply with exactly one sentence: "Answer A is significantly better.", '
+    '"Answer B is significantly better." or "Neither is significantly better."',
+    "mtbench": 'Your reply could not be read. End your reply with your verdict: "[[A]]", "[[B]]" or "[[C]]".',
+    "fpe": "Your reply could not be read. Reply with one word: Fail, Pass or Excellent.",
+    "likert": 'Your reply could not be read. Reply with "Score: N", N a whole number from 1 to 6.',
+}
+
+TEMPLATES = {"lima": LIMA_TEMPLATE, "mtbench": MTBENCH_TEMPLATE, "fpe": FPE_TEMPLATE, "likert": LIKERT_TEMPLATE}
+
+
+def template_hash(name: str) -> str:
+    return hashlib.sha256(TEMPLATES[name].encode()).hexdigest()[:16]
+
+
+def render_question(messages: list[dict]) -> str:
+    """A multi-turn prompt is shown as a transcript; a single turn as its text."""
+    if len(messages) == 1:
+        return messages[0]["content"]
+    return "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in messages)
+
+
+def render(name: str, messages: list[dict], answer_a: str, answer_b: str = "") -> str:
+    return TEMPLATES[name].format(question=render_question(messages), answer_a=answer_a, answer_b=answer_b)
+
+
+@dataclass(frozen=True)
+class Parsed:
+    verdict: str | None  # first, second, tie; None when the output cannot be read
+    reason: str = ""
+
+
+_NOISE = re.compile(r"[*_`\"'“”‘’#>\[\]()]")
+
+
+def _clean(text: str) -> str:
+    return " ".join(_NOISE.sub(" ", text).lower().split())
+
+
+_BARE = {
+    "a": "first",
+    "answer a": "first",
+    "b": "second",
+    "answer b": "second",
+    "neither": "tie",
+    "tie": "tie",
+    "c": "tie",
+}
+
+
+def parse_lima(output: str) -> Parsed:
+    text = _clean(output)
+    if not text:
+        return Parsed(None, "empty output")
+    found = {key for key, phrase in LIMA_OPTIONS.items() if _clean(phrase) in text}
+    if len(found) == 1:
+        return Parsed(found.pop())
+    if len(found) > 1:
+        return Parsed(None, "more than one option in the output")
+    bare = text.rstrip(".!").strip()
+    if bare in _BARE:
+        return Parsed(_BARE[bare])
+    return Parsed(None, "none of the three options in the output")
+
+
+_MTBENCH = re.compile(r"\[\[\s*([ABC])\s*\]\]")
+
+
+def parse_mtbench(output: str) -> Parsed:
+    found = set(_MTBENCH.findall(output))
+    if len(found) == 1:
+        return Parsed({"A": "first", "B": "second", "C": "tie"}[found.pop()])
+    if len(found) > 1:
+        return Parsed(None, "more than one verdict in the output")
+    return Parsed(None, "no [[A]], [[B]] or [[C]] in the output")
+
+
+_GRADES = re.compile(r"\b(fail|pass|excellent)\b")
+
+
+def parse_fpe(output: str) -> Parsed:
+    found = set(_GRADES.findall(_clean(output)))
+    if len(found) == 1:
+        return Parsed(found.pop())
+    return Parsed(None, "more than one grade in the output" if found else "no grade in the output")
+
+
+_SCORE = re.compile(r"score\s*[:=]?\s*([1-6])\b")
+
+
+def parse_likert(output: str) -> Parsed:
+    text = _clean(output)
+    found = set(_SCORE.findall(text))
+    if not found and re.fullmatch(r"[1-6](\s*/\s*6)?\.?", text):
+        found = {text[0]}
+    if len(found) == 1:
+        return Parsed(found.pop())
+    return Parsed(None, "more than one score in the output" if found else "no score from 1 to 6 in the output")
+
+
+PARSERS = {"lima": parse_lima, "mtbench": parse_mtbench, "fpe": parse_fpe, "likert": parse_likert}
+
+
+def parse(name: str, output: str) -> Parsed:
+    return PARSERS[name](output)
