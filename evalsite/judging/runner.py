@@ -98,7 +98,7 @@ def reserve(
             call = JudgeCall.objects.create(
                 key=key,
                 model=config.model,
-                template=config.template,
+                template=template or config.template,
                 template_hash=thash,
                 reserved_at=now,
                 reserved_by=owner,
