@@ -15,5 +15,6 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("generation/", include("evalsite.generations.urls")),
     path("annotate/", include("evalsite.annotation.urls")),
+    path("judge/", include("evalsite.judging.urls")),
     path("admin/", admin.site.urls),
 ]
