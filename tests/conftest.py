@@ -144,7 +144,7 @@ def staff_client(client, django_user_model):
 def annotator_client(client, django_user_model):
     from evalsite.core.accounts import annotators_group
 
-    user = django_user_model.objects.create_user("ann1", password="pw-ann-123")
+    user = django_user_model.objects.create_user("outsider", password="pw-outsider-123")
     user.groups.add(annotators_group())
     client.force_login(user)
     return client
