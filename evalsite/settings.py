@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "evalsite.generations",
     "evalsite.annotation",
     "evalsite.judging",
+    "evalsite.dashboard",
 ]
 
 MIDDLEWARE = [

@@ -16,5 +16,6 @@ urlpatterns = [
     path("generation/", include("evalsite.generations.urls")),
     path("annotate/", include("evalsite.annotation.urls")),
     path("judge/", include("evalsite.judging.urls")),
+    path("dashboard/", include("evalsite.dashboard.urls")),
     path("admin/", admin.site.urls),
 ]

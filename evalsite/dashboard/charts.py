@@ -1,0 +1,74 @@
+"""Figures 1 and 2 as SVG: one horizontal stacked bar per baseline (candidate wins / tie /
+loses), 95% intervals on the win and loss shares, n, and the paper's bar beside when asked."""
+
+from __future__ import annotations
+
+from xml.sax.saxutils import escape
+
+COLOURS = {"win": "#3f7d4e", "tie": "#b9bec8", "loss": "#b5483f"}
+PAPER_COLOURS = {"win": "#9cc5a5", "tie": "#dde0e5", "loss": "#e0a39d"}
+
+
+def stacked_bars(rows: list[dict], title: str, candidate: str, paper: dict[str, tuple] | None = None) -> str:
+    label_w, bar_w, row_h, top = 170, 520, 46, 54
+    extra = len(paper or {}) * 26 + (30 if paper else 0)
+    height = top + row_h * max(1, len(rows)) + 40 + extra
+    width = label_w + bar_w + 90
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+        f'font-family="system-ui, sans-serif" font-size="13" role="img" aria-label="{escape(title)}">',
+        f'<text x="0" y="18" font-size="16" font-weight="600">{escape(title)}</text>',
+    ]
+    legend = [("win", f"{candidate} wins"), ("tie", "tie"), ("loss", f"{candidate} loses")]
+    x = 0
+    for key, text in legend:
+        out.append(
+            f'<rect x="{x}" y="28" width="12" height="12" fill="{COLOURS[key]}"/>'
+            f'<text x="{x + 16}" y="38">{escape(text)}</text>'
+        )
+        x += 22 + 7 * len(text)
+
+    def bar(y: float, win: float, tie: float, loss: float, colours: dict, height_: float, labels: bool) -> None:
+        left = label_w
+        for key, share in (("win", win), ("tie", tie), ("loss", loss)):
+            w = bar_w * share
+            out.append(f'<rect x="{left:.1f}" y="{y:.1f}" width="{w:.1f}" height="{height_}" fill="{colours[key]}"/>')
+            if labels and share >= 0.06:
+                out.append(
+                    f'<text x="{left + w / 2:.1f}" y="{y + height_ / 2 + 4:.1f}" text-anchor="middle" '
+                    f'fill="{"#fff" if key != "tie" else "#1d2330"}">{share * 100:.0f}%</text>'
+                )
+            left += w
+
+    for i, row in enumerate(rows):
+        y = top + i * row_h
+        out.append(f'<text x="{label_w - 8}" y="{y + 18}" text-anchor="end">{escape(row["baseline"])}</text>')
+        out.append(
+            f'<text x="{label_w - 8}" y="{y + 33}" text-anchor="end" fill="#5b6475" font-size="11">'
+            f'n = {row["n"]}</text>'
+        )
+        bar(y + 4, row["win"], row["tie"], row["loss"], COLOURS, 28, True)
+        for ci, anchor in ((row.get("win_ci"), 0.0), (row.get("loss_ci"), None)):
+            if not ci:
+                continue
+            # the win interval sits on the win/tie border; the loss interval on the tie/loss border
+            x1 = label_w + bar_w * (ci[0] if anchor is not None else 1 - ci[1])
+            x2 = label_w + bar_w * (ci[1] if anchor is not None else 1 - ci[0])
+            cy = y + 18
+            out.append(
+                f'<line x1="{x1:.1f}" y1="{cy}" x2="{x2:.1f}" y2="{cy}" stroke="#1d2330" stroke-width="1.5"/>'
+                f'<line x1="{x1:.1f}" y1="{cy - 5}" x2="{x1:.1f}" y2="{cy + 5}" stroke="#1d2330" stroke-width="1.5"/>'
+                f'<line x1="{x2:.1f}" y1="{cy - 5}" x2="{x2:.1f}" y2="{cy + 5}" stroke="#1d2330" stroke-width="1.5"/>'
+            )
+    if paper:
+        y0 = top + row_h * len(rows) + 24
+        out.append(f'<text x="0" y="{y0}" font-weight="600" fill="#5b6475">The paper (LIMA 65B, 300 prompts)</text>')
+        for k, (name, (win, tie, loss)) in enumerate(paper.items()):
+            y = y0 + 10 + k * 26
+            out.append(f'<text x="{label_w - 8}" y="{y + 14}" text-anchor="end" fill="#5b6475">{escape(name)}</text>')
+            bar(y, win / 100, tie / 100, loss / 100, PAPER_COLOURS, 18, False)
+            out.append(
+                f'<text x="{label_w + bar_w + 6}" y="{y + 14}" fill="#5b6475" font-size="11">{win}/{tie}/{loss}</text>'
+            )
+    out.append("</svg>")
+    return "".join(out)

@@ -1,0 +1,138 @@
+import csv
+import json
+
+from django.http import HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, render
+from django.utils.safestring import mark_safe
+
+from evalsite.annotation.models import Study
+from evalsite.core.decorators import staff_required
+from evalsite.dashboard import data
+from evalsite.dashboard.charts import stacked_bars
+from evalsite.judging.models import JudgeJob
+
+
+def _context(request, name: str) -> dict:
+    study = get_object_or_404(Study.objects.select_related("candidate"), name=name)
+    rule = request.GET.get("rule", "majority")
+    if rule not in ("majority", "all"):
+        rule = "majority"
+    job = None
+    if request.GET.get("job"):
+        job = get_object_or_404(JudgeJob, pk=request.GET["job"], study=study)
+    result = data.dashboard(study, rule, job)
+    result["paper"] = request.GET.get("paper", "1") == "1"
+    return result
+
+
+def _figures(result: dict) -> dict:
+    candidate = result["study"].candidate.name
+    figures = {
+        "figure1": stacked_bars(
+            result["human"], "Figure 1: human preference", candidate, data.PAPER["human"] if result["paper"] else None
+        )
+    }
+    if result["judge"]:
+        label = result["judge"]["label"]
+        figures["figure2"] = stacked_bars(
+            result["judge"]["figure"],
+            f"Figure 2: {label} as the annotator",
+            candidate,
+            data.PAPER["gpt4"] if result["paper"] else None,
+        )
+    return figures
+
+
+@staff_required
+def index(request):
+    return render(request, "dashboard/index.html", {"studies": Study.objects.exclude(status="draft")})
+
+
+@staff_required
+def study(request, name: str):
+    result = _context(request, name)
+    figures = {k: mark_safe(v) for k, v in _figures(result).items()}  # noqa: S308 (built from escaped values)
+    template = "dashboard/_panels.html" if request.GET.get("fragment") else "dashboard/study.html"
+    return render(
+        request,
+        template,
+        {**result, **figures, "paper_agreement": data.PAPER_AGREEMENT, "jobs": result["study"].judge_jobs.all()},
+    )
+
+
+def _table(result: dict) -> list[dict]:
+    rows = [{"figure": "1 (human)", "annotator": "people", **r} for r in result["human"]]
+    if result["judge"]:
+        rows += [{"figure": "2 (judge)", "annotator": result["judge"]["label"], **r} for r in result["judge"]["figure"]]
+    return rows
+
+
+@staff_required
+def export(request, name: str, fmt: str):
+    result = _context(request, name)
+    rows = _table(result)
+    if fmt == "json":
+        payload = {
+            "study": name,
+            "rule": result["rule"],
+            "figures": rows,
+            "person_person": result["person_person"],
+            "judge": None,
+        }
+        if result["judge"]:
+            j = result["judge"]
+            payload["judge"] = {
+                "label": j["label"],
+                "job": j["job"].pk,
+                "consistency": j["consistency"],
+                "scorecard": {**j["scorecard"], "cost": float(j["scorecard"]["cost"])},
+                "person_judge": j["person_judge"],
+            }
+        return JsonResponse(payload, json_dumps_params={"indent": 2, "default": str})
+    if fmt == "csv":
+        response = HttpResponse(content_type="text/csv")
+        response["Content-Disposition"] = f'attachment; filename="{name}-figures.csv"'
+        writer = csv.writer(response)
+        writer.writerow(
+            [
+                "figure",
+                "annotator",
+                "baseline",
+                "n",
+                "votes",
+                "win",
+                "tie",
+                "loss",
+                "win_low",
+                "win_high",
+                "loss_low",
+                "loss_high",
+            ]
+        )
+        for r in rows:
+            wl, wh = r["win_ci"] or ("", "")
+            ll, lh = r["loss_ci"] or ("", "")
+            writer.writerow(
+                [
+                    r["figure"],
+                    r["annotator"],
+                    r["baseline"],
+                    r["n"],
+                    r["votes"],
+                    f"{r['win']:.4f}",
+                    f"{r['tie']:.4f}",
+                    f"{r['loss']:.4f}",
+                    wl,
+                    wh,
+                    ll,
+                    lh,
+                ]
+            )
+        return response
+    figures = _figures(result)
+    key = {"figure1.svg": "figure1", "figure2.svg": "figure2"}.get(fmt)
+    if key and key in figures:
+        response = HttpResponse(figures[key], content_type="image/svg+xml")
+        response["Content-Disposition"] = f'attachment; filename="{name}-{fmt}"'
+        return response
+    return HttpResponse(json.dumps({"error": f"no export {fmt}"}), status=404, content_type="application/json")

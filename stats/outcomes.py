@@ -1,0 +1,198 @@
+"""Win / tie / loss with honest intervals. Outcomes are from the candidate's side:
+"candidate" (the candidate wins), "baseline" (it loses) or "tie".
+
+A comparison's votes are summarised as a pattern (candidate votes, baseline votes, tie votes).
+The bootstrap resamples prompts (clusters) with replacement; since prompts with the same pattern
+are interchangeable, resampling prompts is a multinomial draw over the patterns' counts, which
+makes the bootstrap exact and cheap however many prompts there are."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+WIN, LOSS, TIE = "candidate", "baseline", "tie"
+Pattern = tuple[int, int, int]  # (candidate votes, baseline votes, tie votes)
+
+
+def majority(pattern: Pattern) -> str:
+    """One outcome per comparison: the most votes; a draw between the top two is a tie."""
+    cand, base, tie = pattern
+    top = max(cand, base, tie)
+    if [cand, base, tie].count(top) > 1:
+        return TIE
+    return WIN if cand == top else LOSS if base == top else TIE
+
+
+@dataclass(frozen=True)
+class Shares:
+    n: int  # prompts (comparisons) counted
+    votes: int
+    win: float
+    tie: float
+    loss: float
+    win_ci: tuple[float, float] | None = None
+    loss_ci: tuple[float, float] | None = None
+
+    def as_dict(self) -> dict:
+        return {
+            "n": self.n,
+            "votes": self.votes,
+            "win": self.win,
+            "tie": self.tie,
+            "loss": self.loss,
+            "win_ci": self.win_ci,
+            "loss_ci": self.loss_ci,
+        }
+
+
+def _vote_vectors(patterns: Mapping[Pattern, int], rule: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per pattern: its (win, tie, loss) contribution and its count of prompts."""
+    keys = list(patterns)
+    counts = np.array([patterns[k] for k in keys], dtype=float)
+    if rule == "majority":
+        rows: list[list[float]] = [
+            [float(majority(k) == WIN), float(majority(k) == TIE), float(majority(k) == LOSS)] for k in keys
+        ]
+    elif rule == "all":
+        rows = [[float(k[0]), float(k[2]), float(k[1])] for k in keys]
+    else:
+        raise ValueError("rule must be 'majority' or 'all'")
+    return np.array(rows, dtype=float).reshape(len(keys), 3), counts
+
+
+def win_tie_loss(
+    patterns: Mapping[Pattern, int], rule: str = "majority", bootstrap: int = 2000, seed: int = 0, level: float = 0.95
+) -> Shares:
+    """Shares of win / tie / loss over prompts, with a percentile bootstrap interval (resampling
+    prompts) on the win and loss shares. `rule` is "majority" (one outcome per comparison) or
+    "all" (every vote counts; prompts are still the unit resampled)."""
+    patterns = {k: v for k, v in patterns.items() if v > 0 and sum(k) > 0}
+    if not patterns:
+        return Shares(0, 0, 0.0, 0.0, 0.0)
+    vectors, counts = _vote_vectors(patterns, rule)
+    n = int(counts.sum())
+    totals = counts @ vectors
+    share = totals / totals.sum()
+    votes = int(sum(sum(k) * v for k, v in patterns.items()))
+    win_ci = loss_ci = None
+    if bootstrap and n > 1:
+        rng = np.random.default_rng(seed)
+        draws = rng.multinomial(n, counts / n, size=bootstrap)  # prompts drawn per pattern
+        sums = draws @ vectors
+        shares = sums / sums.sum(axis=1, keepdims=True)
+        lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
+        win_ci = tuple(float(x) for x in np.percentile(shares[:, 0], [lo, hi]))
+        loss_ci = tuple(float(x) for x in np.percentile(shares[:, 2], [lo, hi]))
+    return Shares(n, votes, float(share[0]), float(share[1]), float(share[2]), win_ci, loss_ci)  # type: ignore[arg-type]
+
+
+def combine_orders(first: str, second: str, policy: str) -> str | None:
+    """The judge's two orders: agreeing -> that outcome; disagreeing -> tie or dropped; one
+    failed order -> the other; both failed -> nothing. A failure is never a tie."""
+    outcomes = [o for o in (first, second) if o]
+    if not outcomes:
+        return None
+    if len(outcomes) == 1 or outcomes[0] == outcomes[1]:
+        return outcomes[0]
+    return TIE if policy == "tie" else None
+
+
+def tie_discounted_from_patterns(patterns: Mapping[Pattern, int]) -> tuple[float | None, int]:
+    """The paper's tie-discounted accuracy over all pairs of annotators on the same comparison,
+    from vote patterns alone: agreeing pairs score 1, pairs where exactly one says tie 0.5."""
+    score = pairs = 0.0
+    for (c, b, t), count in patterns.items():
+        n = c + b + t
+        if n < 2:
+            continue
+        p = n * (n - 1) / 2
+        agree = (c * (c - 1) + b * (b - 1) + t * (t - 1)) / 2
+        half = t * (c + b)
+        score += count * (agree + 0.5 * half)
+        pairs += count * p
+    return (score / pairs if pairs else None), int(pairs)
+
+
+def fleiss_from_patterns(patterns: Mapping[Pattern, int]) -> float | None:
+    """Fleiss' kappa from vote patterns (items with two or more votes)."""
+    per_item = totals = 0.0
+    items = 0
+    cat = np.zeros(3)
+    for (c, b, t), count in patterns.items():
+        n = c + b + t
+        if n < 2:
+            continue
+        per_item += count * (c * (c - 1) + b * (b - 1) + t * (t - 1)) / (n * (n - 1))
+        items += count
+        cat += count * np.array([c, b, t])
+        totals += count * n
+    if not items:
+        return None
+    p_bar = per_item / items
+    p_e = float(((cat / totals) ** 2).sum())
+    return None if p_e == 1 else (p_bar - p_e) / (1 - p_e)
+
+
+def bradley_terry(wins: Mapping[tuple[str, str], float], iterations: int = 500, tol: float = 1e-10) -> dict[str, float]:
+    """Bradley-Terry strengths (log scale, mean 0) from wins[(i, j)] = times i beat j (a tie
+    counts half to each side), fitted by the MM algorithm (Hunter, 2004)."""
+    names = sorted({x for pair in wins for x in pair})
+    if len(names) < 2:
+        return dict.fromkeys(names, 0.0)
+    index = {n: k for k, n in enumerate(names)}
+    w = np.zeros((len(names), len(names)))
+    for (i, j), count in wins.items():
+        w[index[i], index[j]] += count
+    games = w + w.T
+    total_wins = w.sum(axis=1) + 1e-3  # a tiny prior keeps a system that never wins finite
+    p = np.ones(len(names))
+    for _ in range(iterations):
+        denom = (games / (p[:, None] + p[None, :])).sum(axis=1)
+        new = total_wins / np.maximum(denom, 1e-12)
+        new /= np.exp(np.log(new).mean())
+        if np.max(np.abs(new - p)) < tol:
+            p = new
+            break
+        p = new
+    logs = np.log(p)
+    return {n: float(logs[index[n]] - logs.mean()) for n in names}
+
+
+def bradley_terry_intervals(
+    outcomes: Sequence[tuple[str, str, str]], bootstrap: int = 300, seed: int = 0, level: float = 0.95
+) -> dict[str, tuple[float, float, float]]:
+    """(strength, low, high) per system from (system a, system b, outcome for a: win/loss/tie)
+    rows; the bootstrap resamples comparisons."""
+
+    def tally(rows) -> dict[tuple[str, str], float]:
+        wins: dict[tuple[str, str], float] = {}
+        for a, b, outcome in rows:
+            if outcome == "win":
+                wins[(a, b)] = wins.get((a, b), 0) + 1
+            elif outcome == "loss":
+                wins[(b, a)] = wins.get((b, a), 0) + 1
+            else:
+                wins[(a, b)] = wins.get((a, b), 0) + 0.5
+                wins[(b, a)] = wins.get((b, a), 0) + 0.5
+        return wins
+
+    point = bradley_terry(tally(outcomes))
+    rng = np.random.default_rng(seed)
+    samples: dict[str, list[float]] = {n: [] for n in point}
+    rows = list(outcomes)
+    for _ in range(bootstrap if len(rows) > 1 else 0):
+        picked = [rows[k] for k in rng.integers(0, len(rows), len(rows))]
+        for name, value in bradley_terry(tally(picked), iterations=200).items():
+            samples[name].append(value)
+    lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
+    result: dict[str, tuple[float, float, float]] = {}
+    for name, value in point.items():
+        if samples[name]:
+            low, high = np.percentile(samples[name], [lo, hi])
+            result[name] = (value, float(low), float(high))
+        else:
+            result[name] = (value, value, value)
+    return result

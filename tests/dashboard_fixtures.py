@@ -1,0 +1,66 @@
+"""A study with known votes and a judge job with known verdicts."""
+
+from datetime import timedelta
+
+from django.utils import timezone
+
+from evalsite.annotation import services
+from evalsite.annotation.models import Assignment, Comparison
+from evalsite.judging.models import JudgeCall, JudgeConfig, JudgeJob, JudgeVerdict
+from tests.annotation_fixtures import make_study
+
+
+def vote(user, comparison, choice):
+    now = timezone.now()
+    a = Assignment.objects.create(
+        comparison=comparison,
+        annotator=user,
+        candidate_on_left=True,
+        claimed_at=now,
+        expires_at=now + timedelta(hours=1),
+    )
+    services.submit(a.pk, user, choice)
+
+
+def seeded_study():
+    """alpaca-65b: 4 prompts, two annotators each. Votes (candidate on the left, a = candidate):
+    p0 a,a  p1 a,tie  p2 b,b  p3 tie,tie  -> majority: win, tie (draw), loss, tie -> 25/50/25.
+    davinci-003: p0..p3 one annotator: a, a, a, b -> 75/0/25.
+    The judge (job 'tie' policy): alpaca: both orders candidate on p0,p1; disagree on p2; p3 fails one order."""
+    study, (a, b) = make_study(n_prompts=4, baselines=("alpaca-65b", "davinci-003"), overlap=2)
+    alpaca = list(Comparison.objects.filter(study=study, baseline__name="alpaca-65b").order_by("prompt_id"))
+    davinci = list(Comparison.objects.filter(study=study, baseline__name="davinci-003").order_by("prompt_id"))
+    for comparison, (x, y) in zip(alpaca, [("a", "a"), ("a", "tie"), ("b", "b"), ("tie", "tie")], strict=True):
+        vote(a, comparison, x)
+        vote(b, comparison, y)
+    for comparison, x in zip(davinci, ["a", "a", "a", "b"], strict=True):
+        vote(a, comparison, x)
+    config = JudgeConfig.objects.create(name="gpt-4-recorded", model="gpt-4", base_url="http://127.0.0.1:9/v1")
+    job = JudgeJob.objects.create(study=study, config=config, status="done")
+    plan = {0: ("first", "second"), 1: ("first", "second"), 2: ("first", "first"), 3: ("first", None)}
+    # verdicts are positions: in cand_first 'first' = candidate; in base_first 'second' = candidate
+    for k, comparison in enumerate(alpaca):
+        for order, verdict in zip(("cand_first", "base_first"), plan[k], strict=True):
+            call = JudgeCall.objects.create(
+                key=f"k{k}{order}",
+                model="gpt-4",
+                template="lima",
+                template_hash="x",
+                reserved_at=timezone.now(),
+                status="done" if verdict else "failed",
+                verdict=verdict or "",
+                raw_output=f"raw {k} {order}",
+                error="" if verdict else "HTTP 500",
+                input_tokens=100,
+                output_tokens=5,
+            )
+            from evalsite.judging.models import outcome_of
+
+            JudgeVerdict.objects.create(
+                job=job,
+                comparison=comparison,
+                order=order,
+                call=call,
+                outcome=outcome_of(verdict or "", order) if verdict else "",
+            )
+    return study, job, (a, b)

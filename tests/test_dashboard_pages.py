@@ -1,0 +1,86 @@
+import csv
+import io
+
+import pytest
+
+from evalsite.dashboard import data
+from tests.dashboard_fixtures import seeded_study
+
+pytestmark = pytest.mark.django_db
+
+
+def by_baseline(rows):
+    return {r["baseline"]: r for r in rows}
+
+
+def test_figure_1_and_2_numbers_for_a_seeded_study():
+    study, job, _ = seeded_study()
+    result = data.dashboard(study, "majority", job)
+    human = by_baseline(result["human"])
+    assert (human["alpaca-65b"]["win"], human["alpaca-65b"]["tie"], human["alpaca-65b"]["loss"]) == (0.25, 0.5, 0.25)
+    assert (human["davinci-003"]["win"], human["davinci-003"]["loss"], human["davinci-003"]["n"]) == (0.75, 0.25, 4)
+    assert [r["baseline"] for r in result["human"]] == ["davinci-003", "alpaca-65b"], (
+        "best result on top, as in the paper"
+    )
+    judge = by_baseline(result["judge"]["figure"])["alpaca-65b"]
+    # p0, p1: candidate both orders; p2: orders disagree -> tie; p3: one order failed -> the other (candidate)
+    assert (judge["n"], judge["win"], judge["tie"], judge["loss"]) == (4, 0.75, 0.25, 0.0)
+    assert result["judge"]["consistency"] == {"pairs": 3, "consistency": pytest.approx(2 / 3)}
+
+
+def test_every_vote_counts_when_asked():
+    study, job, _ = seeded_study()
+    alpaca = by_baseline(data.dashboard(study, "all", job)["human"])["alpaca-65b"]
+    # votes: a a | a tie | b b | tie tie -> 3 wins, 3 ties, 2 losses of 8
+    assert (alpaca["win"], alpaca["tie"], alpaca["loss"], alpaca["votes"]) == (3 / 8, 3 / 8, 2 / 8, 8)
+
+
+def test_excluded_annotators_are_left_out():
+    study, job, (a, b) = seeded_study()
+    study.excluded.add(b)
+    alpaca = by_baseline(data.dashboard(study, "majority", job)["human"])["alpaca-65b"]
+    assert (alpaca["win"], alpaca["tie"], alpaca["loss"]) == (0.5, 0.25, 0.25)  # a alone: a, a, b, tie
+
+
+def test_agreement_and_scorecard():
+    study, job, _ = seeded_study()
+    result = data.dashboard(study, "majority", job)
+    # alpaca pairs: (c,c)=1 (c,t)=.5 (b,b)=1 (t,t)=1 -> 3.5/4
+    assert result["person_person"]["tie_discounted_accuracy"] == pytest.approx(0.875)
+    assert {a["annotator"]: a["pairs"] for a in result["person_person"]["per_annotator"]} == {"ann0": 4, "ann1": 4}
+    card = result["judge"]["scorecard"]
+    assert (card["first_wins"], card["second_wins"], card["api_failures"], card["verdicts"]) == (5, 2, 1, 8)
+    assert card["position_bias"] == pytest.approx(5 / 7)
+    assert card["tokens_in"] == 800
+
+
+def test_the_page_shows_the_figures_with_the_papers_numbers(staff_client):
+    study, job, _ = seeded_study()
+    html = staff_client.get(f"/dashboard/{study.name}/?job={job.pk}").content.decode()
+    assert "Figure 1: human preference" in html and "Figure 2: gpt-4 as the annotator" in html
+    assert "The paper (LIMA 65B, 300 prompts)" in html and "53/21/26" in html
+    assert "<td>alpaca-65b</td><td>4</td>" in html and "25%" in html and "75%" in html
+    assert "crowd-crowd 82%" in html
+    fragment = staff_client.get(f"/dashboard/{study.name}/?job={job.pk}&fragment=1").content.decode()
+    assert "<html" not in fragment and "Figure 1" in fragment
+
+
+def test_exports_csv_json_and_svg(staff_client):
+    study, job, _ = seeded_study()
+    rows = list(
+        csv.DictReader(
+            io.StringIO(staff_client.get(f"/dashboard/{study.name}/export/csv?job={job.pk}").content.decode())
+        )
+    )
+    alpaca_human = next(r for r in rows if r["baseline"] == "alpaca-65b" and r["figure"] == "1 (human)")
+    assert (alpaca_human["win"], alpaca_human["tie"], alpaca_human["n"]) == ("0.2500", "0.5000", "4")
+    payload = staff_client.get(f"/dashboard/{study.name}/export/json?job={job.pk}").json()
+    assert payload["judge"]["scorecard"]["first_wins"] == 5
+    svg = staff_client.get(f"/dashboard/{study.name}/export/figure1.svg").content.decode()
+    assert svg.startswith("<svg") and "alpaca-65b" in svg
+
+
+def test_annotators_get_403(annotator_client):
+    study, _, _ = seeded_study()
+    assert annotator_client.get(f"/dashboard/{study.name}/").status_code == 403
+    assert annotator_client.get("/dashboard/").status_code == 403
