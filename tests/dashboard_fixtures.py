@@ -6,7 +6,8 @@ from django.utils import timezone
 
 from evalsite.annotation import services
 from evalsite.annotation.models import Assignment, Comparison
-from evalsite.judging.models import JudgeCall, JudgeConfig, JudgeJob, JudgeVerdict
+from evalsite.judging.models import JudgeCall, JudgeConfig, JudgeJob
+from evalsite.judging.runner import record
 from tests.annotation_fixtures import make_study
 
 
@@ -54,13 +55,7 @@ def seeded_study():
                 input_tokens=100,
                 output_tokens=5,
             )
-            from evalsite.judging.models import outcome_of
-
-            JudgeVerdict.objects.create(
-                job=job,
-                comparison=comparison,
-                order=order,
-                call=call,
-                outcome=outcome_of(verdict or "", order) if verdict else "",
-            )
+            record(job, comparison, order, call)  # as the judge job records it
+    JudgeJob.objects.filter(pk=job.pk).update(tokens_in=800, tokens_out=40)
+    job.refresh_from_db()
     return study, job, (a, b)

@@ -213,7 +213,7 @@ def test_agreement_on_a_hand_computed_study_and_exclusion_keeps_judgments():
     agreement = study_agreement(study)
     assert agreement["items"] == 2 and agreement["pairs"] == 6
     assert agreement["tie_discounted_accuracy"] == pytest.approx(0.5)
-    study.excluded.add(users[2])
+    services.set_excluded(study, users[2], True)
     agreement = study_agreement(study)
     assert agreement["pairs"] == 2 and agreement["tie_discounted_accuracy"] == pytest.approx(0.5)  # (c,c)=1, (b,c)=0
     assert HumanJudgment.objects.filter(annotator=users[2]).count() == 2, "excluded, not deleted"

@@ -73,6 +73,11 @@ class Comparison(models.Model):
     gold_better = models.CharField(max_length=10, choices=Outcome.choices, blank=True)
     slots_taken = models.PositiveSmallIntegerField(default=0, help_text="claimed or judged assignments")
     judgments_done = models.PositiveSmallIntegerField(default=0)
+    # votes of annotators not excluded from the study, kept up to date by every judgment, so the
+    # dashboard groups comparisons instead of scanning judgments
+    votes_candidate = models.PositiveSmallIntegerField(default=0)
+    votes_baseline = models.PositiveSmallIntegerField(default=0)
+    votes_tie = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
         ordering = ["id"]

@@ -19,6 +19,40 @@ from evalsite.annotation.models import Assignment, Comparison, HumanJudgment, Lo
 from evalsite.catalog.models import PromptSet, Response, System
 from evalsite.core.accounts import annotators_group, new_password
 
+VOTE_FIELD = {Outcome.CANDIDATE: "votes_candidate", Outcome.BASELINE: "votes_baseline", Outcome.TIE: "votes_tie"}
+
+
+def recount_votes(study: Study, user: User | None = None) -> int:
+    """Recompute the comparisons' vote counters (after an annotator is excluded or included)."""
+    from django.db.models import Count, OuterRef, Subquery, Value
+    from django.db.models.functions import Coalesce
+
+    comparisons = Comparison.objects.filter(study=study)
+    if user is not None:
+        comparisons = comparisons.filter(judgments__annotator=user)
+    excluded = study.excluded.values("pk")
+    updates = {}
+    for outcome, field in VOTE_FIELD.items():
+        counted = (
+            HumanJudgment.objects.filter(comparison=OuterRef("pk"), outcome=outcome)
+            .exclude(annotator__in=excluded)
+            .values("comparison")
+            .annotate(n=Count("id"))
+            .values("n")
+        )
+        updates[field] = Coalesce(Subquery(counted), Value(0))
+    return Comparison.objects.filter(pk__in=comparisons.values("pk")).update(**updates)
+
+
+def set_excluded(study: Study, user: User, excluded: bool) -> None:
+    """Leave an annotator out of the study's results (their judgments are kept), or back in."""
+    with transaction.atomic():
+        if excluded:
+            study.excluded.add(user)
+        else:
+            study.excluded.remove(user)
+        recount_votes(study, user)
+
 
 class StudyError(Exception):
     """A user's request about a study cannot be done; the message says why and what to do."""
@@ -265,7 +299,12 @@ def submit(assignment_pk: int, user: User, choice: str, reason: str = "") -> Sub
         )
         assignment.status, assignment.finished_at = Assignment.Status.DONE, now
         assignment.save(update_fields=["status", "finished_at"])
-        Comparison.objects.filter(pk=comparison.pk).update(judgments_done=F("judgments_done") + 1)
+        counted = (
+            {}
+            if comparison.study.excluded.filter(pk=user.pk).exists()
+            else {VOTE_FIELD[outcome]: F(VOTE_FIELD[outcome]) + 1}
+        )
+        Comparison.objects.filter(pk=comparison.pk).update(judgments_done=F("judgments_done") + 1, **counted)
     return SubmitResult(judgment, created=True, study_name=comparison.study.name)
 
 

@@ -198,10 +198,7 @@ def study_start(request, name: str):
 def study_exclude(request, name: str):
     study = get_object_or_404(Study, name=name)
     user = get_object_or_404(User, pk=request.POST.get("user_id"))
-    if request.POST.get("exclude") == "1":
-        study.excluded.add(user)
-    else:
-        study.excluded.remove(user)
+    services.set_excluded(study, user, request.POST.get("exclude") == "1")
     return redirect("annotation:study", name=name)
 
 

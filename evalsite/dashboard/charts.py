@@ -45,7 +45,7 @@ def stacked_bars(rows: list[dict], title: str, candidate: str, paper: dict[str, 
         out.append(f'<text x="{label_w - 8}" y="{y + 18}" text-anchor="end">{escape(row["baseline"])}</text>')
         out.append(
             f'<text x="{label_w - 8}" y="{y + 33}" text-anchor="end" fill="#5b6475" font-size="11">'
-            f'n = {row["n"]}</text>'
+            f"n = {row['n']}</text>"
         )
         bar(y + 4, row["win"], row["tie"], row["loss"], COLOURS, 28, True)
         for ci, anchor in ((row.get("win_ci"), 0.0), (row.get("loss_ci"), None)):

@@ -53,106 +53,68 @@ def _rows(sql: str, params: list) -> list[tuple]:
         return cursor.fetchall()
 
 
+# Vote patterns come from the comparisons' own counters (kept up to date at every judgment and on
+# exclusion), and the judge's from JudgeOutcome (one row per comparison, both orders): GROUP BY
+# over comparisons, never a scan of judgments, verdicts or calls.
 HUMAN_PATTERNS = """
-SELECT baseline, c, b, t, COUNT(*) FROM (
-  SELECT s.name AS baseline,
-         SUM(CASE WHEN j.outcome = 'candidate' THEN 1 ELSE 0 END) AS c,
-         SUM(CASE WHEN j.outcome = 'baseline' THEN 1 ELSE 0 END) AS b,
-         SUM(CASE WHEN j.outcome = 'tie' THEN 1 ELSE 0 END) AS t
-  FROM annotation_humanjudgment j
-  JOIN annotation_comparison cmp ON cmp.id = j.comparison_id
-  JOIN catalog_system s ON s.id = cmp.baseline_id
-  WHERE cmp.study_id = %s AND NOT cmp.is_gold
-    AND j.annotator_id NOT IN (SELECT user_id FROM annotation_study_excluded WHERE study_id = %s)
-  GROUP BY cmp.id, s.name
-) per_comparison GROUP BY baseline, c, b, t
+SELECT s.name, c.votes_candidate, c.votes_baseline, c.votes_tie, COUNT(*)
+FROM annotation_comparison c JOIN catalog_system s ON s.id = c.baseline_id
+WHERE c.study_id = %s AND NOT c.is_gold AND c.votes_candidate + c.votes_baseline + c.votes_tie > 0
+GROUP BY s.name, c.votes_candidate, c.votes_baseline, c.votes_tie
 """
 
-JUDGE_PATTERNS = """
-SELECT baseline, cf, bf, COUNT(*) FROM (
-  SELECT s.name AS baseline,
-         MAX(CASE WHEN v."order" = 'cand_first' THEN v.outcome ELSE '' END) AS cf,
-         MAX(CASE WHEN v."order" = 'base_first' THEN v.outcome ELSE '' END) AS bf
-  FROM judging_judgeverdict v
-  JOIN annotation_comparison cmp ON cmp.id = v.comparison_id
-  JOIN catalog_system s ON s.id = cmp.baseline_id
-  WHERE v.job_id = %s
-  GROUP BY cmp.id, s.name
-) per_comparison GROUP BY baseline, cf, bf
+JUDGE_ROWS = """
+SELECT s.name, o.cand_first, o.base_first, o.cand_first_verdict, o.base_first_verdict, o.length_bin, COUNT(*)
+FROM judging_judgeoutcome o JOIN catalog_system s ON s.id = o.baseline_id
+WHERE o.job_id = %s
+GROUP BY s.name, o.cand_first, o.base_first, o.cand_first_verdict, o.base_first_verdict, o.length_bin
 """
 
 PERSON_JUDGE = """
-SELECT j.outcome, x.cf, x.bf, COUNT(*) FROM annotation_humanjudgment j
-JOIN (
-  SELECT v.comparison_id,
-         MAX(CASE WHEN v."order" = 'cand_first' THEN v.outcome ELSE '' END) AS cf,
-         MAX(CASE WHEN v."order" = 'base_first' THEN v.outcome ELSE '' END) AS bf
-  FROM judging_judgeverdict v WHERE v.job_id = %s GROUP BY v.comparison_id
-) x ON x.comparison_id = j.comparison_id
-WHERE j.annotator_id NOT IN (SELECT user_id FROM annotation_study_excluded WHERE study_id = %s)
-GROUP BY j.outcome, x.cf, x.bf
+SELECT c.votes_candidate, c.votes_baseline, c.votes_tie, o.cand_first, o.base_first, COUNT(*)
+FROM judging_judgeoutcome o JOIN annotation_comparison c ON c.id = o.comparison_id
+WHERE o.job_id = %s AND c.votes_candidate + c.votes_baseline + c.votes_tie > 0
+GROUP BY c.votes_candidate, c.votes_baseline, c.votes_tie, o.cand_first, o.base_first
 """
 
+# Each annotator against the others on the same comparisons, from the counters: with the
+# annotator's own vote v on a comparison counted (c, b, t), the others agree count[v] - 1 times.
 PER_ANNOTATOR = """
-SELECT u.username,
-       SUM(CASE WHEN j1.outcome = j2.outcome THEN 1.0
-                WHEN (j1.outcome = 'tie') <> (j2.outcome = 'tie') THEN 0.5 ELSE 0.0 END),
-       COUNT(*)
-FROM annotation_humanjudgment j1
-JOIN annotation_humanjudgment j2 ON j2.comparison_id = j1.comparison_id AND j2.annotator_id <> j1.annotator_id
-JOIN annotation_comparison cmp ON cmp.id = j1.comparison_id
-JOIN auth_user u ON u.id = j1.annotator_id
-WHERE cmp.study_id = %s AND NOT cmp.is_gold
-GROUP BY u.username ORDER BY u.username
+SELECT u.username, j.outcome, c.votes_candidate, c.votes_baseline, c.votes_tie, COUNT(*)
+FROM annotation_humanjudgment j
+JOIN annotation_comparison c ON c.id = j.comparison_id
+JOIN auth_user u ON u.id = j.annotator_id
+WHERE c.study_id = %s AND NOT c.is_gold AND c.votes_candidate + c.votes_baseline + c.votes_tie > 1
+  AND j.annotator_id NOT IN (SELECT user_id FROM annotation_study_excluded WHERE study_id = %s)
+GROUP BY u.username, j.outcome, c.votes_candidate, c.votes_baseline, c.votes_tie
 """
 
-POSITION = """
-SELECT c.verdict, COUNT(*) FROM judging_judgeverdict v JOIN judging_judgecall c ON c.id = v.call_id
-WHERE v.job_id = %s GROUP BY c.verdict
-"""
-
-LENGTH_BINS = [
-    (-(10**9), -500, "candidate shorter by 500+"),
-    (-500, -100, "shorter by 100-500"),
-    (-100, 100, "within 100 characters"),
-    (100, 500, "longer by 100-500"),
-    (500, 10**9, "candidate longer by 500+"),
+LENGTH_LABELS = [
+    "candidate shorter by 500+",
+    "shorter by 100-500",
+    "within 100 characters",
+    "longer by 100-500",
+    "candidate longer by 500+",
 ]
-LENGTH = """
-SELECT CASE WHEN d < -500 THEN 0 WHEN d < -100 THEN 1 WHEN d <= 100 THEN 2 WHEN d <= 500 THEN 3 ELSE 4 END,
-       outcome, COUNT(*)
-FROM (SELECT LENGTH(rc.text) - LENGTH(rb.text) AS d, v.outcome AS outcome FROM judging_judgeverdict v
-      JOIN annotation_comparison cmp ON cmp.id = v.comparison_id
-      JOIN catalog_response rc ON rc.id = cmp.candidate_response_id
-      JOIN catalog_response rb ON rb.id = cmp.baseline_response_id
-      WHERE v.job_id = %s) lengths
-GROUP BY 1, outcome
-"""
-
-COSTS = """
-SELECT COUNT(*), SUM(CASE WHEN v.outcome = '' AND c.error = '' THEN 1 ELSE 0 END),
-       SUM(CASE WHEN c.error <> '' THEN 1 ELSE 0 END)
-FROM judging_judgeverdict v JOIN judging_judgecall c ON c.id = v.call_id WHERE v.job_id = %s
-"""
-CALL_TOTALS = """
-SELECT COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0), COALESCE(SUM(cost), 0) FROM judging_judgecall
-WHERE id IN (SELECT call_id FROM judging_judgeverdict WHERE job_id = %s)
-"""
 
 
 def human_patterns(study: Study) -> dict[str, dict[Pattern, int]]:
     out: dict[str, dict[Pattern, int]] = defaultdict(dict)
-    for baseline, c, b, t, n in _rows(HUMAN_PATTERNS, [study.pk, study.pk]):
+    for baseline, c, b, t, n in _rows(HUMAN_PATTERNS, [study.pk]):
         out[baseline][(int(c), int(b), int(t))] = int(n)
     return out
 
 
-def judge_patterns(job: JudgeJob) -> tuple[dict[str, dict[Pattern, int]], dict]:
+def judge_rows(job: JudgeJob) -> list[tuple]:
+    return _rows(JUDGE_ROWS, [job.pk])
+
+
+def judge_patterns(job: JudgeJob, rows: list[tuple] | None = None) -> tuple[dict[str, dict[Pattern, int]], dict]:
     """Per baseline, one combined outcome per comparison as a one-vote pattern; and the
     consistency of the two orders."""
     out: dict[str, Counter] = defaultdict(Counter)
     both = agree = 0
-    for baseline, cf, bf, n in _rows(JUDGE_PATTERNS, [job.pk]):
+    for baseline, cf, bf, _, _, _, n in rows if rows is not None else judge_rows(job):
         if cf and bf:
             both += n
             agree += n if cf == bf else 0
@@ -168,14 +130,24 @@ def figure(patterns: dict[str, dict[Pattern, int]], rule: str = "majority") -> l
     return sorted(rows, key=lambda r: (-r["win"], r["baseline"]))
 
 
-def person_person(study: Study) -> dict:
+def _score(a: str, b: str) -> float:
+    return 1.0 if a == b else 0.5 if (a == TIE) != (b == TIE) else 0.0
+
+
+def person_person(study: Study, patterns: dict[str, dict[Pattern, int]] | None = None) -> dict:
     merged: Counter = Counter()
-    for patterns in human_patterns(study).values():
-        merged.update(patterns)
+    for p in (patterns if patterns is not None else human_patterns(study)).values():
+        merged.update(p)
     accuracy, pairs = tie_discounted_from_patterns(merged)
+    per: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    for name, own, c, b, t, n in _rows(PER_ANNOTATOR, [study.pk, study.pk]):
+        votes = {WIN: c, LOSS: b, TIE: t}
+        votes[own] -= 1  # the others
+        per[name][0] += n * sum(count * _score(own, other) for other, count in votes.items())
+        per[name][1] += n * sum(votes.values())
     per_annotator = [
-        {"annotator": name, "pairs": int(n), "tie_discounted_accuracy": float(score) / n if n else None}
-        for name, score, n in _rows(PER_ANNOTATOR, [study.pk])
+        {"annotator": name, "pairs": int(p), "tie_discounted_accuracy": s / p if p else None}
+        for name, (s, p) in sorted(per.items())
     ]
     return {
         "tie_discounted_accuracy": accuracy,
@@ -188,13 +160,14 @@ def person_person(study: Study) -> dict:
 def person_judge(job: JudgeJob, study: Study) -> dict:
     score = n = 0.0
     confusion: Counter = Counter()
-    for human, cf, bf, count in _rows(PERSON_JUDGE, [job.pk, study.pk]):
+    for c, b, t, cf, bf, count in _rows(PERSON_JUDGE, [job.pk]):
         judge = combine_orders(cf, bf, job.policy)
         if not judge:
             continue
-        confusion[(human, judge)] += count
-        score += count * (1.0 if human == judge else 0.5 if (human == TIE) != (judge == TIE) else 0.0)
-        n += count
+        for human, votes in ((WIN, c), (LOSS, b), (TIE, t)):
+            confusion[(human, judge)] += votes * count
+            score += votes * count * _score(human, judge)
+            n += votes * count
     labels = [WIN, TIE, LOSS]
     total = sum(confusion.values())
     kappa = None
@@ -208,30 +181,40 @@ def person_judge(job: JudgeJob, study: Study) -> dict:
     return {"tie_discounted_accuracy": score / n if n else None, "pairs": int(n), "cohen_kappa": kappa}
 
 
-def scorecard(job: JudgeJob) -> dict:
-    position = dict(_rows(POSITION, [job.pk]))
-    first, second = position.get("first", 0), position.get("second", 0)
+def scorecard(job: JudgeJob, rows: list[tuple] | None = None) -> dict:
+    rows = rows if rows is not None else judge_rows(job)
+    position: Counter = Counter()
     bins: dict[int, Counter] = defaultdict(Counter)
-    for k, outcome, n in _rows(LENGTH, [job.pk]):
-        bins[int(k)][outcome] += n
-    length = []
-    for k, (_, _, label) in enumerate(LENGTH_BINS):
-        decided = bins[k][WIN] + bins[k][LOSS] + bins[k][TIE]
-        length.append({"bin": label, "n": decided, "win_rate": bins[k][WIN] / decided if decided else None})
-    verdicts, parse_failures, api_failures = _rows(COSTS, [job.pk])[0]
-    tokens_in, tokens_out, cost = _rows(CALL_TOTALS, [job.pk])[0]
+    parse_failures = api_failures = verdicts = 0
+    for _, cf, bf, cfv, bfv, length, n in rows:
+        for verdict, outcome in ((cfv, cf), (bfv, bf)):
+            if verdict == "-":
+                continue  # not judged yet
+            verdicts += n
+            if verdict == "error":
+                api_failures += n
+            elif verdict == "":
+                parse_failures += n
+            else:
+                position[verdict] += n
+                bins[length][outcome] += n
+    first, second = position["first"], position["second"]
+    length_rows = []
+    for k, label in enumerate(LENGTH_LABELS):
+        decided = sum(bins[k].values())
+        length_rows.append({"bin": label, "n": decided, "win_rate": bins[k][WIN] / decided if decided else None})
     return {
         "first_wins": first,
         "second_wins": second,
-        "ties": position.get("tie", 0),
+        "ties": position["tie"],
         "position_bias": first / (first + second) if first + second else None,
-        "length": length,
+        "length": length_rows,
         "verdicts": verdicts,
-        "parse_failures": parse_failures or 0,
-        "api_failures": api_failures or 0,
-        "tokens_in": tokens_in,
-        "tokens_out": tokens_out,
-        "cost": cost,
+        "parse_failures": parse_failures,
+        "api_failures": api_failures,
+        "tokens_in": job.tokens_in,
+        "tokens_out": job.tokens_out,
+        "cost": job.spend,
     }
 
 

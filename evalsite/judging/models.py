@@ -112,6 +112,8 @@ class JudgeJob(Job):
     estimate_cost = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))
     calls_made = models.PositiveIntegerField(default=0)
     cache_hits = models.PositiveIntegerField(default=0)
+    tokens_in = models.PositiveBigIntegerField(default=0)
+    tokens_out = models.PositiveBigIntegerField(default=0)
 
     class Meta:
         ordering = ["-created_at"]
@@ -149,6 +151,35 @@ class JudgeVerdict(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job} {self.comparison} {self.order}: {self.outcome or 'failed'}"
+
+
+LENGTH_BINS = (-500, -100, 100, 500)  # candidate minus baseline, in characters: five bins
+
+
+def length_bin(candidate_text: str, baseline_text: str) -> int:
+    difference = len(candidate_text) - len(baseline_text)
+    return sum(difference > edge for edge in LENGTH_BINS)
+
+
+class JudgeOutcome(models.Model):
+    """Both orders of one comparison in one job, side by side, kept up to date as verdicts are
+    recorded: the dashboard groups these rows instead of scanning every verdict and call."""
+
+    job = models.ForeignKey(JudgeJob, on_delete=models.CASCADE, related_name="outcomes")
+    comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="+")
+    baseline = models.ForeignKey("catalog.System", on_delete=models.CASCADE, related_name="+")
+    length_bin = models.PositiveSmallIntegerField(help_text="0-4: candidate much shorter ... much longer")
+    cand_first = models.CharField(max_length=10, blank=True, help_text="outcome when the candidate was shown first")
+    base_first = models.CharField(max_length=10, blank=True, help_text="outcome when the baseline was shown first")
+    cand_first_verdict = models.CharField(max_length=6, default="-", help_text="first/second/tie, '' unreadable, error")
+    base_first_verdict = models.CharField(max_length=6, default="-", help_text="'-': not judged yet")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["job", "comparison"], name="judge_outcome_once")]
+        indexes = [models.Index(fields=["job", "baseline"])]
+
+    def __str__(self) -> str:
+        return f"{self.job} {self.comparison}: {self.cand_first or '-'} / {self.base_first or '-'}"
 
 
 def outcome_of(verdict: str, order: str) -> str:

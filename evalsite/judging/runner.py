@@ -15,7 +15,15 @@ from django.utils import timezone
 
 from evalsite.core.jobs import JobContext, JobStopped
 from evalsite.generations.models import chunked
-from evalsite.judging.models import JudgeCall, JudgeConfig, JudgeJob, JudgeVerdict, outcome_of
+from evalsite.judging.models import (
+    JudgeCall,
+    JudgeConfig,
+    JudgeJob,
+    JudgeOutcome,
+    JudgeVerdict,
+    length_bin,
+    outcome_of,
+)
 from evalsite.judging.templates import REMINDERS, parse, render, template_hash
 from generation.openai_compat import make_client
 from generation.retry import MalformedResponse, PermanentError, RetryPolicy, call_with_retries
@@ -132,15 +140,26 @@ def store(call: JudgeCall, result: dict, config: JudgeConfig) -> JudgeCall:
     return call
 
 
-def record(job: JudgeJob, comparison_id: int, order: str, call: JudgeCall) -> None:
-    JudgeVerdict.objects.get_or_create(
+def record(job: JudgeJob, comparison, order: str, call: JudgeCall) -> None:
+    """One verdict (once), and its side of the comparison's JudgeOutcome row."""
+    ok = call.status == JudgeCall.Status.DONE
+    outcome = outcome_of(call.verdict, order) if ok else ""
+    _, created = JudgeVerdict.objects.get_or_create(
+        job=job, comparison_id=comparison.pk, order=order, defaults={"call": call, "outcome": outcome}
+    )
+    if not created:
+        return
+    row, _ = JudgeOutcome.objects.get_or_create(
         job=job,
-        comparison_id=comparison_id,
-        order=order,
+        comparison_id=comparison.pk,
         defaults={
-            "call": call,
-            "outcome": outcome_of(call.verdict, order) if call.status == JudgeCall.Status.DONE else "",
+            "baseline_id": comparison.baseline_id,
+            "length_bin": length_bin(comparison.candidate_response.text, comparison.baseline_response.text),
         },
+    )
+    prefix = "cand_first" if order == JudgeVerdict.Order.CANDIDATE_FIRST else "base_first"
+    JudgeOutcome.objects.filter(pk=row.pk).update(
+        **{prefix: outcome, f"{prefix}_verdict": call.verdict if ok else "error"}
     )
 
 
@@ -172,9 +191,9 @@ def run_judge_job(job: JudgeJob, ctx: JobContext) -> None:
                     call, mine = reserve(key, config, thash, owner)
                     if not mine:
                         if call.status == JudgeCall.Status.PENDING:
-                            deferred.append((comparison.pk, order, call.pk))  # another worker is asking it
+                            deferred.append((comparison, order, call.pk))  # another worker is asking it
                         else:
-                            record(job, comparison.pk, order, call)
+                            record(job, comparison, order, call)
                             JudgeJob.objects.filter(pk=job.pk).update(cache_hits=F("cache_hits") + 1)
                             done += 1
                         continue
@@ -186,22 +205,25 @@ def run_judge_job(job: JudgeJob, ctx: JobContext) -> None:
                         over_budget = True
                         break
                     in_flight += expected
-                    futures[pool.submit(call_judge, client, config, prompt_text, policy)] = (comparison.pk, order, call)
+                    futures[pool.submit(call_judge, client, config, prompt_text, policy)] = (comparison, order, call)
                 for future in as_completed(futures):
-                    comparison_id, order, call = futures[future]
+                    comparison, order, call = futures[future]
                     call = store(call, future.result(), config)
-                    record(job, comparison_id, order, call)
+                    record(job, comparison, order, call)
                     spend += call.cost
                     JudgeJob.objects.filter(pk=job.pk).update(
-                        spend=F("spend") + call.cost, calls_made=F("calls_made") + 1
+                        spend=F("spend") + call.cost,
+                        calls_made=F("calls_made") + 1,
+                        tokens_in=F("tokens_in") + call.input_tokens,
+                        tokens_out=F("tokens_out") + call.output_tokens,
                     )
                     done += 1
                     ctx.progress(done, total, detail=f"spent {spend:.4f}")
                 if over_budget:
                     raise JobStopped(f"stopped: budget ({spend:.4f} of {job.budget} spent)")
-        for comparison_id, order, call_pk in deferred:
+        for comparison, order, call_pk in deferred:
             call = wait_for_call(call_pk, config, ctx)
-            record(job, comparison_id, order, call)
+            record(job, comparison, order, call)
             JudgeJob.objects.filter(pk=job.pk).update(cache_hits=F("cache_hits") + 1)
             done += 1
             ctx.progress(done, total)
