@@ -84,8 +84,9 @@ def fill(prompts: int) -> dict:
         (
             "comparisons",
             f"""INSERT INTO annotation_comparison (is_gold, gold_better, slots_taken, judgments_done, baseline_id,
-                                                          baseline_response_id, candidate_response_id, prompt_id, study_id)
-            SELECT false, '', 2, 2, rb.system_id, rb.id, rc.id, rc.prompt_id, {study.pk}
+                                                          baseline_response_id, candidate_response_id, prompt_id, study_id,
+                                                          votes_candidate, votes_baseline, votes_tie)
+            SELECT false, '', 2, 2, rb.system_id, rb.id, rc.id, rc.prompt_id, {study.pk}, 0, 0, 0
             FROM catalog_response rc JOIN catalog_response rb ON rb.prompt_id = rc.prompt_id AND rb.system_id <> rc.system_id
             WHERE rc.system_id = {cand.pk}""",
         ),
@@ -215,7 +216,7 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    psql(f"DROP DATABASE IF EXISTS {DB}")
+    psql(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
     psql(f"CREATE DATABASE {DB}")
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, check=True, env=os.environ)
     print("filling PostgreSQL:", flush=True)
