@@ -151,7 +151,10 @@ def fill(prompts: int) -> dict:
             JOIN judging_judgeverdict vb ON vb.comparison_id = c.id AND vb."order" = 'base_first' AND vb.job_id = {job.pk}
             JOIN judging_judgecall cf ON cf.id = vf.call_id JOIN judging_judgecall cb ON cb.id = vb.call_id""",
         ),
-        ("job totals", f"UPDATE judging_judgejob SET tokens_in = 600 * 2 * {prompts} * 5, tokens_out = 9 * 2 * {prompts} * 5 WHERE id = {job.pk}"),
+        (
+            "job totals",
+            f"UPDATE judging_judgejob SET tokens_in = 600 * 2 * {prompts} * 5, tokens_out = 9 * 2 * {prompts} * 5 WHERE id = {job.pk}",
+        ),
     ]
     timings = {}
     with connection.cursor() as cursor:
@@ -215,13 +218,35 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prompts", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--reuse", action="store_true", help="time the database filled by an earlier run")
     args = parser.parse_args()
-    psql(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
-    psql(f"CREATE DATABASE {DB}")
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, check=True, env=os.environ)
-    print("filling PostgreSQL:", flush=True)
-    filled = fill(args.prompts)
-    study, job = filled["study"], filled["job"]
+    if args.reuse:
+        import django
+
+        django.setup()
+        from django.db import connection
+
+        from evalsite.annotation.models import Study
+        from evalsite.judging.models import JudgeJob
+
+        study, job = Study.objects.get(name="bench"), JudgeJob.objects.get(study__name="bench")
+        with connection.cursor() as cursor:
+            counts = {}
+            for key, table in (
+                ("comparisons", "annotation_comparison"),
+                ("human judgments", "annotation_humanjudgment"),
+                ("judge verdicts", "judging_judgeverdict"),
+            ):
+                cursor.execute(f"SELECT COUNT(*) FROM {table}")
+                counts[key] = (cursor.fetchone()[0], 0.0)
+        filled = {"timings": counts}
+    else:
+        psql(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+        psql(f"CREATE DATABASE {DB}")
+        subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, check=True, env=os.environ)
+        print("filling PostgreSQL:", flush=True)
+        filled = fill(args.prompts)
+        study, job = filled["study"], filled["job"]
 
     from django.test import Client
 
@@ -236,6 +261,11 @@ def main() -> None:
         reply = client.get(url)
         page_times.append(time.monotonic() - started)
         assert reply.status_code == 200
+    panel_times = []
+    for _ in range(args.repeat):
+        started = time.monotonic()
+        assert client.get(url + "&panel=agreement").status_code == 200
+        panel_times.append(time.monotonic() - started)
     loop_times = []
     for _ in range(args.repeat):
         started = time.monotonic()

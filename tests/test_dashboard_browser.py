@@ -16,4 +16,5 @@ def test_the_dashboard_reads_like_the_papers_figures(live_server):
         bars = page.locator("#figure1 svg rect").count()
         assert bars >= 2 * 3 + 5 * 3, "three segments per baseline bar and per paper bar"
         assert page.locator("#figure2 svg").count() == 1
+        page.wait_for_selector("#agreement .details table")  # the second request fills the agreement tables
         page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)

@@ -62,6 +62,8 @@ def test_the_page_shows_the_figures_with_the_papers_numbers(staff_client):
     assert "The paper (LIMA 65B, 300 prompts)" in html and "53/21/26" in html
     assert "<td>alpaca-65b</td><td>4</td>" in html and "25%" in html and "75%" in html
     assert "crowd-crowd 82%" in html
+    panel = staff_client.get(f"/dashboard/{study.name}/?job={job.pk}&panel=agreement").content.decode()
+    assert "<td>ann0</td><td>4</td><td>0.875</td>" in panel and "Person-judge (gpt-4)" in panel
     fragment = staff_client.get(f"/dashboard/{study.name}/?job={job.pk}&fragment=1").content.decode()
     assert "<html" not in fragment and "Figure 1" in fragment
 

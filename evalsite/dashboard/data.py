@@ -134,27 +134,35 @@ def _score(a: str, b: str) -> float:
     return 1.0 if a == b else 0.5 if (a == TIE) != (b == TIE) else 0.0
 
 
-def person_person(study: Study, patterns: dict[str, dict[Pattern, int]] | None = None) -> dict:
+def person_person(
+    study: Study, patterns: dict[str, dict[Pattern, int]] | None = None, per_annotator: bool = True
+) -> dict:
     merged: Counter = Counter()
     for p in (patterns if patterns is not None else human_patterns(study)).values():
         merged.update(p)
     accuracy, pairs = tie_discounted_from_patterns(merged)
+    result = {
+        "tie_discounted_accuracy": accuracy,
+        "pairs": pairs,
+        "fleiss_kappa": fleiss_from_patterns(merged),
+        "per_annotator": None,
+    }
+    if per_annotator:
+        result["per_annotator"] = annotator_agreement(study)
+    return result
+
+
+def annotator_agreement(study: Study) -> list[dict]:
     per: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
     for name, own, c, b, t, n in _rows(PER_ANNOTATOR, [study.pk, study.pk]):
         votes = {WIN: c, LOSS: b, TIE: t}
         votes[own] -= 1  # the others
         per[name][0] += n * sum(count * _score(own, other) for other, count in votes.items())
         per[name][1] += n * sum(votes.values())
-    per_annotator = [
+    return [
         {"annotator": name, "pairs": int(p), "tie_discounted_accuracy": s / p if p else None}
         for name, (s, p) in sorted(per.items())
     ]
-    return {
-        "tie_discounted_accuracy": accuracy,
-        "pairs": pairs,
-        "fleiss_kappa": fleiss_from_patterns(merged),
-        "per_annotator": per_annotator,
-    }
 
 
 def person_judge(job: JudgeJob, study: Study) -> dict:
@@ -218,24 +226,27 @@ def scorecard(job: JudgeJob, rows: list[tuple] | None = None) -> dict:
     }
 
 
-def dashboard(study: Study, rule: str = "majority", job: JudgeJob | None = None) -> dict:
+def dashboard(study: Study, rule: str = "majority", job: JudgeJob | None = None, details: bool = True) -> dict:
+    """Everything the page shows. Without `details`, the two agreement tables that scan every
+    judgment (per annotator, person-judge) are left out: the page loads them in a second request."""
     human = human_patterns(study)
     data: dict = {
         "study": study,
         "rule": rule,
         "human": figure(human, rule),
-        "person_person": person_person(study),
+        "person_person": person_person(study, human, per_annotator=details),
         "judge": None,
     }
     job = job or study.judge_jobs.filter(status__in=["done", "stopped", "running"]).order_by("-created_at").first()
     if job:
-        patterns, consistency = judge_patterns(job)
+        rows = judge_rows(job)
+        patterns, consistency = judge_patterns(job, rows)
         data["judge"] = {
             "job": job,
             "label": job.config.label,
             "figure": figure(patterns, "majority"),
             "consistency": consistency,
-            "scorecard": scorecard(job),
-            "person_judge": person_judge(job, study),
+            "scorecard": scorecard(job, rows),
+            "person_judge": person_judge(job, study) if details else None,
         }
     return data

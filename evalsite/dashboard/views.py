@@ -12,7 +12,7 @@ from evalsite.dashboard.charts import stacked_bars
 from evalsite.judging.models import JudgeJob
 
 
-def _context(request, name: str) -> dict:
+def _context(request, name: str, details: bool = True) -> dict:
     study = get_object_or_404(Study.objects.select_related("candidate"), name=name)
     rule = request.GET.get("rule", "majority")
     if rule not in ("majority", "all"):
@@ -20,7 +20,7 @@ def _context(request, name: str) -> dict:
     job = None
     if request.GET.get("job"):
         job = get_object_or_404(JudgeJob, pk=request.GET["job"], study=study)
-    result = data.dashboard(study, rule, job)
+    result = data.dashboard(study, rule, job, details=details)
     result["paper"] = request.GET.get("paper", "1") == "1"
     return result
 
@@ -50,7 +50,10 @@ def index(request):
 
 @staff_required
 def study(request, name: str):
-    result = _context(request, name)
+    if request.GET.get("panel") == "agreement":  # the second request: the tables that scan every judgment
+        result = _context(request, name, details=True)
+        return render(request, "dashboard/_agreement.html", {**result, "paper_agreement": data.PAPER_AGREEMENT})
+    result = _context(request, name, details=False)
     figures = {k: mark_safe(v) for k, v in _figures(result).items()}  # noqa: S308 (built from escaped values)
     template = "dashboard/_panels.html" if request.GET.get("fragment") else "dashboard/study.html"
     return render(
