@@ -87,3 +87,21 @@ def test_annotators_get_403(annotator_client):
     study, _, _ = seeded_study()
     assert annotator_client.get(f"/dashboard/{study.name}/").status_code == 403
     assert annotator_client.get("/dashboard/").status_code == 403
+
+
+def test_breakdowns_by_source_and_tag_and_the_drill_down(staff_client):
+    from evalsite.catalog.models import Prompt
+
+    study, job, _ = seeded_study()
+    Prompt.objects.filter(external_id__in=["p0", "p1"]).update(source="askreddit", tags=["ood"])
+    result = data.breakdowns(study)
+    # askreddit prompts p0, p1: alpaca win, tie; davinci win, win -> 3 of 4 wins
+    assert result["source"]["askreddit"]["n"] == 4 and result["source"]["askreddit"]["win"] == 0.75
+    assert result["tag"]["ood"]["n"] == 4 and "safety" not in result["tag"]
+    panel = staff_client.get(f"/dashboard/{study.name}/?panel=agreement").content.decode()
+    assert "source: askreddit" in panel and "tag: ood" in panel
+    svg = staff_client.get(f"/dashboard/{study.name}/export/figure1.svg").content.decode()
+    assert "/drill?baseline=alpaca-65b&amp;outcome=baseline" in svg
+    drill = staff_client.get(f"/dashboard/{study.name}/drill?baseline=alpaca-65b&outcome=baseline").content.decode()
+    assert "p2" in drill and "ann0: baseline" in drill and "ann1: baseline" in drill and "cand_first" in drill
+    assert staff_client.get(f"/dashboard/{study.name}/drill?baseline=x&outcome=nope").status_code == 400

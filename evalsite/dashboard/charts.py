@@ -9,7 +9,8 @@ COLOURS = {"win": "#3f7d4e", "tie": "#b9bec8", "loss": "#b5483f"}
 PAPER_COLOURS = {"win": "#9cc5a5", "tie": "#dde0e5", "loss": "#e0a39d"}
 
 
-def stacked_bars(rows: list[dict], title: str, candidate: str, paper: dict[str, tuple] | None = None) -> str:
+def stacked_bars(rows: list[dict], title: str, candidate: str, paper: dict[str, tuple] | None = None, link=None) -> str:
+    """`link(baseline, outcome)` gives the drill-down address of a bar segment, if any."""
     label_w, bar_w, row_h, top = 170, 520, 46, 54
     extra = len(paper or {}) * 26 + (30 if paper else 0)
     height = top + row_h * max(1, len(rows)) + 40 + extra
@@ -28,11 +29,24 @@ def stacked_bars(rows: list[dict], title: str, candidate: str, paper: dict[str, 
         )
         x += 22 + 7 * len(text)
 
-    def bar(y: float, win: float, tie: float, loss: float, colours: dict, height_: float, labels: bool) -> None:
+    def bar(
+        y: float,
+        win: float,
+        tie: float,
+        loss: float,
+        colours: dict,
+        height_: float,
+        labels: bool,
+        baseline: str | None = None,
+    ) -> None:
         left = label_w
         for key, share in (("win", win), ("tie", tie), ("loss", loss)):
             w = bar_w * share
-            out.append(f'<rect x="{left:.1f}" y="{y:.1f}" width="{w:.1f}" height="{height_}" fill="{colours[key]}"/>')
+            rect = f'<rect x="{left:.1f}" y="{y:.1f}" width="{w:.1f}" height="{height_}" fill="{colours[key]}"/>'
+            if link and baseline is not None:
+                outcome = {"win": "candidate", "tie": "tie", "loss": "baseline"}[key]
+                rect = f'<a href="{escape(link(baseline, outcome))}">{rect}</a>'
+            out.append(rect)
             if labels and share >= 0.06:
                 out.append(
                     f'<text x="{left + w / 2:.1f}" y="{y + height_ / 2 + 4:.1f}" text-anchor="middle" '
@@ -47,7 +61,7 @@ def stacked_bars(rows: list[dict], title: str, candidate: str, paper: dict[str, 
             f'<text x="{label_w - 8}" y="{y + 33}" text-anchor="end" fill="#5b6475" font-size="11">'
             f"n = {row['n']}</text>"
         )
-        bar(y + 4, row["win"], row["tie"], row["loss"], COLOURS, 28, True)
+        bar(y + 4, row["win"], row["tie"], row["loss"], COLOURS, 28, True, row["baseline"])
         for ci, anchor in ((row.get("win_ci"), 0.0), (row.get("loss_ci"), None)):
             if not ci:
                 continue

@@ -250,3 +250,77 @@ def dashboard(study: Study, rule: str = "majority", job: JudgeJob | None = None,
             "person_judge": person_judge(job, study) if details else None,
         }
     return data
+
+
+BY_SOURCE = """
+SELECT p.source, c.votes_candidate, c.votes_baseline, c.votes_tie, COUNT(*)
+FROM annotation_comparison c JOIN catalog_prompt p ON p.id = c.prompt_id
+WHERE c.study_id = %s AND NOT c.is_gold AND c.votes_candidate + c.votes_baseline + c.votes_tie > 0
+GROUP BY p.source, c.votes_candidate, c.votes_baseline, c.votes_tie
+"""
+
+
+def _tag_condition() -> str:
+    if connection.vendor == "postgresql":
+        return "p.tags @> jsonb_build_array(%s::text)"
+    return "EXISTS (SELECT 1 FROM json_each(p.tags) WHERE json_each.value = %s)"
+
+
+def breakdowns(study: Study, rule: str = "majority", tags: tuple[str, ...] = ("ood", "safety", "multi_turn")) -> dict:
+    """Win / tie / loss by prompt source and by tag (all baselines together)."""
+    by_source: dict[str, Counter] = defaultdict(Counter)
+    for source, c, b, t, n in _rows(BY_SOURCE, [study.pk]):
+        by_source[source or "(none)"][(int(c), int(b), int(t))] += int(n)
+    by_tag: dict[str, dict] = {}
+    for tag in tags:
+        sql = f"""SELECT c.votes_candidate, c.votes_baseline, c.votes_tie, COUNT(*)
+                  FROM annotation_comparison c JOIN catalog_prompt p ON p.id = c.prompt_id
+                  WHERE c.study_id = %s AND NOT c.is_gold AND c.votes_candidate + c.votes_baseline + c.votes_tie > 0
+                    AND {_tag_condition()}
+                  GROUP BY c.votes_candidate, c.votes_baseline, c.votes_tie"""
+        patterns = {(int(c), int(b), int(t)): int(n) for c, b, t, n in _rows(sql, [study.pk, tag])}
+        if patterns:
+            by_tag[tag] = win_tie_loss(patterns, rule).as_dict()
+    return {
+        "source": {k: win_tie_loss(v, rule).as_dict() for k, v in sorted(by_source.items())},
+        "tag": by_tag,
+    }
+
+
+MAJORITY_SQL = """CASE WHEN c.votes_candidate > c.votes_baseline AND c.votes_candidate > c.votes_tie THEN 'candidate'
+                       WHEN c.votes_baseline > c.votes_candidate AND c.votes_baseline > c.votes_tie THEN 'baseline'
+                       ELSE 'tie' END"""
+
+
+def drill_down(study: Study, baseline: str, outcome: str, limit: int = 200) -> list[dict]:
+    """The comparisons behind one bar segment (majority outcome), with both responses, every
+    vote and every verdict of the study's judge jobs."""
+    from evalsite.annotation.models import Comparison, HumanJudgment
+    from evalsite.judging.models import JudgeVerdict
+
+    ids = [
+        row[0]
+        for row in _rows(
+            f"""SELECT c.id FROM annotation_comparison c JOIN catalog_system s ON s.id = c.baseline_id
+            WHERE c.study_id = %s AND NOT c.is_gold AND s.name = %s
+              AND c.votes_candidate + c.votes_baseline + c.votes_tie > 0 AND {MAJORITY_SQL} = %s
+            ORDER BY c.id LIMIT %s""",
+            [study.pk, baseline, outcome, limit],
+        )
+    ]
+    comparisons = (
+        Comparison.objects.filter(pk__in=ids)
+        .select_related("prompt", "candidate_response", "baseline_response")
+        .order_by("pk")
+    )
+    votes: dict[int, list] = defaultdict(list)
+    for cid, name, o, reason in HumanJudgment.objects.filter(comparison__in=ids).values_list(
+        "comparison_id", "annotator__username", "outcome", "reason"
+    ):
+        votes[cid].append({"annotator": name, "outcome": o, "reason": reason})
+    verdicts: dict[int, list] = defaultdict(list)
+    for cid, job, order, o, raw in JudgeVerdict.objects.filter(comparison__in=ids).values_list(
+        "comparison_id", "job_id", "order", "outcome", "call__raw_output"
+    ):
+        verdicts[cid].append({"job": job, "order": order, "outcome": o, "raw": raw})
+    return [{"comparison": c, "votes": votes[c.pk], "verdicts": verdicts[c.pk]} for c in comparisons]

@@ -1,8 +1,10 @@
 import csv
 import json
+from urllib.parse import urlencode
 
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
 from django.utils.safestring import mark_safe
 
 from evalsite.annotation.models import Study
@@ -27,11 +29,14 @@ def _context(request, name: str, details: bool = True) -> dict:
 
 def _figures(result: dict) -> dict:
     candidate = result["study"].candidate.name
-    figures = {
-        "figure1": stacked_bars(
-            result["human"], "Figure 1: human preference", candidate, data.PAPER["human"] if result["paper"] else None
-        )
-    }
+    study_name = result["study"].name
+
+    def drill(baseline: str, outcome: str) -> str:
+        query = urlencode({"baseline": baseline, "outcome": outcome})
+        return reverse("dashboard:drill", args=[study_name]) + "?" + query
+
+    paper = data.PAPER["human"] if result["paper"] else None
+    figures = {"figure1": stacked_bars(result["human"], "Figure 1: human preference", candidate, paper, link=drill)}
     if result["judge"]:
         label = result["judge"]["label"]
         figures["figure2"] = stacked_bars(
@@ -44,6 +49,18 @@ def _figures(result: dict) -> dict:
 
 
 @staff_required
+def drill(request, name: str):
+    study = get_object_or_404(Study, name=name)
+    baseline, outcome = request.GET.get("baseline", ""), request.GET.get("outcome", "")
+    if outcome not in ("candidate", "tie", "baseline"):
+        return HttpResponse("outcome must be candidate, tie or baseline", status=400)
+    rows = data.drill_down(study, baseline, outcome)
+    return render(
+        request, "dashboard/drill.html", {"study": study, "baseline": baseline, "outcome": outcome, "rows": rows}
+    )
+
+
+@staff_required
 def index(request):
     return render(request, "dashboard/index.html", {"studies": Study.objects.exclude(status="draft")})
 
@@ -52,6 +69,7 @@ def index(request):
 def study(request, name: str):
     if request.GET.get("panel") == "agreement":  # the second request: the tables that scan every judgment
         result = _context(request, name, details=True)
+        result["breakdowns"] = data.breakdowns(result["study"], result["rule"])
         return render(request, "dashboard/_agreement.html", {**result, "paper_agreement": data.PAPER_AGREEMENT})
     result = _context(request, name, details=False)
     figures = {k: mark_safe(v) for k, v in _figures(result).items()}  # noqa: S308 (built from escaped values)
