@@ -196,3 +196,45 @@ def bradley_terry_intervals(
         else:
             result[name] = (value, value, value)
     return result
+
+
+def bradley_terry_from_counts(
+    cells: Mapping[tuple[str, str, str], int], bootstrap: int = 200, seed: int = 0, level: float = 0.95
+) -> dict[str, tuple[float, float, float]]:
+    """(strength, low, high) per system from cells[(a, b, outcome for a)] = number of comparisons
+    (outcome "win", "loss" or "tie"). The bootstrap resamples comparisons: a multinomial draw over
+    the cells, so its cost does not grow with the number of comparisons."""
+    keys = [k for k, n in cells.items() if n > 0]
+    counts = np.array([cells[k] for k in keys], dtype=float)
+
+    def fit(weights) -> dict[str, float]:
+        wins: dict[tuple[str, str], float] = {}
+        for (a, b, outcome), w in zip(keys, weights, strict=True):
+            if outcome == "win":
+                wins[(a, b)] = wins.get((a, b), 0) + w
+            elif outcome == "loss":
+                wins[(b, a)] = wins.get((b, a), 0) + w
+            else:
+                wins[(a, b)] = wins.get((a, b), 0) + w / 2
+                wins[(b, a)] = wins.get((b, a), 0) + w / 2
+        return bradley_terry(wins, iterations=300)
+
+    if not keys:
+        return {}
+    point = fit(counts)
+    total = int(counts.sum())
+    samples: dict[str, list[float]] = {n: [] for n in point}
+    if bootstrap and total > 1:
+        rng = np.random.default_rng(seed)
+        for draw in rng.multinomial(total, counts / total, size=bootstrap):
+            for name, value in fit(draw).items():
+                samples[name].append(value)
+    lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
+    result: dict[str, tuple[float, float, float]] = {}
+    for name, value in point.items():
+        if samples[name]:
+            low, high = np.percentile(samples[name], [lo, hi])
+            result[name] = (value, float(low), float(high))
+        else:
+            result[name] = (value, value, value)
+    return result

@@ -105,3 +105,36 @@ def test_breakdowns_by_source_and_tag_and_the_drill_down(staff_client):
     drill = staff_client.get(f"/dashboard/{study.name}/drill?baseline=alpaca-65b&outcome=baseline").content.decode()
     assert "p2" in drill and "ann0: baseline" in drill and "ann1: baseline" in drill and "cand_first" in drill
     assert staff_client.get(f"/dashboard/{study.name}/drill?baseline=x&outcome=nope").status_code == 400
+
+
+def test_the_index_shows_a_leaderboard_and_absolute_ratings(staff_client):
+    from evalsite.catalog.models import Response
+    from evalsite.judging.models import JudgeCall, Rating, RatingJob
+
+    study, job, _ = seeded_study()
+    rows = data.leaderboard(bootstrap=50)
+    # davinci-003 lost 3 of 4 to lima-65b; alpaca-65b drew with it (1 win, 2 ties, 1 loss)
+    strength = {r["system"]: r["strength"] for r in rows}
+    assert rows[-1]["system"] == "davinci-003" and strength["lima-65b"] > strength["davinci-003"] + 0.5
+    assert strength["lima-65b"] == pytest.approx(strength["alpaca-65b"], abs=0.05)
+    assert all(r["low"] <= r["strength"] <= r["high"] for r in rows)
+    rating_job = RatingJob.objects.create(
+        config=job.config, system=study.candidate, prompt_set=study.prompt_set, kind="fpe", status="done"
+    )
+    for k, (response, grade) in enumerate(
+        zip(Response.objects.filter(system=study.candidate), ["excellent", "pass", "fail", "excellent"], strict=False)
+    ):
+        call = JudgeCall.objects.create(
+            key=f"r{k}",
+            model="m",
+            template="fpe",
+            template_hash="x",
+            reserved_at=response.created_at,
+            status="done",
+            verdict=grade,
+            raw_output=grade.title(),
+        )
+        Rating.objects.create(job=rating_job, response=response, call=call, value=grade)
+    html = staff_client.get("/dashboard/").content.decode()
+    assert "Absolute quality (Figures 3 and 7)" in html and "Excellent" in html
+    assert html.index("<td>lima-65b</td>") < html.index("<td>davinci-003</td>")

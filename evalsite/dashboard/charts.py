@@ -9,7 +9,14 @@ COLOURS = {"win": "#3f7d4e", "tie": "#b9bec8", "loss": "#b5483f"}
 PAPER_COLOURS = {"win": "#9cc5a5", "tie": "#dde0e5", "loss": "#e0a39d"}
 
 
-def stacked_bars(rows: list[dict], title: str, candidate: str, paper: dict[str, tuple] | None = None, link=None) -> str:
+def stacked_bars(
+    rows: list[dict],
+    title: str,
+    candidate: str,
+    paper: dict[str, tuple] | None = None,
+    link=None,
+    legend: list[str] | None = None,
+) -> str:
     """`link(baseline, outcome)` gives the drill-down address of a bar segment, if any."""
     label_w, bar_w, row_h, top = 170, 520, 46, 54
     extra = len(paper or {}) * 26 + (30 if paper else 0)
@@ -20,9 +27,9 @@ def stacked_bars(rows: list[dict], title: str, candidate: str, paper: dict[str, 
         f'font-family="system-ui, sans-serif" font-size="13" role="img" aria-label="{escape(title)}">',
         f'<text x="0" y="18" font-size="16" font-weight="600">{escape(title)}</text>',
     ]
-    legend = [("win", f"{candidate} wins"), ("tie", "tie"), ("loss", f"{candidate} loses")]
+    names = legend or [f"{candidate} wins", "tie", f"{candidate} loses"]
     x = 0
-    for key, text in legend:
+    for key, text in zip(("win", "tie", "loss"), names, strict=True):
         out.append(
             f'<rect x="{x}" y="28" width="12" height="12" fill="{COLOURS[key]}"/>'
             f'<text x="{x + 16}" y="38">{escape(text)}</text>'
@@ -83,6 +90,40 @@ def stacked_bars(rows: list[dict], title: str, candidate: str, paper: dict[str, 
             bar(y, win / 100, tie / 100, loss / 100, PAPER_COLOURS, 18, False)
             out.append(
                 f'<text x="{label_w + bar_w + 6}" y="{y + 14}" fill="#5b6475" font-size="11">{win}/{tie}/{loss}</text>'
+            )
+    out.append("</svg>")
+    return "".join(out)
+
+
+def means_with_intervals(rows: list[dict], title: str, low: float = 1, high: float = 6) -> str:
+    """Likert means (Figures 5 and 6): a dot per row and its 95% interval."""
+    label_w, plot_w, row_h, top = 200, 420, 30, 40
+    height = top + row_h * max(1, len(rows)) + 30
+    width = label_w + plot_w + 80
+
+    def x(value: float) -> float:
+        return label_w + plot_w * (value - low) / (high - low)
+
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+        f'font-family="system-ui, sans-serif" font-size="13" role="img" aria-label="{escape(title)}">',
+        f'<text x="0" y="18" font-size="16" font-weight="600">{escape(title)}</text>',
+    ]
+    for tick in range(int(low), int(high) + 1):
+        out.append(
+            f'<line x1="{x(tick):.1f}" y1="{top - 6}" x2="{x(tick):.1f}" y2="{height - 24}" stroke="#e6e9f0"/>'
+            f'<text x="{x(tick):.1f}" y="{height - 8}" text-anchor="middle" fill="#5b6475">{tick}</text>'
+        )
+    for i, row in enumerate(rows):
+        y = top + i * row_h + 10
+        out.append(f'<text x="{label_w - 8}" y="{y + 4}" text-anchor="end">{escape(row["label"])}</text>')
+        if row.get("ci95"):
+            a, b = row["ci95"]
+            out.append(f'<line x1="{x(a):.1f}" y1="{y}" x2="{x(b):.1f}" y2="{y}" stroke="#1d2330" stroke-width="1.5"/>')
+        if row.get("mean") is not None:
+            out.append(
+                f'<circle cx="{x(row["mean"]):.1f}" cy="{y}" r="5" fill="#2f5bd3"/>'
+                f'<text x="{label_w + plot_w + 8}" y="{y + 4}">{row["mean"]:.2f}</text>'
             )
     out.append("</svg>")
     return "".join(out)

@@ -324,3 +324,46 @@ def drill_down(study: Study, baseline: str, outcome: str, limit: int = 200) -> l
     ):
         verdicts[cid].append({"job": job, "order": order, "outcome": o, "raw": raw})
     return [{"comparison": c, "votes": votes[c.pk], "verdicts": verdicts[c.pk]} for c in comparisons]
+
+
+LEADERBOARD = f"""
+SELECT cand.name, base.name, {MAJORITY_SQL}, COUNT(*)
+FROM annotation_comparison c
+JOIN annotation_study st ON st.id = c.study_id
+JOIN catalog_system cand ON cand.id = st.candidate_id
+JOIN catalog_system base ON base.id = c.baseline_id
+WHERE NOT c.is_gold AND c.votes_candidate + c.votes_baseline + c.votes_tie > 0
+GROUP BY cand.name, base.name, {MAJORITY_SQL}
+"""
+
+
+def leaderboard(bootstrap: int = 200) -> list[dict]:
+    """Bradley-Terry strengths of every system across every study (people's majority outcome per
+    comparison), with bootstrap intervals; the first system is the strongest."""
+    from stats.outcomes import bradley_terry_from_counts
+
+    cells: dict[tuple[str, str, str], int] = {}
+    games: Counter = Counter()
+    for cand, base, outcome, n in _rows(LEADERBOARD, []):
+        cells[(cand, base, {WIN: "win", LOSS: "loss", TIE: "tie"}[outcome])] = int(n)
+        games[cand] += int(n)
+        games[base] += int(n)
+    strengths = bradley_terry_from_counts(cells, bootstrap=bootstrap)
+    rows = [
+        {"system": name, "strength": s, "low": lo, "high": hi, "comparisons": games[name]}
+        for name, (s, lo, hi) in strengths.items()
+    ]
+    return sorted(rows, key=lambda r: -r["strength"])
+
+
+def absolute_ratings() -> list[dict]:
+    """Every finished rating job: Fail / Pass / Excellent shares, or the Likert mean and 95% CI."""
+    from evalsite.judging.models import RatingJob
+    from evalsite.judging.results import rating_summary
+
+    out = []
+    for job in RatingJob.objects.filter(status__in=["done", "stopped"]).select_related(
+        "system", "prompt_set", "config"
+    ):
+        out.append({"job": job, **rating_summary(job)})
+    return out

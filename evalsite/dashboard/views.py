@@ -62,7 +62,39 @@ def drill(request, name: str):
 
 @staff_required
 def index(request):
-    return render(request, "dashboard/index.html", {"studies": Study.objects.exclude(status="draft")})
+    from evalsite.dashboard.charts import means_with_intervals
+
+    ratings = data.absolute_ratings()
+    fpe = [
+        {
+            "baseline": f"{r['job'].system} ({r['job'].prompt_set})",
+            "n": r["ratings"],
+            "win": r["shares"]["excellent"],
+            "tie": r["shares"]["pass"],
+            "loss": r["shares"]["fail"],
+        }
+        for r in ratings
+        if r["job"].kind == "fpe"
+    ]
+    likert = [
+        {"label": f"{r['job'].system} ({r['job'].prompt_set})", "mean": r["mean"], "ci95": r["ci95"]}
+        for r in ratings
+        if r["job"].kind == "likert" and r.get("mean") is not None
+    ]
+    context = {
+        "studies": Study.objects.exclude(status="draft"),
+        "leaderboard": data.leaderboard(),
+        "fpe_chart": mark_safe(
+            stacked_bars(fpe, "Absolute quality (Figures 3 and 7)", "", legend=["Excellent", "Pass", "Fail"])
+        )
+        if fpe
+        else "",
+        "likert_chart": mark_safe(means_with_intervals(likert, "Helpfulness 1-6, mean and 95% CI (Figures 5 and 6)"))
+        if likert
+        else "",
+        "ratings": ratings,
+    }  # noqa: S308 (the charts are built from escaped values)
+    return render(request, "dashboard/index.html", context)
 
 
 @staff_required
