@@ -138,3 +138,22 @@ def test_the_index_shows_a_leaderboard_and_absolute_ratings(staff_client):
     html = staff_client.get("/dashboard/").content.decode()
     assert "Absolute quality (Figures 3 and 7)" in html and "Excellent" in html
     assert html.index("<td>lima-65b</td>") < html.index("<td>davinci-003</td>")
+
+
+def test_report_writes_a_self_contained_html_with_figures_and_tables(tmp_path):
+    from django.core.management import call_command
+
+    study, job, _ = seeded_study()
+    call_command("report", study.name, out=tmp_path, job=job.pk)
+    html = (tmp_path / "index.html").read_text()
+    assert "<svg" in html and "Figure 1: human preference" in html and "Figure 2: gpt-4 as the annotator" in html
+    assert "<link" not in html and "<script" not in html and "src=" not in html, "self-contained"
+    assert (tmp_path / "figure1.svg").read_text().startswith("<svg")
+    assert (tmp_path / "figure1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "alpaca-65b" in (tmp_path / "figures.csv").read_text()
+
+
+def test_png_export_of_a_figure(staff_client):
+    study, job, _ = seeded_study()
+    reply = staff_client.get(f"/dashboard/{study.name}/export/figure2.png?job={job.pk}")
+    assert reply.status_code == 200 and reply.content[:4] == b"\x89PNG"

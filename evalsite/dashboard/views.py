@@ -183,9 +183,17 @@ def export(request, name: str, fmt: str):
             )
         return response
     figures = _figures(result)
-    key = {"figure1.svg": "figure1", "figure2.svg": "figure2"}.get(fmt)
-    if key and key in figures:
-        response = HttpResponse(figures[key], content_type="image/svg+xml")
+    key, _, kind = fmt.partition(".")
+    if key in figures and kind in ("svg", "png"):
+        if kind == "svg":
+            response = HttpResponse(figures[key], content_type="image/svg+xml")
+        else:
+            from evalsite.dashboard.png import PngUnavailable, svg_to_png
+
+            try:
+                response = HttpResponse(svg_to_png(figures[key]), content_type="image/png")
+            except PngUnavailable as exc:
+                return HttpResponse(str(exc), status=501, content_type="text/plain")
         response["Content-Disposition"] = f'attachment; filename="{name}-{fmt}"'
         return response
     return HttpResponse(json.dumps({"error": f"no export {fmt}"}), status=404, content_type="application/json")
