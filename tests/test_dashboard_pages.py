@@ -79,6 +79,7 @@ def test_exports_csv_json_and_svg(staff_client):
     assert (alpaca_human["win"], alpaca_human["tie"], alpaca_human["n"]) == ("0.2500", "0.5000", "4")
     payload = staff_client.get(f"/dashboard/{study.name}/export/json?job={job.pk}").json()
     assert payload["judge"]["scorecard"]["first_wins"] == 5
+    assert payload["breakdowns"]["source"] and payload["leaderboard"][-1]["system"] == "davinci-003"
     svg = staff_client.get(f"/dashboard/{study.name}/export/figure1.svg").content.decode()
     assert svg.startswith("<svg") and "alpaca-65b" in svg
 

@@ -141,6 +141,8 @@ def export(request, name: str, fmt: str):
                 "scorecard": {**j["scorecard"], "cost": float(j["scorecard"]["cost"])},
                 "person_judge": j["person_judge"],
             }
+        payload["breakdowns"] = data.breakdowns(result["study"], result["rule"])
+        payload["leaderboard"] = data.leaderboard()
         return JsonResponse(payload, json_dumps_params={"indent": 2, "default": str})
     if fmt == "csv":
         response = HttpResponse(content_type="text/csv")
