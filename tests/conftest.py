@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_database_url() -> str:
+def shared_database_url() -> str:
     """The URL of the database pytest-django created, for worker processes to share it."""
     from django.db import connection
 
@@ -101,7 +101,7 @@ def worker_env(transactional_db, settings):
     if broker.startswith("redis://"):
         redis.Redis.from_url(broker).flushdb()  # no messages left over from an earlier test
     env = os.environ.copy()
-    env.update({"DATABASE_URL": test_database_url(), "PYTHONUNBUFFERED": "1", "DB_CONN_MAX_AGE": "0"})
+    env.update({"DATABASE_URL": shared_database_url(), "PYTHONUNBUFFERED": "1", "DB_CONN_MAX_AGE": "0"})
     return env
 
 

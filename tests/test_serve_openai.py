@@ -13,7 +13,7 @@ from evalsite.core import jobs
 from evalsite.core.jobs import JobStatus
 from evalsite.judging import services
 from evalsite.judging.models import JudgeCall, JudgeConfig, JudgeVerdict
-from tests.conftest import ROOT, test_database_url
+from tests.conftest import ROOT, shared_database_url
 from tests.judge_fixtures import judged_study
 from tests.tiny_models import save_tiny
 
@@ -30,7 +30,7 @@ def free_port() -> int:
 def local_server(tmp_path, transactional_db):
     folder = save_tiny(tmp_path / "tiny")
     port = free_port()
-    env = dict(os.environ, DATABASE_URL=test_database_url(), PYTHONUNBUFFERED="1")
+    env = dict(os.environ, DATABASE_URL=shared_database_url(), PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
         [
             sys.executable,
