@@ -91,6 +91,10 @@ LOGIN_MAX_FAILURES = env.int("LOGIN_MAX_FAILURES", default=5)
 LOGIN_LOCKOUT_SECONDS = env.int("LOGIN_LOCKOUT_SECONDS", default=600)
 # The login rate limit and other counters; use Redis (redis://HOST:6379/1) with several web processes.
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+# "django.contrib.sessions.backends.cached_db" saves a query per request, but only with a cache
+# shared by every web process (CACHE_URL=redis://...): a per-process cache would keep logged-out
+# sessions alive in the other processes.
+SESSION_ENGINE = env.str("SESSION_ENGINE", default="django.contrib.sessions.backends.db")
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="evaluation@localhost")
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000")

@@ -271,3 +271,16 @@ def test_annotators_not_in_a_study_cannot_claim_from_it():
     with pytest.raises(services.StudyError, match="not an annotator of this study"):
         services.claim_next(study, stranger)
     assert not System.objects.filter(name__startswith="gold").exists()
+
+
+@pytest.mark.django_db
+def test_an_excluded_annotators_new_votes_are_kept_but_not_counted():
+    study, (a, b) = make_study(n_prompts=1, baselines=("alpaca-65b",), overlap=2)
+    services.set_excluded(study, b, True)
+    services.submit(services.claim_next(study, a).pk, a, "tie")
+    services.submit(services.claim_next(study, b).pk, b, "tie")
+    comparison = Comparison.objects.get()
+    assert (comparison.votes_tie, comparison.judgments_done) == (1, 2)
+    services.set_excluded(study, b, False)
+    comparison.refresh_from_db()
+    assert comparison.votes_tie == 2
