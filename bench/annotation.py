@@ -46,8 +46,6 @@ def env() -> dict:
             "LOG_LEVEL": "WARNING",
             "DB_CONN_MAX_AGE": "600",
             "LOGIN_MAX_FAILURES": "1000",
-            "CACHE_URL": "redis://127.0.0.1:6379/13",
-            "SESSION_ENGINE": "django.contrib.sessions.backends.cached_db",
         }
     )
     return e

@@ -12,7 +12,7 @@ from datetime import timedelta
 from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
-from django.db.models import Case, Exists, F, Value, When
+from django.db.models import F
 from django.utils import timezone
 
 from evalsite.annotation.models import Assignment, Comparison, HumanJudgment, LoginToken, Outcome, Study
@@ -210,10 +210,8 @@ def claim_next(
     if current:
         return current
     unseen = (
-        Comparison.objects.filter(study=study)
-        .exclude(assignments__annotator=user)
-        .select_related("prompt", "candidate_response", "baseline_response")  # the page shows them next
-    )
+        Comparison.objects.filter(study=study).exclude(assignments__annotator=user).only("pk", "is_gold", "slots_taken")
+    )  # a light pool: texts are fetched for the one comparison taken
     # Start at a random point of the index instead of ORDER BY random() (a sort of the whole pool
     # on every claim); wrap around to the start when the tail is exhausted.
     open_items = unseen.filter(is_gold=False, slots_taken__lt=study.overlap)
@@ -229,6 +227,9 @@ def claim_next(
         for comparison in pool[:25]:
             assignment = _take_slot(study, comparison, user, rng, now)
             if assignment:
+                assignment.comparison = Comparison.objects.select_related(
+                    "prompt", "candidate_response", "baseline_response"
+                ).get(pk=comparison.pk)
                 return assignment
     return None
 
@@ -303,13 +304,12 @@ def submit(assignment_pk: int, user: User, choice: str, reason: str = "") -> Sub
         )
         assignment.status, assignment.finished_at = Assignment.Status.DONE, now
         assignment.save(update_fields=["status", "finished_at"])
-        # the vote counts unless its annotator is excluded: decided inside the same UPDATE
-        excluded = Study.excluded.through.objects.filter(study_id=comparison.study_id, user_id=user.pk)
-        field = VOTE_FIELD[outcome]
-        Comparison.objects.filter(pk=comparison.pk).update(
-            judgments_done=F("judgments_done") + 1,
-            **{field: F(field) + Case(When(Exists(excluded), then=Value(0)), default=Value(1))},
-        )
+        counted = {}
+        if not Study.excluded.through.objects.filter(study_id=comparison.study_id, user_id=user.pk).exists():
+            counted = {
+                VOTE_FIELD[outcome]: F(VOTE_FIELD[outcome]) + 1
+            }  # an excluded annotator's vote is kept, not counted
+        Comparison.objects.filter(pk=comparison.pk).update(judgments_done=F("judgments_done") + 1, **counted)
     return SubmitResult(judgment, created=True, study_name=comparison.study.name)
 
 
