@@ -165,37 +165,11 @@ def bradley_terry_intervals(
     outcomes: Sequence[tuple[str, str, str]], bootstrap: int = 300, seed: int = 0, level: float = 0.95
 ) -> dict[str, tuple[float, float, float]]:
     """(strength, low, high) per system from (system a, system b, outcome for a: win/loss/tie)
-    rows; the bootstrap resamples comparisons."""
-
-    def tally(rows) -> dict[tuple[str, str], float]:
-        wins: dict[tuple[str, str], float] = {}
-        for a, b, outcome in rows:
-            if outcome == "win":
-                wins[(a, b)] = wins.get((a, b), 0) + 1
-            elif outcome == "loss":
-                wins[(b, a)] = wins.get((b, a), 0) + 1
-            else:
-                wins[(a, b)] = wins.get((a, b), 0) + 0.5
-                wins[(b, a)] = wins.get((b, a), 0) + 0.5
-        return wins
-
-    point = bradley_terry(tally(outcomes))
-    rng = np.random.default_rng(seed)
-    samples: dict[str, list[float]] = {n: [] for n in point}
-    rows = list(outcomes)
-    for _ in range(bootstrap if len(rows) > 1 else 0):
-        picked = [rows[k] for k in rng.integers(0, len(rows), len(rows))]
-        for name, value in bradley_terry(tally(picked), iterations=200).items():
-            samples[name].append(value)
-    lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
-    result: dict[str, tuple[float, float, float]] = {}
-    for name, value in point.items():
-        if samples[name]:
-            low, high = np.percentile(samples[name], [lo, hi])
-            result[name] = (value, float(low), float(high))
-        else:
-            result[name] = (value, value, value)
-    return result
+    rows, one per comparison; the bootstrap resamples comparisons."""
+    cells: dict[tuple[str, str, str], int] = {}
+    for row in outcomes:
+        cells[row] = cells.get(row, 0) + 1
+    return bradley_terry_from_counts(cells, bootstrap=bootstrap, seed=seed, level=level)
 
 
 def bradley_terry_from_counts(

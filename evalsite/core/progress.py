@@ -30,3 +30,18 @@ def follow(job: jobs.Job, poll: float = 0.5, stream=None) -> jobs.Job:
         return jobs.wait_for(job, poll=poll, on_progress=update)
     finally:
         bar.close()
+
+
+def run_or_follow(job: jobs.Job, created: bool, foreground: bool, wait: bool) -> jobs.Job | None:
+    """What the job commands do after starting a job: run it here (--foreground), follow it with a
+    progress bar (--wait), or leave it to the workers (None)."""
+    import socket
+
+    if foreground:
+        if created:
+            jobs.execute(job.label(), job.pk, worker=f"foreground@{socket.gethostname()}")
+        job.refresh_from_db()
+        return job
+    if wait:
+        return follow(job)
+    return None

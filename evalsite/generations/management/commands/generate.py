@@ -1,9 +1,7 @@
-import socket
-
 from django.core.management.base import BaseCommand, CommandError
 
 from evalsite.core import jobs
-from evalsite.core.progress import follow
+from evalsite.core.progress import run_or_follow
 from evalsite.generations.services import CannotStart, find_prompt_set, find_system, start_generation
 
 
@@ -25,15 +23,11 @@ class Command(BaseCommand):
         except CannotStart as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(f"{'started' if created else 'already running'}: {job}")
-        if opts["foreground"]:
-            if created:
-                jobs.execute(job.label(), job.pk, worker=f"foreground@{socket.gethostname()}")
-            job.refresh_from_db()
-        elif opts["wait"]:
-            job = follow(job)
-        else:
+        finished = run_or_follow(job, created, opts["foreground"], opts["wait"])
+        if finished is None:
             self.stdout.write("follow it with --wait, on the jobs page, or: manage.py doctor")
             return
+        job = finished
         self.stdout.write(f"{job}: {job.status} {job.status_detail}")
         for failure in job.failures[:20]:
             self.stderr.write(f"  {failure['prompt']} #{failure['sample']}: {failure['error']}")

@@ -1,10 +1,9 @@
-import socket
 from decimal import Decimal, InvalidOperation
 
 from django.core.management.base import BaseCommand, CommandError
 
 from evalsite.core import jobs
-from evalsite.core.progress import follow
+from evalsite.core.progress import run_or_follow
 from evalsite.judging import services
 from evalsite.judging.results import summary
 
@@ -56,15 +55,9 @@ class Command(BaseCommand):
         except services.CannotJudge as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(f"{'started' if created else 'already running'}: {job}")
-        if opts["foreground"]:
-            if created:
-                jobs.execute(job.label(), job.pk, worker=f"foreground@{socket.gethostname()}")
-            job.refresh_from_db()
-        elif opts["wait"]:
-            job = follow(job)
-        else:
-            return
-        self.report(job)
+        finished = run_or_follow(job, created, opts["foreground"], opts["wait"])
+        if finished is not None:
+            self.report(finished)
 
     def report(self, job) -> None:
         s = summary(job)

@@ -1,9 +1,6 @@
-import socket
-
 from django.core.management.base import BaseCommand, CommandError
 
-from evalsite.core import jobs
-from evalsite.core.progress import follow
+from evalsite.core.progress import run_or_follow
 from evalsite.generations.services import CannotStart, find_prompt_set, find_system
 from evalsite.judging import services
 from evalsite.judging.results import rating_summary
@@ -31,12 +28,8 @@ class Command(BaseCommand):
         except (CannotStart, services.CannotJudge) as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(f"started: {job}")
-        if opts["foreground"]:
-            jobs.execute(job.label(), job.pk, worker=f"foreground@{socket.gethostname()}")
-            job.refresh_from_db()
-        elif opts["wait"]:
-            job = follow(job)
-        else:
+        job = run_or_follow(job, True, opts["foreground"], opts["wait"])
+        if job is None:
             return
         s = rating_summary(job)
         self.stdout.write(f"{job}: {job.status}; {s}")
