@@ -17,6 +17,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from evalsite.catalog.models import Prompt, PromptSet, Response, System, messages_key, validate_messages
+from evalsite.core.lookup import by_name
 
 
 class ImportFailed(Exception):
@@ -278,13 +279,7 @@ def import_responses(path: Path, system_name: str, set_name: str | None = None, 
     """Load a baseline's precomputed outputs. Each line is matched to a prompt by id, or else by
     the exact text of the prompt (whitespace-insensitive). Lines that match nothing are listed
     in the report; with ``strict`` they abort the import."""
-    try:
-        system = System.objects.get(name=system_name)
-    except System.DoesNotExist:
-        names = ", ".join(System.objects.values_list("name", flat=True)) or "none yet"
-        raise ImportFailed(
-            f"no system named {system_name!r} (systems: {names}); add it with manage.py systems add"
-        ) from None
+    system = by_name(System, system_name, ImportFailed, "add it with manage.py systems add")
     prompts = Prompt.objects.select_related("prompt_set")
     if set_name:
         if not PromptSet.objects.filter(name=set_name).exists():

@@ -317,11 +317,7 @@ def sweep_stale_jobs(now=None) -> list[tuple[str, int]]:
             models.Q(enqueued_at__lt=resend_before) | models.Q(enqueued_at__isnull=True)
         )
         for pk in list(lost.values_list("pk", flat=True)):
-            if (
-                model.objects.filter(pk=pk, status=JobStatus.QUEUED)
-                .filter(models.Q(enqueued_at__lt=resend_before) | models.Q(enqueued_at__isnull=True))
-                .update(enqueued_at=now)
-            ):
+            if lost.filter(pk=pk).update(enqueued_at=now):  # conditional: one sweeper re-sends it
                 send_job_message(model.label(), pk, model.queue)
                 swept.append((model.label(), pk))
     return swept

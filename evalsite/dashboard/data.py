@@ -10,6 +10,7 @@ from django.db import connection
 
 from evalsite.annotation.models import Study
 from evalsite.judging.models import JudgeJob
+from stats.agreement import tie_discounted_score
 from stats.outcomes import (
     LOSS,
     TIE,
@@ -130,10 +131,6 @@ def figure(patterns: dict[str, dict[Pattern, int]], rule: str = "majority") -> l
     return sorted(rows, key=lambda r: (-r["win"], r["baseline"]))
 
 
-def _score(a: str, b: str) -> float:
-    return 1.0 if a == b else 0.5 if (a == TIE) != (b == TIE) else 0.0
-
-
 def person_person(
     study: Study, patterns: dict[str, dict[Pattern, int]] | None = None, per_annotator: bool = True
 ) -> dict:
@@ -157,7 +154,7 @@ def annotator_agreement(study: Study) -> list[dict]:
     for name, own, c, b, t, n in _rows(PER_ANNOTATOR, [study.pk, study.pk]):
         votes = {WIN: c, LOSS: b, TIE: t}
         votes[own] -= 1  # the others
-        per[name][0] += n * sum(count * _score(own, other) for other, count in votes.items())
+        per[name][0] += n * sum(count * tie_discounted_score(own, other) for other, count in votes.items())
         per[name][1] += n * sum(votes.values())
     return [
         {"annotator": name, "pairs": int(p), "tie_discounted_accuracy": s / p if p else None}
@@ -174,7 +171,7 @@ def person_judge(job: JudgeJob, study: Study) -> dict:
             continue
         for human, votes in ((WIN, c), (LOSS, b), (TIE, t)):
             confusion[(human, judge)] += votes * count
-            score += votes * count * _score(human, judge)
+            score += votes * count * tie_discounted_score(human, judge)
             n += votes * count
     labels = [WIN, TIE, LOSS]
     total = sum(confusion.values())

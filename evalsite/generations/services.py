@@ -7,6 +7,7 @@ from django.db import transaction
 
 from evalsite.catalog.models import PromptSet, System
 from evalsite.core.jobs import ACTIVE_STATUSES
+from evalsite.core.lookup import by_name
 from evalsite.generations.models import GenerationJob
 from generation.config import ConfigError
 
@@ -16,21 +17,11 @@ class CannotStart(Exception):
 
 
 def find_system(name: str) -> System:
-    try:
-        return System.objects.get(name=name)
-    except System.DoesNotExist:
-        names = ", ".join(System.objects.values_list("name", flat=True)) or "none yet"
-        raise CannotStart(f"no system named {name!r} (systems: {names}); add one with manage.py systems add") from None
+    return by_name(System, name, CannotStart, "add one with manage.py systems add")
 
 
 def find_prompt_set(name: str) -> PromptSet:
-    try:
-        return PromptSet.objects.get(name=name)
-    except PromptSet.DoesNotExist:
-        names = ", ".join(PromptSet.objects.values_list("name", flat=True)) or "none yet"
-        raise CannotStart(
-            f"no prompt set named {name!r} (sets: {names}); import one with manage.py import_prompts"
-        ) from None
+    return by_name(PromptSet, name, CannotStart, "import one with manage.py import_prompts", plural="sets")
 
 
 def start_generation(

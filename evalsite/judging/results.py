@@ -8,33 +8,7 @@ from collections import Counter, defaultdict
 from django.db.models import Count, Q, Sum
 
 from evalsite.judging.models import JudgeCall, JudgeJob, JudgeVerdict
-
-
-def combine(first: str, second: str, policy: str) -> str | None:
-    """Both orders agree: that outcome. They disagree: a tie, or nothing (policy "drop").
-    A failed order leaves the other one alone (a failure is never a tie)."""
-    outcomes = [o for o in (first, second) if o]
-    if not outcomes:
-        return None
-    if len(outcomes) == 1 or outcomes[0] == outcomes[1]:
-        return outcomes[0]
-    return "tie" if policy == JudgeJob.Policy.TIE else None
-
-
-def comparison_outcomes(job: JudgeJob) -> dict[int, str]:
-    by_comparison: dict[int, dict[str, str]] = defaultdict(dict)
-    for comparison_id, order, outcome in job.verdicts.values_list("comparison_id", "order", "outcome"):
-        by_comparison[comparison_id][order] = outcome
-    result = {}
-    for comparison_id, orders in by_comparison.items():
-        combined = combine(
-            orders.get(JudgeVerdict.Order.CANDIDATE_FIRST, ""),
-            orders.get(JudgeVerdict.Order.BASELINE_FIRST, ""),
-            job.policy,
-        )
-        if combined:
-            result[comparison_id] = combined
-    return result
+from stats.outcomes import combine_orders
 
 
 def summary(job: JudgeJob) -> dict:
@@ -54,8 +28,14 @@ def summary(job: JudgeJob) -> dict:
     )
     per_baseline: dict[str, Counter] = defaultdict(Counter)
     baselines = dict(job.comparisons().values_list("pk", "baseline__name"))
-    for comparison_id, outcome in comparison_outcomes(job).items():
-        per_baseline[baselines.get(comparison_id, "?")][outcome] += 1
+    for comparison_id, orders in by_comparison.items():
+        combined = combine_orders(
+            orders.get(JudgeVerdict.Order.CANDIDATE_FIRST, ""),
+            orders.get(JudgeVerdict.Order.BASELINE_FIRST, ""),
+            job.policy,
+        )
+        if combined:
+            per_baseline[baselines.get(comparison_id, "?")][combined] += 1
     return {
         "label": job.config.label,
         "verdicts": job.verdicts.count(),

@@ -6,6 +6,7 @@ from django.db import transaction
 
 from evalsite.annotation.models import Comparison, Study
 from evalsite.core.jobs import ACTIVE_STATUSES
+from evalsite.core.lookup import by_name
 from evalsite.judging.models import JudgeConfig, JudgeJob
 from evalsite.judging.runner import estimate
 from generation.config import ConfigError
@@ -35,13 +36,7 @@ def ensure_local_judge() -> JudgeConfig:
 
 
 def find_config(name: str) -> JudgeConfig:
-    try:
-        return JudgeConfig.objects.get(name=name)
-    except JudgeConfig.DoesNotExist:
-        names = ", ".join(JudgeConfig.objects.values_list("name", flat=True)) or "none yet"
-        raise CannotJudge(
-            f"no judge config named {name!r} (configs: {names}); add one with manage.py judge_config add"
-        ) from None
+    return by_name(JudgeConfig, name, CannotJudge, "add one with manage.py judge_config add", plural="configs")
 
 
 def find_study(name: str) -> Study:
