@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "evalsite.annotation",
     "evalsite.judging",
     "evalsite.dashboard",
+    "evalsite.finetune",
 ]
 
 MIDDLEWARE = [
@@ -154,6 +155,12 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # --- Models ------------------------------------------------------------------------------------
 # Where hf_local systems and the bundled SmolLM2 live; checkpoints go under var/ by default.
 MODELS_DIR = Path(env.str("EVALSITE_MODELS_DIR", default=str(VAR_DIR / "models")))
+# Training runs (their data, per-epoch checkpoints and resume state) live in one folder per run.
+TRAINING_RUNS_DIR = Path(env.str("TRAINING_RUNS_DIR", default=str(MODELS_DIR / "runs")))
+# Empty: a worker trains in its own process. A command line (e.g. "accelerate launch --config_file
+# training/accelerate/fsdp.yaml") runs the same training as `<launcher> -m training train ...`
+# on as many GPUs and hosts as that config names; the job follows its progress file.
+TRAINING_LAUNCHER = env.str("TRAINING_LAUNCHER", default="")
 
 LOGGING = {
     "version": 1,

@@ -17,5 +17,6 @@ urlpatterns = [
     path("annotate/", include("evalsite.annotation.urls")),
     path("judge/", include("evalsite.judging.urls")),
     path("dashboard/", include("evalsite.dashboard.urls")),
+    path("training/", include("evalsite.finetune.urls")),
     path("admin/", admin.site.urls),
 ]

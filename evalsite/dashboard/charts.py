@@ -127,3 +127,45 @@ def means_with_intervals(rows: list[dict], title: str, low: float = 1, high: flo
             )
     out.append("</svg>")
     return "".join(out)
+
+
+def line_chart(points: list[tuple[float, float]], title: str, x_label: str, y_label: str, marks=()) -> str:
+    """A plain line (a training run's loss per step); ``marks`` are x positions drawn as dashed
+    verticals (epoch ends)."""
+    width, height, left, bottom, top = 640, 260, 56, 36, 30
+    plot_w, plot_h = width - left - 16, height - top - bottom
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+        f'font-family="system-ui, sans-serif" font-size="12" role="img" aria-label="{escape(title)}">',
+        f'<text x="0" y="16" font-size="15" font-weight="600">{escape(title)}</text>',
+    ]
+    if not points:
+        out.append(f'<text x="{left}" y="{top + 40}">no steps yet</text></svg>')
+        return "".join(out)
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    x0, x1 = min(xs), max(max(xs), min(xs) + 1)
+    y0, y1 = min(0.0, min(ys)), max(ys) * 1.05 or 1.0
+
+    def at(x: float, y: float) -> str:
+        return f"{left + (x - x0) / (x1 - x0) * plot_w:.1f},{top + plot_h - (y - y0) / (y1 - y0) * plot_h:.1f}"
+
+    out.append(f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="#888"/>')
+    out.append(f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" stroke="#888"/>')
+    for i in range(5):
+        value = y0 + (y1 - y0) * i / 4
+        y = top + plot_h - plot_h * i / 4
+        out.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{value:.2f}</text>')
+    for mark in marks:
+        x = left + (mark - x0) / (x1 - x0) * plot_w
+        out.append(
+            f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{top + plot_h}" stroke="#ccc" stroke-dasharray="3"/>'
+        )
+    out.append(f'<text x="{left + plot_w / 2}" y="{height - 6}" text-anchor="middle">{escape(x_label)}</text>')
+    out.append(
+        f'<text x="12" y="{top + plot_h / 2}" transform="rotate(-90 12 {top + plot_h / 2})" '
+        f'text-anchor="middle">{escape(y_label)}</text>'
+    )
+    path = " ".join(at(x, y) for x, y in points)
+    out.append(f'<polyline fill="none" stroke="#2f5d9e" stroke-width="2" points="{path}"/>')
+    out.append("</svg>")
+    return "".join(out)

@@ -1,0 +1,109 @@
+from django.contrib import messages
+from django.db.models import Count, Q
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from evalsite.core.decorators import staff_required
+from evalsite.dashboard.charts import line_chart
+from evalsite.finetune import services
+from evalsite.finetune.forms import ReviewForm
+from evalsite.finetune.models import Checkpoint, TrainingDataset, TrainingExample, TrainingRun
+
+PAGE = 50
+
+
+@staff_required
+def index(request):
+    runs = TrainingRun.objects.select_related("dataset", "base")[:100]
+    datasets = TrainingDataset.objects.annotate(
+        kept=Count("examples", filter=~Q(examples__status=TrainingExample.Status.REJECTED)),
+        reviewed=Count("examples", filter=~Q(examples__status=TrainingExample.Status.CANDIDATE)),
+    )
+    return render(request, "finetune/index.html", {"runs": runs, "datasets": datasets})
+
+
+@staff_required
+def run_detail(request, pk: int):
+    run = get_object_or_404(TrainingRun.objects.select_related("dataset", "base"), pk=pk)
+    history = run.loss_history
+    epoch_ends = [h[0] for h, nxt in zip(history, history[1:], strict=False) if nxt[1] != h[1]]
+    chart = line_chart([(h[0], h[2]) for h in history], "Training loss per step", "optimiser step", "loss", epoch_ends)
+    recipe = sorted(run.recipe.items())
+    checkpoints = run.checkpoints.select_related("system")
+    return render(
+        request,
+        "finetune/run_detail.html",
+        {"run": run, "chart": chart, "recipe": recipe, "checkpoints": checkpoints, "percent": 100 * run.fraction_done},
+    )
+
+
+@staff_required
+@require_POST
+def run_cancel(request, pk: int):
+    get_object_or_404(TrainingRun, pk=pk).request_cancel()
+    return redirect("finetune:run_detail", pk=pk)
+
+
+@staff_required
+@require_POST
+def run_register(request, pk: int):
+    checkpoint = get_object_or_404(Checkpoint, run_id=pk, epoch=request.POST.get("epoch") or 0)
+    system = services.register_checkpoint(checkpoint.run, checkpoint.epoch)
+    messages.success(request, f"epoch {checkpoint.epoch} is now the candidate system {system.name}")
+    return redirect("finetune:run_detail", pk=pk)
+
+
+@staff_required
+def dataset_detail(request, name: str):
+    dataset = get_object_or_404(TrainingDataset, name=name)
+    status = request.GET.get("status", "")
+    source = request.GET.get("source", "")
+    examples = dataset.examples.all()
+    if status in TrainingExample.Status.values:
+        examples = examples.filter(status=status)
+    if source:
+        examples = examples.filter(source=source)
+    page = int(request.GET["page"]) if request.GET.get("page", "").isdigit() else 1
+    page = max(page, 1)
+    counts = dict(dataset.examples.values_list("status").annotate(n=Count("id")))
+    return render(
+        request,
+        "finetune/dataset_detail.html",
+        {
+            "dataset": dataset,
+            "table": services.table_1(dataset),
+            "examples": examples[(page - 1) * PAGE : page * PAGE],
+            "page": page,
+            "more": examples.count() > page * PAGE,
+            "status": status,
+            "source": source,
+            "sources": sorted(set(dataset.examples.values_list("source", flat=True))),
+            "statuses": [(value, counts.get(value, 0)) for value in TrainingExample.Status.values],
+        },
+    )
+
+
+@staff_required
+def example_review(request, pk: int):
+    example = get_object_or_404(TrainingExample.objects.select_related("dataset", "reviewed_by"), pk=pk)
+    if request.method == "POST":
+        form = ReviewForm(request.POST)
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                services.review(example, request.user, data["action"], data["prompt"], data["answer"], data["note"])
+            except services.TrainingError as exc:
+                form.add_error(None, str(exc))
+            else:
+                following = (
+                    example.dataset.examples.filter(pk__gt=example.pk, status=TrainingExample.Status.CANDIDATE)
+                    .order_by("pk")
+                    .first()
+                )
+                messages.success(request, f"{example.external_id}: {data['action']} saved")
+                if following:
+                    return redirect("finetune:example_review", pk=following.pk)
+                return redirect("finetune:dataset_detail", name=example.dataset.name)
+    else:
+        form = ReviewForm(initial={"prompt": example.prompt, "answer": example.messages[-1]["content"]})
+    return render(request, "finetune/example_review.html", {"example": example, "form": form})

@@ -1,0 +1,1 @@
+"""Curation: importers for the paper's sources, its filters, sampling and quotas."""

@@ -1,0 +1,366 @@
+"""Fine-tuning with the recipe: one plain loop over accelerate (so the same code runs on a CPU, one
+GPU, or many GPUs and hosts under ``accelerate launch`` with FSDP), a checkpoint every epoch, and
+resuming from the last one after a kill.
+
+A run folder holds ``data.jsonl`` (the examples, frozen at the start), ``recipe.json``,
+``epoch-NN/`` (a model you can load with from_pretrained, with its tokenizer, recipe.json and
+metrics.json) and ``resume/`` (optimiser, scheduler, step and RNG states of the latest epoch)."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import os
+import random
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from training.batching import collate, length_grouped_batches, random_batches
+from training.dropout import apply_residual_dropout
+from training.formatting import EncodedExample, FormatError, encode_example, prepare_tokenizer
+from training.recipe import IGNORE_INDEX, Recipe
+from training.schedule import lima_lr_factor
+
+
+@dataclass
+class StepReport:
+    step: int
+    total_steps: int
+    epoch: int  # 1-based epoch this step belongs to
+    loss: float  # mean loss per learned token in this step
+    lr: float
+    tokens: int  # real (non-padding) tokens processed so far in this attempt
+    tokens_per_second: float
+
+
+@dataclass
+class CheckpointReport:
+    epoch: int
+    step: int
+    path: Path
+    train_loss: float  # mean per-token loss over the epoch
+
+
+@dataclass
+class Callbacks:
+    """What a caller (a Celery job, the CLI's progress bar) hears; raising from one stops training."""
+
+    on_step: Callable[[StepReport], None] = lambda report: None
+    on_checkpoint: Callable[[CheckpointReport], None] = lambda report: None
+    on_status: Callable[[str], None] = lambda message: None
+
+
+@dataclass
+class RunOutcome:
+    checkpoints: list[CheckpointReport] = field(default_factory=list)
+    resumed_from_epoch: int = 0
+    skipped_examples: list[str] = field(default_factory=list)
+    tokens: int = 0
+    seconds: float = 0.0
+
+
+def epoch_dir(run_dir: Path, epoch: int) -> Path:
+    return run_dir / f"epoch-{epoch:02d}"
+
+
+def write_examples(run_dir: Path, examples: list[dict[str, Any]]) -> Path:
+    """Freeze the examples a run trains on (written once; a resumed run reads the same file)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "data.jsonl"
+    if not path.exists():
+        tmp = path.with_suffix(".tmp")
+        with tmp.open("w") as out:
+            for example in examples:
+                out.write(json.dumps(example) + "\n")
+        os.replace(tmp, path)
+    return path
+
+
+def read_examples(run_dir: Path) -> list[dict[str, Any]]:
+    with (run_dir / "data.jsonl").open() as lines:
+        return [json.loads(line) for line in lines if line.strip()]
+
+
+def load_base(base: dict[str, Any]) -> tuple[Any, Any]:
+    """Tokenizer and float32 model from a folder (with an optional GGUF file in it)."""
+    kwargs = {"gguf_file": base["gguf_file"]} if base.get("gguf_file") else {}
+    tokenizer = AutoTokenizer.from_pretrained(base["model_path"], **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(base["model_path"], dtype=torch.float32, **kwargs)
+    if base.get("gguf_file"):
+        # GGUF weights are de-quantized to float32 on load; only the marker says "quantized", and it
+        # would stop save_pretrained. The fine-tuned model is a plain float32 model.
+        model.hf_quantizer = None  # type: ignore[assignment]
+        model.is_quantized = False  # type: ignore[assignment]
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+    return tokenizer, model
+
+
+def encode_all(
+    tokenizer: Any, examples: list[dict[str, Any]], recipe: Recipe
+) -> tuple[list[EncodedExample], list[str]]:
+    encoded, skipped = [], []
+    for n, example in enumerate(examples):
+        try:
+            encoded.append(encode_example(tokenizer, example["messages"], recipe.max_length, recipe.eot_token))
+        except FormatError as exc:
+            skipped.append(f"{example.get('id', n)}: {exc}")
+    return encoded, skipped
+
+
+def epoch_batches(lengths: list[int], recipe: Recipe, epoch: int, processes: int = 1) -> list[list[int]]:
+    """The micro batches of one epoch, a pure function of (seed, epoch): a resumed run replays
+    exactly the order an uninterrupted one would have used."""
+    rng = random.Random(recipe.seed * 1000 + epoch)
+    make = length_grouped_batches if recipe.group_by_length else random_batches
+    return make(lengths, recipe.micro_batch_size, rng)
+
+
+def steps_per_epoch(examples: int, recipe: Recipe, processes: int = 1) -> int:
+    micro = math.ceil(examples / recipe.micro_batch_size)
+    per_process = math.ceil(micro / processes)
+    return math.ceil(per_process / recipe.accumulation_steps(processes))
+
+
+def _optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+    # weight decay on matrices only (not on norms and biases), as nanoGPT and most LLM recipes do
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": recipe.weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=recipe.lr, betas=(recipe.adam_beta1, recipe.adam_beta2))
+
+
+def _with_lora(model: Any, recipe: Recipe) -> Any:
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError:
+        raise RuntimeError("lora_r > 0 needs peft: pip install 'lima-eval[lora]'") from None
+    config = LoraConfig(
+        r=recipe.lora_r,
+        lora_alpha=recipe.lora_alpha,
+        lora_dropout=recipe.lora_dropout,
+        target_modules="all-linear",
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config)
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def last_resume_epoch(run_dir: Path) -> int:
+    state = run_dir / "resume" / "state.json"
+    return json.loads(state.read_text())["epoch"] if state.exists() else 0
+
+
+def _save_checkpoint(
+    accelerator: Accelerator, model: Any, tokenizer: Any, recipe: Recipe, folder: Path, metrics: dict[str, Any]
+) -> None:
+    """A loadable model folder, written to a temporary name and renamed (a kill leaves no half
+    checkpoint). LoRA runs save the merged model so a checkpoint is always a plain model."""
+    unwrapped = accelerator.unwrap_model(model)
+    tmp = folder.with_name(folder.name + ".tmp")
+    if accelerator.is_main_process and tmp.exists():
+        shutil.rmtree(tmp)
+    if hasattr(unwrapped, "merge_and_unload"):
+        merged = copy.deepcopy(unwrapped).merge_and_unload()
+        state_dict = merged.state_dict()
+        unwrapped = merged
+    else:
+        state_dict = accelerator.get_state_dict(model)
+    unwrapped.save_pretrained(
+        tmp, state_dict=state_dict, is_main_process=accelerator.is_main_process, save_function=accelerator.save
+    )
+    if accelerator.is_main_process:
+        tokenizer.save_pretrained(tmp)
+        recipe.save(tmp)
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    accelerator.wait_for_everyone()
+
+
+def _save_resume_state(
+    accelerator: Accelerator, run_dir: Path, optimizer: Any, scheduler: Any, epoch: int, step: int
+) -> None:
+    if not accelerator.is_main_process:
+        return
+    tmp = run_dir / "resume.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    torch.save(
+        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": _rng_state()},
+        tmp / "states.pt",
+    )
+    (tmp / "state.json").write_text(json.dumps({"epoch": epoch, "step": step}) + "\n")
+    final = run_dir / "resume"
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+
+
+def _micro_batch_loss(model: Any, batch: dict[str, torch.Tensor], learned_in_step: int) -> torch.Tensor:
+    """Summed token loss / learned tokens of the whole optimiser step: every learned token weighs
+    the same whatever micro batch it fell in (gradient accumulation stays exact)."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    shift_logits = logits[:, :-1, :].float()
+    shift_labels = batch["labels"][:, 1:]
+    loss = torch.nn.functional.cross_entropy(
+        shift_logits.reshape(-1, shift_logits.size(-1)),
+        shift_labels.reshape(-1),
+        ignore_index=IGNORE_INDEX,
+        reduction="sum",
+    )
+    return loss / max(learned_in_step, 1)
+
+
+def _steps(batches: list[list[int]], accumulation: int) -> Iterator[list[list[int]]]:
+    for start in range(0, len(batches), accumulation):
+        yield batches[start : start + accumulation]
+
+
+def make_accelerator(recipe: Recipe) -> Accelerator:
+    """accelerate keeps one global state per process; a worker that trains run after run (with
+    and without bf16) starts each single-process run from a fresh one. Under ``accelerate launch``
+    the launcher's distributed state is kept."""
+    from accelerate.state import AcceleratorState, DistributedType
+
+    state = AcceleratorState._shared_state
+    if state and state.get("distributed_type", DistributedType.NO) == DistributedType.NO:
+        AcceleratorState._reset_state(reset_partial_state=True)
+    return Accelerator(mixed_precision="bf16" if recipe.bf16 else "no")
+
+
+def train(
+    run_dir: Path,
+    base: dict[str, Any],
+    recipe: Recipe,
+    callbacks: Callbacks | None = None,
+    accelerator: Accelerator | None = None,
+) -> RunOutcome:
+    """Train on run_dir/data.jsonl, resuming after the last saved epoch when there is one."""
+    callbacks = callbacks or Callbacks()
+    recipe.validate()
+    accelerator = accelerator or make_accelerator(recipe)
+    processes = accelerator.num_processes
+    accumulation = recipe.accumulation_steps(processes)
+    outcome = RunOutcome()
+    started = time.monotonic()
+
+    recipe.save(run_dir)
+    set_seed(recipe.seed)
+    callbacks.on_status("loading the base model")
+    tokenizer, model = load_base(base)
+    prepare_tokenizer(tokenizer, model, recipe.eot_token)
+    encoded, outcome.skipped_examples = encode_all(tokenizer, read_examples(run_dir), recipe)
+    if not encoded:
+        raise ValueError("no example can be trained on: " + "; ".join(outcome.skipped_examples[:3]))
+    lengths = [len(e.input_ids) for e in encoded]
+
+    resume_epoch = last_resume_epoch(run_dir)
+    if resume_epoch:
+        callbacks.on_status(f"resuming after epoch {resume_epoch}")
+        weights = AutoModelForCausalLM.from_pretrained(epoch_dir(run_dir, resume_epoch), dtype=torch.float32)
+        model.load_state_dict(weights.state_dict())
+        del weights
+    apply_residual_dropout(model, recipe.residual_dropout_top, recipe.residual_dropout_bottom)
+    if recipe.gradient_checkpointing:
+        getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)()
+        model.config.use_cache = False
+    if recipe.lora_r:
+        model = _with_lora(model, recipe)
+
+    per_epoch = steps_per_epoch(len(encoded), recipe, processes)
+    total_steps = per_epoch * recipe.epochs
+    if recipe.max_steps:
+        total_steps = min(total_steps, recipe.max_steps)
+    # the model first, then its optimiser (FSDP flattens the parameters); the scheduler is not
+    # prepared: accelerate's wrapper would step it once per process
+    model = accelerator.prepare(model)
+    optimizer = accelerator.prepare(_optimizer(model, recipe))
+    factor = lima_lr_factor(total_steps, recipe.lr, recipe.final_lr, recipe.warmup_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+    step = 0
+    if resume_epoch:
+        states = torch.load(run_dir / "resume" / "states.pt", weights_only=False)
+        optimizer.load_state_dict(states["optimizer"])
+        scheduler.load_state_dict(states["scheduler"])
+        _set_rng_state(states["rng"])
+        step = json.loads((run_dir / "resume" / "state.json").read_text())["step"]
+        outcome.resumed_from_epoch = resume_epoch
+
+    pad_id = tokenizer.pad_token_id
+    tokens = 0
+    tick = time.monotonic()
+    for epoch in range(resume_epoch + 1, recipe.epochs + 1):
+        if step >= total_steps:
+            break
+        model.train()
+        batches = epoch_batches(lengths, recipe, epoch)[accelerator.process_index :: processes]
+        epoch_loss, epoch_learned = 0.0, 0
+        for micro_batches in _steps(batches, accumulation):
+            if step >= total_steps:
+                break
+            learned = sum(encoded[i].learned_tokens for batch in micro_batches for i in batch)
+            step_loss = 0.0
+            for n, batch_ids in enumerate(micro_batches):
+                batch = collate([(encoded[i].input_ids, encoded[i].labels) for i in batch_ids], pad_id)
+                batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+                last = n == len(micro_batches) - 1
+                context = accelerator.no_sync(model) if not last and processes > 1 else contextlib.nullcontext()
+                with context, accelerator.autocast():
+                    loss = _micro_batch_loss(model, batch, learned)
+                    accelerator.backward(loss)
+                step_loss += loss.item()
+                tokens += sum(len(encoded[i].input_ids) for i in batch_ids)
+            if recipe.max_grad_norm:
+                accelerator.clip_grad_norm_(model.parameters(), recipe.max_grad_norm)
+            lr = float(scheduler.get_last_lr()[0])
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            epoch_loss += step_loss * learned
+            epoch_learned += learned
+            elapsed = max(time.monotonic() - tick, 1e-9)
+            callbacks.on_step(StepReport(step, total_steps, epoch, step_loss, lr, tokens, tokens / elapsed))
+        if epoch % recipe.save_every_epochs == 0 or epoch == recipe.epochs or step >= total_steps:
+            callbacks.on_status(f"saving epoch {epoch}")
+            folder = epoch_dir(run_dir, epoch)
+            mean_loss = epoch_loss / max(epoch_learned, 1)
+            metrics = {"epoch": epoch, "step": step, "train_loss": mean_loss, "base": base}
+            _save_checkpoint(accelerator, model, tokenizer, recipe, folder, metrics)
+            _save_resume_state(accelerator, run_dir, optimizer, scheduler, epoch, step)
+            report = CheckpointReport(epoch, step, folder, mean_loss)
+            outcome.checkpoints.append(report)
+            callbacks.on_checkpoint(report)
+    outcome.tokens = tokens
+    outcome.seconds = time.monotonic() - started
+    return outcome
