@@ -91,13 +91,14 @@ def create_study(
 
 
 def missing_responses(study: Study) -> list[tuple[str, str]]:
-    """(system, prompt id) pairs that lack a usable response (sample 0)."""
+    """(system, prompt id) pairs that lack a usable response (sample 0 without an error). An empty
+    answer is usable: it is what the system said, and annotators judge it like any other."""
     systems = [study.candidate, *study.baselines.order_by("name")]
     prompts = list(study.prompt_set.prompts.order_by("id"))
     have = set(
-        Response.objects.filter(system__in=systems, prompt__in=prompts, sample_index=0, error="")
-        .exclude(text="")
-        .values_list("system_id", "prompt_id")
+        Response.objects.filter(system__in=systems, prompt__in=prompts, sample_index=0, error="").values_list(
+            "system_id", "prompt_id"
+        )
     )
     return [(s.name, p.external_id) for s in systems for p in prompts if (s.pk, p.pk) not in have]
 

@@ -1,7 +1,7 @@
 """`make demo`: the whole pipeline on the embedded default, one stage after another.
 
 Each stage says whether it is already done, so a second run skips it; a failed stage says what
-failed and how to resume. Later parts of the product add their stages to STAGES."""
+failed and how to resume. DEMO_* environment variables change what it builds (DemoConfig)."""
 
 from __future__ import annotations
 
@@ -74,16 +74,339 @@ def _staff_exists() -> bool:
     return User.objects.filter(username="admin").exists()
 
 
-STAGES: list[Stage] = [
-    Stage("migrate the database", _migrate, _migrated),
-    Stage("load the shipped prompt sets and register the bundled model", _seed, _seeded),
-    Stage("create the staff user", _staff, _staff_exists),
-]
+@dataclass(frozen=True)
+class DemoConfig:
+    """What the demo builds, from DEMO_* environment variables (defaults: the bundled SmolLM2,
+    lima-mini on the shipped training set, the shipped test prompts, the local judge)."""
+
+    base: str
+    recipe: str
+    recipe_set: dict[str, str]
+    train_file: Path
+    test_set: str
+    max_new_tokens: int
+    openai_baselines: list[str]
+    openai_base_url: str
+    openai_key_env: str
+    judge: str
+    annotators: int
+    use_workers: bool
+
+    @classmethod
+    def from_env(cls) -> DemoConfig:
+        from generation.bundled import BUNDLED_SYSTEM_NAME
+
+        get = os.environ.get
+        return cls(
+            base=get("DEMO_BASE_SYSTEM", BUNDLED_SYSTEM_NAME),
+            recipe=get("DEMO_RECIPE", "lima-mini"),
+            recipe_set=dict(item.split("=", 1) for item in get("DEMO_RECIPE_SET", "").split()),
+            train_file=Path(get("DEMO_TRAIN_FILE", str(BASE_DIR / "data" / "train.jsonl"))),
+            test_set=get("DEMO_TEST_SET", "lima-style-test"),
+            max_new_tokens=int(get("DEMO_MAX_NEW_TOKENS", "256")),
+            openai_baselines=[m.strip() for m in get("DEMO_OPENAI_BASELINES", "").split(",") if m.strip()],
+            openai_base_url=get("DEMO_OPENAI_BASE_URL", "https://api.openai.com/v1"),
+            openai_key_env=get("DEMO_OPENAI_API_KEY_ENV", "OPENAI_API_KEY"),
+            judge=get("DEMO_JUDGE", "local-judge"),
+            annotators=int(get("DEMO_ANNOTATORS", "3")),
+            use_workers=get("DEMO_USE_WORKERS", "").lower() in ("1", "true", "yes"),
+        )
+
+    @property
+    def dataset(self) -> str:
+        return "demo-train"
+
+    @property
+    def candidate(self) -> str:
+        return f"{self.base}-{self.recipe}"[:100]
+
+    @property
+    def study(self) -> str:
+        return "demo"
+
+    def baselines(self) -> list[str]:
+        return [self.base] + [openai_system_name(m) for m in self.openai_baselines]
+
+
+def openai_system_name(model: str) -> str:
+    from django.utils.text import slugify
+
+    return slugify(f"openai-{model}")[:100]
+
+
+def _run_job(job, config: DemoConfig) -> None:
+    """Run a job with a progress bar: here (a thread) on the embedded default, or on the workers
+    (DEMO_USE_WORKERS=1, e.g. one worker per queue on PostgreSQL + Redis)."""
+    import socket
+
+    from evalsite.core import jobs
+    from evalsite.core.progress import execute_with_progress, follow
+
+    job.refresh_from_db()
+    if not job.is_active:
+        return
+    if config.use_workers:
+        if job.enqueued_at is None:
+            job.enqueue()
+        finished = follow(job, poll=1.0)
+    else:
+        finished = execute_with_progress(job, worker=f"demo@{socket.gethostname()}")
+    if finished.status != jobs.JobStatus.DONE:
+        raise RuntimeError(f"{finished} ended {finished.status}: {finished.error or finished.status_detail}")
+
+
+def _curate(config: DemoConfig, state: DemoState) -> None:
+    call_command("curate", name=config.dataset, jsonl=[str(config.train_file)], tokenizer=config.base)
+
+
+def _curated(config: DemoConfig) -> bool:
+    from evalsite.finetune.models import TrainingDataset
+
+    return TrainingDataset.objects.filter(name=config.dataset).exists()
+
+
+def _recipe(config: DemoConfig):
+    from training.recipe import get_recipe
+
+    return get_recipe(config.recipe).with_overrides(config.recipe_set)
+
+
+def _train(config: DemoConfig, state: DemoState) -> None:
+    from evalsite.catalog.models import System
+    from evalsite.finetune.models import TrainingDataset
+    from evalsite.finetune.services import start_training
+
+    run, _ = start_training(
+        TrainingDataset.objects.get(name=config.dataset),
+        System.objects.get(name=config.base),
+        _recipe(config),
+        enqueue=False,
+    )
+    _run_job(run, config)
+
+
+def _trained(config: DemoConfig) -> bool:
+    from evalsite.finetune.models import TrainingRun
+
+    return TrainingRun.objects.filter(
+        dataset__name=config.dataset, base__name=config.base, recipe=_recipe(config).to_dict(), status="done"
+    ).exists()
+
+
+def _register(config: DemoConfig, state: DemoState) -> None:
+    from evalsite.catalog.models import System
+    from evalsite.finetune.models import TrainingRun
+    from evalsite.finetune.services import register_checkpoint
+
+    run = TrainingRun.objects.filter(
+        dataset__name=config.dataset, base__name=config.base, recipe=_recipe(config).to_dict(), status="done"
+    ).latest("pk")
+    last = run.checkpoints.order_by("-epoch").first()
+    system = register_checkpoint(run, last.epoch, config.candidate)
+    # the demo keeps answers short so the whole pipeline fits a laptop's half hour
+    for name in (config.candidate, config.base):
+        limited = System.objects.get(name=name)
+        if "max_new_tokens" not in limited.sampling:
+            limited.sampling = {**limited.sampling, "max_new_tokens": config.max_new_tokens}
+            limited.save(update_fields=["sampling"])
+    state.lines.append(f"candidate: {system.name} (epoch {last.epoch} of run {run.pk})")
+
+
+def _registered(config: DemoConfig) -> bool:
+    from evalsite.catalog.models import System
+
+    return System.objects.filter(name=config.candidate, kind="candidate").exists()
+
+
+def _openai_baselines(config: DemoConfig, state: DemoState) -> None:
+    from evalsite.catalog.models import System
+
+    for model in config.openai_baselines:
+        System.objects.get_or_create(
+            name=openai_system_name(model),
+            defaults={
+                "backend": "openai_compat",
+                "backend_config": {
+                    "base_url": config.openai_base_url,
+                    "model": model,
+                    "api_key_env": config.openai_key_env,
+                },
+                "sampling": {"max_new_tokens": config.max_new_tokens},
+                "description": f"{model} at {config.openai_base_url} (from DEMO_OPENAI_BASELINES)",
+            },
+        )
+
+
+def _openai_registered(config: DemoConfig) -> bool:
+    from evalsite.catalog.models import System
+
+    names = [openai_system_name(m) for m in config.openai_baselines]
+    return System.objects.filter(name__in=names).count() == len(names)
+
+
+def _generate(config: DemoConfig, system_name: str) -> Callable[[DemoState], None]:
+    def run(state: DemoState) -> None:
+        from evalsite.catalog.models import PromptSet, System
+        from evalsite.generations.services import start_generation
+
+        job, _ = start_generation(
+            System.objects.get(name=system_name), PromptSet.objects.get(name=config.test_set), enqueue=False
+        )
+        _run_job(job, config)
+
+    return run
+
+
+def _generated(config: DemoConfig, system_name: str) -> Callable[[], bool]:
+    def done() -> bool:
+        from evalsite.catalog.models import Prompt, Response
+
+        prompts = Prompt.objects.filter(prompt_set__name=config.test_set).count()
+        answered = Response.objects.filter(
+            system__name=system_name, prompt__prompt_set__name=config.test_set, sample_index=0, error=""
+        ).count()
+        return prompts > 0 and answered >= prompts
+
+    return done
+
+
+def _study(config: DemoConfig, state: DemoState) -> None:
+    from django.db import transaction
+
+    from evalsite.annotation import services as studies
+    from evalsite.annotation.models import Study
+    from evalsite.catalog.models import PromptSet, System
+
+    with transaction.atomic():
+        study = Study.objects.filter(name=config.study).first() or studies.create_study(
+            config.study,
+            System.objects.get(name=config.candidate),
+            [System.objects.get(name=n) for n in config.baselines()],
+            PromptSet.objects.get(name=config.test_set),
+            overlap=2,
+            gold_rate=0.05,
+        )
+        n = studies.start_study(study) if study.status == Study.Status.DRAFT else study.comparisons.count()
+    state.lines.append(f"study: {config.study}, {n} comparisons, 2 annotators each")
+
+
+def _study_open(config: DemoConfig) -> bool:
+    from evalsite.annotation.models import Study
+
+    return Study.objects.filter(name=config.study, status=Study.Status.OPEN).exists()
+
+
+def _judge(config: DemoConfig, state: DemoState) -> None:
+    from evalsite.annotation.models import Study
+    from evalsite.judging.services import LOCAL_JUDGE, ensure_local_judge, find_config, start_judge_job
+
+    judge = ensure_local_judge() if config.judge == LOCAL_JUDGE else find_config(config.judge)
+    server = _start_local_judge() if judge.is_local else None
+    try:
+        job, _ = start_judge_job(Study.objects.get(name=config.study), judge, enqueue=False)
+        _run_job(job, config)
+    finally:
+        if server is not None:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(30)
+    state.lines.append(f"judge: {judge.label}, both orders of every comparison")
+
+
+def _judged(config: DemoConfig) -> bool:
+    from evalsite.judging.models import JudgeJob
+
+    return JudgeJob.objects.filter(study__name=config.study, config__name=config.judge, status="done").exists()
+
+
+def _start_local_judge() -> subprocess.Popen:
+    """`manage.py serve_openai` (the bundled SmolLM2 behind /v1/chat/completions) for the judge."""
+    import socket
+
+    from evalsite.judging.services import LOCAL_JUDGE_PORT
+
+    logs = Path(settings.VAR_DIR) / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    server = subprocess.Popen(
+        [sys.executable, "manage.py", "serve_openai", "--port", str(LOCAL_JUDGE_PORT)],
+        cwd=BASE_DIR,
+        stdout=(logs / "local-judge.log").open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the local judge server exited; see {logs / 'local-judge.log'}")
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", LOCAL_JUDGE_PORT)) == 0:
+                return server
+        time.sleep(0.5)
+    os.killpg(server.pid, signal.SIGTERM)
+    raise RuntimeError(f"the local judge did not listen on port {LOCAL_JUDGE_PORT} within 120 s")
+
+
+def _annotators(config: DemoConfig, state: DemoState) -> None:
+    from django.urls import reverse
+
+    from evalsite.annotation import services as studies
+    from evalsite.annotation.models import Study
+
+    study = Study.objects.get(name=config.study)
+    base = settings.SITE_URL.rstrip("/")
+    for username in [f"demo-annotator-{i}" for i in range(1, config.annotators + 1)]:
+        user, password, token = studies.add_annotator(study, username)
+        link = base + reverse("annotation:token_login", args=[token])
+        state.lines.append(f"annotator: {user.username} / {password or '(set at the first run)'}   one-time: {link}")
+
+
+def _annotators_exist(config: DemoConfig) -> bool:
+    from evalsite.annotation.models import Study
+
+    study = Study.objects.filter(name=config.study).first()
+    return bool(study) and study.annotators.filter(username__startswith="demo-annotator-").count() >= config.annotators
+
+
+def demo_stages(config: DemoConfig | None = None) -> list[Stage]:
+    config = config or DemoConfig.from_env()
+    stages = [
+        Stage("migrate the database", _migrate, _migrated),
+        Stage("load the shipped prompt sets and register the bundled model", _seed, _seeded),
+        Stage("create the staff user", _staff, _staff_exists),
+        Stage(
+            f"curate {config.train_file.name} into dataset {config.dataset}",
+            lambda s: _curate(config, s),
+            lambda: _curated(config),
+        ),
+        Stage(f"fine-tune {config.base} with {config.recipe}", lambda s: _train(config, s), lambda: _trained(config)),
+        Stage(
+            f"register the last checkpoint as candidate {config.candidate}",
+            lambda s: _register(config, s),
+            lambda: _registered(config),
+        ),
+    ]
+    if config.openai_baselines:
+        stages.append(
+            Stage(
+                "register the OpenAI-compatible baselines",
+                lambda s: _openai_baselines(config, s),
+                lambda: _openai_registered(config),
+            )
+        )
+    for name in [config.candidate, *config.baselines()]:
+        stages.append(
+            Stage(f"generate {config.test_set} with {name}", _generate(config, name), _generated(config, name))
+        )
+    stages += [
+        Stage(f"open study {config.study}", lambda s: _study(config, s), lambda: _study_open(config)),
+        Stage(f"judge study {config.study} with {config.judge}", lambda s: _judge(config, s), lambda: _judged(config)),
+        Stage("create demo annotator accounts", lambda s: _annotators(config, s), lambda: _annotators_exist(config)),
+    ]
+    return stages
 
 
 def run_stages(write: Callable[[str], None], stages: list[Stage] | None = None) -> DemoState:
     state = DemoState()
-    stages = stages or STAGES
+    stages = stages or demo_stages()
     for i, stage in enumerate(stages, start=1):
         prefix = f"[{i}/{len(stages)}] {stage.name}"
         try:

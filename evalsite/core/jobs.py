@@ -323,15 +323,16 @@ def sweep_stale_jobs(now=None) -> list[tuple[str, int]]:
     return swept
 
 
-def wait_for(job: Job, poll: float = 0.5, timeout: float | None = None, on_progress=None) -> Job:
-    """Block until a job leaves the queued/running states (used by ``--wait`` options)."""
+def wait_for(job: Job, poll: float = 0.5, timeout: float | None = None, on_progress=None, until=None) -> Job:
+    """Block until a job leaves the queued/running states (used by ``--wait`` options), or until
+    ``until()`` says there is no point waiting longer."""
     deadline = time.monotonic() + timeout if timeout else None
     while True:
         close_old_connections()
         job.refresh_from_db()
         if on_progress:
             on_progress(job)
-        if not job.is_active:
+        if not job.is_active or (until is not None and until()):
             return job
         if deadline and time.monotonic() > deadline:
             raise TimeoutError(f"{job} still {job.status} after {timeout} s")

@@ -9,7 +9,7 @@ from tqdm import tqdm
 from evalsite.core import jobs
 
 
-def follow(job: jobs.Job, poll: float = 0.5, stream=None) -> jobs.Job:
+def follow(job: jobs.Job, poll: float = 0.5, stream=None, until=None) -> jobs.Job:
     bar = tqdm(
         total=job.progress_total or None, desc=str(job), unit="item", file=stream or sys.stderr, dynamic_ncols=True
     )
@@ -27,9 +27,32 @@ def follow(job: jobs.Job, poll: float = 0.5, stream=None) -> jobs.Job:
             bar.set_postfix_str(postfix, refresh=False)
             bar.refresh()
 
-        return jobs.wait_for(job, poll=poll, on_progress=update)
+        return jobs.wait_for(job, poll=poll, on_progress=update, until=until)
     finally:
         bar.close()
+
+
+def execute_with_progress(job: jobs.Job, worker: str) -> jobs.Job:
+    """Run the job in this process (a thread, with its own database connection) while the main
+    thread draws its progress bar."""
+    import threading
+
+    from django.db import connection
+
+    def work() -> None:
+        try:
+            jobs.execute(job.label(), job.pk, worker=worker)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=work, name=f"job-{job.pk}", daemon=True)
+    thread.start()
+    try:
+        follow(job, poll=1.0, until=lambda: not thread.is_alive())
+    finally:
+        thread.join()
+    job.refresh_from_db()
+    return job
 
 
 def run_or_follow(job: jobs.Job, created: bool, foreground: bool, wait: bool) -> jobs.Job | None:
@@ -38,8 +61,11 @@ def run_or_follow(job: jobs.Job, created: bool, foreground: bool, wait: bool) ->
     import socket
 
     if foreground:
+        worker = f"foreground@{socket.gethostname()}"
+        if created and sys.stderr.isatty():
+            return execute_with_progress(job, worker)
         if created:
-            jobs.execute(job.label(), job.pk, worker=f"foreground@{socket.gethostname()}")
+            jobs.execute(job.label(), job.pk, worker=worker)
         job.refresh_from_db()
         return job
     if wait:

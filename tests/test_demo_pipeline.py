@@ -1,0 +1,152 @@
+"""The main job end to end (issue 9): the demo pipeline with tiny settings on PostgreSQL + Redis,
+one worker per queue, set up by environment variables only; then an annotator judges in the
+browser and the dashboard shows Figures 1 and 2 with the numbers that were recorded."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections import Counter
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.management import call_command
+
+from evalsite.annotation.models import Comparison, HumanJudgment, Study
+from evalsite.catalog.models import Prompt, PromptSet, Response, System
+from evalsite.finetune.models import TrainingDataset, TrainingRun
+from evalsite.judging.models import JudgeConfig, JudgeJob, JudgeVerdict
+from tests.browser import ARTIFACTS, browser, login
+from tests.openai_stub import OpenAIStub, prompt_text
+from tests.test_training_runs import CHAT, chat_file, tiny_base
+
+pytestmark = pytest.mark.slow
+
+
+def api_wins_judge(body: dict) -> str:
+    """The API baseline's answers ("Answer to: ...") beat the tiny models'; the tiny ones tie."""
+    text = prompt_text(body)
+    a = re.search(r"Answer A:\n(.*?)\n\nAnswer B:", text, re.S).group(1)
+    b = text.split("Answer B:\n", 1)[1]
+    if "Answer to:" in a:
+        return "Answer A is significantly better."
+    if "Answer to:" in b:
+        return "Answer B is significantly better."
+    return "Neither is significantly better."
+
+
+def figure_rows(svg: str) -> dict[str, tuple[str, list[str]]]:
+    """baseline -> (n label, the percentages drawn on its bar), read off the figure's SVG text."""
+    rows = {}
+    texts = re.findall(r"<text[^>]*>([^<]*)</text>", svg)
+    for i, text in enumerate(texts):
+        if i + 1 < len(texts) and texts[i + 1].startswith("n = "):
+            shares = []
+            for following in texts[i + 2 :]:
+                if not following.endswith("%"):
+                    break
+                shares.append(following)
+            rows[text] = (texts[i + 1], shares)
+    return rows
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_demo_pipeline_runs_on_postgres_and_redis_with_a_worker_per_queue(
+    workers, tmp_path, settings, monkeypatch, live_server
+):
+    settings.TRAINING_RUNS_DIR = tmp_path / "runs"
+    base = tiny_base(tmp_path)
+    test_set = PromptSet.objects.create(name="tiny-test", purpose=PromptSet.Purpose.TEST)
+    for i, (question, _) in enumerate(CHAT[:3]):
+        Prompt.objects.create(
+            prompt_set=test_set, external_id=f"t{i}", messages=[{"role": "user", "content": question}]
+        )
+    with OpenAIStub(responder=lambda body: "Answer to: " + prompt_text(body)[-40:]) as api:
+        with OpenAIStub(responder=api_wins_judge) as judge_api:
+            JudgeConfig.objects.create(name="stub-judge", model="gpt-4", base_url=judge_api.url, api_key_env="")
+            environment = {
+                "DEMO_BASE_SYSTEM": base.name,
+                "DEMO_RECIPE_SET": "epochs=2 lr=1e-2 final_lr=1e-3 batch_size=4 micro_batch_size=2 max_length=64",
+                "DEMO_TRAIN_FILE": chat_file(tmp_path),
+                "DEMO_TEST_SET": "tiny-test",
+                "DEMO_MAX_NEW_TOKENS": "6",
+                "DEMO_OPENAI_BASELINES": "gpt-stub",
+                "DEMO_OPENAI_BASE_URL": api.url,
+                "DEMO_OPENAI_API_KEY_ENV": "STUB_KEY",
+                "DEMO_JUDGE": "stub-judge",
+                "DEMO_ANNOTATORS": "2",
+                "DEMO_USE_WORKERS": "1",
+                "STUB_KEY": "not-a-secret",
+            }
+            for key, value in environment.items():
+                monkeypatch.setenv(key, value)
+            for queue in ("training", "generation", "judge", "default"):
+                workers(f"{queue}-worker", queues=queue, env_overrides={"STUB_KEY": "not-a-secret"})
+            out = io.StringIO()
+            call_command("demo", no_serve=True, stdout=out)
+            printed = out.getvalue()
+
+            # a second run skips every stage already done
+            again = io.StringIO()
+            call_command("demo", no_serve=True, stdout=again)
+            assert "already done, skipped" in again.getvalue() and "done in" not in again.getvalue()
+
+    # every stage left its rows
+    dataset = TrainingDataset.objects.get(name="demo-train")
+    assert dataset.trainable().count() == len(CHAT)
+    run = TrainingRun.objects.get()
+    assert run.status == "done"
+    assert [c.epoch for c in run.checkpoints.all()] == [1, 2]
+    candidate = System.objects.get(name=f"{base.name}-lima-mini")
+    assert candidate.kind == "candidate" and candidate.checkpoint.epoch == 2
+    api_system = System.objects.get(name="openai-gpt-stub")
+    for system in (candidate, base, api_system):
+        assert Response.objects.filter(system=system, prompt__prompt_set=test_set).count() == 3, system
+    assert Response.objects.filter(system=api_system, text__startswith="Answer to:").count() == 3
+    study = Study.objects.get(name="demo")
+    assert study.status == Study.Status.OPEN and study.candidate == candidate
+    assert study.comparisons.filter(is_gold=False).count() == 6
+    judge_job = JudgeJob.objects.get(study=study)
+    assert judge_job.status == "done" and JudgeVerdict.objects.filter(job=judge_job).count() == 12
+    assert User.objects.filter(username__startswith="demo-annotator-").count() == 2
+    # the jobs ran on the worker of their queue
+    assert run.worker.startswith("training-worker@")
+    assert judge_job.worker.startswith("judge-worker@")
+    credentials = dict(re.findall(r"annotator: (demo-annotator-\d) / (\S+)", printed))
+    assert set(credentials) == {"demo-annotator-1", "demo-annotator-2"}
+
+    User.objects.create_superuser("chief", "chief@example.org", "chief-password-1")
+    with browser() as chromium:
+        page = chromium.new_page(viewport={"width": 1280, "height": 900})
+        login(page, live_server.url, "demo-annotator-1", credentials["demo-annotator-1"], "/annotate/")
+        page.click("text=Continue")
+        for k, key in enumerate("1231", start=1):
+            page.wait_for_selector("#progress-count")
+            page.keyboard.press(key)
+            page.wait_for_function(f"document.querySelector('#progress-count').innerText.startsWith('{k} /')")
+        staff = chromium.new_page(viewport={"width": 1400, "height": 1000})
+        login(staff, live_server.url, "chief", "chief-password-1", "/dashboard/demo/")
+        staff.wait_for_selector("#figure1 svg")
+        figure1 = staff.inner_html("#figure1")
+        figure2 = staff.inner_html("#figure2")
+        staff.screenshot(path=str(ARTIFACTS / "demo-dashboard.png"), full_page=True)
+
+    # Figure 1: what the annotator recorded, per baseline (gold checks are not part of it)
+    recorded: dict[str, Counter] = {}
+    for judgment in HumanJudgment.objects.filter(comparison__is_gold=False).select_related("comparison__baseline"):
+        recorded.setdefault(judgment.comparison.baseline.name, Counter())[judgment.outcome] += 1
+    assert sum(sum(c.values()) for c in recorded.values()) >= 3
+    shown = figure_rows(figure1)
+    for baseline, counts in recorded.items():
+        n = sum(counts.values())
+        label, shares = shown[baseline]
+        assert label == f"n = {n}"
+        expected = [f"{100 * counts[o] / n:.0f}%" for o in ("candidate", "tie", "baseline") if counts[o] / n >= 0.06]
+        assert shares == expected, (baseline, counts)
+    # Figure 2: the judge put the API baseline above the candidate and tied the two tiny models
+    judged = figure_rows(figure2)
+    assert judged["openai-gpt-stub"] == ("n = 3", ["100%"]) and 'fill="#b5483f"' in figure2
+    assert judged[base.name] == ("n = 3", ["100%"])
+    assert json.dumps(sorted(judged)) == json.dumps(sorted([base.name, "openai-gpt-stub"]))
+    assert Comparison.objects.filter(study=study, judgments_done__gt=0).exists()
