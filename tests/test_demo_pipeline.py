@@ -121,6 +121,8 @@ def test_the_demo_pipeline_runs_on_postgres_and_redis_with_a_worker_per_queue(
         page = chromium.new_page(viewport={"width": 1280, "height": 900})
         login(page, live_server.url, "demo-annotator-1", credentials["demo-annotator-1"], "/annotate/")
         page.click("text=Continue")
+        page.wait_for_selector("#progress-count")
+        page.screenshot(path=str(ARTIFACTS / "demo-comparison.png"), full_page=True)
         for k, key in enumerate("1231", start=1):
             page.wait_for_selector("#progress-count")
             page.keyboard.press(key)
@@ -131,6 +133,9 @@ def test_the_demo_pipeline_runs_on_postgres_and_redis_with_a_worker_per_queue(
         figure1 = staff.inner_html("#figure1")
         figure2 = staff.inner_html("#figure2")
         staff.screenshot(path=str(ARTIFACTS / "demo-dashboard.png"), full_page=True)
+        staff.goto(f"{live_server.url}/training/runs/{run.pk}/")
+        assert staff.locator("svg polyline").count() == 1
+        staff.screenshot(path=str(ARTIFACTS / "demo-training-run.png"), full_page=True)
 
     # Figure 1: what the annotator recorded, per baseline (gold checks are not part of it)
     recorded: dict[str, Counter] = {}

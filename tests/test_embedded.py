@@ -75,3 +75,50 @@ def test_concurrent_writers_on_sqlite_do_not_fail_with_database_is_locked(tmp_pa
         "from evalsite.core.models import SelfTestJob; print(SelfTestJob.objects.count())",
     )
     assert count.stdout.strip().splitlines()[-1] == "450"
+
+
+def test_the_demo_pipeline_runs_on_the_embedded_default_and_a_second_run_skips_it(tmp_path):
+    """`manage.py demo --no-serve` on SQLite with no server: every job runs in the demo process
+    (with a progress bar), tiny settings; then again, where every stage is skipped."""
+    from tests.openai_stub import OpenAIStub
+    from tests.test_demo_pipeline import api_wins_judge
+    from tests.test_training_runs import chat_file
+    from tests.tiny_models import save_tiny
+
+    env = embedded_env(tmp_path)
+    base = save_tiny(tmp_path / "tiny")
+    test_file = tmp_path / "test.jsonl"
+    test_file.write_text(
+        "".join(
+            f'{{"id": "t{i}", "messages": [{{"role": "user", "content": "tell me a joke {i}"}}]}}\n' for i in range(3)
+        )
+    )
+    with OpenAIStub(responder=api_wins_judge) as judge:
+        for command in (
+            ["migrate", "-v0"],
+            ["systems", "add", "tiny", "--backend", "hf_local", "--model-path", str(base)],
+            ["import_prompts", str(test_file), "--set", "tiny-test"],
+            ["judge_config", "add", "stub", "--model", "gpt-4", "--base-url", judge.url, "--api-key-env", ""],
+        ):
+            done = manage(env, *command)
+            assert done.returncode == 0, done.stdout + done.stderr
+        env.update(
+            {
+                "DEMO_BASE_SYSTEM": "tiny",
+                "DEMO_RECIPE_SET": "epochs=1 lr=1e-3 final_lr=1e-4 batch_size=2 micro_batch_size=2 max_length=64",
+                "DEMO_TRAIN_FILE": chat_file(tmp_path),
+                "DEMO_TEST_SET": "tiny-test",
+                "DEMO_MAX_NEW_TOKENS": "4",
+                "DEMO_JUDGE": "stub",
+                "DEMO_ANNOTATORS": "1",
+            }
+        )
+        first = manage(env, "demo", "--no-serve", timeout=600)
+        assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+        second = manage(env, "demo", "--no-serve", timeout=300)
+    assert "judge study demo with stub: done in" in first.stdout
+    assert "annotator: demo-annotator-1 / " in first.stdout and "staff login: admin / " in first.stdout
+    assert "training #1" in first.stderr and "100%" in first.stderr  # the progress bars
+    assert second.returncode == 0 and "done in" not in second.stdout
+    assert second.stdout.count("already done, skipped") == 11
+    assert (tmp_path / "var" / "models" / "runs" / "run-0001" / "epoch-01" / "recipe.json").exists()

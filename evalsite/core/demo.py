@@ -137,7 +137,6 @@ def openai_system_name(model: str) -> str:
 def _run_job(job, config: DemoConfig) -> None:
     """Run a job with a progress bar: here (a thread) on the embedded default, or on the workers
     (DEMO_USE_WORKERS=1, e.g. one worker per queue on PostgreSQL + Redis)."""
-    import socket
 
     from evalsite.core import jobs
     from evalsite.core.progress import execute_with_progress, follow
@@ -150,9 +149,15 @@ def _run_job(job, config: DemoConfig) -> None:
             job.enqueue()
         finished = follow(job, poll=1.0)
     else:
-        finished = execute_with_progress(job, worker=f"demo@{socket.gethostname()}")
+        finished = execute_with_progress(job, worker=batch_worker_name())
     if finished.status != jobs.JobStatus.DONE:
         raise RuntimeError(f"{finished} ended {finished.status}: {finished.error or finished.status_detail}")
+
+
+def batch_worker_name() -> str:
+    import socket
+
+    return f"demo-batch@{socket.gethostname()}"
 
 
 def _curate(config: DemoConfig, state: DemoState) -> None:
@@ -407,6 +412,12 @@ def demo_stages(config: DemoConfig | None = None) -> list[Stage]:
 def run_stages(write: Callable[[str], None], stages: list[Stage] | None = None) -> DemoState:
     state = DemoState()
     stages = stages or demo_stages()
+    if _migrated():
+        from evalsite.core.jobs import release_orphans_of
+
+        # a demo stopped mid-stage (Ctrl-C, a kill) left its job "running": this run takes it back
+        for model, pk in release_orphans_of(batch_worker_name()):
+            write(f"resuming {model._meta.verbose_name} {pk}, left running by an earlier demo")
     for i, stage in enumerate(stages, start=1):
         prefix = f"[{i}/{len(stages)}] {stage.name}"
         try:

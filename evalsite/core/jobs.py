@@ -283,16 +283,24 @@ def execute(label: str, pk: int, worker: str) -> str:
     return job.status
 
 
-def requeue_orphans_of(worker: str) -> list[tuple[str, int]]:
-    """At worker start: jobs this very node was running are dead for sure (it just started)."""
-    requeued = []
+def release_orphans_of(worker: str) -> list[tuple[type[Job], int]]:
+    """Jobs this very node was running are dead for sure when it (re)starts: back to queued."""
+    released = []
     for model in job_models():
         for pk in list(model.objects.filter(status=JobStatus.RUNNING, worker=worker).values_list("pk", flat=True)):
             if model.objects.filter(pk=pk, status=JobStatus.RUNNING, worker=worker).update(
                 status=JobStatus.QUEUED, lease=None, enqueued_at=timezone.now()
             ):
-                send_job_message(model.label(), pk, model.queue)
-                requeued.append((model.label(), pk))
+                released.append((model, pk))
+    return released
+
+
+def requeue_orphans_of(worker: str) -> list[tuple[str, int]]:
+    """At worker start: its orphans go back to the queue, with a message each."""
+    requeued = []
+    for model, pk in release_orphans_of(worker):
+        send_job_message(model.label(), pk, model.queue)
+        requeued.append((model.label(), pk))
     return requeued
 
 
