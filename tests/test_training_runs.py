@@ -146,6 +146,7 @@ def test_train_on_a_worker_keeps_a_checkpoint_per_epoch_and_shows_the_run(worker
     call_command("train", dataset="chat", recipe="lima-mini", base=base.name, set=tiny_recipe_args(), wait=True)
     run = TrainingRun.objects.get()
     assert run.status == JobStatus.DONE and run.examples_used == 6
+    assert run.status_detail.startswith("3 checkpoint(s); epoch 3 train loss ")
     assert [c.epoch for c in run.checkpoints.all()] == [1, 2, 3]
     assert len(run.loss_history) == 6 and run.loss_history[-1][2] < run.loss_history[0][2]
     assert run.recipe["name"] == "lima-mini" and run.recipe["epochs"] == 3

@@ -160,12 +160,14 @@ class RunProgress:
         self.run = run
         self.ctx = ctx
         self.history = list(run.loss_history)
+        self.tokens = 0
 
     def step(self, report) -> None:
         # a resumed run replays steps after its last checkpoint: drop what they replace
         self.history = [h for h in self.history if h[0] < report.step] + [
             [report.step, report.epoch, round(report.loss, 5), report.lr]
         ]
+        self.tokens = report.tokens
         TrainingRun.objects.filter(pk=self.run.pk).update(
             loss_history=self.history, epoch=report.epoch, tokens_seen=report.tokens
         )
@@ -185,17 +187,23 @@ class RunProgress:
         )
 
     def status(self, message: str) -> None:
-        self.ctx.progress(self.run.progress_done, detail=message)
+        self.ctx.progress(self.ctx.job.progress_done, units=self.tokens, detail=message)
 
     def finished(self, skipped: list[str]) -> None:
-        TrainingRun.objects.filter(pk=self.run.pk).update(skipped=skipped)
+        last = Checkpoint.objects.filter(run=self.run).order_by("-epoch").first()
+        detail = f"{self.run.checkpoints.count()} checkpoint(s)"
+        if last is not None and last.train_loss is not None:
+            detail += f"; epoch {last.epoch} train loss {last.train_loss:.3f}"
+        TrainingRun.objects.filter(pk=self.run.pk).update(skipped=skipped, status_detail=detail)
 
     def relay(self, events: Path, position: int) -> int:
         """Apply the progress events a launched run appended since ``position``."""
         from training.loop import CheckpointReport, StepReport
 
         if not events.exists():
-            self.ctx.progress(self.run.progress_done, detail="waiting for the launched processes")
+            self.ctx.progress(
+                self.ctx.job.progress_done, units=self.tokens, detail="waiting for the launched processes"
+            )
             return position
         with events.open() as handle:
             handle.seek(position)
