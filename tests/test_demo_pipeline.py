@@ -19,7 +19,8 @@ from evalsite.finetune.models import TrainingDataset, TrainingRun
 from evalsite.judging.models import JudgeConfig, JudgeJob, JudgeVerdict
 from tests.browser import ARTIFACTS, browser, login
 from tests.openai_stub import OpenAIStub, prompt_text
-from tests.test_training_runs import CHAT, chat_file, tiny_base
+from tests.test_training_runs import chat_file, tiny_base
+from tests.tiny_models import CHAT
 
 pytestmark = pytest.mark.slow
 

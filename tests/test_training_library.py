@@ -14,7 +14,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from tests.tiny_models import make_model, make_tokenizer, save_tiny
+from tests.tiny_models import CHAT, make_model, make_tokenizer, save_tiny
 from training.batching import collate, length_grouped_batches, padding_fraction, random_batches
 from training.dropout import apply_residual_dropout, decoder_layers, residual_dropout_schedule
 from training.formatting import FormatError, encode_example, prepare_tokenizer
@@ -190,16 +190,7 @@ def test_length_grouped_batches_waste_less_padding_and_keep_every_example_once()
 REPEATED = {"messages": [{"role": "user", "content": "tell me a joke"}, {"role": "assistant", "content": "no"}]}
 EXAMPLES = [
     {"id": f"ex{i}", "messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
-    for i, (q, a) in enumerate(
-        [
-            ("what is the sky", "the sky is blue"),
-            ("tell me a story", "one cat and one dog"),
-            ("why is the sun warm", "the sun is a big star"),
-            ("write a poem", "moon and star and tree"),
-            ("how is the river", "the river is cold and fast"),
-            ("tell me a joke", "the cat is a dog"),
-        ]
-    )
+    for i, (q, a) in enumerate(CHAT)
 ]
 
 

@@ -18,16 +18,7 @@ from evalsite.finetune.services import table_1
 from evalsite.generations.models import GenerationJob
 from tests.conftest import wait_until
 from tests.test_curation import LONG_ANSWER, row, write_posts
-from tests.tiny_models import save_tiny
-
-CHAT = [
-    ("what is the sky", "the sky is blue"),
-    ("tell me a story", "one cat and one dog"),
-    ("why is the sun warm", "the sun is a big star"),
-    ("write a poem", "moon and star and tree"),
-    ("how is the river", "the river is cold and fast"),
-    ("tell me a joke", "the cat is a dog"),
-]
+from tests.tiny_models import CHAT, save_tiny
 
 
 @pytest.fixture

@@ -18,6 +18,17 @@ WORDS = (
 ).split()
 
 
+# question/answer pairs in the tiny vocabulary, for training tests
+CHAT = [
+    ("what is the sky", "the sky is blue"),
+    ("tell me a story", "one cat and one dog"),
+    ("why is the sun warm", "the sun is a big star"),
+    ("write a poem", "moon and star and tree"),
+    ("how is the river", "the river is cold and fast"),
+    ("tell me a joke", "the cat is a dog"),
+]
+
+
 def make_tokenizer() -> PreTrainedTokenizerFast:
     vocab = {tok: i for i, tok in enumerate(SPECIALS + WORDS)}
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))

@@ -79,6 +79,8 @@ class Job(models.Model):
 
     # Subclasses set the Celery queue their work belongs on.
     queue: ClassVar[str] = "default"
+    # What one unit of progress is, for progress bars ("3/24 steps").
+    progress_unit: ClassVar[str] = "item"
 
     class Meta:
         abstract = True

@@ -11,7 +11,11 @@ from evalsite.core import jobs
 
 def follow(job: jobs.Job, poll: float = 0.5, stream=None, until=None) -> jobs.Job:
     bar = tqdm(
-        total=job.progress_total or None, desc=str(job), unit="item", file=stream or sys.stderr, dynamic_ncols=True
+        total=job.progress_total or None,
+        desc=str(job),
+        unit=job.progress_unit,
+        file=stream or sys.stderr,
+        dynamic_ncols=True,
     )
     try:
 

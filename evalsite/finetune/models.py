@@ -76,6 +76,7 @@ class TrainingRun(Job):
     """Fine-tuning one base system on one dataset with one recipe; resumable from its last epoch."""
 
     queue = "training"
+    progress_unit = "step"
 
     dataset = models.ForeignKey(TrainingDataset, on_delete=models.PROTECT, related_name="runs")
     base = models.ForeignKey(System, on_delete=models.PROTECT, related_name="training_runs")

@@ -22,6 +22,7 @@ class GenerationJob(Job):
     generates what is missing."""
 
     queue = "generation"
+    progress_unit = "response"
 
     system = models.ForeignKey(System, on_delete=models.PROTECT, related_name="generation_jobs")
     prompt_set = models.ForeignKey(PromptSet, on_delete=models.PROTECT, related_name="generation_jobs")

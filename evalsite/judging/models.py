@@ -101,6 +101,7 @@ class JudgeJob(Job):
         DROP = "drop", "orders that disagree are dropped"
 
     queue = "judge"
+    progress_unit = "judgment"
 
     study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="judge_jobs")
     config = models.ForeignKey(JudgeConfig, on_delete=models.PROTECT, related_name="jobs")
@@ -201,6 +202,7 @@ class RatingJob(Job):
         LIKERT = "likert", "helpfulness 1-6"
 
     queue = "judge"
+    progress_unit = "rating"
 
     config = models.ForeignKey(JudgeConfig, on_delete=models.PROTECT, related_name="rating_jobs")
     system = models.ForeignKey("catalog.System", on_delete=models.PROTECT, related_name="rating_jobs")

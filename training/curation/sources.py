@@ -154,6 +154,20 @@ def read_wikihow(path: Path) -> Iterator[Candidate]:
             raise CurationError(f"{path}:{reader.line_num}: malformed CSV ({exc})") from None
 
 
+def _json_rows(path: Path) -> Iterator[tuple[str, int, dict[str, Any]]]:
+    for lineno, line in _lines(path):
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise CurationError(f"{where}: not JSON ({exc.msg})") from None
+        if not isinstance(obj, dict):
+            raise CurationError(f"{where}: expected a JSON object")
+        yield where, lineno, obj
+
+
 # -- Pushshift Reddit JSONL: submissions (title) and comments (body, parent_id) --------------------
 
 _GONE = ("[deleted]", "[removed]", "")
@@ -161,15 +175,8 @@ _GONE = ("[deleted]", "[removed]", "")
 
 def _reddit_rows(paths: Iterable[Path]) -> Iterator[tuple[str, str, dict[str, Any]]]:
     for path in paths:
-        for lineno, line in _lines(path):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise CurationError(f"{where}: not JSON ({exc.msg})") from None
-            if not isinstance(obj, dict) or "id" not in obj:
+        for where, _, obj in _json_rows(path):
+            if "id" not in obj:
                 raise CurationError(f"{where}: expected an object with an id")
             if "title" in obj:
                 yield where, "submission", obj
@@ -224,20 +231,6 @@ def _reddit_candidate(sub_where: str, submission: dict, where: str, comment: dic
 
 
 # -- conversations: the published LIMA JSONL and our own JSONL ------------------------------------
-
-
-def _json_rows(path: Path) -> Iterator[tuple[str, int, dict[str, Any]]]:
-    for lineno, line in _lines(path):
-        if not line.strip():
-            continue
-        where = f"{path}:{lineno}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise CurationError(f"{where}: not JSON ({exc.msg})") from None
-        if not isinstance(obj, dict):
-            raise CurationError(f"{where}: expected a JSON object")
-        yield where, lineno, obj
 
 
 def read_lima(path: Path) -> Iterator[Candidate]:
