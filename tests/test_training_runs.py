@@ -145,6 +145,7 @@ def test_train_on_a_worker_keeps_a_checkpoint_per_epoch_and_shows_the_run(worker
     page = staff_client.get(f"/training/runs/{run.pk}/").content.decode()
     assert "<polyline" in page and "Training loss per step" in page
     assert "residual_dropout_top" in page and "Make it the candidate" in page
+    assert f"select_checkpoint {run.pk} --epochs 1-3 --wait" in page
     assert staff_client.get("/training/").status_code == 200
 
     call_command("register_checkpoint", str(run.pk), epoch=3, name="chat-tuned")

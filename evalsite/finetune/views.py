@@ -30,11 +30,11 @@ def run_detail(request, pk: int):
     chart = line_chart([(h[0], h[2]) for h in history], "Training loss per step", "optimiser step", "loss", epoch_ends)
     recipe = sorted(run.recipe.items())
     checkpoints = run.checkpoints.select_related("system")
-    return render(
-        request,
-        "finetune/run_detail.html",
-        {"run": run, "chart": chart, "recipe": recipe, "checkpoints": checkpoints, "percent": 100 * run.fraction_done},
-    )
+    # the paper picked between epochs 5 and 10; a shorter run offers what it has
+    last = run.recipe.get("epochs", 1)
+    selection = f"{min(5, last)}-{min(10, last)}" if last >= 5 else f"1-{last}"
+    context = {"run": run, "chart": chart, "recipe": recipe, "checkpoints": checkpoints, "selection": selection}
+    return render(request, "finetune/run_detail.html", {**context, "percent": 100 * run.fraction_done})
 
 
 @staff_required
