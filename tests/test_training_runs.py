@@ -4,7 +4,9 @@ see the run's page, pick and register a checkpoint, and evaluate it like any sys
 from __future__ import annotations
 
 import json
+import socket
 import sys
+from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -183,8 +185,14 @@ def test_select_checkpoint_registers_generates_and_opens_a_study(runs_dir, tmp_p
         call_command("select_checkpoint", "99", prompts="dev")
 
 
-def test_a_launcher_runs_the_same_training_in_its_own_processes(runs_dir, tmp_path, settings, db):
-    settings.TRAINING_LAUNCHER = sys.executable  # `python -m training train ...`; accelerate launch in real use
+def test_a_launcher_runs_the_same_training_in_two_data_parallel_processes(runs_dir, tmp_path, settings, db):
+    # what a GPU box runs with `accelerate launch` and the FSDP config, here as two CPU processes
+    # (torchrun; accelerate then trains data-parallel over gloo)
+    torchrun = Path(sys.executable).parent / "torchrun"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings.TRAINING_LAUNCHER = f"env ACCELERATE_USE_CPU=1 {torchrun} --nproc_per_node 2 --master_port {port}"
     base = tiny_base(tmp_path)
     call_command("curate", name="chat", jsonl=[chat_file(tmp_path)], tokenizer="none")
     call_command("train", dataset="chat", base=base.name, set=tiny_recipe_args(), foreground=True)
@@ -192,7 +200,7 @@ def test_a_launcher_runs_the_same_training_in_its_own_processes(runs_dir, tmp_pa
     assert run.status == JobStatus.DONE, run.error
     assert [c.epoch for c in Checkpoint.objects.filter(run=run)] == [1, 2, 3]
     assert [h[0] for h in run.loss_history] == [1, 2, 3, 4, 5, 6]
-    assert (run.run_dir / "progress.jsonl").exists()
+    assert "loading the base model (2 process(es))" in (run.run_dir / "progress.jsonl").read_text()
 
 
 def test_train_refuses_what_cannot_work(db, tmp_path, runs_dir):

@@ -181,21 +181,19 @@ def _save_checkpoint(
     accelerator: Accelerator, model: Any, tokenizer: Any, recipe: Recipe, folder: Path, metrics: dict[str, Any]
 ) -> None:
     """A loadable model folder, written to a temporary name and renamed (a kill leaves no half
-    checkpoint). LoRA runs save the merged model so a checkpoint is always a plain model."""
+    checkpoint) by the main process. LoRA runs save the merged model, so a checkpoint is always a
+    plain model."""
     unwrapped = accelerator.unwrap_model(model)
-    tmp = folder.with_name(folder.name + ".tmp")
-    if accelerator.is_main_process and tmp.exists():
-        shutil.rmtree(tmp)
-    if hasattr(unwrapped, "merge_and_unload"):
-        merged = copy.deepcopy(unwrapped).merge_and_unload()
-        state_dict = merged.state_dict()
-        unwrapped = merged
-    else:
-        state_dict = accelerator.get_state_dict(model)
-    unwrapped.save_pretrained(
-        tmp, state_dict=state_dict, is_main_process=accelerator.is_main_process, save_function=accelerator.save
-    )
+    # every process takes part in gathering the weights (FSDP shards them); the main one writes
+    state_dict = None if hasattr(unwrapped, "merge_and_unload") else accelerator.get_state_dict(model)
     if accelerator.is_main_process:
+        if state_dict is None:
+            unwrapped = copy.deepcopy(unwrapped).merge_and_unload()
+            state_dict = unwrapped.state_dict()
+        tmp = folder.with_name(folder.name + ".tmp")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        unwrapped.save_pretrained(tmp, state_dict=state_dict)
         tokenizer.save_pretrained(tmp)
         recipe.save(tmp)
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
@@ -208,21 +206,31 @@ def _save_checkpoint(
 def _save_resume_state(
     accelerator: Accelerator, run_dir: Path, optimizer: Any, scheduler: Any, epoch: int, step: int
 ) -> None:
-    if not accelerator.is_main_process:
-        return
-    tmp = run_dir / "resume.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    torch.save(
-        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": _rng_state()},
-        tmp / "states.pt",
-    )
-    (tmp / "state.json").write_text(json.dumps({"epoch": epoch, "step": step}) + "\n")
-    final = run_dir / "resume"
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    """Optimiser, scheduler and RNG states of the latest epoch, written by the main process. Under
+    FSDP the optimiser state is sharded across processes; it is not saved, and a resumed FSDP run
+    restarts AdamW's moments from the saved weights."""
+    from accelerate.utils import DistributedType
+
+    sharded = accelerator.distributed_type == DistributedType.FSDP
+    if accelerator.is_main_process:
+        tmp = run_dir / "resume.tmp"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+        torch.save(
+            {
+                "optimizer": None if sharded else optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "rng": _rng_state(),
+            },
+            tmp / "states.pt",
+        )
+        (tmp / "state.json").write_text(json.dumps({"epoch": epoch, "step": step}) + "\n")
+        final = run_dir / "resume"
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    accelerator.wait_for_everyone()
 
 
 def _micro_batch_loss(model: Any, batch: dict[str, torch.Tensor], learned_in_step: int) -> torch.Tensor:
@@ -275,7 +283,7 @@ def train(
 
     recipe.save(run_dir)
     set_seed(recipe.seed)
-    callbacks.on_status("loading the base model")
+    callbacks.on_status(f"loading the base model ({processes} process(es))")
     tokenizer, model = load_base(base)
     prepare_tokenizer(tokenizer, model, recipe.eot_token)
     encoded, outcome.skipped_examples = encode_all(tokenizer, read_examples(run_dir), recipe)
@@ -310,7 +318,8 @@ def train(
     step = 0
     if resume_epoch:
         states = torch.load(run_dir / "resume" / "states.pt", weights_only=False)
-        optimizer.load_state_dict(states["optimizer"])
+        if states["optimizer"] is not None:
+            optimizer.load_state_dict(states["optimizer"])
         scheduler.load_state_dict(states["scheduler"])
         _set_rng_state(states["rng"])
         step = json.loads((run_dir / "resume" / "state.json").read_text())["step"]
@@ -323,7 +332,10 @@ def train(
         if step >= total_steps:
             break
         model.train()
-        batches = epoch_batches(lengths, recipe, epoch)[accelerator.process_index :: processes]
+        batches = epoch_batches(lengths, recipe, epoch)
+        if len(batches) % processes:  # every process takes as many steps (repeat a few, as DistributedSampler does)
+            batches += batches[: processes - len(batches) % processes]
+        batches = batches[accelerator.process_index :: processes]
         epoch_loss, epoch_learned = 0.0, 0
         for micro_batches in _steps(batches, accumulation):
             if step >= total_steps:
