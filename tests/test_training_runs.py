@@ -94,6 +94,9 @@ def test_a_malformed_file_saves_nothing_and_names_the_line(db, tmp_path):
     with pytest.raises(CommandError, match=f"{bad}:2: not JSON .*nothing was saved"):
         call_command("curate", name="broken", jsonl=[good, str(bad)], tokenizer="none")
     assert not TrainingDataset.objects.exists() and not TrainingExample.objects.exists()
+    with pytest.raises(CommandError, match=f"{good}:1: example id 'c0' was already used at {good}:1"):
+        call_command("curate", name="twice", jsonl=[good, good], tokenizer="none")
+    assert not TrainingDataset.objects.exists()
     call_command("curate", name="ok", jsonl=[good], tokenizer="none")
     with pytest.raises(CommandError, match="a dataset named 'ok' exists"):
         call_command("curate", name="ok", jsonl=[good], tokenizer="none")
@@ -150,6 +153,10 @@ def test_train_on_a_worker_keeps_a_checkpoint_per_epoch_and_shows_the_run(worker
     assert f"select_checkpoint {run.pk} --epochs 1-3 --wait" in page
     assert staff_client.get("/training/").status_code == 200
 
+    assert staff_client.post(f"/training/runs/{run.pk}/register", {"epoch": "x"}).status_code == 404
+    assert staff_client.post(f"/training/runs/{run.pk}/register", {"epoch": "7"}).status_code == 404
+    assert staff_client.post(f"/training/runs/{run.pk}/register", {"epoch": "2"}).status_code == 302
+    assert run.checkpoints.get(epoch=2).system.kind == System.Kind.CANDIDATE
     call_command("register_checkpoint", str(run.pk), epoch=3, name="chat-tuned")
     system = System.objects.get(name="chat-tuned")
     assert system.kind == System.Kind.CANDIDATE and system.checkpoint.epoch == 3

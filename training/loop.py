@@ -119,7 +119,7 @@ def encode_all(
     return encoded, skipped
 
 
-def epoch_batches(lengths: list[int], recipe: Recipe, epoch: int, processes: int = 1) -> list[list[int]]:
+def epoch_batches(lengths: list[int], recipe: Recipe, epoch: int) -> list[list[int]]:
     """The micro batches of one epoch, a pure function of (seed, epoch): a resumed run replays
     exactly the order an uninterrupted one would have used."""
     rng = random.Random(recipe.seed * 1000 + epoch)
@@ -281,7 +281,8 @@ def train(
     outcome = RunOutcome()
     started = time.monotonic()
 
-    recipe.save(run_dir)
+    if accelerator.is_main_process:
+        recipe.save(run_dir)
     set_seed(recipe.seed)
     callbacks.on_status(f"loading the base model ({processes} process(es))")
     tokenizer, model = load_base(base)

@@ -74,6 +74,14 @@ def save_curation(
     """Store a curation as a dataset in one transaction (all or nothing), with its manifest."""
     if not result.kept:
         raise TrainingError("no example passed the filters; nothing to save")
+    seen: dict[str, str] = {}
+    for candidate in result.kept:
+        if candidate.external_id in seen:
+            raise TrainingError(
+                f"{candidate.where}: example id {candidate.external_id!r} was already used at "
+                f"{seen[candidate.external_id]}"
+            )
+        seen[candidate.external_id] = candidate.where
     count, counted_with = token_counter(tokenizer)
     with transaction.atomic():
         existing = TrainingDataset.objects.filter(name=name).first()

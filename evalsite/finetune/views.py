@@ -47,7 +47,8 @@ def run_cancel(request, pk: int):
 @staff_required
 @require_POST
 def run_register(request, pk: int):
-    checkpoint = get_object_or_404(Checkpoint, run_id=pk, epoch=request.POST.get("epoch") or 0)
+    epoch = request.POST.get("epoch", "")
+    checkpoint = get_object_or_404(Checkpoint, run_id=pk, epoch=int(epoch) if epoch.isdigit() else -1)
     system = services.register_checkpoint(checkpoint.run, checkpoint.epoch)
     messages.success(request, f"epoch {checkpoint.epoch} is now the candidate system {system.name}")
     return redirect("finetune:run_detail", pk=pk)
