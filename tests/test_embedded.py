@@ -122,3 +122,12 @@ def test_the_demo_pipeline_runs_on_the_embedded_default_and_a_second_run_skips_i
     assert second.returncode == 0 and "done in" not in second.stdout
     assert second.stdout.count("already done, skipped") == 11
     assert (tmp_path / "var" / "models" / "runs" / "run-0001" / "epoch-01" / "recipe.json").exists()
+
+
+def test_a_malformed_demo_setting_is_refused_before_any_stage_runs(monkeypatch):
+    import pytest
+    from django.core.management import CommandError, call_command
+
+    monkeypatch.setenv("DEMO_RECIPE_SET", "epochs=2 lr")
+    with pytest.raises(CommandError, match="DEMO_RECIPE_SET takes FIELD=VALUE pairs separated by spaces, not 'lr'"):
+        call_command("demo", no_serve=True)

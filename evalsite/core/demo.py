@@ -100,7 +100,7 @@ class DemoConfig:
         return cls(
             base=get("DEMO_BASE_SYSTEM", BUNDLED_SYSTEM_NAME),
             recipe=get("DEMO_RECIPE", "lima-mini"),
-            recipe_set=dict(item.split("=", 1) for item in get("DEMO_RECIPE_SET", "").split()),
+            recipe_set=_pairs("DEMO_RECIPE_SET", get("DEMO_RECIPE_SET", "")),
             train_file=Path(get("DEMO_TRAIN_FILE", str(BASE_DIR / "data" / "train.jsonl"))),
             test_set=get("DEMO_TEST_SET", "lima-style-test"),
             max_new_tokens=int(get("DEMO_MAX_NEW_TOKENS", "256")),
@@ -126,6 +126,16 @@ class DemoConfig:
 
     def baselines(self) -> list[str]:
         return [self.base] + [openai_system_name(m) for m in self.openai_baselines]
+
+
+def _pairs(name: str, text: str) -> dict[str, str]:
+    pairs = {}
+    for item in text.split():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise StageFailed(f"{name} takes FIELD=VALUE pairs separated by spaces, not {item!r}")
+        pairs[key] = value
+    return pairs
 
 
 def openai_system_name(model: str) -> str:
