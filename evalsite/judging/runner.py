@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -163,6 +165,77 @@ def record(job: JudgeJob, comparison, order: str, call: JudgeCall) -> None:
     )
 
 
+def ask_all(
+    ctx: JobContext,
+    config: JudgeConfig,
+    owner: str,
+    work: list,
+    done: int,
+    total: int,
+    *,
+    template: str,
+    key_of: Callable[[Any], str],
+    prompt_of: Callable[[Any], str],
+    record: Callable[[Any, JudgeCall, str], None],
+    budget: Decimal | None = None,
+    spent: Decimal = Decimal(0),
+    detail: Callable[[Decimal], str] | None = None,
+) -> None:
+    """The loop judge and rating jobs share: for each work item, reserve its cache row (see
+    reserve), make the calls this job owns through a bounded pool, take answers another job already
+    has or is making, and hand every answer to ``record(item, call, source)``, where source is
+    "called", "cached" or "waited". With a budget, no call is started whose expected cost would
+    take the spend past it (JobStopped). Reservations left unanswered are released at the end."""
+    thash = template_hash(template)
+    client = make_client(config.base_url, config.api_key_env or None, config.timeout)
+    policy = RetryPolicy(max_retries=config.max_retries)
+    deferred: list[tuple[Any, int]] = []
+    reserved: set[int] = set()
+    over_budget = False
+    try:
+        with ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="judge") as pool:
+            for chunk in chunked(work, config.concurrency * 2):
+                ctx.check()
+                futures = {}
+                in_flight = Decimal(0)
+                for item in chunk:
+                    call, mine = reserve(key_of(item), config, thash, owner, template)
+                    if not mine:
+                        if call.status == JudgeCall.Status.PENDING:
+                            deferred.append((item, call.pk))  # another worker is asking it
+                        else:
+                            record(item, call, "cached")
+                            done += 1
+                        continue
+                    reserved.add(call.pk)
+                    prompt_text = prompt_of(item)
+                    if budget is not None:
+                        expected = config.cost(estimate_tokens(prompt_text), EXPECTED_OUTPUT_TOKENS[template])
+                        if spent + in_flight + expected > budget:
+                            JudgeCall.objects.filter(pk=call.pk, status=JudgeCall.Status.PENDING).delete()
+                            over_budget = True
+                            break
+                        in_flight += expected
+                    futures[pool.submit(call_judge, client, config, prompt_text, policy, template)] = (item, call)
+                for future in as_completed(futures):
+                    item, call = futures[future]
+                    call = store(call, future.result(), config)
+                    record(item, call, "called")
+                    spent += call.cost
+                    done += 1
+                    ctx.progress(done, total, **({"detail": detail(spent)} if detail else {}))
+                if over_budget:
+                    raise JobStopped(f"stopped: budget ({spent:.4f} of {budget} spent)")
+        for item, call_pk in deferred:
+            record(item, wait_for_call(call_pk, config, ctx), "waited")
+            done += 1
+            ctx.progress(done, total)
+    finally:
+        # a cancel or a stop leaves no reservation behind that others would wait for
+        JudgeCall.objects.filter(pk__in=reserved, status=JudgeCall.Status.PENDING).delete()
+        client.close()
+
+
 def run_judge_job(job: JudgeJob, ctx: JobContext) -> None:
     config = job.config
     thash = template_hash(config.template)
@@ -172,65 +245,44 @@ def run_judge_job(job: JudgeJob, ctx: JobContext) -> None:
     total = 2 * len(comparisons)
     done = total - len(work)
     ctx.progress(done, total, detail=f"{len(work)} judgments to make")
-    client = make_client(config.base_url, config.api_key_env or None, config.timeout)
-    policy = RetryPolicy(max_retries=config.max_retries)
-    deferred: list[tuple] = []
-    reserved: set[int] = set()
-    owner = f"{job.pk}:{ctx.lease}"
-    spend = Decimal(JudgeJob.objects.values_list("spend", flat=True).get(pk=job.pk))
-    over_budget = False
-    try:
-        with ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="judge") as pool:
-            for chunk in chunked(work, config.concurrency * 2):
-                ctx.check()
-                futures = {}
-                in_flight = Decimal(0)
-                for comparison, order in chunk:
-                    first, second = answers_in_order(comparison, order)
-                    key = JudgeCall.make_key(config, thash, comparison.prompt.messages, first, second)
-                    call, mine = reserve(key, config, thash, owner)
-                    if not mine:
-                        if call.status == JudgeCall.Status.PENDING:
-                            deferred.append((comparison, order, call.pk))  # another worker is asking it
-                        else:
-                            record(job, comparison, order, call)
-                            JudgeJob.objects.filter(pk=job.pk).update(cache_hits=F("cache_hits") + 1)
-                            done += 1
-                        continue
-                    reserved.add(call.pk)
-                    prompt_text = render(config.template, comparison.prompt.messages, first, second)
-                    expected = config.cost(estimate_tokens(prompt_text), EXPECTED_OUTPUT_TOKENS[config.template])
-                    if job.budget is not None and spend + in_flight + expected > job.budget:
-                        JudgeCall.objects.filter(pk=call.pk, status=JudgeCall.Status.PENDING).delete()
-                        over_budget = True
-                        break
-                    in_flight += expected
-                    futures[pool.submit(call_judge, client, config, prompt_text, policy)] = (comparison, order, call)
-                for future in as_completed(futures):
-                    comparison, order, call = futures[future]
-                    call = store(call, future.result(), config)
-                    record(job, comparison, order, call)
-                    spend += call.cost
-                    JudgeJob.objects.filter(pk=job.pk).update(
-                        spend=F("spend") + call.cost,
-                        calls_made=F("calls_made") + 1,
-                        tokens_in=F("tokens_in") + call.input_tokens,
-                        tokens_out=F("tokens_out") + call.output_tokens,
-                    )
-                    done += 1
-                    ctx.progress(done, total, detail=f"spent {spend:.4f}")
-                if over_budget:
-                    raise JobStopped(f"stopped: budget ({spend:.4f} of {job.budget} spent)")
-        for comparison, order, call_pk in deferred:
-            call = wait_for_call(call_pk, config, ctx)
-            record(job, comparison, order, call)
-            JudgeJob.objects.filter(pk=job.pk).update(cache_hits=F("cache_hits") + 1)
-            done += 1
-            ctx.progress(done, total)
-    finally:
-        # a cancel or a stop leaves no reservation behind that others would wait for
-        JudgeCall.objects.filter(pk__in=reserved, status=JudgeCall.Status.PENDING).delete()
-        client.close()
+    counters = JudgeJob.objects.filter(pk=job.pk)
+
+    def key_of(item) -> str:
+        comparison, order = item
+        return JudgeCall.make_key(config, thash, comparison.prompt.messages, *answers_in_order(comparison, order))
+
+    def prompt_of(item) -> str:
+        comparison, order = item
+        return render(config.template, comparison.prompt.messages, *answers_in_order(comparison, order))
+
+    def record_verdict(item, call: JudgeCall, source: str) -> None:
+        comparison, order = item
+        record(job, comparison, order, call)
+        if source == "called":
+            counters.update(
+                spend=F("spend") + call.cost,
+                calls_made=F("calls_made") + 1,
+                tokens_in=F("tokens_in") + call.input_tokens,
+                tokens_out=F("tokens_out") + call.output_tokens,
+            )
+        else:
+            counters.update(cache_hits=F("cache_hits") + 1)
+
+    ask_all(
+        ctx,
+        config,
+        f"{job.pk}:{ctx.lease}",
+        work,
+        done,
+        total,
+        template=config.template,
+        key_of=key_of,
+        prompt_of=prompt_of,
+        record=record_verdict,
+        budget=job.budget,
+        spent=Decimal(counters.values_list("spend", flat=True).get()),
+        detail=lambda spent: f"spent {spent:.4f}",
+    )
 
 
 def wait_for_call(call_pk: int, config: JudgeConfig, ctx: JobContext) -> JudgeCall:
@@ -261,52 +313,35 @@ def run_rating_job(job, ctx: JobContext) -> None:
     work = [(r, k) for r in responses for k in range(job.samples) if (r.pk, k) not in finished]
     total, done = len(responses) * job.samples, len(responses) * job.samples - len(work)
     ctx.progress(done, total)
-    client = make_client(config.base_url, config.api_key_env or None, config.timeout)
-    policy = RetryPolicy(max_retries=config.max_retries)
-    owner = f"r{job.pk}:{ctx.lease}"
-    reserved: set[int] = set()
-    deferred = []
-    try:
-        with ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="rate") as pool:
-            for chunk in chunked(work, config.concurrency * 2):
-                ctx.check()
-                futures = {}
-                for response, k in chunk:
-                    key = JudgeCall.make_key(
-                        config, thash, response.prompt.messages, response.text, f"sample {k}", template
-                    )
-                    call, mine = reserve(key, config, thash, owner, template)
-                    if not mine:
-                        if call.status == JudgeCall.Status.PENDING:
-                            deferred.append((response.pk, k, call.pk))
-                        else:
-                            Rating.objects.get_or_create(
-                                job=job, response=response, sample=k, defaults={"call": call, "value": call.verdict}
-                            )
-                            type(job).objects.filter(pk=job.pk).update(cache_hits=F("cache_hits") + 1)
-                            done += 1
-                        continue
-                    reserved.add(call.pk)
-                    text = render(template, response.prompt.messages, response.text)
-                    futures[pool.submit(call_judge, client, config, text, policy, template)] = (response, k, call)
-                for future in as_completed(futures):
-                    response, k, call = futures[future]
-                    call = store(call, future.result(), config)
-                    Rating.objects.get_or_create(
-                        job=job, response=response, sample=k, defaults={"call": call, "value": call.verdict}
-                    )
-                    type(job).objects.filter(pk=job.pk).update(
-                        spend=F("spend") + call.cost, calls_made=F("calls_made") + 1
-                    )
-                    done += 1
-                    ctx.progress(done, total)
-        for response_pk, k, call_pk in deferred:
-            call = wait_for_call(call_pk, config, ctx)
-            Rating.objects.get_or_create(
-                job=job, response_id=response_pk, sample=k, defaults={"call": call, "value": call.verdict}
-            )
-            done += 1
-            ctx.progress(done, total)
-    finally:
-        JudgeCall.objects.filter(pk__in=reserved, status=JudgeCall.Status.PENDING).delete()
-        client.close()
+    counters = type(job).objects.filter(pk=job.pk)
+
+    def key_of(item) -> str:
+        response, k = item
+        return JudgeCall.make_key(config, thash, response.prompt.messages, response.text, f"sample {k}", template)
+
+    def prompt_of(item) -> str:
+        response, _ = item
+        return render(template, response.prompt.messages, response.text)
+
+    def record_rating(item, call: JudgeCall, source: str) -> None:
+        response, k = item
+        Rating.objects.get_or_create(
+            job=job, response=response, sample=k, defaults={"call": call, "value": call.verdict}
+        )
+        if source == "called":
+            counters.update(spend=F("spend") + call.cost, calls_made=F("calls_made") + 1)
+        elif source == "cached":
+            counters.update(cache_hits=F("cache_hits") + 1)
+
+    ask_all(
+        ctx,
+        config,
+        f"r{job.pk}:{ctx.lease}",
+        work,
+        done,
+        total,
+        template=template,
+        key_of=key_of,
+        prompt_of=prompt_of,
+        record=record_rating,
+    )
