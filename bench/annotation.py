@@ -11,6 +11,7 @@ Traffic goes to 127.0.0.1 only; every loop is bounded in time."""
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import random
@@ -20,6 +21,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlencode
 
 import requests
 
@@ -28,6 +30,7 @@ PG = "postgres://postgres@127.0.0.1:5432"
 DB = "evalsite_bench"
 PORT = 8765
 BASE = f"http://127.0.0.1:{PORT}"
+CACHE = "redis://127.0.0.1:6379/13"
 CSRF = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 ITEM = re.compile(r'action="/annotate/item/(\d+)/judge"')
 
@@ -43,6 +46,8 @@ def env() -> dict:
             "SESSION_COOKIE_SECURE": "0",
             "CSRF_COOKIE_SECURE": "0",
             "CELERY_BROKER_URL": "redis://127.0.0.1:6379/14",
+            # as deployed: a cache shared by the web processes (login limits, sessions read from it)
+            "CACHE_URL": CACHE,
             "LOG_LEVEL": "WARNING",
             "DB_CONN_MAX_AGE": "600",
             "LOGIN_MAX_FAILURES": "1000",
@@ -63,8 +68,20 @@ cand = System.objects.create(name="cand", kind="candidate", backend="imported")
 bases = [System.objects.create(name=f"base{{i}}", backend="imported") for i in range(2)]
 prompts = Prompt.objects.bulk_create([Prompt(prompt_set=ps, external_id=f"p{{i}}",
     messages=[{{"role": "user", "content": f"Question {{i}}: how do I do thing {{i}}?"}}]) for i in range(N)])
-text = "A reasonably long answer with **markdown**, a list:\\n\\n- one\\n- two\\n\\n```python\\nprint(1)\\n```\\n" * 6
-Response.objects.bulk_create([Response(system=s, prompt=p, text=text) for s in [cand, *bases] for p in prompts])
+def answer(k, i):
+    # a distinct answer per system and prompt, about as long as LIMA's (~2,000 characters), with
+    # the Markdown the page renders: paragraphs, a list, a code block, a table
+    steps = "\\n".join(f"{{n}}. Step {{n}} for case {{i}}: check the {{w}} and note what changed." for n, w in
+                        enumerate(["input", "settings", "output", "logs", "limits"][: 3 + (i + k) % 3], 1))
+    rows = "\\n".join(f"| option {{j}} | {{(i * 7 + j * k) % 100}} ms | {{'yes' if (i + j) % 2 else 'no'}} |"
+                     for j in range(4))
+    return (f"Here is how to do thing {{i}} (answer {{k}}). The **short version**: start small, measure, "
+            f"and only then change the {{'cache' if i % 2 else 'index'}}.\\n\\n{{steps}}\\n\\n"
+            f"```python\\ndef thing_{{i}}(x):\\n    return x * {{k + 2}}  # the core of it\\n```\\n\\n"
+            f"| choice | cost | default |\\n|---|---|---|\\n{{rows}}\\n\\n"
+            + f"A longer explanation of case {{i}}, with *emphasis* and a `literal`, follows. " * 20)
+Response.objects.bulk_create([Response(system=s, prompt=p, text=answer(k, i)) for k, s in enumerate([cand, *bases])
+                              for i, p in enumerate(prompts)])
 study = services.create_study("bench", cand, bases, ps, overlap=3, gold_rate=0.05)
 services.start_study(study)
 hashed = make_password("bench-password")
@@ -96,40 +113,65 @@ def manage(*args: str, stdin: str | None = None) -> str:
 
 
 def recreate_database() -> None:
+    import redis
+
+    redis.Redis.from_url(CACHE).flushdb()
     for sql in (f"DROP DATABASE IF EXISTS {DB}", f"CREATE DATABASE {DB}"):
         subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", sql], check=True, timeout=60)
 
 
 class Annotator:
+    """One annotator's browser: a keep-alive connection and its cookies. Plain http.client rather
+    than requests: on a 2-core machine the load generator's CPU is taken from the server's."""
+
     def __init__(self, username: str):
-        self.session = requests.Session()
         self.username = username
-        page = self.session.get(f"{BASE}/accounts/login/", timeout=30)
-        token = CSRF.search(page.text).group(1)
-        reply = self.session.post(
-            f"{BASE}/accounts/login/",
-            timeout=30,
-            allow_redirects=False,
-            data={"username": username, "password": "bench-password", "csrfmiddlewaretoken": token},
+        self.cookies: dict[str, str] = {}
+        self.conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=30)
+        page = self.request("GET", "/accounts/login/")
+        token = CSRF.search(page[1]).group(1)
+        status, _ = self.request(
+            "POST",
+            "/accounts/login/",
+            {"username": username, "password": "bench-password", "csrfmiddlewaretoken": token},
         )
-        assert reply.status_code == 302, f"login failed for {username}"
+        assert status == 302, f"login failed for {username}"
+
+    def request(self, method: str, path: str, form: dict | None = None) -> tuple[int, str]:
+        headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())}
+        body = None
+        if form is not None:
+            body = urlencode(form)
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+            headers["Referer"] = BASE + path  # as a browser sends it (Django checks it over HTTPS only)
+        for attempt in (1, 2):
+            try:
+                self.conn.request(method, path, body=body, headers=headers)
+                reply = self.conn.getresponse()
+                text = reply.read().decode()
+                break
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                # the server closed an idle keep-alive connection: a browser reconnects and resends
+                self.conn.close()
+                if attempt == 2:
+                    raise
+        for header, value in reply.getheaders():
+            if header.lower() == "set-cookie":
+                name, _, rest = value.partition("=")
+                self.cookies[name] = rest.split(";", 1)[0]
+        return reply.status, text
 
     def next(self) -> tuple[str, str] | None:
         """GET next: the annotator's wait for the next comparison's page."""
-        reply = self.session.get(f"{BASE}/annotate/study/bench/next", timeout=30)
-        match = ITEM.search(reply.text)
-        if reply.status_code != 200 or not match:
+        status, text = self.request("GET", "/annotate/study/bench/next")
+        match = ITEM.search(text)
+        if status != 200 or not match:
             return None
-        return match.group(1), CSRF.search(reply.text).group(1)
+        return match.group(1), CSRF.search(text).group(1)
 
     def submit(self, item: str, token: str) -> int:
-        reply = self.session.post(
-            f"{BASE}/annotate/item/{item}/judge",
-            timeout=30,
-            allow_redirects=False,
-            data={"choice": random.choice(["a", "b", "tie"]), "csrfmiddlewaretoken": token},
-        )
-        return reply.status_code
+        form = {"choice": random.choice(["a", "b", "tie"]), "csrfmiddlewaretoken": token}
+        return self.request("POST", f"/annotate/item/{item}/judge", form)[0]
 
 
 class Stats:
@@ -150,6 +192,38 @@ class Stats:
     def add(self, kind: str, seconds: float) -> None:
         with self.lock:
             getattr(self, kind).append(seconds)
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def cpu_snapshot(server_pid: int) -> dict[str, float]:
+    """CPU seconds used so far by the web server's processes, by PostgreSQL's, and by the whole
+    machine (busy time over all cores), to split a step's CPU between them."""
+    procs = {int(d.name): _stat(int(d.name)) for d in Path("/proc").iterdir() if d.name.isdigit()}
+    server = {server_pid} | {pid for pid, st in procs.items() if st and int(st[1]) == server_pid}
+    postgres = {pid for pid in procs if _comm(pid) == "postgres"}
+
+    def used(pids: set[int]) -> float:
+        return sum((int(procs[p][11]) + int(procs[p][12])) / TICK for p in pids if procs.get(p))
+
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    busy = (sum(fields) - fields[3] - fields[4]) / TICK  # all but idle and iowait
+    return {"server": used(server), "postgres": used(postgres), "machine": busy}
 
 
 def pct(values: list[float], q: float) -> float:
@@ -181,7 +255,7 @@ def run_annotators(annotators: list[Annotator], seconds: float, pause: tuple[flo
                         stats.accepted += 1
                 else:
                     stats.error(f"HTTP {code}")
-            except requests.RequestException as exc:
+            except OSError as exc:
                 stats.error(type(exc).__name__)
 
     threads = [threading.Thread(target=loop, args=(a,), daemon=True) for a in annotators]
@@ -235,6 +309,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--stress-seconds", type=float, default=15)
     parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=8, help="threads per gunicorn worker")
+    parser.add_argument("--worker-class", default="gthread", help="gunicorn worker class")
     parser.add_argument("--prompts", type=int, default=3000)
     parser.add_argument("--client-processes", type=int, default=1, help="load-generator processes")
     args = parser.parse_args()
@@ -253,16 +329,26 @@ def main() -> None:
             "-w",
             str(args.workers),
             "-k",
-            "gthread",
+            args.worker_class,
             "--threads",
-            "8",
+            str(args.threads),
+            # longer than the 1-2 s of reading, as a proxy in front would keep it: with gunicorn's
+            # 2 s default an idle connection may close just as the client sends on it
+            "--keep-alive",
+            "30",
             "--log-level",
             "warning",
         ],
         cwd=ROOT,
         env=env(),
     )
-    report: dict = {"annotators": args.annotators, "gunicorn_workers": args.workers, "cores": os.cpu_count()}
+    report: dict = {
+        "annotators": args.annotators,
+        "gunicorn_workers": args.workers,
+        "worker_class": args.worker_class,
+        "threads": args.threads,
+        "cores": os.cpu_count(),
+    }
     try:
         for _ in range(100):
             try:
@@ -271,8 +357,13 @@ def main() -> None:
             except requests.RequestException:
                 time.sleep(0.2)
         crowd = [f"b{i:03d}" for i in range(args.annotators)]
+        before = cpu_snapshot(server.pid)
         steady = run_crowd(crowd, args.seconds, (1.0, 2.0), args.client_processes)
+        after = cpu_snapshot(server.pid)
         elapsed = steady.seconds
+        used = {k: after[k] - before[k] for k in before}
+        per_submit = {k: 1000 * v / max(1, steady.accepted) for k, v in used.items()}
+        per_submit["load generator and rest"] = per_submit["machine"] - per_submit["server"] - per_submit["postgres"]
         report["steady"] = {
             "seconds": elapsed,
             "submits": steady.accepted,
@@ -283,6 +374,8 @@ def main() -> None:
             "submit_p50_ms": pct(steady.submit, 0.5),
             "submit_p99_ms": pct(steady.submit, 0.99),
             "error_kinds": steady.codes,
+            "cpu_ms_per_submit": per_submit,
+            "cores_busy": used["machine"] / elapsed,
         }
         s = report["steady"]
         print(
@@ -290,6 +383,12 @@ def main() -> None:
             f"({s['submits_per_s']:.1f}/s), {s['errors']} errors {s['error_kinds'] or ''}; "
             f"next p50 {s['next_p50_ms']:.0f} ms "
             f"p99 {s['next_p99_ms']:.0f} ms; submit p50 {s['submit_p50_ms']:.0f} ms p99 {s['submit_p99_ms']:.0f} ms"
+        )
+        print(
+            f"CPU per next + submit: web server {per_submit['server']:.1f} ms, "
+            f"PostgreSQL {per_submit['postgres']:.1f} ms, "
+            f"load generator and the rest {per_submit['load generator and rest']:.1f} ms; "
+            f"{s['cores_busy']:.2f} of {os.cpu_count()} cores busy"
         )
         accepted = steady.accepted
         report["stress"] = []

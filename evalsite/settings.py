@@ -90,12 +90,18 @@ LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGIN_MAX_FAILURES = env.int("LOGIN_MAX_FAILURES", default=5)
 LOGIN_LOCKOUT_SECONDS = env.int("LOGIN_LOCKOUT_SECONDS", default=600)
+# How often (at most, per web process and study) a claim first returns expired claims to the pool.
+CLAIM_SWEEP_SECONDS = env.int("CLAIM_SWEEP_SECONDS", default=10)
 # The login rate limit and other counters; use Redis (redis://HOST:6379/1) with several web processes.
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
-# "django.contrib.sessions.backends.cached_db" saves a query per request, but only with a cache
-# shared by every web process (CACHE_URL=redis://...): a per-process cache would keep logged-out
-# sessions alive in the other processes.
-SESSION_ENGINE = env.str("SESSION_ENGINE", default="django.contrib.sessions.backends.db")
+# Sessions are read from the cache (saving a query on every request) when the cache is shared by
+# every web process (CACHE_URL=redis://...); a per-process cache would keep logged-out sessions
+# alive in the other processes, so with it they are read from the database.
+SHARED_CACHE = not CACHES["default"]["BACKEND"].endswith(("LocMemCache", "DummyCache"))
+SESSION_ENGINE = env.str(
+    "SESSION_ENGINE",
+    default="django.contrib.sessions.backends." + ("cached_db" if SHARED_CACHE else "db"),
+)
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="evaluation@localhost")
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000")

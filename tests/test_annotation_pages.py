@@ -3,6 +3,7 @@ from django.test import Client
 
 from evalsite.annotation import services
 from evalsite.annotation.models import Assignment, HumanJudgment
+from evalsite.catalog.models import Response
 from tests.annotation_fixtures import make_study
 
 pytestmark = pytest.mark.django_db
@@ -36,6 +37,28 @@ def test_the_system_names_do_not_leak_even_in_response_ids():
     claim = Assignment.objects.get()
     for response in (claim.comparison.candidate_response, claim.comparison.baseline_response):
         assert f"response-{response.pk}" not in html and f'value="{response.pk}"' not in html
+
+
+def test_answers_are_rendered_once_as_sanitised_markdown_when_the_study_opens():
+    study, (a, _) = make_study(n_prompts=1, baselines=("alpaca-65b",), start=False)
+    Response.objects.filter(system__name="lima-65b").update(
+        text="Steps:\n\n- first\n- second\n\n```python\nprint(1 < 2)\n```\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n"
+        "<script>alert('x')</script><img src=x onerror=alert(1)>**bold**"
+    )
+    assert Response.objects.filter(html__isnull=False).count() == 0
+    services.start_study(study)
+    assert Response.objects.filter(html__isnull=True).count() == 0, "every answer of the study rendered at start"
+    html = logged_in(a).get(f"/annotate/study/{study.name}/next").content.decode()
+    for shown in ("<li>first</li>", "<pre><code", "print(1 &lt; 2)", "<table>", "<td>2</td>", "<strong>bold</strong>"):
+        assert shown in html
+    assert "alert(" not in html and "onerror" not in html and "<img" not in html
+
+
+def test_an_answer_without_stored_html_is_rendered_on_first_view_and_stored():
+    study, (a, _) = make_study(n_prompts=1, baselines=("alpaca-65b",))
+    Response.objects.update(html=None)
+    assert "A careful, complete answer" in logged_in(a).get(f"/annotate/study/{study.name}/next").content.decode()
+    assert Response.objects.filter(html__contains="A careful, complete answer").count() == 1
 
 
 def test_posting_a_choice_records_it_and_serves_the_next_item():

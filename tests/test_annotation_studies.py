@@ -94,6 +94,21 @@ def test_expired_claims_return_to_the_pool():
 
 
 @pytest.mark.django_db
+def test_expired_claims_are_swept_at_most_every_claim_sweep_seconds_while_items_are_left(settings):
+    from django.core.cache import cache
+
+    settings.CLAIM_SWEEP_SECONDS = 60
+    study, (a, b) = make_study(n_prompts=4, baselines=("alpaca-65b",), overlap=1)
+    claim = services.claim_next(study, a)  # the first claim sweeps
+    Assignment.objects.filter(pk=claim.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    services.submit(services.claim_next(study, b).pk, b, "a")
+    assert Assignment.objects.get(pk=claim.pk).status == "claimed", "no scan on every claim"
+    cache.delete(f"claim-sweep:{study.pk}")  # the sweep interval has passed
+    services.submit(services.claim_next(study, b).pk, b, "a")
+    assert Assignment.objects.get(pk=claim.pk).status == "expired"
+
+
+@pytest.mark.django_db
 def test_a_late_answer_on_an_expired_claim_is_kept_if_the_slot_is_still_free():
     study, (a, _) = make_study(n_prompts=1, baselines=("alpaca-65b",), overlap=1)
     claim = services.claim_next(study, a)

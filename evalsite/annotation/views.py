@@ -13,6 +13,7 @@ from django.db.models import Count, Q
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from evalsite.annotation import services
@@ -86,8 +87,9 @@ def render_item(request, assignment: Assignment):
         "assignment": assignment,
         "study": study,
         "messages_": comparison.prompt.messages,
-        "answer_a": left.text,  # only the texts: no system name, no response id reaches the page
-        "answer_b": right.text,
+        # only the texts, as sanitised HTML: no system name, no response id reaches the page
+        "answer_a": mark_safe(left.rendered_html()),  # noqa: S308
+        "answer_b": mark_safe(right.rendered_html()),  # noqa: S308
         "choices": CHOICE_LABELS,
         "flags": Assignment.Flag.choices,
         **progress_for(study, request.user),

@@ -6,6 +6,7 @@ import json
 from django.core.exceptions import ValidationError
 from django.db import models
 
+from evalsite.core.safe_html import render_markdown
 from generation.config import BACKENDS, ConfigError, SamplingConfig, validate_backend_config
 
 KNOWN_TAGS = ("ood", "safety", "multi_turn")
@@ -129,6 +130,9 @@ class Response(models.Model):
     error = models.TextField(blank=True)
     notes = models.TextField(blank=True, help_text="e.g. the history was trimmed to fit the context")
     metadata = models.JSONField(default=dict, blank=True)
+    # the text as sanitised HTML, rendered once (a long answer takes milliseconds to render, and
+    # the comparison page shows each answer to several annotators); NULL until first needed
+    html = models.TextField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -143,3 +147,23 @@ class Response(models.Model):
     @property
     def ok(self) -> bool:
         return not self.error
+
+    def rendered_html(self) -> str:
+        """The text as sanitised HTML; rendered and stored the first time it is asked for."""
+        if self.html is None:
+            self.html = render_markdown(self.text)
+            Response.objects.filter(pk=self.pk).update(html=self.html)
+        return self.html
+
+
+def render_responses(responses: models.QuerySet[Response], batch: int = 500) -> int:
+    """Render and store the HTML of the responses that have none yet (a study does it for its
+    responses when it opens, so no annotator waits for it). Returns how many were rendered."""
+    done = 0
+    pending = responses.filter(html__isnull=True).only("pk", "text").order_by("pk")
+    while rows := list(pending[:batch]):
+        for row in rows:
+            row.html = render_markdown(row.text)
+        Response.objects.bulk_update(rows, ["html"])
+        done += len(rows)
+    return done

@@ -1,53 +1,13 @@
-"""Safe rendering of model output: Markdown (code blocks, lists, tables) to HTML, then sanitised
-with nh3 so raw HTML in a response can never run in an annotator's browser."""
+"""The `markdown` template filter: model output as sanitised HTML (see evalsite.core.safe_html)."""
 
-from functools import lru_cache
-
-import markdown as md
-import nh3
 from django import template
 from django.utils.safestring import mark_safe
 
+from evalsite.core.safe_html import render_markdown
+
 register = template.Library()
-
-ALLOWED_TAGS = {
-    "p",
-    "br",
-    "hr",
-    "pre",
-    "code",
-    "blockquote",
-    "em",
-    "strong",
-    "del",
-    "ul",
-    "ol",
-    "li",
-    "h1",
-    "h2",
-    "h3",
-    "h4",
-    "h5",
-    "h6",
-    "table",
-    "thead",
-    "tbody",
-    "tr",
-    "th",
-    "td",
-    "sup",
-    "sub",
-}
-
-
-@lru_cache(maxsize=4096)  # responses do not change: each is rendered once per process
-def render_markdown(text: str) -> str:
-    html = md.markdown(text or "", extensions=["fenced_code", "tables", "sane_lists", "nl2br"])
-    return nh3.clean(
-        html, tags=ALLOWED_TAGS, attributes={"th": {"align"}, "td": {"align"}, "code": {"class"}}, link_rel=None
-    )
 
 
 @register.filter(name="markdown")
 def markdown_filter(text: str) -> str:
-    return mark_safe(render_markdown(text))  # noqa: S308 (sanitised by nh3 just above)
+    return mark_safe(render_markdown(text))  # noqa: S308 (sanitised by nh3 in render_markdown)

@@ -1,0 +1,44 @@
+"""Safe rendering of model output: Markdown (code blocks, lists, tables) to HTML, then sanitised
+with nh3 so raw HTML in a response can never run in an annotator's browser."""
+
+from functools import lru_cache
+
+import markdown as md
+import nh3
+
+ALLOWED_TAGS = {
+    "p",
+    "br",
+    "hr",
+    "pre",
+    "code",
+    "blockquote",
+    "em",
+    "strong",
+    "del",
+    "ul",
+    "ol",
+    "li",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "table",
+    "thead",
+    "tbody",
+    "tr",
+    "th",
+    "td",
+    "sup",
+    "sub",
+}
+
+
+@lru_cache(maxsize=4096)  # responses do not change: each is rendered once per process
+def render_markdown(text: str) -> str:
+    html = md.markdown(text or "", extensions=["fenced_code", "tables", "sane_lists", "nl2br"])
+    return nh3.clean(
+        html, tags=ALLOWED_TAGS, attributes={"th": {"align"}, "td": {"align"}, "code": {"class"}}, link_rel=None
+    )
