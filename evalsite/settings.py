@@ -93,7 +93,12 @@ LOGIN_LOCKOUT_SECONDS = env.int("LOGIN_LOCKOUT_SECONDS", default=600)
 # How often (at most, per web process and study) a claim first returns expired claims to the pool.
 CLAIM_SWEEP_SECONDS = env.int("CLAIM_SWEEP_SECONDS", default=10)
 # The login rate limit and other counters; use Redis (redis://HOST:6379/1) with several web processes.
-CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+CACHES = {
+    "default": env.cache("CACHE_URL", default="locmemcache://"),
+    # what each web process may keep to itself for a few seconds (a study's size, its last id,
+    # when it last swept expired claims): no network round trip on the annotators' hot path
+    "process": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "process"},
+}
 # Sessions are read from the cache (saving a query on every request) when the cache is shared by
 # every web process (CACHE_URL=redis://...); a per-process cache would keep logged-out sessions
 # alive in the other processes, so with it they are read from the database.

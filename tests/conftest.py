@@ -152,7 +152,9 @@ def annotator_client(client, django_user_model):
 
 @pytest.fixture(autouse=True)
 def clear_cache():
-    """The login rate limit counts in the cache: each test starts with none."""
-    from django.core.cache import cache
+    """The login rate limit counts in the cache, a study's size in the process's: each test starts
+    with none."""
+    from django.core.cache import caches
 
-    cache.clear()
+    for cache in caches.all():
+        cache.clear()

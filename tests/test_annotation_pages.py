@@ -104,6 +104,16 @@ def test_skip_and_flag_free_the_slot_and_are_not_shown_again():
     assert services.claim_next(study, b) is not None
 
 
+def test_an_unknown_flag_is_refused_and_said_once_on_the_item_page():
+    study, (a, _) = make_study(n_prompts=1, baselines=("alpaca-65b",))
+    client = logged_in(a)
+    claim = services.claim_next(study, a)
+    page = client.post(f"/annotate/item/{claim.pk}/skip", {"flag": "boring"}, follow=True).content.decode()
+    assert page.count("unknown flag") == 1 and 'class="message error"' in page
+    claim.refresh_from_db()
+    assert claim.status == "claimed", "nothing recorded"
+
+
 def test_annotators_cannot_open_staff_pages():
     study, (a, _) = make_study(n_prompts=1)
     client = logged_in(a)

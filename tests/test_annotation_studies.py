@@ -1,11 +1,12 @@
 import random
 import threading
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
-from django.db import connection
+from django.db import OperationalError, connection, transaction
 from django.db.models import Count
 from django.utils import timezone
 
@@ -95,7 +96,7 @@ def test_expired_claims_return_to_the_pool():
 
 @pytest.mark.django_db
 def test_expired_claims_are_swept_at_most_every_claim_sweep_seconds_while_items_are_left(settings):
-    from django.core.cache import cache
+    from django.core.cache import caches
 
     settings.CLAIM_SWEEP_SECONDS = 60
     study, (a, b) = make_study(n_prompts=4, baselines=("alpaca-65b",), overlap=1)
@@ -103,7 +104,7 @@ def test_expired_claims_are_swept_at_most_every_claim_sweep_seconds_while_items_
     Assignment.objects.filter(pk=claim.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     services.submit(services.claim_next(study, b).pk, b, "a")
     assert Assignment.objects.get(pk=claim.pk).status == "claimed", "no scan on every claim"
-    cache.delete(f"claim-sweep:{study.pk}")  # the sweep interval has passed
+    caches["process"].delete(f"claim-sweep:{study.pk}")  # the sweep interval has passed
     services.submit(services.claim_next(study, b).pk, b, "a")
     assert Assignment.objects.get(pk=claim.pk).status == "expired"
 
@@ -135,6 +136,48 @@ def test_the_choice_maps_to_the_candidate_whatever_side_it_was_shown_on():
     Assignment.objects.filter(pk=claim.pk).update(candidate_on_left=False)
     judgment = services.submit(claim.pk, a, "b").judgment  # B, the right side, held the candidate
     assert (judgment.outcome, judgment.picked_side) == ("candidate", "right")
+
+
+@contextmanager
+def rows_locked_elsewhere(*querysets):
+    """Another connection holds these rows FOR UPDATE until the block ends."""
+    locked, release = threading.Event(), threading.Event()
+
+    def hold():
+        with transaction.atomic():
+            for queryset in querysets:
+                list(queryset.select_for_update())
+            locked.set()
+            release.wait(30)
+        connection.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert locked.wait(30)
+        yield
+    finally:
+        release.set()
+        holder.join(30)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_submit_does_not_wait_for_the_study_row():
+    """Annotators submitting at once must not queue behind each other on their study's row."""
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks and lock_timeout are PostgreSQL's")
+    study, (a, _) = make_study(n_prompts=2, baselines=("alpaca-65b",))
+    claim = services.claim_next(study, a)
+    with connection.cursor() as cursor:
+        cursor.execute("SET lock_timeout = '2s'")
+    with rows_locked_elsewhere(Study.objects.filter(pk=study.pk)):
+        assert services.submit(claim.pk, a, "a").created
+    # the check itself: a row the submit does write (the comparison's vote counts) makes it wait
+    other = services.claim_next(study, a)
+    with rows_locked_elsewhere(Comparison.objects.filter(pk=other.comparison_id)):
+        with pytest.raises(OperationalError, match="lock timeout"):
+            services.submit(other.pk, a, "a")
+    assert HumanJudgment.objects.count() == 1, "nothing written half-way"
 
 
 @pytest.mark.django_db

@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.core.cache import cache
+from django.core.cache import caches
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, Exists, F, Q, When
 from django.utils import timezone
@@ -220,7 +220,7 @@ def claim_next(
     # expired claims are swept at most every CLAIM_SWEEP_SECONDS per process (a scan on every
     # claim would cost each annotator a query for claims that expire after half an hour), and
     # always before an annotator is told that nothing is left
-    if cache.add(f"claim-sweep:{study.pk}", True, settings.CLAIM_SWEEP_SECONDS):
+    if caches["process"].add(f"claim-sweep:{study.pk}", True, settings.CLAIM_SWEEP_SECONDS):
         release_expired(study)
     if current := open_claim(study, user):
         return current
@@ -249,15 +249,28 @@ def _claim_new(study: Study, user: User, rng: random.Random) -> Assignment | Non
         for comparison in pool[:25]:
             assignment = _take_slot(study, comparison, user, rng, now)
             if assignment:
-                assignment.comparison = Comparison.objects.select_related(
-                    "prompt", "candidate_response", "baseline_response"
-                ).get(pk=comparison.pk)
+                assignment.comparison = comparison_page(comparison.pk)
                 return assignment
     return None
 
 
+def comparison_page(pk: int) -> Comparison:
+    """A comparison with just what its page shows: the prompt's turns and the two answers (the
+    responses' other columns, JSON among them, cost more to load than the texts)."""
+    return (
+        Comparison.objects.select_related("prompt", "candidate_response", "baseline_response")
+        .only(
+            "study",
+            "is_gold",
+            "prompt__messages",
+            *(f"{side}_response__{field}" for side in ("candidate", "baseline") for field in ("text", "html")),
+        )
+        .get(pk=pk)
+    )
+
+
 def _max_pk(study: Study) -> int:
-    return cache.get_or_set(
+    return caches["process"].get_or_set(
         f"study-max-pk:{study.pk}",
         lambda: Comparison.objects.filter(study=study).order_by("-pk").values_list("pk", flat=True).first() or 0,
         300,
@@ -307,9 +320,15 @@ def submit(assignment_pk: int, user: User, choice: str, reason: str = "") -> Sub
     if choice not in ("a", "b", "tie"):
         raise StudyError("choose A, B or neither")
     with transaction.atomic():
+        # only the assignment's row is locked: with the joined rows locked too, every submit in a
+        # study would wait for the others on the study's row
         assignment = (
-            Assignment.objects.select_for_update()
+            Assignment.objects.select_for_update(of=("self",))
             .select_related("comparison__study")
+            .only(
+                *("comparison", "annotator", "candidate_on_left", "status", "claimed_at", "shown_at"),
+                *("comparison__is_gold", "comparison__study", "comparison__study__name", "comparison__study__overlap"),
+            )
             .get(pk=assignment_pk, annotator=user)
         )
         if assignment.status == Assignment.Status.DONE:

@@ -7,7 +7,7 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
-from django.core.cache import cache
+from django.core.cache import caches
 from django.core.mail import send_mail
 from django.db.models import Count, Q
 from django.http import Http404
@@ -27,7 +27,7 @@ from evalsite.core.decorators import staff_required
 def progress_for(study: Study, user) -> dict:
     done = HumanJudgment.objects.filter(comparison__study=study, annotator=user).count()
     # the study's size and membership change rarely: counted at most every 30 s per process
-    items, members = cache.get_or_set(
+    items, members = caches["process"].get_or_set(
         f"study-size:{study.pk}",
         lambda: (Comparison.objects.filter(study=study, is_gold=False).count(), max(1, study.annotators.count())),
         30,
