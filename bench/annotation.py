@@ -93,6 +93,61 @@ study.annotators.add(*users)
 print("ready", study.comparisons.count())
 """
 
+CLAIMS = """
+# Claiming compared in one run, in-process, on the same study: ours (a random start on the primary
+# key, one conditional UPDATE of a comparison's slots) against the textbook way (the open pool
+# locked with SELECT ... FOR UPDATE, ORDER BY random() LIMIT 1). Each thread: claim, then submit.
+import json, random, threading, time
+from datetime import timedelta
+from django.contrib.auth.models import User
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+from evalsite.annotation import services
+from evalsite.annotation.models import Assignment, Comparison, Study
+study = Study.objects.get(name="bench")
+
+def naive_claim(study, user, rng):
+    # the same work around the choice of item as ours: the open claim looked for, the page loaded
+    if current := services.open_claim(study, user):
+        return current
+    with transaction.atomic():
+        c = (Comparison.objects.select_for_update()
+             .filter(study=study, is_gold=False, slots_taken__lt=study.overlap)
+             .exclude(assignments__annotator=user).order_by("?").first())
+        if c is None:
+            return None
+        Comparison.objects.filter(pk=c.pk).update(slots_taken=F("slots_taken") + 1)
+        now = timezone.now()
+        a = Assignment.objects.create(comparison=c, annotator=user, candidate_on_left=bool(rng.getrandbits(1)),
+                                      claimed_at=now, expires_at=now + timedelta(minutes=30), shown_at=now)
+    a.comparison = services.comparison_page(c.pk)
+    return a
+
+def run(claim, users, seconds):
+    done = []
+    def loop(user):
+        rng, n, deadline = random.Random(user.pk), 0, time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            a = claim(study, user, rng)
+            if a is None:
+                break
+            services.submit(a.pk, user, "tie")
+            n += 1
+        done.append(n)
+        connection.close()
+    threads = [threading.Thread(target=loop, args=(u,)) for u in users]
+    t0 = time.monotonic()
+    for t in threads: t.start()
+    for t in threads: t.join()
+    return sum(done) / (time.monotonic() - t0)
+
+users = list(User.objects.filter(username__startswith="b1").order_by("username"))[:{threads} * 2]
+ours = run(lambda s, u, rng: services.claim_next(s, u, rng=rng, member_checked=True), users[:{threads}], {seconds})
+naive = run(naive_claim, users[{threads}:], {seconds})
+print(json.dumps({{"threads": {threads}, "ours_per_s": ours, "naive_per_s": naive, "ratio": ours / naive}}))
+"""
+
 CHECK = """
 import json
 from django.db.models import Count
@@ -308,6 +363,8 @@ def main() -> None:
     parser.add_argument("--annotators", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--stress-seconds", type=float, default=15)
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "annotation.json"))
+    parser.add_argument("--claim-seconds", type=float, default=10, help="each claiming variant, in-process")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=8, help="threads per gunicorn worker")
     parser.add_argument("--worker-class", default="gthread", help="gunicorn worker class")
@@ -424,7 +481,15 @@ def main() -> None:
         f"{check['assignments_judged_twice']} assignments judged twice; {check['over_overlap']} comparisons beyond "
         f"their overlap -> {'OK' if ok else 'MISMATCH'}"
     )
-    out = ROOT / "bench" / "results" / "annotation.json"
+    claims = json.loads(
+        manage("shell", "--no-imports", stdin=CLAIMS.format(threads=8, seconds=args.claim_seconds)).splitlines()[-1]
+    )
+    report["claiming"] = claims
+    print(
+        f"claim + submit in-process, {claims['threads']} threads: ours {claims['ours_per_s']:.1f}/s, "
+        f"ORDER BY random() FOR UPDATE {claims['naive_per_s']:.1f}/s -> {claims['ratio']:.1f}x"
+    )
+    out = Path(args.out)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"written to {out}")
     if not ok:
