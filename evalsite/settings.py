@@ -92,6 +92,9 @@ LOGIN_MAX_FAILURES = env.int("LOGIN_MAX_FAILURES", default=5)
 LOGIN_LOCKOUT_SECONDS = env.int("LOGIN_LOCKOUT_SECONDS", default=600)
 # How often (at most, per web process and study) a claim first returns expired claims to the pool.
 CLAIM_SWEEP_SECONDS = env.int("CLAIM_SWEEP_SECONDS", default=10)
+# On PostgreSQL, an annotator's next item is picked, taken and recorded in one SQL statement;
+# off, claiming takes the portable path (a few ORM queries) that other databases use.
+CLAIM_IN_ONE_STATEMENT = env.bool("CLAIM_IN_ONE_STATEMENT", default=True)
 # The login rate limit and other counters; use Redis (redis://HOST:6379/1) with several web processes.
 CACHES = {
     "default": env.cache("CACHE_URL", default="locmemcache://"),

@@ -17,6 +17,13 @@ from evalsite.catalog.models import Response, System
 from tests.annotation_fixtures import make_study
 
 
+@pytest.fixture(params=["one statement", "portable"])
+def claim_path(request, settings):
+    """Claiming on PostgreSQL in one SQL statement, and the portable ORM path other databases take."""
+    settings.CLAIM_IN_ONE_STATEMENT = request.param == "one statement"
+    return request.param
+
+
 @pytest.mark.django_db
 def test_create_study_expands_into_comparisons_and_gold_checks(capsys):
     make_study(n_prompts=20, start=False)
@@ -64,7 +71,7 @@ def test_create_study_bad_input(baselines, message):
 
 
 @pytest.mark.django_db
-def test_an_annotator_gets_each_comparison_once_and_never_beyond_the_overlap():
+def test_an_annotator_gets_each_comparison_once_and_never_beyond_the_overlap(claim_path):
     study, (a, b) = make_study(n_prompts=5, baselines=("alpaca-65b",), overlap=1)
     seen = []
     while (assignment := services.claim_next(study, a)) is not None:
@@ -82,7 +89,7 @@ def test_an_open_claim_is_served_again_until_answered():
 
 
 @pytest.mark.django_db
-def test_expired_claims_return_to_the_pool():
+def test_expired_claims_return_to_the_pool(claim_path):
     study, (a, b) = make_study(n_prompts=1, baselines=("alpaca-65b",), overlap=1)
     claim = services.claim_next(study, a)
     assert services.claim_next(study, b) is None
@@ -181,7 +188,7 @@ def test_a_submit_does_not_wait_for_the_study_row():
 
 
 @pytest.mark.django_db
-def test_left_right_randomisation_is_balanced():
+def test_left_right_randomisation_is_balanced(claim_path):
     study, (a, _) = make_study(n_prompts=200, baselines=("alpaca-65b", "davinci-003"), overlap=1)
     rng = random.Random(20230518)
     lefts = n = 0
@@ -195,7 +202,7 @@ def test_left_right_randomisation_is_balanced():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_claims_never_exceed_the_overlap():
+def test_concurrent_claims_never_exceed_the_overlap(claim_path):
     study, users = make_study(n_prompts=15, baselines=("alpaca-65b", "davinci-003"), overlap=2, annotators=6)
     errors = []
 
@@ -218,6 +225,44 @@ def test_concurrent_claims_never_exceed_the_overlap():
     assert set(per_comparison.values()) == {2}, "every comparison judged exactly overlap times"
     assert all(c.slots_taken == 2 for c in Comparison.objects.all())
     assert Assignment.objects.values("comparison", "annotator").annotate(n=Count("id")).filter(n__gt=1).count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_annotator_claiming_from_two_tabs_at_once_gets_each_item_once_and_leaks_no_slot(claim_path):
+    study, (a, _) = make_study(n_prompts=12, baselines=("alpaca-65b", "davinci-003"), overlap=1)
+    errors, served = [], []
+
+    def tab():
+        try:
+            while (claim := services.claim_next(study, a)) is not None:
+                served.append(claim.comparison_id)
+                services.submit(claim.pk, a, "tie")
+        except Exception as exc:  # pragma: no cover - shown in the assertion below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    tabs = [threading.Thread(target=tab) for _ in range(3)]
+    for t in tabs:
+        t.start()
+    for t in tabs:
+        t.join(timeout=120)
+    assert not errors
+    assert HumanJudgment.objects.count() == Assignment.objects.count() == 24, "every item judged once"
+    assert all(c.slots_taken == 1 for c in Comparison.objects.all()), "a refused second claim gives its slot back"
+
+
+@pytest.mark.django_db
+def test_gold_checks_are_served_at_the_studys_rate(claim_path):
+    study, (a, _) = make_study(n_prompts=200, baselines=("alpaca-65b",), overlap=1, gold_rate=0.1)
+    rng = random.Random(7)
+    gold = 0
+    for _ in range(100):
+        claim = services.claim_next(study, a, rng=rng)
+        gold += claim.comparison.is_gold
+        services.submit(claim.pk, a, "tie")
+    # 100 draws at 10% (binomial sd 3): well inside 10 +- 6, and never all or none
+    assert 4 <= gold <= 16, f"{gold} gold checks in 100 items"
 
 
 @pytest.mark.django_db

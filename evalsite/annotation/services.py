@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import secrets
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -230,27 +231,113 @@ def claim_next(
     return taken
 
 
+@dataclass(frozen=True)
+class _Pool:
+    """Where to look for an item: gold checks (in random order, a small pool) or open items from
+    `start` (inclusive) to `stop` (exclusive) in primary-key order."""
+
+    gold: bool
+    start: int | None = None
+    stop: int | None = None
+
+
 def _claim_new(study: Study, user: User, rng: random.Random) -> Assignment | None:
-    unseen = (
-        Comparison.objects.filter(study=study).exclude(assignments__annotator=user).only("pk", "is_gold", "slots_taken")
-    )  # a light pool: texts are fetched for the one comparison taken
     # Start at a random point of the index instead of ORDER BY random() (a sort of the whole pool
     # on every claim); wrap around to the start when the tail is exhausted.
-    open_items = unseen.filter(is_gold=False, slots_taken__lt=study.overlap)
     pivot = rng.randint(0, _max_pk(study))
-    pools = [open_items.filter(pk__gte=pivot).order_by("pk"), open_items.filter(pk__lt=pivot).order_by("pk")]
-    gold = unseen.filter(is_gold=True).order_by("?")  # a small pool
+    pools = [_Pool(False, start=pivot), _Pool(False, stop=pivot)]
     if study.gold_rate and rng.random() < study.gold_rate:
-        pools.insert(0, gold)  # mixed in at the study's rate, looking like any other item
+        pools.insert(0, _Pool(True))  # mixed in at the study's rate, looking like any other item
     else:
-        pools.append(gold)  # only when nothing else is left
+        pools.append(_Pool(True))  # only when nothing else is left
+    one_statement = connection.vendor == "postgresql" and settings.CLAIM_IN_ONE_STATEMENT
+    take = _take_from_pool_sql if one_statement else _take_from_pool
     now = timezone.now()
     for pool in pools:
-        for comparison in pool[:25]:
-            assignment = _take_slot(study, comparison, user, rng, now)
-            if assignment:
-                assignment.comparison = comparison_page(comparison.pk)
-                return assignment
+        if assignment := take(study, user, pool, rng, now):
+            assignment.comparison = comparison_page(assignment.comparison_id)
+            return assignment
+    return None
+
+
+def _take_from_pool(study: Study, user: User, pool: _Pool, rng: random.Random, now) -> Assignment | None:
+    """Any database: read a few candidates, then take a slot with one conditional UPDATE."""
+    candidates = Comparison.objects.filter(study=study, is_gold=pool.gold).exclude(assignments__annotator=user)
+    if not pool.gold:
+        candidates = candidates.filter(slots_taken__lt=study.overlap)
+    if pool.start is not None:
+        candidates = candidates.filter(pk__gte=pool.start)
+    if pool.stop is not None:
+        candidates = candidates.filter(pk__lt=pool.stop)
+    candidates = candidates.order_by("?" if pool.gold else "pk").only("pk", "is_gold")  # texts: for the one taken
+    for comparison in candidates[:25]:
+        if assignment := _take_slot(study, comparison, user, rng, now):
+            return assignment
+    return None
+
+
+_CLAIM_SQL = """
+WITH pick AS (
+    SELECT c.id FROM {comparison} c
+    WHERE c.study_id = %(study)s AND c.is_gold = %(gold)s AND (c.is_gold OR c.slots_taken < %(overlap)s)
+      AND c.id >= %(start)s AND c.id < %(stop)s
+      AND NOT EXISTS (SELECT 1 FROM {assignment} a WHERE a.comparison_id = c.id AND a.annotator_id = %(user)s)
+    ORDER BY {order} LIMIT 1
+    FOR UPDATE SKIP LOCKED
+), took AS (
+    UPDATE {comparison} c SET slots_taken = c.slots_taken + 1 FROM pick WHERE c.id = pick.id RETURNING c.id
+)
+INSERT INTO {assignment}
+    (comparison_id, annotator_id, candidate_on_left, status, flag, claimed_at, expires_at, shown_at)
+SELECT took.id, %(user)s, %(left)s, %(status)s, '', %(now)s, %(expires)s, %(now)s FROM took
+RETURNING id, comparison_id
+"""
+
+
+def _take_from_pool_sql(study: Study, user: User, pool: _Pool, rng: random.Random, now) -> Assignment | None:
+    """PostgreSQL: pick, take the slot and record the claim in one statement (one round trip
+    instead of five). The picked row is locked (rows another claim holds are skipped) and its slot
+    count re-checked on its latest version, so the overlap holds as with the UPDATE above; the
+    unique (comparison, annotator) constraint still refuses a second claim from another tab."""
+    fields = {
+        "study": study.pk,
+        "gold": pool.gold,
+        "overlap": study.overlap,
+        "start": pool.start if pool.start is not None else 0,
+        "stop": pool.stop if pool.stop is not None else 2**62,
+        "user": user.pk,
+        "left": bool(rng.getrandbits(1)),
+        "status": Assignment.Status.CLAIMED,
+        "now": now,
+        "expires": now + timedelta(minutes=study.claim_minutes),
+    }
+    sql = _CLAIM_SQL.format(
+        comparison=Comparison._meta.db_table,
+        assignment=Assignment._meta.db_table,
+        order="random()" if pool.gold else "c.id",
+    )
+    for _ in range(3):  # the same annotator claiming in two tabs at once: try again
+        try:
+            # a statement is atomic on its own; inside a caller's transaction, a savepoint
+            with transaction.atomic() if connection.in_atomic_block else nullcontext(), connection.cursor() as cursor:
+                cursor.execute(sql, fields)
+                row = cursor.fetchone()
+        except IntegrityError:
+            continue
+        if row is None:
+            return None
+        assignment = Assignment(
+            id=row[0],
+            comparison_id=row[1],
+            annotator=user,
+            candidate_on_left=fields["left"],
+            status=fields["status"],
+            claimed_at=now,
+            expires_at=fields["expires"],
+            shown_at=now,
+        )
+        assignment._state.adding, assignment._state.db = False, connection.alias  # a row that exists
+        return assignment
     return None
 
 
@@ -284,9 +371,12 @@ def open_claim(study: Study, user: User) -> Assignment | None:
     pk = claimed.values_list("pk", flat=True).first()
     if pk is None:
         return None
-    return claimed.select_related(
-        "comparison__prompt", "comparison__candidate_response", "comparison__baseline_response"
-    ).get(pk=pk)
+    # None if it was answered in the meantime (from another tab)
+    return (
+        claimed.select_related("comparison__prompt", "comparison__candidate_response", "comparison__baseline_response")
+        .filter(pk=pk)
+        .first()
+    )
 
 
 def _take_slot(study: Study, comparison: Comparison, user: User, rng: random.Random, now) -> Assignment | None:
