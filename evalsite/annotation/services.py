@@ -297,7 +297,7 @@ RETURNING id, comparison_id
 def _take_from_pool_sql(study: Study, user: User, pool: _Pool, rng: random.Random, now) -> Assignment | None:
     """PostgreSQL: pick, take the slot and record the claim in one statement (one round trip
     instead of five). The picked row is locked (rows another claim holds are skipped) and its slot
-    count re-checked on its latest version, so the overlap holds as with the UPDATE above; the
+    count re-checked on its latest version, so the overlap holds as with `_take_slot`'s UPDATE; the
     unique (comparison, annotator) constraint still refuses a second claim from another tab."""
     fields = {
         "study": study.pk,
@@ -365,18 +365,13 @@ def _max_pk(study: Study) -> int:
 
 
 def open_claim(study: Study, user: User) -> Assignment | None:
-    """The annotator's unfinished claim in the study, with everything its page shows."""
-    claimed = Assignment.objects.filter(annotator=user, comparison__study=study, status=Assignment.Status.CLAIMED)
-    # usually there is none: asked for its id first, the texts only when there is one
-    pk = claimed.values_list("pk", flat=True).first()
-    if pk is None:
-        return None
-    # None if it was answered in the meantime (from another tab)
-    return (
-        claimed.select_related("comparison__prompt", "comparison__candidate_response", "comparison__baseline_response")
-        .filter(pk=pk)
-        .first()
-    )
+    """The annotator's unfinished claim in the study (usually none), with what its page shows."""
+    assignment = Assignment.objects.filter(
+        annotator=user, comparison__study=study, status=Assignment.Status.CLAIMED
+    ).first()
+    if assignment is not None:
+        assignment.comparison = comparison_page(assignment.comparison_id)
+    return assignment
 
 
 def _take_slot(study: Study, comparison: Comparison, user: User, rng: random.Random, now) -> Assignment | None:
