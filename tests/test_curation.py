@@ -131,11 +131,11 @@ def test_wikihow_this_article_openings_are_rewritten():
 
 
 def test_writing_prompts_lose_their_tag_and_plain_text_loses_links():
-    candidate = cand("Once upon a time ![pic](http://i.imgur.com/x.png) [a link](http://x.y) http://z.q end")
+    candidate = cand("Once upon a time ![pic](http://i.imgur.com/x.png) [a link](http://x.y) http://z.q end" * 12)
     candidate.title = "[WP] A dragon opens a bakery"
     assert filters.apply(candidate, filters.REDDIT, RNG) is None
     assert candidate.messages[0]["content"] == "A dragon opens a bakery"
-    assert candidate.answer == "Once upon a time  a link  end"
+    assert candidate.answer.startswith("Once upon a time  a link  endOnce upon")
 
 
 # -- importers ------------------------------------------------------------------------------------
@@ -254,11 +254,11 @@ def test_lima_and_our_jsonl_give_conversations(tmp_path):
     )
     found = list(read_lima(lima))
     assert found[0].messages[-1] == {"role": "assistant", "content": "Sure."} and len(found[0].messages) == 4
-    assert [c.source for c in found] == ["lima_multi_turn", "lima_wikihow"]
+    assert [c.source for c in found] == ["authors_dialogue", "wikihow"]
     test_row = tmp_path / "test.jsonl"
     test_row.write_text(json.dumps({"conversations": ["Only a prompt"], "source": "AskReddit"}) + "\n")
-    with pytest.raises(CurationError, match=f"{test_row}:1: 1 utterances; a training row ends with an answer"):
-        list(read_lima(test_row))
+    (only,) = read_lima(test_row)
+    assert (only.source, only.problem) == ("lima_askreddit", "no answer (a single utterance: a test prompt?)")
 
     shipped = list(read_ours(Path("data/train.jsonl")))
     assert len(shipped) == 61 and all(c.messages[-1]["role"] == "assistant" for c in shipped)

@@ -18,7 +18,7 @@ from evalsite.core.lookup import by_name
 from evalsite.finetune.models import Checkpoint, TrainingDataset, TrainingExample, TrainingRun
 from evalsite.generations.models import GenerationJob
 from evalsite.generations.services import CannotStart, start_generation
-from training.curation.curate import PAPER_TABLE_1, CurationResult
+from training.curation.curate import PAPER_TABLE_1, PAPER_TABLE_1_COMBINED, CurationResult
 from training.recipe import Recipe
 
 RESUMABLE = (JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.STOPPED)
@@ -132,6 +132,8 @@ def save_curation(
             "read": dict(result.read),
             "passed_filters": dict(result.passed),
             "rejected_by_reason": {source: dict(reasons) for source, reasons in result.reasons.items()},
+            "trimmed": dict(result.trimmed),
+            "input_counts": {label: dict(counts) for label, counts in result.inputs.items() if counts},
         }
         dataset.save(update_fields=["manifest"])
     return dataset
@@ -143,7 +145,7 @@ def table_1(dataset: TrainingDataset) -> list[dict]:
     rows = []
     for source in sorted({e["source"] for e in examples} | set(PAPER_TABLE_1)):
         mine = [e for e in examples if e["source"] == source]
-        paper = PAPER_TABLE_1.get(source)
+        paper = PAPER_TABLE_1.get(source) or PAPER_TABLE_1_COMBINED.get(source)
         rows.append(
             {
                 "source": source,

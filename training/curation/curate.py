@@ -13,6 +13,7 @@ from typing import Any
 
 from training.curation import filters
 from training.curation.sources import (
+    REDDIT_SUBREDDITS,
     Candidate,
     CurationError,
     read_lima,
@@ -31,6 +32,12 @@ PAPER_TABLE_1: dict[str, tuple[int, int | None, int | None]] = {
     "natural_instructions": (50, 236, 92),
     "authors": (200, 40, 334),
 }
+# Rows a source may use instead of the paper's own (shown only when a dataset has them): LIMA's
+# published file does not split Stack Exchange into STEM and Other, so its rows are set beside
+# the two rows' sum (token means weighted by their 200 examples each).
+PAPER_TABLE_1_COMBINED: dict[str, tuple[int, int | None, int | None]] = {
+    "stackexchange": (400, 118, 526),
+}
 
 
 @dataclass(frozen=True)
@@ -41,8 +48,13 @@ class SourceSpec:
     paths: tuple[Path, ...]
     site: str = ""  # Stack Exchange: the exchange's name
     group: str = "stem"  # Stack Exchange: stem or other (the paper's two rows of Table 1)
+    subreddits: tuple[str, ...] = REDDIT_SUBREDDITS  # Reddit: the communities to read
 
-    def read(self) -> Iterator[Candidate]:
+    @property
+    def label(self) -> str:
+        return f"{self.kind}:{','.join(map(str, self.paths))}" + (f" ({self.site})" if self.site else "")
+
+    def read(self, stats: Counter | None = None) -> Iterator[Candidate]:
         if self.kind == "stackexchange":
             if self.group not in ("stem", "other"):
                 raise CurationError(f"{self.paths[0]}: Stack Exchange group must be stem or other")
@@ -50,7 +62,7 @@ class SourceSpec:
         elif self.kind == "wikihow":
             yield from read_wikihow(self.paths[0])
         elif self.kind == "reddit":
-            yield from read_reddit(self.paths)
+            yield from read_reddit(self.paths, self.subreddits, stats)
         elif self.kind == "lima":
             yield from read_lima(self.paths[0])
         elif self.kind == "jsonl":
@@ -94,6 +106,26 @@ class CurationResult:
     read: Counter = field(default_factory=Counter)  # per source
     passed: Counter = field(default_factory=Counter)  # per source, before quotas
     reasons: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))  # source -> reason -> n
+    trimmed: Counter = field(default_factory=Counter)  # per source: chains cut to end on an answer
+    inputs: dict[str, Counter] = field(default_factory=dict)  # per input: what its reader counted
+
+    def describe(self) -> list[str]:
+        """What was read per input and source, why examples were rejected (with counts) and what
+        was trimmed: printed on every run, so that a curation keeping little says why."""
+        lines = []
+        for label, counts in self.inputs.items():
+            if counts:
+                lines.append(f"{label}: " + ", ".join(f"{what} {n}" for what, n in counts.items()))
+        for source in sorted(set(self.read) | set(self.reasons)):
+            lines.append(f"{source}: read {self.read[source]}, passed the filters {self.passed[source]}")
+            if self.reasons.get(source):
+                reasons = ", ".join(f"{r} {n}" for r, n in self.reasons[source].most_common())
+                lines.append(f"  {source} rejected: {reasons}")
+            if self.trimmed[source]:
+                lines.append(f"  {source} trimmed to end on an answer: {self.trimmed[source]}")
+        if not self.read:
+            lines.append("no input row became a candidate example (see the counts above)")
+        return lines
 
 
 def reason_kind(reason: str) -> str:
@@ -117,8 +149,11 @@ def curate(
     kept_per_reason: Counter = Counter()
     order: dict[int, int] = {}
     for spec in sources:
-        for candidate in spec.read():
+        stats = result.inputs.setdefault(spec.label, Counter())
+        for candidate in spec.read(stats):
             result.read[candidate.source] += 1
+            if candidate.meta.get("trimmed"):
+                result.trimmed[candidate.source] += 1
             reason = filters.apply(candidate, spec.pipeline, rng)
             if reason:
                 kind = reason_kind(reason)

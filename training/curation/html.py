@@ -8,8 +8,9 @@ import re
 from html.parser import HTMLParser
 
 _BLOCKS = {"p", "div", "blockquote", "h1", "h2", "h3", "h4", "h5", "h6", "table", "tr", "hr"}
-_URL = re.compile(r"https?://\S+|www\.\S+")
-_MARKDOWN_LINK = re.compile(r"!\[[^\]]*\]\([^)]*\)|\[([^\]]+)\]\([^)]*\)")
+# a bare URL (with balanced parentheses, as Wikipedia's have), or one in <angle brackets>
+_URL = re.compile(r"<?(?:https?://|www\.)(?:\([^\s()]*\)|[^\s()<>])+(?:\([^\s()]*\))?>?")
+_MARKDOWN_LINK = re.compile(r"!\[[^\]]*\]\((?:\([^)]*\)|[^)])*\)|\[([^\]]+)\]\((?:\([^)]*\)|[^)])*\)")
 
 
 class _ToMarkdown(HTMLParser):
@@ -67,14 +68,24 @@ def html_to_markdown(body: str) -> str:
     parser = _ToMarkdown()
     parser.feed(body)
     parser.close()
-    text = "".join(parser.out)
-    return tidy(text)
+    return tidy(_without_urls("".join(parser.out)))
+
+
+def _without_urls(text: str) -> str:
+    """Bare URLs removed outside code (a link's text stays, its address goes)."""
+    parts = re.split(r"(```.*?```|`[^`\n]*`)", text, flags=re.S)
+    return "".join(part if i % 2 else _URL.sub(_keep_punctuation, part) for i, part in enumerate(parts))
+
+
+def _keep_punctuation(match: re.Match) -> str:
+    """A sentence's full stop or comma after a URL is not part of it."""
+    return re.search(r"[.,;:!?]*$", match.group(0).rstrip(">")).group(0)  # type: ignore[union-attr]
 
 
 def strip_links(text: str) -> str:
     """Plain-text sources (wikiHow, Reddit): drop Markdown images, keep link texts, remove URLs."""
-    text = _MARKDOWN_LINK.sub(lambda m: m.group(1) or "", text)
-    return tidy(_URL.sub("", html.unescape(text)))
+    text = _MARKDOWN_LINK.sub(lambda m: m.group(1) or "", html.unescape(text))
+    return tidy(_without_urls(text))
 
 
 _LIST_ITEM = re.compile(r"^(\s*)(-|\d+\.) +")

@@ -7,12 +7,17 @@ Every importer yields Candidates: a prompt/answer pair still to be filtered (fil
 from __future__ import annotations
 
 import csv
+import gzip
+import io
 import json
-import xml.etree.ElementTree as ET
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
+from xml.parsers import expat
+
+import zstandard
 
 
 class CurationError(ValueError):
@@ -31,20 +36,39 @@ class Candidate:
     score: int | None = None
     messages: list[dict[str, str]] | None = None  # set by the filters (or given by LIMA/our JSONL)
     meta: dict[str, Any] = field(default_factory=dict)
+    problem: str = ""  # why the row cannot become an example at all (rejected before any filter)
 
     @property
     def prompt(self) -> str:
         return self.messages[0]["content"] if self.messages else self.title
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
+def open_binary(path: Path) -> BinaryIO:
+    """A file's bytes, decompressed on the fly when it ends in .zst (Pushshift / Arctic Shift dumps;
+    their frames need zstd's 2 GiB window) or .gz. Raises CurationError naming the file."""
     try:
-        with path.open(encoding="utf-8") as handle:
-            yield from enumerate(handle, start=1)
-    except UnicodeDecodeError as exc:
-        raise CurationError(f"{path}: not UTF-8 text ({exc.reason})") from None
+        handle: BinaryIO = path.open("rb")
     except OSError as exc:
         raise CurationError(f"{path}: {exc.strerror}") from None
+    if path.suffix == ".zst":
+        reader = zstandard.ZstdDecompressor(max_window_size=2**31).stream_reader(handle, closefd=True)
+        return io.BufferedReader(reader, 1 << 20)  # readline() needs a buffer
+    if path.suffix == ".gz":
+        return gzip.GzipFile(fileobj=handle, mode="rb")  # type: ignore[return-value]
+    return handle
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of each line; a line that is not UTF-8 is named by its number."""
+    with open_binary(path) as handle:
+        try:
+            for lineno, raw in enumerate(handle, start=1):
+                try:
+                    yield lineno, raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise CurationError(f"{path}:{lineno}: not UTF-8 text (byte {exc.start + 1})") from None
+        except (OSError, EOFError, zstandard.ZstdError) as exc:
+            raise CurationError(f"{path}: cannot be read ({exc})") from None
 
 
 def _int(where: str, value: str | None, name: str) -> int:
@@ -54,25 +78,69 @@ def _int(where: str, value: str | None, name: str) -> int:
         raise CurationError(f"{where}: {name} must be a whole number, not {value!r}") from None
 
 
-# -- Stack Exchange data dump: Posts.xml, one <row .../> per line ---------------------------------
+# -- Stack Exchange data dump: Posts.xml, <posts> with one <row .../> per post ---------------------
+#
+# The published dumps (archive.org's stackexchange collection) start with a UTF-8 byte order mark,
+# use CRLF line endings, carry many attributes we do not use (CommunityOwnedDate, ClosedDate,
+# OwnerDisplayName, LastEditorUserId="-1", ...), negative scores, and AcceptedAnswerId values that
+# point at rows not in the file. They are read with expat, the streaming parser under ElementTree,
+# fed in blocks: memory stays bounded on multi-GB dumps and a real error carries its line.
+
+_XML_BLOCK = 1 << 20
 
 
 def _stack_rows(path: Path) -> Iterator[tuple[str, dict[str, str]]]:
-    for lineno, line in _lines(path):
-        text = line.strip()
-        if not text or text.startswith("<?xml") or text in ("<posts>", "</posts>"):
-            continue
-        where = f"{path}:{lineno}"
-        if not text.startswith("<row"):
-            raise CurationError(f"{where}: expected a <row .../> element, got {text[:40]!r}")
-        try:
-            row = ET.fromstring(text).attrib
-        except ET.ParseError as exc:
-            raise CurationError(f"{where}: malformed XML ({exc})") from None
+    rows: list[tuple[str, dict[str, str]]] = []
+    depth = 0
+    parser = expat.ParserCreate()
+    parser.buffer_text = True
+
+    def start(name: str, attrs: dict[str, str]) -> None:
+        nonlocal depth
+        depth += 1
+        where = f"{path}:{parser.CurrentLineNumber}"
+        if depth == 1:
+            if name != "posts":
+                raise CurationError(f"{where}: expected <posts> (a Stack Exchange Posts.xml), got <{name}>")
+            return
+        if depth > 2 or name != "row":
+            raise CurationError(f"{where}: expected a <row .../> element, got <{name}>")
         for needed in ("Id", "PostTypeId"):
-            if needed not in row:
+            if needed not in attrs:
                 raise CurationError(f"{where}: row without {needed}")
-        yield where, row
+        rows.append((where, attrs))
+
+    def end(name: str) -> None:
+        nonlocal depth
+        depth -= 1
+
+    def no_entities(*args: object) -> None:
+        # a dump declares no entities; a file that does is refused (no entity expansion bombs)
+        raise CurationError(f"{path}:{parser.CurrentLineNumber}: entity declarations are not allowed")
+
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.EntityDeclHandler = no_entities
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise CurationError(f"{path}: {exc.strerror}") from None
+    with handle:
+        while True:
+            block = handle.read(_XML_BLOCK)
+            try:
+                parser.Parse(block, not block)
+            except expat.ExpatError as exc:
+                if exc.code == expat.errors.codes[expat.errors.XML_ERROR_NO_ELEMENTS] and depth:
+                    raise CurationError(
+                        f"{path}:{exc.lineno}: the file ends inside <posts> (no closing </posts>: cut short?)"
+                    ) from None
+                reason = f"{expat.errors.messages[exc.code]}, column {exc.offset + 1}"
+                raise CurationError(f"{path}:{exc.lineno}: malformed XML ({reason})") from None
+            yield from rows
+            rows.clear()
+            if not block:
+                return
 
 
 def read_stackexchange(path: Path, site: str, source: str = "stackexchange_stem") -> Iterator[Candidate]:
@@ -168,9 +236,15 @@ def _json_rows(path: Path) -> Iterator[tuple[str, int, dict[str, Any]]]:
         yield where, lineno, obj
 
 
-# -- Pushshift Reddit JSONL: submissions (title) and comments (body, parent_id) --------------------
+# -- Reddit: Pushshift / Arctic Shift NDJSON dumps ------------------------------------------------
+#
+# Submissions (RS_*, with a title) and comments (RC_*, with a body) come as separate files, in
+# practice .zst-compressed. A comment belongs to a submission through link_id ("t3_<id>"); it is
+# top-level when its parent_id is that same link. The paper used r/WritingPrompts (train) and
+# r/AskReddit (test prompts); other subreddits are skipped while reading and counted.
 
 _GONE = ("[deleted]", "[removed]", "")
+REDDIT_SUBREDDITS = ("AskReddit", "WritingPrompts")
 
 
 def _reddit_rows(paths: Iterable[Path]) -> Iterator[tuple[str, str, dict[str, Any]]]:
@@ -180,34 +254,60 @@ def _reddit_rows(paths: Iterable[Path]) -> Iterator[tuple[str, str, dict[str, An
                 raise CurationError(f"{where}: expected an object with an id")
             if "title" in obj:
                 yield where, "submission", obj
-            elif "body" in obj and "parent_id" in obj:
+            elif "body" in obj and ("link_id" in obj or "parent_id" in obj):
                 yield where, "comment", obj
             else:
-                raise CurationError(f"{where}: neither a submission (title) nor a comment (body, parent_id)")
+                raise CurationError(f"{where}: neither a submission (title) nor a comment (body, link_id)")
 
 
-def read_reddit(paths: Iterable[Path]) -> Iterator[Candidate]:
-    """Each submission with its top-scoring top-level comment (submissions and comments may be in
-    the same file or in several)."""
+def _top_level_link(comment: dict[str, Any]) -> str | None:
+    """The submission id of a top-level comment (its parent is the submission), else None."""
+    parent = str(comment.get("parent_id") or "")
+    link = str(comment.get("link_id") or parent)
+    if not parent.startswith("t3_") or parent != link:
+        return None
+    return link[3:]
+
+
+def read_reddit(
+    paths: Iterable[Path], subreddits: Iterable[str] = REDDIT_SUBREDDITS, stats: Counter | None = None
+) -> Iterator[Candidate]:
+    """Each submission of the given subreddits with its top-scoring top-level comment. Submissions
+    and comments may be in one file or several, in any order. ``stats`` counts what was read and
+    how much of it joined, so that an empty result can say why."""
     paths = list(paths)
+    wanted = {s.lower() for s in subreddits}
+    stats = stats if stats is not None else Counter()
     best: dict[str, tuple[int, str]] = {}
     for where, kind, obj in _reddit_rows(paths):
-        if kind == "comment" and str(obj["parent_id"]).startswith("t3_") and obj["body"] not in _GONE:
+        if kind == "submission":
+            subreddit = str(obj.get("subreddit", "")).lower()
+            stats["submissions read"] += 1
+            if wanted and subreddit not in wanted:
+                stats["submissions in other subreddits (skipped)"] += 1
+            continue
+        stats["comments read"] += 1
+        link = _top_level_link(obj)
+        if link is None:
+            stats["replies to comments (not top-level)"] += 1
+        elif obj["body"] not in _GONE:
             score = _int(where, obj.get("score", 0), "score")
-            link = obj["parent_id"][3:]
             if link not in best or score > best[link][0]:
                 best[link] = (score, str(obj["id"]))
     submissions: dict[str, tuple[str, dict[str, Any]]] = {}
     comments: dict[str, tuple[str, dict[str, Any]]] = {}
     for where, kind, obj in _reddit_rows(paths):
-        if kind == "submission" and str(obj["id"]) in best:
+        if kind == "submission":
             link = str(obj["id"])
+            if link not in best or (wanted and str(obj.get("subreddit", "")).lower() not in wanted):
+                continue
+            stats["submissions joined to a comment"] += 1
             if link in comments:
                 yield _reddit_candidate(where, obj, *comments.pop(link))
             else:
                 submissions[link] = (where, obj)
-        elif kind == "comment" and str(obj["parent_id"]).startswith("t3_"):
-            link = obj["parent_id"][3:]
+        else:
+            link = _top_level_link(obj) or ""
             if best.get(link, (0, ""))[1] == str(obj["id"]):
                 if link in submissions:
                     yield _reddit_candidate(*submissions.pop(link), where, obj)
@@ -230,28 +330,62 @@ def _reddit_candidate(sub_where: str, submission: dict, where: str, comment: dic
     )
 
 
-# -- conversations: the published LIMA JSONL and our own JSONL ------------------------------------
+# LIMA's own `source` values (GAIR/lima train.jsonl) onto the rows of the paper's Table 1, so the
+# dataset page compares like with like. LIMA does not say which Stack Exchange rows are STEM and
+# which Other: they share one row, set beside the sum of the paper's two. The 30 multi-turn
+# dialogues came after Table 1 (the paper's dialogue experiment) and keep a row of their own.
+LIMA_SOURCES = {
+    "stackexchange": "stackexchange",
+    "stack_exchange": "stackexchange",
+    "wikihow": "wikihow",
+    "reddit": "reddit_writingprompts",
+    "writingprompts": "reddit_writingprompts",
+    "nlp": "natural_instructions",
+    "natural_instructions": "natural_instructions",
+    "super_natural_instructions": "natural_instructions",
+    "supernatural_instructions": "natural_instructions",
+    "authors": "authors",
+    "manual": "authors",
+    "multi_turn": "authors_dialogue",
+    "dialogue": "authors_dialogue",
+}
+
+
+def alternating(turns: list[str]) -> list[dict[str, str]]:
+    """LIMA's list of utterances as messages: user, assistant, user, ..."""
+    return [{"role": "user" if i % 2 == 0 else "assistant", "content": t} for i, t in enumerate(turns)]
+
+
+def lima_source(value: object) -> str:
+    """The Table 1 row of a LIMA row's `source` (unknown values keep their name, prefixed lima_)."""
+    name = str(value or "").strip().lower().replace("-", "_").replace(" ", "_")
+    return LIMA_SOURCES.get(name, f"lima_{name or 'unknown'}")
 
 
 def read_lima(path: Path) -> Iterator[Candidate]:
-    """GAIR/lima rows: ``conversations`` alternate user/assistant, starting with the user."""
+    """GAIR/lima rows: ``conversations`` alternate user/assistant, starting with the user. A row
+    that cannot become an example is rejected with its reason (counted in the manifest), never
+    fatal; a chain that ends on a user turn is trimmed to its longest prefix ending on an answer
+    (and says so in its meta)."""
     for where, lineno, obj in _json_rows(path):
+        source = lima_source(obj.get("source"))
         turns = obj.get("conversations")
+        candidate = Candidate(source=source, group=source, external_id=f"lima/{lineno}", where=where)
         if not isinstance(turns, list) or not turns or not all(isinstance(t, str) and t.strip() for t in turns):
-            raise CurationError(f"{where}: conversations must be a non-empty list of texts")
+            candidate.problem = "conversations is not a non-empty list of non-empty texts"
+            yield candidate
+            continue
         if len(turns) % 2:
-            raise CurationError(f"{where}: {len(turns)} utterances; a training row ends with an answer (a test row?)")
-        messages = [{"role": "user" if i % 2 == 0 else "assistant", "content": t} for i, t in enumerate(turns)]
-        source = str(obj.get("source") or "lima")
-        yield Candidate(
-            source=f"lima_{source}",
-            group=source,
-            external_id=f"lima/{lineno}",
-            where=where,
-            title=turns[0],
-            answer=turns[-1],
-            messages=messages,
-        )
+            if len(turns) == 1:
+                candidate.title = turns[0]
+                candidate.problem = "no answer (a single utterance: a test prompt?)"
+                yield candidate
+                continue
+            candidate.meta["trimmed"] = f"{len(turns)} utterances end on a user turn; the last one was dropped"
+            turns = turns[:-1]
+        candidate.messages = alternating(turns)
+        candidate.title, candidate.answer = turns[0], turns[-1]
+        yield candidate
 
 
 def read_ours(path: Path) -> Iterator[Candidate]:

@@ -6,7 +6,7 @@ from evalsite.catalog.models import System
 from evalsite.finetune.services import TrainingError, save_curation, table_1
 from generation.bundled import BUNDLED_SYSTEM_NAME
 from training.curation.curate import SourceSpec, curate
-from training.curation.sources import CurationError
+from training.curation.sources import REDDIT_SUBREDDITS, CurationError
 
 
 def stack_spec(value: str) -> SourceSpec:
@@ -35,7 +35,19 @@ class Command(BaseCommand):
         parser.add_argument("--description", default="")
         parser.add_argument("--stackexchange", action="append", default=[], metavar="POSTS.XML:SITE[:stem|other]")
         parser.add_argument("--wikihow", action="append", default=[], metavar="CSV")
-        parser.add_argument("--reddit", action="append", default=[], metavar="JSONL", help="submissions and comments")
+        parser.add_argument(
+            "--reddit",
+            action="append",
+            default=[],
+            metavar="NDJSON",
+            help="Pushshift / Arctic Shift submissions (RS) and comments (RC) files, plain, .zst or .gz",
+        )
+        parser.add_argument(
+            "--subreddit",
+            action="append",
+            default=[],
+            help=f"a subreddit to read (repeatable; default: {', '.join(REDDIT_SUBREDDITS)})",
+        )
         parser.add_argument("--lima", action="append", default=[], metavar="JSONL", help="GAIR/lima train.jsonl")
         parser.add_argument("--jsonl", action="append", default=[], metavar="JSONL", help="our format")
         parser.add_argument("--quota", action="append", default=[], metavar="SOURCE=N")
@@ -48,7 +60,10 @@ class Command(BaseCommand):
         specs = [stack_spec(v) for v in opts["stackexchange"]]
         specs += [SourceSpec("wikihow", (Path(p),)) for p in opts["wikihow"]]
         if opts["reddit"]:
-            specs.append(SourceSpec("reddit", tuple(Path(p) for p in opts["reddit"])))
+            subreddits = tuple(opts["subreddit"]) or REDDIT_SUBREDDITS
+            specs.append(SourceSpec("reddit", tuple(Path(p) for p in opts["reddit"]), subreddits=subreddits))
+        elif opts["subreddit"]:
+            raise CommandError("--subreddit applies to --reddit files; give those too")
         specs += [SourceSpec("lima", (Path(p),)) for p in opts["lima"]]
         specs += [SourceSpec("jsonl", (Path(p),)) for p in opts["jsonl"]]
         if not specs:
@@ -56,16 +71,21 @@ class Command(BaseCommand):
         quotas = dict(quota(v) for v in opts["quota"])
         try:
             result = curate(specs, quotas, opts["temperature"], opts["seed"])
+        except CurationError as exc:
+            raise CommandError(f"{exc} (nothing was saved)") from exc
+        for line in result.describe():
+            self.stdout.write(line)
+        try:
             dataset = save_curation(
                 opts["name"],
                 result,
                 description=opts["description"],
-                inputs=[f"{s.kind}:{','.join(map(str, s.paths))}" + (f" ({s.site})" if s.site else "") for s in specs],
+                inputs=[s.label for s in specs],
                 settings_used={"temperature": opts["temperature"], "seed": opts["seed"], "quotas": quotas},
                 tokenizer=System.objects.filter(name=opts["tokenizer"]).first(),
                 replace=opts["replace"],
             )
-        except (CurationError, TrainingError) as exc:
+        except TrainingError as exc:
             raise CommandError(f"{exc} (nothing was saved)") from exc
         self.stdout.write(self.style.SUCCESS(f"dataset {dataset.name}: {len(result.kept)} examples"))
         self.stdout.write(
@@ -81,5 +101,3 @@ class Command(BaseCommand):
                 f"{row['source']:28} {row['read'] or 0:>7} {row['passed'] or 0:>7} {row['examples']:>6} "
                 f"{row['avg_input_tokens'] or 0:>7} {row['avg_output_tokens'] or 0:>7}   {paper}"
             )
-        for source, reasons in dataset.manifest["rejected_by_reason"].items():
-            self.stdout.write(f"  {source} rejected: " + ", ".join(f"{r} {n}" for r, n in sorted(reasons.items())))
