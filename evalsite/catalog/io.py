@@ -8,7 +8,8 @@ sample index)."""
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+import re
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,18 +25,25 @@ class ImportFailed(Exception):
     """A user's file is wrong. The message starts with FILE:LINE when a line is to blame."""
 
 
-def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
-    """Yield (line number, object) for each non-blank line; raise ImportFailed with FILE:LINE.
-    Reads line by line (bounded memory) and decodes each line itself, so that a bad byte is
-    reported on its own line."""
+def read_records(path: Path) -> Iterator[tuple[int, dict]]:
+    """Yield (line number, object) for each record of a file of JSON lines or of one JSON array of
+    objects (AlpacaEval's and just-eval's files are arrays), told apart by the content, not the
+    name; a UTF-8 byte order mark is skipped. Errors raise ImportFailed with FILE:LINE. JSON lines
+    are read line by line (bounded memory), each decoded on its own so that a bad byte is reported
+    on its line; an array is read whole and each element is named by the line it starts on."""
     try:
         handle = path.open("rb")
     except OSError as exc:
         raise ImportFailed(f"{path}: cannot read: {exc.strerror}") from exc
     with handle:
+        head = handle.read(4096)
+        handle.seek(0)
+        if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"["):
+            yield from _array_records(path, handle.read())
+            return
         for lineno, raw in enumerate(handle, start=1):
             try:
-                line = raw.decode("utf-8")
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
             except UnicodeDecodeError as exc:
                 raise ImportFailed(f"{path}:{lineno}: not UTF-8 text (byte {exc.start + 1})") from exc
             if not line.strip():
@@ -49,10 +57,62 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
             yield lineno, obj
 
 
-# --- prompts -----------------------------------------------------------------------------------
+def _array_records(path: Path, data: bytes) -> Iterator[tuple[int, dict]]:
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        lineno = data.count(b"\n", 0, exc.start) + 1
+        raise ImportFailed(f"{path}:{lineno}: not UTF-8 text (byte {exc.start + 1})") from exc
+    decoder = json.JSONDecoder()
+    whitespace = re.compile(r"[ \t\r\n]*")
 
-OUR_PROMPT_KEYS = {"id", "messages", "source", "tags", "reference_answer"}
-LIMA_KEYS = {"conversations", "source"}
+    def skip(pos: int) -> int:
+        return whitespace.match(text, pos).end()  # type: ignore[union-attr]
+
+    def fail(pos: int, reason: str) -> ImportFailed:
+        return ImportFailed(f"{path}:{text.count(chr(10), 0, pos) + 1}: not valid JSON ({reason})")
+
+    pos = skip(skip(0) + 1)  # past the opening bracket
+    if text.startswith("]", pos):
+        pos = skip(pos + 1)
+    else:
+        while True:
+            try:
+                obj, end = decoder.raw_decode(text, pos)
+            except json.JSONDecodeError as exc:
+                raise ImportFailed(f"{path}:{exc.lineno}: not valid JSON ({exc.msg} at column {exc.colno})") from exc
+            lineno = text.count("\n", 0, pos) + 1
+            if not isinstance(obj, dict):
+                raise ImportFailed(f"{path}:{lineno}: each element of the array must be a JSON object")
+            yield lineno, obj
+            pos = skip(end)
+            if text.startswith(",", pos):
+                pos = skip(pos + 1)
+            elif text.startswith("]", pos):
+                pos = skip(pos + 1)
+                break
+            else:
+                reason = "expected ',' or ']' after an element" if pos < len(text) else "the array is not closed"
+                raise fail(pos, reason)
+    if pos < len(text):
+        raise fail(pos, "extra data after the array")
+
+
+# --- prompts -----------------------------------------------------------------------------------
+#
+# Formats read (each row on its own: a file may mix them):
+#   ours         {"id", "messages", "source", "tags", "reference_answer"}
+#   LIMA         {"conversations", "source"}: GAIR/lima's train.jsonl and test.jsonl
+#   AlpacaEval   {"instruction", "input"?, "dataset", ...}: AlpacaEval's eval set, its model outputs
+#                and reference outputs, and just-eval's copy of the LIMA test prompts (JSON arrays)
+#   MT-bench     {"question_id", "category", "turns", "reference"?}: FastChat's question.jsonl
+
+PROMPT_FORMATS = {
+    "ours": {"id", "messages", "source", "tags", "reference_answer"},
+    "lima": {"conversations", "source"},
+    "alpacaeval": {"instruction", "input", "dataset", "id"},
+    "mtbench": {"question_id", "category", "turns", "reference"},
+}
 
 
 @dataclass
@@ -63,15 +123,44 @@ class PromptRecord:
     source: str = ""
     tags: list[str] = field(default_factory=list)
     reference_answer: str = ""
+    follow_ups: list[str] = field(default_factory=list)
+    unused: frozenset[str] = frozenset()
+
+
+def prompt_format(obj: dict) -> str | None:
+    if "messages" in obj:
+        return "ours"
+    if "conversations" in obj:
+        return "lima"
+    if "turns" in obj and "question_id" in obj:
+        return "mtbench"
+    if "instruction" in obj:
+        return "alpacaeval"
+    return None
 
 
 def parse_prompt_line(path: Path, lineno: int, obj: dict) -> PromptRecord:
     where = f"{path}:{lineno}"
-    if "conversations" in obj:
-        return _parse_lima(where, lineno, obj)
-    if "messages" in obj:
-        return _parse_ours(where, lineno, obj)
-    raise ImportFailed(f"{where}: expected 'messages' (our format) or 'conversations' (LIMA format)")
+    kind = prompt_format(obj)
+    if kind is None:
+        raise ImportFailed(
+            f"{where}: expected 'messages' (our format), 'conversations' (LIMA), 'instruction' (AlpacaEval) "
+            "or 'question_id' and 'turns' (MT-bench)"
+        )
+    record = {"ours": _parse_ours, "lima": _parse_lima, "alpacaeval": _parse_instruction, "mtbench": _parse_mtbench}[
+        kind
+    ](where, lineno, obj)
+    record.unused = frozenset(set(obj) - PROMPT_FORMATS[kind])
+    return record
+
+
+def _text(where: str, obj: dict, key: str, *, required: bool = True) -> str:
+    value = obj.get(key, "")
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or (required and not value.strip()):
+        raise ImportFailed(f"{where}: '{key}' must be {'non-empty ' if required else ''}text")
+    return value
 
 
 def _check_source_and_tags(where: str, obj: dict) -> tuple[str, list[str]]:
@@ -84,35 +173,29 @@ def _check_source_and_tags(where: str, obj: dict) -> tuple[str, list[str]]:
     return source, sorted(set(tags))
 
 
+def _external_id(where: str, value: object, messages: list[dict], key: str = "id") -> str:
+    if value is None:
+        return "h" + messages_key(messages)[:12]
+    if isinstance(value, bool) or not isinstance(value, str | int) or not str(value).strip():
+        raise ImportFailed(f"{where}: '{key}' must be a non-empty string or a number")
+    return str(value).strip()
+
+
 def _parse_ours(where: str, lineno: int, obj: dict) -> PromptRecord:
-    unknown = set(obj) - OUR_PROMPT_KEYS
-    if unknown:
-        raise ImportFailed(
-            f"{where}: unknown field(s) {', '.join(sorted(unknown))}; expected {sorted(OUR_PROMPT_KEYS)}"
-        )
     messages = obj["messages"]
     try:
         validate_messages(messages)
     except ValidationError as exc:
         raise ImportFailed(f"{where}: {exc.messages[0]}") from exc
     source, tags = _check_source_and_tags(where, obj)
-    ext_id = obj.get("id")
-    if ext_id is None:
-        ext_id = "h" + messages_key(messages)[:12]
-    elif isinstance(ext_id, bool) or not isinstance(ext_id, str | int) or not str(ext_id).strip():
-        raise ImportFailed(f"{where}: 'id' must be a non-empty string or a number")
-    reference = obj.get("reference_answer", "")
-    if not isinstance(reference, str):
-        raise ImportFailed(f"{where}: 'reference_answer' must be a string")
+    ext_id = _external_id(where, obj.get("id"), messages)
+    reference = _text(where, obj, "reference_answer", required=False)
     if sum(1 for m in messages if m["role"] == "user") > 1 and "multi_turn" not in tags:
         tags = sorted([*tags, "multi_turn"])
-    return PromptRecord(lineno, str(ext_id).strip(), messages, source, tags, reference)
+    return PromptRecord(lineno, ext_id, messages, source, tags, reference)
 
 
 def _parse_lima(where: str, lineno: int, obj: dict) -> PromptRecord:
-    unknown = set(obj) - LIMA_KEYS
-    if unknown:
-        raise ImportFailed(f"{where}: unknown field(s) {', '.join(sorted(unknown))} in a LIMA-format line")
     turns = obj["conversations"]
     if not isinstance(turns, list) or not turns or not all(isinstance(t, str) and t.strip() for t in turns):
         raise ImportFailed(f"{where}: 'conversations' must be a non-empty list of non-empty strings")
@@ -127,12 +210,45 @@ def _parse_lima(where: str, lineno: int, obj: dict) -> PromptRecord:
     return PromptRecord(lineno, "h" + messages_key(messages)[:12], messages, source, tags, reference)
 
 
+def instruction_text(instruction: str, input_: str = "") -> str:
+    """The user turn of an Alpaca-style row: the instruction, then its input (if any) after a blank
+    line, as the Alpaca and AlpacaEval data join them."""
+    return f"{instruction.strip()}\n\n{input_.strip()}" if input_ and input_.strip() else instruction.strip()
+
+
+def _parse_instruction(where: str, lineno: int, obj: dict) -> PromptRecord:
+    text = instruction_text(_text(where, obj, "instruction"), _text(where, obj, "input", required=False))
+    messages = [{"role": "user", "content": text}]
+    source = _text(where, obj, "dataset", required=False)
+    return PromptRecord(lineno, _external_id(where, obj.get("id"), messages), messages, source)
+
+
+def _parse_mtbench(where: str, lineno: int, obj: dict) -> PromptRecord:
+    turns = obj["turns"]
+    if not isinstance(turns, list) or not turns or not all(isinstance(t, str) and t.strip() for t in turns):
+        raise ImportFailed(f"{where}: 'turns' must be a non-empty list of non-empty strings")
+    reference = obj.get("reference") or []
+    if not isinstance(reference, list) or not all(isinstance(r, str) for r in reference):
+        raise ImportFailed(f"{where}: 'reference' must be a list of texts")
+    messages = [{"role": "user", "content": turns[0]}]
+    ext_id = _external_id(where, obj["question_id"], messages, "question_id")
+    category = _text(where, obj, "category", required=False)
+    # the later turns are asked after the system's own previous answer (generated, not given)
+    return PromptRecord(lineno, ext_id, messages, category, ["mt_bench"], reference[0] if reference else "", turns[1:])
+
+
 @dataclass
 class ImportReport:
     created: int = 0
     updated: int = 0
     unchanged: int = 0
     unmatched: list[str] = field(default_factory=list)
+    formats: Counter = field(default_factory=Counter)  # rows per format read
+    unused: Counter = field(default_factory=Counter)  # fields of the file we do not use: rows carrying each
+
+    def note(self, kind: str, unused: frozenset[str]) -> None:
+        self.formats[kind] += 1
+        self.unused.update(unused)
 
     def record(self, existing, values: dict, create) -> None:
         """Create the row, update it if a value changed, or count it unchanged (re-imports)."""
@@ -151,6 +267,11 @@ class ImportReport:
         text = f"{self.created} created, {self.updated} updated, {self.unchanged} unchanged"
         if self.unmatched:
             text += f", {len(self.unmatched)} unmatched"
+        if self.formats:
+            text += " (read as " + ", ".join(f"{kind} {n}" for kind, n in self.formats.most_common()) + ")"
+        if self.unused:
+            fields = ", ".join(f"{name} ({n} row{'s' if n != 1 else ''})" for name, n in sorted(self.unused.items()))
+            text += f"; fields not used: {fields}"
         return text
 
 
@@ -159,8 +280,10 @@ def import_prompts(
 ) -> ImportReport:
     records: list[PromptRecord] = []
     seen: dict[str, int] = {}
-    for lineno, obj in read_jsonl(path):
+    report = ImportReport()
+    for lineno, obj in read_records(path):
         record = parse_prompt_line(path, lineno, obj)
+        report.note(prompt_format(obj) or "", record.unused)
         if record.external_id in seen:
             raise ImportFailed(
                 f"{path}:{lineno}: prompt id {record.external_id!r} repeats line {seen[record.external_id]}"
@@ -171,7 +294,6 @@ def import_prompts(
         raise ImportFailed(f"{path}: no prompts in the file")
     if purpose not in PromptSet.Purpose.values:
         raise ImportFailed(f"purpose must be one of {', '.join(PromptSet.Purpose.values)}")
-    report = ImportReport()
     with transaction.atomic():
         prompt_set, created = PromptSet.objects.get_or_create(
             name=set_name, defaults={"purpose": purpose, "description": description}
@@ -183,6 +305,7 @@ def import_prompts(
                 "source": record.source,
                 "tags": record.tags,
                 "reference_answer": record.reference_answer,
+                "follow_ups": record.follow_ups,
             }
             report.record(
                 existing.get(record.external_id),
@@ -198,6 +321,8 @@ def import_prompts(
 
 RESPONSE_TEXT_KEYS = ("response", "output", "text")
 RESPONSE_PROMPT_KEYS = ("prompt", "instruction")
+# AlpacaEval's outputs carry more (generator, dataset, datasplit, price_per_example, raw_completion,
+# ...): fields not read here are listed once in the summary, never fatal.
 RESPONSE_KEYS = {
     "id",
     "prompt_id",
@@ -208,6 +333,7 @@ RESPONSE_KEYS = {
     "finish_reason",
     *RESPONSE_TEXT_KEYS,
     *RESPONSE_PROMPT_KEYS,
+    "input",
 }
 
 
@@ -220,6 +346,7 @@ class ResponseRecord:
     sample_index: int
     prompt_tokens: int | None
     completion_tokens: int | None
+    unused: frozenset[str] = frozenset()
 
 
 def _one_of(where: str, obj: dict, keys: tuple[str, ...]) -> str | None:
@@ -245,9 +372,6 @@ def _optional_count(where: str, obj: dict, key: str) -> int | None:
 
 def parse_response_line(path: Path, lineno: int, obj: dict) -> ResponseRecord:
     where = f"{path}:{lineno}"
-    unknown = set(obj) - RESPONSE_KEYS
-    if unknown:
-        raise ImportFailed(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
     text = _one_of(where, obj, RESPONSE_TEXT_KEYS)
     if text is None:
         raise ImportFailed(f"{where}: missing the response text ('response', 'output' or 'text')")
@@ -255,6 +379,8 @@ def parse_response_line(path: Path, lineno: int, obj: dict) -> ResponseRecord:
     if prompt_id is not None and (isinstance(prompt_id, bool) or not isinstance(prompt_id, str | int)):
         raise ImportFailed(f"{where}: 'id' must be a string or a number")
     prompt_text = _one_of(where, obj, RESPONSE_PROMPT_KEYS)
+    if prompt_text is not None and "instruction" in obj:
+        prompt_text = instruction_text(prompt_text, _text(where, obj, "input", required=False))
     if prompt_id is None and prompt_text is None:
         raise ImportFailed(f"{where}: give the prompt's 'id' or its exact text ('prompt' or 'instruction')")
     sample_index = obj.get("sample_index", 0)
@@ -268,6 +394,7 @@ def parse_response_line(path: Path, lineno: int, obj: dict) -> ResponseRecord:
         sample_index,
         _optional_count(where, obj, "prompt_tokens"),
         _optional_count(where, obj, "completion_tokens"),
+        frozenset(set(obj) - RESPONSE_KEYS),
     )
 
 
@@ -294,8 +421,9 @@ def import_responses(path: Path, system_name: str, set_name: str | None = None, 
     report = ImportReport()
     matched: list[tuple[ResponseRecord, Prompt]] = []
     keys: dict[tuple[int, int], int] = {}
-    for lineno, obj in read_jsonl(path):
+    for lineno, obj in read_records(path):
         record = parse_response_line(path, lineno, obj)
+        report.note("alpacaeval" if "instruction" in obj else "ours", record.unused)
         candidates = by_id.get(record.prompt_id, []) if record.prompt_id is not None else []
         if not candidates and record.prompt_text is not None:
             candidates = by_text.get(_normalise(record.prompt_text), [])

@@ -59,6 +59,11 @@ class Prompt(models.Model):
     source = models.CharField(max_length=100, blank=True, db_index=True)
     tags = models.JSONField(default=list, blank=True)
     reference_answer = models.TextField(blank=True, help_text="An answer that came with the prompt, if any.")
+    follow_ups = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Later user turns (MT-bench's second question), each asked after the system's own answer.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
