@@ -40,7 +40,8 @@ def preflight(name: str, config: dict[str, Any]) -> dict[str, Any]:
     API key variable, and that the server answers. Raises ConfigError saying what to fix."""
     config = validate_backend_config(name, config, check_paths=True)
     if name == "openai_compat":
-        from generation.openai_compat import check_reachable
+        from generation.openai_compat import check_reachable, resolve_dialect
 
         check_reachable(config["base_url"], config.get("api_key_env"))
+        config["dialect"] = resolve_dialect(config)  # 'auto' becomes what the server is
     return config

@@ -66,7 +66,8 @@ _BACKEND_FIELDS: dict[str, dict[str, tuple[type | tuple[type, ...], bool, str]]]
         "base_url": (str, True, "e.g. https://api.openai.com/v1 or http://127.0.0.1:8001/v1"),
         "model": (str, True, "the model name the server expects"),
         "api": (str, False, "'chat' (default) or 'completions' (legacy)"),
-        "api_key_env": (str, False, "name of the environment variable holding the API key"),
+        "api_key_env": (str, False, "the variable holding the key (default: none; OPENAI_API_KEY for OpenAI)"),
+        "dialect": (str, False, "openai, vllm, llamacpp, tgi, generic or auto: which sampling fields are sent"),
         "concurrency": (int, False, "requests in flight at once (default 8)"),
         "timeout": ((int, float), False, "seconds per request (default 120)"),
         "max_retries": (int, False, "retries for 429, 5xx and timeouts (default 5)"),
@@ -77,6 +78,8 @@ _BACKEND_FIELDS: dict[str, dict[str, tuple[type | tuple[type, ...], bool, str]]]
 }
 
 DTYPES = ("float32", "bfloat16", "float16", "auto")
+# generation.dialects.DIALECTS and "auto" (kept here: dialects imports this module)
+DIALECT_CHOICES = ("auto", "openai", "vllm", "llamacpp", "tgi", "generic")
 
 
 def validate_backend_config(backend: str, config: dict[str, Any] | None, *, check_paths: bool = True) -> dict[str, Any]:
@@ -134,6 +137,8 @@ def _check_hf_local(cfg: dict[str, Any], check_paths: bool) -> None:
 def _check_openai_compat(cfg: dict[str, Any]) -> None:
     if not cfg["base_url"].startswith(("http://", "https://")):
         raise ConfigError("openai_compat: base_url must start with http:// or https://")
+    if cfg.get("dialect", "auto") not in (*DIALECT_CHOICES,):
+        raise ConfigError(f"openai_compat: dialect must be one of {', '.join(DIALECT_CHOICES)}")
     if cfg.get("api", "chat") not in ("chat", "completions"):
         raise ConfigError("openai_compat: api must be 'chat' or 'completions'")
     if cfg.get("concurrency", 8) < 1:

@@ -11,6 +11,7 @@ from typing import Any
 
 import openai
 
+from generation import dialects
 from generation.config import ConfigError, SamplingConfig
 from generation.retry import MalformedResponse, PermanentError, RetryPolicy, call_with_retries
 from generation.types import GenerationRequest, GenerationResult
@@ -18,9 +19,14 @@ from generation.types import GenerationRequest, GenerationResult
 NO_KEY = "no-key"  # local servers ignore the key, but the client insists on one
 
 
-def api_key_from_env(env_name: str | None) -> str:
+def api_key_from_env(env_name: str | None, base_url: str) -> str:
+    """The key for this server: from the variable named for it, or OPENAI_API_KEY for OpenAI's own
+    host. Any other server gets no key: a user's OpenAI key never travels to a server it was not
+    named for (a loopback listener once captured it)."""
     if not env_name:
-        return os.environ.get("OPENAI_API_KEY", NO_KEY)
+        if not dialects.is_openai_host(base_url):
+            return NO_KEY
+        env_name = "OPENAI_API_KEY"
     value = os.environ.get(env_name)
     if not value:
         raise ConfigError(f"openai_compat: the environment variable {env_name} (api_key_env) is not set")
@@ -29,7 +35,18 @@ def api_key_from_env(env_name: str | None) -> str:
 
 def make_client(base_url: str, api_key_env: str | None, timeout: float) -> openai.OpenAI:
     # max_retries=0: retries are ours (jitter, Retry-After, permanent vs transient, recorded)
-    return openai.OpenAI(base_url=base_url, api_key=api_key_from_env(api_key_env), timeout=timeout, max_retries=0)
+    return openai.OpenAI(
+        base_url=base_url, api_key=api_key_from_env(api_key_env, base_url), timeout=timeout, max_retries=0
+    )
+
+
+def resolve_dialect(config: dict[str, Any]) -> str:
+    """The configured dialect, or the detected one when it is 'auto' (or unset)."""
+    dialect = config.get("dialect") or dialects.AUTO
+    if dialect != dialects.AUTO:
+        return dialect
+    key = api_key_from_env(config.get("api_key_env"), config["base_url"])
+    return dialects.detect(config["base_url"], None if key == NO_KEY else key)
 
 
 def check_reachable(base_url: str, api_key_env: str | None = None, timeout: float = 5.0) -> None:
@@ -53,6 +70,10 @@ def completion_prompt(messages: list[dict[str, str]]) -> str:
     return "\n\n".join(lines) + "\n\nAssistant:"
 
 
+# The transcript's own turn markers: a model completing it stops before inventing the next turn.
+COMPLETION_STOP = ["\nUser:", "\nSystem:"]
+
+
 class OpenAICompatBackend:
     def __init__(self, config: dict[str, Any]):
         self.config = config
@@ -61,23 +82,19 @@ class OpenAICompatBackend:
         self.concurrency = config.get("concurrency", 8)
         self.policy = RetryPolicy(max_retries=config.get("max_retries", 5))
         self.client = make_client(config["base_url"], config.get("api_key_env"), config.get("timeout", 120))
+        self.dialect = resolve_dialect(config)
 
     @property
     def preferred_chunk(self) -> int:
         return self.concurrency * 4
 
     def _request(self, request: GenerationRequest, sampling: SamplingConfig) -> dict[str, Any]:
-        common: dict[str, Any] = {
-            "model": self.model,
-            "temperature": sampling.temperature,
-            "top_p": sampling.top_p,
-            "max_tokens": sampling.max_new_tokens,
-        }
-        if sampling.seed is not None:
-            common["seed"] = sampling.seed + request.sample_index
-        if sampling.repetition_penalty != 1.0:
-            # vLLM and llama.cpp read it; OpenAI ignores unknown body fields sent this way
-            common["extra_body"] = {"repetition_penalty": sampling.repetition_penalty}
+        fields = dialects.sampling_fields(self.dialect, sampling)
+        common: dict[str, Any] = {"model": self.model, **fields.body}
+        if "seed" in common:
+            common["seed"] += request.sample_index
+        if fields.extra_body:
+            common["extra_body"] = fields.extra_body
         if self.api == "chat":
             reply = self.client.chat.completions.create(messages=request.messages, **common)  # type: ignore[arg-type]
             if not reply.choices or reply.choices[0].message is None or reply.choices[0].message.content is None:
@@ -85,11 +102,13 @@ class OpenAICompatBackend:
             choice = reply.choices[0]
             text = choice.message.content
         else:
-            reply = self.client.completions.create(prompt=completion_prompt(request.messages), **common)
+            reply = self.client.completions.create(
+                prompt=completion_prompt(request.messages), stop=COMPLETION_STOP, **common
+            )
             if not reply.choices or reply.choices[0].text is None:
                 raise MalformedResponse("no choices[0].text in the reply")
             choice = reply.choices[0]
-            text = choice.text
+            text = choice.text.strip()  # the transcript leaves a space (or a newline) after "Assistant:"
         usage = reply.usage
         return {
             "text": text,
@@ -116,6 +135,11 @@ class OpenAICompatBackend:
                 latency_seconds=time.monotonic() - started,
                 metadata={"retries": retries},
             )
+        metadata: dict[str, Any] = {"model": out["model"], "dialect": self.dialect}
+        if retries:
+            metadata["retries"] = retries
+        if notes := self.sampling_notes(sampling):
+            metadata["sampling_notes"] = notes
         return GenerationResult(
             key=request.key,
             text=out["text"],
@@ -123,8 +147,13 @@ class OpenAICompatBackend:
             completion_tokens=out["completion_tokens"],
             finish_reason=out["finish_reason"],
             latency_seconds=time.monotonic() - started,
-            metadata={"model": out["model"], "retries": retries} if retries else {"model": out["model"]},
+            notes="" if out["text"].strip() else "empty response",
+            metadata=metadata,
         )
+
+    def sampling_notes(self, sampling: SamplingConfig) -> list[str]:
+        """What of the sampling this server was not sent, or was sent under another name."""
+        return dialects.describe(self.dialect, sampling)
 
     def generate(self, requests: Sequence[GenerationRequest], sampling: SamplingConfig) -> Iterator[GenerationResult]:
         """Yield one result per request, in completion order, with at most `concurrency` in flight."""

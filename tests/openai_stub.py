@@ -1,6 +1,18 @@
 """A real local HTTP server that speaks the OpenAI protocol (chat completions, legacy
 completions, models), with scripted failures: 429 with Retry-After, 500, slow replies past the
-client's timeout, and malformed bodies. It counts every call. Used by tests and benchmarks."""
+client's timeout, and malformed bodies. It counts every call. Used by tests and benchmarks.
+
+It plays one server's dialect, with that server's quirks (generation/dialects.py says where each
+comes from):
+- "openai": 400 ``Unrecognized request argument supplied: <name>`` for any body field outside
+  OpenAI's API reference (as the real API answers); /v1/models cards owned by "system".
+- "vllm": reads ``repetition_penalty``; /v1/models cards ``owned_by: "vllm"``.
+- "llamacpp": reads ``repeat_penalty`` and ignores ``repetition_penalty`` silently; cards
+  ``owned_by: "llamacpp"``.
+- "tgi": reads ``presence_penalty`` as ``repetition_penalty - 2``; ``GET /info`` names its router.
+- "generic" (default): reads nothing beyond the standard fields, ignores the rest.
+Every server honours ``stop`` (the text ends before the first stop sequence). The repetition
+penalty each request was actually given is recorded in ``penalties``."""
 
 from __future__ import annotations
 
@@ -11,6 +23,28 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from generation.dialects import OPENAI_CHAT_FIELDS, OPENAI_COMPLETIONS_FIELDS
+
+OWNERS = {"openai": "system", "vllm": "vllm", "llamacpp": "llamacpp", "tgi": "tgi", "generic": "stub"}
+
+
+def effective_penalty(dialect: str, body: dict) -> float:
+    """The repetition penalty a server of this dialect applies for this request body."""
+    if dialect == "vllm":
+        return float(body.get("repetition_penalty", 1.0))
+    if dialect == "llamacpp":
+        return float(body.get("repeat_penalty", 1.0))
+    if dialect == "tgi" and "presence_penalty" in body:
+        return float(body["presence_penalty"]) + 2.0
+    return 1.0
+
+
+def apply_stop(text: str, stop) -> str:
+    for sequence in [stop] if isinstance(stop, str) else (stop or []):
+        if sequence in text:
+            text = text[: text.index(sequence)]
+    return text
 
 
 @dataclass(frozen=True)
@@ -33,12 +67,17 @@ def prompt_text(body: dict) -> str:
 
 
 class OpenAIStub:
-    def __init__(self, latency: float = 0.0, responder: Callable[[dict], str] | None = None):
+    def __init__(
+        self, latency: float = 0.0, responder: Callable[[dict], str] | None = None, dialect: str = "generic"
+    ):
+        self.dialect = dialect
         self.latency = latency
         self.responder = responder or (lambda body: f"Answer to: {prompt_text(body)}")
         self.scripts: dict[str, list[Reply]] = {}
         self.calls: Counter[str] = Counter()
         self.bodies: list[dict] = []
+        self.penalties: list[float] = []
+        self.authorizations: list[str | None] = []
         self.in_flight = 0
         self.max_in_flight = 0
         self._lock = threading.Lock()
@@ -93,18 +132,43 @@ class OpenAIStub:
                     pass
 
             def do_GET(self):
+                with stub._lock:
+                    stub.authorizations.append(self.headers.get("Authorization"))
                 if self.path.rstrip("/").endswith("/models"):
-                    self._send(
-                        200, json.dumps({"object": "list", "data": [{"id": "stub", "object": "model"}]}).encode()
-                    )
+                    card = {"id": "stub", "object": "model", "created": 0, "owned_by": OWNERS[stub.dialect]}
+                    self._send(200, json.dumps({"object": "list", "data": [card]}).encode())
+                elif self.path.rstrip("/") == "/info" and stub.dialect == "tgi":
+                    info = {"model_id": "stub", "router": "text-generation-router", "version": "3.3.6"}
+                    self._send(200, json.dumps(info).encode())
                 else:
                     self._send(404, b'{"error": {"message": "not found"}}')
+
+            def _unrecognized(self, body: dict) -> str | None:
+                """OpenAI refuses a body field it does not know."""
+                if stub.dialect != "openai":
+                    return None
+                known = OPENAI_CHAT_FIELDS if self.path.endswith("/chat/completions") else OPENAI_COMPLETIONS_FIELDS
+                unknown = sorted(set(body) - known)
+                return unknown[0] if unknown else None
 
             def do_POST(self):
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
                 with stub._lock:
                     stub.bodies.append(body)
+                    stub.authorizations.append(self.headers.get("Authorization"))
+                unknown = self._unrecognized(body)
+                if unknown:
+                    error = {
+                        "message": f"Unrecognized request argument supplied: {unknown}",
+                        "type": "invalid_request_error",
+                        "param": None,
+                        "code": None,
+                    }
+                    self._send(400, json.dumps({"error": error}).encode())
+                    return
+                with stub._lock:
+                    stub.penalties.append(effective_penalty(stub.dialect, body))
                     stub.in_flight += 1
                     stub.max_in_flight = max(stub.max_in_flight, stub.in_flight)
                 try:
@@ -124,7 +188,7 @@ class OpenAIStub:
                 if reply.body is not None:
                     self._send(200, reply.body)
                     return
-                text = stub.responder(body)
+                text = apply_stop(stub.responder(body), body.get("stop"))
                 usage = {"prompt_tokens": len(prompt_text(body).split()), "completion_tokens": len(text.split())}
                 usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
                 if self.path.endswith("/chat/completions"):

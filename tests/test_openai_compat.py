@@ -25,7 +25,7 @@ def run(b, reqs):
 
 
 def test_it_generates_with_the_chat_api_and_reports_usage():
-    with OpenAIStub() as stub:
+    with OpenAIStub(dialect="vllm") as stub:
         results = run(backend(stub), requests("hello there", "why"))
     assert results["hello there"].text == "Answer to: hello there"
     assert (results["hello there"].prompt_tokens, results["hello there"].completion_tokens) == (2, 4)

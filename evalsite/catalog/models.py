@@ -7,6 +7,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 
 from evalsite.core.safe_html import render_markdown
+from generation import dialects
 from generation.config import BACKENDS, ConfigError, SamplingConfig, validate_backend_config
 
 KNOWN_TAGS = ("ood", "safety", "multi_turn")
@@ -121,6 +122,18 @@ class System(models.Model):
     @property
     def sampling_config(self) -> SamplingConfig:
         return SamplingConfig.from_dict(self.sampling)
+
+    @property
+    def dialect(self) -> str | None:
+        """The server's dialect (openai_compat systems; 'auto' until detected), else None."""
+        return self.backend_config.get("dialect", dialects.AUTO) if self.backend == "openai_compat" else None
+
+    @property
+    def sampling_notes(self) -> list[str]:
+        """What of its sampling this system's server is not sent, or is sent under another name."""
+        if self.dialect in (None, dialects.AUTO):
+            return []
+        return dialects.describe(self.dialect, self.sampling_config)
 
 
 class Response(models.Model):

@@ -1,4 +1,4 @@
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -41,7 +41,14 @@ def job_list_json(request):
 @staff_required
 def job_detail(request, pk: int):
     job = get_object_or_404(GenerationJob.objects.select_related("system", "prompt_set"), pk=pk)
-    return render(request, "generations/job_detail.html", {"job": job, "row": job_row(job)})
+    empty = (
+        Response.objects.filter(system=job.system, prompt__prompt_set=job.prompt_set)
+        .filter(Q(text="") | Q(notes="empty response"))
+        .select_related("prompt")
+        .order_by("prompt_id", "sample_index")
+    )
+    context = {"job": job, "row": job_row(job), "empty": empty, "sampling_notes": job.system.sampling_notes}
+    return render(request, "generations/job_detail.html", context)
 
 
 @staff_required

@@ -8,6 +8,7 @@ from django.db import models
 
 from evalsite.annotation.models import Comparison, Outcome, Study
 from evalsite.core.jobs import Job, JobContext
+from generation.config import DIALECT_CHOICES
 
 
 class JudgeConfig(models.Model):
@@ -18,7 +19,17 @@ class JudgeConfig(models.Model):
     name = models.SlugField(max_length=100, unique=True)
     model = models.CharField(max_length=200, default="gpt-4")
     base_url = models.CharField(max_length=300, default="https://api.openai.com/v1")
-    api_key_env = models.CharField(max_length=100, default="OPENAI_API_KEY", blank=True)
+    api_key_env = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="the variable holding the key; empty: no key, except OPENAI_API_KEY for OpenAI's own host",
+    )
+    dialect = models.CharField(
+        max_length=10,
+        choices=[(d, d) for d in DIALECT_CHOICES],
+        default="auto",
+        help_text="which request fields the server reads (auto: detected from base_url and /v1/models)",
+    )
     template = models.CharField(max_length=10, choices=Template.choices, default=Template.LIMA)
     temperature = models.FloatField(default=0.0)
     max_tokens = models.PositiveIntegerField(default=512)

@@ -68,7 +68,7 @@ def plan(study: Study, config: JudgeConfig, comparison_ids: list[int] | None = N
 
 def preflight(config: JudgeConfig) -> None:
     try:
-        api_key_from_env(config.api_key_env or None)
+        api_key_from_env(config.api_key_env or None, config.base_url)
         check_reachable(config.base_url, config.api_key_env or None)
     except ConfigError as exc:
         hint = " (start it with: manage.py serve_openai)" if config.is_local else ""
