@@ -155,6 +155,13 @@ class HFLocalBackend:
         budget = max(1, self.loaded.context_length - sampling.max_new_tokens)
         items = []
         for request in requests:
+            if request.text is not None:  # a raw text to continue: its oldest tokens go first
+                ids = self.loaded.tokenizer(request.text, add_special_tokens=False)["input_ids"] or [
+                    self.loaded.tokenizer.eos_token_id
+                ]
+                note = f"the prompt lost its first {len(ids) - budget} tokens to fit" if len(ids) > budget else ""
+                items.append(_Item(request, ids[-budget:], note))
+                continue
             fitted = fit_to_context(self.loaded.tokenizer, request.messages, budget)
             items.append(_Item(request, fitted.input_ids, fitted.note))
         return items

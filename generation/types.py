@@ -13,6 +13,7 @@ class GenerationRequest:
     key: Any  # the caller's handle (e.g. (prompt id, sample index)), returned untouched
     messages: list[dict[str, str]]
     sample_index: int = 0
+    text: str | None = None  # a raw prompt to continue (legacy completions), instead of the chat format
 
 
 @dataclass
