@@ -176,6 +176,14 @@ TRAINING_RUNS_DIR = Path(env.str("TRAINING_RUNS_DIR", default=str(MODELS_DIR / "
 # on as many GPUs and hosts as that config names; the job follows its progress file.
 TRAINING_LAUNCHER = env.str("TRAINING_LAUNCHER", default="")
 
+# --- The judge ---------------------------------------------------------------------------------
+# Figure 2 carries a warning, with the numbers, when the judge's two orders agree less often than
+# this, when the first- (or second-) shown answer wins more than this share of decided verdicts,
+# or when more than this share of its verdicts cannot be read.
+JUDGE_WARN_CONSISTENCY = env.float("JUDGE_WARN_CONSISTENCY", default=0.6)
+JUDGE_WARN_POSITION_BIAS = env.float("JUDGE_WARN_POSITION_BIAS", default=0.75)
+JUDGE_WARN_UNREADABLE = env.float("JUDGE_WARN_UNREADABLE", default=0.2)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -9,12 +9,20 @@ from evalsite.core import jobs
 from evalsite.core.jobs import JobStatus
 from evalsite.judging import services
 from evalsite.judging.models import JudgeCall, JudgeJob, JudgeVerdict
-from evalsite.judging.results import summary
+from evalsite.judging.results import judge_summary
 from tests.conftest import wait_until
 from tests.judge_fixtures import PRICE, fair_judge, first_position_judge, judge_config, judged_study
 from tests.openai_stub import OpenAIStub, Reply
 
 pytestmark = pytest.mark.django_db
+
+
+def summary(job):
+    """judge_summary, its per-baseline counts as {baseline: {outcome: n}} (non-zero only)."""
+    s = judge_summary(job, bootstrap=0)
+    counts = {r["baseline"]: {k: v for k, v in r["counts"].items() if v} for r in s["per_baseline"]}
+    s["per_baseline"] = {baseline: c for baseline, c in counts.items() if c}
+    return s
 
 
 def run_job(study, config, **kwargs):
@@ -101,6 +109,7 @@ def test_429_with_retry_after_then_success():
         job = run_job(study, config)
     assert job.status == JobStatus.DONE and summary(job)["per_baseline"] == {"alpaca-65b": {"candidate": 1}}
     assert sum(stub.calls.values()) == 3
+    assert job.requests_sent == 3 and job.requests_answered == 3, "the 429 was a request too"
 
 
 def test_repeated_500s_garbage_and_timeouts_are_recorded_as_api_failures_not_ties():
@@ -116,12 +125,15 @@ def test_repeated_500s_garbage_and_timeouts_are_recorded_as_api_failures_not_tie
         stub.script(prompts[0], Reply(status=500))
         stub.script(prompts[1], Reply(body=b"<html>bad gateway</html>"))
         stub.script(prompts[2], Reply(delay=3))
-        job = run_job(study, judge_config(stub, timeout=1, max_retries=1))
+        job = run_job(study, judge_config(stub, timeout=1, max_retries=1), one_order="count")
+        by_default = run_job(study, job.config)  # the same calls again: the good ones from the cache
     s = summary(job)
     assert job.status == JobStatus.DONE and s["api_failures"] == 3 and s["parse_failures"] == 0
     errors = sorted(JudgeCall.objects.exclude(error="").values_list("error", flat=True))
     assert any("HTTP 500" in e for e in errors) and any("Timeout" in e for e in errors)
-    assert s["per_baseline"] == {"alpaca-65b": {"candidate": 3}}, "the other order still counts; a failure is no tie"
+    assert s["per_baseline"] == {"alpaca-65b": {"candidate": 3}}, "with --one-order count the other order decides"
+    s = summary(by_default)
+    assert s["per_baseline"] == {} and s["dropped"] == {"one order unreadable": 3}, "a failure is no tie"
 
 
 def test_a_budget_stops_the_job_before_it_is_exceeded():

@@ -1,6 +1,7 @@
 import json
 
 import pytest
+from bs4 import BeautifulSoup
 from django.core.management import call_command
 
 from evalsite.core import jobs
@@ -23,7 +24,8 @@ def finished_job():
 
 def test_staff_see_verdicts_with_their_raw_outputs(staff_client, finished_job):
     html = staff_client.get(f"/judge/jobs/{finished_job.pk}/").content.decode()
-    assert "Consistency across orders: 100%" in html
+    quality = BeautifulSoup(html, "html.parser").select_one("table.judge-quality")
+    assert quality.find("td").get_text().startswith("100% (2 comparisons")
     assert html.count("Answer A is significantly better.") + html.count("Answer B is significantly better.") == 4
     listing = staff_client.get("/judge/jobs/").content.decode()
     assert f"/judge/jobs/{finished_job.pk}/" in listing and "<td>gpt-4</td>" in listing

@@ -7,16 +7,17 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 
 from django.db import connection
+from django.db.models import Count, Q
 
 from evalsite.annotation.models import Study
 from evalsite.judging.models import JudgeJob
+from evalsite.judging.results import judge_summary
 from stats.agreement import tie_discounted_score
 from stats.outcomes import (
     LOSS,
     TIE,
     WIN,
     Pattern,
-    combine_orders,
     fleiss_from_patterns,
     tie_discounted_from_patterns,
     win_tie_loss,
@@ -64,18 +65,11 @@ WHERE c.study_id = %s AND NOT c.is_gold AND c.votes_candidate + c.votes_baseline
 GROUP BY s.name, c.votes_candidate, c.votes_baseline, c.votes_tie
 """
 
-JUDGE_ROWS = """
-SELECT s.name, o.cand_first, o.base_first, o.cand_first_verdict, o.base_first_verdict, o.length_bin, COUNT(*)
-FROM judging_judgeoutcome o JOIN catalog_system s ON s.id = o.baseline_id
-WHERE o.job_id = %s
-GROUP BY s.name, o.cand_first, o.base_first, o.cand_first_verdict, o.base_first_verdict, o.length_bin
-"""
-
 PERSON_JUDGE = """
-SELECT c.votes_candidate, c.votes_baseline, c.votes_tie, o.cand_first, o.base_first, COUNT(*)
+SELECT c.votes_candidate, c.votes_baseline, c.votes_tie, o.outcome, COUNT(*)
 FROM judging_judgeoutcome o JOIN annotation_comparison c ON c.id = o.comparison_id
-WHERE o.job_id = %s AND c.votes_candidate + c.votes_baseline + c.votes_tie > 0
-GROUP BY c.votes_candidate, c.votes_baseline, c.votes_tie, o.cand_first, o.base_first
+WHERE o.job_id = %s AND o.outcome <> '' AND c.votes_candidate + c.votes_baseline + c.votes_tie > 0
+GROUP BY c.votes_candidate, c.votes_baseline, c.votes_tie, o.outcome
 """
 
 # Each annotator against the others on the same comparisons, from the counters: with the
@@ -90,39 +84,11 @@ WHERE c.study_id = %s AND NOT c.is_gold AND c.votes_candidate + c.votes_baseline
 GROUP BY u.username, j.outcome, c.votes_candidate, c.votes_baseline, c.votes_tie
 """
 
-LENGTH_LABELS = [
-    "candidate shorter by 500+",
-    "shorter by 100-500",
-    "within 100 characters",
-    "longer by 100-500",
-    "candidate longer by 500+",
-]
-
-
 def human_patterns(study: Study) -> dict[str, dict[Pattern, int]]:
     out: dict[str, dict[Pattern, int]] = defaultdict(dict)
     for baseline, c, b, t, n in _rows(HUMAN_PATTERNS, [study.pk]):
         out[baseline][(int(c), int(b), int(t))] = int(n)
     return out
-
-
-def judge_rows(job: JudgeJob) -> list[tuple]:
-    return _rows(JUDGE_ROWS, [job.pk])
-
-
-def judge_patterns(job: JudgeJob, rows: list[tuple] | None = None) -> tuple[dict[str, dict[Pattern, int]], dict]:
-    """Per baseline, one combined outcome per comparison as a one-vote pattern; and the
-    consistency of the two orders."""
-    out: dict[str, Counter] = defaultdict(Counter)
-    both = agree = 0
-    for baseline, cf, bf, _, _, _, n in rows if rows is not None else judge_rows(job):
-        if cf and bf:
-            both += n
-            agree += n if cf == bf else 0
-        combined = combine_orders(cf, bf, job.policy)
-        if combined:
-            out[baseline][{WIN: (1, 0, 0), LOSS: (0, 1, 0), TIE: (0, 0, 1)}[combined]] += n
-    return {k: dict(v) for k, v in out.items()}, {"pairs": both, "consistency": agree / both if both else None}
 
 
 def figure(patterns: dict[str, dict[Pattern, int]], rule: str = "majority") -> list[dict]:
@@ -165,10 +131,7 @@ def annotator_agreement(study: Study) -> list[dict]:
 def person_judge(job: JudgeJob, study: Study) -> dict:
     score = n = 0.0
     confusion: Counter = Counter()
-    for c, b, t, cf, bf, count in _rows(PERSON_JUDGE, [job.pk]):
-        judge = combine_orders(cf, bf, job.policy)
-        if not judge:
-            continue
+    for c, b, t, judge, count in _rows(PERSON_JUDGE, [job.pk]):
         for human, votes in ((WIN, c), (LOSS, b), (TIE, t)):
             confusion[(human, judge)] += votes * count
             score += votes * count * tie_discounted_score(human, judge)
@@ -186,41 +149,17 @@ def person_judge(job: JudgeJob, study: Study) -> dict:
     return {"tie_discounted_accuracy": score / n if n else None, "pairs": int(n), "cohen_kappa": kappa}
 
 
-def scorecard(job: JudgeJob, rows: list[tuple] | None = None) -> dict:
-    rows = rows if rows is not None else judge_rows(job)
-    position: Counter = Counter()
-    bins: dict[int, Counter] = defaultdict(Counter)
-    parse_failures = api_failures = verdicts = 0
-    for _, cf, bf, cfv, bfv, length, n in rows:
-        for verdict, outcome in ((cfv, cf), (bfv, bf)):
-            if verdict == "-":
-                continue  # not judged yet
-            verdicts += n
-            if verdict == "error":
-                api_failures += n
-            elif verdict == "":
-                parse_failures += n
-            else:
-                position[verdict] += n
-                bins[length][outcome] += n
-    first, second = position["first"], position["second"]
-    length_rows = []
-    for k, label in enumerate(LENGTH_LABELS):
-        decided = sum(bins[k].values())
-        length_rows.append({"bin": label, "n": decided, "win_rate": bins[k][WIN] / decided if decided else None})
-    return {
-        "first_wins": first,
-        "second_wins": second,
-        "ties": position["tie"],
-        "position_bias": first / (first + second) if first + second else None,
-        "length": length_rows,
-        "verdicts": verdicts,
-        "parse_failures": parse_failures,
-        "api_failures": api_failures,
-        "tokens_in": job.tokens_in,
-        "tokens_out": job.tokens_out,
-        "cost": job.spend,
-    }
+def default_judge_job(study: Study) -> JudgeJob | None:
+    """The job a figure shows when none is picked: the largest finished job on the study (most
+    comparisons counted), not the latest, which may be a six-comparison trial; the latest running
+    one when none has finished."""
+    finished = (
+        study.judge_jobs.filter(status__in=["done", "stopped"])
+        .annotate(counted=Count("outcomes", filter=~Q(outcomes__outcome="")))
+        .order_by("-counted", "-created_at")
+        .first()
+    )
+    return finished or study.judge_jobs.filter(status="running").order_by("-created_at").first()
 
 
 def dashboard(study: Study, rule: str = "majority", job: JudgeJob | None = None, details: bool = True) -> dict:
@@ -234,19 +173,36 @@ def dashboard(study: Study, rule: str = "majority", job: JudgeJob | None = None,
         "person_person": person_person(study, human, per_annotator=details),
         "judge": None,
     }
-    job = job or study.judge_jobs.filter(status__in=["done", "stopped", "running"]).order_by("-created_at").first()
+    job = job or default_judge_job(study)
     if job:
-        rows = judge_rows(job)
-        patterns, consistency = judge_patterns(job, rows)
-        data["judge"] = {
-            "job": job,
-            "label": job.config.label,
-            "figure": figure(patterns, "majority"),
-            "consistency": consistency,
-            "scorecard": scorecard(job, rows),
-            "person_judge": person_judge(job, study) if details else None,
-        }
+        data["judge"] = judge_panel(job, study, details)
     return data
+
+
+def judge_panel(job: JudgeJob, study: Study, details: bool = True) -> dict:
+    """What the page, the report and the exports show of the judge: judge_summary's numbers."""
+    summary = judge_summary(job)
+    return {
+        **summary,
+        "figure": summary["per_baseline"],
+        "consistency": {"pairs": summary["pairs_with_both_orders"], "consistency": summary["consistency"]},
+        "scorecard": {
+            key: summary[key]
+            for key in (
+                "first_wins",
+                "second_wins",
+                "ties",
+                "position_bias",
+                "length",
+                "verdicts",
+                "parse_failures",
+                "api_failures",
+                "unreadable_share",
+            )
+        }
+        | {"tokens_in": job.tokens_in, "tokens_out": job.tokens_out, **summary["money"]},
+        "person_judge": person_judge(job, study) if details else None,
+    }
 
 
 BY_SOURCE = """

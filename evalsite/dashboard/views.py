@@ -1,5 +1,6 @@
 import csv
 import json
+from decimal import Decimal
 from urllib.parse import urlencode
 
 from django.http import HttpResponse, JsonResponse
@@ -137,8 +138,14 @@ def export(request, name: str, fmt: str):
             payload["judge"] = {
                 "label": j["label"],
                 "job": j["job"].pk,
+                "method": j["method"],
+                "policy": j["policy"],
+                "one_order": j["one_order"],
+                "counted": j["counted"],
+                "dropped": j["dropped"],
+                "warnings": j["warnings"],
                 "consistency": j["consistency"],
-                "scorecard": {**j["scorecard"], "cost": float(j["scorecard"]["cost"])},
+                "scorecard": {k: float(v) if isinstance(v, Decimal) else v for k, v in j["scorecard"].items()},
                 "person_judge": j["person_judge"],
             }
         payload["breakdowns"] = data.breakdowns(result["study"], result["rule"])

@@ -42,6 +42,16 @@ class JudgeConfig(models.Model):
         default=False, help_text="a local model standing in for GPT-4: labelled 'local judge'"
     )
 
+    class Method(models.TextChoices):
+        TEXT = "text", "text: the judge writes its verdict, parsed strictly"
+        LOGPROBS = "logprobs", "logprobs: the probabilities of a one-letter verdict (A / B / C)"
+        SCORE = "score", "score: the same from a local model's one forward pass (serve_openai), no generation"
+
+    method = models.CharField(max_length=8, choices=Method.choices, default=Method.TEXT)
+    tie_margin = models.FloatField(
+        default=0.1, help_text="probability verdicts: a tie unless the winner leads the other answer by this much"
+    )
+
     def __str__(self) -> str:
         return self.name
 
@@ -49,6 +59,15 @@ class JudgeConfig(models.Model):
     def label(self) -> str:
         """How results are labelled: a local model is never called GPT-4."""
         return f"{self.name} (local judge)" if self.is_local else self.model
+
+    @property
+    def reads_probabilities(self) -> bool:
+        return self.method != self.Method.TEXT
+
+    @property
+    def prompt_template(self) -> str:
+        """The template a call renders: probability methods ask for one letter."""
+        return "letter" if self.reads_probabilities else self.template
 
     def cost(self, input_tokens: int, output_tokens: int) -> Decimal:
         return (
@@ -78,6 +97,12 @@ class JudgeCall(models.Model):
     verdict = models.CharField(
         max_length=12, blank=True, help_text="first, second, tie; fail, pass, excellent; 1-6; empty: unreadable"
     )
+    p_first = models.FloatField(null=True, blank=True, help_text="probability verdicts: P(the first answer)")
+    p_second = models.FloatField(null=True, blank=True)
+    p_tie = models.FloatField(null=True, blank=True)
+    requests = models.PositiveIntegerField(
+        default=0, help_text="HTTP requests that left for this call (retries and a crashed attempt's included)"
+    )
     parse_error = models.CharField(max_length=200, blank=True)
     error = models.TextField(blank=True)
     input_tokens = models.PositiveIntegerField(default=0)
@@ -93,9 +118,14 @@ class JudgeCall(models.Model):
     def make_key(
         config: JudgeConfig, template_hash: str, messages: list, first: str, second: str, template: str | None = None
     ) -> str:
+        """Everything that changes the answer: the server (base_url) and what is sent to it (model,
+        dialect, method, template and its text, sampling), both answers and their order."""
         payload = [
+            config.base_url.rstrip("/"),
             config.model,
-            template or config.template,
+            config.dialect,
+            config.method,
+            template or config.prompt_template,
             template_hash,
             messages,
             first,
@@ -111,12 +141,18 @@ class JudgeJob(Job):
         TIE = "tie", "orders that disagree count as a tie"
         DROP = "drop", "orders that disagree are dropped"
 
+    class OneOrder(models.TextChoices):
+        DROP = "drop", "a comparison needs both orders readable"
+        COUNT = "count", "one readable order decides alone"
+
     queue = "judge"
     progress_unit = "judgment"
 
     study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="judge_jobs")
     config = models.ForeignKey(JudgeConfig, on_delete=models.PROTECT, related_name="jobs")
     policy = models.CharField(max_length=4, choices=Policy.choices, default=Policy.TIE)
+    one_order = models.CharField(max_length=5, choices=OneOrder.choices, default=OneOrder.DROP)
+    jury = models.CharField(max_length=200, blank=True, help_text="the jury this job sits on (its members' names)")
     comparison_ids = models.JSONField(default=list, blank=True, help_text="a subset; empty means every comparison")
     budget = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True)
     spend = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))
@@ -126,6 +162,8 @@ class JudgeJob(Job):
     cache_hits = models.PositiveIntegerField(default=0)
     tokens_in = models.PositiveBigIntegerField(default=0)
     tokens_out = models.PositiveBigIntegerField(default=0)
+    requests_sent = models.PositiveIntegerField(default=0, help_text="counted before each request leaves")
+    requests_answered = models.PositiveIntegerField(default=0, help_text="counted when its answer is recorded")
 
     class Meta:
         ordering = ["-created_at"]
@@ -185,6 +223,15 @@ class JudgeOutcome(models.Model):
     base_first = models.CharField(max_length=10, blank=True, help_text="outcome when the baseline was shown first")
     cand_first_verdict = models.CharField(max_length=6, default="-", help_text="first/second/tie, '' unreadable, error")
     base_first_verdict = models.CharField(max_length=6, default="-", help_text="'-': not judged yet")
+    # probability verdicts, per order: P(candidate better) and P(tie)
+    cand_first_p_win = models.FloatField(null=True, blank=True)
+    cand_first_p_tie = models.FloatField(null=True, blank=True)
+    base_first_p_win = models.FloatField(null=True, blank=True)
+    base_first_p_tie = models.FloatField(null=True, blank=True)
+    # what the comparison counts as, by the job's rules (judging.combine): the figures group by it
+    outcome = models.CharField(max_length=10, blank=True, help_text="candidate / baseline / tie; empty: not counted")
+    dropped = models.CharField(max_length=40, blank=True, help_text="why it is not counted, if it is not")
+    p_win = models.FloatField(null=True, blank=True, help_text="P(candidate better), averaged over both orders")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["job", "comparison"], name="judge_outcome_once")]

@@ -11,6 +11,7 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+import openai
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -29,9 +30,10 @@ from evalsite.judging.models import (
 from evalsite.judging.templates import REMINDERS, parse, render, template_hash
 from generation.openai_compat import make_client
 from generation.retry import MalformedResponse, PermanentError, RetryPolicy, call_with_retries
+from stats.judge import Probabilities, candidate_view, combine, label_probabilities
 
 ORDERS = (JudgeVerdict.Order.CANDIDATE_FIRST, JudgeVerdict.Order.BASELINE_FIRST)
-EXPECTED_OUTPUT_TOKENS = {"lima": 12, "mtbench": 250}
+EXPECTED_OUTPUT_TOKENS = {"lima": 12, "mtbench": 250, "letter": 1}
 
 
 def estimate_tokens(text: str) -> int:
@@ -50,45 +52,90 @@ def estimate(config: JudgeConfig, comparisons) -> tuple[int, int, Decimal]:
     for comparison in comparisons:
         for order in ORDERS:
             first, second = answers_in_order(comparison, order)
-            tokens_in += estimate_tokens(render(config.template, comparison.prompt.messages, first, second))
-            tokens_out += min(config.max_tokens, EXPECTED_OUTPUT_TOKENS[config.template])
+            tokens_in += estimate_tokens(render(config.prompt_template, comparison.prompt.messages, first, second))
+            tokens_out += min(config.max_tokens, EXPECTED_OUTPUT_TOKENS[config.prompt_template])
     return tokens_in, tokens_out, config.cost(tokens_in, tokens_out)
 
 
-def call_judge(client, config: JudgeConfig, prompt_text: str, policy: RetryPolicy, template: str | None = None) -> dict:
-    """One judgment, with one format reminder if the first answer cannot be parsed."""
-    template = template or config.template
+TOP_LOGPROBS = 20  # OpenAI's most; the three labels are always among them for a judge that follows the template
+
+
+def call_judge(
+    client,
+    config: JudgeConfig,
+    prompt_text: str,
+    policy: RetryPolicy,
+    template: str | None = None,
+) -> dict:
+    """One judgment: the text method with one format reminder if the first answer cannot be
+    parsed; the probability methods (logprobs, score) with one request for one token and its
+    top_logprobs, read as P(A), P(B), P(C). Counts its HTTP requests (``requests``, retries and
+    the reminder included) and the answers that came back (``answered``)."""
+    template = template or config.prompt_template
     started = time.monotonic()
     messages = [{"role": "user", "content": prompt_text}]
     out: dict = {"raw": "", "retry_raw": "", "verdict": "", "parse_error": "", "error": "", "in": 0, "out": 0}
+    out["requests"] = out["answered"] = 0
+    probabilities = template == "letter"
 
-    def ask(msgs: list[dict]) -> str:
-        reply = call_with_retries(
-            lambda: client.chat.completions.create(
-                model=config.model, messages=msgs, temperature=config.temperature, max_tokens=config.max_tokens
-            ),
-            policy,
-        )
-        text = reply.choices[0].message.content if reply.choices and reply.choices[0].message else None
-        if text is None:
-            raise PermanentError("the reply has no choices[0].message.content")
+    def request(msgs: list[dict]):
+        out["requests"] += 1
+        try:
+            if probabilities:
+                reply = client.chat.completions.create(
+                    model=config.model,
+                    messages=msgs,
+                    temperature=0,
+                    max_tokens=1,
+                    logprobs=True,
+                    top_logprobs=TOP_LOGPROBS,
+                )
+            else:
+                reply = client.chat.completions.create(
+                    model=config.model, messages=msgs, temperature=config.temperature, max_tokens=config.max_tokens
+                )
+        except openai.APIStatusError:
+            out["answered"] += 1  # it answered, with an error
+            raise
+        out["answered"] += 1
+        return reply
+
+    def ask(msgs: list[dict]):
+        reply = call_with_retries(lambda: request(msgs), policy)
+        if not reply.choices or reply.choices[0].message is None or reply.choices[0].message.content is None:
+            raise MalformedResponse("the reply has no choices[0].message.content")
+        text = reply.choices[0].message.content
         usage = reply.usage
         out["in"] += usage.prompt_tokens if usage else estimate_tokens(" ".join(m["content"] for m in msgs))
         out["out"] += usage.completion_tokens if usage else estimate_tokens(text)
-        return text
+        return reply, text
 
     try:
-        out["raw"] = ask(messages)
-        parsed = parse(template, out["raw"])
-        if parsed.verdict is None:
-            reminder = [
-                *messages,
-                {"role": "assistant", "content": out["raw"]},
-                {"role": "user", "content": REMINDERS[template]},
-            ]
-            out["retry_raw"] = ask(reminder)
-            parsed = parse(template, out["retry_raw"])
-        out["verdict"], out["parse_error"] = parsed.verdict or "", parsed.reason
+        reply, out["raw"] = ask(messages)
+        if probabilities:
+            logprobs = reply.choices[0].logprobs
+            if logprobs is None or not logprobs.content:
+                raise PermanentError(
+                    f"the server returned no logprobs: method {config.method} needs them (or use --method text)"
+                )
+            top = [(t.token, t.logprob) for t in (logprobs.content[0].top_logprobs or [])]
+            p = label_probabilities(top or [(logprobs.content[0].token, logprobs.content[0].logprob)])
+            if p is None:
+                out["parse_error"] = "none of A, B, C among the most probable next tokens"
+            else:
+                out["p"] = p
+                out["verdict"] = p.hard(config.tie_margin)
+        else:
+            parsed = parse(template, out["raw"])
+            if parsed.verdict is None:
+                reminder = [
+                    *messages,
+                    {"role": "assistant", "content": out["raw"]},
+                    {"role": "user", "content": REMINDERS[template]},
+                ]
+                _, out["retry_raw"] = ask(reminder)
+                parsed = parse(template, out["retry_raw"])
+            out["verdict"], out["parse_error"] = parsed.verdict or "", parsed.reason
     except (PermanentError, MalformedResponse) as exc:
         out["error"] = str(exc)
     out["latency"] = time.monotonic() - started
@@ -135,10 +182,28 @@ def store(call: JudgeCall, result: dict, config: JudgeConfig) -> JudgeCall:
     call.raw_output, call.retry_output = result["raw"], result["retry_raw"]
     call.verdict, call.parse_error, call.error = result["verdict"], result["parse_error"][:200], result["error"]
     call.input_tokens, call.output_tokens = result["in"], result["out"]
+    p = result.get("p")
+    call.p_first, call.p_second, call.p_tie = (p.first, p.second, p.tie) if p else (None, None, None)
     call.cost = config.cost(result["in"], result["out"])
     call.latency_seconds = result["latency"]
     call.status = JudgeCall.Status.FAILED if result["error"] else JudgeCall.Status.DONE
-    call.save()
+    call.save(
+        update_fields=[
+            "raw_output",
+            "retry_output",
+            "verdict",
+            "parse_error",
+            "error",
+            "input_tokens",
+            "output_tokens",
+            "p_first",
+            "p_second",
+            "p_tie",
+            "cost",
+            "latency_seconds",
+            "status",
+        ]
+    )  # not `requests`: counted as each request left
     return call
 
 
@@ -149,20 +214,55 @@ def record(job: JudgeJob, comparison, order: str, call: JudgeCall) -> None:
     _, created = JudgeVerdict.objects.get_or_create(
         job=job, comparison_id=comparison.pk, order=order, defaults={"call": call, "outcome": outcome}
     )
-    if not created:
-        return
-    row, _ = JudgeOutcome.objects.get_or_create(
-        job=job,
-        comparison_id=comparison.pk,
-        defaults={
-            "baseline_id": comparison.baseline_id,
-            "length_bin": length_bin(comparison.candidate_response.text, comparison.baseline_response.text),
-        },
-    )
+    if created:
+        apply_verdict(job, comparison, order, call)
+
+
+def apply_verdict(job: JudgeJob, comparison, order: str, call: JudgeCall) -> None:
+    """Write one order's verdict into the comparison's JudgeOutcome row and count the comparison
+    again by the job's rules: the one path that recording and reparsing both take."""
+    ok = call.status == JudgeCall.Status.DONE
     prefix = "cand_first" if order == JudgeVerdict.Order.CANDIDATE_FIRST else "base_first"
-    JudgeOutcome.objects.filter(pk=row.pk).update(
-        **{prefix: outcome, f"{prefix}_verdict": call.verdict if ok else "error"}
+    p_win = p_tie = None
+    if ok and call.p_first is not None:
+        p = Probabilities(call.p_first, call.p_second or 0.0, call.p_tie or 0.0)
+        p_win, p_tie = candidate_view(p, order == JudgeVerdict.Order.CANDIDATE_FIRST)
+    with transaction.atomic():
+        row, _ = JudgeOutcome.objects.select_for_update().get_or_create(
+            job=job,
+            comparison_id=comparison.pk,
+            defaults={
+                "baseline_id": comparison.baseline_id,
+                "length_bin": length_bin(comparison.candidate_response.text, comparison.baseline_response.text),
+            },
+        )
+        setattr(row, prefix, outcome_of(call.verdict, order) if ok else "")
+        setattr(row, f"{prefix}_verdict", call.verdict if ok else "error")
+        setattr(row, f"{prefix}_p_win", p_win)
+        setattr(row, f"{prefix}_p_tie", p_tie)
+        count(row, job)
+        row.save()
+
+
+def count(row: JudgeOutcome, job: JudgeJob) -> None:
+    """Set what the comparison counts as (outcome, dropped, p_win) from both orders."""
+
+    def side(prefix: str) -> str | None:
+        return None if getattr(row, f"{prefix}_verdict") == "-" else getattr(row, prefix)
+
+    def probs(prefix: str) -> tuple[float, float] | None:
+        win = getattr(row, f"{prefix}_p_win")
+        return None if win is None else (win, getattr(row, f"{prefix}_p_tie") or 0.0)
+
+    counted = combine(
+        side("cand_first"),
+        side("base_first"),
+        policy=job.policy,
+        one_order=job.one_order,
+        probabilities=(probs("cand_first"), probs("base_first")) if job.config.reads_probabilities else None,
+        margin=job.config.tie_margin,
     )
+    row.outcome, row.dropped, row.p_win = counted.outcome, counted.dropped, counted.p_win
 
 
 def ask_all(
@@ -179,19 +279,28 @@ def ask_all(
     record: Callable[[Any, JudgeCall, str], None],
     budget: Decimal | None = None,
     spent: Decimal = Decimal(0),
+    unanswered: int = 0,
     detail: Callable[[Decimal], str] | None = None,
+    sent: Callable[[int], None] | None = None,
+    answered: Callable[[int], None] | None = None,
 ) -> None:
     """The loop judge and rating jobs share: for each work item, reserve its cache row (see
     reserve), make the calls this job owns through a bounded pool, take answers another job already
     has or is making, and hand every answer to ``record(item, call, source)``, where source is
     "called", "cached" or "waited". With a budget, no call is started whose expected cost would
-    take the spend past it (JobStopped). Reservations left unanswered are released at the end."""
+    take the spend past it (JobStopped): the spend counts the requests of earlier attempts that
+    left without a recorded answer (``unanswered``, a crash) at their expected cost, and the calls
+    in flight. ``sent(n)`` is told of each call's first request before it leaves (its retries when
+    it returns), ``answered(n)`` of the answers that came back. Reservations left unanswered are released at the end."""
     thash = template_hash(template)
     client = make_client(config.base_url, config.api_key_env or None, config.timeout)
     policy = RetryPolicy(max_retries=config.max_retries)
     deferred: list[tuple[Any, int]] = []
     reserved: set[int] = set()
     over_budget = False
+    if unanswered and work:
+        # paid or not, a request that left and whose answer was never recorded counts against the budget
+        spent += unanswered * config.cost(estimate_tokens(prompt_of(work[0])), EXPECTED_OUTPUT_TOKENS[template])
     try:
         with ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="judge") as pool:
             for chunk in chunked(work, config.concurrency * 2):
@@ -216,10 +325,23 @@ def ask_all(
                             over_budget = True
                             break
                         in_flight += expected
-                    futures[pool.submit(call_judge, client, config, prompt_text, policy, template)] = (item, call)
+                    # the request is on the books before it leaves: a crash after this shows as a
+                    # request without an answer, never as nothing
+                    JudgeCall.objects.filter(pk=call.pk).update(requests=F("requests") + 1)
+                    if sent:
+                        sent(1)
+                    future = pool.submit(call_judge, client, config, prompt_text, policy, template)
+                    futures[future] = (item, call)
                 for future in as_completed(futures):
                     item, call = futures[future]
-                    call = store(call, future.result(), config)
+                    result = future.result()
+                    if result["requests"] > 1:  # retries and a format reminder
+                        JudgeCall.objects.filter(pk=call.pk).update(requests=F("requests") + result["requests"] - 1)
+                        if sent:
+                            sent(result["requests"] - 1)
+                    if answered:
+                        answered(result["answered"])
+                    call = store(call, result, config)
                     record(item, call, "called")
                     spent += call.cost
                     done += 1
@@ -238,7 +360,8 @@ def ask_all(
 
 def run_judge_job(job: JudgeJob, ctx: JobContext) -> None:
     config = job.config
-    thash = template_hash(config.template)
+    template = config.prompt_template
+    thash = template_hash(template)
     comparisons = list(job.comparisons())
     finished = set(JudgeVerdict.objects.filter(job=job).values_list("comparison_id", "order"))
     work = [(c, o) for c in comparisons for o in ORDERS if (c.pk, o) not in finished]
@@ -253,7 +376,7 @@ def run_judge_job(job: JudgeJob, ctx: JobContext) -> None:
 
     def prompt_of(item) -> str:
         comparison, order = item
-        return render(config.template, comparison.prompt.messages, *answers_in_order(comparison, order))
+        return render(template, comparison.prompt.messages, *answers_in_order(comparison, order))
 
     def record_verdict(item, call: JudgeCall, source: str) -> None:
         comparison, order = item
@@ -275,13 +398,16 @@ def run_judge_job(job: JudgeJob, ctx: JobContext) -> None:
         work,
         done,
         total,
-        template=config.template,
+        template=template,
         key_of=key_of,
         prompt_of=prompt_of,
         record=record_verdict,
         budget=job.budget,
         spent=Decimal(counters.values_list("spend", flat=True).get()),
+        unanswered=max(0, job.requests_sent - job.requests_answered),
         detail=lambda spent: f"spent {spent:.4f}",
+        sent=lambda n: counters.update(requests_sent=F("requests_sent") + n),
+        answered=lambda n: counters.update(requests_answered=F("requests_answered") + n),
     )
 
 

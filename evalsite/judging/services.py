@@ -81,11 +81,15 @@ def start_judge_job(
     *,
     budget: Decimal | None = None,
     policy: str = "tie",
+    one_order: str = "drop",
+    jury: str = "",
     comparison_ids: list[int] | None = None,
     enqueue: bool = True,
 ) -> tuple[JudgeJob, bool]:
     if policy not in JudgeJob.Policy.values:
         raise CannotJudge(f"policy must be one of {', '.join(JudgeJob.Policy.values)}")
+    if one_order not in JudgeJob.OneOrder.values:
+        raise CannotJudge(f"one_order must be one of {', '.join(JudgeJob.OneOrder.values)}")
     estimate_ = plan(study, config, comparison_ids)
     preflight(config)
     with transaction.atomic():
@@ -98,6 +102,8 @@ def start_judge_job(
             study=study,
             config=config,
             policy=policy,
+            one_order=one_order,
+            jury=jury,
             budget=budget,
             comparison_ids=sorted(comparison_ids or []),
             estimate_tokens=estimate_["tokens_in"] + estimate_["tokens_out"],
@@ -109,24 +115,30 @@ def start_judge_job(
 
 
 def reparse(job: JudgeJob) -> int:
-    """Parse the stored raw outputs again (after a parser fix): no API call. Returns changes."""
+    """Parse the stored raw outputs again (after a parser fix): no API call. Each verdict goes
+    back through the path that recorded it, so the comparisons' outcomes (what every figure,
+    page, export and command reads) follow. Returns how many verdicts changed."""
     from evalsite.judging.models import JudgeCall, outcome_of
+    from evalsite.judging.runner import apply_verdict
     from evalsite.judging.templates import parse
 
     changed = 0
-    for verdict in job.verdicts.select_related("call"):
+    verdicts = job.verdicts.select_related(
+        "call", "comparison__candidate_response", "comparison__baseline_response"
+    ).order_by("pk")
+    for verdict in verdicts:
         call = verdict.call
-        if call.status != JudgeCall.Status.DONE:
-            continue
-        parsed = parse(call.template, call.retry_output or call.raw_output)
-        if (parsed.verdict or "") != call.verdict:
-            call.verdict, call.parse_error = parsed.verdict or "", parsed.reason
-            call.save(update_fields=["verdict", "parse_error"])
-        outcome = outcome_of(call.verdict, verdict.order)
+        if call.status == JudgeCall.Status.DONE and call.p_first is None:  # probabilities need no parsing
+            parsed = parse(call.template, call.retry_output or call.raw_output)
+            if (parsed.verdict or "") != call.verdict:
+                call.verdict, call.parse_error = parsed.verdict or "", parsed.reason
+                call.save(update_fields=["verdict", "parse_error"])
+        outcome = outcome_of(call.verdict, verdict.order) if call.status == JudgeCall.Status.DONE else ""
         if outcome != verdict.outcome:
             verdict.outcome = outcome
             verdict.save(update_fields=["outcome"])
             changed += 1
+        apply_verdict(job, verdict.comparison, verdict.order, call)
     return changed
 
 

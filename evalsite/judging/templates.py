@@ -73,15 +73,32 @@ LIKERT_TEMPLATE = """Evaluate the response below to the stated original question
 
 Reply with "Score: N", where N is a whole number from 1 to 6."""
 
+# Probability verdicts (methods logprobs and score): the annotators' question, answered with one
+# letter, so that the judge's next-token distribution over A / B / C is the verdict.
+LETTER_TEMPLATE = LIMA_TEMPLATE.split("Comparing these two answers")[0] + """Comparing these two answers, which answer is better?
+A: Answer A is significantly better.
+B: Answer B is significantly better.
+C: Neither is significantly better.
+
+Reply with one letter: A, B or C."""
+
 REMINDERS = {
     "lima": 'Your reply could not be read. Reply with exactly one sentence: "Answer A is significantly better.", '
     '"Answer B is significantly better." or "Neither is significantly better."',
     "mtbench": 'Your reply could not be read. End your reply with your verdict: "[[A]]", "[[B]]" or "[[C]]".',
     "fpe": "Your reply could not be read. Reply with one word: Fail, Pass or Excellent.",
     "likert": 'Your reply could not be read. Reply with "Score: N", N a whole number from 1 to 6.',
+
+    "letter": "Reply with one letter: A, B or C.",
 }
 
-TEMPLATES = {"lima": LIMA_TEMPLATE, "mtbench": MTBENCH_TEMPLATE, "fpe": FPE_TEMPLATE, "likert": LIKERT_TEMPLATE}
+TEMPLATES = {
+    "lima": LIMA_TEMPLATE,
+    "mtbench": MTBENCH_TEMPLATE,
+    "fpe": FPE_TEMPLATE,
+    "likert": LIKERT_TEMPLATE,
+    "letter": LETTER_TEMPLATE,
+}
 
 
 def template_hash(name: str) -> str:
@@ -173,7 +190,21 @@ def parse_likert(output: str) -> Parsed:
     return Parsed(None, "more than one score in the output" if found else "no score from 1 to 6 in the output")
 
 
-PARSERS = {"lima": parse_lima, "mtbench": parse_mtbench, "fpe": parse_fpe, "likert": parse_likert}
+def parse_letter(output: str) -> Parsed:
+    """The one-letter verdict's text (its probabilities are read from the logprobs)."""
+    letter = output.strip().strip("*[]().:\"'").upper()
+    if letter in ("A", "B", "C"):
+        return Parsed({"A": "first", "B": "second", "C": "tie"}[letter])
+    return Parsed(None, "not one of the letters A, B, C")
+
+
+PARSERS = {
+    "lima": parse_lima,
+    "mtbench": parse_mtbench,
+    "fpe": parse_fpe,
+    "likert": parse_likert,
+    "letter": parse_letter,
+}
 
 
 def parse(name: str, output: str) -> Parsed:

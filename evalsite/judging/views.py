@@ -4,7 +4,7 @@ from django.views.decorators.http import require_POST
 
 from evalsite.core.decorators import staff_required
 from evalsite.judging.models import JudgeJob, JudgeVerdict, RatingJob
-from evalsite.judging.results import rating_summary, summary
+from evalsite.judging.results import judge_summary, rating_summary
 
 
 @staff_required
@@ -25,7 +25,7 @@ def job_detail(request, pk: int):
         .order_by("comparison_id", "order")
     )
     page = Paginator(verdicts, 50).get_page(request.GET.get("page"))
-    return render(request, "judging/job_detail.html", {"job": job, "summary": summary(job), "page": page})
+    return render(request, "judging/job_detail.html", {"job": job, "summary": judge_summary(job), "page": page})
 
 
 @staff_required
