@@ -221,5 +221,37 @@ class HFLocalBackend:
                 metadata={"batch_size": len(items)},
             )
 
+    def _next_token(self, request: GenerationRequest) -> tuple[torch.Tensor, int]:
+        """Log probabilities of the next token after the prompt: one forward pass, no generation."""
+        sampling = SamplingConfig(temperature=0.0, repetition_penalty=1.0, max_new_tokens=1)
+        item = self._prepare([request], sampling)[0]
+        lm = self.loaded
+        with torch.inference_mode():
+            logits = lm.model(input_ids=torch.tensor([item.input_ids], device=lm.device)).logits[0, -1]
+        return torch.log_softmax(logits.float(), dim=-1), len(item.input_ids)
+
+    def next_token_logprobs(self, request: GenerationRequest, k: int) -> tuple[list[tuple[str, float]], int]:
+        """The k most probable next tokens (as text, with their log probabilities), and the
+        prompt's length."""
+        logprobs, length = self._next_token(request)
+        values, ids = torch.topk(logprobs, max(1, min(k, logprobs.shape[-1])))
+        tokens = [self.loaded.tokenizer.decode([i]) for i in ids.tolist()]
+        return list(zip(tokens, values.tolist(), strict=True)), length
+
+    def label_logprobs(self, request: GenerationRequest, labels: Sequence[str]) -> tuple[list[tuple[str, float]], int]:
+        """The next-token log probability of each label (its first token, with or without a
+        leading space, whichever the model prefers): a verdict that cannot fail to be read."""
+        logprobs, length = self._next_token(request)
+        tokenizer = self.loaded.tokenizer
+        out = []
+        for label in labels:
+            ids = {
+                encoded[0]
+                for variant in (label, " " + label)
+                if (encoded := tokenizer(variant, add_special_tokens=False)["input_ids"])
+            }
+            out.append((label, max(float(logprobs[i]) for i in ids)))
+        return out, length
+
     def close(self) -> None:
         pass

@@ -8,8 +8,12 @@ the way llama.cpp's and vLLM's servers answer): streaming as server-sent events 
 list of text parts, ``max_tokens`` or ``max_completion_tokens``, LIMA's repetition penalty under
 vLLM's name (``repetition_penalty``) or llama.cpp's (``repeat_penalty``), and errors as
 ``{"error": {"message", "type", "param", "code"}}`` with the offending field in ``param``. Fields
-it does not use are ignored, as vLLM and llama.cpp do. One generation at a time; a streamed answer
-is generated whole, then sent in pieces (for throughput use vLLM or TGI)."""
+it does not use are ignored, as vLLM and llama.cpp do. ``logprobs`` with ``top_logprobs`` are given
+for one token (``max_tokens`` 1), from one forward pass and no generation: what a judge's
+probability verdict needs; our extension ``label_tokens`` (``["A", "B", "C"]``) gives exactly the
+labels' log probabilities, so such a verdict can always be read (the ``score`` method). One
+generation at a time; a streamed answer is generated whole, then sent in pieces (for throughput
+use vLLM or TGI)."""
 
 from __future__ import annotations
 
@@ -43,6 +47,8 @@ class Parsed:
     stop: list[str]
     stream: bool
     include_usage: bool
+    top_logprobs: int | None = None  # logprobs asked for: how many alternatives
+    labels: list[str] | None = None  # our extension: the log probability of exactly these next tokens
 
 
 def _number(body: dict, name: str, default: float, low: float, high: float) -> float:
@@ -106,8 +112,26 @@ def parse(body: Any, chat: bool) -> Parsed:
     text = None if chat else parse_prompt(body)
     if body.get("n", 1) not in (1, None):
         raise BadRequest("'n' must be 1 (one choice per request)", "n", "invalid_value")
+    top_logprobs = None
     if body.get("logprobs") not in (None, False, 0):
-        raise BadRequest("logprobs are not supported by this server", "logprobs", "unsupported_parameter")
+        if not chat:
+            raise BadRequest("logprobs: use /v1/chat/completions", "logprobs", "unsupported_parameter")
+        if body.get("max_tokens", body.get("max_completion_tokens")) != 1 or body.get("stream"):
+            raise BadRequest(
+                "logprobs are given for one token (a verdict's letter): set max_tokens to 1, without stream",
+                "logprobs",
+                "unsupported_parameter",
+            )
+        top_logprobs = body.get("top_logprobs") or 0
+        if isinstance(top_logprobs, bool) or not isinstance(top_logprobs, int) or not 0 <= top_logprobs <= 20:
+            raise BadRequest("'top_logprobs' must be a whole number from 0 to 20", "top_logprobs", "invalid_value")
+    labels = body.get("label_tokens")
+    if labels is not None:
+        if top_logprobs is None:
+            raise BadRequest("'label_tokens' go with logprobs", "label_tokens", "invalid_value")
+        texts = isinstance(labels, list) and all(isinstance(x, str) and x for x in labels)
+        if not texts or not 1 <= len(labels) <= 20:
+            raise BadRequest("'label_tokens' must be a list of 1 to 20 texts", "label_tokens", "invalid_value")
     name = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
     max_tokens = body.get(name)
     max_tokens = 512 if max_tokens is None else max_tokens
@@ -133,7 +157,7 @@ def parse(body: Any, chat: bool) -> Parsed:
     if not isinstance(options, dict):
         raise BadRequest("'stream_options' must be an object", "stream_options", "invalid_type")
     request = GenerationRequest(0, messages, text=text)
-    return Parsed(request, sampling, stop, stream, bool(options.get("include_usage")))
+    return Parsed(request, sampling, stop, stream, bool(options.get("include_usage")), top_logprobs, labels)
 
 
 def cut_at_stop(text: str, stop: list[str], finish_reason: str) -> tuple[str, str]:
@@ -196,6 +220,9 @@ def make_server(backend: Any, model_name: str, host: str = "127.0.0.1", port: in
             except BadRequest as exc:
                 self._error(400, str(exc), exc.param, exc.code)
                 return
+            if parsed.top_logprobs is not None:
+                self._logprobs(parsed)
+                return
             with lock:
                 result = next(iter(backend.generate([parsed.request], parsed.sampling)))
             if not result.ok:
@@ -206,6 +233,26 @@ def make_server(backend: Any, model_name: str, host: str = "127.0.0.1", port: in
                 self._stream(chat, text, finish, result, parsed.include_usage)
             else:
                 self._send(200, self._completion(chat, text, finish, result))
+
+        def _logprobs(self, parsed: Parsed) -> None:
+            """The next token and its alternatives, from one forward pass (a judge's verdict
+            read as probabilities: the `score` method), in OpenAI's logprobs shape."""
+            with lock:
+                if parsed.labels:
+                    top, prompt_tokens = backend.label_logprobs(parsed.request, parsed.labels)
+                    top.sort(key=lambda pair: -pair[1])
+                else:
+                    top, prompt_tokens = backend.next_token_logprobs(parsed.request, max(1, parsed.top_logprobs or 1))
+
+            def entry(token: str, logprob: float) -> dict:
+                return {"token": token, "logprob": logprob, "bytes": list(token.encode())}
+
+            first = entry(*top[0])
+            first["top_logprobs"] = [entry(t, lp) for t, lp in (top if parsed.labels else top[: parsed.top_logprobs])]
+            result = GenerationResult(0, text=top[0][0], prompt_tokens=prompt_tokens, completion_tokens=1)
+            reply = self._completion(True, top[0][0], "length", result)
+            reply["choices"][0]["logprobs"] = {"content": [first], "refusal": None}
+            self._send(200, reply)
 
         def _usage(self, result: GenerationResult) -> dict:
             prompt_tokens, completion_tokens = result.prompt_tokens or 0, result.completion_tokens or 0

@@ -17,6 +17,7 @@ penalty each request was actually given is recorded in ``penalties``."""
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from collections import Counter
@@ -68,9 +69,16 @@ def prompt_text(body: dict) -> str:
 
 class OpenAIStub:
     def __init__(
-        self, latency: float = 0.0, responder: Callable[[dict], str] | None = None, dialect: str = "generic"
+        self,
+        latency: float = 0.0,
+        responder: Callable[[dict], str] | None = None,
+        dialect: str = "generic",
+        letter_probabilities: Callable[[dict], dict[str, float]] | None = None,
     ):
         self.dialect = dialect
+        # logprobs requests (a judge's one-letter verdict): {"A": p, "B": p, "C": p}; by default
+        # 0.8 on the letter the responder's text starts with
+        self.letter_probabilities = letter_probabilities
         self.latency = latency
         self.responder = responder or (lambda body: f"Answer to: {prompt_text(body)}")
         self.scripts: dict[str, list[Reply]] = {}
@@ -109,6 +117,36 @@ class OpenAIStub:
         if not replies:
             return OK
         return replies[min(n, len(replies) - 1)]
+
+    def _logprobs_reply(self, body: dict) -> dict:
+        """A chat completion of one token with its top_logprobs, shaped as OpenAI's."""
+        if self.letter_probabilities:
+            probabilities = self.letter_probabilities(body)
+        else:
+            letter = (self.responder(body).strip().strip("*[]") or "?")[:1].upper()
+            probabilities = {x: (0.8 if x == letter else 0.1) for x in "ABC"}
+        ranked = sorted(probabilities.items(), key=lambda kv: -kv[1])
+        ranked.append(("The", min(p for _, p in ranked) / 10 or 1e-6))  # a judge also considers other tokens
+
+        def entry(token: str, p: float) -> dict:
+            return {"token": token, "logprob": math.log(p) if p > 0 else -100.0, "bytes": list(token.encode())}
+
+        top = [entry(t, p) for t, p in ranked[: body.get("top_logprobs") or 1]]
+        return {
+            "id": "stub-lp",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", "stub"),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": ranked[0][0]},
+                    "logprobs": {"content": [{**entry(*ranked[0]), "top_logprobs": top}]},
+                    "finish_reason": "length",
+                }
+            ],
+            "usage": {"prompt_tokens": len(prompt_text(body).split()), "completion_tokens": 1, "total_tokens": 0},
+        }
 
     def _handler_class(self):
         stub = self
@@ -187,6 +225,9 @@ class OpenAIStub:
                     return
                 if reply.body is not None:
                     self._send(200, reply.body)
+                    return
+                if body.get("logprobs"):
+                    self._send(200, json.dumps(stub._logprobs_reply(body)).encode())
                     return
                 text = apply_stop(stub.responder(body), body.get("stop"))
                 usage = {"prompt_tokens": len(prompt_text(body).split()), "completion_tokens": len(text.split())}

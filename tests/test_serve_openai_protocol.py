@@ -110,6 +110,18 @@ def test_content_given_as_text_parts(client):
     assert reply.choices[0].message.content == STORY
 
 
+def test_logprobs_of_one_token_from_one_forward_pass(client):
+    reply = ask(client, max_tokens=1, logprobs=True, top_logprobs=5)
+    (first,) = reply.choices[0].logprobs.content
+    assert first.token == reply.choices[0].message.content == "the"
+    assert len(first.top_logprobs) == 5 and first.top_logprobs[0].token == "the"
+    assert [t.logprob for t in first.top_logprobs] == sorted((t.logprob for t in first.top_logprobs), reverse=True)
+    assert -1.0 < first.logprob <= 0.0, "the memorised answer is the most probable by far"
+    with pytest.raises(BadRequestError) as excinfo:
+        ask(client, max_tokens=5, logprobs=True)
+    assert excinfo.value.param == "logprobs"
+
+
 def test_legacy_completions(client, server_url):
     reply = client.completions.create(model="tiny", prompt="the sky is", max_tokens=3, temperature=0)
     assert reply.object == "text_completion" and reply.choices[0].finish_reason in ("stop", "length")

@@ -29,8 +29,8 @@ CHAT = [
 ]
 
 
-def make_tokenizer() -> PreTrainedTokenizerFast:
-    vocab = {tok: i for i, tok in enumerate(SPECIALS + WORDS)}
+def make_tokenizer(extra: tuple[str, ...] = ()) -> PreTrainedTokenizerFast:
+    vocab = {tok: i for i, tok in enumerate(SPECIALS + WORDS + list(extra))}
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     # split on spaces and newlines, and keep the chat markers as their own tokens
     backend.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
@@ -68,8 +68,8 @@ def make_model(tokenizer, seed: int = 0, layers: int = 2, hidden: int = 32, cont
     return model.eval()
 
 
-def save_tiny(folder: Path, seed: int = 0, **kwargs) -> Path:
-    tokenizer = make_tokenizer()
+def save_tiny(folder: Path, seed: int = 0, extra: tuple[str, ...] = (), **kwargs) -> Path:
+    tokenizer = make_tokenizer(extra)
     model = make_model(tokenizer, seed=seed, **kwargs)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)

@@ -4,6 +4,7 @@ import hashlib
 import json
 from decimal import Decimal
 
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from evalsite.annotation.models import Comparison, Outcome, Study
@@ -49,7 +50,9 @@ class JudgeConfig(models.Model):
 
     method = models.CharField(max_length=8, choices=Method.choices, default=Method.TEXT)
     tie_margin = models.FloatField(
-        default=0.1, help_text="probability verdicts: a tie unless the winner leads the other answer by this much"
+        default=0.1,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="probability verdicts: a tie unless the winner leads the other answer by this much",
     )
 
     def __str__(self) -> str:

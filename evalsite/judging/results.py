@@ -190,12 +190,12 @@ def jury_summary(jobs: list[JudgeJob]) -> dict:
     people: dict[int, str] = {}
     longer: dict[int, str] = {}
     baseline_of: dict[int, str] = {}
-    comparisons = Comparison.objects.filter(study=study, is_gold=False).values_list(
-        "pk", "votes_candidate", "votes_baseline", "votes_tie", "baseline__name", "cand_len", "base_len"
+    comparisons = (
+        Comparison.objects.filter(study=study, is_gold=False)
+        .annotate(cand_len=Length("candidate_response__text"), base_len=Length("baseline_response__text"))
+        .values_list("pk", "votes_candidate", "votes_baseline", "votes_tie", "baseline__name", "cand_len", "base_len")
     )
-    for pk, c, b, t, baseline, cand_len, base_len in comparisons.annotate(
-        cand_len=Length("candidate_response__text"), base_len=Length("baseline_response__text")
-    ):
+    for pk, c, b, t, baseline, cand_len, base_len in comparisons:
         baseline_of[pk] = baseline
         longer[pk] = longer_answer(cand_len, base_len)
         if c + b + t:

@@ -89,6 +89,8 @@ def call_judge(
                     max_tokens=1,
                     logprobs=True,
                     top_logprobs=TOP_LOGPROBS,
+                    # score: serve_openai gives exactly the labels' probabilities (our extension)
+                    **({"extra_body": {"label_tokens": ["A", "B", "C"]}} if config.method == "score" else {}),
                 )
             else:
                 reply = client.chat.completions.create(

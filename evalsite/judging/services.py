@@ -31,6 +31,8 @@ def ensure_local_judge() -> JudgeConfig:
             "is_local": True,
             "concurrency": 2,
             "max_tokens": 64,
+            # one forward pass per verdict over exactly the labels' probabilities: none unreadable
+            "method": "score",
         },
     )[0]
 

@@ -17,6 +17,8 @@ FIELDS = {
     "price_in": "price_input_per_1k",
     "price_out": "price_output_per_1k",
     "concurrency": "concurrency",
+    "method": "method",
+    "tie_margin": "tie_margin",
     "local": "is_local",
 }
 
@@ -40,6 +42,16 @@ def add_field_options(parser, *, defaults: bool) -> None:
     parser.add_argument("--price-in", default=default("0"), help="price per 1K input tokens")
     parser.add_argument("--price-out", default=default("0"), help="price per 1K output tokens")
     parser.add_argument("--concurrency", type=int, default=default(8))
+    parser.add_argument(
+        "--method",
+        choices=JudgeConfig.Method.values,
+        default=default("text"),
+        help="text: parse the judge's words; logprobs: the probabilities of a one-letter verdict (OpenAI, vLLM, "
+        "llama.cpp); score: the same from serve_openai, which gives exactly the labels' probabilities",
+    )
+    parser.add_argument(
+        "--tie-margin", type=float, default=default(0.1), help="probability verdicts: a tie unless one leads by this"
+    )
     if defaults:
         parser.add_argument("--local", action="store_true", help="a local model: labelled 'local judge', never GPT-4")
     else:
@@ -68,7 +80,10 @@ class Command(BaseCommand):
     def handle_list(self, opts):
         for c in JudgeConfig.objects.order_by("name"):
             key = c.api_key_env or "-"
-            self.stdout.write(f"{c.name:<24} {c.label:<32} {c.template:<8} {c.dialect:<9} key:{key:<16} {c.base_url}")
+            self.stdout.write(
+                f"{c.name:<24} {c.label:<32} {c.prompt_template:<8} {c.method:<8} {c.dialect:<9} "
+                f"key:{key:<16} {c.base_url}"
+            )
 
     def handle_add(self, opts):
         if JudgeConfig.objects.filter(name=opts["name"]).exists():
