@@ -140,10 +140,11 @@ def fill(prompts: int) -> dict:
         (
             "judge outcomes",
             f"""INSERT INTO judging_judgeoutcome (job_id, comparison_id, baseline_id, length_bin, cand_first, base_first,
-                                                  cand_first_verdict, base_first_verdict)
+                                                  cand_first_verdict, base_first_verdict, outcome, dropped)
             SELECT {job.pk}, c.id, c.baseline_id,
                    CASE WHEN d <= -500 THEN 0 WHEN d <= -100 THEN 1 WHEN d <= 100 THEN 2 WHEN d <= 500 THEN 3 ELSE 4 END,
-                   vf.outcome, vb.outcome, cf.verdict, cb.verdict
+                   vf.outcome, vb.outcome, cf.verdict, cb.verdict,
+                   CASE WHEN vf.outcome = vb.outcome THEN vf.outcome ELSE 'tie' END, ''
             FROM (SELECT c.*, LENGTH(rc.text) - LENGTH(rb.text) AS d FROM annotation_comparison c
                   JOIN catalog_response rc ON rc.id = c.candidate_response_id
                   JOIN catalog_response rb ON rb.id = c.baseline_response_id) c

@@ -18,3 +18,12 @@ def test_the_dashboard_reads_like_the_papers_figures(live_server):
         assert page.locator("#figure2 svg").count() == 1
         page.wait_for_selector("#agreement .details table")  # the second request fills the agreement tables
         page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+        # beside Figure 2: the job, its verdict method and rules, what was not counted and why
+        assert page.locator("#figure2 td.method").inner_text() == "text: the judge writes its verdict, parsed strictly"
+        assert page.locator("#figure2 td.dropped").inner_text() == "one order unreadable: 1"
+        warning = page.locator("#figure2 .judge-warnings li").first
+        assert warning.is_visible() and warning.inner_text() == "1 comparison is not counted (one order unreadable: 1)."
+        page.locator("#figure2").screenshot(path=str(ARTIFACTS / "dashboard-judge.png"))
+        page.goto(f"{live_server.url}/judge/jobs/{job.pk}/")
+        assert page.locator("table.judge-money td.spent").is_visible()
+        page.screenshot(path=str(ARTIFACTS / "judge-job.png"), full_page=True)

@@ -28,7 +28,7 @@ def test_figure_1_and_2_numbers_for_a_seeded_study():
     assert (judge["n"], judge["loss"]) == (3, 0.0)
     assert (judge["win"], judge["tie"]) == (pytest.approx(2 / 3), pytest.approx(1 / 3))
     assert judge["dropped"] == {"one order unreadable": 1} and result["judge"]["dropped"] == {"one order unreadable": 1}
-    assert result["judge"]["consistency"] == {"pairs": 3, "consistency": pytest.approx(2 / 3)}
+    assert (result["judge"]["consistency"], result["judge"]["pairs_with_both_orders"]) == (pytest.approx(2 / 3), 3)
 
 
 def test_every_vote_counts_when_asked():

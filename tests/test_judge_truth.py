@@ -135,7 +135,7 @@ def test_a_position_biased_judge_gets_a_warning_with_its_numbers(staff_client):
     warnings = [li.get_text() for li in soup.select("#figure2 .judge-warnings li")]
     assert "The judge's two orders agreed on 0% of 4 comparisons" in warnings[0]
     assert "The first-shown answer won 8 of 8 decided verdicts: a strong position bias." in warnings
-    assert "4 comparisons are not counted (4 orders disagree)." in warnings
+    assert "4 comparisons are not counted (orders disagree: 4)." in warnings
     page = BeautifulSoup(staff_client.get(f"/judge/jobs/{job.pk}/").content, "html.parser")
     assert len(page.select(".judge-warnings li")) == 3
     assert page.select_one("td.spent").get_text().startswith("0.0000")
@@ -258,6 +258,8 @@ def test_a_jury_votes_and_is_set_beside_people_and_the_longer_answer(capsys):
     assert jury["longer_answer"]["agreement"] == pytest.approx(0.75), "the candidate's answers are the longer"
     assert {(p["a"], p["b"]): p["agreement"] for p in jury["pairwise"]}[("fair-a", "fair-b")] == 1.0
     assert "the jury (majority)" in out and "always the longer answer" in out
+    panel = data.dashboard(study, "majority", members[0])["judge"]["jury_panel"]
+    assert panel["jury"]["agreement"] == pytest.approx(0.75)
 
 
 # -- the same numbers everywhere, whatever happens ----------------------------------------------------

@@ -11,7 +11,7 @@ from django.db.models import Count, Q
 
 from evalsite.annotation.models import Study
 from evalsite.judging.models import JudgeJob
-from evalsite.judging.results import judge_summary
+from evalsite.judging.results import judge_summary, jury_summary
 from stats.agreement import tie_discounted_score
 from stats.outcomes import (
     LOSS,
@@ -185,7 +185,6 @@ def judge_panel(job: JudgeJob, study: Study, details: bool = True) -> dict:
     return {
         **summary,
         "figure": summary["per_baseline"],
-        "consistency": {"pairs": summary["pairs_with_both_orders"], "consistency": summary["consistency"]},
         "scorecard": {
             key: summary[key]
             for key in (
@@ -202,7 +201,16 @@ def judge_panel(job: JudgeJob, study: Study, details: bool = True) -> dict:
         }
         | {"tokens_in": job.tokens_in, "tokens_out": job.tokens_out, **summary["money"]},
         "person_judge": person_judge(job, study) if details else None,
+        "jury_panel": jury_panel(job),
     }
+
+
+def jury_panel(job: JudgeJob) -> dict | None:
+    """When the job sits on a jury: the jury's and each member's agreement with the people."""
+    if not job.jury:
+        return None
+    members = list(JudgeJob.objects.filter(study=job.study, jury=job.jury).select_related("config", "study"))
+    return jury_summary(members) if len(members) > 1 else None
 
 
 BY_SOURCE = """

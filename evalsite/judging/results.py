@@ -13,7 +13,7 @@ from django.db.models import Sum
 from django.db.models.functions import Length
 
 from evalsite.annotation.models import Comparison
-from evalsite.judging.models import JudgeCall, JudgeJob, JudgeOutcome
+from evalsite.judging.models import JudgeCall, JudgeJob, JudgeOutcome, JudgeVerdict
 from stats.agreement import tie_discounted_score
 from stats.judge import longer_answer
 from stats.outcomes import LOSS, TIE, WIN, majority, win_tie_loss
@@ -81,7 +81,8 @@ def judge_summary(job: JudgeJob, bootstrap: int = 2000) -> dict:
         )
     per_baseline.sort(key=lambda r: (-r["win"], r["baseline"]))
     card = scorecard(job)
-    money = JudgeCall.objects.filter(verdicts__job=job).distinct().aggregate(cost=Sum("cost"))
+    behind = JudgeVerdict.objects.filter(job=job).values("call_id")  # a semi-join: each call once
+    money = JudgeCall.objects.filter(pk__in=behind).aggregate(cost=Sum("cost"))
     summary = {
         "job": job,
         "label": job.config.label,
@@ -169,8 +170,9 @@ def warnings(summary: dict) -> list[str]:
             f"(a warning above {settings.JUDGE_WARN_UNREADABLE:.0%}); a probability method (logprobs, score) reads all."
         )
     if summary["dropped"]:
-        reasons = ", ".join(f"{n} {why}" for why, n in sorted(summary["dropped"].items()))
-        out.append(f"{sum(summary['dropped'].values())} comparisons are not counted ({reasons}).")
+        reasons = ", ".join(f"{why}: {n}" for why, n in sorted(summary["dropped"].items()))
+        total = sum(summary["dropped"].values())
+        out.append(f"{total} comparison{'s are' if total != 1 else ' is'} not counted ({reasons}).")
     return out
 
 
