@@ -1,12 +1,50 @@
 """Figures 1 and 2 as SVG: one horizontal stacked bar per baseline (candidate wins / tie /
-loses), 95% intervals on the win and loss shares, n, and the paper's bar beside when asked."""
+loses), 95% intervals on the win and loss shares, n, and the paper's bar beside when asked.
+
+Built as an XML tree (xml.etree), never by pasting strings: every name a user chose (a system,
+a judge's model, a study) lands in an attribute or a text node that the serializer escapes, so no
+name can close an attribute and open a script."""
 
 from __future__ import annotations
 
-from xml.sax.saxutils import escape
+import xml.etree.ElementTree as ET
 
 COLOURS = {"win": "#3f7d4e", "tie": "#b9bec8", "loss": "#b5483f"}
 PAPER_COLOURS = {"win": "#9cc5a5", "tie": "#dde0e5", "loss": "#e0a39d"}
+SVG_NS = "http://www.w3.org/2000/svg"
+
+
+def _value(value: object) -> str:
+    return f"{value:.1f}" if isinstance(value, float) else str(value)
+
+
+def add(parent: ET.Element, tag: str, text: str | None = None, **attrs: object) -> ET.Element:
+    """A child element; attribute names use _ for - (font_size -> font-size)."""
+    element = ET.SubElement(parent, tag, {k.rstrip("_").replace("_", "-"): _value(v) for k, v in attrs.items()})
+    if text is not None:
+        element.text = text
+    return element
+
+
+def svg(width: int, height: int, title: str, font_size: int = 13) -> ET.Element:
+    root = ET.Element(
+        "svg",
+        {
+            "xmlns": SVG_NS,
+            "viewBox": f"0 0 {width} {height}",
+            "width": str(width),
+            "height": str(height),
+            "font-family": "system-ui, sans-serif",
+            "font-size": str(font_size),
+            "role": "img",
+            "aria-label": title,
+        },
+    )
+    return root
+
+
+def render(root: ET.Element) -> str:
+    return ET.tostring(root, encoding="unicode", short_empty_elements=True)
 
 
 def stacked_bars(
@@ -22,18 +60,13 @@ def stacked_bars(
     extra = len(paper or {}) * 26 + (30 if paper else 0)
     height = top + row_h * max(1, len(rows)) + 40 + extra
     width = label_w + bar_w + 90
-    out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
-        f'font-family="system-ui, sans-serif" font-size="13" role="img" aria-label="{escape(title)}">',
-        f'<text x="0" y="18" font-size="16" font-weight="600">{escape(title)}</text>',
-    ]
+    root = svg(width, height, title)
+    add(root, "text", title, x=0, y=18, font_size=16, font_weight=600)
     names = legend or [f"{candidate} wins", "tie", f"{candidate} loses"]
     x = 0
     for key, text in zip(("win", "tie", "loss"), names, strict=True):
-        out.append(
-            f'<rect x="{x}" y="28" width="12" height="12" fill="{COLOURS[key]}"/>'
-            f'<text x="{x + 16}" y="38">{escape(text)}</text>'
-        )
+        add(root, "rect", x=x, y=28, width=12, height=12, fill=COLOURS[key])
+        add(root, "text", text, x=x + 16, y=38)
         x += 22 + 7 * len(text)
 
     def bar(
@@ -46,53 +79,53 @@ def stacked_bars(
         labels: bool,
         baseline: str | None = None,
     ) -> None:
-        left = label_w
+        left = float(label_w)
         for key, share in (("win", win), ("tie", tie), ("loss", loss)):
             w = bar_w * share
-            rect = f'<rect x="{left:.1f}" y="{y:.1f}" width="{w:.1f}" height="{height_}" fill="{colours[key]}"/>'
+            parent = root
             if link and baseline is not None:
                 outcome = {"win": "candidate", "tie": "tie", "loss": "baseline"}[key]
-                rect = f'<a href="{escape(link(baseline, outcome))}">{rect}</a>'
-            out.append(rect)
+                parent = add(root, "a", href=link(baseline, outcome))
+            add(parent, "rect", x=left, y=float(y), width=float(w), height=height_, fill=colours[key])
             if labels and share >= 0.06:
-                out.append(
-                    f'<text x="{left + w / 2:.1f}" y="{y + height_ / 2 + 4:.1f}" text-anchor="middle" '
-                    f'fill="{"#fff" if key != "tie" else "#1d2330"}">{share * 100:.0f}%</text>'
+                add(
+                    parent,
+                    "text",
+                    f"{share * 100:.0f}%",
+                    x=left + w / 2,
+                    y=y + height_ / 2 + 4.0,
+                    text_anchor="middle",
+                    fill="#fff" if key != "tie" else "#1d2330",
+                    pointer_events="none",
                 )
             left += w
 
     for i, row in enumerate(rows):
         y = top + i * row_h
-        out.append(f'<text x="{label_w - 8}" y="{y + 18}" text-anchor="end">{escape(row["baseline"])}</text>')
-        out.append(
-            f'<text x="{label_w - 8}" y="{y + 33}" text-anchor="end" fill="#5b6475" font-size="11">'
-            f"n = {row['n']}</text>"
-        )
+        add(root, "text", str(row["baseline"]), x=label_w - 8, y=y + 18, text_anchor="end")
+        add(root, "text", f"n = {row['n']}", x=label_w - 8, y=y + 33, text_anchor="end", fill="#5b6475", font_size=11)
         bar(y + 4, row["win"], row["tie"], row["loss"], COLOURS, 28, True, row["baseline"])
         for ci, anchor in ((row.get("win_ci"), 0.0), (row.get("loss_ci"), None)):
             if not ci:
                 continue
-            # the win interval sits on the win/tie border; the loss interval on the tie/loss border
+            # the win interval sits on the win/tie border; the loss interval on the tie/loss border;
+            # drawn under the bar's labels and letting clicks through to the bar
             x1 = label_w + bar_w * (ci[0] if anchor is not None else 1 - ci[1])
             x2 = label_w + bar_w * (ci[1] if anchor is not None else 1 - ci[0])
             cy = y + 18
-            out.append(
-                f'<line x1="{x1:.1f}" y1="{cy}" x2="{x2:.1f}" y2="{cy}" stroke="#1d2330" stroke-width="1.5"/>'
-                f'<line x1="{x1:.1f}" y1="{cy - 5}" x2="{x1:.1f}" y2="{cy + 5}" stroke="#1d2330" stroke-width="1.5"/>'
-                f'<line x1="{x2:.1f}" y1="{cy - 5}" x2="{x2:.1f}" y2="{cy + 5}" stroke="#1d2330" stroke-width="1.5"/>'
-            )
+            group = add(root, "g", stroke="#1d2330", stroke_width=1.5, pointer_events="none")
+            add(group, "line", x1=float(x1), y1=cy, x2=float(x2), y2=cy)
+            add(group, "line", x1=float(x1), y1=cy - 5, x2=float(x1), y2=cy + 5)
+            add(group, "line", x1=float(x2), y1=cy - 5, x2=float(x2), y2=cy + 5)
     if paper:
         y0 = top + row_h * len(rows) + 24
-        out.append(f'<text x="0" y="{y0}" font-weight="600" fill="#5b6475">The paper (LIMA 65B, 300 prompts)</text>')
+        add(root, "text", "The paper (LIMA 65B, 300 prompts)", x=0, y=y0, font_weight=600, fill="#5b6475")
         for k, (name, (win, tie, loss)) in enumerate(paper.items()):
             y = y0 + 10 + k * 26
-            out.append(f'<text x="{label_w - 8}" y="{y + 14}" text-anchor="end" fill="#5b6475">{escape(name)}</text>')
+            add(root, "text", name, x=label_w - 8, y=y + 14, text_anchor="end", fill="#5b6475")
             bar(y, win / 100, tie / 100, loss / 100, PAPER_COLOURS, 18, False)
-            out.append(
-                f'<text x="{label_w + bar_w + 6}" y="{y + 14}" fill="#5b6475" font-size="11">{win}/{tie}/{loss}</text>'
-            )
-    out.append("</svg>")
-    return "".join(out)
+            add(root, "text", f"{win}/{tie}/{loss}", x=label_w + bar_w + 6, y=y + 14, fill="#5b6475", font_size=11)
+    return render(root)
 
 
 def means_with_intervals(rows: list[dict], title: str, low: float = 1, high: float = 6) -> str:
@@ -104,29 +137,21 @@ def means_with_intervals(rows: list[dict], title: str, low: float = 1, high: flo
     def x(value: float) -> float:
         return label_w + plot_w * (value - low) / (high - low)
 
-    out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
-        f'font-family="system-ui, sans-serif" font-size="13" role="img" aria-label="{escape(title)}">',
-        f'<text x="0" y="18" font-size="16" font-weight="600">{escape(title)}</text>',
-    ]
+    root = svg(width, height, title)
+    add(root, "text", title, x=0, y=18, font_size=16, font_weight=600)
     for tick in range(int(low), int(high) + 1):
-        out.append(
-            f'<line x1="{x(tick):.1f}" y1="{top - 6}" x2="{x(tick):.1f}" y2="{height - 24}" stroke="#e6e9f0"/>'
-            f'<text x="{x(tick):.1f}" y="{height - 8}" text-anchor="middle" fill="#5b6475">{tick}</text>'
-        )
+        add(root, "line", x1=x(tick), y1=top - 6, x2=x(tick), y2=height - 24, stroke="#e6e9f0")
+        add(root, "text", str(tick), x=x(tick), y=height - 8, text_anchor="middle", fill="#5b6475")
     for i, row in enumerate(rows):
         y = top + i * row_h + 10
-        out.append(f'<text x="{label_w - 8}" y="{y + 4}" text-anchor="end">{escape(row["label"])}</text>')
+        add(root, "text", str(row["label"]), x=label_w - 8, y=y + 4, text_anchor="end")
         if row.get("ci95"):
             a, b = row["ci95"]
-            out.append(f'<line x1="{x(a):.1f}" y1="{y}" x2="{x(b):.1f}" y2="{y}" stroke="#1d2330" stroke-width="1.5"/>')
+            add(root, "line", x1=x(a), y1=y, x2=x(b), y2=y, stroke="#1d2330", stroke_width=1.5)
         if row.get("mean") is not None:
-            out.append(
-                f'<circle cx="{x(row["mean"]):.1f}" cy="{y}" r="5" fill="#2f5bd3"/>'
-                f'<text x="{label_w + plot_w + 8}" y="{y + 4}">{row["mean"]:.2f}</text>'
-            )
-    out.append("</svg>")
-    return "".join(out)
+            add(root, "circle", cx=x(row["mean"]), cy=y, r=5, fill="#2f5bd3")
+            add(root, "text", f"{row['mean']:.2f}", x=label_w + plot_w + 8, y=y + 4)
+    return render(root)
 
 
 def line_chart(points: list[tuple[float, float]], title: str, x_label: str, y_label: str, marks=()) -> str:
@@ -134,14 +159,11 @@ def line_chart(points: list[tuple[float, float]], title: str, x_label: str, y_la
     verticals (epoch ends)."""
     width, height, left, bottom, top = 640, 260, 56, 36, 30
     plot_w, plot_h = width - left - 16, height - top - bottom
-    out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
-        f'font-family="system-ui, sans-serif" font-size="12" role="img" aria-label="{escape(title)}">',
-        f'<text x="0" y="16" font-size="15" font-weight="600">{escape(title)}</text>',
-    ]
+    root = svg(width, height, title, font_size=12)
+    add(root, "text", title, x=0, y=16, font_size=15, font_weight=600)
     if not points:
-        out.append(f'<text x="{left}" y="{top + 40}">no steps yet</text></svg>')
-        return "".join(out)
+        add(root, "text", "no steps yet", x=left, y=top + 40)
+        return render(root)
     xs, ys = [p[0] for p in points], [p[1] for p in points]
     x0, x1 = min(xs), max(max(xs), min(xs) + 1)
     y0, y1 = min(0.0, min(ys)), max(ys) * 1.05 or 1.0
@@ -149,23 +171,16 @@ def line_chart(points: list[tuple[float, float]], title: str, x_label: str, y_la
     def at(x: float, y: float) -> str:
         return f"{left + (x - x0) / (x1 - x0) * plot_w:.1f},{top + plot_h - (y - y0) / (y1 - y0) * plot_h:.1f}"
 
-    out.append(f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="#888"/>')
-    out.append(f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" stroke="#888"/>')
+    add(root, "line", x1=left, y1=top + plot_h, x2=left + plot_w, y2=top + plot_h, stroke="#888")
+    add(root, "line", x1=left, y1=top, x2=left, y2=top + plot_h, stroke="#888")
     for i in range(5):
         value = y0 + (y1 - y0) * i / 4
-        y = top + plot_h - plot_h * i / 4
-        out.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{value:.2f}</text>')
+        add(root, "text", f"{value:.2f}", x=left - 6, y=top + plot_h - plot_h * i / 4 + 4, text_anchor="end")
     for mark in marks:
         x = left + (mark - x0) / (x1 - x0) * plot_w
-        out.append(
-            f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{top + plot_h}" stroke="#ccc" stroke-dasharray="3"/>'
-        )
-    out.append(f'<text x="{left + plot_w / 2}" y="{height - 6}" text-anchor="middle">{escape(x_label)}</text>')
-    out.append(
-        f'<text x="12" y="{top + plot_h / 2}" transform="rotate(-90 12 {top + plot_h / 2})" '
-        f'text-anchor="middle">{escape(y_label)}</text>'
-    )
-    path = " ".join(at(x, y) for x, y in points)
-    out.append(f'<polyline fill="none" stroke="#2f5d9e" stroke-width="2" points="{path}"/>')
-    out.append("</svg>")
-    return "".join(out)
+        add(root, "line", x1=float(x), y1=top, x2=float(x), y2=top + plot_h, stroke="#ccc", stroke_dasharray=3)
+    add(root, "text", x_label, x=left + plot_w / 2, y=height - 6, text_anchor="middle")
+    middle = top + plot_h / 2
+    add(root, "text", y_label, x=12, y=middle, transform=f"rotate(-90 12 {middle})", text_anchor="middle")
+    add(root, "polyline", fill="none", stroke="#2f5d9e", stroke_width=2, points=" ".join(at(x, y) for x, y in points))
+    return render(root)
