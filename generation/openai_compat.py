@@ -10,10 +10,12 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
 import openai
+from openai.types import Completion
+from openai.types.chat import ChatCompletion
 
 from generation import dialects
 from generation.config import ConfigError, SamplingConfig
-from generation.retry import MalformedResponse, PermanentError, RetryPolicy, call_with_retries
+from generation.retry import MalformedResponse, PermanentError, RetryPolicy, call_with_retries, expect
 from generation.types import GenerationRequest, GenerationResult
 
 NO_KEY = "no-key"  # local servers ignore the key, but the client insists on one
@@ -97,6 +99,7 @@ class OpenAICompatBackend:
             common["extra_body"] = fields.extra_body
         if self.api == "chat":
             reply = self.client.chat.completions.create(messages=request.messages, **common)  # type: ignore[arg-type]
+            expect(reply, ChatCompletion)
             if not reply.choices or reply.choices[0].message is None or reply.choices[0].message.content is None:
                 raise MalformedResponse("no choices[0].message.content in the reply")
             choice = reply.choices[0]
@@ -105,6 +108,7 @@ class OpenAICompatBackend:
             reply = self.client.completions.create(
                 prompt=completion_prompt(request.messages), stop=COMPLETION_STOP, **common
             )
+            expect(reply, Completion)
             if not reply.choices or reply.choices[0].text is None:
                 raise MalformedResponse("no choices[0].text in the reply")
             choice = reply.choices[0]

@@ -66,6 +66,13 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, json.JSONDecodeError)  # a body that is not JSON at all
 
 
+def expect(reply: object, kind: type, what: str = "the reply") -> None:
+    """A 200 whose body is not the JSON expected (a proxy's HTML error page: the openai client
+    hands it back as a string) is a malformed answer, retried like a 5xx."""
+    if not isinstance(reply, kind):
+        raise MalformedResponse(f"{what} is not a {kind.__name__} but {str(reply)[:80]!r}")
+
+
 def describe(exc: BaseException) -> str:
     if isinstance(exc, openai.APIStatusError):
         body = exc.body

@@ -56,6 +56,7 @@ class Reply:
     retry_after: str | None = None
     delay: float = 0.0
     body: bytes | None = None  # raw body to send instead of the normal answer (malformed output)
+    content_type: str = "application/json"  # a proxy's error page says text/html
 
 
 OK = Reply()
@@ -157,9 +158,11 @@ class OpenAIStub:
             def log_message(self, *args):  # quiet
                 pass
 
-            def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+            def _send(
+                self, status: int, body: bytes, headers: dict[str, str] | None = None, kind: str = "application/json"
+            ) -> None:
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(body)))
                 for key, value in (headers or {}).items():
                     self.send_header(key, value)
@@ -224,7 +227,7 @@ class OpenAIStub:
                     self._send(reply.status, json.dumps(error).encode(), headers)
                     return
                 if reply.body is not None:
-                    self._send(200, reply.body)
+                    self._send(200, reply.body, kind=reply.content_type)
                     return
                 if body.get("logprobs"):
                     self._send(200, json.dumps(stub._logprobs_reply(body)).encode())

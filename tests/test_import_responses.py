@@ -121,3 +121,29 @@ def test_the_database_refuses_a_second_response_for_the_same_sample(prompts):
     with pytest.raises(IntegrityError), transaction.atomic():
         Response.objects.create(system=system, prompt=p1, sample_index=0, text="two")
     assert Response.objects.filter(prompt=p1).count() == 2
+
+
+def test_a_response_inside_a_study_does_not_change_under_its_annotators(tmp_path):
+    """Re-importing other texts for responses a study holds is refused, with the studies, and
+    nothing is written; people and the judge never see different texts for one comparison."""
+    from evalsite.annotation.models import Comparison
+    from tests.annotation_fixtures import make_study
+
+    study, _ = make_study(n_prompts=2, baselines=("alpaca-65b",))
+    shown = Comparison.objects.filter(study=study).first().baseline_response
+    shown.rendered_html()
+    path = tmp_path / "again.jsonl"
+    rows = [{"id": "p0", "response": "A new text."}, {"id": "p1", "response": "Another."}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(CommandError) as excinfo:
+        call_command("import_responses", str(path), system="alpaca-65b", set_name=f"{study.name}-prompts")
+    message = str(excinfo.value)
+    assert "2 response(s) would change inside a study" in message
+    assert f"{path}:1: prompt 'p0': held by study {study.name} (open)" in message
+    assert not Response.objects.filter(text__in=["A new text.", "Another."]).exists()
+    # a response no study holds may change; its page is rendered again from the new text
+    study.status = "draft"
+    study.save(update_fields=["status"])
+    call_command("import_responses", str(path), system="alpaca-65b", set_name=f"{study.name}-prompts")
+    shown.refresh_from_db()
+    assert shown.text in ("A new text.", "Another.") and shown.html is None

@@ -218,3 +218,25 @@ def test_a_killed_workers_judge_job_resumes_where_it_stopped(workers):
     assert job.status == JobStatus.DONE and job.attempts == 2
     assert JudgeVerdict.objects.filter(job=job).count() == 24
     assert sum(stub.calls.values()) <= 24 + 2, "only the call in flight at the kill may be asked again"
+
+
+def test_a_proxys_html_page_or_an_empty_reply_is_retried_then_a_failed_verdict_never_a_failed_job():
+    from evalsite.judging.runner import answers_in_order, render
+
+    with OpenAIStub(responder=fair_judge) as stub:
+        study = judged_study(n_prompts=2)
+        comparisons = list(study.comparisons.order_by("pk"))
+        texts = [
+            render("lima", c.prompt.messages, *answers_in_order(c, JudgeVerdict.Order.CANDIDATE_FIRST))
+            for c in comparisons
+        ]
+        html = Reply(body=b"<html><h1>502 Bad Gateway</h1></html>", content_type="text/html")
+        stub.script(texts[0], html)  # every time: retried, then recorded as failed
+        empty = b'{"id": "x", "object": "chat.completion", "created": 0, "model": "m", "choices": []}'
+        stub.script(texts[1], Reply(body=empty), Reply())  # once, then a good answer
+        job = run_job(study, judge_config(stub, max_retries=2))
+    assert job.status == JobStatus.DONE
+    assert stub.calls[texts[0]] == 3 and stub.calls[texts[1]] == 2
+    failed = JudgeCall.objects.exclude(error="").get()
+    assert "not a ChatCompletion" in failed.error and "502 Bad Gateway" in failed.error
+    assert summary(job)["api_failures"] == 1

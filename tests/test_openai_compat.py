@@ -114,3 +114,11 @@ def test_an_unreachable_base_url_is_reported_before_any_work():
         check_reachable("http://127.0.0.1:9/v1", timeout=2)
     with OpenAIStub() as stub:
         check_reachable(stub.url)
+
+
+def test_a_200_html_page_from_a_proxy_is_retried_and_then_recorded_not_raised():
+    with OpenAIStub() as stub:
+        stub.script("proxied", Reply(body=b"<html>502</html>", content_type="text/html"))
+        results = run(backend(stub, max_retries=1), requests("proxied", "fine"))
+    assert results["fine"].ok and not results["proxied"].ok
+    assert "not a ChatCompletion" in results["proxied"].error and stub.calls["proxied"] == 2

@@ -8,5 +8,8 @@ class AnnotationConfig(AppConfig):
 
     def ready(self) -> None:
         from evalsite.annotation.export import register_exports
+        from evalsite.annotation.models import studies_holding
+        from evalsite.catalog.io import RESPONSE_HOLDERS
 
         register_exports()
+        RESPONSE_HOLDERS.append(studies_holding)

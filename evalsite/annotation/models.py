@@ -159,3 +159,24 @@ class LoginToken(models.Model):
     @staticmethod
     def hash(token: str) -> str:
         return hashlib.sha256(token.encode()).hexdigest()
+
+
+def studies_holding(response_ids: list[int]) -> dict[int, list[str]]:
+    """Which of these responses are in a study that has opened (open or closed), and which."""
+    held: dict[int, list[str]] = {}
+    wanted = set(response_ids)
+    rows = (
+        Comparison.objects.filter(
+            models.Q(candidate_response_id__in=response_ids) | models.Q(baseline_response_id__in=response_ids)
+        )
+        .exclude(study__status=Study.Status.DRAFT)
+        .values_list("candidate_response_id", "baseline_response_id", "study__name", "study__status")
+        .distinct()
+    )
+    for candidate, baseline, name, status in rows:
+        for pk in (candidate, baseline):
+            if pk in wanted:
+                label = f"study {name} ({status})"
+                if label not in held.setdefault(pk, []):
+                    held[pk].append(label)
+    return held

@@ -402,6 +402,20 @@ def _normalise(text: str) -> str:
     return " ".join(text.split())
 
 
+# Apps above the catalog append a function here (in their AppConfig.ready) that, given response
+# ids, says which of them are held by something that must not see them change, and by what:
+# {response id: ["study S (open)", ...]}. The annotation app holds a study's responses.
+RESPONSE_HOLDERS: list = []
+
+
+def holders_of(response_ids: list[int]) -> dict[int, list[str]]:
+    held: dict[int, list[str]] = defaultdict(list)
+    for holders in RESPONSE_HOLDERS:
+        for pk, names in holders(response_ids).items():
+            held[pk].extend(names)
+    return held
+
+
 def import_responses(path: Path, system_name: str, set_name: str | None = None, strict: bool = False) -> ImportReport:
     """Load a baseline's precomputed outputs. Each line is matched to a prompt by id, or else by
     the exact text of the prompt (whitespace-insensitive). Lines that match nothing are listed
@@ -449,6 +463,26 @@ def import_responses(path: Path, system_name: str, set_name: str | None = None, 
             (r.prompt_id, r.sample_index): r
             for r in Response.objects.filter(system=system, prompt__in=[p for _, p in matched])
         }
+        # A response inside a study does not change: annotators saw its text (rendered when the
+        # study opened) and the judge judged it; a new text would make people and judge see
+        # different answers for one comparison. Import a new text under a new system instead.
+        changing = {
+            existing[(prompt.pk, record.sample_index)].pk: (record, prompt)
+            for record, prompt in matched
+            if (prompt.pk, record.sample_index) in existing
+            and existing[(prompt.pk, record.sample_index)].text != record.text
+        }
+        held = holders_of(list(changing))
+        if held:
+            lines = [
+                f"{path}:{changing[pk][0].line}: prompt {changing[pk][1].external_id!r}: held by {', '.join(names)}"
+                for pk, names in sorted(held.items(), key=lambda item: changing[item[0]][0].line)
+            ]
+            raise ImportFailed(
+                f"{len(lines)} response(s) would change inside a study (its annotators and judge saw the old text); "
+                f"nothing was imported. Import the new texts as another system (systems add NAME --backend "
+                f"imported):\n  " + "\n  ".join(lines)
+            )
         for record, prompt in matched:
             values = {
                 "text": record.text,
@@ -457,6 +491,9 @@ def import_responses(path: Path, system_name: str, set_name: str | None = None, 
                 "finish_reason": "imported",
                 "error": "",
             }
+            old = existing.get((prompt.pk, record.sample_index))
+            if old is not None and old.text != record.text:
+                values["html"] = None  # rendered again from the new text when first shown
             report.record(
                 existing.get((prompt.pk, record.sample_index)),
                 values,

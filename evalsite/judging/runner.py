@@ -15,6 +15,7 @@ import openai
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
+from openai.types.chat import ChatCompletion
 
 from evalsite.core.jobs import JobContext, JobStopped
 from evalsite.generations.models import chunked
@@ -29,7 +30,7 @@ from evalsite.judging.models import (
 )
 from evalsite.judging.templates import REMINDERS, parse, render, template_hash
 from generation.openai_compat import make_client
-from generation.retry import MalformedResponse, PermanentError, RetryPolicy, call_with_retries
+from generation.retry import MalformedResponse, PermanentError, RetryPolicy, call_with_retries, expect
 from stats.judge import Probabilities, candidate_view, combine, label_probabilities
 
 ORDERS = (JudgeVerdict.Order.CANDIDATE_FIRST, JudgeVerdict.Order.BASELINE_FIRST)
@@ -100,12 +101,14 @@ def call_judge(
             out["answered"] += 1  # it answered, with an error
             raise
         out["answered"] += 1
+        expect(reply, ChatCompletion)  # a proxy's HTML page with a 200 is retried, then a failed verdict
+        if not reply.choices or reply.choices[0].message is None or not reply.choices[0].message.content:
+            # an empty or null reply is a transient fault (retried), as generation treats it
+            raise MalformedResponse("the reply has no choices[0].message.content")
         return reply
 
     def ask(msgs: list[dict]):
         reply = call_with_retries(lambda: request(msgs), policy)
-        if not reply.choices or reply.choices[0].message is None or reply.choices[0].message.content is None:
-            raise MalformedResponse("the reply has no choices[0].message.content")
         text = reply.choices[0].message.content
         usage = reply.usage
         out["in"] += usage.prompt_tokens if usage else estimate_tokens(" ".join(m["content"] for m in msgs))
