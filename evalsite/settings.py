@@ -88,6 +88,7 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"  # the site's own login, not the admin's "Logged out" page
 LOGIN_MAX_FAILURES = env.int("LOGIN_MAX_FAILURES", default=5)
 LOGIN_LOCKOUT_SECONDS = env.int("LOGIN_LOCKOUT_SECONDS", default=600)
 # How often (at most, per web process and study) a claim first returns expired claims to the pool.
@@ -188,7 +189,11 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "filters": {"one_line_refusals": {"()": "evalsite.core.log_filters.OneLineRefusals"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {name: {"level": "WARNING"} for name in ("django.db.backends", "httpx", "httpx2", "openai")},
+    "loggers": {
+        **{name: {"level": "WARNING"} for name in ("django.db.backends", "httpx", "httpx2", "openai")},
+        "django.request": {"filters": ["one_line_refusals"]},
+    },
 }

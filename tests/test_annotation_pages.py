@@ -152,3 +152,21 @@ def test_login_is_rate_limited(client):
     assert locked.status_code == 429 and b"Too many failed logins" in locked.content
     other = client.post("/accounts/login/", {"username": "ann1", "password": "pw-ann1-secret"}, REMOTE_ADDR="10.9.9.9")
     assert other.status_code == 302, "another user from another address is not locked out"
+
+
+def test_the_study_pages_counts_equal_a_hand_count_after_votes(staff_client):
+    """Counts over a join with judgments count each comparison once (61 stayed 61 after votes)."""
+    from bs4 import BeautifulSoup
+
+    from evalsite.annotation.models import Comparison, HumanJudgment
+    from tests.dashboard_fixtures import seeded_study
+
+    study, _, _ = seeded_study()  # 8 comparisons, 12 judgments: several per comparison
+    soup = BeautifulSoup(staff_client.get(f"/annotate/studies/{study.name}/").content, "html.parser")
+    comparisons = Comparison.objects.filter(study=study, is_gold=False).count()
+    judgments = HumanJudgment.objects.filter(comparison__study=study).count()
+    assert judgments > comparisons
+    assert soup.select_one("p.counts .comparisons").get_text() == str(comparisons)
+    assert soup.select_one("p.counts .judged").get_text() == str(judgments)
+    listing = BeautifulSoup(staff_client.get("/annotate/studies/").content, "html.parser")
+    assert str(comparisons) in [td.get_text().strip() for td in listing.select("td")]

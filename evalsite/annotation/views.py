@@ -170,9 +170,10 @@ def study_detail(request, name: str):
     context = {
         "study": study,
         "missing": services.missing_responses(study) if study.status == Study.Status.DRAFT else [],
+        # one row per (comparison, judgment) after the join: count comparisons once each
         "counts": Comparison.objects.filter(study=study).aggregate(
-            comparisons=Count("id", filter=Q(is_gold=False)),
-            gold=Count("id", filter=Q(is_gold=True)),
+            comparisons=Count("id", filter=Q(is_gold=False), distinct=True),
+            gold=Count("id", filter=Q(is_gold=True), distinct=True),
             judged=Count("judgments"),
         ),
         "quality": annotator_quality(study),

@@ -492,8 +492,20 @@ def serve(host: str, port: int, write: Callable[[str], None]) -> int:
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    # the site annotators use shows its own error pages, never Django's debug pages (which list
+    # every URL); --insecure serves the static files that DEBUG would have
+    web_env = dict(
+        os.environ,
+        DEBUG="0",
+        SECRET_KEY=settings.SECRET_KEY,
+        SESSION_COOKIE_SECURE="0",
+        CSRF_COOKIE_SECURE="0",
+    )
     web = subprocess.Popen(
-        [python, "manage.py", "runserver", f"{host}:{port}", "--noreload"], cwd=BASE_DIR, start_new_session=True
+        [python, "manage.py", "runserver", f"{host}:{port}", "--noreload", "--insecure"],
+        cwd=BASE_DIR,
+        env=web_env,
+        start_new_session=True,
     )
     try:
         if not wait_for_http(f"http://{host}:{port}/healthz"):
