@@ -2,6 +2,7 @@ import csv
 import io
 
 import pytest
+from bs4 import BeautifulSoup
 
 from evalsite.annotation import services
 from evalsite.dashboard import data
@@ -106,7 +107,8 @@ def test_breakdowns_by_source_and_tag_and_the_drill_down(staff_client):
     svg = staff_client.get(f"/dashboard/{study.name}/export/figure1.svg").content.decode()
     assert "/drill?baseline=alpaca-65b&amp;outcome=baseline" in svg
     drill = staff_client.get(f"/dashboard/{study.name}/drill?baseline=alpaca-65b&outcome=baseline").content.decode()
-    assert "p2" in drill and "ann0: baseline" in drill and "ann1: baseline" in drill and "cand_first" in drill
+    assert [h.get_text() for h in BeautifulSoup(drill, "html.parser").select("h3 .prompt-id")] == ["p2"]
+    assert "ann0: baseline" in drill and "ann1: baseline" in drill and "cand_first" in drill
     assert staff_client.get(f"/dashboard/{study.name}/drill?baseline=x&outcome=nope").status_code == 400
 
 

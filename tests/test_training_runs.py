@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from bs4 import BeautifulSoup
 from django.core.management import CommandError, call_command
 from django.test import Client
 
@@ -128,8 +129,10 @@ def test_staff_review_examples_one_by_one_and_edits_keep_the_original(db, tmp_pa
     assert "must not be empty" in empty.content.decode()
     dataset = TrainingDataset.objects.get(name="rev")
     assert dataset.trainable().count() == 5  # the rejected one is left out
-    listing = staff_client.get("/training/datasets/rev/?status=rejected").content.decode()
-    assert "too short" in listing and "c0" not in listing
+    listing = BeautifulSoup(staff_client.get("/training/datasets/rev/?status=rejected").content, "html.parser")
+    rows = listing.select("table.examples tr.example")
+    assert [r.select_one("td.id").get_text() for r in rows] == [second.external_id]  # c0 (accepted) not listed
+    assert rows[0].find_all("td")[-1].get_text() == "too short"
 
 
 # -- runs -----------------------------------------------------------------------------------------
