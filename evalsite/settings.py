@@ -177,6 +177,13 @@ TRAINING_RUNS_DIR = Path(env.str("TRAINING_RUNS_DIR", default=str(MODELS_DIR / "
 # on as many GPUs and hosts as that config names; the job follows its progress file.
 TRAINING_LAUNCHER = env.str("TRAINING_LAUNCHER", default="")
 
+# --- Imports ---------------------------------------------------------------------------------
+# Limits a file must stay within (a 50 MB prompt once made a 52 MB annotator page): past them the
+# import is refused with the line and the limit, and nothing is kept.
+IMPORT_MAX_FILE_BYTES = env.int("IMPORT_MAX_FILE_BYTES", default=512 * 2**20)
+IMPORT_MAX_PROMPT_CHARS = env.int("IMPORT_MAX_PROMPT_CHARS", default=100_000)
+IMPORT_MAX_RESPONSE_CHARS = env.int("IMPORT_MAX_RESPONSE_CHARS", default=200_000)
+
 # --- The judge ---------------------------------------------------------------------------------
 # Figure 2 carries a warning, with the numbers, when the judge's two orders agree less often than
 # this, when the first- (or second-) shown answer wins more than this share of decided verdicts,

@@ -14,11 +14,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from evalsite.catalog.models import Prompt, PromptSet, Response, System, messages_key, validate_messages
 from evalsite.core.lookup import by_name
+from generation.text import unstorable
 
 
 class ImportFailed(Exception):
@@ -33,8 +35,12 @@ def read_records(path: Path) -> Iterator[tuple[int, dict]]:
     on its line; an array is read whole and each element is named by the line it starts on."""
     try:
         handle = path.open("rb")
+        size = path.stat().st_size
     except OSError as exc:
         raise ImportFailed(f"{path}: cannot read: {exc.strerror}") from exc
+    if size > settings.IMPORT_MAX_FILE_BYTES:
+        limit = settings.IMPORT_MAX_FILE_BYTES / 2**20
+        raise ImportFailed(f"{path}: {size / 2**20:,.1f} MB is more than IMPORT_MAX_FILE_BYTES ({limit:,.1f} MB)")
     with handle:
         head = handle.read(4096)
         handle.seek(0)
@@ -139,8 +145,21 @@ def prompt_format(obj: dict) -> str | None:
     return None
 
 
+MAX_ID_LENGTH = 100  # Prompt.external_id
+MAX_SOURCE_LENGTH = 100  # Prompt.source
+MAX_TAG_LENGTH = 50
+MAX_COUNT = 2**31 - 1  # token counts: PositiveIntegerField
+
+
+def check_storable(where: str, obj: dict) -> None:
+    problem = unstorable(obj)
+    if problem:
+        raise ImportFailed(f"{where}: {problem}")
+
+
 def parse_prompt_line(path: Path, lineno: int, obj: dict) -> PromptRecord:
     where = f"{path}:{lineno}"
+    check_storable(where, obj)
     kind = prompt_format(obj)
     if kind is None:
         raise ImportFailed(
@@ -151,6 +170,17 @@ def parse_prompt_line(path: Path, lineno: int, obj: dict) -> PromptRecord:
         kind
     ](where, lineno, obj)
     record.unused = frozenset(set(obj) - PROMPT_FORMATS[kind])
+    length = sum(len(m["content"]) for m in record.messages) + sum(len(t) for t in record.follow_ups)
+    if length > settings.IMPORT_MAX_PROMPT_CHARS:
+        limit = settings.IMPORT_MAX_PROMPT_CHARS
+        raise ImportFailed(f"{where}: the prompt is {length:,} characters long (IMPORT_MAX_PROMPT_CHARS: {limit:,})")
+    if len(record.external_id) > MAX_ID_LENGTH:
+        raise ImportFailed(f"{where}: the id is {len(record.external_id)} characters long (at most {MAX_ID_LENGTH})")
+    if len(record.source) > MAX_SOURCE_LENGTH:
+        raise ImportFailed(f"{where}: the source is {len(record.source)} characters long (at most {MAX_SOURCE_LENGTH})")
+    long_tags = [t for t in record.tags if len(t) > MAX_TAG_LENGTH]
+    if long_tags:
+        raise ImportFailed(f"{where}: a tag is {len(long_tags[0])} characters long (at most {MAX_TAG_LENGTH})")
     return record
 
 
@@ -365,16 +395,22 @@ def _optional_count(where: str, obj: dict, key: str) -> int | None:
     value = obj.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ImportFailed(f"{where}: '{key}' must be a whole number >= 0")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
+        raise ImportFailed(f"{where}: '{key}' must be a whole number from 0 to {MAX_COUNT:,}")
     return value
 
 
 def parse_response_line(path: Path, lineno: int, obj: dict) -> ResponseRecord:
     where = f"{path}:{lineno}"
+    check_storable(where, obj)
     text = _one_of(where, obj, RESPONSE_TEXT_KEYS)
     if text is None:
         raise ImportFailed(f"{where}: missing the response text ('response', 'output' or 'text')")
+    if len(text) > settings.IMPORT_MAX_RESPONSE_CHARS:
+        raise ImportFailed(
+            f"{where}: the response is {len(text):,} characters long "
+            f"(IMPORT_MAX_RESPONSE_CHARS: {settings.IMPORT_MAX_RESPONSE_CHARS:,})"
+        )
     prompt_id = obj.get("prompt_id", obj.get("id"))
     if prompt_id is not None and (isinstance(prompt_id, bool) or not isinstance(prompt_id, str | int)):
         raise ImportFailed(f"{where}: 'id' must be a string or a number")

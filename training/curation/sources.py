@@ -19,6 +19,8 @@ from xml.parsers import expat
 
 import zstandard
 
+from generation.text import unstorable
+
 
 class CurationError(ValueError):
     """Bad input; the message starts with FILE:LINE."""
@@ -194,12 +196,17 @@ def _stack_candidate(
 
 def read_wikihow(path: Path) -> Iterator[Candidate]:
     csv.field_size_limit(1 << 28)
-    try:
-        handle = path.open(encoding="utf-8", newline="")
-    except OSError as exc:
-        raise CurationError(f"{path}: {exc.strerror}") from None
-    with handle:
-        reader = csv.DictReader(handle)
+
+    def decoded(handle: BinaryIO) -> Iterator[str]:
+        # each line decoded on its own, so that a bad byte is named by its line
+        for lineno, raw in enumerate(handle, start=1):
+            try:
+                yield raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise CurationError(f"{path}:{lineno}: not UTF-8 text (byte {exc.start + 1})") from None
+
+    with open_binary(path) as handle:
+        reader = csv.DictReader(decoded(handle))
         columns = reader.fieldnames or []
         missing = [c for c in ("title", "text") if c not in columns]
         if missing:
@@ -209,6 +216,9 @@ def read_wikihow(path: Path) -> Iterator[Candidate]:
                 where = f"{path}:{reader.line_num}"
                 if None in row or any(row[c] is None for c in columns):
                     raise CurationError(f"{where}: expected {len(columns)} fields")
+                problem = unstorable(row)
+                if problem:
+                    raise CurationError(f"{where}: {problem}")
                 title = row["title"].strip()
                 yield Candidate(
                     source="wikihow",
@@ -233,6 +243,9 @@ def _json_rows(path: Path) -> Iterator[tuple[str, int, dict[str, Any]]]:
             raise CurationError(f"{where}: not JSON ({exc.msg})") from None
         if not isinstance(obj, dict):
             raise CurationError(f"{where}: expected a JSON object")
+        problem = unstorable(obj)
+        if problem:
+            raise CurationError(f"{where}: {problem}")
         yield where, lineno, obj
 
 
