@@ -91,6 +91,13 @@ LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"  # the site's own login, not the admin's "Logged out" page
 LOGIN_MAX_FAILURES = env.int("LOGIN_MAX_FAILURES", default=5)
 LOGIN_LOCKOUT_SECONDS = env.int("LOGIN_LOCKOUT_SECONDS", default=600)
+# Every login form (the site's and the admin's) authenticates through the limit (core/login.py).
+AUTHENTICATION_BACKENDS = ["evalsite.core.login.RateLimitedModelBackend"]
+# Addresses (or networks) of the reverse proxies in front of the site: only from them is
+# X-Forwarded-For believed for the client's address.
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
+# "open": logins go on when the cache is unreachable (logged); "closed": they are all refused.
+LOGIN_LIMIT_WHEN_CACHE_DOWN = env.str("LOGIN_LIMIT_WHEN_CACHE_DOWN", default="open")
 # How often (at most, per web process and study) a claim first returns expired claims to the pool.
 CLAIM_SWEEP_SECONDS = env.int("CLAIM_SWEEP_SECONDS", default=10)
 # On PostgreSQL, an annotator's next item is picked, taken and recorded in one SQL statement;

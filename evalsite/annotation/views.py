@@ -125,7 +125,7 @@ def token_login(request, token: str):
     user = services.use_login_token(token)
     if user is None:
         return render(request, "annotation/token_used.html", status=410)
-    login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+    login(request, user, backend="evalsite.core.login.RateLimitedModelBackend")
     return redirect("annotation:home")
 
 
