@@ -114,9 +114,10 @@ CACHES = {
 # every web process (CACHE_URL=redis://...); a per-process cache would keep logged-out sessions
 # alive in the other processes, so with it they are read from the database.
 SHARED_CACHE = not CACHES["default"]["BACKEND"].endswith(("LocMemCache", "DummyCache"))
+# evalsite.core.sessions is Django's cached_db that falls back to the database while the cache is down.
 SESSION_ENGINE = env.str(
     "SESSION_ENGINE",
-    default="django.contrib.sessions.backends." + ("cached_db" if SHARED_CACHE else "db"),
+    default="evalsite.core.sessions" if SHARED_CACHE else "django.contrib.sessions.backends.db",
 )
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="evaluation@localhost")
