@@ -121,6 +121,16 @@ class Job(models.Model):
         label, pk, queue = self.label(), self.pk, self.queue
         transaction.on_commit(lambda: send_job_message(label, pk, queue))
 
+    def send_if_unsent(self) -> None:
+        """A queued job whose message never left (the broker was down) is sent now: a second
+        `generate` (or judge, train) does not just join a job that no worker will ever hear of."""
+        if self.status == JobStatus.QUEUED and self.enqueued_at is None:
+            self.enqueue()
+
+    @property
+    def message_unsent(self) -> bool:
+        return self.status == JobStatus.QUEUED and self.enqueued_at is None
+
     def request_cancel(self) -> bool:
         """Ask a job to stop. A queued job ends at once; a running one at its next check."""
         model = type(self)
@@ -138,10 +148,27 @@ def job_models() -> list[type[Job]]:
     return [m for m in apps.get_models() if issubclass(m, Job)]
 
 
-def send_job_message(label: str, pk: int, queue: str) -> None:
+def send_job_message(label: str, pk: int, queue: str) -> bool:
+    """Send "run job N" to its queue. When the broker cannot be reached, say so in one line and
+    mark the message unsent (enqueued_at empty): the sweep, or the next command that asks for the
+    same job, sends it as soon as the broker is back. The job row is the truth; nothing is lost."""
     from evalsite.core.tasks import run_job
 
-    run_job.apply_async(args=[label, pk], queue=queue)
+    try:
+        run_job.apply_async(args=[label, pk], queue=queue, retry=True, retry_policy=BROKER_RETRY)
+        return True
+    except Exception as exc:  # noqa: BLE001  (kombu's and the transports' connection errors)
+        reason = exc.__class__.__name__
+        log.error("%s %s: the broker cannot be reached (%s); the job waits, its message is sent when it is back",
+                  label, pk, reason)
+        model = next((m for m in job_models() if m.label() == label), None)
+        if model is not None:
+            model.objects.filter(pk=pk, status=JobStatus.QUEUED).update(enqueued_at=None)
+        return False
+
+
+# a broker that does not answer is given about 3 s, not Celery's default of retrying for long
+BROKER_RETRY = {"max_retries": 2, "interval_start": 0.5, "interval_step": 1.0, "interval_max": 2.0}
 
 
 class JobContext:

@@ -72,6 +72,13 @@ def run_or_follow(job: jobs.Job, created: bool, foreground: bool, wait: bool) ->
             jobs.execute(job.label(), job.pk, worker=worker)
         job.refresh_from_db()
         return job
+    job.refresh_from_db()
+    if job.message_unsent:
+        sys.stderr.write(
+            f"{job}: queued, but the broker cannot be reached; its message is sent when it is back "
+            "(the sweep, or this command again), or run it here with --foreground\n"
+        )
+        return None
     if wait:
         return follow(job)
     return None

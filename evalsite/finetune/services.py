@@ -217,6 +217,8 @@ def start_training(
             .first()
         )
         if active:
+            if enqueue:
+                active.send_if_unsent()
             return active, False
         unfinished = (
             None

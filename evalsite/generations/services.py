@@ -47,6 +47,8 @@ def start_generation(
             .first()
         )
         if active:
+            if enqueue:
+                active.send_if_unsent()
             return active, False
         job = GenerationJob.objects.create(system=system, prompt_set=prompt_set, samples_per_prompt=samples)
         if enqueue:

@@ -99,6 +99,8 @@ def start_judge_job(
             JudgeJob.objects.select_for_update().filter(study=study, config=config, status__in=ACTIVE_STATUSES).first()
         )
         if active:
+            if enqueue:
+                active.send_if_unsent()
             return active, False
         job = JudgeJob.objects.create(
             study=study,
