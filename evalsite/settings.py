@@ -161,6 +161,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 
 # Jobs: a running job whose heartbeat is older than this is taken to be dead and re-enqueued.
+JOB_TRANSIENT_RETRIES = env.int("JOB_TRANSIENT_RETRIES", default=5)  # database blips a job rides out in a row
 JOB_HEARTBEAT_SECONDS = env.float("JOB_HEARTBEAT_SECONDS", default=5.0)
 JOB_STALE_AFTER_SECONDS = env.float("JOB_STALE_AFTER_SECONDS", default=60.0)
 # A queued job whose message was lost (broker crash) is sent again after this long.

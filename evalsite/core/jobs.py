@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from datetime import timedelta
 from typing import ClassVar
 
+from django import db
 from django.apps import apps
 from django.conf import settings
 from django.db import close_old_connections, connection, models, transaction
@@ -237,9 +238,14 @@ class Heartbeat(threading.Thread):
     def run(self) -> None:
         try:
             while not self.stopped.wait(self.every):
-                alive = self.model.objects.filter(pk=self.pk, lease=self.lease, status=JobStatus.RUNNING).update(
-                    heartbeat_at=timezone.now()
-                )
+                try:
+                    alive = self.model.objects.filter(
+                        pk=self.pk, lease=self.lease, status=JobStatus.RUNNING
+                    ).update(heartbeat_at=timezone.now())
+                except TRANSIENT_DB_ERRORS as exc:  # the database blinked: beat again next time
+                    log.warning("heartbeat of %s %s: %s", self.model.label(), self.pk, exc)
+                    connection.close()
+                    continue
                 if not alive:
                     return
         finally:
@@ -278,6 +284,42 @@ def finish(
     return bool(model.objects.filter(pk=pk, lease=lease, status=JobStatus.RUNNING).update(**fields))
 
 
+TRANSIENT_DB_ERRORS = (db.OperationalError, db.InterfaceError)
+
+
+def reconnected(action, attempts: int = 4):
+    """Run a database action, reconnecting after a transient error (a restarted server, a killed
+    connection) with a short backoff."""
+    for attempt in range(attempts):
+        try:
+            return action()
+        except TRANSIENT_DB_ERRORS:
+            if attempt == attempts - 1:
+                raise
+            connection.close()  # Django opens a new connection at the next query
+            time.sleep(min(0.5 * 2**attempt, 5.0))
+    return None
+
+
+def run_with_reconnects(job: Job, lease: uuid.UUID) -> None:
+    """Run the job; a transient database error is a retry (the job is resumable: it only does
+    what is not done yet), with the lease kept, never a final failure, up to
+    JOB_TRANSIENT_RETRIES times in a row."""
+    failures = 0
+    while True:
+        try:
+            job.run(JobContext(job, lease))
+            return
+        except TRANSIENT_DB_ERRORS as exc:
+            failures += 1
+            if failures > settings.JOB_TRANSIENT_RETRIES:
+                raise
+            log.warning("%s %s: database error (%s); reconnecting and going on", job.label(), job.pk, exc)
+            connection.close()
+            time.sleep(min(0.5 * 2 ** (failures - 1), 5.0))
+            reconnected(job.refresh_from_db)
+
+
 def execute(label: str, pk: int, worker: str) -> str:
     """Run one job to its end in this process. Used by the Celery task and by ``--foreground``
     commands, so both take the same path."""
@@ -289,7 +331,7 @@ def execute(label: str, pk: int, worker: str) -> str:
     beat = Heartbeat(model, pk, lease, settings.JOB_HEARTBEAT_SECONDS)
     beat.start()
     try:
-        job.run(JobContext(job, lease))
+        run_with_reconnects(job, lease)
     except JobCancelled:
         finish(model, pk, lease, JobStatus.CANCELLED, detail="cancelled on request")
         return JobStatus.CANCELLED
@@ -301,13 +343,14 @@ def execute(label: str, pk: int, worker: str) -> str:
         return "lease lost"
     except Exception as exc:  # the job's own failure: recorded on the row and shown, never lost
         log.exception("%s %s failed", label, pk)
-        finish(model, pk, lease, JobStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
+        error = f"{type(exc).__name__}: {exc}"
+        reconnected(lambda: finish(model, pk, lease, JobStatus.FAILED, error=error))
         return JobStatus.FAILED
     finally:
         beat.stop()
-    job.refresh_from_db()
+    reconnected(job.refresh_from_db)
     if job.status == JobStatus.RUNNING:
-        finish(model, pk, lease, JobStatus.DONE)
+        reconnected(lambda: finish(model, pk, lease, JobStatus.DONE))
         return JobStatus.DONE
     return job.status
 
