@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -118,6 +119,13 @@ def workers(worker_env, tmp_path):
     yield start
     for worker in started:
         worker.stop()
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (yet): for a server the test starts, or a dead one."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def wait_until(predicate, timeout: float = 30.0, poll: float = 0.1, message: str = "condition"):

@@ -5,7 +5,6 @@ broker is back (not after JOB_RESEND_QUEUED_AFTER_SECONDS)."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 
@@ -14,15 +13,13 @@ import pytest
 from evalsite.core.jobs import JobStatus, sweep_stale_jobs
 from evalsite.generations.models import GenerationJob
 from tests.annotation_fixtures import make_study
-from tests.conftest import ROOT, shared_database_url
+from tests.conftest import ROOT, free_port, shared_database_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def dead_broker() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"redis://127.0.0.1:{s.getsockname()[1]}/0"
+    return f"redis://127.0.0.1:{free_port()}/0"
 
 
 def generate_with_the_broker_down() -> subprocess.CompletedProcess:

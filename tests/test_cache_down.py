@@ -3,29 +3,22 @@ from the database) and logins go on (LOGIN_LIMIT_WHEN_CACHE_DOWN=open) or stop (
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 from django.core.cache import caches
 
 from evalsite.annotation import services
 from evalsite.annotation.models import HumanJudgment
 from tests.annotation_fixtures import make_study
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.django_db
-
-
-def dead_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]  # nothing listens there once closed
 
 
 @pytest.fixture
 def redis_down(settings):
     """The shared cache points at a Redis that does not answer (Django resets its caches when
     CACHES changes)."""
-    location = f"redis://127.0.0.1:{dead_port()}/0"
+    location = f"redis://127.0.0.1:{free_port()}/0"
     redis = {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": location}
     settings.CACHES = {**settings.CACHES, "default": redis}
     settings.SESSION_ENGINE = "evalsite.core.sessions"

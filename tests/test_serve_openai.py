@@ -13,17 +13,9 @@ from evalsite.core import jobs
 from evalsite.core.jobs import JobStatus
 from evalsite.judging import services
 from evalsite.judging.models import JudgeCall, JudgeConfig, JudgeVerdict
-from tests.conftest import ROOT, shared_database_url
+from tests.conftest import ROOT, free_port, shared_database_url
 from tests.judge_fixtures import judged_study
 from tests.tiny_models import save_tiny
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -21,17 +20,13 @@ from django.db.models import Count
 
 from evalsite.annotation.models import Comparison, HumanJudgment
 from tests.annotation_fixtures import make_study
-from tests.conftest import ROOT, shared_database_url
+from tests.conftest import ROOT, free_port, shared_database_url
 from tests.drills.test_database_blip import terminate_other_connections
 
 CSRF = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 ITEM = re.compile(r'action="/annotate/item/(\d+)/judge"')
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -17,15 +17,9 @@ import pytest
 from evalsite.core import jobs
 from evalsite.core.jobs import JobStatus
 from evalsite.generations.models import GenerationJob
-from tests.conftest import ROOT, shared_database_url, wait_until
+from tests.conftest import ROOT, free_port, shared_database_url, wait_until
 from tests.openai_stub import OpenAIStub
 from tests.test_generation_jobs import api_system, make_set
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_redis(port: int) -> subprocess.Popen:
