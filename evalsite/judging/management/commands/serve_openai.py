@@ -10,8 +10,9 @@ from generation.server import make_server
 
 class Command(BaseCommand):
     help = (
-        "Serve a local model (the bundled SmolLM2 by default) as an OpenAI-compatible /v1/chat/completions "
-        "endpoint: the offline stand-in for GPT-4 as the judge, or a baseline through openai_compat."
+        "Serve a local model (the bundled SmolLM2 by default) as an OpenAI-compatible server (/v1/chat/completions "
+        "with streaming and logprobs, /v1/completions, /v1/models): the offline stand-in for GPT-4 as the judge, "
+        "or a baseline through openai_compat."
     )
 
     def add_arguments(self, parser):
