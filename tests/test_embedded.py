@@ -122,6 +122,45 @@ def test_the_demo_pipeline_runs_on_the_embedded_default_and_a_second_run_skips_i
     assert second.returncode == 0 and "done in" not in second.stdout
     assert second.stdout.count("already done, skipped") == 11
     assert (tmp_path / "var" / "models" / "runs" / "run-0001" / "epoch-01" / "recipe.json").exists()
+    served_without_debug_pages(env)
+
+
+def served_without_debug_pages(env) -> None:
+    """The demo's site, as annotators reach it: the site's own error pages, never Django's debug
+    pages (which list every URL), static files served, the login page up; SIGTERM stops it."""
+    import signal
+    import time
+
+    import requests
+    from bs4 import BeautifulSoup
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "demo", "--port", str(port)], cwd=ROOT, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{base}/healthz", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                time.sleep(0.5)
+        missing = requests.get(f"{base}/annotate/item/999999/", timeout=10, allow_redirects=False)
+        assert missing.status_code in (302, 404)
+        lost = requests.get(f"{base}/no-such-page", timeout=10)
+        page = BeautifulSoup(lost.text, "html.parser")
+        assert lost.status_code == 404 and page.select_one(".error-page")["data-status"] == "404"
+        assert page.select_one("#info") is None, "not Django's technical 404 page"
+        assert requests.get(f"{base}/static/admin/css/base.css", timeout=10).status_code == 200
+        assert requests.get(f"{base}/accounts/login/", timeout=10).status_code == 200
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
 
 
 def test_a_malformed_demo_setting_is_refused_before_any_stage_runs(monkeypatch):
