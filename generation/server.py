@@ -11,17 +11,19 @@ vLLM's name (``repetition_penalty``) or llama.cpp's (``repeat_penalty``), and er
 it does not use are ignored, as vLLM and llama.cpp do. ``logprobs`` with ``top_logprobs`` are given
 for one token (``max_tokens`` 1), from one forward pass and no generation: what a judge's
 probability verdict needs; our extension ``label_tokens`` (``["A", "B", "C"]``) gives exactly the
-labels' log probabilities, so such a verdict can always be read (the ``score`` method). One
-generation at a time; a streamed answer is generated whole, then sent in pieces (for throughput
-use vLLM or TGI)."""
+labels' log probabilities, so such a verdict can always be read (the ``score`` method).
+Concurrent requests are generated together in one batch (``Batcher``); a streamed answer is
+generated whole, then sent in pieces."""
 
 from __future__ import annotations
 
 import json
+import queue
 import re
 import threading
 import time
 import uuid
+from collections import defaultdict
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -173,8 +175,61 @@ def _pieces(text: str) -> list[str]:
     return re.findall(r"\s*\S+", text) + ([text[len(text.rstrip()) :]] if text != text.rstrip() else [])
 
 
-def make_server(backend: Any, model_name: str, host: str = "127.0.0.1", port: int = 8001) -> ThreadingHTTPServer:
+class Batcher:
+    """Concurrent requests share one batched generate: the first request to arrive waits up to
+    ``window`` seconds for others (at most ``max_batch``), those with the same sampling settings
+    go to the backend together (hf_local left-pads and batches them), and each caller gets its
+    own result. One batch at a time, under the same lock as the logprobs forward passes."""
+
+    def __init__(self, backend: Any, lock: threading.Lock, window: float = 0.02, max_batch: int = 16):
+        self.backend, self.lock, self.window, self.max_batch = backend, lock, window, max_batch
+        self.waiting: queue.Queue = queue.Queue()
+        threading.Thread(target=self._loop, name="batcher", daemon=True).start()
+
+    def generate(self, request: GenerationRequest, sampling: SamplingConfig) -> GenerationResult:
+        slot: dict = {"done": threading.Event()}
+        self.waiting.put((request, sampling, slot))
+        slot["done"].wait()
+        return slot["result"]
+
+    def _collect(self) -> list:
+        items = [self.waiting.get()]
+        deadline = time.monotonic() + self.window
+        while len(items) < self.max_batch:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                items.append(self.waiting.get(timeout=left))
+            except queue.Empty:
+                break
+        return items
+
+    def _loop(self) -> None:
+        while True:
+            groups: dict[SamplingConfig, list] = defaultdict(list)
+            for item in self._collect():
+                groups[item[1]].append(item)
+            for sampling, group in groups.items():
+                requests = [
+                    GenerationRequest(i, request.messages, request.sample_index, request.text)
+                    for i, (request, _, _) in enumerate(group)
+                ]
+                try:
+                    with self.lock:
+                        results = {result.key: result for result in self.backend.generate(requests, sampling)}
+                except Exception as exc:  # noqa: BLE001  (a failed batch fails its callers, not the server)
+                    results = {i: GenerationResult(i, finish_reason="error", error=str(exc)) for i in range(len(group))}
+                for i, (_, _, slot) in enumerate(group):
+                    slot["result"] = results[i]
+                    slot["done"].set()
+
+
+def make_server(
+    backend: Any, model_name: str, host: str = "127.0.0.1", port: int = 8001, batch_window: float = 0.02
+) -> ThreadingHTTPServer:
     lock = threading.Lock()
+    batcher = Batcher(backend, lock, window=batch_window)
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -182,10 +237,14 @@ def make_server(backend: Any, model_name: str, host: str = "127.0.0.1", port: in
         def log_message(self, fmt, *args):  # quiet; errors still go to the reply
             pass
 
+        batch_size = 0
+
         def _send(self, status: int, payload: dict) -> None:
             body = json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
+            if self.batch_size:
+                self.send_header("X-Batch-Size", str(self.batch_size))  # how many answers were generated together
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -223,8 +282,8 @@ def make_server(backend: Any, model_name: str, host: str = "127.0.0.1", port: in
             if parsed.top_logprobs is not None:
                 self._logprobs(parsed)
                 return
-            with lock:
-                result = next(iter(backend.generate([parsed.request], parsed.sampling)))
+            result = batcher.generate(parsed.request, parsed.sampling)
+            self.batch_size = result.metadata.get("batch_size", 1)
             if not result.ok:
                 self._error(500, result.error)
                 return

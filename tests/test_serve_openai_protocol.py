@@ -171,3 +171,18 @@ def test_unknown_routes_and_bodies(server_url):
         timeout=30,
     )  # fmt: skip
     assert extra.status_code == 200 and json.loads(extra.text)["choices"][0]["message"]["content"] == STORY
+
+
+def test_concurrent_requests_are_generated_in_one_batch_and_each_gets_its_own_answer(server_url):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(k: int) -> tuple[str, str]:
+        body = {"model": "tiny", "messages": [{"role": "user", "content": "tell me a story"}], "temperature": 0,
+                "max_tokens": 16 if k % 2 else 2}  # fmt: skip
+        reply = requests.post(f"{server_url}/chat/completions", json=body, timeout=60)
+        return reply.headers["X-Batch-Size"], reply.json()["choices"][0]["message"]["content"]
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(one, range(8)))
+    assert [text for _, text in results] == [STORY if k % 2 else "the cat" for k in range(8)]
+    assert max(int(size) for size, _ in results) > 1, "requests that arrive together share a batch"
