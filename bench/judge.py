@@ -71,7 +71,7 @@ def run(study, config) -> tuple[float, object]:
     return elapsed, job
 
 
-def bundled(report: dict, n_prompts: int) -> None:
+def bundled(report: dict, n_prompts: int, concurrency: int) -> None:
     import threading
 
     from evalsite.judging.results import judge_summary
@@ -109,11 +109,14 @@ def bundled(report: dict, n_prompts: int) -> None:
     server = make_server(backend, "smollm2-135m-instruct", port=0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-    common = {"model": "smollm2-135m-instruct", "base_url": url, "api_key_env": "", "is_local": True, "concurrency": 2}
+    common = {"model": "smollm2-135m-instruct", "base_url": url, "api_key_env": "", "is_local": True}
+    report["local_judge_concurrency"] = concurrency
     results = {}
     try:
         for method in ("score", "text"):
-            config = JudgeConfig.objects.create(name=f"local-{method}", method=method, max_tokens=64, **common)
+            config = JudgeConfig.objects.create(
+                name=f"local-{method}", method=method, max_tokens=64, concurrency=concurrency, **common
+            )
             seconds, job = run(study, config)
             summary = judge_summary(job, bootstrap=0)
             results[method] = (job, summary)
@@ -146,11 +149,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--prompts", type=int, default=61, help="bundled judge: how many test prompts")
     parser.add_argument("--skip-bundled", action="store_true")
+    parser.add_argument("--concurrency", type=int, default=8, help="the local judge's (the demo's: 8)")
     args = parser.parse_args()
     call_command("migrate", verbosity=0)
     report: dict = {"load_1min": os.getloadavg()[0]}
     if not args.skip_bundled:
-        bundled(report, args.prompts)
+        bundled(report, args.prompts, args.concurrency)
     study = make_study()
     report.update({"judgments": 2 * N, "latency_s": LATENCY})
     with OpenAIStub(latency=LATENCY, responder=lambda body: "Answer A is significantly better.") as stub:

@@ -241,17 +241,45 @@ class HFLocalBackend:
     def label_logprobs(self, request: GenerationRequest, labels: Sequence[str]) -> tuple[list[tuple[str, float]], int]:
         """The next-token log probability of each label (its first token, with or without a
         leading space, whichever the model prefers): a verdict that cannot fail to be read."""
-        logprobs, length = self._next_token(request)
+        return self.batch_label_logprobs([request], labels)[0]
+
+    def batch_label_logprobs(
+        self, requests: Sequence[GenerationRequest], labels: Sequence[str]
+    ) -> list[tuple[list[tuple[str, float]], int]]:
+        """label_logprobs for several prompts in one forward pass: left-padded, with the position
+        ids a padded row needs (a plain forward, unlike generate, does not derive them)."""
+        sampling = SamplingConfig(temperature=0.0, repetition_penalty=1.0, max_new_tokens=1)
+        items = self._prepare(requests, sampling)
+        lm = self.loaded
+        width = max(len(i.input_ids) for i in items)
+        input_ids = torch.full((len(items), width), lm.tokenizer.pad_token_id or 0, dtype=torch.long)
+        attention = torch.zeros((len(items), width), dtype=torch.long)
+        for row, item in enumerate(items):
+            input_ids[row, width - len(item.input_ids) :] = torch.tensor(item.input_ids)
+            attention[row, width - len(item.input_ids) :] = 1
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        with torch.inference_mode():
+            logits = lm.model(
+                input_ids=input_ids.to(lm.device),
+                attention_mask=attention.to(lm.device),
+                position_ids=positions.to(lm.device),
+            ).logits[:, -1]
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        ids = [self._label_ids(label) for label in labels]
+
+        def row_of(row: int) -> list[tuple[str, float]]:
+            pairs = zip(labels, ids, strict=True)
+            return [(label, max(float(logprobs[row, i]) for i in label_ids)) for label, label_ids in pairs]
+
+        return [(row_of(row), len(item.input_ids)) for row, item in enumerate(items)]
+
+    def _label_ids(self, label: str) -> set[int]:
         tokenizer = self.loaded.tokenizer
-        out = []
-        for label in labels:
-            ids = {
-                encoded[0]
-                for variant in (label, " " + label)
-                if (encoded := tokenizer(variant, add_special_tokens=False)["input_ids"])
-            }
-            out.append((label, max(float(logprobs[i]) for i in ids)))
-        return out, length
+        return {
+            encoded[0]
+            for variant in (label, " " + label)
+            if (encoded := tokenizer(variant, add_special_tokens=False)["input_ids"])
+        }
 
     def close(self) -> None:
         pass

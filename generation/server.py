@@ -187,10 +187,21 @@ class Batcher:
         threading.Thread(target=self._loop, name="batcher", daemon=True).start()
 
     def generate(self, request: GenerationRequest, sampling: SamplingConfig) -> GenerationResult:
+        return self._wait(sampling, request)["result"]
+
+    def score(self, request: GenerationRequest, labels: list[str]) -> tuple[list[tuple[str, float]], int, int]:
+        """The labels' next-token log probabilities (the score method), batched like generation:
+        (labels and log probabilities, the prompt's length, how many prompts shared the pass)."""
+        slot = self._wait(("labels", tuple(labels)), request)
+        return (*slot["result"], slot["size"])
+
+    def _wait(self, key: Any, request: GenerationRequest) -> dict:
         slot: dict = {"done": threading.Event()}
-        self.waiting.put((request, sampling, slot))
+        self.waiting.put((request, key, slot))
         slot["done"].wait()
-        return slot["result"]
+        if isinstance(slot["result"], Exception):
+            raise slot["result"]
+        return slot
 
     def _collect(self) -> list:
         items = [self.waiting.get()]
@@ -207,21 +218,29 @@ class Batcher:
 
     def _loop(self) -> None:
         while True:
-            groups: dict[SamplingConfig, list] = defaultdict(list)
+            groups: dict[Any, list] = defaultdict(list)
             for item in self._collect():
                 groups[item[1]].append(item)
-            for sampling, group in groups.items():
+            for key, group in groups.items():
                 requests = [
                     GenerationRequest(i, request.messages, request.sample_index, request.text)
                     for i, (request, _, _) in enumerate(group)
                 ]
+                results: dict[int, Any]
                 try:
                     with self.lock:
-                        results = {result.key: result for result in self.backend.generate(requests, sampling)}
+                        if isinstance(key, tuple) and key[0] == "labels":
+                            results = dict(enumerate(self.backend.batch_label_logprobs(requests, list(key[1]))))
+                        else:
+                            results = {result.key: result for result in self.backend.generate(requests, key)}
                 except Exception as exc:  # noqa: BLE001  (a failed batch fails its callers, not the server)
-                    results = {i: GenerationResult(i, finish_reason="error", error=str(exc)) for i in range(len(group))}
+                    if isinstance(key, tuple):
+                        results = dict.fromkeys(range(len(group)), exc)
+                    else:
+                        failed = [GenerationResult(i, finish_reason="error", error=str(exc)) for i in range(len(group))]
+                        results = dict(enumerate(failed))
                 for i, (_, _, slot) in enumerate(group):
-                    slot["result"] = results[i]
+                    slot["result"], slot["size"] = results[i], len(group)
                     slot["done"].set()
 
 
@@ -296,11 +315,11 @@ def make_server(
         def _logprobs(self, parsed: Parsed) -> None:
             """The next token and its alternatives, from one forward pass (a judge's verdict
             read as probabilities: the `score` method), in OpenAI's logprobs shape."""
-            with lock:
-                if parsed.labels:
-                    top, prompt_tokens = backend.label_logprobs(parsed.request, parsed.labels)
-                    top.sort(key=lambda pair: -pair[1])
-                else:
+            if parsed.labels:  # several judges' verdicts at once share one forward pass
+                top, prompt_tokens, self.batch_size = batcher.score(parsed.request, parsed.labels)
+                top = sorted(top, key=lambda pair: -pair[1])
+            else:
+                with lock:
                     top, prompt_tokens = backend.next_token_logprobs(parsed.request, max(1, parsed.top_logprobs or 1))
 
             def entry(token: str, logprob: float) -> dict:

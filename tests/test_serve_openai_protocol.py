@@ -186,3 +186,25 @@ def test_concurrent_requests_are_generated_in_one_batch_and_each_gets_its_own_an
         results = list(pool.map(one, range(8)))
     assert [text for _, text in results] == [STORY if k % 2 else "the cat" for k in range(8)]
     assert max(int(size) for size, _ in results) > 1, "requests that arrive together share a batch"
+
+
+def test_label_scores_in_one_batch_equal_those_asked_one_at_a_time(server_url):
+    """Left padding with the right position ids: a prompt's label probabilities do not depend on
+    the prompts it shares a forward pass with."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    prompts = ["tell me a story", "what is the sky", "tell me a joke about a cat and a dog please"]
+
+    def score(prompt: str) -> tuple[str, dict]:
+        body = {"model": "tiny", "messages": [{"role": "user", "content": prompt}], "max_tokens": 1, "logprobs": True,
+                "top_logprobs": 3, "label_tokens": ["the", "cat", "dog"]}  # fmt: skip
+        reply = requests.post(f"{server_url}/chat/completions", json=body, timeout=60)
+        top = reply.json()["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
+        return reply.headers.get("X-Batch-Size", "1"), {t["token"]: t["logprob"] for t in top}
+
+    alone = [score(p)[1] for p in prompts]
+    with ThreadPoolExecutor(len(prompts) * 2) as pool:
+        together = list(pool.map(score, prompts * 2))
+    for k, (_, scores) in enumerate(together):
+        assert scores == pytest.approx(alone[k % len(prompts)], abs=1e-4)
+    assert max(int(size) for size, _ in together) > 1

@@ -29,7 +29,7 @@ def ensure_local_judge() -> JudgeConfig:
             "base_url": f"http://127.0.0.1:{LOCAL_JUDGE_PORT}/v1",
             "api_key_env": "",
             "is_local": True,
-            "concurrency": 2,
+            "concurrency": 8,  # serve_openai scores concurrent verdicts in one batched forward pass
             "max_tokens": 64,
             # one forward pass per verdict over exactly the labels' probabilities: none unreadable
             "method": "score",
