@@ -14,6 +14,11 @@ CHATML_TEMPLATE = (
 END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<EOT>", "<end_of_turn>")
 
 
+def alternating(turns: list[str]) -> list[dict[str, str]]:
+    """A list of utterances as messages: user, assistant, user, ... (LIMA's `conversations`)."""
+    return [{"role": "user" if i % 2 == 0 else "assistant", "content": t} for i, t in enumerate(turns)]
+
+
 def ensure_chat_template(tokenizer: Any) -> None:
     if not getattr(tokenizer, "chat_template", None):
         tokenizer.chat_template = CHATML_TEMPLATE

@@ -129,11 +129,11 @@ def served_without_debug_pages(env) -> None:
     """The demo's site, as annotators reach it: the site's own error pages, never Django's debug
     pages (which list every URL), static files served, the login page up; SIGTERM stops it."""
     import signal
-    import time
 
     import requests
     from bs4 import BeautifulSoup
 
+    from evalsite.core.demo import wait_for_http
     from tests.conftest import free_port
 
     port = free_port()
@@ -143,13 +143,7 @@ def served_without_debug_pages(env) -> None:
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                time.sleep(0.5)
+        assert wait_for_http(f"{base}/healthz", timeout=120), "the demo's site did not answer"
         missing = requests.get(f"{base}/annotate/item/999999/", timeout=10, allow_redirects=False)
         assert missing.status_code in (302, 404)
         lost = requests.get(f"{base}/no-such-page", timeout=10)

@@ -20,6 +20,7 @@ from django.db import transaction
 
 from evalsite.catalog.models import Prompt, PromptSet, Response, System, messages_key, validate_messages
 from evalsite.core.lookup import by_name
+from generation.chat import alternating
 from generation.text import unstorable
 
 
@@ -235,7 +236,7 @@ def _parse_lima(where: str, lineno: int, obj: dict) -> PromptRecord:
     if len(turns) % 2 == 0:
         reference = turns[-1]
         turns = turns[:-1]
-    messages = [{"role": "user" if i % 2 == 0 else "assistant", "content": t} for i, t in enumerate(turns)]
+    messages = alternating(turns)
     tags = ["multi_turn"] if len(turns) > 1 else []
     return PromptRecord(lineno, "h" + messages_key(messages)[:12], messages, source, tags, reference)
 

@@ -1,8 +1,9 @@
-"""Looking a row up by the name a user typed, with an error that lists the names that exist."""
+"""Looking rows up: by the name a user typed (with an error that lists the names that exist), or
+by an aggregate query written in SQL."""
 
 from __future__ import annotations
 
-from django.db import models
+from django.db import connection, models
 
 
 def by_name(model: type[models.Model], name: str, error: type[Exception], hint: str, plural: str | None = None):
@@ -13,3 +14,10 @@ def by_name(model: type[models.Model], name: str, error: type[Exception], hint: 
         what = model._meta.verbose_name
         names = ", ".join(model.objects.order_by("name").values_list("name", flat=True)) or "none yet"
         raise error(f"no {what} named {name!r} ({plural or what + 's'}: {names}); {hint}") from None
+
+
+def fetch_rows(sql: str, params: list) -> list[tuple]:
+    """The rows of a raw SQL query (the GROUP BY aggregates the dashboard and the judge read)."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()

@@ -10,6 +10,7 @@ from django.db import connection
 from django.db.models import Count, Q
 
 from evalsite.annotation.models import Study
+from evalsite.core.lookup import fetch_rows
 from evalsite.judging.models import JudgeJob
 from evalsite.judging.results import judge_summary, jury_summary
 from stats.agreement import tie_discounted_score
@@ -49,11 +50,6 @@ PAPER_AGREEMENT = {
 }
 
 
-def _rows(sql: str, params: list) -> list[tuple]:
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
-
 
 # Vote patterns come from the comparisons' own counters (kept up to date at every judgment and on
 # exclusion), and the judge's from JudgeOutcome (one row per comparison, both orders): GROUP BY
@@ -86,7 +82,7 @@ GROUP BY u.username, j.outcome, c.votes_candidate, c.votes_baseline, c.votes_tie
 
 def human_patterns(study: Study) -> dict[str, dict[Pattern, int]]:
     out: dict[str, dict[Pattern, int]] = defaultdict(dict)
-    for baseline, c, b, t, n in _rows(HUMAN_PATTERNS, [study.pk]):
+    for baseline, c, b, t, n in fetch_rows(HUMAN_PATTERNS, [study.pk]):
         out[baseline][(int(c), int(b), int(t))] = int(n)
     return out
 
@@ -117,7 +113,7 @@ def person_person(
 
 def annotator_agreement(study: Study) -> list[dict]:
     per: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
-    for name, own, c, b, t, n in _rows(PER_ANNOTATOR, [study.pk, study.pk]):
+    for name, own, c, b, t, n in fetch_rows(PER_ANNOTATOR, [study.pk, study.pk]):
         votes = {WIN: c, LOSS: b, TIE: t}
         votes[own] -= 1  # the others
         per[name][0] += n * sum(count * tie_discounted_score(own, other) for other, count in votes.items())
@@ -131,7 +127,7 @@ def annotator_agreement(study: Study) -> list[dict]:
 def person_judge(job: JudgeJob, study: Study) -> dict:
     score = n = 0.0
     confusion: Counter = Counter()
-    for c, b, t, judge, count in _rows(PERSON_JUDGE, [job.pk]):
+    for c, b, t, judge, count in fetch_rows(PERSON_JUDGE, [job.pk]):
         for human, votes in ((WIN, c), (LOSS, b), (TIE, t)):
             confusion[(human, judge)] += votes * count
             score += votes * count * tie_discounted_score(human, judge)
@@ -230,7 +226,7 @@ def _tag_condition() -> str:
 def breakdowns(study: Study, rule: str = "majority", tags: tuple[str, ...] = ("ood", "safety", "multi_turn")) -> dict:
     """Win / tie / loss by prompt source and by tag (all baselines together)."""
     by_source: dict[str, Counter] = defaultdict(Counter)
-    for source, c, b, t, n in _rows(BY_SOURCE, [study.pk]):
+    for source, c, b, t, n in fetch_rows(BY_SOURCE, [study.pk]):
         by_source[source or "(none)"][(int(c), int(b), int(t))] += int(n)
     by_tag: dict[str, dict] = {}
     for tag in tags:
@@ -239,7 +235,7 @@ def breakdowns(study: Study, rule: str = "majority", tags: tuple[str, ...] = ("o
                   WHERE c.study_id = %s AND NOT c.is_gold AND c.votes_candidate + c.votes_baseline + c.votes_tie > 0
                     AND {_tag_condition()}
                   GROUP BY c.votes_candidate, c.votes_baseline, c.votes_tie"""
-        patterns = {(int(c), int(b), int(t)): int(n) for c, b, t, n in _rows(sql, [study.pk, tag])}
+        patterns = {(int(c), int(b), int(t)): int(n) for c, b, t, n in fetch_rows(sql, [study.pk, tag])}
         if patterns:
             by_tag[tag] = win_tie_loss(patterns, rule).as_dict()
     return {
@@ -261,7 +257,7 @@ def drill_down(study: Study, baseline: str, outcome: str, limit: int = 200) -> l
 
     ids = [
         row[0]
-        for row in _rows(
+        for row in fetch_rows(
             f"""SELECT c.id FROM annotation_comparison c JOIN catalog_system s ON s.id = c.baseline_id
             WHERE c.study_id = %s AND NOT c.is_gold AND s.name = %s
               AND c.votes_candidate + c.votes_baseline + c.votes_tie > 0 AND {MAJORITY_SQL} = %s
@@ -305,7 +301,7 @@ def leaderboard(bootstrap: int = 200) -> list[dict]:
 
     cells: dict[tuple[str, str, str], int] = {}
     games: Counter = Counter()
-    for cand, base, outcome, n in _rows(LEADERBOARD, []):
+    for cand, base, outcome, n in fetch_rows(LEADERBOARD, []):
         cells[(cand, base, {WIN: "win", LOSS: "loss", TIE: "tie"}[outcome])] = int(n)
         games[cand] += int(n)
         games[base] += int(n)

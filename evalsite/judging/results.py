@@ -8,11 +8,11 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 
 from django.conf import settings
-from django.db import connection
 from django.db.models import Sum
 from django.db.models.functions import Length
 
 from evalsite.annotation.models import Comparison
+from evalsite.core.lookup import fetch_rows
 from evalsite.judging.models import JudgeCall, JudgeJob, JudgeOutcome, JudgeVerdict
 from stats.agreement import tie_discounted_score
 from stats.judge import longer_answer
@@ -42,11 +42,6 @@ LENGTH_LABELS = [
 ONE_VOTE = {WIN: (1, 0, 0), LOSS: (0, 1, 0), TIE: (0, 0, 1)}
 
 
-def _rows(sql: str, params: list) -> list[tuple]:
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
-
 
 def judge_summary(job: JudgeJob, bootstrap: int = 2000) -> dict:
     """The judge's results: per baseline the counted outcomes (win / tie / loss shares with 95%
@@ -58,7 +53,7 @@ def judge_summary(job: JudgeJob, bootstrap: int = 2000) -> dict:
     dropped: Counter = Counter()
     dropped_per: dict[str, Counter] = defaultdict(Counter)
     soft: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
-    for baseline, outcome, why, n, p_sum, p_n in _rows(COUNTED, [job.pk]):
+    for baseline, outcome, why, n, p_sum, p_n in fetch_rows(COUNTED, [job.pk]):
         if outcome:
             patterns[baseline][ONE_VOTE[outcome]] += n
             soft[baseline][0] += p_sum or 0.0
@@ -114,7 +109,7 @@ def scorecard(job: JudgeJob) -> dict:
     position: Counter = Counter()
     bins: dict[int, Counter] = defaultdict(Counter)
     parse_failures = api_failures = verdicts = both = agree = 0
-    for cf, bf, cfv, bfv, length, n in _rows(VERDICTS, [job.pk]):
+    for cf, bf, cfv, bfv, length, n in fetch_rows(VERDICTS, [job.pk]):
         if cf and bf:
             both += n
             agree += n if cf == bf else 0

@@ -19,6 +19,7 @@ from django.db import connection
 from django.db.models import Count
 
 from evalsite.annotation.models import Comparison, HumanJudgment
+from evalsite.core.demo import wait_for_http
 from tests.annotation_fixtures import make_study
 from tests.conftest import ROOT, free_port, shared_database_url
 from tests.drills.test_database_blip import terminate_other_connections
@@ -40,13 +41,7 @@ def gunicorn(transactional_db, tmp_path):
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{url}/healthz", timeout=2).status_code == 200:
-                break
-        except requests.RequestException:
-            time.sleep(0.3)
+    assert wait_for_http(f"{url}/healthz"), "gunicorn did not answer"
     yield url
     proc.terminate()
     proc.wait(timeout=20)

@@ -19,6 +19,7 @@ from xml.parsers import expat
 
 import zstandard
 
+from generation.chat import alternating
 from generation.text import unstorable
 
 
@@ -362,11 +363,6 @@ LIMA_SOURCES = {
     "multi_turn": "authors_dialogue",
     "dialogue": "authors_dialogue",
 }
-
-
-def alternating(turns: list[str]) -> list[dict[str, str]]:
-    """LIMA's list of utterances as messages: user, assistant, user, ..."""
-    return [{"role": "user" if i % 2 == 0 else "assistant", "content": t} for i, t in enumerate(turns)]
 
 
 def lima_source(value: object) -> str:
