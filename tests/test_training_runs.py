@@ -246,6 +246,24 @@ def test_a_run_whose_worker_is_killed_resumes_from_its_last_checkpoint(workers, 
     assert [h[0] for h in run.loss_history] == list(range(1, 91))  # 3 steps per epoch, none twice
 
 
+def test_a_kill_between_saving_an_epoch_and_reporting_it_loses_no_checkpoint(db, tmp_path, runs_dir):
+    # the folder and the resume state are on disk, the row is not (the worker died in between)
+    base = tiny_base(tmp_path)
+    call_command("curate", name="chat", jsonl=[chat_file(tmp_path)], tokenizer="none")
+    call_command("train", dataset="chat", base=base.name, set=tiny_recipe_args(), foreground=True)
+    run = TrainingRun.objects.get()
+    lost = run.checkpoints.get(epoch=3)
+    saved = (lost.step, lost.path, lost.train_loss)
+    lost.delete()
+    TrainingRun.objects.filter(pk=run.pk).update(status=JobStatus.FAILED, error="killed")
+    call_command("train", dataset="chat", base=base.name, set=tiny_recipe_args(), foreground=True)
+    run.refresh_from_db()
+    assert run.status == JobStatus.DONE
+    assert [c.epoch for c in run.checkpoints.all()] == [1, 2, 3]
+    found = run.checkpoints.get(epoch=3)
+    assert (found.step, found.path) == saved[:2] and found.train_loss == pytest.approx(saved[2])
+
+
 def test_the_same_train_command_resumes_a_failed_run(db, tmp_path, runs_dir):
     base = tiny_base(tmp_path)
     call_command("curate", name="chat", jsonl=[chat_file(tmp_path)], tokenizer="none")

@@ -177,6 +177,18 @@ def last_resume_epoch(run_dir: Path) -> int:
     return json.loads(state.read_text())["epoch"] if state.exists() else 0
 
 
+def saved_checkpoints(run_dir: Path, up_to_epoch: int) -> list[CheckpointReport]:
+    """The complete checkpoint folders of epochs 1..``up_to_epoch`` (renamed into place, so a
+    folder with its metrics.json is whole), as the reports that announced them."""
+    reports = []
+    for epoch in range(1, up_to_epoch + 1):
+        metrics = epoch_dir(run_dir, epoch) / "metrics.json"
+        if metrics.exists():
+            saved = json.loads(metrics.read_text())
+            reports.append(CheckpointReport(epoch, saved["step"], epoch_dir(run_dir, epoch), saved["train_loss"]))
+    return reports
+
+
 def _save_checkpoint(
     accelerator: Accelerator, model: Any, tokenizer: Any, recipe: Recipe, folder: Path, metrics: dict[str, Any]
 ) -> None:
@@ -325,6 +337,10 @@ def train(
         _set_rng_state(states["rng"])
         step = json.loads((run_dir / "resume" / "state.json").read_text())["step"]
         outcome.resumed_from_epoch = resume_epoch
+        # a kill between saving an epoch and reporting it leaves the folder unreported: report
+        # every saved epoch again (reports are idempotent: one checkpoint per epoch)
+        for report in saved_checkpoints(run_dir, resume_epoch):
+            callbacks.on_checkpoint(report)
 
     pad_id = tokenizer.pad_token_id
     tokens = 0
