@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "evalsite.judging",
     "evalsite.dashboard",
     "evalsite.finetune",
+    "evalsite.pipeline",
 ]
 
 MIDDLEWARE = [
@@ -158,7 +159,6 @@ CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=6 *
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 
 # Jobs: a running job whose heartbeat is older than this is taken to be dead and re-enqueued.
 JOB_TRANSIENT_RETRIES = env.int("JOB_TRANSIENT_RETRIES", default=5)  # database blips a job rides out in a row

@@ -4,12 +4,13 @@ from django.urls import include, path
 
 from evalsite.core import views as core_views
 from evalsite.core.login import RateLimitedLoginView
+from evalsite.dashboard import views as dashboard_views
 
 admin.site.site_header = "LIMA-style evaluation"
 admin.site.site_title = "LIMA-style evaluation"
 
 urlpatterns = [
-    path("", core_views.home, name="home"),
+    path("", dashboard_views.home, name="home"),
     path("healthz", core_views.healthz, name="healthz"),
     path("accounts/login/", RateLimitedLoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

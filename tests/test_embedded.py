@@ -133,7 +133,7 @@ def served_without_debug_pages(env) -> None:
     import requests
     from bs4 import BeautifulSoup
 
-    from evalsite.core.demo import wait_for_http
+    from evalsite.core.health import wait_for_http
     from tests.conftest import free_port
 
     port = free_port()

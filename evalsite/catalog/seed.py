@@ -54,9 +54,6 @@ def seed(data_dir: Path = DATA_DIR) -> dict[str, ImportReport | str]:
                 data_dir / shipped.file, shipped.name, shipped.purpose, shipped.description
             )
         results[BUNDLED_SYSTEM_NAME] = register_bundled_model()
-        from evalsite.judging.services import ensure_local_judge
-
-        results["local-judge"] = f"judge config {ensure_local_judge().label}"
     return results
 
 

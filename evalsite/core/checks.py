@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import os
 
+import importlib.util
+
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
+
+from evalsite.core.health import broker_status, database_status
+from evalsite.core.jobs import registry
 
 KNOWN_BROKER_SCHEMES = ("filesystem", "redis", "rediss", "amqp", "amqps", "pyamqp", "sqla+sqlite", "sqla+postgresql")
 SERVICES = "services"
@@ -64,10 +69,25 @@ def check_configuration(app_configs=None, **kwargs):
     return problems
 
 
+@register(Tags.models)
+def check_job_runners(app_configs=None, **kwargs):
+    """Every kind of job names a runner that exists (found, not imported: a runner may load torch)."""
+    problems = []
+    for label, runner in registry().items():
+        module, _, function = runner.rpartition(".")
+        if not (module and function and importlib.util.find_spec(module)):
+            problems.append(
+                Error(
+                    f"{label} names the runner {runner!r}, which cannot be found.",
+                    hint='Set runner = "evalsite.<app>.runner.<function>" on the model.',
+                    id="core.E004",
+                )
+            )
+    return problems
+
+
 @register(SERVICES, deploy=True)
 def check_services(app_configs=None, **kwargs):
-    from evalsite.core.health import broker_status, database_status
-
     problems = []
     ok, detail = database_status()
     if not ok:

@@ -1,11 +1,16 @@
-"""What ``manage.py doctor`` reports: each function answers (ok, detail) and never raises."""
+"""What ``manage.py doctor`` reports: each function answers (ok, detail) and never raises; and
+``wait_for_http``, the wait for a server to answer."""
 
 from __future__ import annotations
+
+import time
+import urllib.request
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
 
+from evalsite.celery import app
 from evalsite.env import redact_url
 
 
@@ -29,8 +34,6 @@ def pending_migrations() -> list[str]:
 
 
 def broker_status(timeout: float = 3.0) -> tuple[bool, str]:
-    from evalsite.celery import app
-
     url = redact_url(settings.CELERY_BROKER_URL)
     try:
         with app.connection_for_write() as conn:
@@ -42,8 +45,18 @@ def broker_status(timeout: float = 3.0) -> tuple[bool, str]:
 
 def live_workers(timeout: float = 2.0) -> dict[str, list[str]]:
     """Worker node name -> queues it consumes, for workers that answer a ping in time."""
-    from evalsite.celery import app
-
     inspector = app.control.inspect(timeout=timeout)
     replies = inspector.active_queues() or {}
     return {node: sorted(q["name"] for q in queues) for node, queues in replies.items()}
+
+
+def wait_for_http(url: str, timeout: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as reply:  # noqa: S310 (our own local server)
+                if reply.status == 200:
+                    return True
+        except OSError:
+            time.sleep(0.5)
+    return False

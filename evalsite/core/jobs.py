@@ -1,7 +1,10 @@
 """Long jobs whose state lives in the database, not in the broker.
 
 Every kind of long job (generation, judging, training, ...) is a model that inherits from
-``Job`` and implements ``run(ctx)``. One Celery task, ``core.run_job``, runs any of them:
+``Job`` and names its runner: ``runner = "evalsite.<app>.runner.<function>"``, a function of
+(job, ctx) that does the work, resolved here and nowhere else (``runner_of``; ``registry()`` lists
+them all, and a system check imports each). ``Job.objects.start_or_join(...)`` starts one (or
+returns the active one with the same identity). One Celery task, ``core.run_job``, runs any of them:
 
 - it *claims* the job with one conditional UPDATE (queued -> running, with a fresh lease token),
   so two messages for the same job never run it twice at once;
@@ -18,19 +21,25 @@ already in the database, because after a crash it starts again from the top.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
+from itertools import islice
 from typing import ClassVar
 
 from django import db
 from django.apps import apps
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import close_old_connections, connection, models, transaction
 from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from evalsite.celery import app as celery_app
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +69,39 @@ class LeaseLost(Exception):
     """Raised inside ``run`` when another worker took the job over (our heartbeat went stale)."""
 
 
+class CannotStart(Exception):
+    """A job cannot start as asked (an unknown name, a bad setting): says what to fix. Every app's
+    own refusals (CannotJudge, TrainingError) are kinds of it."""
+
+
+class JobQuerySet(models.QuerySet):
+    def start_or_join(
+        self, *, enqueue: bool = True, defaults: dict | None = None, resume: Iterable[str] = (), **identity
+    ) -> tuple[Job, bool]:
+        """The one way to start a job: the active job with this identity (fields and values) is
+        joined, never doubled; else, with ``resume`` (statuses such as failed), the latest job of
+        the same identity in one of them is queued again; else a new one is created with
+        ``defaults``. With ``enqueue`` its message goes to the workers when the outermost
+        transaction commits (call inside one to finish the row first). Returns (job, started)."""
+        with transaction.atomic():
+            mine = self.select_for_update().filter(**identity)
+            active = mine.filter(status__in=ACTIVE_STATUSES).first()
+            if active:
+                if enqueue:
+                    active.send_if_unsent()
+                return active, False
+            job = mine.filter(status__in=list(resume)).order_by("-pk").first() if resume else None
+            if job is not None:
+                again = {"status": JobStatus.QUEUED, "cancel_requested": False, "finished_at": None, "error": ""}
+                self.filter(pk=job.pk).update(**again)
+                job.refresh_from_db()
+            else:
+                job = self.create(**identity, **(defaults or {}))
+            if enqueue:
+                job.enqueue()
+        return job, True
+
+
 class Job(models.Model):
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -78,17 +120,20 @@ class Job(models.Model):
     status_detail = models.CharField(max_length=200, blank=True)
     error = models.TextField(blank=True)
 
-    # Subclasses set the Celery queue their work belongs on.
+    # Subclasses name their runner, a function (job, ctx) in their app's runner.py, and set the
+    # Celery queue their work belongs on.
+    runner: ClassVar[str] = ""
     queue: ClassVar[str] = "default"
     # What one unit of progress is, for progress bars ("3/24 steps").
     progress_unit: ClassVar[str] = "item"
 
+    objects = JobQuerySet.as_manager()
+
     class Meta:
         abstract = True
 
-    # -- what subclasses implement -------------------------------------------------------------
-    def run(self, ctx: JobContext) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def run(self, ctx: JobContext) -> None:
+        runner_of(type(self))(self, ctx)
 
     # -- derived values shown by the UI and the CLI ----------------------------------------------
     @property
@@ -149,14 +194,32 @@ def job_models() -> list[type[Job]]:
     return [m for m in apps.get_models() if issubclass(m, Job)]
 
 
+def registry() -> dict[str, str]:
+    """Every kind of job and the runner that does its work."""
+    return {model.label(): model.runner for model in job_models()}
+
+
+@functools.cache
+def runner_of(model: type[Job]) -> Callable[[Job, JobContext], None]:
+    if not model.runner:
+        raise ImproperlyConfigured(f"{model.label()} names no runner")
+    return import_string(model.runner)
+
+
+def chunked(items: list, size: int) -> Iterator[list]:
+    """Work in chunks: a runner checks for a cancel (and reports progress) between them."""
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
 def send_job_message(label: str, pk: int, queue: str) -> bool:
     """Send "run job N" to its queue. When the broker cannot be reached, say so in one line and
     mark the message unsent (enqueued_at empty): the sweep, or the next command that asks for the
     same job, sends it as soon as the broker is back. The job row is the truth; nothing is lost."""
-    from evalsite.core.tasks import run_job
-
     try:
-        run_job.apply_async(args=[label, pk], queue=queue, retry=True, retry_policy=BROKER_RETRY)
+        # by name: core.tasks runs what this module defines, and this module imports no task
+        celery_app.send_task(RUN_JOB_TASK, args=[label, pk], queue=queue, retry=True, retry_policy=BROKER_RETRY)
         return True
     except Exception as exc:  # noqa: BLE001  (kombu's and the transports' connection errors)
         reason = exc.__class__.__name__
@@ -168,6 +231,7 @@ def send_job_message(label: str, pk: int, queue: str) -> bool:
         return False
 
 
+RUN_JOB_TASK = "core.run_job"
 # a broker that does not answer is given about 3 s, not Celery's default of retrying for long
 BROKER_RETRY = {"max_retries": 2, "interval_start": 0.5, "interval_step": 1.0, "interval_max": 2.0}
 

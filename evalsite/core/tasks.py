@@ -1,9 +1,10 @@
 from celery import shared_task
+from django.db import connection
 
 from evalsite.core import jobs
 
 
-@shared_task(name="core.run_job", bind=True, acks_late=False, ignore_result=True)
+@shared_task(name=jobs.RUN_JOB_TASK, bind=True, acks_late=False, ignore_result=True)
 def run_job(self, label: str, pk: int) -> str:
     """Run any Job model's row. Returns early when the job is not queued (done, running
     elsewhere, cancelled): messages may be repeated without harm."""
@@ -18,6 +19,4 @@ def sweep_stale_jobs() -> int:
 @shared_task(name="core.ping")
 def ping(value: str = "pong") -> dict:
     """A round trip through broker, worker and result backend (used by doctor and tests)."""
-    from django.db import connection
-
     return {"value": value, "database": connection.vendor}

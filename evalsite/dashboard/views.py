@@ -3,16 +3,32 @@ import json
 from decimal import Decimal
 from urllib.parse import urlencode
 
+from django.contrib.auth.decorators import login_required
+from django.db.models import Count
 from django.http import HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.safestring import mark_safe
 
 from evalsite.annotation.models import Study
+from evalsite.catalog.models import PromptSet, System
 from evalsite.core.decorators import staff_required
 from evalsite.dashboard import data
-from evalsite.dashboard.charts import stacked_bars
+from evalsite.dashboard.charts import means_with_intervals, stacked_bars
+from evalsite.dashboard.png import PngUnavailable, svg_to_png
 from evalsite.judging.models import JudgeJob
+
+
+@login_required
+def home(request):
+    """The site's front page: staff see what is loaded, annotators go to their studies."""
+    if not request.user.is_staff:
+        return redirect("annotation:home")
+    context = {
+        "prompt_sets": PromptSet.objects.annotate(n=Count("prompts")),
+        "systems": System.objects.annotate(n=Count("responses")),
+    }
+    return render(request, "dashboard/home.html", context)
 
 
 def _context(request, name: str, details: bool = True) -> dict:
@@ -63,8 +79,6 @@ def drill(request, name: str):
 
 @staff_required
 def index(request):
-    from evalsite.dashboard.charts import means_with_intervals
-
     ratings = data.absolute_ratings()
     fpe = [
         {
@@ -197,8 +211,6 @@ def export(request, name: str, fmt: str):
         if kind == "svg":
             response = HttpResponse(figures[key], content_type="image/svg+xml")
         else:
-            from evalsite.dashboard.png import PngUnavailable, svg_to_png
-
             try:
                 response = HttpResponse(svg_to_png(figures[key]), content_type="image/png")
             except PngUnavailable as exc:

@@ -13,18 +13,20 @@ from django.utils import timezone
 from evalsite.annotation import services as studies
 from evalsite.annotation.models import Study
 from evalsite.catalog.models import PromptSet, System
-from evalsite.core.jobs import ACTIVE_STATUSES, JobStatus
+from evalsite.core.jobs import CannotStart, JobStatus
 from evalsite.core.lookup import by_name
 from evalsite.finetune.models import Checkpoint, TrainingDataset, TrainingExample, TrainingRun
 from evalsite.generations.models import GenerationJob
-from evalsite.generations.services import CannotStart, start_generation
+from evalsite.generations.services import start_generation
+from generation.backends import preflight
+from generation.config import ConfigError
 from training.curation.curate import PAPER_TABLE_1, PAPER_TABLE_1_COMBINED, CurationResult
 from training.recipe import Recipe
 
 RESUMABLE = (JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.STOPPED)
 
 
-class TrainingError(Exception):
+class TrainingError(CannotStart):
     """A request that cannot be done; the message says why and what to do."""
 
 
@@ -200,9 +202,6 @@ def start_training(
     that failed or was cancelled is resumed from its last checkpoint instead (unless ``new``)."""
     if base.backend != "hf_local":
         raise TrainingError(f"system {base.name} is {base.backend}; training needs an hf_local system (local weights)")
-    from generation.backends import preflight
-    from generation.config import ConfigError
-
     try:
         preflight(base.backend, base.backend_config)
     except ConfigError as exc:
@@ -210,38 +209,14 @@ def start_training(
     recipe.validate()
     if not dataset.trainable().exists():
         raise TrainingError(f"dataset {dataset.name} has no example that is not rejected")
-    with transaction.atomic():
-        active = (
-            TrainingRun.objects.select_for_update()
-            .filter(dataset=dataset, base=base, recipe=recipe.to_dict(), status__in=ACTIVE_STATUSES)
-            .first()
+    with transaction.atomic():  # the run's folder is named before its message leaves
+        run, started = TrainingRun.objects.start_or_join(
+            dataset=dataset, base=base, recipe=recipe.to_dict(), resume=() if new else RESUMABLE, enqueue=enqueue
         )
-        if active:
-            if enqueue:
-                active.send_if_unsent()
-            return active, False
-        unfinished = (
-            None
-            if new
-            else TrainingRun.objects.select_for_update()
-            .filter(dataset=dataset, base=base, recipe=recipe.to_dict(), status__in=RESUMABLE)
-            .order_by("-pk")
-            .first()
-        )
-        if unfinished:
-            TrainingRun.objects.filter(pk=unfinished.pk).update(
-                status=JobStatus.QUEUED, cancel_requested=False, finished_at=None, error=""
-            )
-            unfinished.refresh_from_db()
-            if enqueue:
-                unfinished.enqueue()
-            return unfinished, True
-        run = TrainingRun.objects.create(dataset=dataset, base=base, recipe=recipe.to_dict())
-        run.output_dir = str(Path(settings.TRAINING_RUNS_DIR) / f"run-{run.pk:04d}")
-        run.save(update_fields=["output_dir"])
-        if enqueue:
-            run.enqueue()
-    return run, True
+        if not run.output_dir:
+            run.output_dir = str(Path(settings.TRAINING_RUNS_DIR) / f"run-{run.pk:04d}")
+            run.save(update_fields=["output_dir"])
+    return run, started
 
 
 def parse_epochs(text: str) -> list[int]:

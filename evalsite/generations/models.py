@@ -1,19 +1,10 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
-from itertools import islice
-
 from django.db import models
 
 from evalsite.catalog.models import Prompt, PromptSet, Response, System
-from evalsite.core.jobs import Job, JobContext
-from generation.types import GenerationRequest, GenerationResult
-
-
-def chunked(items: list, size: int) -> Iterator[list]:
-    iterator = iter(items)
-    while chunk := list(islice(iterator, size)):
-        yield chunk
+from evalsite.core.jobs import Job
+from generation.types import GenerationResult
 
 
 class GenerationJob(Job):
@@ -21,6 +12,7 @@ class GenerationJob(Job):
     Response is written once (unique per system, prompt, sample) and a restarted job only
     generates what is missing."""
 
+    runner = "evalsite.generations.runner.run_generation"
     queue = "generation"
     progress_unit = "response"
 
@@ -47,42 +39,7 @@ class GenerationJob(Job):
         todo = [(p, s) for p in prompts for s in range(self.samples_per_prompt) if (p.pk, s) not in have]
         return todo, len(prompts) * self.samples_per_prompt
 
-    def run(self, ctx: JobContext) -> None:
-        todo, total = self.missing()
-        done = total - len(todo)
-        ctx.progress(done, total, detail=f"{len(todo)} to generate")
-        if self.system.backend == "imported":
-            failures = [{"prompt": p.external_id, "sample": s, "error": "no imported response"} for p, s in todo]
-            self._record(failures, self.tokens_generated, done, total)
-            return
-        from generation.backends import make_backend
-
-        ctx.progress(done, total, detail=f"loading {self.system.name}")
-        backend = make_backend(self.system.backend, self.system.backend_config)
-        sampling = self.system.sampling_config
-        by_id = {p.pk: p for p, _ in todo}
-        failures: list[dict] = []
-        tokens = self.tokens_generated
-        try:
-            for chunk in chunked(todo, backend.preferred_chunk):
-                ctx.check()
-                requests = [GenerationRequest(key=(p.pk, s), messages=p.messages, sample_index=s) for p, s in chunk]
-                for result in backend.generate(requests, sampling):
-                    prompt_pk, sample = result.key
-                    if result.ok:
-                        done += self._store(prompt_pk, sample, result)
-                        tokens += result.completion_tokens or 0
-                    else:
-                        failures.append(
-                            {"prompt": by_id[prompt_pk].external_id, "sample": sample, "error": result.error}
-                        )
-                    ctx.progress(done, total, units=tokens, unit="tokens/s", detail=f"{len(failures)} failed")
-                GenerationJob.objects.filter(pk=self.pk).update(tokens_generated=tokens, failures=failures)
-        finally:
-            backend.close()
-        self._record(failures, tokens, done, total)
-
-    def _store(self, prompt_pk: int, sample: int, result: GenerationResult) -> int:
+    def store(self, prompt_pk: int, sample: int, result: GenerationResult) -> int:
         _, created = Response.objects.get_or_create(
             system=self.system,
             prompt_id=prompt_pk,
@@ -99,7 +56,7 @@ class GenerationJob(Job):
         )
         return 1 if created else 0
 
-    def _record(self, failures: list[dict], tokens: int, done: int, total: int) -> None:
+    def record(self, failures: list[dict], tokens: int, done: int, total: int) -> None:
         detail = f"{done}/{total} responses" + (f", {len(failures)} failed" if failures else "")
         error = ""
         if failures:

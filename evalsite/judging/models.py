@@ -8,7 +8,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from evalsite.annotation.models import Comparison, Outcome, Study
-from evalsite.core.jobs import Job, JobContext
+from evalsite.core.jobs import Job
 from generation.config import DIALECT_CHOICES
 
 
@@ -148,6 +148,7 @@ class JudgeJob(Job):
         DROP = "drop", "a comparison needs both orders readable"
         COUNT = "count", "one readable order decides alone"
 
+    runner = "evalsite.judging.runner.run_judge_job"
     queue = "judge"
     progress_unit = "judgment"
 
@@ -179,11 +180,6 @@ class JudgeJob(Job):
         if self.comparison_ids:
             rows = rows.filter(pk__in=self.comparison_ids)
         return rows.select_related("prompt", "candidate_response", "baseline_response").order_by("pk")
-
-    def run(self, ctx: JobContext) -> None:
-        from evalsite.judging.runner import run_judge_job
-
-        run_judge_job(self, ctx)
 
 
 class JudgeVerdict(models.Model):
@@ -262,6 +258,7 @@ class RatingJob(Job):
         FPE = "fpe", "Fail / Pass / Excellent"
         LIKERT = "likert", "helpfulness 1-6"
 
+    runner = "evalsite.judging.runner.run_rating_job"
     queue = "judge"
     progress_unit = "rating"
 
@@ -279,11 +276,6 @@ class RatingJob(Job):
 
     def __str__(self) -> str:
         return f"rating job #{self.pk}: {self.config} rates {self.system} ({self.kind})"
-
-    def run(self, ctx: JobContext) -> None:
-        from evalsite.judging.runner import run_rating_job
-
-        run_rating_job(self, ctx)
 
 
 class Rating(models.Model):

@@ -17,14 +17,16 @@ from django.db.models import F
 from django.utils import timezone
 from openai.types.chat import ChatCompletion
 
-from evalsite.core.jobs import JobContext, JobStopped
-from evalsite.generations.models import chunked
+from evalsite.catalog.models import Response
+from evalsite.core.jobs import JobContext, JobStopped, chunked
 from evalsite.judging.models import (
     JudgeCall,
     JudgeConfig,
     JudgeJob,
     JudgeOutcome,
     JudgeVerdict,
+    Rating,
+    RatingJob,
     length_bin,
     outcome_of,
 )
@@ -428,11 +430,8 @@ def wait_for_call(call_pk: int, config: JudgeConfig, ctx: JobContext) -> JudgeCa
     raise RuntimeError(f"judge call {call_pk} is still pending after waiting; run the job again to take it over")
 
 
-def run_rating_job(job, ctx: JobContext) -> None:
+def run_rating_job(job: RatingJob, ctx: JobContext) -> None:
     """Each response of the system on the set, rated `samples` times (sample k is its own cached call)."""
-    from evalsite.catalog.models import Response
-    from evalsite.judging.models import Rating
-
     config, template = job.config, job.kind
     thash = template_hash(template)
     responses = list(

@@ -2,13 +2,13 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from django.db import transaction
-
 from evalsite.annotation.models import Comparison, Study
-from evalsite.core.jobs import ACTIVE_STATUSES
+from evalsite.catalog.models import PromptSet, Response, System
+from evalsite.core.jobs import CannotStart
 from evalsite.core.lookup import by_name
-from evalsite.judging.models import JudgeConfig, JudgeJob
-from evalsite.judging.runner import estimate
+from evalsite.judging.models import JudgeCall, JudgeConfig, JudgeJob, RatingJob, outcome_of
+from evalsite.judging.runner import apply_verdict, estimate
+from evalsite.judging.templates import parse
 from generation.config import ConfigError
 from generation.openai_compat import api_key_from_env, check_reachable
 
@@ -16,7 +16,7 @@ LOCAL_JUDGE = "local-judge"
 LOCAL_JUDGE_PORT = 8001
 
 
-class CannotJudge(Exception):
+class CannotJudge(CannotStart):
     pass
 
 
@@ -94,38 +94,26 @@ def start_judge_job(
         raise CannotJudge(f"one_order must be one of {', '.join(JudgeJob.OneOrder.values)}")
     estimate_ = plan(study, config, comparison_ids)
     preflight(config)
-    with transaction.atomic():
-        active = (
-            JudgeJob.objects.select_for_update().filter(study=study, config=config, status__in=ACTIVE_STATUSES).first()
-        )
-        if active:
-            if enqueue:
-                active.send_if_unsent()
-            return active, False
-        job = JudgeJob.objects.create(
-            study=study,
-            config=config,
-            policy=policy,
-            one_order=one_order,
-            jury=jury,
-            budget=budget,
-            comparison_ids=sorted(comparison_ids or []),
-            estimate_tokens=estimate_["tokens_in"] + estimate_["tokens_out"],
-            estimate_cost=estimate_["cost"],
-        )
-        if enqueue:
-            job.enqueue()
-    return job, True
+    return JudgeJob.objects.start_or_join(
+        study=study,
+        config=config,
+        enqueue=enqueue,
+        defaults={
+            "policy": policy,
+            "one_order": one_order,
+            "jury": jury,
+            "budget": budget,
+            "comparison_ids": sorted(comparison_ids or []),
+            "estimate_tokens": estimate_["tokens_in"] + estimate_["tokens_out"],
+            "estimate_cost": estimate_["cost"],
+        },
+    )
 
 
 def reparse(job: JudgeJob) -> int:
     """Parse the stored raw outputs again (after a parser fix): no API call. Each verdict goes
     back through the path that recorded it, so the comparisons' outcomes (what every figure,
     page, export and command reads) follow. Returns how many verdicts changed."""
-    from evalsite.judging.models import JudgeCall, outcome_of
-    from evalsite.judging.runner import apply_verdict
-    from evalsite.judging.templates import parse
-
     changed = 0
     verdicts = job.verdicts.select_related(
         "call", "comparison__candidate_response", "comparison__baseline_response"
@@ -146,10 +134,9 @@ def reparse(job: JudgeJob) -> int:
     return changed
 
 
-def start_rating_job(config: JudgeConfig, system, prompt_set, kind: str, samples: int = 1, enqueue: bool = True):
-    from evalsite.catalog.models import Response
-    from evalsite.judging.models import RatingJob
-
+def start_rating_job(
+    config: JudgeConfig, system: System, prompt_set: PromptSet, kind: str, samples: int = 1, enqueue: bool = True
+) -> tuple[RatingJob, bool]:
     if kind not in RatingJob.Kind.values:
         raise CannotJudge(f"kind must be one of {', '.join(RatingJob.Kind.values)}")
     if not 1 <= samples <= 20:
@@ -157,8 +144,6 @@ def start_rating_job(config: JudgeConfig, system, prompt_set, kind: str, samples
     if not Response.objects.filter(system=system, prompt__prompt_set=prompt_set, error="").exists():
         raise CannotJudge(f"{system.name} has no responses on {prompt_set.name}: generate them first")
     preflight(config)
-    with transaction.atomic():
-        job = RatingJob.objects.create(config=config, system=system, prompt_set=prompt_set, kind=kind, samples=samples)
-        if enqueue:
-            job.enqueue()
-    return job
+    return RatingJob.objects.start_or_join(
+        config=config, system=system, prompt_set=prompt_set, kind=kind, samples=samples, enqueue=enqueue
+    )

@@ -19,7 +19,7 @@ from django.db import connection
 from django.db.models import Count
 
 from evalsite.annotation.models import Comparison, HumanJudgment
-from evalsite.core.demo import wait_for_http
+from evalsite.core.health import wait_for_http
 from tests.annotation_fixtures import make_study
 from tests.conftest import ROOT, free_port, shared_database_url
 from tests.drills.test_database_blip import terminate_other_connections

@@ -3,7 +3,8 @@ from django.db import transaction
 from django.utils.text import slugify
 
 from evalsite.annotation import services
-from evalsite.generations.services import CannotStart, find_prompt_set, find_system
+from evalsite.catalog.lookup import find_prompt_set, find_system
+from evalsite.core.jobs import CannotStart
 
 
 class Command(BaseCommand):

@@ -1,10 +1,11 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from evalsite.annotation import services as studies
+from evalsite.catalog.lookup import find_prompt_set
 from evalsite.core import jobs
+from evalsite.core.jobs import CannotStart
 from evalsite.core.progress import follow
-from evalsite.finetune.services import TrainingError, find_run, parse_epochs, select_checkpoints
-from evalsite.generations.services import CannotStart, find_prompt_set
+from evalsite.finetune.services import find_run, parse_epochs, select_checkpoints
 from evalsite.judging.services import CannotJudge, find_config, start_judge_job
 
 
@@ -27,7 +28,7 @@ class Command(BaseCommand):
             systems, gen_jobs, study = select_checkpoints(
                 run, parse_epochs(opts["epochs"]), find_prompt_set(opts["prompts"])
             )
-        except (TrainingError, CannotStart, studies.StudyError) as exc:
+        except (CannotStart, studies.StudyError) as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(f"checkpoints as systems: {', '.join(s.name for s in systems)}")
         self.stdout.write(f"study {study.name}: {study.candidate.name} against the others")

@@ -1,9 +1,9 @@
 from decimal import Decimal, InvalidOperation
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from evalsite.core import jobs
-from evalsite.core.progress import run_or_follow
+from evalsite.core.commands import JobCommand
 from evalsite.judging import services
 from evalsite.judging.models import JudgeJob
 from evalsite.judging.results import judge_summary, jury_summary
@@ -13,13 +13,13 @@ def pct(value) -> str:
     return "-" if value is None else f"{value:.0%}"
 
 
-class Command(BaseCommand):
+class Command(JobCommand):
     help = (
         "Judge a study's comparisons with an LLM (or a jury of several), both orders each, cached; "
         "asks before spending unless --yes."
     )
 
-    def add_arguments(self, parser):
+    def add_job_arguments(self, parser):
         parser.add_argument("--study", help="the study whose comparisons are judged (required unless --reparse)")
         parser.add_argument(
             "--config",
@@ -36,8 +36,6 @@ class Command(BaseCommand):
         )
         parser.add_argument("--comparisons", help="a subset: comma-separated comparison ids")
         parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-        parser.add_argument("--wait", action="store_true", help="show a progress bar until the job ends")
-        parser.add_argument("--foreground", action="store_true", help="run here, without a worker")
         parser.add_argument(
             "--reparse", type=int, metavar="JOB", help="parse a job's stored outputs again (no API call)"
         )
@@ -87,8 +85,8 @@ class Command(BaseCommand):
                 )
             except services.CannotJudge as exc:
                 raise CommandError(str(exc)) from exc
-            self.stdout.write(f"{'started' if created else 'already running'}: {job}")
-            done = run_or_follow(job, created, opts["foreground"], opts["wait"])
+            self.stdout.write(self.started(job, created))
+            done = self.follow(job, created, opts)
             if done is not None:
                 self.report(done)
                 finished.append(done)

@@ -2,7 +2,8 @@ import os
 
 from django.core.management.base import BaseCommand, CommandError
 
-from evalsite.core.demo import StageFailed, run_stages, serve
+from evalsite.pipeline.serve import serve
+from evalsite.pipeline.stages import StageFailed, run_stages
 
 
 class Command(BaseCommand):

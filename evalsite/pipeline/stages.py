@@ -7,18 +7,36 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
+import socket
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.core.management import call_command
+from django.db import transaction
+from django.urls import reverse
+from django.utils.text import slugify
 
+from evalsite.annotation import services as studies
+from evalsite.annotation.models import Study
+from evalsite.catalog.models import Prompt, PromptSet, Response, System
+from evalsite.catalog.seed import SHIPPED_SETS
+from evalsite.core import jobs
+from evalsite.core.accounts import ensure_staff_user
+from evalsite.core.health import pending_migrations
+from evalsite.core.progress import execute_with_progress, follow
 from evalsite.env import BASE_DIR
+from evalsite.finetune.models import TrainingDataset, TrainingRun
+from evalsite.finetune.services import register_checkpoint, start_training
+from evalsite.generations.services import start_generation
+from evalsite.judging.models import JudgeJob
+from evalsite.judging.services import LOCAL_JUDGE, ensure_local_judge, find_config, start_judge_job
+from evalsite.pipeline.serve import start_local_judge
+from generation.bundled import BUNDLED_SYSTEM_NAME
+from training.recipe import get_recipe
 
 
 @dataclass
@@ -44,8 +62,6 @@ def _migrate(state: DemoState) -> None:
 
 
 def _migrated() -> bool:
-    from evalsite.core.health import pending_migrations
-
     return not pending_migrations()
 
 
@@ -54,23 +70,16 @@ def _seed(state: DemoState) -> None:
 
 
 def _seeded() -> bool:
-    from evalsite.catalog.models import PromptSet
-    from evalsite.catalog.seed import SHIPPED_SETS
-
     return PromptSet.objects.filter(name__in=[s.name for s in SHIPPED_SETS]).count() == len(SHIPPED_SETS)
 
 
 def _staff(state: DemoState) -> None:
-    from evalsite.core.accounts import ensure_staff_user
-
     user, password = ensure_staff_user("admin")
     if password:
         state.lines.append(f"staff login: {user.username} / {password}   (shown once)")
 
 
 def _staff_exists() -> bool:
-    from django.contrib.auth.models import User
-
     return User.objects.filter(username="admin").exists()
 
 
@@ -94,8 +103,6 @@ class DemoConfig:
 
     @classmethod
     def from_env(cls) -> DemoConfig:
-        from generation.bundled import BUNDLED_SYSTEM_NAME
-
         get = os.environ.get
         return cls(
             base=get("DEMO_BASE_SYSTEM", BUNDLED_SYSTEM_NAME),
@@ -139,17 +146,12 @@ def _pairs(name: str, text: str) -> dict[str, str]:
 
 
 def openai_system_name(model: str) -> str:
-    from django.utils.text import slugify
-
     return slugify(f"openai-{model}")[:100]
 
 
 def _run_job(job, config: DemoConfig) -> None:
     """Run a job with a progress bar: here (a thread) on the embedded default, or on the workers
     (DEMO_USE_WORKERS=1, e.g. one worker per queue on PostgreSQL + Redis)."""
-
-    from evalsite.core import jobs
-    from evalsite.core.progress import execute_with_progress, follow
 
     job.refresh_from_db()
     if not job.is_active:
@@ -165,8 +167,6 @@ def _run_job(job, config: DemoConfig) -> None:
 
 
 def batch_worker_name() -> str:
-    import socket
-
     return f"demo-batch@{socket.gethostname()}"
 
 
@@ -175,22 +175,14 @@ def _curate(config: DemoConfig, state: DemoState) -> None:
 
 
 def _curated(config: DemoConfig) -> bool:
-    from evalsite.finetune.models import TrainingDataset
-
     return TrainingDataset.objects.filter(name=config.dataset).exists()
 
 
 def _recipe(config: DemoConfig):
-    from training.recipe import get_recipe
-
     return get_recipe(config.recipe).with_overrides(config.recipe_set)
 
 
 def _train(config: DemoConfig, state: DemoState) -> None:
-    from evalsite.catalog.models import System
-    from evalsite.finetune.models import TrainingDataset
-    from evalsite.finetune.services import start_training
-
     run, _ = start_training(
         TrainingDataset.objects.get(name=config.dataset),
         System.objects.get(name=config.base),
@@ -201,18 +193,12 @@ def _train(config: DemoConfig, state: DemoState) -> None:
 
 
 def _trained(config: DemoConfig) -> bool:
-    from evalsite.finetune.models import TrainingRun
-
     return TrainingRun.objects.filter(
         dataset__name=config.dataset, base__name=config.base, recipe=_recipe(config).to_dict(), status="done"
     ).exists()
 
 
 def _register(config: DemoConfig, state: DemoState) -> None:
-    from evalsite.catalog.models import System
-    from evalsite.finetune.models import TrainingRun
-    from evalsite.finetune.services import register_checkpoint
-
     run = TrainingRun.objects.filter(
         dataset__name=config.dataset, base__name=config.base, recipe=_recipe(config).to_dict(), status="done"
     ).latest("pk")
@@ -228,14 +214,10 @@ def _register(config: DemoConfig, state: DemoState) -> None:
 
 
 def _registered(config: DemoConfig) -> bool:
-    from evalsite.catalog.models import System
-
     return System.objects.filter(name=config.candidate, kind="candidate").exists()
 
 
 def _openai_baselines(config: DemoConfig, state: DemoState) -> None:
-    from evalsite.catalog.models import System
-
     for model in config.openai_baselines:
         System.objects.get_or_create(
             name=openai_system_name(model),
@@ -253,17 +235,12 @@ def _openai_baselines(config: DemoConfig, state: DemoState) -> None:
 
 
 def _openai_registered(config: DemoConfig) -> bool:
-    from evalsite.catalog.models import System
-
     names = [openai_system_name(m) for m in config.openai_baselines]
     return System.objects.filter(name__in=names).count() == len(names)
 
 
 def _generate(config: DemoConfig, system_name: str) -> Callable[[DemoState], None]:
     def run(state: DemoState) -> None:
-        from evalsite.catalog.models import PromptSet, System
-        from evalsite.generations.services import start_generation
-
         job, _ = start_generation(
             System.objects.get(name=system_name), PromptSet.objects.get(name=config.test_set), enqueue=False
         )
@@ -274,8 +251,6 @@ def _generate(config: DemoConfig, system_name: str) -> Callable[[DemoState], Non
 
 def _generated(config: DemoConfig, system_name: str) -> Callable[[], bool]:
     def done() -> bool:
-        from evalsite.catalog.models import Prompt, Response
-
         prompts = Prompt.objects.filter(prompt_set__name=config.test_set).count()
         answered = Response.objects.filter(
             system__name=system_name, prompt__prompt_set__name=config.test_set, sample_index=0, error=""
@@ -286,12 +261,6 @@ def _generated(config: DemoConfig, system_name: str) -> Callable[[], bool]:
 
 
 def _study(config: DemoConfig, state: DemoState) -> None:
-    from django.db import transaction
-
-    from evalsite.annotation import services as studies
-    from evalsite.annotation.models import Study
-    from evalsite.catalog.models import PromptSet, System
-
     with transaction.atomic():
         study = Study.objects.filter(name=config.study).first() or studies.create_study(
             config.study,
@@ -306,17 +275,12 @@ def _study(config: DemoConfig, state: DemoState) -> None:
 
 
 def _study_open(config: DemoConfig) -> bool:
-    from evalsite.annotation.models import Study
-
     return Study.objects.filter(name=config.study, status=Study.Status.OPEN).exists()
 
 
 def _judge(config: DemoConfig, state: DemoState) -> None:
-    from evalsite.annotation.models import Study
-    from evalsite.judging.services import LOCAL_JUDGE, ensure_local_judge, find_config, start_judge_job
-
     judge = ensure_local_judge() if config.judge == LOCAL_JUDGE else find_config(config.judge)
-    server = _start_local_judge() if judge.is_local else None
+    server = start_local_judge() if judge.is_local else None
     try:
         job, _ = start_judge_job(Study.objects.get(name=config.study), judge, enqueue=False)
         _run_job(job, config)
@@ -328,44 +292,10 @@ def _judge(config: DemoConfig, state: DemoState) -> None:
 
 
 def _judged(config: DemoConfig) -> bool:
-    from evalsite.judging.models import JudgeJob
-
     return JudgeJob.objects.filter(study__name=config.study, config__name=config.judge, status="done").exists()
 
 
-def _start_local_judge() -> subprocess.Popen:
-    """`manage.py serve_openai` (the bundled SmolLM2 behind /v1/chat/completions) for the judge."""
-    import socket
-
-    from evalsite.judging.services import LOCAL_JUDGE_PORT
-
-    logs = Path(settings.VAR_DIR) / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    server = subprocess.Popen(
-        [sys.executable, "manage.py", "serve_openai", "--port", str(LOCAL_JUDGE_PORT)],
-        cwd=BASE_DIR,
-        stdout=(logs / "local-judge.log").open("ab"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"the local judge server exited; see {logs / 'local-judge.log'}")
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", LOCAL_JUDGE_PORT)) == 0:
-                return server
-        time.sleep(0.5)
-    os.killpg(server.pid, signal.SIGTERM)
-    raise RuntimeError(f"the local judge did not listen on port {LOCAL_JUDGE_PORT} within 120 s")
-
-
 def _annotators(config: DemoConfig, state: DemoState) -> None:
-    from django.urls import reverse
-
-    from evalsite.annotation import services as studies
-    from evalsite.annotation.models import Study
-
     study = Study.objects.get(name=config.study)
     base = settings.SITE_URL.rstrip("/")
     for username in [f"demo-annotator-{i}" for i in range(1, config.annotators + 1)]:
@@ -375,8 +305,6 @@ def _annotators(config: DemoConfig, state: DemoState) -> None:
 
 
 def _annotators_exist(config: DemoConfig) -> bool:
-    from evalsite.annotation.models import Study
-
     study = Study.objects.filter(name=config.study).first()
     return bool(study) and study.annotators.filter(username__startswith="demo-annotator-").count() >= config.annotators
 
@@ -423,10 +351,8 @@ def run_stages(write: Callable[[str], None], stages: list[Stage] | None = None) 
     state = DemoState()
     stages = stages or demo_stages()
     if _migrated():
-        from evalsite.core.jobs import release_orphans_of
-
         # a demo stopped mid-stage (Ctrl-C, a kill) left its job "running": this run takes it back
-        for model, pk in release_orphans_of(batch_worker_name()):
+        for model, pk in jobs.release_orphans_of(batch_worker_name()):
             write(f"resuming {model._meta.verbose_name} {pk}, left running by an earlier demo")
     for i, stage in enumerate(stages, start=1):
         prefix = f"[{i}/{len(stages)}] {stage.name}"
@@ -444,90 +370,3 @@ def run_stages(write: Callable[[str], None], stages: list[Stage] | None = None) 
             ) from exc
         write(f"{prefix}: done in {time.monotonic() - started:.1f} s")
     return state
-
-
-def wait_for_http(url: str, timeout: float = 60.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as reply:  # noqa: S310 (our own local server)
-                if reply.status == 200:
-                    return True
-        except OSError:
-            time.sleep(0.5)
-    return False
-
-
-def serve(host: str, port: int, write: Callable[[str], None]) -> int:
-    """Start one worker (all queues, with the periodic sweep) and the web server; run until
-    Ctrl-C, then stop both."""
-    python = sys.executable
-
-    stopping = []
-    # `kill` (SIGTERM) and Ctrl-C both stop the children too
-    signal.signal(signal.SIGTERM, lambda signum, frame: stopping.append(signum))
-    var_logs = Path(settings.VAR_DIR) / "logs"
-    var_logs.mkdir(parents=True, exist_ok=True)
-    worker_log = (var_logs / "worker.log").open("ab")
-    worker = subprocess.Popen(
-        [
-            python,
-            "-m",
-            "celery",
-            "-A",
-            "evalsite",
-            "worker",
-            "-B",
-            "-n",
-            "demo@%h",
-            "-c",
-            "2",
-            "-Q",
-            "generation,judge,training,default",
-            "-l",
-            "info",
-        ],
-        cwd=BASE_DIR,
-        stdout=worker_log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    # the site annotators use shows its own error pages, never Django's debug pages (which list
-    # every URL); --insecure serves the static files that DEBUG would have
-    web_env = dict(
-        os.environ,
-        DEBUG="0",
-        SECRET_KEY=settings.SECRET_KEY,
-        SESSION_COOKIE_SECURE="0",
-        CSRF_COOKIE_SECURE="0",
-    )
-    web = subprocess.Popen(
-        [python, "manage.py", "runserver", f"{host}:{port}", "--noreload", "--insecure"],
-        cwd=BASE_DIR,
-        env=web_env,
-        start_new_session=True,
-    )
-    try:
-        if not wait_for_http(f"http://{host}:{port}/healthz"):
-            write(f"the web server did not answer on {host}:{port}; is the port taken?")
-            return 1
-        write(f"site:   http://{host}:{port}/   (admin: http://{host}:{port}/admin/)")
-        write(f"worker: log in {var_logs / 'worker.log'}")
-        write("Press Ctrl-C to stop.")
-        while web.poll() is None and worker.poll() is None and not stopping:
-            time.sleep(0.5)
-        if stopping:
-            return 0
-        write("the web server or the worker stopped; shutting down (see the logs above)")
-        return 1
-    except KeyboardInterrupt:
-        return 0
-    finally:
-        for proc in (web, worker):
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in (web, worker):
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
