@@ -32,8 +32,8 @@ def load_model(args):
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from generation.bundled import bundled_backend_config
-    from generation.hf_local import LoadedModel, configure_threads, ensure_chat_template, stop_token_ids
+    from inference.bundled import bundled_backend_config
+    from inference.hf_local import LoadedModel, configure_threads, ensure_chat_template, stop_token_ids
 
     configure_threads()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -67,9 +67,9 @@ def peak_memory_mb(device_type: str) -> float:
 
 
 def phase_batched(args, queue):
-    from generation.config import SamplingConfig
-    from generation.hf_local import HFLocalBackend
-    from generation.types import GenerationRequest
+    from inference.config import SamplingConfig
+    from inference.hf_local import HFLocalBackend
+    from inference.types import GenerationRequest
 
     started = time.monotonic()
     loaded = load_model(args)
@@ -148,9 +148,9 @@ def run_phase(target, args) -> dict:
 
 
 def bench_api(n: int = 64, latency: float = 0.2) -> dict:
-    from generation.config import SamplingConfig
-    from generation.openai_compat import OpenAICompatBackend
-    from generation.types import GenerationRequest
+    from inference.config import SamplingConfig
+    from inference.openai_compat import OpenAICompatBackend
+    from inference.types import GenerationRequest
     from tests.openai_stub import OpenAIStub
 
     requests = [GenerationRequest(i, [{"role": "user", "content": f"prompt {i}"}]) for i in range(n)]

@@ -49,8 +49,8 @@ def recipe(grouped: bool):
 
 
 def ours(n: int, grouped: bool, queue) -> None:
-    from generation.bundled import bundled_backend_config
-    from generation.hf_local import configure_threads
+    from inference.bundled import bundled_backend_config
+    from inference.hf_local import configure_threads
     from training.loop import Callbacks, train, write_examples
 
     configure_threads()
@@ -66,8 +66,8 @@ def hf_trainer(n: int, queue) -> None:
     import torch
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
 
-    from generation.bundled import bundled_backend_config
-    from generation.hf_local import configure_threads
+    from inference.bundled import bundled_backend_config
+    from inference.hf_local import configure_threads
     from training.dropout import apply_residual_dropout
     from training.formatting import prepare_tokenizer
     from training.loop import encode_all, load_base
@@ -130,7 +130,7 @@ def padding(n: int) -> dict:
     """Padding share of the micro batches, grouped vs random, over 20 epochs' orders."""
     import random
 
-    from generation.bundled import bundled_backend_config
+    from inference.bundled import bundled_backend_config
     from training.batching import length_grouped_batches, padding_fraction, random_batches
     from training.formatting import prepare_tokenizer
     from training.loop import encode_all, load_base

@@ -1,5 +1,6 @@
 import csv
 import io
+import json
 
 import pytest
 from bs4 import BeautifulSoup
@@ -162,3 +163,31 @@ def test_png_export_of_a_figure(staff_client):
     study, job, _ = seeded_study()
     reply = staff_client.get(f"/dashboard/{study.name}/export/figure2.png?job={job.pk}")
     assert reply.status_code == 200 and reply.content[:4] == b"\x89PNG"
+
+
+def test_the_page_the_report_and_the_exports_show_the_same_tables(staff_client, tmp_path):
+    from django.core.management import call_command
+
+    study, job, _ = seeded_study()
+    page = BeautifulSoup(staff_client.get(f"/dashboard/{study.name}/?job={job.pk}").content, "html.parser")
+    call_command("report", study.name, out=tmp_path, job=job.pk, no_png=True)
+    report = BeautifulSoup((tmp_path / "index.html").read_text(), "html.parser")
+
+    def cells(soup, selector):
+        return [[td.get_text(" ", strip=True) for td in tr.select("td")] for tr in soup.select(selector)]
+
+    human = "table.figure-table tbody tr"
+    judge = "table.judge-per-baseline tr:has(td)"
+    assert cells(page, human) == cells(report, human) and len(cells(page, human)) == 2
+    assert cells(page, judge) == cells(report, judge) and cells(page, judge)[0][:2] == ["alpaca-65b", "3"]
+    base = f"/dashboard/{study.name}/export"
+    assert staff_client.get(f"{base}/csv?job={job.pk}").content.decode() == (tmp_path / "figures.csv").read_text()
+    exported = staff_client.get(f"{base}/json?job={job.pk}").content.decode()
+    assert exported == (tmp_path / "figures.json").read_text()
+    # and the rows on the page are the exported numbers
+    rows = [r for r in json.loads(exported)["figures"] if r["figure"] == "1 (human)"]
+    shown = [
+        [r["baseline"], str(r["n"]), f"{r['win'] * 100:.0f}%", f"{r['tie'] * 100:.0f}%", f"{r['loss'] * 100:.0f}%"]
+        for r in rows
+    ]
+    assert [c[:5] for c in cells(page, human)] == shown

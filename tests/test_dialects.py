@@ -13,10 +13,10 @@ from evalsite.catalog.models import Prompt, PromptSet, Response, System
 from evalsite.generations.models import GenerationJob
 from evalsite.judging.models import JudgeConfig, JudgeJob
 from evalsite.judging.services import preflight
-from generation import dialects
-from generation.config import ConfigError, SamplingConfig
-from generation.openai_compat import OpenAICompatBackend, api_key_from_env
-from generation.types import GenerationRequest
+from inference import dialects
+from inference.config import ConfigError, SamplingConfig
+from inference.openai_compat import OpenAICompatBackend, api_key_from_env
+from inference.types import GenerationRequest
 from tests.judge_fixtures import fair_judge, judge_config, judged_study
 from tests.openai_stub import OpenAIStub
 

@@ -1,6 +1,6 @@
 import pytest
 
-from evalsite.judging.templates import parse_lima, parse_mtbench, render
+from evalsite.judging.prompts import parse_lima, parse_mtbench, render
 
 
 @pytest.mark.parametrize(

@@ -2,8 +2,8 @@ import pytest
 from django.core.management import call_command
 
 from evalsite.judging.models import JudgeCall, Rating, RatingJob
+from evalsite.judging.prompts import parse_fpe, parse_likert
 from evalsite.judging.results import rating_summary
-from evalsite.judging.templates import parse_fpe, parse_likert
 from tests.judge_fixtures import judge_config, judged_study
 from tests.openai_stub import OpenAIStub
 

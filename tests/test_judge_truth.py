@@ -24,11 +24,11 @@ from evalsite.dashboard import data
 from evalsite.judging import services
 from evalsite.judging.management.commands.judge import pct
 from evalsite.judging.models import JudgeCall, JudgeConfig, JudgeJob, JudgeOutcome, JudgeVerdict
+from evalsite.judging.prompts import parse, render
 from evalsite.judging.results import judge_summary, jury_summary
 from evalsite.judging.runner import answers_in_order
-from evalsite.judging.templates import parse, render
-from generation.hf_local import HFLocalBackend
-from generation.server import make_server
+from inference.hf_local import HFLocalBackend
+from inference.server import make_server
 from stats.judge import Probabilities, combine, label_probabilities
 from tests.judge_fixtures import PRICE, fair_judge, first_position_judge, judge_config, judged_study
 from tests.openai_stub import OpenAIStub
@@ -162,7 +162,7 @@ def test_a_crashed_attempts_request_stays_on_the_books_and_counts_against_the_bu
         # an earlier attempt of this job reserved a call and sent its request, then was SIGKILLed
         comparison = study.comparisons.order_by("pk").first()
         first, second = answers_in_order(comparison, JudgeVerdict.Order.CANDIDATE_FIRST)
-        from evalsite.judging.templates import template_hash
+        from evalsite.judging.prompts import template_hash
 
         key = JudgeCall.make_key(config, template_hash("lima"), comparison.prompt.messages, first, second)
         JudgeCall.objects.create(
@@ -320,7 +320,7 @@ def test_any_sequence_of_judging_reparsing_and_excluding_leaves_every_surface_wi
     assert export["judge"]["dropped"] == truth["dropped"]
     out = tmp_path_factory.mktemp("report")
     call_command("report", study.name, out=out, job=job.pk, no_png=True)
-    reported = [r for r in json.loads((out / "figures.json").read_text()) if r["figure"] == "2 (judge)"]
+    reported = [r for r in json.loads((out / "figures.json").read_text())["figures"] if r["figure"] == "2 (judge)"]
     assert {r["baseline"]: (r["n"], r["win"], r["tie"], r["loss"]) for r in reported} == expected
     for baseline, (count, win, tie, loss) in expected.items():
         assert f"  {baseline:<24} {count:>5} {pct(win):>6} {pct(tie):>6} {pct(loss):>6}" in cli

@@ -2,10 +2,12 @@
 
 from collections.abc import Iterator
 
+from evalsite.annotation.models import HumanJudgment, Study
+from evalsite.annotation.quality import study_agreement
+from evalsite.catalog.io import EXPORTS
+
 
 def export_judgments() -> Iterator[dict]:
-    from evalsite.annotation.models import HumanJudgment, Study
-
     excluded = {s.pk: set(s.excluded.values_list("pk", flat=True)) for s in Study.objects.all()}
     rows = HumanJudgment.objects.select_related(
         "comparison__study", "comparison__prompt", "comparison__baseline", "annotator", "assignment"
@@ -30,9 +32,6 @@ def export_judgments() -> Iterator[dict]:
 
 
 def export_agreement() -> Iterator[dict]:
-    from evalsite.annotation.models import Study
-    from evalsite.annotation.quality import study_agreement
-
     for study in Study.objects.order_by("name"):
         a = study_agreement(study)
         yield {
@@ -47,8 +46,6 @@ def export_agreement() -> Iterator[dict]:
 
 
 def register_exports() -> None:
-    from evalsite.catalog.io import EXPORTS
-
     for entry in (("human_judgments.jsonl", export_judgments), ("agreement.jsonl", export_agreement)):
         if entry not in EXPORTS:
             EXPORTS.append(entry)

@@ -6,17 +6,7 @@ from django.conf import settings
 from django.db import models
 
 from evalsite.catalog.models import Prompt, PromptSet, Response, System
-
-# Appendix C of the paper: the annotators' (and GPT-4's) instructions.
-LIMA_INSTRUCTIONS = (
-    "Imagine that you have a super-intelligent AI assistant, and that you require help with the "
-    "following question. Which answer best satisfies your needs?"
-)
-CHOICE_LABELS = {
-    "a": "Answer A is significantly better",
-    "b": "Answer B is significantly better",
-    "tie": "Neither is significantly better",
-}
+from evalsite.core.paper import LIMA_INSTRUCTIONS
 
 
 class Outcome(models.TextChoices):

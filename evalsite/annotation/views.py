@@ -17,9 +17,10 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from evalsite.annotation import services
-from evalsite.annotation.models import CHOICE_LABELS, Assignment, Comparison, HumanJudgment, Study
+from evalsite.annotation.models import Assignment, Comparison, HumanJudgment, Study
 from evalsite.annotation.quality import annotator_quality, study_agreement
 from evalsite.core.decorators import staff_required
+from evalsite.core.paper import LIMA_CHOICES
 
 # --- annotators ---------------------------------------------------------------------------------
 
@@ -90,7 +91,7 @@ def render_item(request, assignment: Assignment):
         # only the texts, as sanitised HTML: no system name, no response id reaches the page
         "answer_a": mark_safe(left.rendered_html()),  # noqa: S308
         "answer_b": mark_safe(right.rendered_html()),  # noqa: S308
-        "choices": CHOICE_LABELS,
+        "choices": LIMA_CHOICES,
         "flags": Assignment.Flag.choices,
         **progress_for(study, request.user),
     }

@@ -3,9 +3,8 @@ server (database, broker) carry the tag "services" and run in ``manage.py doctor
 
 from __future__ import annotations
 
-import os
-
 import importlib.util
+import os
 
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register

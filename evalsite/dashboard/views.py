@@ -1,6 +1,4 @@
-import csv
 import json
-from decimal import Decimal
 from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
@@ -12,9 +10,9 @@ from django.utils.safestring import mark_safe
 
 from evalsite.annotation.models import Study
 from evalsite.catalog.models import PromptSet, System
+from evalsite.core.charts import means_with_intervals, stacked_bars
 from evalsite.core.decorators import staff_required
-from evalsite.dashboard import data
-from evalsite.dashboard.charts import means_with_intervals, stacked_bars
+from evalsite.dashboard import data, figures
 from evalsite.dashboard.png import PngUnavailable, svg_to_png
 from evalsite.judging.models import JudgeJob
 
@@ -31,38 +29,21 @@ def home(request):
     return render(request, "dashboard/home.html", context)
 
 
-def _context(request, name: str, details: bool = True) -> dict:
+def _figures(request, name: str, details: bool = True) -> figures.StudyFigures:
     study = get_object_or_404(Study.objects.select_related("candidate"), name=name)
-    rule = request.GET.get("rule", "majority")
-    if rule not in ("majority", "all"):
-        rule = "majority"
     job = None
     if request.GET.get("job"):
         job = get_object_or_404(JudgeJob, pk=request.GET["job"], study=study)
-    result = data.dashboard(study, rule, job, details=details)
-    result["paper"] = request.GET.get("paper", "1") == "1"
-    return result
+    paper = request.GET.get("paper", "1") == "1"
+    return figures.build(study, request.GET.get("rule", "majority"), job, paper=paper, details=details)
 
 
-def _figures(result: dict) -> dict:
-    candidate = result["study"].candidate.name
-    study_name = result["study"].name
-
-    def drill(baseline: str, outcome: str) -> str:
+def _drill_link(study_name: str):
+    def link(baseline: str, outcome: str) -> str:
         query = urlencode({"baseline": baseline, "outcome": outcome})
         return reverse("dashboard:drill", args=[study_name]) + "?" + query
 
-    paper = data.PAPER["human"] if result["paper"] else None
-    figures = {"figure1": stacked_bars(result["human"], "Figure 1: human preference", candidate, paper, link=drill)}
-    if result["judge"]:
-        label = result["judge"]["label"]
-        figures["figure2"] = stacked_bars(
-            result["judge"]["figure"],
-            f"Figure 2: {label} as the annotator",
-            candidate,
-            data.PAPER["gpt4"] if result["paper"] else None,
-        )
-    return figures
+    return link
 
 
 @staff_required
@@ -115,104 +96,41 @@ def index(request):
 @staff_required
 def study(request, name: str):
     if request.GET.get("panel") == "agreement":  # the second request: the tables that scan every judgment
-        result = _context(request, name, details=True)
-        result["breakdowns"] = data.breakdowns(result["study"], result["rule"])
+        built = _figures(request, name, details=True)
+        result = {**built.result, "breakdowns": data.breakdowns(built.study, built.rule)}
         return render(request, "dashboard/_agreement.html", {**result, "paper_agreement": data.PAPER_AGREEMENT})
-    result = _context(request, name, details=False)
-    figures = {k: mark_safe(v) for k, v in _figures(result).items()}  # noqa: S308 (built from escaped values)
+    built = _figures(request, name, details=False)
+    svgs = {k: mark_safe(v) for k, v in built.svgs(link=_drill_link(name)).items()}  # noqa: S308 (escaped values)
     template = "dashboard/_panels.html" if request.GET.get("fragment") else "dashboard/study.html"
-    return render(
-        request,
-        template,
-        {**result, **figures, "paper_agreement": data.PAPER_AGREEMENT, "jobs": result["study"].judge_jobs.all()},
-    )
-
-
-def _table(result: dict) -> list[dict]:
-    rows = [{"figure": "1 (human)", "annotator": "people", **r} for r in result["human"]]
-    if result["judge"]:
-        rows += [{"figure": "2 (judge)", "annotator": result["judge"]["label"], **r} for r in result["judge"]["figure"]]
-    return rows
+    context = {
+        **built.result,
+        **svgs,
+        "paper": built.paper,
+        "human_table": built.human_table(),
+        "paper_agreement": data.PAPER_AGREEMENT,
+        "jobs": built.study.judge_jobs.all(),
+    }
+    return render(request, template, context)
 
 
 @staff_required
 def export(request, name: str, fmt: str):
-    result = _context(request, name)
-    rows = _table(result)
+    built = _figures(request, name)
     if fmt == "json":
-        payload = {
-            "study": name,
-            "rule": result["rule"],
-            "figures": rows,
-            "person_person": result["person_person"],
-            "judge": None,
-        }
-        if result["judge"]:
-            j = result["judge"]
-            payload["judge"] = {
-                "label": j["label"],
-                "job": j["job"].pk,
-                "method": j["method"],
-                "policy": j["policy"],
-                "one_order": j["one_order"],
-                "counted": j["counted"],
-                "dropped": j["dropped"],
-                "warnings": j["warnings"],
-                "consistency": j["consistency"],
-                "scorecard": {k: float(v) if isinstance(v, Decimal) else v for k, v in j["scorecard"].items()},
-                "person_judge": j["person_judge"],
-            }
-        payload["breakdowns"] = data.breakdowns(result["study"], result["rule"])
-        payload["leaderboard"] = data.leaderboard()
-        return JsonResponse(payload, json_dumps_params={"indent": 2, "default": str})
+        return HttpResponse(built.json(), content_type="application/json")
     if fmt == "csv":
         response = HttpResponse(content_type="text/csv")
         response["Content-Disposition"] = f'attachment; filename="{name}-figures.csv"'
-        writer = csv.writer(response)
-        writer.writerow(
-            [
-                "figure",
-                "annotator",
-                "baseline",
-                "n",
-                "votes",
-                "win",
-                "tie",
-                "loss",
-                "win_low",
-                "win_high",
-                "loss_low",
-                "loss_high",
-            ]
-        )
-        for r in rows:
-            wl, wh = r["win_ci"] or ("", "")
-            ll, lh = r["loss_ci"] or ("", "")
-            writer.writerow(
-                [
-                    r["figure"],
-                    r["annotator"],
-                    r["baseline"],
-                    r["n"],
-                    r["votes"],
-                    f"{r['win']:.4f}",
-                    f"{r['tie']:.4f}",
-                    f"{r['loss']:.4f}",
-                    wl,
-                    wh,
-                    ll,
-                    lh,
-                ]
-            )
+        built.write_csv(response)
         return response
-    figures = _figures(result)
+    svgs = built.svgs(link=_drill_link(name))
     key, _, kind = fmt.partition(".")
-    if key in figures and kind in ("svg", "png"):
+    if key in svgs and kind in ("svg", "png"):
         if kind == "svg":
-            response = HttpResponse(figures[key], content_type="image/svg+xml")
+            response = HttpResponse(svgs[key], content_type="image/svg+xml")
         else:
             try:
-                response = HttpResponse(svg_to_png(figures[key]), content_type="image/png")
+                response = HttpResponse(svg_to_png(svgs[key]), content_type="image/png")
             except PngUnavailable as exc:
                 return HttpResponse(str(exc), status=501, content_type="text/plain")
         response["Content-Disposition"] = f'attachment; filename="{name}-{fmt}"'

@@ -18,8 +18,8 @@ from evalsite.core.lookup import by_name
 from evalsite.finetune.models import Checkpoint, TrainingDataset, TrainingExample, TrainingRun
 from evalsite.generations.models import GenerationJob
 from evalsite.generations.services import start_generation
-from generation.backends import preflight
-from generation.config import ConfigError
+from inference.backends import preflight
+from inference.config import ConfigError
 from training.curation.curate import PAPER_TABLE_1, PAPER_TABLE_1_COMBINED, CurationResult
 from training.recipe import Recipe
 

@@ -3,8 +3,8 @@ from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from evalsite.core.charts import line_chart
 from evalsite.core.decorators import staff_required
-from evalsite.dashboard.charts import line_chart
 from evalsite.finetune import services
 from evalsite.finetune.forms import ReviewForm
 from evalsite.finetune.models import Checkpoint, TrainingDataset, TrainingExample, TrainingRun

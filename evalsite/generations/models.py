@@ -4,7 +4,7 @@ from django.db import models
 
 from evalsite.catalog.models import Prompt, PromptSet, Response, System
 from evalsite.core.jobs import Job
-from generation.types import GenerationResult
+from inference.types import GenerationResult
 
 
 class GenerationJob(Job):

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from evalsite.core.jobs import JobContext, chunked
 from evalsite.generations.models import GenerationJob
-from generation.backends import make_backend
-from generation.types import GenerationRequest
+from inference.backends import make_backend
+from inference.types import GenerationRequest
 
 
 def run_generation(job: GenerationJob, ctx: JobContext) -> None:

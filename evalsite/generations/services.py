@@ -6,8 +6,8 @@ from __future__ import annotations
 from evalsite.catalog.models import PromptSet, System
 from evalsite.core.jobs import CannotStart
 from evalsite.generations.models import GenerationJob
-from generation.backends import preflight
-from generation.config import ConfigError
+from inference.backends import preflight
+from inference.config import ConfigError
 
 
 def start_generation(

@@ -2,10 +2,11 @@
 
 from collections.abc import Iterator
 
+from evalsite.catalog.io import EXPORTS
+from evalsite.judging.models import JudgeVerdict, Rating
+
 
 def export_verdicts() -> Iterator[dict]:
-    from evalsite.judging.models import JudgeVerdict
-
     rows = JudgeVerdict.objects.select_related(
         "job__config", "job__study", "comparison__prompt", "comparison__baseline", "call"
     )
@@ -30,8 +31,6 @@ def export_verdicts() -> Iterator[dict]:
 
 
 def export_ratings() -> Iterator[dict]:
-    from evalsite.judging.models import Rating
-
     rows = Rating.objects.select_related("job__config", "job__system", "response__prompt", "call")
     for r in rows.order_by("id").iterator(chunk_size=2000):
         yield {
@@ -47,8 +46,6 @@ def export_ratings() -> Iterator[dict]:
 
 
 def register_exports() -> None:
-    from evalsite.catalog.io import EXPORTS
-
     for entry in (("judge_verdicts.jsonl", export_verdicts), ("judge_ratings.jsonl", export_ratings)):
         if entry not in EXPORTS:
             EXPORTS.append(entry)

@@ -9,7 +9,7 @@ from django.db import models
 
 from evalsite.annotation.models import Comparison, Outcome, Study
 from evalsite.core.jobs import Job
-from generation.config import DIALECT_CHOICES
+from inference.config import DIALECT_CHOICES
 
 
 class JudgeConfig(models.Model):

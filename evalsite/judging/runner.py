@@ -30,9 +30,9 @@ from evalsite.judging.models import (
     length_bin,
     outcome_of,
 )
-from evalsite.judging.templates import REMINDERS, parse, render, template_hash
-from generation.openai_compat import make_client
-from generation.retry import MalformedResponse, PermanentError, RetryPolicy, call_with_retries, expect
+from evalsite.judging.prompts import REMINDERS, parse, render, template_hash
+from inference.openai_compat import make_client
+from inference.retry import MalformedResponse, PermanentError, RetryPolicy, call_with_retries, expect
 from stats.judge import Probabilities, candidate_view, combine, label_probabilities
 
 ORDERS = (JudgeVerdict.Order.CANDIDATE_FIRST, JudgeVerdict.Order.BASELINE_FIRST)

@@ -7,10 +7,10 @@ from evalsite.catalog.models import PromptSet, Response, System
 from evalsite.core.jobs import CannotStart
 from evalsite.core.lookup import by_name
 from evalsite.judging.models import JudgeCall, JudgeConfig, JudgeJob, RatingJob, outcome_of
+from evalsite.judging.prompts import parse
 from evalsite.judging.runner import apply_verdict, estimate
-from evalsite.judging.templates import parse
-from generation.config import ConfigError
-from generation.openai_compat import api_key_from_env, check_reachable
+from inference.config import ConfigError
+from inference.openai_compat import api_key_from_env, check_reachable
 
 LOCAL_JUDGE = "local-judge"
 LOCAL_JUDGE_PORT = 8001

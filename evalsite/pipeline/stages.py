@@ -35,7 +35,7 @@ from evalsite.generations.services import start_generation
 from evalsite.judging.models import JudgeJob
 from evalsite.judging.services import LOCAL_JUDGE, ensure_local_judge, find_config, start_judge_job
 from evalsite.pipeline.serve import start_local_judge
-from generation.bundled import BUNDLED_SYSTEM_NAME
+from inference.bundled import BUNDLED_SYSTEM_NAME
 from training.recipe import get_recipe
 
 

@@ -4,7 +4,7 @@ from evalsite.catalog.lookup import find_system
 from evalsite.core.commands import JobCommand
 from evalsite.core.jobs import CannotStart, JobStatus
 from evalsite.finetune.services import find_dataset, start_training
-from generation.bundled import BUNDLED_SYSTEM_NAME
+from inference.bundled import BUNDLED_SYSTEM_NAME
 from training.recipe import RecipeError, get_recipe
 
 

@@ -6,8 +6,8 @@ from django.db.models import Count
 
 from evalsite.catalog.models import Response, System
 from evalsite.generations.models import GenerationJob
-from generation.backends import preflight
-from generation.config import DIALECT_CHOICES, ConfigError
+from inference.backends import preflight
+from inference.config import DIALECT_CHOICES, ConfigError
 
 # option -> backend_config key
 CONFIG_OPTIONS = (

@@ -4,7 +4,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from evalsite.judging.models import JudgeConfig
-from generation.config import DIALECT_CHOICES
+from inference.config import DIALECT_CHOICES
 
 # option -> model field; each option given to `add` or `edit` sets its field
 FIELDS = {

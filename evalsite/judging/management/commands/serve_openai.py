@@ -3,9 +3,9 @@ import signal
 from django.core.management.base import BaseCommand, CommandError
 
 from evalsite.judging.services import LOCAL_JUDGE_PORT
-from generation.bundled import BUNDLED_SYSTEM_NAME, bundled_backend_config
-from generation.config import ConfigError, validate_backend_config
-from generation.server import make_server
+from inference.bundled import BUNDLED_SYSTEM_NAME, bundled_backend_config
+from inference.config import ConfigError, validate_backend_config
+from inference.server import make_server
 
 
 class Command(BaseCommand):
@@ -23,7 +23,7 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=LOCAL_JUDGE_PORT)
 
     def handle(self, *args, **opts):
-        from generation.hf_local import HFLocalBackend
+        from inference.hf_local import HFLocalBackend
 
         if opts["model_path"]:
             config = {

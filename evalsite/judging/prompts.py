@@ -1,4 +1,4 @@
-"""Judge prompt templates and strict verdict parsing. Plain Python (no Django).
+"""Judge prompt templates and strict verdict parsing (no Django beyond the paper's wording).
 
 A verdict is "first", "second" or "tie" in terms of the order the answers were shown; the job
 maps it to candidate / baseline. Anything else is a parse failure, never a tie."""
@@ -9,14 +9,14 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-LIMA_OPTIONS = {
-    "first": "Answer A is significantly better",
-    "second": "Answer B is significantly better",
-    "tie": "Neither is significantly better",
-}
+from evalsite.core.paper import LIMA_CHOICES, LIMA_INSTRUCTIONS
+
+LIMA_OPTIONS = {"first": LIMA_CHOICES["a"], "second": LIMA_CHOICES["b"], "tie": LIMA_CHOICES["tie"]}
 
 # Appendix C: the annotators' own instructions, given to GPT-4 unchanged (Figure 2).
-LIMA_TEMPLATE = """Imagine that you have a super-intelligent AI assistant, and that you require help with the following question. Which answer best satisfies your needs?
+LIMA_TEMPLATE = (
+    LIMA_INSTRUCTIONS
+    + """
 
 Question:
 {question}
@@ -28,11 +28,11 @@ Answer B:
 {answer_b}
 
 Comparing these two answers, which answer is better?
-- "Answer A is significantly better."
-- "Answer B is significantly better."
-- "Neither is significantly better."
-
+"""
+    + "".join(f'- "{choice}."\n' for choice in LIMA_CHOICES.values())
+    + """
 Reply with exactly one of these three sentences."""
+)
 
 # MT-bench's pairwise judge (Zheng et al., 2023): an explanation, then [[A]], [[B]] or [[C]].
 MTBENCH_TEMPLATE = """Please act as an impartial judge and evaluate the quality of the responses provided by two AI assistants to the user question displayed below. You should choose the assistant that follows the user's instructions and answers the user's question better. Your evaluation should consider factors such as the helpfulness, relevance, accuracy, depth, creativity, and level of detail of their responses. Begin your evaluation by comparing the two responses and provide a short explanation. Avoid any position biases and ensure that the order in which the responses were presented does not influence your decision. Do not allow the length of the responses to influence your evaluation. Do not favor certain names of the assistants. Be as objective as possible. After providing your explanation, output your final verdict by strictly following this format: "[[A]]" if assistant A is better, "[[B]]" if assistant B is better, and "[[C]]" for a tie.

@@ -78,7 +78,7 @@ _BACKEND_FIELDS: dict[str, dict[str, tuple[type | tuple[type, ...], bool, str]]]
 }
 
 DTYPES = ("float32", "bfloat16", "float16", "auto")
-# generation.dialects.DIALECTS and "auto" (kept here: dialects imports this module)
+# inference.dialects.DIALECTS and "auto" (kept here: dialects imports this module)
 DIALECT_CHOICES = ("auto", "openai", "vllm", "llamacpp", "tgi", "generic")
 
 

@@ -17,9 +17,9 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList
 
-from generation.chat import END_OF_TURN_TOKENS, ensure_chat_template, fit_to_context
-from generation.config import SamplingConfig
-from generation.types import GenerationRequest, GenerationResult
+from inference.chat import END_OF_TURN_TOKENS, ensure_chat_template, fit_to_context
+from inference.config import SamplingConfig
+from inference.types import GenerationRequest, GenerationResult
 
 DEFAULT_MAX_BATCH_SIZE = 16
 DEFAULT_MAX_BATCH_TOKENS = 16 * 4096
