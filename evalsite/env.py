@@ -1,5 +1,6 @@
 """Configuration helpers: everything comes from environment variables, with defaults that work
-on a laptop. Kept free of Django imports so the Celery app and tests can use it too."""
+on a laptop. It needs nothing of Django but its ImproperlyConfigured error (no settings, no
+apps), so settings.py, the Celery app and tests can use it before Django is set up."""
 
 from __future__ import annotations
 

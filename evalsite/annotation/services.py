@@ -14,7 +14,8 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.cache import caches
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Case, Exists, F, Q, When
+from django.db.models import Case, Count, Exists, F, OuterRef, Q, Subquery, Value, When
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from evalsite.annotation.models import Assignment, Comparison, HumanJudgment, LoginToken, Outcome, Study
@@ -26,9 +27,6 @@ VOTE_FIELD = {Outcome.CANDIDATE: "votes_candidate", Outcome.BASELINE: "votes_bas
 
 def recount_votes(study: Study, user: User | None = None) -> int:
     """Recompute the comparisons' vote counters (after an annotator is excluded or included)."""
-    from django.db.models import Count, OuterRef, Subquery, Value
-    from django.db.models.functions import Coalesce
-
     comparisons = Comparison.objects.filter(study=study)
     if user is not None:
         comparisons = comparisons.filter(judgments__annotator=user)

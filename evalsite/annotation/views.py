@@ -19,6 +19,7 @@ from django.views.decorators.http import require_POST
 from evalsite.annotation import services
 from evalsite.annotation.models import Assignment, Comparison, HumanJudgment, Study
 from evalsite.annotation.quality import annotator_quality, study_agreement
+from evalsite.catalog.models import PromptSet, System
 from evalsite.core.decorators import staff_required
 from evalsite.core.paper import LIMA_CHOICES
 
@@ -135,8 +136,6 @@ def token_login(request, token: str):
 
 @staff_required
 def studies(request):
-    from evalsite.catalog.models import PromptSet, System
-
     if request.method == "POST":
         try:
             baselines = list(System.objects.filter(pk__in=request.POST.getlist("baselines")))

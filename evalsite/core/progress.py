@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import socket
 import sys
+import threading
 
+from django.db import connection
 from tqdm import tqdm
 
 from evalsite.core import jobs
@@ -39,10 +42,6 @@ def follow(job: jobs.Job, poll: float = 0.5, stream=None, until=None) -> jobs.Jo
 def execute_with_progress(job: jobs.Job, worker: str) -> jobs.Job:
     """Run the job in this process (a thread, with its own database connection) while the main
     thread draws its progress bar."""
-    import threading
-
-    from django.db import connection
-
     def work() -> None:
         try:
             jobs.execute(job.label(), job.pk, worker=worker)
@@ -62,8 +61,6 @@ def execute_with_progress(job: jobs.Job, worker: str) -> jobs.Job:
 def run_or_follow(job: jobs.Job, created: bool, foreground: bool, wait: bool) -> jobs.Job | None:
     """What the job commands do after starting a job: run it here (--foreground), follow it with a
     progress bar (--wait), or leave it to the workers (None)."""
-    import socket
-
     if foreground:
         worker = f"foreground@{socket.gethostname()}"
         if created and sys.stderr.isatty():

@@ -4,13 +4,13 @@ import logging
 
 from celery.signals import worker_ready
 
+from evalsite.core import jobs
+
 log = logging.getLogger(__name__)
 
 
 @worker_ready.connect
 def recover_jobs_on_start(sender=None, **kwargs) -> None:
-    from evalsite.core import jobs
-
     hostname = getattr(sender, "hostname", None)
     try:
         orphans = jobs.requeue_orphans_of(hostname) if hostname else []

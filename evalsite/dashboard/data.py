@@ -9,16 +9,17 @@ from collections import Counter, defaultdict
 from django.db import connection
 from django.db.models import Count, Q
 
-from evalsite.annotation.models import Study
+from evalsite.annotation.models import Comparison, HumanJudgment, Study
 from evalsite.core.lookup import fetch_rows
-from evalsite.judging.models import JudgeJob
-from evalsite.judging.results import judge_summary, jury_summary
+from evalsite.judging.models import JudgeJob, JudgeVerdict, RatingJob
+from evalsite.judging.results import judge_summary, jury_summary, rating_summary
 from stats.agreement import tie_discounted_score
 from stats.outcomes import (
     LOSS,
     TIE,
     WIN,
     Pattern,
+    bradley_terry_from_counts,
     fleiss_from_patterns,
     tie_discounted_from_patterns,
     win_tie_loss,
@@ -252,9 +253,6 @@ MAJORITY_SQL = """CASE WHEN c.votes_candidate > c.votes_baseline AND c.votes_can
 def drill_down(study: Study, baseline: str, outcome: str, limit: int = 200) -> list[dict]:
     """The comparisons behind one bar segment (majority outcome), with both responses, every
     vote and every verdict of the study's judge jobs."""
-    from evalsite.annotation.models import Comparison, HumanJudgment
-    from evalsite.judging.models import JudgeVerdict
-
     ids = [
         row[0]
         for row in fetch_rows(
@@ -297,8 +295,6 @@ GROUP BY cand.name, base.name, {MAJORITY_SQL}
 def leaderboard(bootstrap: int = 200) -> list[dict]:
     """Bradley-Terry strengths of every system across every study (people's majority outcome per
     comparison), with bootstrap intervals; the first system is the strongest."""
-    from stats.outcomes import bradley_terry_from_counts
-
     cells: dict[tuple[str, str, str], int] = {}
     games: Counter = Counter()
     for cand, base, outcome, n in fetch_rows(LEADERBOARD, []):
@@ -315,9 +311,6 @@ def leaderboard(bootstrap: int = 200) -> list[dict]:
 
 def absolute_ratings() -> list[dict]:
     """Every finished rating job: Fail / Pass / Excellent shares, or the Likert mean and 95% CI."""
-    from evalsite.judging.models import RatingJob
-    from evalsite.judging.results import rating_summary
-
     out = []
     for job in RatingJob.objects.filter(status__in=["done", "stopped"]).select_related(
         "system", "prompt_set", "config"

@@ -6,6 +6,7 @@ they cannot disagree. Aggregated in the database (GROUP BY), finished by the pur
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from statistics import mean, stdev
 
 from django.conf import settings
 from django.db.models import Sum
@@ -246,8 +247,6 @@ def _jury_vote(outcomes: list[str]) -> str:
 
 def rating_summary(job) -> dict:
     """Fail / Pass / Excellent shares, or the Likert mean with a 95% interval over prompts."""
-    from statistics import mean, stdev
-
     values = list(job.ratings.values_list("response__prompt_id", "value"))
     readable = [(p, v) for p, v in values if v]
     out: dict = {"ratings": len(values), "unreadable": len(values) - len(readable), "label": job.config.label}
