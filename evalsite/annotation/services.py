@@ -13,9 +13,11 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.cache import caches
+from django.core.mail import send_mail
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, Count, Exists, F, OuterRef, Q, Subquery, Value, When
 from django.db.models.functions import Coalesce
+from django.urls import reverse
 from django.utils import timezone
 
 from evalsite.annotation.models import Assignment, Comparison, HumanJudgment, LoginToken, Outcome, Study
@@ -506,6 +508,22 @@ def add_annotator(study: Study, username: str, email: str = "") -> tuple[User, s
         study.annotators.add(user)
         token = login_token_for(user)
     return user, password, token
+
+
+def invite_annotator(study: Study, email: str) -> User:
+    """An account named after the address (rater@example.org: rater-example.org) joins the
+    study, and the address gets a one-time login link."""
+    local, _, domain = email.partition("@")
+    user, _, token = add_annotator(study, f"{local[:100]}-{domain[:40]}", email)
+    link = settings.SITE_URL.rstrip("/") + reverse("annotation:token_login", args=[token])
+    send_mail(
+        f"You are invited to annotate: {study.name}",
+        f"Hello,\n\nyou have been invited to compare answers in the study {study.name}.\n"
+        f"This link logs you in once (valid {LOGIN_TOKEN_DAYS} days): {link}\n",
+        settings.DEFAULT_FROM_EMAIL,
+        [email],
+    )
+    return user
 
 
 def next_annotator_names(prefix: str, count: int) -> list[str]:

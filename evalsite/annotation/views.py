@@ -2,21 +2,18 @@ from __future__ import annotations
 
 import math
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.models import User
 from django.core.cache import caches
-from django.core.mail import send_mail
 from django.db.models import Count, Q
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from evalsite.annotation import services
+from evalsite.annotation.forms import ExcludeForm, InviteForm, JudgeForm, SkipForm, StudyForm, first_error
 from evalsite.annotation.models import Assignment, Comparison, HumanJudgment, Study
 from evalsite.annotation.quality import annotator_quality, study_agreement
 from evalsite.catalog.models import PromptSet, System
@@ -102,8 +99,11 @@ def render_item(request, assignment: Assignment):
 @login_required
 @require_POST
 def judge(request, pk: int):
+    form = JudgeForm(request.POST)
     try:
-        result = services.submit(pk, request.user, request.POST.get("choice", ""), request.POST.get("reason", ""))
+        if not form.is_valid():
+            raise services.StudyError(first_error(form, named=False))
+        result = services.submit(pk, request.user, form.cleaned_data["choice"], form.cleaned_data["reason"])
     except Assignment.DoesNotExist:
         raise Http404("no such item") from None  # someone else's, or none: the same answer
     except services.StudyError as exc:
@@ -116,8 +116,11 @@ def judge(request, pk: int):
 @require_POST
 def skip(request, pk: int):
     assignment = own_assignment(request, pk)
+    form = SkipForm(request.POST)
     try:
-        services.give_up(assignment.pk, request.user, request.POST.get("flag", ""))
+        if not form.is_valid():
+            raise services.StudyError(first_error(form, named=False))
+        services.give_up(assignment.pk, request.user, form.cleaned_data["flag"])
     except services.StudyError as exc:
         messages.error(request, str(exc))
     return redirect("annotation:next", name=assignment.comparison.study.name)
@@ -137,17 +140,20 @@ def token_login(request, token: str):
 @staff_required
 def studies(request):
     if request.method == "POST":
+        form = StudyForm(request.POST)
         try:
-            baselines = list(System.objects.filter(pk__in=request.POST.getlist("baselines")))
+            if not form.is_valid():
+                raise services.StudyError(first_error(form))
+            data = form.cleaned_data
             study = services.create_study(
-                request.POST.get("name", "").strip(),
-                get_object_or_404(System, pk=request.POST.get("candidate")),
-                baselines,
-                get_object_or_404(PromptSet, pk=request.POST.get("prompt_set")),
-                overlap=int(request.POST.get("overlap") or 1),
-                gold_rate=float(request.POST.get("gold_rate") or 0),
+                data["name"],
+                data["candidate"],
+                list(data["baselines"]),
+                data["prompt_set"],
+                overlap=data["overlap"],
+                gold_rate=data["gold_rate"] or 0.0,
             )
-        except (services.StudyError, ValueError) as exc:
+        except services.StudyError as exc:
             messages.error(request, str(exc))
             return redirect("annotation:studies")
         return redirect("annotation:study", name=study.name)
@@ -200,8 +206,10 @@ def study_start(request, name: str):
 @require_POST
 def study_exclude(request, name: str):
     study = get_object_or_404(Study, name=name)
-    user = get_object_or_404(User, pk=request.POST.get("user_id"))
-    services.set_excluded(study, user, request.POST.get("exclude") == "1")
+    form = ExcludeForm(request.POST)
+    if not form.is_valid():
+        raise Http404("no such annotator")
+    services.set_excluded(study, form.cleaned_data["user_id"], form.cleaned_data["exclude"])
     return redirect("annotation:study", name=name)
 
 
@@ -209,18 +217,11 @@ def study_exclude(request, name: str):
 @require_POST
 def study_invite(request, name: str):
     study = get_object_or_404(Study, name=name)
-    email = request.POST.get("email", "").strip()
-    if "@" not in email:
-        messages.error(request, "give an e-mail address")
+    form = InviteForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, first_error(form, named=False))
         return redirect("annotation:study", name=name)
-    user, _, token = services.add_annotator(study, email.split("@")[0][:100] + "-" + email.split("@")[1][:40], email)
-    link = settings.SITE_URL.rstrip("/") + reverse("annotation:token_login", args=[token])
-    send_mail(
-        f"You are invited to annotate: {study.name}",
-        f"Hello,\n\nyou have been invited to compare answers in the study {study.name}.\n"
-        f"This link logs you in once (valid {services.LOGIN_TOKEN_DAYS} days): {link}\n",
-        settings.DEFAULT_FROM_EMAIL,
-        [email],
-    )
+    email = form.cleaned_data["email"]
+    user = services.invite_annotator(study, email)
     messages.success(request, f"invited {email} as {user.username}")
     return redirect("annotation:study", name=name)

@@ -1,4 +1,5 @@
 from django.contrib import messages
+from django.core.paginator import Paginator
 from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -64,8 +65,7 @@ def dataset_detail(request, name: str):
         examples = examples.filter(status=status)
     if source:
         examples = examples.filter(source=source)
-    page = int(request.GET["page"]) if request.GET.get("page", "").isdigit() else 1
-    page = max(page, 1)
+    page = Paginator(examples, PAGE).get_page(request.GET.get("page"))
     counts = dict(dataset.examples.values_list("status").annotate(n=Count("id")))
     return render(
         request,
@@ -73,9 +73,8 @@ def dataset_detail(request, name: str):
         {
             "dataset": dataset,
             "table": services.table_1(dataset),
-            "examples": examples[(page - 1) * PAGE : page * PAGE],
+            "examples": page.object_list,
             "page": page,
-            "more": examples.count() > page * PAGE,
             "status": status,
             "source": source,
             "sources": sorted(set(dataset.examples.values_list("source", flat=True))),
