@@ -1,8 +1,12 @@
 """A study with real rows: a prompt set, a candidate and baselines with responses."""
 
+from datetime import timedelta
+
 from django.contrib.auth.models import User
+from django.utils import timezone
 
 from evalsite.annotation import services
+from evalsite.annotation.models import Assignment
 from evalsite.catalog.models import Prompt, PromptSet, Response, System
 from evalsite.core.accounts import annotators_group
 
@@ -38,3 +42,18 @@ def make_study(
     if start:
         services.start_study(study)
     return study, users
+
+
+def vote(user, comparison, choice, seconds=None, on_left=True):
+    """The annotator's judgment through the path the page takes (an assignment, then submit),
+    with the candidate on the left unless said; ``seconds`` spent reading it."""
+    now = timezone.now()
+    assignment = Assignment.objects.create(
+        comparison=comparison,
+        annotator=user,
+        candidate_on_left=on_left,
+        claimed_at=now,
+        expires_at=now + timedelta(hours=1),
+        shown_at=None if seconds is None else now - timedelta(seconds=seconds),
+    )
+    services.submit(assignment.pk, user, choice)

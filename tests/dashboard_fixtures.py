@@ -1,26 +1,12 @@
 """A study with known votes and a judge job with known verdicts."""
 
-from datetime import timedelta
 
 from django.utils import timezone
 
-from evalsite.annotation import services
-from evalsite.annotation.models import Assignment, Comparison
+from evalsite.annotation.models import Comparison
 from evalsite.judging.models import JudgeCall, JudgeConfig, JudgeJob
 from evalsite.judging.runner import record
-from tests.annotation_fixtures import make_study
-
-
-def vote(user, comparison, choice):
-    now = timezone.now()
-    a = Assignment.objects.create(
-        comparison=comparison,
-        annotator=user,
-        candidate_on_left=True,
-        claimed_at=now,
-        expires_at=now + timedelta(hours=1),
-    )
-    services.submit(a.pk, user, choice)
+from tests.annotation_fixtures import make_study, vote
 
 
 def seeded_study():
@@ -56,6 +42,4 @@ def seeded_study():
                 output_tokens=5,
             )
             record(job, comparison, order, call)  # as the judge job records it
-    JudgeJob.objects.filter(pk=job.pk).update(tokens_in=800, tokens_out=40)
-    job.refresh_from_db()
     return study, job, (a, b)

@@ -14,7 +14,7 @@ from evalsite.annotation import services
 from evalsite.annotation.models import Assignment, Comparison, HumanJudgment, Outcome, Study
 from evalsite.annotation.quality import annotator_quality, study_agreement
 from evalsite.catalog.models import Response, System
-from tests.annotation_fixtures import make_study
+from tests.annotation_fixtures import make_study, vote
 
 
 @pytest.fixture(params=["one statement", "portable"])
@@ -270,24 +270,11 @@ def test_gold_accuracy_median_seconds_too_fast_and_left_share_per_annotator():
     study, (a, b) = make_study(n_prompts=4, baselines=("alpaca-65b",), gold_rate=0.5)
     gold = list(Comparison.objects.filter(study=study, is_gold=True).order_by("pk"))
     normal = list(Comparison.objects.filter(study=study, is_gold=False).order_by("pk"))
-    now = timezone.now()
-
-    def judged(user, comparison, choice, seconds, on_left=True):
-        assignment = Assignment.objects.create(
-            comparison=comparison,
-            annotator=user,
-            candidate_on_left=on_left,
-            claimed_at=now,
-            expires_at=now + timedelta(hours=1),
-            shown_at=now - timedelta(seconds=seconds),
-        )
-        services.submit(assignment.pk, user, choice)
-
-    judged(a, gold[0], "a", 30)  # candidate on the left, picked: right
-    judged(a, gold[1], "b", 2)  # wrong, and too fast
-    judged(a, normal[0], "a", 20)
-    judged(a, normal[1], "tie", 40)
-    judged(b, gold[0], "b", 12, on_left=False)  # right
+    vote(a, gold[0], "a", 30)  # candidate on the left, picked: right
+    vote(a, gold[1], "b", 2)  # wrong, and too fast
+    vote(a, normal[0], "a", 20)
+    vote(a, normal[1], "tie", 40)
+    vote(b, gold[0], "b", 12, on_left=False)  # right
     quality = {q["annotator"]: q for q in annotator_quality(study)}
     assert quality["ann0"]["gold_accuracy"] == 0.5 and quality["ann0"]["gold"] == 2
     assert quality["ann0"]["median_seconds"] == pytest.approx(25, abs=1)
@@ -300,18 +287,10 @@ def test_gold_accuracy_median_seconds_too_fast_and_left_share_per_annotator():
 def test_agreement_on_a_hand_computed_study_and_exclusion_keeps_judgments():
     study, users = make_study(n_prompts=2, baselines=("alpaca-65b",), overlap=3, annotators=3)
     c1, c2 = Comparison.objects.filter(study=study).order_by("pk")
-    now = timezone.now()
     votes = {c1: ["a", "a", "tie"], c2: ["b", "a", "b"]}  # candidate on the left throughout
     for comparison, choices in votes.items():
         for user, choice in zip(users, choices, strict=True):
-            assignment = Assignment.objects.create(
-                comparison=comparison,
-                annotator=user,
-                candidate_on_left=True,
-                claimed_at=now,
-                expires_at=now + timedelta(hours=1),
-            )
-            services.submit(assignment.pk, user, choice)
+            vote(user, comparison, choice)
     # c1 pairs: (c,c)=1 (c,t)=.5 (c,t)=.5 ; c2 pairs: (b,c)=0 (b,b)=1 (c,b)=0  -> 3/6
     agreement = study_agreement(study)
     assert agreement["items"] == 2 and agreement["pairs"] == 6

@@ -2,6 +2,7 @@
 Real worker processes, the real broker of the suite (Redis) and the real database."""
 
 import time
+from datetime import timedelta
 
 import pytest
 from django.db import close_old_connections
@@ -122,7 +123,11 @@ def test_claiming_is_one_conditional_update():
 
 @pytest.mark.django_db
 def test_eta_and_fraction_come_from_progress():
-    job = SelfTestJob.objects.create(status=JobStatus.RUNNING, progress_total=10, progress_done=5)
-    job.started_at = job.created_at
-    assert job.fraction_done == 0.5
-    assert job.eta_seconds is not None and job.eta_seconds >= 0
+    job = SelfTestJob(status=JobStatus.RUNNING, progress_total=10, progress_done=4)
+    job.started_at = timezone.now() - timedelta(seconds=20)  # 4 done in 20 s: 5 s each
+    assert job.fraction_done == 0.4
+    assert job.eta_seconds == pytest.approx(30, abs=1), "6 left at 5 s each"
+    job.progress_done = 0
+    assert job.eta_seconds is None, "no rate before the first unit"
+    job.progress_done, job.status = 4, JobStatus.DONE
+    assert job.eta_seconds is None, "only a running job has an ETA"
