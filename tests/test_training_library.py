@@ -18,7 +18,7 @@ from tests.tiny_models import CHAT, make_model, make_tokenizer, save_tiny
 from training.batching import collate, length_grouped_batches, padding_fraction, random_batches
 from training.dropout import apply_residual_dropout, decoder_layers, residual_dropout_schedule
 from training.formatting import FormatError, encode_example, prepare_tokenizer
-from training.loop import Callbacks, epoch_dir, last_resume_epoch, train, write_examples
+from training.loop import Callbacks, epoch_dir, load_resume, train, write_examples
 from training.recipe import IGNORE_INDEX, RECIPES, Recipe, RecipeError, get_recipe
 from training.schedule import lima_lr_factor
 
@@ -248,7 +248,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint_and_ends_where_an_unbroke
     child.start()
     child.join(120)
     assert child.exitcode == -signal.SIGKILL
-    assert last_resume_epoch(tmp_path / "killed") == 2 and not epoch_dir(tmp_path / "killed", 3).exists()
+    assert load_resume(tmp_path / "killed").epoch == 2 and not epoch_dir(tmp_path / "killed", 3).exists()
 
     steps = []
     outcome = train(tmp_path / "killed", {"model_path": str(base)}, recipe, Callbacks(on_step=steps.append))
@@ -275,3 +275,55 @@ def test_the_options_for_bigger_models_train_and_save_a_plain_model(tmp_path, op
     model = AutoModelForCausalLM.from_pretrained(epoch_dir(tmp_path / "run", 3))
     assert not any("lora" in name for name in model.state_dict())
     assert time.monotonic() - start < 120
+
+
+def test_two_data_parallel_processes_train_the_model_one_process_trains_on_the_same_batches(tmp_path):
+    # the processes' micro batches hold different numbers of learned tokens: only a loss divided
+    # by the learned tokens of the whole step (all processes) gives one process's gradients
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.conftest import free_port
+
+    base = save_tiny(tmp_path / "base")
+    examples = EXAMPLES + [
+        {
+            "id": "long",
+            "messages": [{"role": "user", "content": "tell"}, {"role": "assistant", "content": TALK[3]["content"] * 3}],
+        },
+        {"id": "short", "messages": [{"role": "user", "content": "why"}, {"role": "assistant", "content": "no"}]},
+    ]
+    assert len(examples) == 8  # four micro batches of 2: one step of 4 = two per process
+    recipe = tiny_recipe(epochs=2, lr=1e-3, final_lr=1e-3, residual_dropout_top=0.0, group_by_length=False)
+    for name in ("one", "two"):
+        write_examples(tmp_path / name, examples)
+        recipe.save(tmp_path / name)
+        (tmp_path / name / "base.json").write_text(json.dumps({"model_path": str(base)}))
+    train(tmp_path / "one", {"model_path": str(base)}, recipe)
+    torchrun = Path(sys.executable).parent / "torchrun"
+    launched = subprocess.run(
+        [
+            str(torchrun),
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            str(free_port()),
+            "-m",
+            "training",
+            "train",
+            "--run-dir",
+            str(tmp_path / "two"),
+        ],
+        env={**os.environ, "ACCELERATE_USE_CPU": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert launched.returncode == 0, launched.stderr[-2000:]
+    one = AutoModelForCausalLM.from_pretrained(epoch_dir(tmp_path / "one", 2)).state_dict()
+    two = AutoModelForCausalLM.from_pretrained(epoch_dir(tmp_path / "two", 2)).state_dict()
+    for name, tensor in one.items():
+        assert torch.allclose(two[name], tensor, atol=2e-5), name
+    losses = [json.loads(line) for line in (tmp_path / "two" / "progress.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in losses if e["event"] == "step"] == [1, 2, 3, 4]

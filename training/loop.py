@@ -23,7 +23,8 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.state import AcceleratorState
+from accelerate.utils import DistributedType, set_seed
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from training.batching import collate, length_grouped_batches, random_batches
@@ -172,9 +173,28 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def last_resume_epoch(run_dir: Path) -> int:
-    state = run_dir / "resume" / "state.json"
-    return json.loads(state.read_text())["epoch"] if state.exists() else 0
+@dataclass
+class ResumeRecord:
+    """Where a killed run goes on from: one file, resume/checkpoint.pt (nanoGPT keeps one such
+    dict), written after the epoch's model folder. The weights are that folder's."""
+
+    epoch: int
+    step: int
+    optimizer: dict | None  # None under FSDP (sharded): AdamW restarts its moments
+    scheduler: dict
+    rng: dict
+
+    FILE = "checkpoint.pt"
+
+
+def load_resume(run_dir: Path) -> ResumeRecord | None:
+    folder = run_dir / "resume"
+    if (folder / ResumeRecord.FILE).exists():
+        return ResumeRecord(**torch.load(folder / ResumeRecord.FILE, weights_only=False))
+    if (folder / "state.json").exists():  # written by versions before 2026-12 (two files)
+        states = torch.load(folder / "states.pt", weights_only=False)
+        return ResumeRecord(**json.loads((folder / "state.json").read_text()), **states)
+    return None
 
 
 def saved_checkpoints(run_dir: Path, up_to_epoch: int) -> list[CheckpointReport]:
@@ -215,29 +235,15 @@ def _save_checkpoint(
     accelerator.wait_for_everyone()
 
 
-def _save_resume_state(
-    accelerator: Accelerator, run_dir: Path, optimizer: Any, scheduler: Any, epoch: int, step: int
-) -> None:
-    """Optimiser, scheduler and RNG states of the latest epoch, written by the main process. Under
-    FSDP the optimiser state is sharded across processes; it is not saved, and a resumed FSDP run
-    restarts AdamW's moments from the saved weights."""
-    from accelerate.utils import DistributedType
-
-    sharded = accelerator.distributed_type == DistributedType.FSDP
+def _save_resume(accelerator: Accelerator, run_dir: Path, record: ResumeRecord) -> None:
+    """The resume record, written by the main process to a temporary folder and renamed."""
     if accelerator.is_main_process:
         tmp = run_dir / "resume.tmp"
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir()
-        torch.save(
-            {
-                "optimizer": None if sharded else optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "rng": _rng_state(),
-            },
-            tmp / "states.pt",
-        )
-        (tmp / "state.json").write_text(json.dumps({"epoch": epoch, "step": step}) + "\n")
+        fields = {k: getattr(record, k) for k in ("epoch", "step", "optimizer", "scheduler", "rng")}
+        torch.save(fields, tmp / ResumeRecord.FILE)
         final = run_dir / "resume"
         if final.exists():
             shutil.rmtree(final)
@@ -245,9 +251,10 @@ def _save_resume_state(
     accelerator.wait_for_everyone()
 
 
-def _micro_batch_loss(model: Any, batch: dict[str, torch.Tensor], learned_in_step: int) -> torch.Tensor:
-    """Summed token loss / learned tokens of the whole optimiser step: every learned token weighs
-    the same whatever micro batch it fell in (gradient accumulation stays exact)."""
+def _micro_batch_loss(model: Any, batch: dict[str, torch.Tensor], learned_in_step: float) -> torch.Tensor:
+    """Summed token loss / learned tokens of the whole optimiser step (all processes together):
+    every learned token weighs the same whatever micro batch or process it fell in, so gradient
+    accumulation and data parallelism stay exact (TRL's ``num_items_in_batch``)."""
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     shift_logits = logits[:, :-1, :].float()
     shift_labels = batch["labels"][:, 1:]
@@ -269,12 +276,27 @@ def make_accelerator(recipe: Recipe) -> Accelerator:
     """accelerate keeps one global state per process; a worker that trains run after run (with
     and without bf16) starts each single-process run from a fresh one. Under ``accelerate launch``
     the launcher's distributed state is kept."""
-    from accelerate.state import AcceleratorState, DistributedType
-
     state = AcceleratorState._shared_state
     if state and state.get("distributed_type", DistributedType.NO) == DistributedType.NO:
         AcceleratorState._reset_state(reset_partial_state=True)
     return Accelerator(mixed_precision="bf16" if recipe.bf16 else "no")
+
+
+@dataclass
+class Session:
+    """What one attempt trains with: set up once, then epoch after epoch."""
+
+    accelerator: Accelerator
+    recipe: Recipe
+    tokenizer: Any
+    model: Any
+    optimizer: Any
+    scheduler: Any
+    encoded: list[EncodedExample]
+    total_steps: int
+    step: int = 0
+    tokens: int = 0
+    started: float = field(default_factory=time.monotonic)  # the first step's clock (after loading)
 
 
 def train(
@@ -285,14 +307,42 @@ def train(
     accelerator: Accelerator | None = None,
 ) -> RunOutcome:
     """Train on run_dir/data.jsonl, resuming after the last saved epoch when there is one."""
+    started = time.monotonic()
     callbacks = callbacks or Callbacks()
     recipe.validate()
     accelerator = accelerator or make_accelerator(recipe)
-    processes = accelerator.num_processes
-    accumulation = recipe.accumulation_steps(processes)
     outcome = RunOutcome()
-    started = time.monotonic()
+    resume = load_resume(run_dir)
+    session = _set_up(run_dir, base, recipe, accelerator, resume, callbacks, outcome)
+    if resume:
+        outcome.resumed_from_epoch = resume.epoch
+        # a kill between saving an epoch and reporting it leaves the folder unreported: report
+        # every saved epoch again (reports are idempotent: one checkpoint per epoch)
+        for report in saved_checkpoints(run_dir, resume.epoch):
+            callbacks.on_checkpoint(report)
+    for epoch in range((resume.epoch if resume else 0) + 1, recipe.epochs + 1):
+        if session.step >= session.total_steps:
+            break
+        mean_loss = _train_epoch(session, epoch, callbacks)
+        if epoch % recipe.save_every_epochs == 0 or epoch == recipe.epochs or session.step >= session.total_steps:
+            outcome.checkpoints.append(_save_epoch(session, run_dir, base, epoch, mean_loss, callbacks))
+    outcome.tokens = session.tokens
+    outcome.seconds = time.monotonic() - started
+    return outcome
 
+
+def _set_up(
+    run_dir: Path,
+    base: dict[str, Any],
+    recipe: Recipe,
+    accelerator: Accelerator,
+    resume: ResumeRecord | None,
+    callbacks: Callbacks,
+    outcome: RunOutcome,
+) -> Session:
+    """The model (from the base, or from the epoch a resumed run stopped at), the examples, the
+    optimiser and the LIMA schedule, restored to where a resumed run stopped."""
+    processes = accelerator.num_processes
     if accelerator.is_main_process:
         recipe.save(run_dir)
     set_seed(recipe.seed)
@@ -302,12 +352,9 @@ def train(
     encoded, outcome.skipped_examples = encode_all(tokenizer, read_examples(run_dir), recipe)
     if not encoded:
         raise ValueError("no example can be trained on: " + "; ".join(outcome.skipped_examples[:3]))
-    lengths = [len(e.input_ids) for e in encoded]
-
-    resume_epoch = last_resume_epoch(run_dir)
-    if resume_epoch:
-        callbacks.on_status(f"resuming after epoch {resume_epoch}")
-        weights = AutoModelForCausalLM.from_pretrained(epoch_dir(run_dir, resume_epoch), dtype=torch.float32)
+    if resume:
+        callbacks.on_status(f"resuming after epoch {resume.epoch}")
+        weights = AutoModelForCausalLM.from_pretrained(epoch_dir(run_dir, resume.epoch), dtype=torch.float32)
         model.load_state_dict(weights.state_dict())
         del weights
     apply_residual_dropout(model, recipe.residual_dropout_top, recipe.residual_dropout_bottom)
@@ -317,8 +364,7 @@ def train(
     if recipe.lora_r:
         model = _with_lora(model, recipe)
 
-    per_epoch = steps_per_epoch(len(encoded), recipe, processes)
-    total_steps = per_epoch * recipe.epochs
+    total_steps = steps_per_epoch(len(encoded), recipe, processes) * recipe.epochs
     if recipe.max_steps:
         total_steps = min(total_steps, recipe.max_steps)
     # the model first, then its optimiser (FSDP flattens the parameters); the scheduler is not
@@ -327,69 +373,83 @@ def train(
     optimizer = accelerator.prepare(_optimizer(model, recipe))
     factor = lima_lr_factor(total_steps, recipe.lr, recipe.final_lr, recipe.warmup_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    session = Session(accelerator, recipe, tokenizer, model, optimizer, scheduler, encoded, total_steps)
+    if resume:
+        if resume.optimizer is not None:
+            optimizer.load_state_dict(resume.optimizer)
+        scheduler.load_state_dict(resume.scheduler)
+        _set_rng_state(resume.rng)
+        session.step = resume.step
+    return session
 
-    step = 0
-    if resume_epoch:
-        states = torch.load(run_dir / "resume" / "states.pt", weights_only=False)
-        if states["optimizer"] is not None:
-            optimizer.load_state_dict(states["optimizer"])
-        scheduler.load_state_dict(states["scheduler"])
-        _set_rng_state(states["rng"])
-        step = json.loads((run_dir / "resume" / "state.json").read_text())["step"]
-        outcome.resumed_from_epoch = resume_epoch
-        # a kill between saving an epoch and reporting it leaves the folder unreported: report
-        # every saved epoch again (reports are idempotent: one checkpoint per epoch)
-        for report in saved_checkpoints(run_dir, resume_epoch):
-            callbacks.on_checkpoint(report)
 
-    pad_id = tokenizer.pad_token_id
-    tokens = 0
-    tick = time.monotonic()
-    for epoch in range(resume_epoch + 1, recipe.epochs + 1):
-        if step >= total_steps:
+def _global_sum(accelerator: Accelerator, value: float) -> float:
+    if accelerator.num_processes == 1:
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64, device=accelerator.device)
+    return float(accelerator.reduce(tensor, reduction="sum").item())
+
+
+def _train_epoch(session: Session, epoch: int, callbacks: Callbacks) -> float:
+    """One epoch's optimiser steps (this process's share of its micro batches); returns the
+    epoch's mean loss per learned token, over every process."""
+    accelerator, recipe, model, encoded = session.accelerator, session.recipe, session.model, session.encoded
+    processes = accelerator.num_processes
+    model.train()
+    batches = epoch_batches([len(e.input_ids) for e in encoded], recipe, epoch)
+    if len(batches) % processes:  # every process takes as many steps (repeat a few, as DistributedSampler does)
+        batches += batches[: processes - len(batches) % processes]
+    batches = batches[accelerator.process_index :: processes]
+    epoch_loss, epoch_learned = 0.0, 0.0
+    for micro_batches in _steps(batches, recipe.accumulation_steps(processes)):
+        if session.step >= session.total_steps:
             break
-        model.train()
-        batches = epoch_batches(lengths, recipe, epoch)
-        if len(batches) % processes:  # every process takes as many steps (repeat a few, as DistributedSampler does)
-            batches += batches[: processes - len(batches) % processes]
-        batches = batches[accelerator.process_index :: processes]
-        epoch_loss, epoch_learned = 0.0, 0
-        for micro_batches in _steps(batches, accumulation):
-            if step >= total_steps:
-                break
-            learned = sum(encoded[i].learned_tokens for batch in micro_batches for i in batch)
-            step_loss = 0.0
-            for n, batch_ids in enumerate(micro_batches):
-                batch = collate([(encoded[i].input_ids, encoded[i].labels) for i in batch_ids], pad_id)
-                batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-                last = n == len(micro_batches) - 1
-                context = accelerator.no_sync(model) if not last and processes > 1 else contextlib.nullcontext()
-                with context, accelerator.autocast():
-                    loss = _micro_batch_loss(model, batch, learned)
-                    accelerator.backward(loss)
-                step_loss += loss.item()
-                tokens += sum(len(encoded[i].input_ids) for i in batch_ids)
-            if recipe.max_grad_norm:
-                accelerator.clip_grad_norm_(model.parameters(), recipe.max_grad_norm)
-            lr = float(scheduler.get_last_lr()[0])
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            epoch_loss += step_loss * learned
-            epoch_learned += learned
-            elapsed = max(time.monotonic() - tick, 1e-9)
-            callbacks.on_step(StepReport(step, total_steps, epoch, step_loss, lr, tokens, tokens / elapsed))
-        if epoch % recipe.save_every_epochs == 0 or epoch == recipe.epochs or step >= total_steps:
-            callbacks.on_status(f"saving epoch {epoch}")
-            folder = epoch_dir(run_dir, epoch)
-            mean_loss = epoch_loss / max(epoch_learned, 1)
-            metrics = {"epoch": epoch, "step": step, "train_loss": mean_loss, "base": base}
-            _save_checkpoint(accelerator, model, tokenizer, recipe, folder, metrics)
-            _save_resume_state(accelerator, run_dir, optimizer, scheduler, epoch, step)
-            report = CheckpointReport(epoch, step, folder, mean_loss)
-            outcome.checkpoints.append(report)
-            callbacks.on_checkpoint(report)
-    outcome.tokens = tokens
-    outcome.seconds = time.monotonic() - started
-    return outcome
+        # the step's learned tokens over every process: each process's loss is scaled so that
+        # the gradients data parallelism averages are those of one big batch
+        learned = _global_sum(accelerator, sum(encoded[i].learned_tokens for mb in micro_batches for i in mb))
+        step_loss = 0.0
+        for n, batch_ids in enumerate(micro_batches):
+            pairs = [(encoded[i].input_ids, encoded[i].labels) for i in batch_ids]
+            batch = collate(pairs, session.tokenizer.pad_token_id)
+            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+            last = n == len(micro_batches) - 1
+            context = accelerator.no_sync(model) if not last and processes > 1 else contextlib.nullcontext()
+            with context, accelerator.autocast():
+                loss = _micro_batch_loss(model, batch, learned) * processes
+                accelerator.backward(loss)
+            step_loss += loss.item() / processes
+            session.tokens += sum(len(encoded[i].input_ids) for i in batch_ids)
+        if recipe.max_grad_norm:
+            accelerator.clip_grad_norm_(model.parameters(), recipe.max_grad_norm)
+        lr = float(session.scheduler.get_last_lr()[0])
+        session.optimizer.step()
+        session.scheduler.step()
+        session.optimizer.zero_grad(set_to_none=True)
+        session.step += 1
+        step_loss = _global_sum(accelerator, step_loss)  # this step's mean loss per learned token
+        epoch_loss += step_loss * learned
+        epoch_learned += learned
+        rate = session.tokens / max(time.monotonic() - session.started, 1e-9)
+        callbacks.on_step(StepReport(session.step, session.total_steps, epoch, step_loss, lr, session.tokens, rate))
+    return epoch_loss / max(epoch_learned, 1)
+
+
+def _save_epoch(
+    session: Session, run_dir: Path, base: dict[str, Any], epoch: int, mean_loss: float, callbacks: Callbacks
+) -> CheckpointReport:
+    callbacks.on_status(f"saving epoch {epoch}")
+    folder = epoch_dir(run_dir, epoch)
+    metrics = {"epoch": epoch, "step": session.step, "train_loss": mean_loss, "base": base}
+    _save_checkpoint(session.accelerator, session.model, session.tokenizer, session.recipe, folder, metrics)
+    sharded = session.accelerator.distributed_type == DistributedType.FSDP
+    record = ResumeRecord(
+        epoch=epoch,
+        step=session.step,
+        optimizer=None if sharded else session.optimizer.state_dict(),
+        scheduler=session.scheduler.state_dict(),
+        rng=_rng_state(),
+    )
+    _save_resume(session.accelerator, run_dir, record)
+    report = CheckpointReport(epoch, session.step, folder, mean_loss)
+    callbacks.on_checkpoint(report)
+    return report
