@@ -61,7 +61,8 @@ def test_the_scorecard_counts_the_tokens_the_server_reported():
         job = run_job(judged_study(n_prompts=2), judge_config(stub))
     reported_in = sum(len(prompt_text(body).split()) for body in stub.bodies)  # the stub's usage.prompt_tokens
     card = data.judge_panel(job, job.study)["scorecard"]
-    assert (card["tokens_in"], card["tokens_out"]) == (reported_in, sum(len(fair_judge(b).split()) for b in stub.bodies))
+    reported_out = sum(len(fair_judge(body).split()) for body in stub.bodies)
+    assert (card["tokens_in"], card["tokens_out"]) == (reported_in, reported_out)
     assert card["tokens_in"] > 0
 
 
