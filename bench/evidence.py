@@ -1,0 +1,224 @@
+"""The evidence engine on simulated studies with a known truth (stats/evidence.py).
+
+A study: B baselines, N comparisons each. Every comparison has its people's distribution over
+(candidate wins, tie, baseline wins), drawn around the baseline's true shares; a vote is one
+person's draw from it, and the truth is the mean of those distributions (what every person voting
+on every comparison would give). The judge reports its own distribution per comparison: the
+people's, tilted towards the longer answer (length bias), mixed with noise (its quality); its
+verdict is a draw from that. Length differences are independent of quality, the candidate's
+answers longer on average (as LIMA's are).
+
+Measured, 1,000 repetitions each with a fixed seed (--reps to change):
+- ppi_width_ratio, ppi_coverage: at equal people's votes (uniform, one vote each), the judge-assisted
+  interval (PPI++) width over the people-only one, and how often it holds the truth;
+- adaptive_votes_ratio, adaptive_coverage, uniform_coverage: votes until every baseline's win share
+  is known to +-5 points with an anytime-valid interval (looked at every 10 votes), adaptive (the
+  widest baseline first, within it votes where the judge is least sure, reweighted; judge-assisted)
+  over uniform (round robin, people only); and whether the intervals at the stop hold the truth;
+- raw_error_points, lc_error_points: the judge's win rate (a tie is half) against the people's, as
+  counted and length-controlled.
+
+    .venv/bin/python bench/evidence.py [--reps 1000] [--items 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from stats.evidence import (  # noqa: E402
+    active_probabilities,
+    classical_mean,
+    cs_half_width,
+    cs_rho,
+    judge_assisted_mean,
+    length_controlled_win_rate,
+)
+
+WIN, TIE, LOSS = 0, 1, 2
+# true people's shares per baseline (the paper's Figure 1 for Alpaca 65B, DaVinci003, Bard)
+TRUTH = np.array([[0.53, 0.21, 0.26], [0.44, 0.21, 0.35], [0.33, 0.25, 0.42]])
+
+
+def study(rng, items: int, concentration: float, noise: float, length_bias: float):
+    """(people's distributions [B, N, 3], judge's distributions [B, N, 3], length differences [B, N])."""
+    people = np.stack([rng.dirichlet(concentration * shares, size=items) for shares in TRUTH])
+    length = rng.normal(120, 150, size=people.shape[:2])  # candidate minus baseline, tokens
+    tilt = np.exp(length_bias * np.tanh(length / 100))
+    judged = people * np.stack([tilt, np.ones_like(tilt), 1 / tilt], axis=-1)
+    judged /= judged.sum(-1, keepdims=True)
+    mixed = (1 - noise) * judged + noise * rng.dirichlet(np.ones(3), size=people.shape[:2])
+    return people, mixed, length
+
+
+def draw(rng, distributions: np.ndarray) -> np.ndarray:
+    """One outcome per row of [..., 3] probabilities."""
+    u = rng.random(distributions.shape[:-1])[..., None]
+    return (u > np.cumsum(distributions, axis=-1)).sum(-1).clip(0, 2)
+
+
+def agreement(rng, people, judge) -> float:
+    """How often the judge's verdict is a person's (the judge and one person, each drawing)."""
+    return float((draw(rng, people) == draw(rng, judge)).mean())
+
+
+def equal_votes(rng, items, votes, **kw) -> dict:
+    people, judge, _ = study(rng, items, **kw)
+    truth = people[..., WIN].mean(axis=1)
+    out = {"width_people": [], "width_assisted": [], "covered_people": [], "covered_assisted": []}
+    for b in range(len(TRUTH)):
+        chosen = rng.integers(0, items, size=votes)
+        y = (draw(rng, people[b, chosen]) == WIN).astype(float)
+        only = classical_mean(y)
+        assisted = judge_assisted_mean(y, judge[b, chosen, WIN], judge[b, :, WIN])
+        out["width_people"].append(only.high - only.low)
+        out["width_assisted"].append(assisted.high - assisted.low)
+        out["covered_people"].append(only.low <= truth[b] <= only.high)
+        out["covered_assisted"].append(assisted.low <= truth[b] <= assisted.high)
+    return out
+
+
+def until_known(rng, items, target, adaptive, rho, every=10, cap=20000, **kw) -> tuple[int, list[bool]]:
+    """Votes until every baseline's win share is within +-target (anytime-valid); whether each
+    final interval holds the truth."""
+    people, judge, _ = study(rng, items, **kw)
+    truth = people[..., WIN].mean(axis=1)
+    baselines = len(TRUTH)
+    f = judge[..., WIN]
+    q = np.stack([active_probabilities(f[b] * (1 - f[b])) for b in range(baselines)]) if adaptive else None
+    drawn: list[list[tuple[int, float]]] = [[] for _ in range(baselines)]
+    half = np.full(baselines, np.inf)
+    estimate = np.zeros(baselines)
+    votes = 0
+    while votes < cap:
+        for _ in range(every):
+            if adaptive:
+                b = int(np.argmax(half)) if votes >= 20 * baselines else votes % baselines
+                i = int(rng.choice(items, p=q[b]))
+            else:
+                b, i = votes % baselines, int(rng.integers(0, items))
+            drawn[b].append((i, float(draw(rng, people[b, i]) == WIN)))
+            votes += 1
+        for b in range(baselines):
+            idx = np.array([i for i, _ in drawn[b]])
+            y = np.array([v for _, v in drawn[b]])
+            if len(y) < 2:
+                continue
+            if adaptive:
+                a, c = y / (items * q[b, idx]), f[b, idx] / (items * q[b, idx])
+                lam = float(np.clip(np.cov(a, c)[0, 1] / max(np.var(c, ddof=1), 1e-12), 0, 1))
+                terms, offset = a - lam * c, lam * f[b].mean()
+            else:
+                terms, offset = y, 0.0
+            estimate[b] = terms.mean() + offset
+            half[b] = cs_half_width(len(terms), float(terms.std(ddof=1)), rho)
+        if (half <= target).all():
+            break
+    return votes, [bool(abs(estimate[b] - truth[b]) <= half[b]) for b in range(baselines)]
+
+
+def length_error(rng, items, **kw) -> tuple[float, float]:
+    people, judge, length = study(rng, items, **kw)
+    truth = people[..., WIN].mean(axis=1) + people[..., TIE].mean(axis=1) / 2
+    raw, controlled = [], []
+    for b in range(len(TRUTH)):
+        verdict = draw(rng, judge[b])
+        outcome = np.where(verdict == WIN, 1.0, np.where(verdict == TIE, 0.5, 0.0))
+        lc = length_controlled_win_rate(outcome, length[b])
+        raw.append(abs(lc.raw - truth[b]) * 100)
+        controlled.append(abs(lc.controlled - truth[b]) * 100)
+    return float(np.mean(raw)), float(np.mean(controlled))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--reps", type=int, default=1000)
+    parser.add_argument("--items", type=int, default=1000, help="comparisons per baseline")
+    parser.add_argument("--votes", type=int, default=200, help="people's votes per baseline, equal-votes part")
+    parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--judge-noise", type=float, default=0.05, help="0: the judge votes as a person would")
+    parser.add_argument("--length-bias", type=float, default=2.0, help="the judge's logit per tanh(length/100)")
+    args = parser.parse_args()
+    # people agree with each other about as LIMA's crowd did; the judge about as often with them
+    kw = {"concentration": 0.6, "noise": args.judge_noise, "length_bias": 0.0}
+    biased = {**kw, "length_bias": args.length_bias}
+    rng = np.random.default_rng(args.seed)
+    started, load = time.monotonic(), os.getloadavg()[0]
+
+    people, judge, _ = study(rng, args.items, **kw)
+    measured = {"person_person": agreement(rng, people, people), "judge_person": agreement(rng, people, judge)}
+
+    equal = {k: [] for k in ("width_people", "width_assisted", "covered_people", "covered_assisted")}
+    for _ in range(args.reps):
+        for key, values in equal_votes(rng, args.items, args.votes, **kw).items():
+            equal[key] += values
+
+    # the same at equal votes with a weaker judge (it agrees with people about 6 times in 10)
+    weaker = {**kw, "noise": 0.35}
+    people, judge, _ = study(rng, args.items, **weaker)
+    weaker_agreement = agreement(rng, people, judge)
+    weak = {k: [] for k in equal}
+    for _ in range(args.reps // 4):
+        for key, values in equal_votes(rng, args.items, args.votes, **weaker).items():
+            weak[key] += values
+
+    rho = cs_rho(400)
+    adaptive_reps = max(args.reps // 10, 20)
+    uniform_votes, adaptive_votes, uniform_cover, adaptive_cover = [], [], [], []
+    for _ in range(adaptive_reps):  # each a whole sequential study: fewer repetitions
+        n, covered = until_known(rng, args.items, 0.05, False, rho, **kw)
+        uniform_votes.append(n)
+        uniform_cover += covered
+        n, covered = until_known(rng, args.items, 0.05, True, rho, **kw)
+        adaptive_votes.append(n)
+        adaptive_cover += covered
+
+    raw, controlled = zip(*(length_error(rng, args.items, **biased) for _ in range(args.reps // 10)), strict=True)
+
+    results = {
+        "reps": args.reps,
+        "sequential_reps": adaptive_reps,
+        "items_per_baseline": args.items,
+        "baselines": len(TRUTH),
+        "agreement": measured,
+        "equal_votes_per_baseline": args.votes,
+        "ppi_width_ratio": float(np.mean(equal["width_assisted"]) / np.mean(equal["width_people"])),
+        "ppi_coverage": float(np.mean(equal["covered_assisted"])),
+        "people_only_coverage": float(np.mean(equal["covered_people"])),
+        "weaker_judge_agreement": weaker_agreement,
+        "weaker_judge_ppi_width_ratio": float(np.mean(weak["width_assisted"]) / np.mean(weak["width_people"])),
+        "weaker_judge_ppi_coverage": float(np.mean(weak["covered_assisted"])),
+        "target_half_width": 0.05,
+        "uniform_votes_mean": float(np.mean(uniform_votes)),
+        "adaptive_votes_mean": float(np.mean(adaptive_votes)),
+        "adaptive_votes_ratio": float(np.mean(adaptive_votes) / np.mean(uniform_votes)),
+        "uniform_coverage": float(np.mean(uniform_cover)),
+        "adaptive_coverage": float(np.mean(adaptive_cover)),
+        "judge_length_bias_logit": biased["length_bias"],
+        "raw_error_points": float(np.mean(raw)),
+        "lc_error_points": float(np.mean(controlled)),
+        "seconds": round(time.monotonic() - started, 1),
+        "load_1min_before": load,
+        "load_1min_after": os.getloadavg()[0],
+    }
+    out = ROOT / "bench" / "results" / "evidence.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    for key, value in results.items():
+        print(f"{key:28} {value if not isinstance(value, float) else round(value, 4)}")
+    print(f"written to {out.relative_to(ROOT)}")
+    if not math.isfinite(results["ppi_width_ratio"]):
+        raise SystemExit("no estimate")
+
+
+if __name__ == "__main__":
+    main()

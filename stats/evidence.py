@@ -1,0 +1,229 @@
+"""Evidence from fewer human votes: the judge's verdict on every comparison and people's votes on
+some of them, combined into estimates of the people's shares that stay unbiased whatever the
+judge's quality; intervals that may be looked at after every vote; and win rates controlled for
+answer length. Plain numpy.
+
+- Prediction-powered inference: Angelopoulos, Bates, Fannjiang, Jordan, Zrnic, "Prediction-powered
+  inference", Science 382 (2023). With power tuning (the weight ``lam`` on the judge, chosen from the
+  data so that a poor judge costs nothing): Angelopoulos, Duchi, Zrnic, "PPI++: Efficient
+  prediction-powered inference", arXiv:2311.01453 (2023), eq. (5)-(6). For LLM evaluation: Boyeau,
+  Angelopoulos, Yosef, Malik, Jordan, "AutoEval done right", arXiv:2403.07008 (2024).
+- Votes placed where the judge is least sure, reweighted so the estimate stays unbiased: Zrnic and
+  Candes, "Active statistical inference", ICML 2024 (sampling probabilities proportional to the
+  square root of the expected squared error of the prediction, section 4).
+- Confidence sequences: Waudby-Smith, Arbour, Sinha, Kennedy, Ramdas, "Time-uniform central limit
+  theory and asymptotic confidence sequences", Annals of Statistics (2024), Theorem 2.2 with the
+  normal-mixture boundary of Howard, Ramdas, McAuliffe, Sekhon, "Time-uniform, nonparametric,
+  nonasymptotic confidence sequences", Annals of Statistics 49 (2021), and its rho tuned for a
+  planned sample size (their eq. 3.4).
+- Length control: Dubois, Galambosi, Liang, Hashimoto, "Length-controlled AlpacaEval",
+  arXiv:2404.04475 (2024): a logistic model of the verdict with the length difference as a
+  covariate; the controlled win rate is its prediction at no length difference.
+
+Written here rather than taken from ppi-python (which installs here): the estimators are a few
+lines each, checked in tests/test_stats_evidence.py against the papers' formulas, and ppi-python
+brings numba, scikit-learn, statsmodels and a downloader (gdown) into the web process for them.
+Confidence sequences likewise (the confseq package builds a C++ extension and pulls matplotlib).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from statistics import NormalDist
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A share with its interval. ``n`` people's votes (or labelled items) went in; ``lam`` is the
+    weight the judge got (0: people alone)."""
+
+    value: float
+    low: float
+    high: float
+    n: int
+    lam: float = 0.0
+
+    @property
+    def half_width(self) -> float:
+        return (self.high - self.low) / 2
+
+
+def _z(level: float) -> float:
+    return NormalDist().inv_cdf(0.5 + level / 2)
+
+
+def _clip(value: float, low: float = 0.0, high: float = 1.0) -> float:
+    return min(max(value, low), high)
+
+
+def classical_mean(y: Sequence[float], level: float = 0.95) -> Estimate:
+    """The mean of people's values with the normal (CLT) interval: the people-only baseline."""
+    values = np.asarray(y, dtype=float)
+    n = len(values)
+    if n == 0:
+        return Estimate(math.nan, 0.0, 1.0, 0)
+    mean = float(values.mean())
+    half = _z(level) * float(values.std(ddof=1)) / math.sqrt(n) if n > 1 else math.inf
+    return Estimate(mean, mean - half, mean + half, n)
+
+
+def power_tuning(y: np.ndarray, f_labeled: np.ndarray, n_unlabeled: float) -> float:
+    """PPI++'s weight for the mean (Angelopoulos, Duchi, Zrnic 2023, eq. 6):
+    lam = Cov(Y, f) / ((1 + n/N) Var(f)), clipped to [0, 1]; N infinite when the judge's mean over
+    every item is known exactly."""
+    n = len(y)
+    if n < 2:
+        return 0.0
+    var_f = float(np.var(f_labeled, ddof=1))
+    if var_f <= 0:
+        return 0.0
+    cov = float(np.cov(y, f_labeled, ddof=1)[0, 1])
+    ratio = 0.0 if math.isinf(n_unlabeled) else n / max(n_unlabeled, 1)
+    return _clip(cov / ((1 + ratio) * var_f))
+
+
+def ppi_mean(
+    y: Sequence[float],
+    f_labeled: Sequence[float],
+    f_unlabeled: Sequence[float],
+    level: float = 0.95,
+    lam: float | None = None,
+) -> Estimate:
+    """The people's mean from their values ``y`` on n items, the judge's predictions on those same
+    items and on N others (PPI++): lam * mean(f_unlabeled) + mean(y - lam * f_labeled), with the
+    interval from the variance of the two independent parts. Unbiased for any judge; lam = 0 gives
+    the people-only estimate back."""
+    y_, fl, fu = (np.asarray(a, dtype=float) for a in (y, f_labeled, f_unlabeled))
+    n, big_n = len(y_), len(fu)
+    if n == 0:
+        return Estimate(math.nan, 0.0, 1.0, 0)
+    if lam is None:
+        lam = power_tuning(y_, fl, big_n) if big_n else 0.0
+    rectifier = y_ - lam * fl
+    value = float(lam * fu.mean() + rectifier.mean()) if big_n else float(rectifier.mean())
+    variance = float(np.var(rectifier, ddof=1)) / n if n > 1 else math.inf
+    if big_n > 1:
+        variance += lam**2 * float(np.var(fu, ddof=1)) / big_n
+    half = _z(level) * math.sqrt(variance)
+    return Estimate(value, value - half, value + half, n, lam)
+
+
+def judge_assisted_mean(
+    y: Sequence[float], f_labeled: Sequence[float], f_all: Sequence[float], level: float = 0.95
+) -> Estimate:
+    """The people's mean over a fixed set of items whose every member the judge has seen
+    (``f_all``), from people's values on a uniform sample of them: the judge's mean is known, so
+    only the rectifier varies (PPI++ with N infinite)."""
+    y_, fl = np.asarray(y, dtype=float), np.asarray(f_labeled, dtype=float)
+    n = len(y_)
+    if n == 0:
+        return Estimate(math.nan, 0.0, 1.0, 0)
+    lam = power_tuning(y_, fl, math.inf)
+    rectifier = y_ - lam * fl
+    value = float(lam * np.mean(f_all) + rectifier.mean())
+    half = _z(level) * float(np.std(rectifier, ddof=1)) / math.sqrt(n) if n > 1 else math.inf
+    return Estimate(value, value - half, value + half, n, lam)
+
+
+# -- votes where the judge is least sure ------------------------------------------------------------
+
+
+def active_probabilities(uncertainty: Sequence[float], floor: float = 0.2) -> np.ndarray:
+    """Where the next vote goes: probabilities proportional to the square root of the judge's
+    expected squared error on each item (Zrnic and Candes 2024), mixed with uniform (``floor``) so
+    that no item is starved when the judge is confidently wrong."""
+    u = np.sqrt(np.clip(np.asarray(uncertainty, dtype=float), 0.0, None))
+    n = len(u)
+    active = u / u.sum() if u.sum() > 0 else np.full(n, 1 / n)
+    return (1 - floor) * active + floor / n
+
+
+def weighted_terms(y: Sequence[float], f: Sequence[float], q: Sequence[float], n_items: int, lam: float) -> np.ndarray:
+    """Per vote drawn with probability q among n_items: (y - lam f) / (n_items q), whose mean plus
+    lam * mean(f over every item) estimates the people's mean without bias."""
+    y_, f_, q_ = (np.asarray(a, dtype=float) for a in (y, f, q))
+    return (y_ - lam * f_) / (n_items * q_)
+
+
+# -- intervals one may look at after every vote ----------------------------------------------------
+
+
+def cs_rho(planned_n: int, alpha: float = 0.05, variance: float = 0.25) -> float:
+    """The normal mixture's rho, tightest near ``planned_n`` values of the given variance
+    (Waudby-Smith et al. 2024, eq. 3.4); fixed before any data, as validity needs."""
+    log_term = -2 * math.log(alpha) + math.log(-2 * math.log(alpha) + 1)
+    return math.sqrt(log_term / (max(planned_n, 1) * variance))
+
+
+def cs_half_width(n: int, sd: float, rho: float, alpha: float = 0.05) -> float:
+    """Half-width of the asymptotic confidence sequence after n values with sample sd:
+    sqrt(2 (n sd^2 rho^2 + 1) / (n^2 rho^2) * log(sqrt(n sd^2 rho^2 + 1) / alpha)). Valid at every n at
+    once, so a study may stop the first time it is narrow enough."""
+    if n < 2:
+        return math.inf
+    v = n * sd**2 * rho**2 + 1
+    return math.sqrt(2 * v / (n**2 * rho**2) * math.log(math.sqrt(v) / alpha))
+
+
+def confidence_sequence(
+    values: Sequence[float], offset: float = 0.0, rho: float = 0.1, alpha: float = 0.05
+) -> Estimate:
+    """The running mean of ``values`` (plus a known ``offset``, e.g. lam times the judge's mean)
+    with its anytime-valid interval."""
+    v = np.asarray(values, dtype=float)
+    n = len(v)
+    if n == 0:
+        return Estimate(math.nan, 0.0, 1.0, 0)
+    mean = float(v.mean()) + offset
+    half = cs_half_width(n, float(v.std(ddof=1)) if n > 1 else 0.0, rho, alpha)
+    return Estimate(mean, mean - half, mean + half, n)
+
+
+# -- length-controlled win rates -------------------------------------------------------------------
+
+
+def logistic_fit(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None, ridge: float = 1e-6) -> np.ndarray:
+    """Coefficients of a logistic regression (Newton's method / IRLS; x holds its own intercept
+    column). ``y`` may be fractional (a tie counts one half, as AlpacaEval counts it)."""
+    w = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=float)
+    beta = np.zeros(x.shape[1])
+    for _ in range(50):
+        p = 1 / (1 + np.exp(-(x @ beta)))
+        gradient = x.T @ (w * (y - p)) - ridge * beta
+        hessian = (x * (w * p * (1 - p))[:, None]).T @ x + ridge * np.eye(x.shape[1])
+        step = np.linalg.solve(hessian, gradient)
+        beta += step
+        if np.max(np.abs(step)) < 1e-10:
+            break
+    return beta
+
+
+@dataclass(frozen=True)
+class LengthControlled:
+    raw: float  # the win rate as counted (a tie is half a win)
+    controlled: float  # predicted at no length difference, averaged over the items
+    per_100_tokens: float  # how much a 100-token longer answer moves the win rate, at the mean
+    n: int
+
+
+def length_controlled_win_rate(
+    outcomes: Sequence[float], length_difference: Sequence[float], scale: float = 100.0
+) -> LengthControlled:
+    """AlpacaEval 2's length control, the part that carries over to a single candidate: fit
+    logit P(win) = a + b * tanh(length difference / scale) and report the mean of the predictions
+    with the length term set to zero. ``outcomes`` are 1 (candidate), 0.5 (tie), 0 (baseline);
+    ``length_difference`` is the candidate's length minus the baseline's (tokens)."""
+    y = np.asarray(outcomes, dtype=float)
+    d = np.asarray(length_difference, dtype=float)
+    n = len(y)
+    if n == 0:
+        return LengthControlled(math.nan, math.nan, math.nan, 0)
+    x = np.column_stack([np.ones(n), np.tanh(d / scale)])
+    a, b = logistic_fit(x, y)
+    controlled = 1 / (1 + math.exp(-a))
+    slope = controlled * (1 - controlled) * b * (1 - math.tanh(0) ** 2)  # d p / d (diff / scale) at 0
+    return LengthControlled(float(y.mean()), float(controlled), float(slope), n)
