@@ -122,6 +122,8 @@ SESSION_ENGINE = env.str(
 )
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="evaluation@localhost")
+# who hears that a study with a target precision has enough votes (comma-separated addresses)
+STUDY_ENOUGH_EMAILS = env.list("STUDY_ENOUGH_EMAILS", default=[])
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000")
 
 LANGUAGE_CODE = "en-us"
@@ -167,11 +169,17 @@ JOB_STALE_AFTER_SECONDS = env.float("JOB_STALE_AFTER_SECONDS", default=60.0)
 # A queued job whose message was lost (broker crash) is sent again after this long.
 JOB_RESEND_QUEUED_AFTER_SECONDS = env.float("JOB_RESEND_QUEUED_AFTER_SECONDS", default=600.0)
 JOB_SWEEP_INTERVAL_SECONDS = env.float("JOB_SWEEP_INTERVAL_SECONDS", default=30.0)
+STUDY_TARGET_CHECK_SECONDS = env.float("STUDY_TARGET_CHECK_SECONDS", default=60.0)
 CELERY_BEAT_SCHEDULE = {
     "sweep-stale-jobs": {
         "task": "core.sweep_stale_jobs",
         "schedule": JOB_SWEEP_INTERVAL_SECONDS,
         "options": {"queue": "default", "expires": JOB_SWEEP_INTERVAL_SECONDS},
+    },
+    "check-study-targets": {
+        "task": "annotation.check_targets",
+        "schedule": STUDY_TARGET_CHECK_SECONDS,
+        "options": {"queue": "default", "expires": STUDY_TARGET_CHECK_SECONDS},
     },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")

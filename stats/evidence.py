@@ -205,8 +205,8 @@ def logistic_fit(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None
 @dataclass(frozen=True)
 class LengthControlled:
     raw: float  # the win rate as counted (a tie is half a win)
-    controlled: float  # predicted at no length difference, averaged over the items
-    per_100_tokens: float  # how much a 100-token longer answer moves the win rate, at the mean
+    controlled: float | None  # predicted at no length difference; None when lengths hardly vary
+    per_100_tokens: float | None  # how much a 100-token longer answer moves the win rate there
     n: int
 
 
@@ -222,8 +222,68 @@ def length_controlled_win_rate(
     n = len(y)
     if n == 0:
         return LengthControlled(math.nan, math.nan, math.nan, 0)
-    x = np.column_stack([np.ones(n), np.tanh(d / scale)])
+    spread = np.tanh(d / scale)
+    if n < 5 or float(spread.std()) < 0.05:  # length cannot be told apart from the candidate itself
+        return LengthControlled(float(y.mean()), None, None, n)
+    x = np.column_stack([np.ones(n), spread])
     a, b = logistic_fit(x, y)
     controlled = 1 / (1 + math.exp(-a))
     slope = controlled * (1 - controlled) * b * (1 - math.tanh(0) ** 2)  # d p / d (diff / scale) at 0
     return LengthControlled(float(y.mean()), float(controlled), float(slope), n)
+
+
+# -- planning votes before a study opens -----------------------------------------------------------
+
+
+def judge_r2(shares: Sequence[float], agreement: float) -> float:
+    """How much of the variance of a person's "candidate wins" the judge's verdict explains, for
+    a judge that gives the people's outcome with probability ``agreement`` and otherwise one of the
+    other two at random: Var(E[Y | verdict]) / Var(Y), the share PPI++ can remove at best."""
+    w, t, loss = shares
+    truth = np.array([w, t, loss], dtype=float)
+    wrong = (1 - agreement) / 2
+    joint = np.array([[agreement if j == i else wrong for j in range(3)] for i in range(3)]) * truth[:, None]
+    p_verdict = joint.sum(axis=0)
+    e_win = np.divide(joint[0], p_verdict, out=np.zeros(3), where=p_verdict > 0)
+    variance = w * (1 - w)
+    return float((p_verdict * (e_win - w) ** 2).sum() / variance) if variance > 0 else 0.0
+
+
+def votes_needed(p: float, target: float, level: float = 0.95, r2: float = 0.0, anytime: bool = False) -> int:
+    """People's votes for a win share near ``p`` to be known to +-``target``: a fixed-n interval,
+    or an anytime-valid one (a study looked at as it goes); with a judge explaining ``r2`` of the
+    variance, the variance is (1 - r2) of the people-only one."""
+    sd = math.sqrt(max(p * (1 - p) * (1 - r2), 1e-9))
+    fixed = math.ceil((_z(level) * sd / target) ** 2)
+    if not anytime:
+        return fixed
+    rho = cs_rho(fixed, 1 - level, sd**2)
+    n = fixed
+    while cs_half_width(n, sd, rho, 1 - level) > target:
+        n = math.ceil(n * 1.05) + 1
+    return n
+
+
+@dataclass(frozen=True)
+class VotePlan:
+    per_baseline: int
+    votes: int
+    hours: float
+    cost: float
+
+
+def plan_votes(
+    baselines: int,
+    expected_shares: Sequence[float],
+    target: float,
+    seconds_per_vote: float,
+    pay_per_hour: float,
+    agreement: float | None = None,
+    anytime: bool = True,
+) -> VotePlan:
+    """Votes, annotator-hours and money for every baseline's win share to be known to +-target
+    (with the judge's help when its ``agreement`` with people is given)."""
+    r2 = judge_r2(expected_shares, agreement) if agreement is not None else 0.0
+    per = votes_needed(expected_shares[0], target, r2=r2, anytime=anytime)
+    hours = per * baselines * seconds_per_vote / 3600
+    return VotePlan(per, per * baselines, hours, hours * pay_per_hour)

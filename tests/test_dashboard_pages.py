@@ -190,3 +190,21 @@ def test_the_page_the_report_and_the_exports_show_the_same_tables(staff_client, 
         for r in rows
     ]
     assert [c[:5] for c in cells(page, human)] == shown
+
+
+def test_figure_2_bars_drill_down_to_the_judges_outcomes_and_the_pngs_are_linked(staff_client):
+    study, job, _ = seeded_study()
+    svg = staff_client.get(f"/dashboard/{study.name}/export/figure2.svg?job={job.pk}").content.decode()
+    assert f"/drill?baseline=alpaca-65b&amp;outcome=candidate&amp;job={job.pk}" in svg
+    drill = staff_client.get(f"/dashboard/{study.name}/drill?baseline=alpaca-65b&outcome=candidate&job={job.pk}")
+    soup = BeautifulSoup(drill.content, "html.parser")
+    assert [h.get_text() for h in soup.select("h3 .prompt-id")] == ["p0", "p1"], "the judge's wins, not the people's"
+    assert "the judge" in soup.select_one("h1").get_text()
+    assert staff_client.get(f"/dashboard/{study.name}/drill?baseline=x&outcome=tie&job=abc").status_code == 400
+    assert staff_client.get(f"/dashboard/{study.name}/drill?baseline=x&outcome=tie&job=99999").status_code == 404
+    page = BeautifulSoup(staff_client.get(f"/dashboard/{study.name}/?job={job.pk}").content, "html.parser")
+    pngs = [a["href"] for a in page.select("a[href*='.png']")]
+    assert pngs == [
+        f"/dashboard/{study.name}/export/figure1.png?rule=majority",
+        f"/dashboard/{study.name}/export/figure2.png?job={job.pk}",
+    ]

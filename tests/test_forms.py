@@ -97,3 +97,20 @@ def test_the_examples_list_pages_through_and_a_page_past_the_end_shows_the_last(
     assert ids("") == [f"e{i:03d}" for i in range(50)]
     assert ids("?page=3") == [f"e{i:03d}" for i in range(100, 120)]
     assert ids("?page=99") == ids("?page=3") and ids("?page=abc") == ids("")
+
+
+def test_create_study_plan_prints_the_votes_and_creates_nothing():
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    out = StringIO()
+    call_command(
+        "create_study", candidate="x", baselines="a,b", prompts="p", plan=True, judge_agreement=0.75, stdout=out
+    )
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("2 baseline(s), each win share near 50% to +-5 points")
+    assert [line.split()[0] for line in lines[1:]] == ["people", "people", "judge-assisted"]
+    assert "385 votes a baseline" in lines[1] and not Study.objects.exists()
+    with pytest.raises(CommandError, match="three shares that add up to 1"):
+        call_command("create_study", candidate="x", baselines="a", prompts="p", plan=True, expected="0.5,0.5,0.5")

@@ -144,3 +144,25 @@ def test_length_control_takes_out_a_preference_for_the_longer_answer():
     assert lc.raw > 0.7 and lc.controlled == pytest.approx(0.5, abs=0.03) and lc.per_100_tokens > 0.3
     fair = length_controlled_win_rate((rng.random(4000) < 0.6).astype(float), length)
     assert fair.controlled == pytest.approx(fair.raw, abs=0.03), "no length effect: nothing to take out"
+
+
+def test_the_share_of_variance_a_judge_explains_by_hand():
+    from stats.evidence import judge_r2
+
+    # shares .5/.2/.3, the judge right 75% of the time: E[win | verdict] = .857, .25, .2 with
+    # P(verdict) = .4375, .25, .3125; Var(E[win | verdict]) = .0996 of Var(win) = .25
+    assert judge_r2((0.5, 0.2, 0.3), 0.75) == pytest.approx(0.0996 / 0.25, abs=0.002)
+    assert judge_r2((0.5, 0.2, 0.3), 1.0) == pytest.approx(1.0)
+    assert judge_r2((0.5, 0.2, 0.3), 1 / 3) < 0.01, "a judge at chance explains nothing"
+
+
+def test_votes_needed_for_a_target_precision():
+    from stats.evidence import plan_votes, votes_needed
+
+    assert votes_needed(0.5, 0.05) == math.ceil((1.959964 * 0.5 / 0.05) ** 2)  # 385
+    anytime = votes_needed(0.5, 0.05, anytime=True)
+    assert cs_half_width(anytime, 0.5, cs_rho(385, 0.05, 0.25)) <= 0.05 < cs_half_width(anytime - 50, 0.5, cs_rho(385))
+    plan = plan_votes(3, (0.5, 0.2, 0.3), 0.05, seconds_per_vote=60, pay_per_hour=12, agreement=0.75)
+    alone = plan_votes(3, (0.5, 0.2, 0.3), 0.05, seconds_per_vote=60, pay_per_hour=12)
+    assert plan.votes == 3 * plan.per_baseline and plan.hours == pytest.approx(plan.votes / 60)
+    assert plan.cost == pytest.approx(plan.hours * 12) and plan.votes < 0.7 * alone.votes

@@ -32,6 +32,12 @@ class Study(models.Model):
         default=30, help_text="an unfinished claim returns to the pool after this"
     )
     too_fast_seconds = models.FloatField(default=8.0, help_text="judgments quicker than this are flagged")
+    target_half_width = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="stop handing out items once every baseline's win share is known to +- this (anytime-valid)",
+    )
+    enough_at = models.DateTimeField(null=True, blank=True, help_text="when the study reached its target")
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.DRAFT)
     annotators = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="studies")
     excluded = models.ManyToManyField(

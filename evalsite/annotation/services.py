@@ -225,6 +225,8 @@ def claim_next(
         release_expired(study)
     if current := open_claim(study, user):
         return current
+    if study.enough_at is not None:  # the study knows enough: the claims already out may finish
+        return None
     taken = _claim_new(study, user, rng)
     if taken is None and release_expired(study):
         taken = _claim_new(study, user, rng)

@@ -56,7 +56,8 @@ def stacked_bars(
     legend: list[str] | None = None,
 ) -> str:
     """`link(baseline, outcome)` gives the drill-down address of a bar segment, if any."""
-    label_w, bar_w, row_h, top = 170, 520, 46, 54
+    label_w, bar_w, top = 170, 520, 54
+    row_h = 58 if any(r.get("assisted") for r in rows) else 46
     extra = len(paper or {}) * 26 + (30 if paper else 0)
     height = top + row_h * max(1, len(rows)) + 40 + extra
     width = label_w + bar_w + 90
@@ -105,6 +106,21 @@ def stacked_bars(
         add(root, "text", str(row["baseline"]), x=label_w - 8, y=y + 18, text_anchor="end")
         add(root, "text", f"n = {row['n']}", x=label_w - 8, y=y + 33, text_anchor="end", fill="#5b6475", font_size=11)
         bar(y + 4, row["win"], row["tie"], row["loss"], COLOURS, 28, True, row["baseline"])
+        assisted = row.get("assisted")
+        if assisted:  # the people's shares estimated with the judge's help, under the people's own
+            label = f"judge-assisted, +{assisted['judge_only']}"
+            add(root, "text", label, x=label_w - 8, y=y + 45, text_anchor="end", fill="#5b6475", font_size=10)
+            bar(y + 36, assisted["win"], assisted["tie"], assisted["loss"], PAPER_COLOURS, 10, False)
+            low, high = assisted["win_ci"]
+            add(
+                root,
+                "text",
+                f"{assisted['win'] * 100:.0f}% [{low * 100:.0f}-{high * 100:.0f}]",
+                x=label_w + bar_w + 6,
+                y=y + 45,
+                fill="#5b6475",
+                font_size=10,
+            )
         for ci, anchor in ((row.get("win_ci"), 0.0), (row.get("loss_ci"), None)):
             if not ci:
                 continue

@@ -11,6 +11,7 @@ from django.db.models import Count, Q
 
 from evalsite.annotation.models import Comparison, HumanJudgment, Study
 from evalsite.core.lookup import fetch_rows
+from evalsite.dashboard.evidence import evidence
 from evalsite.judging.models import JudgeJob, JudgeVerdict, RatingJob
 from evalsite.judging.results import judge_summary, jury_summary, rating_summary
 from stats.agreement import tie_discounted_score
@@ -51,7 +52,6 @@ PAPER_AGREEMENT = {
 }
 
 
-
 # Vote patterns come from the comparisons' own counters (kept up to date at every judgment and on
 # exclusion), and the judge's from JudgeOutcome (one row per comparison, both orders): GROUP BY
 # over comparisons, never a scan of judgments, verdicts or calls.
@@ -80,6 +80,7 @@ WHERE c.study_id = %s AND NOT c.is_gold AND c.votes_candidate + c.votes_baseline
   AND j.annotator_id NOT IN (SELECT user_id FROM annotation_study_excluded WHERE study_id = %s)
 GROUP BY u.username, j.outcome, c.votes_candidate, c.votes_baseline, c.votes_tie
 """
+
 
 def human_patterns(study: Study) -> dict[str, dict[Pattern, int]]:
     out: dict[str, dict[Pattern, int]] = defaultdict(dict)
@@ -173,6 +174,9 @@ def dashboard(study: Study, rule: str = "majority", job: JudgeJob | None = None,
     job = job or default_judge_job(study)
     if job:
         data["judge"] = judge_panel(job, study, details)
+    data["evidence"] = evidence(study, job, rule)
+    for row in data["human"]:
+        row["assisted"] = data["evidence"]["assisted"].get(row["baseline"])
     return data
 
 
@@ -250,19 +254,27 @@ MAJORITY_SQL = """CASE WHEN c.votes_candidate > c.votes_baseline AND c.votes_can
                        ELSE 'tie' END"""
 
 
-def drill_down(study: Study, baseline: str, outcome: str, limit: int = 200) -> list[dict]:
-    """The comparisons behind one bar segment (majority outcome), with both responses, every
-    vote and every verdict of the study's judge jobs."""
-    ids = [
-        row[0]
-        for row in fetch_rows(
-            f"""SELECT c.id FROM annotation_comparison c JOIN catalog_system s ON s.id = c.baseline_id
-            WHERE c.study_id = %s AND NOT c.is_gold AND s.name = %s
-              AND c.votes_candidate + c.votes_baseline + c.votes_tie > 0 AND {MAJORITY_SQL} = %s
-            ORDER BY c.id LIMIT %s""",
-            [study.pk, baseline, outcome, limit],
+def drill_down(study: Study, baseline: str, outcome: str, limit: int = 200, job: JudgeJob | None = None) -> list[dict]:
+    """The comparisons behind one bar segment (the people's majority outcome, or with ``job`` the
+    judge's counted one: Figure 2's bars), with both responses, every vote and every verdict of
+    the study's judge jobs."""
+    if job is not None:
+        ids = list(
+            job.outcomes.filter(baseline__name=baseline, outcome=outcome, comparison__is_gold=False)
+            .order_by("comparison_id")
+            .values_list("comparison_id", flat=True)[:limit]
         )
-    ]
+    else:
+        ids = [
+            row[0]
+            for row in fetch_rows(
+                f"""SELECT c.id FROM annotation_comparison c JOIN catalog_system s ON s.id = c.baseline_id
+                WHERE c.study_id = %s AND NOT c.is_gold AND s.name = %s
+                  AND c.votes_candidate + c.votes_baseline + c.votes_tie > 0 AND {MAJORITY_SQL} = %s
+                ORDER BY c.id LIMIT %s""",
+                [study.pk, baseline, outcome, limit],
+            )
+        ]
     comparisons = (
         Comparison.objects.filter(pk__in=ids)
         .select_related("prompt", "candidate_response", "baseline_response")

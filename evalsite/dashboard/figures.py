@@ -30,16 +30,20 @@ TABLE_COLUMNS = (
     "win_high",
     "loss_low",
     "loss_high",
+    "judge_only",  # judge-assisted rows: comparisons only the judge saw
+    "judge_weight",  # judge-assisted rows: PPI++'s weight on the judge (0: people alone)
 )
+ASSISTED = "people, judge-assisted"
 
 
 def _share(value: float | None) -> float | None:
-    return None if value is None else round(float(value), 4)
+    return None if value is None else float(value)  # whole in the JSON; 4 decimals in the CSV
 
 
 def _row(figure: str, annotator: str, r: dict) -> dict:
     win_low, win_high = r["win_ci"] or (None, None)
     loss_low, loss_high = r["loss_ci"] or (None, None)
+    assisted = annotator == ASSISTED
     return {
         "figure": figure,
         "annotator": annotator,
@@ -53,6 +57,8 @@ def _row(figure: str, annotator: str, r: dict) -> dict:
         "win_high": _share(win_high),
         "loss_low": _share(loss_low),
         "loss_high": _share(loss_high),
+        "judge_only": r["judge_only"] if assisted else None,
+        "judge_weight": _share(r["lam"]) if assisted else None,
     }
 
 
@@ -70,16 +76,23 @@ class StudyFigures:
         return self.result["judge"]
 
     def table(self) -> list[dict]:
-        rows = [_row("1 (human)", "people", r) for r in self.result["human"]]
+        rows = []
+        for r in self.result["human"]:
+            rows.append(_row("1 (human)", "people", r))
+            if r.get("assisted"):
+                rows.append(_row("1 (human)", ASSISTED, {"baseline": r["baseline"], **r["assisted"]}))
         if self.judge:
             rows += [_row("2 (judge)", self.judge["label"], r) for r in self.judge["figure"]]
         return rows
 
     def human_table(self) -> list[dict]:
         """Figure 1's rows: the table under it on the page and in the report."""
-        return [row for row in self.table() if row["annotator"] == "people"]
+        return [row for row in self.table() if row["figure"] == "1 (human)"]
 
-    def svgs(self, link: Callable[[str, str], str] | None = None) -> dict[str, str]:
+    def svgs(
+        self, link: Callable[[str, str], str] | None = None, judge_link: Callable[[str, str], str] | None = None
+    ) -> dict[str, str]:
+        """Figure 1 (its segments linked with ``link``) and Figure 2 (with ``judge_link``)."""
         candidate = self.study.candidate.name
         figures = {
             "figure1": stacked_bars(
@@ -96,6 +109,7 @@ class StudyFigures:
                 f"Figure 2: {self.judge['label']} as the annotator",
                 candidate,
                 data.PAPER["gpt4"] if self.paper else None,
+                link=judge_link,
             )
         return figures
 
@@ -119,6 +133,10 @@ class StudyFigures:
             "judge": None,
             "breakdowns": self.result.get("breakdowns") or data.breakdowns(self.study, self.rule),
             "leaderboard": data.leaderboard(),
+            "length_control": [
+                {k: v for k, v in row.items() if k != "both"} for row in self.result["evidence"]["length_control"]
+            ],
+            "calibration": self.result["evidence"]["calibration"],
         }
         if self.judge:
             j = self.judge

@@ -8,6 +8,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.safestring import mark_safe
 
+from evalsite.annotation import precision
 from evalsite.annotation.models import Study
 from evalsite.catalog.models import PromptSet, System
 from evalsite.core.charts import means_with_intervals, stacked_bars
@@ -38,10 +39,10 @@ def _figures(request, name: str, details: bool = True) -> figures.StudyFigures:
     return figures.build(study, request.GET.get("rule", "majority"), job, paper=paper, details=details)
 
 
-def _drill_link(study_name: str):
+def _drill_link(study_name: str, job: JudgeJob | None = None):
     def link(baseline: str, outcome: str) -> str:
-        query = urlencode({"baseline": baseline, "outcome": outcome})
-        return reverse("dashboard:drill", args=[study_name]) + "?" + query
+        query = {"baseline": baseline, "outcome": outcome} | ({"job": job.pk} if job else {})
+        return reverse("dashboard:drill", args=[study_name]) + "?" + urlencode(query)
 
     return link
 
@@ -52,10 +53,14 @@ def drill(request, name: str):
     baseline, outcome = request.GET.get("baseline", ""), request.GET.get("outcome", "")
     if outcome not in ("candidate", "tie", "baseline"):
         return HttpResponse("outcome must be candidate, tie or baseline", status=400)
-    rows = data.drill_down(study, baseline, outcome)
-    return render(
-        request, "dashboard/drill.html", {"study": study, "baseline": baseline, "outcome": outcome, "rows": rows}
-    )
+    job = None
+    if request.GET.get("job"):  # Figure 2's bars: the judge's outcome, not the people's
+        if not request.GET["job"].isdigit():
+            return HttpResponse("job must be a judge job's number", status=400)
+        job = get_object_or_404(JudgeJob, pk=request.GET["job"], study=study)
+    rows = data.drill_down(study, baseline, outcome, job=job)
+    context = {"study": study, "baseline": baseline, "outcome": outcome, "rows": rows, "job": job}
+    return render(request, "dashboard/drill.html", context)
 
 
 @staff_required
@@ -100,7 +105,8 @@ def study(request, name: str):
         result = {**built.result, "breakdowns": data.breakdowns(built.study, built.rule)}
         return render(request, "dashboard/_agreement.html", {**result, "paper_agreement": data.PAPER_AGREEMENT})
     built = _figures(request, name, details=False)
-    svgs = {k: mark_safe(v) for k, v in built.svgs(link=_drill_link(name)).items()}  # noqa: S308 (escaped values)
+    links = {"link": _drill_link(name), "judge_link": _drill_link(name, built.judge["job"] if built.judge else None)}
+    svgs = {k: mark_safe(v) for k, v in built.svgs(**links).items()}  # noqa: S308 (escaped values)
     template = "dashboard/_panels.html" if request.GET.get("fragment") else "dashboard/study.html"
     context = {
         **built.result,
@@ -109,6 +115,7 @@ def study(request, name: str):
         "human_table": built.human_table(),
         "paper_agreement": data.PAPER_AGREEMENT,
         "jobs": built.study.judge_jobs.all(),
+        "precision": precision.status(built.study),
     }
     return render(request, template, context)
 
@@ -123,7 +130,7 @@ def export(request, name: str, fmt: str):
         response["Content-Disposition"] = f'attachment; filename="{name}-figures.csv"'
         built.write_csv(response)
         return response
-    svgs = built.svgs(link=_drill_link(name))
+    svgs = built.svgs(link=_drill_link(name), judge_link=_drill_link(name, built.judge["job"] if built.judge else None))
     key, _, kind = fmt.partition(".")
     if key in svgs and kind in ("svg", "png"):
         if kind == "svg":

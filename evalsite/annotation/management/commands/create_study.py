@@ -3,8 +3,10 @@ from django.db import transaction
 from django.utils.text import slugify
 
 from evalsite.annotation import services
+from evalsite.annotation.models import Study
 from evalsite.catalog.lookup import find_prompt_set, find_system
 from evalsite.core.jobs import CannotStart
+from stats.evidence import plan_votes
 
 
 class Command(BaseCommand):
@@ -18,20 +20,72 @@ class Command(BaseCommand):
         parser.add_argument("--overlap", type=int, default=1, help="annotators per comparison")
         parser.add_argument("--gold-rate", type=float, default=0.05, help="share of items that are gold checks")
         parser.add_argument("--draft", action="store_true", help="create it without opening it")
+        plan = parser.add_argument_group("--plan: the votes a target precision needs (nothing is created)")
+        plan.add_argument("--plan", action="store_true", help="print the votes, hours and money needed, then stop")
+        plan.add_argument("--expected", default="0.5,0.2,0.3", help="expected win,tie,loss shares")
+        plan.add_argument(
+            "--target",
+            type=float,
+            help="half-width wanted on each win share (e.g. 0.05); the study stops handing out items there",
+        )
+        plan.add_argument("--judge-agreement", type=float, help="the judge's agreement with people (earlier study)")
+        plan.add_argument("--seconds-per-vote", type=float, default=60.0)
+        plan.add_argument("--pay-per-hour", type=float, default=12.0)
 
     def handle(self, *args, **opts):
         names = [n.strip() for n in opts["baselines"].split(",") if n.strip()]
+        if opts["plan"]:
+            return self.plan(len(names), opts)
         name = opts["name"] or slugify(f"{opts['candidate']}-vs-{'-'.join(names)}-on-{opts['prompts']}")[:100]
         try:
             candidate = find_system(opts["candidate"])
             baselines = [find_system(n) for n in names]
             prompt_set = find_prompt_set(opts["prompts"])
             with transaction.atomic():  # a study that cannot start is not left behind
+                if opts["target"] is not None and not 0 < opts["target"] < 0.5:
+                    raise services.StudyError("--target is a half-width between 0 and 0.5, e.g. 0.05")
                 study = services.create_study(
                     name, candidate, baselines, prompt_set, overlap=opts["overlap"], gold_rate=opts["gold_rate"]
                 )
+                if opts["target"] is not None:
+                    Study.objects.filter(pk=study.pk).update(target_half_width=opts["target"])
                 n = 0 if opts["draft"] else services.start_study(study)
         except (CannotStart, services.StudyError) as exc:
             raise CommandError(str(exc)) from exc
         state = "draft" if opts["draft"] else f"open with {n} comparisons"
         self.stdout.write(self.style.SUCCESS(f"study {study.name}: {state}"))
+
+    def plan(self, baselines: int, opts: dict) -> None:
+        try:
+            shares = [float(x) for x in opts["expected"].split(",")]
+        except ValueError:
+            raise CommandError("--expected takes three shares, e.g. 0.5,0.2,0.3") from None
+        if len(shares) != 3 or abs(sum(shares) - 1) > 0.01 or min(shares) < 0:
+            raise CommandError("--expected takes three shares that add up to 1, e.g. 0.5,0.2,0.3")
+        opts["target"] = opts["target"] or 0.05
+        if not 0 < opts["target"] < 0.5:
+            raise CommandError("--target is a half-width between 0 and 0.5, e.g. 0.05 for +-5 points")
+        agreement = opts["judge_agreement"]
+        if agreement is not None and not 1 / 3 <= agreement <= 1:
+            raise CommandError("--judge-agreement is a share from 0.34 (chance) to 1")
+        cost = {"seconds_per_vote": opts["seconds_per_vote"], "pay_per_hour": opts["pay_per_hour"]}
+        self.stdout.write(
+            f"{baselines} baseline(s), each win share near {shares[0]:.0%} to +-{opts['target'] * 100:.0f} points, "
+            f"{opts['seconds_per_vote']:.0f} s a vote, {opts['pay_per_hour']:.2f} an hour:"
+        )
+        rows = [
+            ("people only, one look at the end", plan_votes(baselines, shares, opts["target"], anytime=False, **cost))
+        ]
+        rows.append(("people only, looked at as it goes", plan_votes(baselines, shares, opts["target"], **cost)))
+        if agreement is not None:
+            rows.append(
+                (
+                    f"judge-assisted (agreement {agreement:.0%}), as it goes",
+                    plan_votes(baselines, shares, opts["target"], agreement=agreement, **cost),
+                )
+            )
+        for label, p in rows:
+            self.stdout.write(
+                f"  {label:<44} {p.per_baseline:>6,} votes a baseline, {p.votes:>7,} in all, "
+                f"{p.hours:>7.1f} annotator-hours, {p.cost:>9.2f}"
+            )

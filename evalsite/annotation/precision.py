@@ -1,0 +1,104 @@
+"""How well a study knows each baseline's win share so far, with intervals one may look at after
+every vote (confidence sequences, stats/evidence.py): a team can watch the study and stop it the
+first time it is precise enough without fooling itself. When a study has a target and every
+baseline reaches it, the study stops handing out new items (``enough_at``) and staff are told.
+
+Each comparison counts once, by its people's majority (a draw is a tie), from the comparisons'
+vote counters: a GROUP BY, never a scan of judgments."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db.models import Count, F, Q
+from django.utils import timezone
+
+from evalsite.annotation.models import Comparison, Study
+from stats.evidence import cs_half_width, cs_rho, votes_needed
+
+log = logging.getLogger(__name__)
+
+VOTED = Q(votes_candidate__gt=0) | Q(votes_baseline__gt=0) | Q(votes_tie__gt=0)
+CANDIDATE_MAJORITY = Q(votes_candidate__gt=F("votes_baseline")) & Q(votes_candidate__gt=F("votes_tie"))
+
+
+def baseline_precision(study: Study, level: float = 0.95) -> list[dict]:
+    """Per baseline: the comparisons with votes (n) of all, the candidate's win share, its
+    anytime-valid interval, and about how many more voted comparisons the study's target needs."""
+    rows = (
+        Comparison.objects.filter(study=study, is_gold=False)
+        .values("baseline__name")
+        .annotate(
+            total=Count("id"),
+            voted=Count("id", filter=VOTED),
+            won=Count("id", filter=VOTED & CANDIDATE_MAJORITY),
+        )
+        .order_by("baseline__name")
+    )
+    out = []
+    for row in rows:
+        n, total = row["voted"], row["total"]
+        share = row["won"] / n if n else None
+        rho = cs_rho(total, 1 - level)  # fixed before the data: tightest near all the comparisons
+        half = math.inf
+        if n > 1 and share is not None:
+            half = cs_half_width(n, math.sqrt(share * (1 - share) * n / (n - 1)), rho, 1 - level)
+        more = None
+        if study.target_half_width and share is not None:
+            p = min(max(share, 0.05), 0.95)
+            more = max(votes_needed(p, study.target_half_width, level, anytime=True) - n, 0)
+        out.append(
+            {
+                "baseline": row["baseline__name"],
+                "n": n,
+                "comparisons": total,
+                "win": share,
+                "half_width": half,
+                "low": None if share is None else max(share - half, 0.0),
+                "high": None if share is None else min(share + half, 1.0),
+                "more": more,
+            }
+        )
+    return out
+
+
+def status(study: Study) -> dict:
+    """What the dashboard and `manage.py study status` say: per baseline, and whether the study
+    has enough (recording it, once, the first time it does)."""
+    rows = baseline_precision(study)
+    target = study.target_half_width
+    enough = bool(target and rows and all(r["half_width"] <= target for r in rows))
+    if enough and study.enough_at is None:
+        mark_enough(study, rows)
+    more = [r["more"] for r in rows if r["more"] is not None]
+    return {
+        "rows": rows,
+        "target": target,
+        "enough": enough or study.enough_at is not None,
+        "enough_at": study.enough_at,
+        "more_votes": max(more) if more and not enough else 0 if enough else None,
+    }
+
+
+def mark_enough(study: Study, rows: list[dict]) -> bool:
+    """Record that the study has enough (one conditional update: told once however many callers
+    see it at the same time), and tell staff by e-mail when STUDY_ENOUGH_EMAILS lists addresses."""
+    now = timezone.now()
+    if not Study.objects.filter(pk=study.pk, enough_at__isnull=True).update(enough_at=now):
+        study.refresh_from_db(fields=["enough_at"])
+        return False
+    study.enough_at = now
+    lines = [f"  {r['baseline']}: {r['win']:.0%} +-{r['half_width'] * 100:.1f} points over {r['n']}" for r in rows]
+    log.info("study %s has enough: every win share within +-%s", study.name, study.target_half_width)
+    if settings.STUDY_ENOUGH_EMAILS:
+        send_mail(
+            f"Study {study.name} has enough votes",
+            f"Every baseline's win share is known to +-{study.target_half_width * 100:.0f} points "
+            "(anytime-valid 95% intervals); the study hands out no new items.\n\n" + "\n".join(lines) + "\n",
+            settings.DEFAULT_FROM_EMAIL,
+            settings.STUDY_ENOUGH_EMAILS,
+        )
+    return True
