@@ -69,7 +69,8 @@ def test_the_people_shares_with_the_judges_help_are_ppi_over_the_voted_and_the_u
     expected = [ppi_mean(y[:, k], f[:, k], unvoted[:, k]) for k in range(3)]
     assert (assisted["n"], assisted["judge_only"]) == (6, 6)
     assert (assisted["win"], assisted["tie"], assisted["loss"]) == pytest.approx([e.value for e in expected])
-    assert assisted["win_ci"] == pytest.approx((max(expected[0].low, 0), min(expected[0].high, 1)))  # shares stay shares
+    # shares stay shares: the interval is cut at 0 and 1
+    assert assisted["win_ci"] == pytest.approx((max(expected[0].low, 0), min(expected[0].high, 1)))
     assert 0 < assisted["lam"] <= 1, "a judge that mostly agrees gets weight"
 
 
