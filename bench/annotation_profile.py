@@ -1,0 +1,169 @@
+"""Where the web server's CPU goes in one annotator cycle (GET next + POST judge), in-process:
+Django's test client over the real middleware, sessions, CSRF (enforced) and PostgreSQL, warm,
+under cProfile; printed as milliseconds of CPU per cycle by area (the issue's list: middleware,
+session and user, the page's template, progress, claim, submit, Markdown) and as the top functions.
+
+    .venv/bin/python bench/annotation_profile.py [--cycles 300] [--prompts 600]
+
+Writes bench/results/annotation-profile.json. Uses its own database (evalsite_profile) and Redis
+database 12, both emptied first; runs alone (its figures are CPU times)."""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import os
+import pstats
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+DB = "evalsite_profile"
+CACHE = "redis://127.0.0.1:6379/12"
+os.environ.update(
+    {
+        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB}",
+        "DEBUG": "0",
+        "SECRET_KEY": "profile-only-not-secret",
+        "ALLOWED_HOSTS": "testserver,127.0.0.1",
+        "SESSION_COOKIE_SECURE": "0",
+        "CSRF_COOKIE_SECURE": "0",
+        "CELERY_BROKER_URL": "redis://127.0.0.1:6379/14",
+        "CACHE_URL": CACHE,
+        "LOG_LEVEL": "WARNING",
+        "DB_CONN_MAX_AGE": "600",
+        "DJANGO_SETTINGS_MODULE": "evalsite.settings",
+    }
+)
+
+from bench.annotation import SETUP  # noqa: E402
+
+CSRF = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
+ITEM = re.compile(r'action="/annotate/item/(\d+)/judge"')
+
+# where a function's own time is counted: the first pattern its file or name matches
+AREAS = [
+    ("markdown / sanitising", ("markdown", "nh3", "safe_html")),
+    ("template rendering", ("django/template", "templatetags")),
+    ("claim and progress", ("annotation/services.py:claim", "open_claim", "_claim", "_take_from_pool", "progress_for")),
+    ("submit", ("annotation/services.py:submit", "annotation/forms.py")),
+    ("session and user", ("contrib/sessions", "contrib/auth", "core/sessions", "core/login")),
+    ("CSRF", ("middleware/csrf",)),
+    ("database driver and ORM", ("psycopg", "django/db")),
+    ("cache", ("django/core/cache", "redis")),
+    ("middleware and request handling", ("django/core/handlers", "django/middleware", "django/http", "django/urls")),
+]
+
+
+def recreate_database() -> None:
+    import redis
+
+    redis.Redis.from_url(CACHE).flushdb()
+    for sql in (f"DROP DATABASE IF EXISTS {DB}", f"CREATE DATABASE {DB}"):
+        subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", sql], check=True, timeout=60)
+
+
+def cycle(client) -> None:
+    page = client.get("/annotate/study/bench/next").content.decode()
+    item, token = ITEM.search(page).group(1), CSRF.search(page).group(1)
+    reply = client.post(f"/annotate/item/{item}/judge", {"choice": "a", "csrfmiddlewaretoken": token})
+    assert reply.status_code == 302, reply.status_code
+
+
+def count_queries(client) -> dict[str, int]:
+    """SQL statements one GET next and one POST judge send (BEGIN and COMMIT included)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as seen:
+        page = client.get("/annotate/study/bench/next").content.decode()
+    counts = {"next": len(seen.captured_queries)}
+    item, token = ITEM.search(page).group(1), CSRF.search(page).group(1)
+    with CaptureQueriesContext(connection) as seen:
+        client.post(f"/annotate/item/{item}/judge", {"choice": "a", "csrfmiddlewaretoken": token})
+    counts["judge"] = len(seen.captured_queries)
+    return counts
+
+
+def area_of(key: tuple) -> str:
+    filename, _, name = key
+    where = f"{filename}:{name}"
+    for area, patterns in AREAS:
+        if any(p in where for p in patterns):
+            return area
+    return "other (Python, our views)"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cycles", type=int, default=300)
+    parser.add_argument("--prompts", type=int, default=600)
+    args = parser.parse_args()
+    recreate_database()
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.test import Client
+
+    call_command("migrate", verbosity=0)
+    exec(SETUP.format(prompts=args.prompts, annotators=1), {})  # noqa: S102 (our own setup code)
+    client = Client(enforce_csrf_checks=True)
+    login = client.get("/accounts/login/").content.decode()
+    reply = client.post(
+        "/accounts/login/",
+        {"username": "b000", "password": "bench-password", "csrfmiddlewaretoken": CSRF.search(login).group(1)},
+    )
+    assert reply.status_code == 302, "login"
+    for _ in range(30):  # warm: templates compiled, connections open, caches filled
+        cycle(client)
+    started, cpu = time.perf_counter(), time.process_time()
+    for _ in range(args.cycles):
+        cycle(client)
+    plain_ms = (time.process_time() - cpu) * 1000 / args.cycles
+    wall_ms = (time.perf_counter() - started) * 1000 / args.cycles
+    profile = cProfile.Profile(time.process_time)  # CPU, not time spent waiting for PostgreSQL
+    queries = count_queries(client)
+    profile.enable()
+    for _ in range(args.cycles):
+        cycle(client)
+    profile.disable()
+    stats = pstats.Stats(profile)
+    total = sum(v[2] for v in stats.stats.values())  # own time of every function
+    areas: dict[str, float] = {}
+    for key, (_, _, own, _, _) in stats.stats.items():
+        areas[area_of(key)] = areas.get(area_of(key), 0.0) + own
+    share = {k: v / total for k, v in sorted(areas.items(), key=lambda kv: -kv[1])}
+    top = sorted(stats.stats.items(), key=lambda kv: -kv[1][3])[:25]
+    results = {
+        "cycles": args.cycles,
+        "cpu_ms_per_cycle_in_process": round(plain_ms, 2),
+        "wall_ms_per_cycle_in_process": round(wall_ms, 2),
+        "note": "test client + server in one process, no HTTP parsing or gunicorn; the load generator is not counted",
+        "queries": queries,
+        "areas_ms_per_cycle": {k: round(v * plain_ms, 2) for k, v in share.items()},
+        "top_cumulative_profiled": [
+            {"function": f"{Path(k[0]).name}:{k[1]}:{k[2]}", "ms_per_cycle": round(v[3] * 1000 / args.cycles, 2)}
+            for k, v in top
+        ],
+        "load_1min": os.getloadavg()[0],
+    }
+    out = ROOT / "bench" / "results" / "annotation-profile.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"CPU per next + submit, in process: {plain_ms:.2f} ms (wall {wall_ms:.2f} ms) over {args.cycles} cycles")
+    print(f"SQL statements: next {queries['next']}, judge {queries['judge']}")
+    for area, ms in results["areas_ms_per_cycle"].items():
+        print(f"  {area:<34} {ms:6.2f} ms")
+    print("top cumulative (CPU under cProfile, which slows each call several times):")
+    for row in results["top_cumulative_profiled"]:
+        print(f"  {row['ms_per_cycle']:7.2f} ms  {row['function']}")
+    print(f"written to {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
