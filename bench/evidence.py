@@ -15,6 +15,7 @@ Measured, 1,000 repetitions each with a fixed seed (--reps to change):
   is known to +-5 points with an anytime-valid interval (looked at every 10 votes), adaptive (the
   widest baseline first, within it votes where the judge is least sure, reweighted; judge-assisted)
   over uniform (round robin, people only); and whether the intervals at the stop hold the truth;
+  also what the study's adaptive claim does today (the widest baseline first, people only);
 - raw_error_points, lc_error_points: the judge's win rate (a tie is half) against the people's, as
   counted and length-controlled.
 
@@ -88,14 +89,19 @@ def equal_votes(rng, items, votes, **kw) -> dict:
     return out
 
 
-def until_known(rng, items, target, adaptive, rho, every=10, cap=20000, **kw) -> tuple[int, list[bool]]:
+def until_known(
+    rng, items, target, adaptive, rho, every=10, cap=20000, widest_only=False, **kw
+) -> tuple[int, list[bool]]:
     """Votes until every baseline's win share is within +-target (anytime-valid); whether each
-    final interval holds the truth."""
+    final interval holds the truth. ``widest_only``: what the study's adaptive claim does (the
+    widest baseline first, any item of it, people's votes alone)."""
     people, judge, _ = study(rng, items, **kw)
     truth = people[..., WIN].mean(axis=1)
     baselines = len(TRUTH)
     f = judge[..., WIN]
     q = np.stack([active_probabilities(f[b] * (1 - f[b])) for b in range(baselines)]) if adaptive else None
+    if widest_only:
+        q = np.full((baselines, items), 1 / items)
     drawn: list[list[tuple[int, float]]] = [[] for _ in range(baselines)]
     half = np.full(baselines, np.inf)
     estimate = np.zeros(baselines)
@@ -114,7 +120,7 @@ def until_known(rng, items, target, adaptive, rho, every=10, cap=20000, **kw) ->
             y = np.array([v for _, v in drawn[b]])
             if len(y) < 2:
                 continue
-            if adaptive:
+            if adaptive and not widest_only:
                 a, c = y / (items * q[b, idx]), f[b, idx] / (items * q[b, idx])
                 lam = float(np.clip(np.cov(a, c)[0, 1] / max(np.var(c, ddof=1), 1e-12), 0, 1))
                 terms, offset = a - lam * c, lam * f[b].mean()
@@ -174,7 +180,7 @@ def main() -> None:
 
     rho = cs_rho(400)
     adaptive_reps = max(args.reps // 10, 20)
-    uniform_votes, adaptive_votes, uniform_cover, adaptive_cover = [], [], [], []
+    uniform_votes, adaptive_votes, uniform_cover, adaptive_cover, widest_votes, widest_cover = [], [], [], [], [], []
     for _ in range(adaptive_reps):  # each a whole sequential study: fewer repetitions
         n, covered = until_known(rng, args.items, 0.05, False, rho, **kw)
         uniform_votes.append(n)
@@ -182,6 +188,9 @@ def main() -> None:
         n, covered = until_known(rng, args.items, 0.05, True, rho, **kw)
         adaptive_votes.append(n)
         adaptive_cover += covered
+        n, covered = until_known(rng, args.items, 0.05, True, rho, widest_only=True, **kw)
+        widest_votes.append(n)
+        widest_cover += covered
 
     raw, controlled = zip(*(length_error(rng, args.items, **biased) for _ in range(args.reps // 10)), strict=True)
 
@@ -204,6 +213,8 @@ def main() -> None:
         "adaptive_votes_ratio": float(np.mean(adaptive_votes) / np.mean(uniform_votes)),
         "uniform_coverage": float(np.mean(uniform_cover)),
         "adaptive_coverage": float(np.mean(adaptive_cover)),
+        "widest_first_votes_ratio": float(np.mean(widest_votes) / np.mean(uniform_votes)),
+        "widest_first_coverage": float(np.mean(widest_cover)),
         "judge_length_bias_logit": biased["length_bias"],
         "raw_error_points": float(np.mean(raw)),
         "lc_error_points": float(np.mean(controlled)),

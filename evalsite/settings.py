@@ -122,6 +122,10 @@ SESSION_ENGINE = env.str(
 )
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="evaluation@localhost")
+# how new studies hand out items (uniform or adaptive), and how often adaptive assignment looks
+# again at which baseline is known least well (per web process)
+STUDY_DEFAULT_ASSIGNMENT = env.str("STUDY_DEFAULT_ASSIGNMENT", default="uniform")
+ADAPTIVE_REFRESH_SECONDS = env.float("ADAPTIVE_REFRESH_SECONDS", default=10.0)
 # who hears that a study with a target precision has enough votes (comma-separated addresses)
 STUDY_ENOUGH_EMAILS = env.list("STUDY_ENOUGH_EMAILS", default=[])
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000")

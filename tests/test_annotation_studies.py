@@ -17,10 +17,13 @@ from evalsite.catalog.models import Response, System
 from tests.annotation_fixtures import make_study, vote
 
 
-@pytest.fixture(params=["one statement", "portable"])
+@pytest.fixture(params=["one statement", "portable", "one statement, adaptive", "portable, adaptive"])
 def claim_path(request, settings):
-    """Claiming on PostgreSQL in one SQL statement, and the portable ORM path other databases take."""
-    settings.CLAIM_IN_ONE_STATEMENT = request.param == "one statement"
+    """Claiming on PostgreSQL in one SQL statement, and the portable ORM path other databases take;
+    each with uniform and with adaptive assignment (the studies the test makes get it)."""
+    settings.CLAIM_IN_ONE_STATEMENT = request.param.startswith("one statement")
+    settings.STUDY_DEFAULT_ASSIGNMENT = "adaptive" if request.param.endswith("adaptive") else "uniform"
+    settings.ADAPTIVE_REFRESH_SECONDS = 0.001  # look again at every claim: the hardest case for the overlap
     return request.param
 
 
@@ -366,3 +369,20 @@ def test_an_excluded_annotators_new_votes_are_kept_but_not_counted():
     services.set_excluded(study, b, False)
     comparison.refresh_from_db()
     assert comparison.votes_tie == 2
+
+
+@pytest.mark.django_db
+def test_adaptive_assignment_hands_out_the_baseline_known_least_well(settings):
+    settings.ADAPTIVE_REFRESH_SECONDS = 0.001
+    study, (a, b) = make_study(n_prompts=30, baselines=("alpaca-65b", "davinci-003"), overlap=1)
+    Study.objects.filter(pk=study.pk).update(assignment=Study.AssignmentPolicy.ADAPTIVE)
+    study.refresh_from_db()
+    alpaca = Comparison.objects.filter(study=study, baseline__name="alpaca-65b", is_gold=False).order_by("pk")
+    for comparison in alpaca[:20]:  # alpaca is known well; davinci not at all
+        vote(a, comparison, "a")
+    taken = []
+    for _ in range(10):  # davinci stays the wider one: 10 votes against alpaca's 20
+        claim = services.claim_next(study, b)
+        taken.append(claim.comparison.baseline.name)
+        services.submit(claim.pk, b, "tie")
+    assert taken == ["davinci-003"] * 10

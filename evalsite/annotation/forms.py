@@ -6,7 +6,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib.auth.models import User
 
-from evalsite.annotation.models import Assignment
+from evalsite.annotation.models import Assignment, Study
 from evalsite.catalog.models import PromptSet, System
 from evalsite.core.paper import LIMA_CHOICES
 
@@ -41,6 +41,7 @@ class StudyForm(forms.Form):
     prompt_set = forms.ModelChoiceField(PromptSet.objects.all())
     overlap = forms.IntegerField(min_value=1, max_value=20, initial=1)
     gold_rate = forms.FloatField(min_value=0.0, max_value=0.5, initial=0.05, required=False)
+    assignment = forms.ChoiceField(choices=Study.AssignmentPolicy.choices, required=False)
 
 
 class ExcludeForm(forms.Form):

@@ -21,6 +21,10 @@ class Study(models.Model):
         OPEN = "open", "open"
         CLOSED = "closed", "closed"
 
+    class AssignmentPolicy(models.TextChoices):
+        UNIFORM = "uniform", "uniform: items in a random order"
+        ADAPTIVE = "adaptive", "adaptive: the baseline known least well first"
+
     name = models.SlugField(max_length=100, unique=True)
     candidate = models.ForeignKey(System, on_delete=models.PROTECT, related_name="studies_as_candidate")
     baselines = models.ManyToManyField(System, related_name="studies_as_baseline")
@@ -38,6 +42,12 @@ class Study(models.Model):
         help_text="stop handing out items once every baseline's win share is known to +- this (anytime-valid)",
     )
     enough_at = models.DateTimeField(null=True, blank=True, help_text="when the study reached its target")
+    assignment = models.CharField(
+        max_length=10,
+        choices=AssignmentPolicy.choices,
+        default=AssignmentPolicy.UNIFORM,
+        help_text="adaptive: each new item goes to the baseline whose win share is known least well",
+    )
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.DRAFT)
     annotators = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="studies")
     excluded = models.ManyToManyField(

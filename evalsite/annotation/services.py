@@ -20,6 +20,7 @@ from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils import timezone
 
+from evalsite.annotation import precision
 from evalsite.annotation.models import Assignment, Comparison, HumanJudgment, LoginToken, Outcome, Study
 from evalsite.catalog.models import PromptSet, Response, System, render_responses
 from evalsite.core.accounts import annotators_group, new_password
@@ -72,6 +73,7 @@ def create_study(
     overlap: int = 1,
     gold_rate: float = 0.05,
     instructions: str | None = None,
+    assignment: str | None = None,
 ) -> Study:
     if Study.objects.filter(name=name).exists():
         raise StudyError(f"a study named {name!r} exists")
@@ -83,10 +85,19 @@ def create_study(
         raise StudyError("overlap must be at least 1")
     if not 0 <= gold_rate < 1:
         raise StudyError("gold rate must be in [0, 1)")
+    assignment = assignment or settings.STUDY_DEFAULT_ASSIGNMENT
+    if assignment not in Study.AssignmentPolicy.values:
+        raise StudyError(f"assignment must be one of {', '.join(Study.AssignmentPolicy.values)}")
     with transaction.atomic():
         extra = {"instructions": instructions} if instructions else {}
         study = Study.objects.create(
-            name=name, candidate=candidate, prompt_set=prompt_set, overlap=overlap, gold_rate=gold_rate, **extra
+            name=name,
+            candidate=candidate,
+            prompt_set=prompt_set,
+            overlap=overlap,
+            gold_rate=gold_rate,
+            assignment=assignment,
+            **extra,
         )
         study.baselines.set(baselines)
     return study
@@ -241,6 +252,7 @@ class _Pool:
     gold: bool
     start: int | None = None
     stop: int | None = None
+    baseline: int | None = None  # adaptive assignment: this baseline's comparisons only
 
 
 def _claim_new(study: Study, user: User, rng: random.Random) -> Assignment | None:
@@ -248,6 +260,12 @@ def _claim_new(study: Study, user: User, rng: random.Random) -> Assignment | Non
     # on every claim); wrap around to the start when the tail is exhausted.
     pivot = rng.randint(0, _max_pk(study))
     pools = [_Pool(False, start=pivot), _Pool(False, stop=pivot)]
+    if study.assignment == Study.AssignmentPolicy.ADAPTIVE:
+        # the baseline known least well first, any item of it (uniform within it, so each
+        # baseline's estimate stays a uniform sample); the others when it has nothing for this user
+        widest = widest_baseline(study)
+        if widest is not None:
+            pools[:0] = [_Pool(False, start=pivot, baseline=widest), _Pool(False, stop=pivot, baseline=widest)]
     if study.gold_rate and rng.random() < study.gold_rate:
         pools.insert(0, _Pool(True))  # mixed in at the study's rate, looking like any other item
     else:
@@ -271,6 +289,8 @@ def _take_from_pool(study: Study, user: User, pool: _Pool, rng: random.Random, n
         candidates = candidates.filter(pk__gte=pool.start)
     if pool.stop is not None:
         candidates = candidates.filter(pk__lt=pool.stop)
+    if pool.baseline is not None:
+        candidates = candidates.filter(baseline_id=pool.baseline)
     candidates = candidates.order_by("?" if pool.gold else "pk").only("pk", "is_gold")  # texts: for the one taken
     for comparison in candidates[:25]:
         if assignment := _take_slot(study, comparison, user, rng, now):
@@ -282,7 +302,7 @@ _CLAIM_SQL = """
 WITH pick AS (
     SELECT c.id FROM {comparison} c
     WHERE c.study_id = %(study)s AND c.is_gold = %(gold)s AND (c.is_gold OR c.slots_taken < %(overlap)s)
-      AND c.id >= %(start)s AND c.id < %(stop)s
+      AND c.id >= %(start)s AND c.id < %(stop)s{baseline}
       AND NOT EXISTS (SELECT 1 FROM {assignment} a WHERE a.comparison_id = c.id AND a.annotator_id = %(user)s)
     ORDER BY {order} LIMIT 1
     FOR UPDATE SKIP LOCKED
@@ -312,11 +332,13 @@ def _take_from_pool_sql(study: Study, user: User, pool: _Pool, rng: random.Rando
         "status": Assignment.Status.CLAIMED,
         "now": now,
         "expires": now + timedelta(minutes=study.claim_minutes),
+        "baseline": pool.baseline,
     }
     sql = _CLAIM_SQL.format(
         comparison=Comparison._meta.db_table,
         assignment=Assignment._meta.db_table,
         order="random()" if pool.gold else "c.id",
+        baseline="" if pool.baseline is None else " AND c.baseline_id = %(baseline)s",
     )
     for _ in range(3):  # the same annotator claiming in two tabs at once: try again
         try:
@@ -356,6 +378,22 @@ def comparison_page(pk: int) -> Comparison:
         )
         .get(pk=pk)
     )
+
+
+def widest_baseline(study: Study) -> int | None:
+    """The baseline whose win share the study knows least well (the widest anytime-valid
+    interval; the fewest votes first while intervals are infinite), recomputed at most every
+    ADAPTIVE_REFRESH_SECONDS per process: a GROUP BY over the study's comparisons."""
+
+    def compute() -> int | None:
+        rows = precision.baseline_precision(study)
+        if not rows:
+            return None
+        names = dict(study.baselines.values_list("name", "pk"))
+        widest = max(rows, key=lambda r: (r["half_width"], -r["n"]))
+        return names.get(widest["baseline"])
+
+    return caches["process"].get_or_set(f"study-widest:{study.pk}", compute, settings.ADAPTIVE_REFRESH_SECONDS)
 
 
 def _max_pk(study: Study) -> int:

@@ -152,6 +152,7 @@ def studies(request):
                 data["prompt_set"],
                 overlap=data["overlap"],
                 gold_rate=data["gold_rate"] or 0.0,
+                assignment=data["assignment"] or None,
             )
         except services.StudyError as exc:
             messages.error(request, str(exc))

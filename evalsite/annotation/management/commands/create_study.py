@@ -20,6 +20,11 @@ class Command(BaseCommand):
         parser.add_argument("--overlap", type=int, default=1, help="annotators per comparison")
         parser.add_argument("--gold-rate", type=float, default=0.05, help="share of items that are gold checks")
         parser.add_argument("--draft", action="store_true", help="create it without opening it")
+        parser.add_argument(
+            "--assignment",
+            choices=Study.AssignmentPolicy.values,
+            help="uniform (items in a random order) or adaptive (the baseline known least well first)",
+        )
         plan = parser.add_argument_group("--plan: the votes a target precision needs (nothing is created)")
         plan.add_argument("--plan", action="store_true", help="print the votes, hours and money needed, then stop")
         plan.add_argument("--expected", default="0.5,0.2,0.3", help="expected win,tie,loss shares")
@@ -45,7 +50,13 @@ class Command(BaseCommand):
                 if opts["target"] is not None and not 0 < opts["target"] < 0.5:
                     raise services.StudyError("--target is a half-width between 0 and 0.5, e.g. 0.05")
                 study = services.create_study(
-                    name, candidate, baselines, prompt_set, overlap=opts["overlap"], gold_rate=opts["gold_rate"]
+                    name,
+                    candidate,
+                    baselines,
+                    prompt_set,
+                    overlap=opts["overlap"],
+                    gold_rate=opts["gold_rate"],
+                    assignment=opts["assignment"],
                 )
                 if opts["target"] is not None:
                     Study.objects.filter(pk=study.pk).update(target_half_width=opts["target"])
