@@ -181,7 +181,7 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"queue": "default", "expires": JOB_SWEEP_INTERVAL_SECONDS},
     },
     "check-study-targets": {
-        "task": "annotation.check_targets",
+        "task": "dashboard.check_targets",
         "schedule": STUDY_TARGET_CHECK_SECONDS,
         "options": {"queue": "default", "expires": STUDY_TARGET_CHECK_SECONDS},
     },

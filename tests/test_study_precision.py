@@ -10,7 +10,8 @@ from django.core.management import CommandError, call_command
 
 from evalsite.annotation import precision, services
 from evalsite.annotation.models import Comparison, Study
-from evalsite.annotation.tasks import check_targets
+from evalsite.dashboard.evidence import study_status
+from evalsite.dashboard.tasks import check_targets
 from stats.evidence import cs_half_width, cs_rho
 from tests.annotation_fixtures import make_study, vote
 
@@ -55,7 +56,7 @@ def test_a_study_that_reaches_its_target_hands_out_no_new_item_and_tells_staff(s
 
 def test_not_yet_says_about_how_many_more_votes_and_the_dashboard_says_it_too(staff_client):
     study, _ = voted_study(target=0.1)
-    status = precision.status(study)
+    status = study_status(study)
     assert not status["enough"] and status["more_votes"] > 100 and study.enough_at is None
     page = BeautifulSoup(staff_client.get(f"/dashboard/{study.name}/").content, "html.parser")
     verdict = " ".join(page.select_one("#precision .verdict").get_text().split())
@@ -98,3 +99,40 @@ def test_create_study_takes_a_target():
         stdout=StringIO(),
     )
     assert Study.objects.get(name="t").target_half_width == 0.05
+
+
+def test_with_a_judge_the_study_stops_on_the_judge_assisted_interval(capsys):
+    from django.utils import timezone
+
+    from evalsite.judging.models import JudgeCall, JudgeConfig, JudgeJob
+    from evalsite.judging.runner import record
+
+    study, (a, _) = make_study(n_prompts=60, baselines=("alpaca-65b",), annotators=2)
+    comparisons = list(Comparison.objects.filter(study=study, is_gold=False).order_by("pk"))
+    config = JudgeConfig.objects.create(name="agreeing", model="m", base_url="http://127.0.0.1:9/v1")
+    job = JudgeJob.objects.create(study=study, config=config, status="done")
+    for k, comparison in enumerate(comparisons):
+        candidate_better = k % 10 < 7
+        if k < 30:  # people voted on half, as the judge says
+            vote(a, comparison, "a" if candidate_better else "b")
+        for order, verdict in zip(
+            ("cand_first", "base_first"), ("first", "second") if candidate_better else ("second", "first"), strict=True
+        ):
+            call = JudgeCall.objects.create(
+                key=f"k{k}{order}",
+                model="m",
+                template="lima",
+                template_hash="x",
+                reserved_at=timezone.now(),
+                status="done",
+                verdict=verdict,
+            )
+            record(job, comparison, order, call)
+    [people] = precision.baseline_precision(study)
+    status = study_status(study)
+    [row] = status["rows"]
+    assert status["judge"] == job and row["judge_assisted"]
+    assert row["half_width"] < 0.75 * people["half_width"], "a judge that predicts the people narrows the interval"
+    assert row["win"] == pytest.approx(0.7)
+    call_command("study", "status", study.name)
+    assert capsys.readouterr().out.splitlines()[0] == f"with the judge's help: {config.label}, job {job.pk} (PPI++)"

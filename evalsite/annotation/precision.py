@@ -1,7 +1,7 @@
-"""How well a study knows each baseline's win share so far, with intervals one may look at after
-every vote (confidence sequences, stats/evidence.py): a team can watch the study and stop it the
-first time it is precise enough without fooling itself. When a study has a target and every
-baseline reaches it, the study stops handing out new items (``enough_at``) and staff are told.
+"""How well a study knows each baseline's win share from its people's votes alone, with intervals
+one may look at after every vote (confidence sequences, stats/evidence.py); and ``mark_enough``,
+which stops a study from handing out new items and tells staff. Whether a study has enough is
+decided in dashboard/evidence.py (``study_status``), with the judge's help where it has judged.
 
 Each comparison counts once, by its people's majority (a draw is a tie), from the comparisons'
 vote counters: a GROUP BY, never a scan of judgments."""
@@ -63,24 +63,6 @@ def baseline_precision(study: Study, level: float = 0.95) -> list[dict]:
             }
         )
     return out
-
-
-def status(study: Study) -> dict:
-    """What the dashboard and `manage.py study status` say: per baseline, and whether the study
-    has enough (recording it, once, the first time it does)."""
-    rows = baseline_precision(study)
-    target = study.target_half_width
-    enough = bool(target and rows and all(r["half_width"] <= target for r in rows))
-    if enough and study.enough_at is None:
-        mark_enough(study, rows)
-    more = [r["more"] for r in rows if r["more"] is not None]
-    return {
-        "rows": rows,
-        "target": target,
-        "enough": enough or study.enough_at is not None,
-        "enough_at": study.enough_at,
-        "more_votes": max(more) if more and not enough else 0 if enough else None,
-    }
 
 
 def mark_enough(study: Study, rows: list[dict]) -> bool:

@@ -7,13 +7,12 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 
 from django.db import connection
-from django.db.models import Count, Q
 
 from evalsite.annotation.models import Comparison, HumanJudgment, Study
 from evalsite.core.lookup import fetch_rows
 from evalsite.dashboard.evidence import evidence
 from evalsite.judging.models import JudgeJob, JudgeVerdict, RatingJob
-from evalsite.judging.results import judge_summary, jury_summary, rating_summary
+from evalsite.judging.results import default_judge_job, judge_summary, jury_summary, rating_summary
 from stats.agreement import tie_discounted_score
 from stats.outcomes import (
     LOSS,
@@ -145,19 +144,6 @@ def person_judge(job: JudgeJob, study: Study) -> dict:
         )
         kappa = (observed - expected) / (1 - expected) if expected < 1 else None
     return {"tie_discounted_accuracy": score / n if n else None, "pairs": int(n), "cohen_kappa": kappa}
-
-
-def default_judge_job(study: Study) -> JudgeJob | None:
-    """The job a figure shows when none is picked: the largest finished job on the study (most
-    comparisons counted), not the latest, which may be a six-comparison trial; the latest running
-    one when none has finished."""
-    finished = (
-        study.judge_jobs.filter(status__in=["done", "stopped"])
-        .annotate(counted=Count("outcomes", filter=~Q(outcomes__outcome="")))
-        .order_by("-counted", "-created_at")
-        .first()
-    )
-    return finished or study.judge_jobs.filter(status="running").order_by("-created_at").first()
 
 
 def dashboard(study: Study, rule: str = "majority", job: JudgeJob | None = None, details: bool = True) -> dict:

@@ -7,14 +7,17 @@ lengths): a few hundred to a few thousand rows per study, never a scan of judgme
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 
 import numpy as np
 
+from evalsite.annotation import precision
 from evalsite.annotation.models import Study
 from evalsite.core.lookup import fetch_rows
 from evalsite.judging.models import JudgeJob
-from stats.evidence import length_controlled_win_rate, ppi_mean
+from evalsite.judging.results import default_judge_job
+from stats.evidence import cs_half_width, cs_rho, length_controlled_win_rate, power_tuning, ppi_mean, votes_needed
 from stats.outcomes import LOSS, TIE, WIN
 
 OUTCOMES = (WIN, TIE, LOSS)
@@ -139,9 +142,10 @@ def calibration(per: dict[str, list[tuple]]) -> dict | None:
         return None
     agree = sum(confusion[(x, x)] for x in OUTCOMES)
     no_ties = {k: v for k, v in confusion.items() if TIE not in k}
-    expected = sum(
-        sum(confusion[(x, y)] for y in OUTCOMES) * sum(confusion[(y, x)] for y in OUTCOMES) for x in OUTCOMES
-    ) / total**2
+    expected = (
+        sum(sum(confusion[(x, y)] for y in OUTCOMES) * sum(confusion[(y, x)] for y in OUTCOMES) for x in OUTCOMES)
+        / total**2
+    )
     return {
         "labels": ["candidate", "tie", "baseline"],
         "matrix": [[confusion[(p, j)] for j in OUTCOMES] for p in OUTCOMES],
@@ -163,4 +167,62 @@ def evidence(study: Study, job: JudgeJob | None, rule: str = "majority") -> dict
         "assisted": judge_assisted(per) if job else {},
         "length_control": length_control(per),
         "calibration": calibration(majority) if job else None,
+    }
+
+
+def assisted_half_widths(per: dict[str, list[tuple]], level: float = 0.95) -> dict[str, dict]:
+    """Per baseline, the anytime-valid interval of the candidate's win share (by the people's
+    majority) with the judge's help: the values y - lam f over the voted comparisons, plus lam times
+    the judge's mean over every comparison it judged (PPI++ with the judge's mean known; lam fitted
+    from the votes so far). Valid whatever the judge: a useless one gets lam near 0, people alone."""
+    out = {}
+    for name, rows in per.items():
+        judged = [j[0] for _, j, _ in rows if j is not None]
+        pairs = [(p[0], j[0]) for p, j, _ in rows if p is not None and j is not None]
+        if len(pairs) < 2 or not judged:
+            continue
+        y, f = (np.array(v, dtype=float) for v in zip(*pairs, strict=True))
+        lam = power_tuning(y, f, math.inf)
+        terms = y - lam * f
+        value = float(terms.mean() + lam * np.mean(judged))
+        sd = float(terms.std(ddof=1))
+        half = cs_half_width(len(terms), sd, cs_rho(len(rows), 1 - level), 1 - level)
+        out[name] = {"win": value, "half_width": half, "lam": lam, "n": len(terms), "sd": sd}
+    return out
+
+
+def study_status(study: Study, job: JudgeJob | None = None) -> dict:
+    """Whether the study knows each baseline's win share to its target, at every look (confidence
+    sequences): with the judge's help when a judge job covers the study (decided before looking,
+    so one interval per baseline, not the narrower of two), else from the people's votes alone.
+    The first time every baseline is within the target, the study stops handing out items."""
+    rows = precision.baseline_precision(study)
+    job = job or default_judge_job(study)
+    assisted = assisted_half_widths(study_rows(study, job, "majority")) if job else {}
+    target = study.target_half_width
+    for row in rows:
+        helped = assisted.get(row["baseline"])
+        row["judge_assisted"] = helped is not None
+        if helped is not None:
+            row["win"], row["half_width"] = helped["win"], helped["half_width"]
+            row["low"], row["high"] = (
+                max(helped["win"] - helped["half_width"], 0.0),
+                min(helped["win"] + helped["half_width"], 1.0),
+            )
+        if target and row["win"] is not None:
+            p = min(max(row["win"], 0.05), 0.95)
+            r2 = 1 - (helped["sd"] ** 2) / (p * (1 - p)) if helped and helped["sd"] > 0 else 0.0
+            needed = votes_needed(p, target, r2=min(max(r2, 0.0), 0.95), anytime=True)
+            row["more"] = max(needed - row["n"], 0)
+    enough = bool(target and rows and all(r["half_width"] <= target for r in rows))
+    if enough and study.enough_at is None:
+        precision.mark_enough(study, rows)
+    more = [r["more"] for r in rows if r.get("more") is not None]
+    return {
+        "rows": rows,
+        "target": target,
+        "judge": job,
+        "enough": enough or study.enough_at is not None,
+        "enough_at": study.enough_at,
+        "more_votes": 0 if enough else (max(more) if more else None),
     }

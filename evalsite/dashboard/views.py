@@ -8,12 +8,12 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.safestring import mark_safe
 
-from evalsite.annotation import precision
 from evalsite.annotation.models import Study
 from evalsite.catalog.models import PromptSet, System
 from evalsite.core.charts import means_with_intervals, stacked_bars
 from evalsite.core.decorators import staff_required
 from evalsite.dashboard import data, figures
+from evalsite.dashboard.evidence import study_status
 from evalsite.dashboard.png import PngUnavailable, svg_to_png
 from evalsite.judging.models import JudgeJob
 
@@ -115,7 +115,7 @@ def study(request, name: str):
         "human_table": built.human_table(),
         "paper_agreement": data.PAPER_AGREEMENT,
         "jobs": built.study.judge_jobs.all(),
-        "precision": precision.status(built.study),
+        "precision": study_status(built.study, built.judge["job"] if built.judge else None),
     }
     return render(request, template, context)
 

@@ -9,10 +9,10 @@ from collections import Counter, defaultdict
 from statistics import mean, stdev
 
 from django.conf import settings
-from django.db.models import Sum
+from django.db.models import Count, Q, Sum
 from django.db.models.functions import Length
 
-from evalsite.annotation.models import Comparison
+from evalsite.annotation.models import Comparison, Study
 from evalsite.core.lookup import fetch_rows
 from evalsite.judging.models import JudgeCall, JudgeJob, JudgeOutcome, JudgeVerdict
 from stats.agreement import tie_discounted_score
@@ -265,3 +265,16 @@ def rating_summary(job) -> dict:
     half = 1.96 * stdev(means) / len(means) ** 0.5 if len(means) > 1 else None
     out["ci95"] = (out["mean"] - half, out["mean"] + half) if half is not None else None
     return out
+
+
+def default_judge_job(study: Study) -> JudgeJob | None:
+    """The job a figure shows when none is picked: the largest finished job on the study (most
+    comparisons counted), not the latest, which may be a six-comparison trial; the latest running
+    one when none has finished."""
+    finished = (
+        study.judge_jobs.filter(status__in=["done", "stopped"])
+        .annotate(counted=Count("outcomes", filter=~Q(outcomes__outcome="")))
+        .order_by("-counted", "-created_at")
+        .first()
+    )
+    return finished or study.judge_jobs.filter(status="running").order_by("-created_at").first()

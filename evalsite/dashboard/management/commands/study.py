@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from evalsite.annotation import precision
 from evalsite.annotation.models import Study
+from evalsite.dashboard.evidence import study_status
 
 
 class Command(BaseCommand):
@@ -24,7 +24,9 @@ class Command(BaseCommand):
             raise CommandError(f"no study named {opts['study']!r}") from None
         if opts["action"] == "target":
             return self.set_target(study, opts["half_width"])
-        s = precision.status(study)
+        s = study_status(study)
+        if s["judge"]:
+            self.stdout.write(f"with the judge's help: {s['judge'].config.label}, job {s['judge'].pk} (PPI++)")
         self.stdout.write(
             f"study {study.name} ({study.status}); target: "
             + (f"+-{s['target'] * 100:.1f} points" if s["target"] else "none (manage.py study target S 0.05)")
@@ -60,7 +62,7 @@ class Command(BaseCommand):
             raise CommandError("the target is a half-width between 0 and 0.5 (0.05: +-5 points), or none")
         Study.objects.filter(pk=study.pk).update(target_half_width=value, enough_at=None)
         study.refresh_from_db()
-        s = precision.status(study)
+        s = study_status(study)
         self.stdout.write(
             f"study {study.name}: target +-{value * 100:.1f} points; "
             + ("enough already" if s["enough"] else "not yet")
