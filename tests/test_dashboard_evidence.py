@@ -112,6 +112,24 @@ def test_win_rates_controlled_for_length_for_people_and_judge(staff_client):
     assert cells[0] == "alpaca-65b" and cells[1] == "75%" and cells[4] == "67%"
 
 
+def test_a_judge_that_is_one_of_the_systems_shows_its_self_preference():
+    study, job = half_voted_study()
+    study.baselines.filter(name="alpaca-65b").update(backend_config={"model": "gpt-4"})  # the judge's model
+    c = data.dashboard(study, "majority", job)["evidence"]["calibration"]
+    # the baseline wins by the judge on 2 of the 6 voted comparisons (p2, p4), by people on 1 (p2)
+    assert c["self_preference"] == [
+        {
+            "system": "alpaca-65b",
+            "role": "baseline",
+            "judge": pytest.approx(2 / 6),
+            "people": pytest.approx(1 / 6),
+            "n": 6,
+        }
+    ]
+    study.baselines.update(backend_config={"model": "other"})
+    assert data.dashboard(study, "majority", job)["evidence"]["calibration"]["self_preference"] == []
+
+
 @pytest.mark.django_db(transaction=True)
 def test_the_evidence_panels_in_the_browser(live_server):
     from django.contrib.auth.models import User

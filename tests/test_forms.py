@@ -114,3 +114,23 @@ def test_create_study_plan_prints_the_votes_and_creates_nothing():
     assert "385 votes a baseline" in lines[1] and not Study.objects.exists()
     with pytest.raises(CommandError, match="three shares that add up to 1"):
         call_command("create_study", candidate="x", baselines="a", prompts="p", plan=True, expected="0.5,0.5,0.5")
+
+
+def test_the_create_page_plans_the_votes_and_names_a_bad_input(staff_client):
+    page = BeautifulSoup(
+        staff_client.get(
+            "/annotate/studies/?baselines=2&win=0.5&tie=0.2&target=0.05&agreement=0.75&seconds_per_vote=60&pay_per_hour=12"
+        ).content,
+        "html.parser",
+    )
+    rows = [[c.get_text() for c in tr.select("th, td")] for tr in page.select("#plan table.plan tbody tr")]
+    assert [r[0].split(",")[0] for r in rows] == ["people only", "people only", "judge-assisted (agreement 75%)"]
+    assert rows[0][1:3] == ["385", "770"] and rows[0][4] == "154.00"
+    bad = BeautifulSoup(
+        staff_client.get(
+            "/annotate/studies/?baselines=2&win=0.9&tie=0.2&target=0.05&seconds_per_vote=60&pay_per_hour=12"
+        ).content,
+        "html.parser",
+    )
+    assert bad.select_one("#plan p.message.error").get_text() == "the expected win and tie shares add up to more than 1"
+    assert not bad.select("#plan table.plan")

@@ -9,6 +9,7 @@ from django.contrib.auth.models import User
 from evalsite.annotation.models import Assignment, Study
 from evalsite.catalog.models import PromptSet, System
 from evalsite.core.paper import LIMA_CHOICES
+from stats.evidence import plan_votes
 
 
 def first_error(form: forms.Form, named: bool = True) -> str:
@@ -42,6 +43,40 @@ class StudyForm(forms.Form):
     overlap = forms.IntegerField(min_value=1, max_value=20, initial=1)
     gold_rate = forms.FloatField(min_value=0.0, max_value=0.5, initial=0.05, required=False)
     assignment = forms.ChoiceField(choices=Study.AssignmentPolicy.choices, required=False)
+
+
+class PlanForm(forms.Form):
+    """The vote planner's inputs (create_study --plan on the page)."""
+
+    baselines = forms.IntegerField(min_value=1, max_value=50, initial=3)
+    win = forms.FloatField(min_value=0.0, max_value=1.0, initial=0.5, label="expected win share")
+    tie = forms.FloatField(min_value=0.0, max_value=1.0, initial=0.2, label="expected tie share")
+    target = forms.FloatField(min_value=0.005, max_value=0.45, initial=0.05, label="half-width wanted")
+    agreement = forms.FloatField(min_value=0.34, max_value=1.0, required=False, label="judge agreement")
+    seconds_per_vote = forms.FloatField(min_value=1, initial=60)
+    pay_per_hour = forms.FloatField(min_value=0, initial=12)
+
+    def clean(self):
+        data = super().clean()
+        if data.get("win") is not None and data.get("tie") is not None and data["win"] + data["tie"] > 1:
+            raise forms.ValidationError("the expected win and tie shares add up to more than 1")
+        return data
+
+    def plans(self) -> list[tuple[str, object]]:
+        d = self.cleaned_data
+        shares = (d["win"], d["tie"], 1 - d["win"] - d["tie"])
+        cost = {"seconds_per_vote": d["seconds_per_vote"], "pay_per_hour": d["pay_per_hour"]}
+        rows = [
+            (
+                "people only, one look at the end",
+                plan_votes(d["baselines"], shares, d["target"], anytime=False, **cost),
+            ),
+            ("people only, looked at as it goes", plan_votes(d["baselines"], shares, d["target"], **cost)),
+        ]
+        if d.get("agreement") is not None:
+            helped = plan_votes(d["baselines"], shares, d["target"], agreement=d["agreement"], **cost)
+            rows.append((f"judge-assisted (agreement {d['agreement']:.0%}), as it goes", helped))
+        return rows
 
 
 class ExcludeForm(forms.Form):

@@ -13,7 +13,15 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from evalsite.annotation import services
-from evalsite.annotation.forms import ExcludeForm, InviteForm, JudgeForm, SkipForm, StudyForm, first_error
+from evalsite.annotation.forms import (
+    ExcludeForm,
+    InviteForm,
+    JudgeForm,
+    PlanForm,
+    SkipForm,
+    StudyForm,
+    first_error,
+)
 from evalsite.annotation.models import Assignment, Comparison, HumanJudgment, Study
 from evalsite.annotation.quality import annotator_quality, study_agreement
 from evalsite.catalog.models import PromptSet, System
@@ -162,10 +170,14 @@ def studies(request):
         n=Count("comparisons", filter=Q(comparisons__is_gold=False), distinct=True),
         judged=Count("comparisons__judgments", distinct=True),
     ).select_related("candidate", "prompt_set")
+    plan = PlanForm(request.GET if "target" in request.GET else None)
     context = {
         "studies": rows,
         "systems": System.objects.order_by("-kind", "name"),
         "prompt_sets": PromptSet.objects.all(),
+        "plan_form": plan,
+        "plans": plan.plans() if plan.is_bound and plan.is_valid() else None,
+        "plan_error": first_error(plan) if plan.is_bound and not plan.is_valid() else "",
     }
     return render(request, "annotation/studies.html", context)
 

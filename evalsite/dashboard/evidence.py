@@ -160,14 +160,43 @@ def calibration(per: dict[str, list[tuple]]) -> dict | None:
     }
 
 
+def self_preference(study: Study, job: JudgeJob, per: dict[str, list[tuple]]) -> list[dict]:
+    """Where the judge's own model is one of the study's systems: how often the judge prefers it
+    and how often people do, over the comparisons both judged (the judge's outcome, the people's
+    majority)."""
+    model = job.config.model
+    own = [s for s in (study.candidate, *study.baselines.all()) if (s.backend_config or {}).get("model") == model]
+    out = []
+    for system in own:
+        is_candidate = system.pk == study.candidate_id
+        side = 0 if is_candidate else 2  # the candidate wins, or this baseline does
+        rows = [r for name, items in per.items() if is_candidate or name == system.name for r in items]
+        both = [(p, j) for p, j, _ in rows if p is not None and j is not None]
+        if not both:
+            continue
+        out.append(
+            {
+                "system": system.name,
+                "role": "candidate" if is_candidate else "baseline",
+                "judge": float(np.mean([j[side] for _, j in both])),
+                "people": float(np.mean([p[side] for p, _ in both])),
+                "n": len(both),
+            }
+        )
+    return out
+
+
 def evidence(study: Study, job: JudgeJob | None, rule: str = "majority") -> dict:
     per = study_rows(study, job, rule)
     majority = per if rule == "majority" else study_rows(study, job, "majority")
-    return {
+    result = {
         "assisted": judge_assisted(per) if job else {},
         "length_control": length_control(per),
         "calibration": calibration(majority) if job else None,
     }
+    if result["calibration"] is not None:
+        result["calibration"]["self_preference"] = self_preference(study, job, majority)
+    return result
 
 
 def assisted_half_widths(per: dict[str, list[tuple]], level: float = 0.95) -> dict[str, dict]:

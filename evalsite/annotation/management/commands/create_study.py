@@ -3,10 +3,10 @@ from django.db import transaction
 from django.utils.text import slugify
 
 from evalsite.annotation import services
+from evalsite.annotation.forms import PlanForm, first_error
 from evalsite.annotation.models import Study
 from evalsite.catalog.lookup import find_prompt_set, find_system
 from evalsite.core.jobs import CannotStart
-from stats.evidence import plan_votes
 
 
 class Command(BaseCommand):
@@ -73,29 +73,23 @@ class Command(BaseCommand):
             raise CommandError("--expected takes three shares, e.g. 0.5,0.2,0.3") from None
         if len(shares) != 3 or abs(sum(shares) - 1) > 0.01 or min(shares) < 0:
             raise CommandError("--expected takes three shares that add up to 1, e.g. 0.5,0.2,0.3")
-        opts["target"] = opts["target"] or 0.05
-        if not 0 < opts["target"] < 0.5:
-            raise CommandError("--target is a half-width between 0 and 0.5, e.g. 0.05 for +-5 points")
-        agreement = opts["judge_agreement"]
-        if agreement is not None and not 1 / 3 <= agreement <= 1:
-            raise CommandError("--judge-agreement is a share from 0.34 (chance) to 1")
-        cost = {"seconds_per_vote": opts["seconds_per_vote"], "pay_per_hour": opts["pay_per_hour"]}
+        data = {
+            "baselines": baselines,
+            "win": shares[0],
+            "tie": shares[1],
+            "target": opts["target"] or 0.05,
+            "agreement": opts["judge_agreement"],
+            "seconds_per_vote": opts["seconds_per_vote"],
+            "pay_per_hour": opts["pay_per_hour"],
+        }
+        form = PlanForm({k: v for k, v in data.items() if v is not None})
+        if not form.is_valid():
+            raise CommandError(first_error(form))
         self.stdout.write(
-            f"{baselines} baseline(s), each win share near {shares[0]:.0%} to +-{opts['target'] * 100:.0f} points, "
+            f"{baselines} baseline(s), each win share near {shares[0]:.0%} to +-{data['target'] * 100:.0f} points, "
             f"{opts['seconds_per_vote']:.0f} s a vote, {opts['pay_per_hour']:.2f} an hour:"
         )
-        rows = [
-            ("people only, one look at the end", plan_votes(baselines, shares, opts["target"], anytime=False, **cost))
-        ]
-        rows.append(("people only, looked at as it goes", plan_votes(baselines, shares, opts["target"], **cost)))
-        if agreement is not None:
-            rows.append(
-                (
-                    f"judge-assisted (agreement {agreement:.0%}), as it goes",
-                    plan_votes(baselines, shares, opts["target"], agreement=agreement, **cost),
-                )
-            )
-        for label, p in rows:
+        for label, p in form.plans():
             self.stdout.write(
                 f"  {label:<44} {p.per_baseline:>6,} votes a baseline, {p.votes:>7,} in all, "
                 f"{p.hours:>7.1f} annotator-hours, {p.cost:>9.2f}"
