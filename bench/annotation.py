@@ -426,6 +426,7 @@ def main() -> None:
         used = {k: after[k] - before[k] for k in before}
         per_submit = {k: 1000 * v / max(1, steady.accepted) for k, v in used.items()}
         per_submit["load generator and rest"] = per_submit["machine"] - per_submit["server"] - per_submit["postgres"]
+        report["web_cpu_ms_per_cycle"] = per_submit["server"]
         report["steady"] = {
             "seconds": elapsed,
             "submits": steady.accepted,

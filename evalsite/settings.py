@@ -104,6 +104,8 @@ CLAIM_SWEEP_SECONDS = env.int("CLAIM_SWEEP_SECONDS", default=10)
 # On PostgreSQL, an annotator's next item is picked, taken and recorded in one SQL statement;
 # off, claiming takes the portable path (a few ORM queries) that other databases use.
 CLAIM_IN_ONE_STATEMENT = env.bool("CLAIM_IN_ONE_STATEMENT", default=True)
+# Likewise an answer: the assignment closed, the judgment written and the votes counted at once.
+SUBMIT_IN_ONE_STATEMENT = env.bool("SUBMIT_IN_ONE_STATEMENT", default=True)
 # The login rate limit and other counters; use Redis (redis://HOST:6379/1) with several web processes.
 CACHES = {
     "default": env.cache("CACHE_URL", default="locmemcache://"),

@@ -19,9 +19,10 @@ from tests.annotation_fixtures import make_study, vote
 
 @pytest.fixture(params=["one statement", "portable", "one statement, adaptive", "portable, adaptive"])
 def claim_path(request, settings):
-    """Claiming on PostgreSQL in one SQL statement, and the portable ORM path other databases take;
+    """Claiming and answering on PostgreSQL in one SQL statement each, and the portable ORM path
+    other databases take;
     each with uniform and with adaptive assignment (the studies the test makes get it)."""
-    settings.CLAIM_IN_ONE_STATEMENT = request.param.startswith("one statement")
+    settings.CLAIM_IN_ONE_STATEMENT = settings.SUBMIT_IN_ONE_STATEMENT = request.param.startswith("one statement")
     settings.STUDY_DEFAULT_ASSIGNMENT = "adaptive" if request.param.endswith("adaptive") else "uniform"
     settings.ADAPTIVE_REFRESH_SECONDS = 0.001  # look again at every claim: the hardest case for the overlap
     return request.param
@@ -120,7 +121,7 @@ def test_expired_claims_are_swept_at_most_every_claim_sweep_seconds_while_items_
 
 
 @pytest.mark.django_db
-def test_a_late_answer_on_an_expired_claim_is_kept_if_the_slot_is_still_free():
+def test_a_late_answer_on_an_expired_claim_is_kept_if_the_slot_is_still_free(claim_path):
     study, (a, _) = make_study(n_prompts=1, baselines=("alpaca-65b",), overlap=1)
     claim = services.claim_next(study, a)
     Assignment.objects.filter(pk=claim.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
@@ -130,7 +131,7 @@ def test_a_late_answer_on_an_expired_claim_is_kept_if_the_slot_is_still_free():
 
 
 @pytest.mark.django_db
-def test_double_submit_records_one_judgment():
+def test_double_submit_records_one_judgment(claim_path):
     study, (a, _) = make_study(n_prompts=2)
     claim = services.claim_next(study, a)
     first = services.submit(claim.pk, a, "a")
@@ -140,7 +141,7 @@ def test_double_submit_records_one_judgment():
 
 
 @pytest.mark.django_db
-def test_the_choice_maps_to_the_candidate_whatever_side_it_was_shown_on():
+def test_the_choice_maps_to_the_candidate_whatever_side_it_was_shown_on(claim_path):
     study, (a, _) = make_study(n_prompts=2, baselines=("alpaca-65b",))
     claim = services.claim_next(study, a)
     Assignment.objects.filter(pk=claim.pk).update(candidate_on_left=False)
@@ -172,7 +173,7 @@ def rows_locked_elsewhere(*querysets):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_submit_does_not_wait_for_the_study_row():
+def test_a_submit_does_not_wait_for_the_study_row(claim_path):
     """Annotators submitting at once must not queue behind each other on their study's row."""
     if connection.vendor != "postgresql":
         pytest.skip("row locks and lock_timeout are PostgreSQL's")
@@ -359,7 +360,7 @@ def test_annotators_not_in_a_study_cannot_claim_from_it():
 
 
 @pytest.mark.django_db
-def test_an_excluded_annotators_new_votes_are_kept_but_not_counted():
+def test_an_excluded_annotators_new_votes_are_kept_but_not_counted(claim_path):
     study, (a, b) = make_study(n_prompts=1, baselines=("alpaca-65b",), overlap=2)
     services.set_excluded(study, b, True)
     services.submit(services.claim_next(study, a).pk, a, "tie")
@@ -386,3 +387,22 @@ def test_adaptive_assignment_hands_out_the_baseline_known_least_well(settings):
         taken.append(claim.comparison.baseline.name)
         services.submit(claim.pk, b, "tie")
     assert taken == ["davinci-003"] * 10
+
+
+@pytest.mark.django_db
+def test_an_answer_is_one_statement_on_postgresql_and_records_what_the_portable_path_does(claim_path):
+    from django.test.utils import CaptureQueriesContext
+
+    study, (a, _) = make_study(n_prompts=2, baselines=("alpaca-65b",), overlap=1)
+    claim = services.claim_next(study, a)
+    with CaptureQueriesContext(connection) as seen:
+        result = services.submit(claim.pk, a, "a", "  clearer  ")
+    statements = [q["sql"] for q in seen.captured_queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))]
+    assert len(statements) == (1 if claim_path.startswith("one statement") else 4)
+    judgment = HumanJudgment.objects.get()
+    expected = "candidate" if claim.candidate_on_left else "baseline"
+    assert (judgment.outcome, judgment.picked_side, judgment.reason) == (expected, "left", "clearer")
+    assert (result.judgment.pk, result.judgment.outcome, result.study_name) == (judgment.pk, expected, study.name)
+    comparison = Comparison.objects.get(pk=claim.comparison_id)
+    assert (comparison.judgments_done, comparison.votes_candidate + comparison.votes_baseline) == (1, 1)
+    assert Assignment.objects.get(pk=claim.pk).status == Assignment.Status.DONE

@@ -444,6 +444,11 @@ def submit(assignment_pk: int, user: User, choice: str, reason: str = "") -> Sub
     already recorded; an expired claim is taken back if its slot is still free."""
     if choice not in ("a", "b", "tie"):
         raise StudyError("choose A, B or neither")
+    if connection.vendor == "postgresql" and settings.SUBMIT_IN_ONE_STATEMENT:
+        if done := _submit_sql(assignment_pk, user, choice, reason):
+            return done
+        # not an open claim of this user's: a replay, an expired claim, someone else's; the
+        # portable path below says which
     with transaction.atomic():
         # only the assignment's row is locked: with the joined rows locked too, every submit in a
         # study would wait for the others on the study's row
@@ -487,6 +492,85 @@ def submit(assignment_pk: int, user: User, choice: str, reason: str = "") -> Sub
             **{votes: Case(When(Exists(excluded), then=F(votes)), default=F(votes) + 1)},
         )
     return SubmitResult(judgment, created=True, study_name=comparison.study.name)
+
+
+_SUBMIT_SQL = """
+WITH a AS (
+    UPDATE {assignment} SET status = %(done)s, finished_at = %(now)s
+    WHERE id = %(pk)s AND annotator_id = %(user)s AND status = %(claimed)s
+    RETURNING id, comparison_id, COALESCE(shown_at, claimed_at) AS since,
+        CASE WHEN %(choice)s = 'tie' THEN %(tie)s
+             WHEN (%(choice)s = 'a') = candidate_on_left THEN %(candidate)s ELSE %(baseline)s END AS outcome
+), j AS (
+    INSERT INTO {judgment}
+        (assignment_id, comparison_id, annotator_id, outcome, picked_side, reason, seconds, created_at)
+    SELECT a.id, a.comparison_id, %(user)s, a.outcome, %(side)s, %(reason)s,
+           EXTRACT(EPOCH FROM (%(now)s - a.since)), %(now)s
+    FROM a
+    RETURNING id, assignment_id, comparison_id, outcome, seconds
+), c AS (
+    UPDATE {comparison} c SET
+        judgments_done = c.judgments_done + 1,
+        votes_candidate = c.votes_candidate + CASE WHEN j.outcome = %(candidate)s AND NOT {excluded} THEN 1 ELSE 0 END,
+        votes_baseline = c.votes_baseline + CASE WHEN j.outcome = %(baseline)s AND NOT {excluded} THEN 1 ELSE 0 END,
+        votes_tie = c.votes_tie + CASE WHEN j.outcome = %(tie)s AND NOT {excluded} THEN 1 ELSE 0 END
+    FROM j
+    WHERE c.id = j.comparison_id
+    RETURNING c.study_id
+)
+SELECT j.id, j.assignment_id, j.comparison_id, j.outcome, j.seconds, s.name
+FROM j, c JOIN {study} s ON s.id = c.study_id
+"""
+
+
+def _submit_sql(assignment_pk: int, user: User, choice: str, reason: str) -> SubmitResult | None:
+    """PostgreSQL: an open claim's answer in one statement (one round trip instead of six): the
+    assignment closed only if it is this user's open claim (a conditional UPDATE, which a second
+    submit of the same answer waits for and then finds done), the judgment written, the
+    comparison's votes counted unless the annotator is excluded. None when it was not an open
+    claim: the portable path handles replays, expired claims and refusals."""
+    now = timezone.now()
+    fields = {
+        "pk": assignment_pk,
+        "user": user.pk,
+        "choice": choice,
+        "side": {"a": "left", "b": "right", "tie": "none"}[choice],
+        "reason": reason.strip()[:2000],
+        "now": now,
+        "done": Assignment.Status.DONE,
+        "claimed": Assignment.Status.CLAIMED,
+        "candidate": Outcome.CANDIDATE,
+        "baseline": Outcome.BASELINE,
+        "tie": Outcome.TIE,
+    }
+    # an excluded annotator's vote is kept, not counted
+    through = Study.excluded.through._meta.db_table
+    sql = _SUBMIT_SQL.format(
+        excluded=f"EXISTS (SELECT 1 FROM {through} e WHERE e.study_id = c.study_id AND e.user_id = %(user)s)",
+        assignment=Assignment._meta.db_table,
+        judgment=HumanJudgment._meta.db_table,
+        comparison=Comparison._meta.db_table,
+        study=Study._meta.db_table,
+    )
+    with transaction.atomic() if connection.in_atomic_block else nullcontext(), connection.cursor() as cursor:
+        cursor.execute(sql, fields)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    judgment_id, assignment_id, comparison_id, outcome, seconds, study_name = row
+    judgment = HumanJudgment(
+        id=judgment_id,
+        assignment_id=assignment_id,
+        comparison_id=comparison_id,
+        annotator=user,
+        outcome=outcome,
+        picked_side=fields["side"],
+        reason=fields["reason"],
+        seconds=seconds,
+        created_at=now,
+    )
+    judgment._state.adding, judgment._state.db = False, connection.alias  # a row that exists
+    return SubmitResult(judgment, created=True, study_name=study_name)
 
 
 def give_up(assignment_pk: int, user: User, flag: str = "") -> Assignment:
