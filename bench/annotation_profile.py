@@ -25,23 +25,19 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 DB = "evalsite_profile"
 CACHE = "redis://127.0.0.1:6379/12"
+from bench.annotation import SETUP, env  # noqa: E402
+
+# as bench/annotation.py deploys it (DEBUG off, sessions and the login limit in Redis), on our own
+# database and Redis database, with the test client's host allowed
 os.environ.update(
     {
+        **env(),
         "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB}",
-        "DEBUG": "0",
-        "SECRET_KEY": "profile-only-not-secret",
-        "ALLOWED_HOSTS": "testserver,127.0.0.1",
-        "SESSION_COOKIE_SECURE": "0",
-        "CSRF_COOKIE_SECURE": "0",
-        "CELERY_BROKER_URL": "redis://127.0.0.1:6379/14",
         "CACHE_URL": CACHE,
-        "LOG_LEVEL": "WARNING",
-        "DB_CONN_MAX_AGE": "600",
+        "ALLOWED_HOSTS": "testserver,127.0.0.1",
         "DJANGO_SETTINGS_MODULE": "evalsite.settings",
     }
 )
-
-from bench.annotation import SETUP  # noqa: E402
 
 CSRF = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 ITEM = re.compile(r'action="/annotate/item/(\d+)/judge"')

@@ -26,20 +26,26 @@ def seeded_study():
     job = JudgeJob.objects.create(study=study, config=config, status="done")
     plan = {0: ("first", "second"), 1: ("first", "second"), 2: ("first", "first"), 3: ("first", None)}
     # verdicts are positions: in cand_first 'first' = candidate; in base_first 'second' = candidate
-    for k, comparison in enumerate(alpaca):
-        for order, verdict in zip(("cand_first", "base_first"), plan[k], strict=True):
-            call = JudgeCall.objects.create(
-                key=f"k{k}{order}",
-                model="gpt-4",
-                template="lima",
-                template_hash="x",
-                reserved_at=timezone.now(),
-                status="done" if verdict else "failed",
-                verdict=verdict or "",
-                raw_output=f"raw {k} {order}",
-                error="" if verdict else "HTTP 500",
-                input_tokens=100,
-                output_tokens=5,
-            )
-            record(job, comparison, order, call)  # as the judge job records it
+    for comparison in alpaca:
+        recorded_verdicts(job, comparison, plan[alpaca.index(comparison)])
     return study, job, (a, b)
+
+
+def recorded_verdicts(job, comparison, verdicts):
+    """The judge's two verdicts on a comparison (positions, cand_first then base_first; None: the
+    call failed) recorded as the judge job records them."""
+    for order, verdict in zip(("cand_first", "base_first"), verdicts, strict=True):
+        call = JudgeCall.objects.create(
+            key=f"k{job.pk}-{comparison.pk}-{order}",
+            model=job.config.model,
+            template="lima",
+            template_hash="x",
+            reserved_at=timezone.now(),
+            status="done" if verdict else "failed",
+            verdict=verdict or "",
+            raw_output=f"raw {comparison.pk} {order}",
+            error="" if verdict else "HTTP 500",
+            input_tokens=100,
+            output_tokens=5,
+        )
+        record(job, comparison, order, call)

@@ -4,14 +4,13 @@ voted, the judge's calibration against this study's people, win rates controlled
 import numpy as np
 import pytest
 from bs4 import BeautifulSoup
-from django.utils import timezone
 
 from evalsite.annotation.models import Comparison
 from evalsite.dashboard import data, figures
-from evalsite.judging.models import JudgeCall, JudgeConfig, JudgeJob
-from evalsite.judging.runner import record
+from evalsite.judging.models import JudgeConfig, JudgeJob
 from stats.evidence import ppi_mean
 from tests.annotation_fixtures import make_study, vote
+from tests.dashboard_fixtures import recorded_verdicts
 
 pytestmark = pytest.mark.django_db
 
@@ -38,20 +37,10 @@ def half_voted_study():
     comparisons = list(Comparison.objects.filter(study=study).order_by("prompt__id"))
     config = JudgeConfig.objects.create(name="gpt-4-recorded", model="gpt-4", base_url="http://127.0.0.1:9/v1")
     job = JudgeJob.objects.create(study=study, config=config, status="done")
-    for k, (comparison, (people, judge)) in enumerate(zip(comparisons, PLAN, strict=True)):
+    for comparison, (people, judge) in zip(comparisons, PLAN, strict=True):
         if people:
             vote(a, comparison, people)
-        for order, verdict in zip(("cand_first", "base_first"), VERDICTS[judge], strict=True):
-            call = JudgeCall.objects.create(
-                key=f"k{k}{order}",
-                model="gpt-4",
-                template="lima",
-                template_hash="x",
-                reserved_at=timezone.now(),
-                status="done",
-                verdict=verdict,
-            )
-            record(job, comparison, order, call)
+        recorded_verdicts(job, comparison, VERDICTS[judge])
     return study, job
 
 

@@ -14,6 +14,7 @@ from evalsite.dashboard.evidence import study_status
 from evalsite.dashboard.tasks import check_targets
 from stats.evidence import cs_half_width, cs_rho
 from tests.annotation_fixtures import make_study, vote
+from tests.dashboard_fixtures import recorded_verdicts
 
 pytestmark = pytest.mark.django_db
 
@@ -102,10 +103,8 @@ def test_create_study_takes_a_target():
 
 
 def test_with_a_judge_the_study_stops_on_the_judge_assisted_interval(capsys):
-    from django.utils import timezone
 
-    from evalsite.judging.models import JudgeCall, JudgeConfig, JudgeJob
-    from evalsite.judging.runner import record
+    from evalsite.judging.models import JudgeConfig, JudgeJob
 
     study, (a, _) = make_study(n_prompts=60, baselines=("alpaca-65b",), annotators=2)
     comparisons = list(Comparison.objects.filter(study=study, is_gold=False).order_by("pk"))
@@ -115,19 +114,7 @@ def test_with_a_judge_the_study_stops_on_the_judge_assisted_interval(capsys):
         candidate_better = k % 10 < 7
         if k < 30:  # people voted on half, as the judge says
             vote(a, comparison, "a" if candidate_better else "b")
-        for order, verdict in zip(
-            ("cand_first", "base_first"), ("first", "second") if candidate_better else ("second", "first"), strict=True
-        ):
-            call = JudgeCall.objects.create(
-                key=f"k{k}{order}",
-                model="m",
-                template="lima",
-                template_hash="x",
-                reserved_at=timezone.now(),
-                status="done",
-                verdict=verdict,
-            )
-            record(job, comparison, order, call)
+        recorded_verdicts(job, comparison, ("first", "second") if candidate_better else ("second", "first"))
     [people] = precision.baseline_precision(study)
     status = study_status(study)
     [row] = status["rows"]
