@@ -403,6 +403,7 @@ def test_an_answer_is_one_statement_on_postgresql_and_records_what_the_portable_
     expected = "candidate" if claim.candidate_on_left else "baseline"
     assert (judgment.outcome, judgment.picked_side, judgment.reason) == (expected, "left", "clearer")
     assert (result.judgment.pk, result.judgment.outcome, result.study_name) == (judgment.pk, expected, study.name)
+    assert isinstance(result.judgment.seconds, float) and result.judgment.seconds == pytest.approx(judgment.seconds)
     comparison = Comparison.objects.get(pk=claim.comparison_id)
     assert (comparison.judgments_done, comparison.votes_candidate + comparison.votes_baseline) == (1, 1)
     assert Assignment.objects.get(pk=claim.pk).status == Assignment.Status.DONE

@@ -505,7 +505,7 @@ WITH a AS (
     INSERT INTO {judgment}
         (assignment_id, comparison_id, annotator_id, outcome, picked_side, reason, seconds, created_at)
     SELECT a.id, a.comparison_id, %(user)s, a.outcome, %(side)s, %(reason)s,
-           EXTRACT(EPOCH FROM (%(now)s - a.since)), %(now)s
+           EXTRACT(EPOCH FROM (%(now)s - a.since))::float8, %(now)s
     FROM a
     RETURNING id, assignment_id, comparison_id, outcome, seconds
 ), c AS (
