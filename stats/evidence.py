@@ -112,19 +112,27 @@ def ppi_mean(
     return Estimate(value, value - half, value + half, n, lam)
 
 
+def judge_assisted_terms(
+    y: Sequence[float], f_labeled: Sequence[float], f_all: Sequence[float]
+) -> tuple[np.ndarray, float, float]:
+    """For the people's mean over a fixed set of items whose every member the judge has seen
+    (``f_all``), from people's values on a uniform sample of them: the rectifiers y - lam f, the
+    known offset lam * mean(f_all), and lam (PPI++ with N infinite). The mean of the rectifiers
+    plus the offset is the estimate; only the rectifiers vary."""
+    y_, fl = np.asarray(y, dtype=float), np.asarray(f_labeled, dtype=float)
+    lam = power_tuning(y_, fl, math.inf)
+    return y_ - lam * fl, float(lam * np.mean(f_all)), lam
+
+
 def judge_assisted_mean(
     y: Sequence[float], f_labeled: Sequence[float], f_all: Sequence[float], level: float = 0.95
 ) -> Estimate:
-    """The people's mean over a fixed set of items whose every member the judge has seen
-    (``f_all``), from people's values on a uniform sample of them: the judge's mean is known, so
-    only the rectifier varies (PPI++ with N infinite)."""
-    y_, fl = np.asarray(y, dtype=float), np.asarray(f_labeled, dtype=float)
-    n = len(y_)
-    if n == 0:
+    """The judge-assisted mean with its normal interval (one look, at the end)."""
+    if len(y) == 0:
         return Estimate(math.nan, 0.0, 1.0, 0)
-    lam = power_tuning(y_, fl, math.inf)
-    rectifier = y_ - lam * fl
-    value = float(lam * np.mean(f_all) + rectifier.mean())
+    rectifier, offset, lam = judge_assisted_terms(y, f_labeled, f_all)
+    n = len(rectifier)
+    value = float(rectifier.mean()) + offset
     half = _z(level) * float(np.std(rectifier, ddof=1)) / math.sqrt(n) if n > 1 else math.inf
     return Estimate(value, value - half, value + half, n, lam)
 

@@ -17,7 +17,7 @@ from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from evalsite.annotation.models import Comparison, Study
-from stats.evidence import cs_half_width, cs_rho, votes_needed
+from stats.evidence import cs_half_width, cs_rho
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +26,11 @@ CANDIDATE_MAJORITY = Q(votes_candidate__gt=F("votes_baseline")) & Q(votes_candid
 
 
 def baseline_precision(study: Study, level: float = 0.95) -> list[dict]:
-    """Per baseline: the comparisons with votes (n) of all, the candidate's win share, its
-    anytime-valid interval, and about how many more voted comparisons the study's target needs."""
+    """Per baseline: the comparisons with votes (n) of all, the candidate's win share and its
+    anytime-valid interval."""
     rows = (
         Comparison.objects.filter(study=study, is_gold=False)
-        .values("baseline__name")
+        .values("baseline_id", "baseline__name")
         .annotate(
             total=Count("id"),
             voted=Count("id", filter=VOTED),
@@ -46,20 +46,16 @@ def baseline_precision(study: Study, level: float = 0.95) -> list[dict]:
         half = math.inf
         if n > 1 and share is not None:
             half = cs_half_width(n, math.sqrt(share * (1 - share) * n / (n - 1)), rho, 1 - level)
-        more = None
-        if study.target_half_width and share is not None:
-            p = min(max(share, 0.05), 0.95)
-            more = max(votes_needed(p, study.target_half_width, level, anytime=True) - n, 0)
         out.append(
             {
                 "baseline": row["baseline__name"],
+                "baseline_id": row["baseline_id"],
                 "n": n,
                 "comparisons": total,
                 "win": share,
                 "half_width": half,
                 "low": None if share is None else max(share - half, 0.0),
                 "high": None if share is None else min(share + half, 1.0),
-                "more": more,
             }
         )
     return out

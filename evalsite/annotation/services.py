@@ -389,9 +389,7 @@ def widest_baseline(study: Study) -> int | None:
         rows = precision.baseline_precision(study)
         if not rows:
             return None
-        names = dict(study.baselines.values_list("name", "pk"))
-        widest = max(rows, key=lambda r: (r["half_width"], -r["n"]))
-        return names.get(widest["baseline"])
+        return max(rows, key=lambda r: (r["half_width"], -r["n"]))["baseline_id"]
 
     return caches["process"].get_or_set(f"study-widest:{study.pk}", compute, settings.ADAPTIVE_REFRESH_SECONDS)
 

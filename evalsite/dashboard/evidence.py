@@ -7,7 +7,6 @@ lengths): a few hundred to a few thousand rows per study, never a scan of judgme
 
 from __future__ import annotations
 
-import math
 from collections import Counter, defaultdict
 
 import numpy as np
@@ -17,7 +16,14 @@ from evalsite.annotation.models import Study
 from evalsite.core.lookup import fetch_rows
 from evalsite.judging.models import JudgeJob
 from evalsite.judging.results import default_judge_job
-from stats.evidence import cs_half_width, cs_rho, length_controlled_win_rate, power_tuning, ppi_mean, votes_needed
+from stats.evidence import (
+    confidence_sequence,
+    cs_rho,
+    judge_assisted_terms,
+    length_controlled_win_rate,
+    ppi_mean,
+    votes_needed,
+)
 from stats.outcomes import LOSS, TIE, WIN
 
 OUTCOMES = (WIN, TIE, LOSS)
@@ -196,6 +202,7 @@ def evidence(study: Study, job: JudgeJob | None, rule: str = "majority") -> dict
     }
     if result["calibration"] is not None:
         result["calibration"]["self_preference"] = self_preference(study, job, majority)
+    result["status"] = study_status(study, job, majority)
     return result
 
 
@@ -210,26 +217,28 @@ def assisted_half_widths(per: dict[str, list[tuple]], level: float = 0.95) -> di
         pairs = [(p[0], j[0]) for p, j, _ in rows if p is not None and j is not None]
         if len(pairs) < 2 or not judged:
             continue
-        y, f = (np.array(v, dtype=float) for v in zip(*pairs, strict=True))
-        lam = power_tuning(y, f, math.inf)
-        terms = y - lam * f
-        value = float(terms.mean() + lam * np.mean(judged))
+        y, f = zip(*pairs, strict=True)
+        terms, offset, lam = judge_assisted_terms(y, f, judged)
+        e = confidence_sequence(terms, offset, cs_rho(len(rows), 1 - level), 1 - level)
         sd = float(terms.std(ddof=1))
-        half = cs_half_width(len(terms), sd, cs_rho(len(rows), 1 - level), 1 - level)
-        out[name] = {"win": value, "half_width": half, "lam": lam, "n": len(terms), "sd": sd}
+        out[name] = {"win": e.value, "half_width": e.half_width, "lam": lam, "n": e.n, "sd": sd}
     return out
 
 
-def study_status(study: Study, job: JudgeJob | None = None) -> dict:
+def study_status(study: Study, job: JudgeJob | None = None, majority: dict | None = None) -> dict:
     """Whether the study knows each baseline's win share to its target, at every look (confidence
     sequences): with the judge's help when a judge job covers the study (decided before looking,
     so one interval per baseline, not the narrower of two), else from the people's votes alone.
-    The first time every baseline is within the target, the study stops handing out items."""
+    The first time every baseline is within the target, the study stops handing out items.
+    ``majority``: study_rows by the people's majority, when the caller has them."""
     rows = precision.baseline_precision(study)
     job = job or default_judge_job(study)
-    assisted = assisted_half_widths(study_rows(study, job, "majority")) if job else {}
+    if job and majority is None:
+        majority = study_rows(study, job, "majority")
+    assisted = assisted_half_widths(majority) if job else {}
     target = study.target_half_width
     for row in rows:
+        row["more"] = None
         helped = assisted.get(row["baseline"])
         row["judge_assisted"] = helped is not None
         if helped is not None:
@@ -246,7 +255,7 @@ def study_status(study: Study, job: JudgeJob | None = None) -> dict:
     enough = bool(target and rows and all(r["half_width"] <= target for r in rows))
     if enough and study.enough_at is None:
         precision.mark_enough(study, rows)
-    more = [r["more"] for r in rows if r.get("more") is not None]
+    more = [r["more"] for r in rows if r["more"] is not None]
     return {
         "rows": rows,
         "target": target,

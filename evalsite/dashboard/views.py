@@ -13,7 +13,6 @@ from evalsite.catalog.models import PromptSet, System
 from evalsite.core.charts import means_with_intervals, stacked_bars
 from evalsite.core.decorators import staff_required
 from evalsite.dashboard import data, figures
-from evalsite.dashboard.evidence import study_status
 from evalsite.dashboard.png import PngUnavailable, svg_to_png
 from evalsite.judging.models import JudgeJob
 
@@ -115,7 +114,7 @@ def study(request, name: str):
         "human_table": built.human_table(),
         "paper_agreement": data.PAPER_AGREEMENT,
         "jobs": built.study.judge_jobs.all(),
-        "precision": study_status(built.study, built.judge["job"] if built.judge else None),
+        "precision": built.result["evidence"]["status"],
     }
     return render(request, template, context)
 
