@@ -11,11 +11,15 @@ answers longer on average (as LIMA's are).
 Measured, 1,000 repetitions each with a fixed seed (--reps to change):
 - ppi_width_ratio, ppi_coverage: at equal people's votes (uniform, one vote each), the judge-assisted
   interval (PPI++) width over the people-only one, and how often it holds the truth;
-- adaptive_votes_ratio, adaptive_coverage, uniform_coverage: votes until every baseline's win share
-  is known to +-5 points with an anytime-valid interval (looked at every 10 votes), adaptive (the
-  widest baseline first, within it votes where the judge is least sure, reweighted; judge-assisted)
-  over uniform (round robin, people only); and whether the intervals at the stop hold the truth;
-  also what the study's adaptive claim does today (the widest baseline first, people only);
+- adaptive_votes_ratio, adaptive_coverage, adaptive_reached_target, uniform_coverage: people's votes
+  until every baseline's win share is known to +-5 points with an anytime-valid interval (looked at
+  every 10 votes), a sampled study as the product runs it (`study sample` at --rate: the widest
+  baseline first, within it the next comparison drawn for people in the study's random order,
+  chances from the judge's uncertainty; active inference's estimate over the walked prefix) over
+  uniform (round robin, people only); whether the intervals at the stop hold the truth, and how
+  often the sampled study reached the target before its comparisons ran out (per rate in
+  adaptive_by_rate: a low rate runs out on 1,000 comparisons per baseline);
+  widest_first_*: an adaptive study without a sampling plan (the widest baseline first, people only);
 - raw_error_points, lc_error_points: the judge's win rate (a tie is half) against the people's, as
   counted and length-controlled.
 
@@ -38,12 +42,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from stats.evidence import (  # noqa: E402
-    active_probabilities,
     classical_mean,
     cs_half_width,
     cs_rho,
     judge_assisted_mean,
     length_controlled_win_rate,
+    sampled_terms,
+    sampling_probabilities,
 )
 
 WIN, TIE, LOSS = 0, 1, 2
@@ -89,48 +94,78 @@ def equal_votes(rng, items, votes, **kw) -> dict:
     return out
 
 
-def until_known(
-    rng, items, target, adaptive, rho, every=10, cap=20000, widest_only=False, **kw
-) -> tuple[int, list[bool]]:
-    """Votes until every baseline's win share is within +-target (anytime-valid); whether each
-    final interval holds the truth. ``widest_only``: what the study's adaptive claim does (the
-    widest baseline first, any item of it, people's votes alone)."""
-    people, judge, _ = study(rng, items, **kw)
+def until_known(rng, items, target, rho, every=10, cap=20000, widest_first=False, **kw) -> tuple[int, list[bool]]:
+    """Votes until every baseline's win share is within +-target (anytime-valid, people's votes
+    alone), uniform (round robin, any item) or ``widest_first`` (what an adaptive study without a
+    sampling plan does: the widest baseline first, any item of it); whether each final interval
+    holds the truth."""
+    people, _, _ = study(rng, items, **kw)
     truth = people[..., WIN].mean(axis=1)
     baselines = len(TRUTH)
-    f = judge[..., WIN]
-    q = np.stack([active_probabilities(f[b] * (1 - f[b])) for b in range(baselines)]) if adaptive else None
-    if widest_only:
-        q = np.full((baselines, items), 1 / items)
-    drawn: list[list[tuple[int, float]]] = [[] for _ in range(baselines)]
+    drawn: list[list[float]] = [[] for _ in range(baselines)]
     half = np.full(baselines, np.inf)
-    estimate = np.zeros(baselines)
     votes = 0
     while votes < cap:
         for _ in range(every):
-            if adaptive:
-                b = int(np.argmax(half)) if votes >= 20 * baselines else votes % baselines
-                i = int(rng.choice(items, p=q[b]))
-            else:
-                b, i = votes % baselines, int(rng.integers(0, items))
-            drawn[b].append((i, float(draw(rng, people[b, i]) == WIN)))
+            b = int(np.argmax(half)) if widest_first and votes >= 20 * baselines else votes % baselines
+            drawn[b].append(float(draw(rng, people[b, int(rng.integers(0, items))]) == WIN))
             votes += 1
         for b in range(baselines):
-            idx = np.array([i for i, _ in drawn[b]])
-            y = np.array([v for _, v in drawn[b]])
-            if len(y) < 2:
-                continue
-            if adaptive and not widest_only:
-                a, c = y / (items * q[b, idx]), f[b, idx] / (items * q[b, idx])
-                lam = float(np.clip(np.cov(a, c)[0, 1] / max(np.var(c, ddof=1), 1e-12), 0, 1))
-                terms, offset = a - lam * c, lam * f[b].mean()
-            else:
-                terms, offset = y, 0.0
-            estimate[b] = terms.mean() + offset
-            half[b] = cs_half_width(len(terms), float(terms.std(ddof=1)), rho)
+            if len(drawn[b]) > 1:
+                half[b] = cs_half_width(len(drawn[b]), float(np.std(drawn[b], ddof=1)), rho)
         if (half <= target).all():
             break
+    estimate = [float(np.mean(d)) for d in drawn]
     return votes, [bool(abs(estimate[b] - truth[b]) <= half[b]) for b in range(baselines)]
+
+
+def sampled_until_known(rng, items, target, rate, every=10, **kw) -> tuple[int, list[bool], bool]:
+    """A sampled study as the product runs it (`study sample`, the claim, dashboard/evidence.py):
+    per baseline the comparisons in one random order, each drawn for people with its chance from
+    the judge's uncertainty (stats.evidence.sampling_probabilities at ``rate``); each vote goes to
+    the baseline whose interval is widest, to the next drawn comparison in its order; the estimate
+    is active inference's over the walked prefix (stats.evidence.sampled_terms, the judge's weight
+    tuned), with the study's anytime-valid interval (rho planned for every comparison, as the
+    dashboard plans it). Returns the votes, whether each interval holds the truth, and whether
+    every baseline reached the target before its comparisons ran out."""
+    people, judge, _ = study(rng, items, **kw)
+    truth = people[..., WIN].mean(axis=1)
+    baselines = len(TRUTH)
+    f = judge[..., WIN]  # the judge's soft verdict: its probability that the candidate wins
+    pi = np.stack([sampling_probabilities(f[b] * (1 - f[b]), rate) for b in range(baselines)])
+    order = np.stack([rng.permutation(items) for _ in range(baselines)])
+    wanted = rng.random((baselines, items)) < pi[np.arange(baselines)[:, None], order]  # in walk order
+    y = np.zeros((baselines, items))
+    walked_to = np.zeros(baselines, dtype=int)  # items of the walk known (a prefix)
+    half, estimate = np.full(baselines, np.inf), np.zeros(baselines)
+    rho = cs_rho(items)
+    votes = 0
+    while True:
+        for _ in range(every):
+            open_ = [b for b in range(baselines) if walked_to[b] < items and half[b] > target]
+            if not open_:
+                break
+            b = max(open_, key=lambda k: (half[k], -walked_to[k]))
+            rest = np.flatnonzero(wanted[b, walked_to[b] :])
+            if not len(rest):  # no drawn comparison left: the walk ends
+                walked_to[b] = items
+                continue
+            at = walked_to[b] + int(rest[0])
+            y[b, at] = float(draw(rng, people[b, order[b, at]]) == WIN)
+            walked_to[b] = at + 1
+            votes += 1
+        for b in range(baselines):
+            n = walked_to[b]
+            if n < 2:
+                continue
+            idx = order[b, :n]
+            terms, _ = sampled_terms(y[b, :n], f[b, idx], wanted[b, :n], pi[b, idx], f_mean=float(f[b].mean()))
+            estimate[b] = float(terms.mean())
+            half[b] = cs_half_width(n, float(terms.std(ddof=1)), rho)
+        if all(half[b] <= target or walked_to[b] >= items for b in range(baselines)):
+            break
+    covered = [bool(abs(estimate[b] - truth[b]) <= half[b]) for b in range(baselines)]
+    return votes, covered, bool((half <= target).all())
 
 
 def length_error(rng, items, **kw) -> tuple[float, float]:
@@ -154,7 +189,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--judge-noise", type=float, default=0.05, help="0: the judge votes as a person would")
     parser.add_argument("--length-bias", type=float, default=2.0, help="the judge's logit per tanh(length/100)")
+    parser.add_argument("--rate", type=float, default=0.5, help="the sampled study's rate (`study sample`'s default)")
+    parser.add_argument("--rates", default="0.2,0.3,0.5,0.7", help="rates also measured")
     args = parser.parse_args()
+    args.rates = sorted({float(r) for r in args.rates.split(",")} | {args.rate})
     # people agree with each other about as LIMA's crowd did; the judge about as often with them
     kw = {"concentration": 0.6, "noise": args.judge_noise, "length_bias": 0.0}
     biased = {**kw, "length_bias": args.length_bias}
@@ -178,19 +216,23 @@ def main() -> None:
         for key, values in equal_votes(rng, args.items, args.votes, **weaker).items():
             weak[key] += values
 
-    rho = cs_rho(400)
+    rho = cs_rho(args.items)  # planned for every comparison, as the study's dashboard plans it
     adaptive_reps = max(args.reps // 10, 20)
-    uniform_votes, adaptive_votes, uniform_cover, adaptive_cover, widest_votes, widest_cover = [], [], [], [], [], []
+    uniform_votes, uniform_cover, widest_votes, widest_cover = [], [], [], []
+    sampled: dict[float, dict[str, list]] = {r: {"votes": [], "covered": [], "reached": []} for r in args.rates}
     for _ in range(adaptive_reps):  # each a whole sequential study: fewer repetitions
-        n, covered = until_known(rng, args.items, 0.05, False, rho, **kw)
+        n, covered = until_known(rng, args.items, 0.05, rho, **kw)
         uniform_votes.append(n)
         uniform_cover += covered
-        n, covered = until_known(rng, args.items, 0.05, True, rho, **kw)
-        adaptive_votes.append(n)
-        adaptive_cover += covered
-        n, covered = until_known(rng, args.items, 0.05, True, rho, widest_only=True, **kw)
+        n, covered = until_known(rng, args.items, 0.05, rho, widest_first=True, **kw)
         widest_votes.append(n)
         widest_cover += covered
+        for rate in args.rates:
+            n, covered, reached = sampled_until_known(rng, args.items, 0.05, rate, **kw)
+            sampled[rate]["votes"].append(n)
+            sampled[rate]["covered"] += covered
+            sampled[rate]["reached"].append(reached)
+    headline = sampled[args.rate]
 
     raw, controlled = zip(*(length_error(rng, args.items, **biased) for _ in range(args.reps // 10)), strict=True)
 
@@ -209,10 +251,20 @@ def main() -> None:
         "weaker_judge_ppi_coverage": float(np.mean(weak["covered_assisted"])),
         "target_half_width": 0.05,
         "uniform_votes_mean": float(np.mean(uniform_votes)),
-        "adaptive_votes_mean": float(np.mean(adaptive_votes)),
-        "adaptive_votes_ratio": float(np.mean(adaptive_votes) / np.mean(uniform_votes)),
+        "adaptive_rate": args.rate,
+        "adaptive_votes_mean": float(np.mean(headline["votes"])),
+        "adaptive_votes_ratio": float(np.mean(headline["votes"]) / np.mean(uniform_votes)),
         "uniform_coverage": float(np.mean(uniform_cover)),
-        "adaptive_coverage": float(np.mean(adaptive_cover)),
+        "adaptive_coverage": float(np.mean(headline["covered"])),
+        "adaptive_reached_target": float(np.mean(headline["reached"])),
+        "adaptive_by_rate": {
+            str(rate): {
+                "votes_ratio": float(np.mean(r["votes"]) / np.mean(uniform_votes)),
+                "coverage": float(np.mean(r["covered"])),
+                "reached_target": float(np.mean(r["reached"])),
+            }
+            for rate, r in sampled.items()
+        },
         "widest_first_votes_ratio": float(np.mean(widest_votes) / np.mean(uniform_votes)),
         "widest_first_coverage": float(np.mean(widest_cover)),
         "judge_length_bias_logit": biased["length_bias"],

@@ -150,11 +150,64 @@ def active_probabilities(uncertainty: Sequence[float], floor: float = 0.2) -> np
     return (1 - floor) * active + floor / n
 
 
-def weighted_terms(y: Sequence[float], f: Sequence[float], q: Sequence[float], n_items: int, lam: float) -> np.ndarray:
-    """Per vote drawn with probability q among n_items: (y - lam f) / (n_items q), whose mean plus
-    lam * mean(f over every item) estimates the people's mean without bias."""
-    y_, f_, q_ = (np.asarray(a, dtype=float) for a in (y, f, q))
-    return (y_ - lam * f_) / (n_items * q_)
+def sampling_probabilities(uncertainty: Sequence[float], rate: float, floor: float = 0.2) -> np.ndarray:
+    """Per item, the chance that people vote on it, for a study that asks people about a ``rate``
+    share of its items: proportional to ``active_probabilities`` (where the judge is least sure),
+    capped at 1 with the excess spread over the rest so that the chances still average ``rate``
+    (Zrnic and Candes 2024, with their budget constraint)."""
+    n = len(uncertainty)
+    if not 0 < rate <= 1:
+        raise ValueError(f"rate must be in (0, 1], got {rate}")
+    if n == 0:
+        return np.zeros(0)
+    weights = active_probabilities(uncertainty, floor) * n
+    pi = np.minimum(rate * weights, 1.0)
+    for _ in range(n):  # raise the uncapped ones until the budget is spent (at most n rounds)
+        free = pi < 1.0
+        missing = rate * n - pi.sum()
+        if missing <= 1e-12 or not free.any():
+            break
+        pi[free] = np.minimum(pi[free] * (1 + missing / pi[free].sum()), 1.0)
+    return pi
+
+
+def walked(order: Sequence[int], drawn: Sequence[bool], voted: Sequence[bool]) -> np.ndarray:
+    """The items of a sampled study whose terms are known: in the study's random order, every item
+    up to the first one drawn for people that has no vote yet (excluded). A prefix of a random
+    order is a random sample of the items, whatever order the votes arrive in."""
+    order_ = np.asarray(order)
+    sequence = np.argsort(order_, kind="stable")
+    waiting = np.asarray(drawn, dtype=bool)[sequence] & ~np.asarray(voted, dtype=bool)[sequence]
+    stop = int(np.argmax(waiting)) if waiting.any() else len(sequence)
+    return sequence[:stop]
+
+
+def sampled_terms(
+    y: Sequence[float],
+    f: Sequence[float],
+    drawn: Sequence[bool],
+    pi: Sequence[float],
+    lam: float | None = None,
+    f_mean: float | None = None,
+) -> tuple[np.ndarray, float]:
+    """Active inference's per-item terms (Zrnic and Candes 2024, their active mean estimator), each
+    unbiased for the people's value of its item whatever the judge (``y`` is read only where drawn):
+    lam f + drawn (y - lam f) / pi; or, where the judge's mean over every item of the study is known
+    (``f_mean``: it saw them all), lam f_mean + drawn (y - lam f) / pi, whose mean over a random part
+    of the items is unbiased for the study and varies only through the people's part. ``lam``
+    (PPI++ power tuning) minimises the terms' variance, clipped to [0, 1]: 0 gives the people-only
+    (Horvitz-Thompson) terms, which need no judge."""
+    xi = np.asarray(drawn, dtype=bool)
+    pi_ = np.asarray(pi, dtype=float)
+    f_ = np.asarray(f, dtype=float)
+    a = np.where(xi, np.where(xi, np.asarray(y, dtype=float), 0.0) / pi_, 0.0)
+    b = np.where(xi, f_ / pi_, 0.0)
+    c = np.full(len(a), f_mean) - b if f_mean is not None else f_ - b  # terms: a + lam c
+    if lam is None:
+        lam = 0.0
+        if len(a) > 1 and float(np.var(c, ddof=1)) > 0:
+            lam = _clip(-float(np.cov(a, c, ddof=1)[0, 1]) / float(np.var(c, ddof=1)))
+    return a + lam * c, lam
 
 
 # -- intervals one may look at after every vote ----------------------------------------------------
@@ -238,6 +291,60 @@ def length_controlled_win_rate(
     controlled = 1 / (1 + math.exp(-a))
     slope = controlled * (1 - controlled) * b * (1 - math.tanh(0) ** 2)  # d p / d (diff / scale) at 0
     return LengthControlled(float(y.mean()), float(controlled), float(slope), n)
+
+
+STYLE_FEATURES = ("length", "headers", "lists", "bold")
+
+
+def style_difference(candidate: float, baseline: float) -> float:
+    """Chatbot Arena's normalised difference of one style feature: (a - b) / (a + b), 0 when
+    neither answer has any."""
+    total = candidate + baseline
+    return (candidate - baseline) / total if total else 0.0
+
+
+@dataclass(frozen=True)
+class StyleControlled:
+    raw: float
+    controlled: float | None  # predicted with every style feature equal; None when none varies
+    # per feature: how many points the win rate moves when the candidate has twice the baseline's
+    # (a normalised difference of 1/3) and the logistic coefficient itself
+    effects: dict[str, tuple[float, float]]
+    n: int
+
+
+def style_controlled_win_rate(
+    outcomes: Sequence[float], candidate: dict[str, Sequence[float]], baseline: dict[str, Sequence[float]]
+) -> StyleControlled:
+    """Chatbot Arena's style control (Li, Chiang, Dunlap et al., "Does style matter? Disentangling
+    style and substance in Chatbot Arena", LMSYS blog, August 2024), for one candidate against one
+    baseline, where its Bradley-Terry model is a logistic regression: logit P(candidate wins) =
+    a + sum_k g_k z_k, with z_k the normalised difference of style feature k (answer length in
+    tokens, Markdown headers, list items, bold spans), standardised as Arena does. The controlled
+    win rate is the model's prediction with no style difference, sigmoid(a). ``outcomes``: 1, 0.5
+    (tie, half a win), 0."""
+    y = np.asarray(outcomes, dtype=float)
+    n = len(y)
+    if n == 0:
+        return StyleControlled(math.nan, None, {}, 0)
+    columns, names, scales = [np.ones(n)], [], []
+    for name in STYLE_FEATURES:
+        z = np.array([style_difference(a, b) for a, b in zip(candidate[name], baseline[name], strict=True)])
+        if float(z.std()) < 0.02:  # the feature hardly varies: it cannot be told from the candidate
+            continue
+        columns.append(z / z.std())
+        names.append(name)
+        scales.append(float(z.std()))
+    if n < 5 or not names:
+        return StyleControlled(float(y.mean()), None, {}, n)
+    beta = logistic_fit(np.column_stack(columns), y, ridge=1e-2)
+    intercept = float(beta[0])
+    controlled = 1 / (1 + math.exp(-intercept))
+    effects = {}
+    for name, coefficient, scale in zip(names, beta[1:], scales, strict=True):
+        g = float(coefficient) / scale  # per unit of normalised difference
+        effects[name] = (1 / (1 + math.exp(-(intercept + g / 3))) - controlled, g)
+    return StyleControlled(float(y.mean()), controlled, effects, n)
 
 
 # -- planning votes before a study opens -----------------------------------------------------------

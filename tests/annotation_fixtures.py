@@ -1,5 +1,6 @@
 """A study with real rows: a prompt set, a candidate and baselines with responses."""
 
+import random
 from datetime import timedelta
 
 from django.contrib.auth.models import User
@@ -9,6 +10,8 @@ from evalsite.annotation import services
 from evalsite.annotation.models import Assignment
 from evalsite.catalog.models import Prompt, PromptSet, Response, System
 from evalsite.core.accounts import annotators_group
+
+SAMPLE_RATE = None  # set by the claim_path fixture: every started study is sampled at this rate
 
 
 def make_study(
@@ -41,6 +44,8 @@ def make_study(
         users.append(user)
     if start:
         services.start_study(study)
+        if SAMPLE_RATE is not None:  # no judge: every comparison equally unsure
+            services.plan_sampling(study, {}, SAMPLE_RATE, random.Random(0))
     return study, users
 
 

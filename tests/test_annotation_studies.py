@@ -14,16 +14,29 @@ from evalsite.annotation import services
 from evalsite.annotation.models import Assignment, Comparison, HumanJudgment, Outcome, Study
 from evalsite.annotation.quality import annotator_quality, study_agreement
 from evalsite.catalog.models import Response, System
+from tests import annotation_fixtures
 from tests.annotation_fixtures import make_study, vote
 
 
-@pytest.fixture(params=["one statement", "portable", "one statement, adaptive", "portable, adaptive"])
-def claim_path(request, settings):
+@pytest.fixture(
+    params=[
+        "one statement",
+        "portable",
+        "one statement, adaptive",
+        "portable, adaptive",
+        "one statement, sampled",
+        "portable, sampled",
+    ]
+)
+def claim_path(request, settings, monkeypatch):
     """Claiming and answering on PostgreSQL in one SQL statement each, and the portable ORM path
     other databases take;
-    each with uniform and with adaptive assignment (the studies the test makes get it)."""
+    each with uniform and with adaptive assignment, and in a sampled study's order (the studies the
+    test makes get it; sampled at rate 1, so every comparison is still asked of people)."""
     settings.CLAIM_IN_ONE_STATEMENT = settings.SUBMIT_IN_ONE_STATEMENT = request.param.startswith("one statement")
     settings.STUDY_DEFAULT_ASSIGNMENT = "adaptive" if request.param.endswith("adaptive") else "uniform"
+    if request.param.endswith("sampled"):
+        monkeypatch.setattr(annotation_fixtures, "SAMPLE_RATE", 1.0)
     settings.ADAPTIVE_REFRESH_SECONDS = 0.001  # look again at every claim: the hardest case for the overlap
     return request.param
 

@@ -99,6 +99,8 @@ def test_win_rates_controlled_for_length_for_people_and_judge(staff_client):
     page = BeautifulSoup(staff_client.get(f"/dashboard/{study.name}/?job={job.pk}").content, "html.parser")
     cells = [td.get_text(strip=True) for td in page.select("#length-control tbody tr td")]
     assert cells[0] == "alpaca-65b" and cells[1] == "75%" and cells[4] == "67%"
+    style = [[td.get_text(strip=True) for td in tr.select("td")] for tr in page.select("table.style-control tbody tr")]
+    assert [row[:3] for row in style] == [["alpaca-65b", "people", "75%"], ["alpaca-65b", "judge", "67%"]]
 
 
 def test_a_judge_that_is_one_of_the_systems_shows_its_self_preference():
@@ -136,3 +138,19 @@ def test_the_evidence_panels_in_the_browser(live_server):
         assert page.locator("#length-control table.length-control").is_visible()
         page.locator("#figure1").screenshot(path=str(ARTIFACTS / "dashboard-judge-assisted.png"))
         page.locator("#calibration").screenshot(path=str(ARTIFACTS / "dashboard-calibration.png"))
+
+
+def test_style_features_are_counted_in_the_rendered_answers():
+    from evalsite.catalog.models import Response, render_responses
+    from evalsite.dashboard.evidence import study_rows
+
+    study, job = half_voted_study()
+    comparison = Comparison.objects.filter(study=study).order_by("prompt__id").first()
+    styled = "## Plan\n\nFirst:\n\n- **one**\n- two\n- three\n\n### Then\n\n**done** <h2>raw</h2>"
+    Response.objects.filter(pk=comparison.candidate_response_id).update(text=styled, html=None, completion_tokens=30)
+    render_responses(Response.objects.filter(pk=comparison.candidate_response_id))
+    rows = study_rows(study, job, "majority")["alpaca-65b"]
+    # in comparison order, the first is the styled one: length 30 tokens, 3 headers (the raw <h2>
+    # is kept by the sanitiser and shows as one), 3 list items, 2 bold spans; the baseline has none
+    assert rows[0].style[:4] == (30.0, 3.0, 3.0, 2.0)
+    assert rows[0].style[5:] == (0.0, 0.0, 0.0)

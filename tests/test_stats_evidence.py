@@ -16,7 +16,9 @@ from stats.evidence import (
     logistic_fit,
     power_tuning,
     ppi_mean,
-    weighted_terms,
+    sampled_terms,
+    sampling_probabilities,
+    walked,
 )
 
 
@@ -82,17 +84,65 @@ def test_judge_assisted_intervals_hold_the_truth_about_95_percent_of_the_time():
     assert 0.91 <= covered / 400 <= 0.99, "unbiased whatever the judge's bias"
 
 
-def test_votes_where_the_judge_is_unsure_stay_unbiased_when_reweighted():
+def test_chances_to_be_asked_of_people_by_hand():
+    # sqrt(u) = [0, 0, 1, 1] -> active [0, 0, .5, .5]; with the uniform floor .2: [.05, .05, .45, .45]
+    assert active_probabilities([0, 0, 1, 1]) == pytest.approx([0.05, 0.05, 0.45, 0.45])
+    # a budget of half the items: 4 * rate * q
+    assert sampling_probabilities([0, 0, 1, 1], 0.5) == pytest.approx([0.1, 0.1, 0.9, 0.9])
+    # 3 of 4: the unsure ones would get 1.35, capped at 1; the rest raised until the mean is .75
+    assert sampling_probabilities([0, 0, 1, 1], 0.75) == pytest.approx([0.5, 0.5, 1.0, 1.0])
+    assert sampling_probabilities([0.2] * 5, 1.0) == pytest.approx([1.0] * 5)
+    with pytest.raises(ValueError, match="rate"):
+        sampling_probabilities([0.1], 0.0)
+
+
+def test_the_walked_prefix_stops_at_the_first_item_still_waiting_for_people():
+    order = [3, 1, 4, 2, 5]  # item 1 first, then 3, 0, 2, 4
+    drawn = [True, False, True, True, True]
+    voted = [True, False, False, True, True]  # item 2 (fourth in order) drawn and not voted yet
+    assert list(walked(order, drawn, voted)) == [1, 3, 0]
+    assert list(walked(order, drawn, [True, False, True, True, True])) == [1, 3, 0, 2, 4]
+
+
+def test_the_active_terms_by_hand():
+    y, f, drawn, pi = [1.0, 0.0, 1.0], [0.9, 0.2, 0.5], [True, False, True], [0.5, 0.5, 1.0]
+    terms, lam = sampled_terms(y, f, drawn, pi, lam=0.5)
+    # lam f + drawn (y - lam f) / pi
+    assert lam == 0.5 and terms == pytest.approx([0.45 + 0.55 / 0.5, 0.1, 0.25 + 0.75])
+    people_only, _ = sampled_terms(y, f, drawn, pi, lam=0.0)
+    assert people_only == pytest.approx([2.0, 0.0, 1.0])  # Horvitz-Thompson
+    _, tuned = sampled_terms(y, f, drawn, pi)
+    assert 0.0 <= tuned <= 1.0
+    # the judge's mean over every item known (0.6): lam f_mean + drawn (y - lam f) / pi
+    known, _ = sampled_terms(y, f, drawn, pi, lam=0.5, f_mean=0.6)
+    assert known == pytest.approx([0.3 + 0.55 / 0.5, 0.3, 0.3 + 0.75])
+
+
+def test_people_asked_where_the_judge_is_unsure_give_unbiased_narrower_intervals_that_hold_the_truth():
+    """A sampled study end to end on a known truth: the chances fixed from the judge, items walked
+    in a random order, the estimate over a prefix. Unbiased, covering, and narrower than people
+    alone at the same number of votes."""
     rng = np.random.default_rng(4)
-    p = rng.beta(0.5, 0.5, 500)
-    q = active_probabilities(p * (1 - p))
-    assert q.sum() == pytest.approx(1) and q.min() >= 0.2 / 500
-    estimates = []
+    n = 800
+    p = rng.beta(0.5, 0.5, n)  # each item's chance that people prefer the candidate
+    judge = np.clip(p + rng.normal(0, 0.15, n), 0.01, 0.99)  # a decent judge
+    truth = p.mean()
+    pi = sampling_probabilities(judge * (1 - judge), 0.3)
+    estimates, covered, widths, uniform_widths = [], 0, [], []
     for _ in range(300):
-        idx = rng.choice(500, size=200, p=q)
-        y = (rng.random(200) < p[idx]).astype(float)
-        estimates.append(weighted_terms(y, p[idx], q[idx], 500, lam=1.0).mean() + p.mean())
-    assert np.mean(estimates) == pytest.approx(p.mean(), abs=0.01)
+        drawn = rng.random(n) < pi
+        y = (rng.random(n) < p).astype(float)
+        prefix = walked(rng.permutation(n), drawn, np.ones(n, bool))[:500]  # looked at part way
+        terms, _ = sampled_terms(y[prefix], judge[prefix], drawn[prefix], pi[prefix], f_mean=judge.mean())
+        e = classical_mean(terms)
+        estimates.append(e.value)
+        covered += e.low <= truth <= e.high
+        widths.append(e.half_width)
+        votes = int(drawn[prefix].sum())
+        uniform_widths.append(classical_mean(y[rng.choice(n, votes, replace=False)]).half_width)
+    assert np.mean(estimates) == pytest.approx(truth, abs=0.01)
+    assert 0.92 <= covered / 300 <= 0.98
+    assert np.mean(widths) < 0.8 * np.mean(uniform_widths)  # about 0.72 here
 
 
 def test_a_confidence_sequence_holds_at_every_look_where_repeated_fixed_intervals_do_not():
@@ -166,3 +216,36 @@ def test_votes_needed_for_a_target_precision():
     alone = plan_votes(3, (0.5, 0.2, 0.3), 0.05, seconds_per_vote=60, pay_per_hour=12)
     assert plan.votes == 3 * plan.per_baseline and plan.hours == pytest.approx(plan.votes / 60)
     assert plan.cost == pytest.approx(plan.hours * 12) and plan.votes < 0.7 * alone.votes
+
+
+def test_style_control_takes_out_a_taste_for_lists_and_length():
+    """A judge that prefers whichever answer has more list items and more words, whatever the
+    answers' quality: counted, it flatters the list-happy candidate; controlled, it is back near
+    the truth, and the list effect is the one reported as large."""
+    from stats.evidence import style_controlled_win_rate
+
+    rng = np.random.default_rng(8)
+    n = 3000
+    quality = rng.random(n) < 0.5  # the truth: a 50% win rate
+    cand = {
+        "length": rng.integers(50, 400, n),
+        "headers": np.zeros(n),
+        "lists": rng.integers(0, 8, n),
+        "bold": rng.integers(0, 3, n),
+    }
+    base = {
+        "length": rng.integers(50, 400, n),
+        "headers": np.zeros(n),
+        "lists": rng.integers(0, 4, n),
+        "bold": rng.integers(0, 3, n),
+    }
+    z = np.array([(a - b) / (a + b) if a + b else 0.0 for a, b in zip(cand["lists"], base["lists"], strict=True)])
+    logit = np.where(quality, 1.0, -1.0) + 2.5 * z
+    outcomes = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(float)
+    sc = style_controlled_win_rate(outcomes, cand, base)
+    assert sc.raw > 0.58, "the counted win rate is flattered by the lists"
+    assert sc.controlled == pytest.approx(0.5, abs=0.03)
+    assert set(sc.effects) == {"length", "lists", "bold"}, "no headers anywhere: nothing to say about them"
+    assert sc.effects["lists"][0] > 0.1 and abs(sc.effects["length"][0]) < 0.03
+    flat = style_controlled_win_rate([1.0, 0.0] * 5, {k: [1] * 10 for k in cand}, {k: [1] * 10 for k in cand})
+    assert (flat.raw, flat.controlled, flat.effects) == (0.5, None, {})

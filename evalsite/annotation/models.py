@@ -48,6 +48,12 @@ class Study(models.Model):
         default=AssignmentPolicy.UNIFORM,
         help_text="adaptive: each new item goes to the baseline whose win share is known least well",
     )
+    sampling_rate = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="set by `study sample`: people vote on about this share of the comparisons, chosen where "
+        "the judge is least sure and weighted back (active inference); empty: people may vote on every one",
+    )
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.DRAFT)
     annotators = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="studies")
     excluded = models.ManyToManyField(
@@ -84,11 +90,20 @@ class Comparison(models.Model):
     votes_candidate = models.PositiveSmallIntegerField(default=0)
     votes_baseline = models.PositiveSmallIntegerField(default=0)
     votes_tie = models.PositiveSmallIntegerField(default=0)
+    # a sampled study (Study.sampling_rate): the comparisons are walked in a random order
+    # (draw_order), and each was drawn for people's votes with probability sampling_probability
+    # (people_wanted), fixed before the first vote; the others are known by the judge alone
+    draw_order = models.PositiveIntegerField(null=True, blank=True)
+    sampling_probability = models.FloatField(null=True, blank=True)
+    people_wanted = models.BooleanField(default=True)
 
     class Meta:
         ordering = ["id"]
         constraints = [models.UniqueConstraint(fields=["study", "prompt", "baseline"], name="comparison_unique")]
-        indexes = [models.Index(fields=["study", "is_gold", "slots_taken"])]
+        indexes = [
+            models.Index(fields=["study", "is_gold", "slots_taken"]),
+            models.Index(fields=["study", "draw_order"], name="comparison_draw_order"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.study} #{self.pk}"

@@ -24,6 +24,7 @@ from evalsite.annotation import precision
 from evalsite.annotation.models import Assignment, Comparison, HumanJudgment, LoginToken, Outcome, Study
 from evalsite.catalog.models import PromptSet, Response, System, render_responses
 from evalsite.core.accounts import annotators_group, new_password
+from stats.evidence import sampling_probabilities
 
 VOTE_FIELD = {Outcome.CANDIDATE: "votes_candidate", Outcome.BASELINE: "votes_baseline", Outcome.TIE: "votes_tie"}
 
@@ -204,6 +205,53 @@ def start_study(study: Study, rng: random.Random | None = None) -> int:
     return len(rows)
 
 
+def plan_sampling(
+    study: Study, uncertainty: dict[int, float | None], rate: float, rng: random.Random | None = None
+) -> dict[str, tuple[int, int]]:
+    """Make an open study ask people about a ``rate`` share of its comparisons, chosen where the
+    judge is least sure (``uncertainty`` per comparison id: the judge's expected squared error,
+    p (1 - p) of its soft verdict; None where it gave none, taken as the most uncertain), and walked
+    in one random order; the dashboard weights the votes back (stats.evidence.sampled_terms).
+    Only before the study's first vote: the chances must not depend on what people said.
+    Returns, per baseline, (comparisons drawn for people, comparisons)."""
+    rng = rng or random.Random()
+    if study.status != Study.Status.OPEN:
+        raise StudyError(f"study {study.name} is {study.status}: sample an open study before its first vote")
+    if not 0 < rate <= 1:
+        raise StudyError(f"--rate must be above 0 and at most 1, got {rate}")
+    comparisons = list(Comparison.objects.filter(study=study, is_gold=False).select_related("baseline"))
+    if any(c.slots_taken or c.judgments_done for c in comparisons):
+        raise StudyError(f"study {study.name} has claims or votes already: sampling is fixed before the first one")
+    unknown = [pk for pk in uncertainty if pk not in {c.pk for c in comparisons}]
+    if unknown:
+        raise StudyError(f"comparison(s) not in study {study.name}: {', '.join(map(str, unknown[:10]))}")
+    order = list(range(1, len(comparisons) + 1))
+    rng.shuffle(order)
+    summary: dict[str, tuple[int, int]] = {}
+    by_baseline: dict[str, list[Comparison]] = {}
+    for comparison in comparisons:
+        by_baseline.setdefault(comparison.baseline.name, []).append(comparison)
+    for name, group in sorted(by_baseline.items()):
+        u = [uncertainty.get(c.pk) for c in group]
+        chances = sampling_probabilities([0.25 if v is None else v for v in u], rate)
+        for comparison, pi in zip(group, chances, strict=True):
+            comparison.sampling_probability = float(pi)
+            comparison.people_wanted = rng.random() < pi
+        summary[name] = (sum(c.people_wanted for c in group), len(group))
+    for comparison, position in zip(comparisons, order, strict=True):
+        comparison.draw_order = position
+    with transaction.atomic():
+        started = Q(slots_taken__gt=0) | Q(judgments_done__gt=0)
+        if Comparison.objects.filter(started, study=study, is_gold=False).exists():
+            raise StudyError(f"study {study.name} got a claim while sampling was planned: try again")
+        Comparison.objects.bulk_update(
+            comparisons, ["sampling_probability", "people_wanted", "draw_order"], batch_size=1000
+        )
+        Study.objects.filter(pk=study.pk).update(sampling_rate=rate, assignment=Study.AssignmentPolicy.ADAPTIVE)
+    study.sampling_rate, study.assignment = rate, Study.AssignmentPolicy.ADAPTIVE
+    return summary
+
+
 # --- the annotator's loop ----------------------------------------------------------------------
 
 
@@ -253,6 +301,7 @@ class _Pool:
     start: int | None = None
     stop: int | None = None
     baseline: int | None = None  # adaptive assignment: this baseline's comparisons only
+    sampled: bool = False  # a sampled study: the comparisons drawn for people, in the study's order
 
 
 def _claim_new(study: Study, user: User, rng: random.Random) -> Assignment | None:
@@ -260,12 +309,24 @@ def _claim_new(study: Study, user: User, rng: random.Random) -> Assignment | Non
     # on every claim); wrap around to the start when the tail is exhausted.
     pivot = rng.randint(0, _max_pk(study))
     pools = [_Pool(False, start=pivot), _Pool(False, stop=pivot)]
+    if study.sampling_rate is not None:
+        # a sampled study walks its comparisons in its one random order, so that what is voted is
+        # always a prefix of it (the estimate's terms are known over a random sample of the study)
+        pools = [_Pool(False, sampled=True)]
     if study.assignment == Study.AssignmentPolicy.ADAPTIVE:
-        # the baseline known least well first, any item of it (uniform within it, so each
-        # baseline's estimate stays a uniform sample); the others when it has nothing for this user
+        # the baseline known least well first (uniform within it, or the sampled order, so each
+        # baseline's estimate stays a random sample); the others when it has nothing for this user
         widest = widest_baseline(study)
         if widest is not None:
-            pools[:0] = [_Pool(False, start=pivot, baseline=widest), _Pool(False, stop=pivot, baseline=widest)]
+            first = (
+                [_Pool(False, sampled=True, baseline=widest)]
+                if study.sampling_rate is not None
+                else [
+                    _Pool(False, start=pivot, baseline=widest),
+                    _Pool(False, stop=pivot, baseline=widest),
+                ]
+            )
+            pools[:0] = first
     if study.gold_rate and rng.random() < study.gold_rate:
         pools.insert(0, _Pool(True))  # mixed in at the study's rate, looking like any other item
     else:
@@ -291,7 +352,10 @@ def _take_from_pool(study: Study, user: User, pool: _Pool, rng: random.Random, n
         candidates = candidates.filter(pk__lt=pool.stop)
     if pool.baseline is not None:
         candidates = candidates.filter(baseline_id=pool.baseline)
-    candidates = candidates.order_by("?" if pool.gold else "pk").only("pk", "is_gold")  # texts: for the one taken
+    if pool.sampled:
+        candidates = candidates.filter(people_wanted=True)
+    order = "?" if pool.gold else "draw_order" if pool.sampled else "pk"
+    candidates = candidates.order_by(order).only("pk", "is_gold")  # texts: for the one taken
     for comparison in candidates[:25]:
         if assignment := _take_slot(study, comparison, user, rng, now):
             return assignment
@@ -302,7 +366,7 @@ _CLAIM_SQL = """
 WITH pick AS (
     SELECT c.id FROM {comparison} c
     WHERE c.study_id = %(study)s AND c.is_gold = %(gold)s AND (c.is_gold OR c.slots_taken < %(overlap)s)
-      AND c.id >= %(start)s AND c.id < %(stop)s{baseline}
+      AND c.id >= %(start)s AND c.id < %(stop)s{baseline}{wanted}
       AND NOT EXISTS (SELECT 1 FROM {assignment} a WHERE a.comparison_id = c.id AND a.annotator_id = %(user)s)
     ORDER BY {order} LIMIT 1
     FOR UPDATE SKIP LOCKED
@@ -337,8 +401,9 @@ def _take_from_pool_sql(study: Study, user: User, pool: _Pool, rng: random.Rando
     sql = _CLAIM_SQL.format(
         comparison=Comparison._meta.db_table,
         assignment=Assignment._meta.db_table,
-        order="random()" if pool.gold else "c.id",
+        order="random()" if pool.gold else "c.draw_order" if pool.sampled else "c.id",
         baseline="" if pool.baseline is None else " AND c.baseline_id = %(baseline)s",
+        wanted=" AND c.people_wanted" if pool.sampled else "",
     )
     for _ in range(3):  # the same annotator claiming in two tabs at once: try again
         try:

@@ -12,6 +12,7 @@ import xml.etree.ElementTree as ET
 COLOURS = {"win": "#3f7d4e", "tie": "#b9bec8", "loss": "#b5483f"}
 PAPER_COLOURS = {"win": "#9cc5a5", "tie": "#dde0e5", "loss": "#e0a39d"}
 SVG_NS = "http://www.w3.org/2000/svg"
+INTERVAL_Y = 29  # a row's interval whiskers (26-32) from the row's top: the bar spans 4-32, its labels ~12-25
 
 
 def _value(value: object) -> str:
@@ -125,14 +126,15 @@ def stacked_bars(
             if not ci:
                 continue
             # the win interval sits on the win/tie border; the loss interval on the tie/loss border;
-            # drawn under the bar's labels and letting clicks through to the bar
+            # in the bar's bottom strip, below its percentage labels (whose text ends at y + 22 +
+            # descenders), and letting clicks through to the bar
             x1 = label_w + bar_w * (ci[0] if anchor is not None else 1 - ci[1])
             x2 = label_w + bar_w * (ci[1] if anchor is not None else 1 - ci[0])
-            cy = y + 18
-            group = add(root, "g", stroke="#1d2330", stroke_width=1.5, pointer_events="none")
+            cy = y + INTERVAL_Y
+            group = add(root, "g", stroke="#1d2330", stroke_width=1.5, pointer_events="none", class_="interval")
             add(group, "line", x1=float(x1), y1=cy, x2=float(x2), y2=cy)
-            add(group, "line", x1=float(x1), y1=cy - 5, x2=float(x1), y2=cy + 5)
-            add(group, "line", x1=float(x2), y1=cy - 5, x2=float(x2), y2=cy + 5)
+            add(group, "line", x1=float(x1), y1=cy - 3, x2=float(x1), y2=cy + 3)
+            add(group, "line", x1=float(x2), y1=cy - 3, x2=float(x2), y2=cy + 3)
     if paper:
         y0 = top + row_h * len(rows) + 24
         add(root, "text", "The paper (LIMA 65B, 300 prompts)", x=0, y=y0, font_weight=600, fill="#5b6475")

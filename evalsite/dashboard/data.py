@@ -163,6 +163,9 @@ def dashboard(study: Study, rule: str = "majority", job: JudgeJob | None = None,
     data["evidence"] = evidence(study, job, rule)
     for row in data["human"]:
         row["assisted"] = data["evidence"]["assisted"].get(row["baseline"])
+        if weighted := data["evidence"]["people_weighted"].get(row["baseline"]):
+            # a sampled study: its votes went where the judge was unsure, so they are weighted back
+            row.update({k: weighted[k] for k in ("win", "tie", "loss", "win_ci", "loss_ci")}, weighted=True)
     return data
 
 

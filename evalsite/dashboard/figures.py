@@ -34,6 +34,7 @@ TABLE_COLUMNS = (
     "judge_weight",  # judge-assisted rows: PPI++'s weight on the judge (0: people alone)
 )
 ASSISTED = "people, judge-assisted"
+WEIGHTED = "people, weighted"
 
 
 def _share(value: float | None) -> float | None:
@@ -78,7 +79,8 @@ class StudyFigures:
     def table(self) -> list[dict]:
         rows = []
         for r in self.result["human"]:
-            rows.append(_row("1 (human)", "people", r))
+            # a sampled study's votes are weighted back by their chances (evidence.people_weighted)
+            rows.append(_row("1 (human)", WEIGHTED if r.get("weighted") else "people", r))
             if r.get("assisted"):
                 rows.append(_row("1 (human)", ASSISTED, {"baseline": r["baseline"], **r["assisted"]}))
         if self.judge:

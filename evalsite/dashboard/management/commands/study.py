@@ -1,12 +1,19 @@
+import random
+
 from django.core.management.base import BaseCommand, CommandError
 
 from evalsite.annotation.models import Study
-from evalsite.dashboard.evidence import study_status
+from evalsite.annotation.services import StudyError, plan_sampling
+from evalsite.dashboard.evidence import study_status, uncertainty_by_comparison
+from evalsite.judging.models import JudgeJob
+from evalsite.judging.results import default_judge_job
 
 
 class Command(BaseCommand):
     help = (
-        "A study's precision so far (anytime-valid intervals), and its target: `study status S`, `study target S 0.05`."
+        "A study's precision so far (anytime-valid intervals), and its target: `study status S`, "
+        "`study target S 0.05`; `study sample S --rate 0.4`: people vote where the judge is least sure, "
+        "weighted back."
     )
 
     def add_arguments(self, parser):
@@ -16,6 +23,15 @@ class Command(BaseCommand):
         target = sub.add_parser("target", help="stop handing out items at +- this half-width ('none': never)")
         target.add_argument("study")
         target.add_argument("half_width")
+        sample = sub.add_parser(
+            "sample",
+            help="before the first vote: people vote on about --rate of the comparisons, chosen where the judge is "
+            "least sure (active inference; the dashboard weights the votes back)",
+        )
+        sample.add_argument("study")
+        sample.add_argument("--rate", type=float, default=0.5, help="share of comparisons people vote on (0-1]")
+        sample.add_argument("--judge", type=int, help="the judge job whose verdicts decide (default: the study's)")
+        sample.add_argument("--seed", type=int, help="for a reproducible draw")
 
     def handle(self, *args, **opts):
         try:
@@ -24,7 +40,14 @@ class Command(BaseCommand):
             raise CommandError(f"no study named {opts['study']!r}") from None
         if opts["action"] == "target":
             return self.set_target(study, opts["half_width"])
+        if opts["action"] == "sample":
+            return self.sample(study, opts)
         s = study_status(study)
+        if study.sampling_rate is not None:
+            self.stdout.write(
+                f"sampled: people vote on about {study.sampling_rate:.0%} of the comparisons, where the judge was "
+                "least sure; their votes are weighted back (active inference)"
+            )
         if s["judge"]:
             self.stdout.write(f"with the judge's help: {s['judge'].config.label}, job {s['judge'].pk} (PPI++)")
         self.stdout.write(
@@ -67,3 +90,24 @@ class Command(BaseCommand):
             f"study {study.name}: target +-{value * 100:.1f} points; "
             + ("enough already" if s["enough"] else "not yet")
         )
+
+    def sample(self, study: Study, opts: dict) -> None:
+        if opts["judge"] is not None:
+            job = JudgeJob.objects.filter(pk=opts["judge"], study=study).first()
+            if job is None:
+                raise CommandError(f"no judge job {opts['judge']} on study {study.name}")
+        else:
+            job = default_judge_job(study)
+            if job is None:
+                raise CommandError(f"study {study.name} has no judge job: run `judge` on it first (--judge J)")
+        uncertainty = uncertainty_by_comparison(job)
+        try:
+            summary = plan_sampling(study, uncertainty, opts["rate"], random.Random(opts["seed"]))
+        except StudyError as e:
+            raise CommandError(str(e)) from None
+        self.stdout.write(
+            f"study {study.name}: people vote on about {opts['rate']:.0%} of the comparisons, where judge job "
+            f"{job.pk} ({len(uncertainty)} verdicts) is least sure; assignment is now adaptive"
+        )
+        for name, (drawn, total) in summary.items():
+            self.stdout.write(f"  {name:<24} {drawn:>5} of {total} drawn for people")
