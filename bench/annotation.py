@@ -1,10 +1,12 @@
 """Annotation under load: gunicorn on PostgreSQL, 100 simulated annotators (each logged in,
 doing next + submit with 1-2 s of "reading" between, i.e. real annotators at 15-30x speed) for
-60 s, then a stress step with no pause at rising concurrency to find the highest sustained
-submit rate. Then the database is checked: judgments equal accepted submits, no assignment
+60 s (the web server's CPU per next + submit counted after the logins); then a crowd nearer a real
+one, 1,000 annotators reading 20-40 s per item (about 33 submits/s) for 120 s; then a stress step
+with no pause at rising concurrency to find the highest sustained submit rate. Then the database is
+checked: judgments equal accepted submits, no assignment
 judged twice, no comparison beyond its overlap.
 
-    .venv/bin/python bench/annotation.py [--annotators 100] [--seconds 60] [--workers 4]
+    .venv/bin/python bench/annotation.py [--annotators 100] [--seconds 60] [--workers 4] [--crowd 1000]
 
 Traffic goes to 127.0.0.1 only; every loop is bounded in time."""
 
@@ -87,11 +89,26 @@ study = services.create_study("bench", cand, bases, ps, overlap=3, gold_rate=0.0
 services.start_study(study)
 hashed = make_password("bench-password")
 users = User.objects.bulk_create([User(username=f"b{{i:03d}}", password=hashed) for i in range(A + 64)])
+crowd = User.objects.bulk_create([User(username=f"c{{i:04d}}", password=hashed) for i in range({crowd})])
 group = annotators_group()
-for u in users:
-    u.groups.add(group)
-study.annotators.add(*users)
+group.user_set.add(*users, *crowd)
+study.annotators.add(*users, *crowd)
+# the crowd's sessions made here, as a login would make them: 1,000 password hashes (~0.2 s of CPU
+# each) would take minutes of the server before the crowd starts and say nothing about the cycle
+import json
+from importlib import import_module
+from django.conf import settings
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+store = import_module(settings.SESSION_ENGINE).SessionStore
+sessions = {{}}
+for u in crowd:
+    session = store()
+    session.update({{SESSION_KEY: str(u.pk), BACKEND_SESSION_KEY: settings.AUTHENTICATION_BACKENDS[0],
+                    HASH_SESSION_KEY: u.get_session_auth_hash()}})
+    session.create()
+    sessions[u.username] = session.session_key
 print("ready", study.comparisons.count())
+print("sessions", json.dumps(sessions))
 """
 
 CLAIMS = """
@@ -146,7 +163,8 @@ def run(claim, users, seconds):
 users = list(User.objects.filter(username__startswith="b1").order_by("username"))[:{threads} * 2]
 ours = run(lambda s, u, rng: services.claim_next(s, u, rng=rng, member_checked=True), users[:{threads}], {seconds})
 naive = run(naive_claim, users[{threads}:], {seconds})
-print(json.dumps({{"threads": {threads}, "ours_per_s": ours, "naive_per_s": naive, "ratio": ours / naive}}))
+print(json.dumps({{"threads": {threads}, "ours_per_s": ours, "naive_per_s": naive,
+                  "ratio": ours / naive if naive else None}}))
 """
 
 CHECK = """
@@ -180,10 +198,13 @@ class Annotator:
     """One annotator's browser: a keep-alive connection and its cookies. Plain http.client rather
     than requests: on a 2-core machine the load generator's CPU is taken from the server's."""
 
-    def __init__(self, username: str):
+    def __init__(self, username: str, session: str | None = None):
         self.username = username
         self.cookies: dict[str, str] = {}
         self.conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=30)
+        if session is not None:  # logged in already (the crowd's sessions are made in the set-up)
+            self.cookies["sessionid"] = session
+            return
         page = self.request("GET", "/accounts/login/")
         token = CSRF.search(page[1]).group(1)
         status, _ = self.request(
@@ -321,14 +342,21 @@ def run_annotators(annotators: list[Annotator], seconds: float, pause: tuple[flo
         t.join(timeout=seconds + 60)
 
 
+_LOGGED_IN = None  # a barrier: every load-generator process logged in, and the parent has read the CPU
+
+
 def client_process(args: tuple) -> dict:
     """One load-generator process (several give the client more than one GIL)."""
     usernames, seconds, pause = args
-    annotators = [Annotator(u) for u in usernames]  # logged in before the clock starts
+    # logged in before the clock starts (or given their sessions: name -> session key)
+    annotators = [Annotator(u, usernames[u]) if isinstance(usernames, dict) else Annotator(u) for u in usernames]
     # the load generator stands in for browsers on other machines: a full garbage collection of
     # its heap would stall all its threads at once and be counted as the server's latency
     gc.collect()
     gc.freeze()
+    if _LOGGED_IN is not None:
+        _LOGGED_IN.wait()  # the logins' CPU (a password hash each, ~0.2 s) is not the cycle's
+        _LOGGED_IN.wait()
     stats = Stats()
     started = time.monotonic()
     run_annotators(annotators, seconds, pause, stats)
@@ -342,15 +370,30 @@ def client_process(args: tuple) -> dict:
     }
 
 
-def run_crowd(usernames: list[str], seconds: float, pause: tuple[float, float], processes: int) -> Stats:
+def run_crowd(
+    usernames: list[str] | dict[str, str], seconds: float, pause: tuple[float, float], processes: int, on_ready=None
+) -> Stats:
+    """The crowd logs in, then ``on_ready()`` is called (to read the CPU counters after the logins),
+    then it annotates for ``seconds``."""
     import multiprocessing as mp
 
-    slices = [usernames[i::processes] for i in range(processes) if usernames[i::processes]]
-    if len(slices) == 1:
-        parts = [client_process((slices[0], seconds, pause))]
-    else:
-        with mp.get_context("fork").Pool(len(slices)) as pool:
-            parts = pool.map(client_process, [(s, seconds, pause) for s in slices])
+    global _LOGGED_IN
+    names = list(usernames)
+    slices = [names[i::processes] for i in range(processes) if names[i::processes]]
+    if isinstance(usernames, dict):
+        slices = [{name: usernames[name] for name in part} for part in slices]
+    context = mp.get_context("fork")
+    _LOGGED_IN = context.Barrier(len(slices) + 1)
+    try:
+        with context.Pool(len(slices)) as pool:  # processes, even one: the parent waits at the barrier
+            pending = pool.map_async(client_process, [(s, seconds, pause) for s in slices])
+            _LOGGED_IN.wait(timeout=600)
+            if on_ready is not None:
+                on_ready()
+            _LOGGED_IN.wait(timeout=600)
+            parts = pending.get(timeout=seconds + 600)
+    finally:
+        _LOGGED_IN = None
     total = Stats()
     total.seconds = max(part["seconds"] for part in parts)
     for part in parts:
@@ -368,18 +411,30 @@ def main() -> None:
     parser.add_argument("--annotators", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--stress-seconds", type=float, default=15)
+    parser.add_argument("--crowd", type=int, default=1000, help="annotators of the crowd profile (0: none)")
+    parser.add_argument("--crowd-seconds", type=float, default=120)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "annotation.json"))
     parser.add_argument("--claim-seconds", type=float, default=10, help="each claiming variant, in-process")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=8, help="threads per gunicorn worker")
     parser.add_argument("--worker-class", default="gthread", help="gunicorn worker class")
-    parser.add_argument("--prompts", type=int, default=3000)
+    parser.add_argument("--prompts", type=int, default=5000, help="per baseline (2), overlap 3: enough for every step")
     parser.add_argument("--client-processes", type=int, default=1, help="load-generator processes")
     args = parser.parse_args()
 
     recreate_database()
     manage("migrate", "-v0")
-    print(manage("shell", "--no-imports", stdin=SETUP.format(prompts=args.prompts, annotators=args.annotators)).strip())
+    ready, sessions = (
+        manage(
+            "shell",
+            "--no-imports",
+            stdin=SETUP.format(prompts=args.prompts, annotators=args.annotators, crowd=args.crowd),
+        )
+        .strip()
+        .splitlines()[-2:]
+    )
+    print(ready)
+    crowd_sessions = json.loads(sessions.split(" ", 1)[1])
     server = subprocess.Popen(
         [
             sys.executable,
@@ -419,9 +474,11 @@ def main() -> None:
             except requests.RequestException:
                 time.sleep(0.2)
         crowd = [f"b{i:03d}" for i in range(args.annotators)]
-        before = cpu_snapshot(server.pid)
-        steady = run_crowd(crowd, args.seconds, (1.0, 2.0), args.client_processes)
-        after = cpu_snapshot(server.pid)
+        snapshots = []
+        steady = run_crowd(
+            crowd, args.seconds, (1.0, 2.0), args.client_processes, lambda: snapshots.append(cpu_snapshot(server.pid))
+        )
+        before, after = snapshots[0], cpu_snapshot(server.pid)
         elapsed = steady.seconds
         used = {k: after[k] - before[k] for k in before}
         per_submit = {k: 1000 * v / max(1, steady.accepted) for k, v in used.items()}
@@ -454,6 +511,37 @@ def main() -> None:
             f"{s['cores_busy']:.2f} of {os.cpu_count()} cores busy"
         )
         accepted = steady.accepted
+        if args.crowd:
+            # nearer a real crowd: many annotators, each reading 20-40 s per item (~33 submits/s at 1,000)
+            snapshots = []
+            crowd = run_crowd(
+                crowd_sessions, args.crowd_seconds, (20.0, 40.0), 1, lambda: snapshots.append(cpu_snapshot(server.pid))
+            )
+            used = {k: cpu_snapshot(server.pid)[k] - snapshots[0][k] for k in snapshots[0]}
+            accepted += crowd.accepted
+            report["crowd"] = {
+                "annotators": args.crowd,
+                "seconds": crowd.seconds,
+                "submits": crowd.accepted,
+                "errors": crowd.errors,
+                "error_kinds": crowd.codes,
+                "submits_per_s": crowd.accepted / crowd.seconds,
+                "next_p50_ms": pct(crowd.next, 0.5),
+                "next_p99_ms": pct(crowd.next, 0.99),
+                "submit_p50_ms": pct(crowd.submit, 0.5),
+                "submit_p99_ms": pct(crowd.submit, 0.99),
+                "web_cpu_ms_per_cycle": 1000 * used["server"] / max(1, crowd.accepted),
+                "cores_busy": used["machine"] / crowd.seconds,
+            }
+            c = report["crowd"]
+            report["crowd_next_p99_ms"] = c["next_p99_ms"]
+            print(
+                f"crowd: {args.crowd} annotators, 20-40 s reading, {c['seconds']:.0f} s: {c['submits']} submits "
+                f"({c['submits_per_s']:.1f}/s), {c['errors']} errors {c['error_kinds'] or ''}; next p50 "
+                f"{c['next_p50_ms']:.0f} ms p99 {c['next_p99_ms']:.0f} ms; submit p50 {c['submit_p50_ms']:.0f} ms "
+                f"p99 {c['submit_p99_ms']:.0f} ms; web CPU {c['web_cpu_ms_per_cycle']:.1f} ms a cycle; "
+                f"{c['cores_busy']:.2f} cores busy"
+            )
         report["stress"] = []
         for concurrency in (4, 8, 16, 32):
             users = [f"b{i:03d}" for i in range(concurrency)]
@@ -493,7 +581,8 @@ def main() -> None:
     report["claiming"] = claims
     print(
         f"claim + submit in-process, {claims['threads']} threads: ours {claims['ours_per_s']:.1f}/s, "
-        f"ORDER BY random() FOR UPDATE {claims['naive_per_s']:.1f}/s -> {claims['ratio']:.1f}x"
+        f"ORDER BY random() FOR UPDATE {claims['naive_per_s']:.1f}/s -> "
+        + (f"{claims['ratio']:.1f}x" if claims["ratio"] else "no ratio (the study ran out of items)")
     )
     out = Path(args.out)
     out.write_text(json.dumps(report, indent=2) + "\n")

@@ -420,3 +420,47 @@ def test_an_answer_is_one_statement_on_postgresql_and_records_what_the_portable_
     comparison = Comparison.objects.get(pk=claim.comparison_id)
     assert (comparison.judgments_done, comparison.votes_candidate + comparison.votes_baseline) == (1, 1)
     assert Assignment.objects.get(pk=claim.pk).status == Assignment.Status.DONE
+
+
+@pytest.mark.django_db
+def test_the_item_pages_progress_equals_a_hand_count_on_every_claim_path(claim_path, client):
+    """The claim statement counts the annotator's judgments as it claims (PostgreSQL); the portable
+    path counts them for the page. Either way the page says what a count by hand says."""
+    from bs4 import BeautifulSoup
+
+    study, (a, b) = make_study(n_prompts=6, baselines=("alpaca-65b",), overlap=2, gold_rate=0.0)
+    client.force_login(a)
+    vote(a, Comparison.objects.filter(study=study).order_by("pk").last(), "tie")  # one made elsewhere
+    for _ in range(4):
+        page = BeautifulSoup(client.get(f"/annotate/study/{study.name}/next").content, "html.parser")
+        done = HumanJudgment.objects.filter(annotator=a, comparison__study=study).count()
+        assert page.select_one("#progress-count").get_text(strip=True).split(" / ")[0] == str(done)
+        item = page.select_one("#judge-form")["action"]
+        assert client.post(item, {"choice": "a"}).status_code == 302
+    page = BeautifulSoup(client.get(f"/annotate/study/{study.name}/next").content, "html.parser")
+    assert page.select_one("#progress-count").get_text(strip=True).split(" / ")[0] == "5"
+
+
+@pytest.mark.django_db
+def test_the_next_page_on_postgresql_is_four_statements(settings, client):
+    """The user, the study, the open claim (none), and one statement that claims, counts the
+    annotator's judgments and brings the page's texts (sessions live in the shared cache where
+    deployed; the test's are in the database, and its transaction adds savepoints)."""
+    from django.test.utils import CaptureQueriesContext
+
+    settings.CLAIM_IN_ONE_STATEMENT = True
+    study, (a, _) = make_study(n_prompts=6, baselines=("alpaca-65b",), gold_rate=0.0)
+    client.force_login(a)
+    client.get(f"/annotate/study/{study.name}/next")  # warm: the sweep, the study's size cached
+    assignment = Assignment.objects.get(annotator=a)
+    services.submit(assignment.pk, a, "a")
+    with CaptureQueriesContext(connection) as seen:
+        reply = client.get(f"/annotate/study/{study.name}/next")
+    statements = [
+        q["sql"]
+        for q in seen.captured_queries
+        if not q["sql"].startswith(("SAVEPOINT", "RELEASE", 'SELECT "django_session"'))
+    ]
+    assert [sql.split()[0] for sql in statements] == ["SELECT", "SELECT", "SELECT", "WITH"]
+    assert ['"auth_user"' in statements[0], '"annotation_study"' in statements[1]] == [True, True]
+    assert reply.status_code == 200 and Assignment.objects.filter(annotator=a).count() == 2

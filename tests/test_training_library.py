@@ -261,6 +261,18 @@ def test_a_killed_run_resumes_from_its_last_checkpoint_and_ends_where_an_unbroke
         assert torch.allclose(resumed[name], tensor, atol=1e-6), name
 
 
+def test_a_finished_run_keeps_no_optimiser_state_and_a_second_call_trains_nothing(tmp_path):
+    base = save_tiny(tmp_path / "base")
+    recipe = tiny_recipe(epochs=2)
+    write_examples(tmp_path / "run", EXAMPLES)
+    train(tmp_path / "run", {"model_path": str(base)}, recipe)
+    record = load_resume(tmp_path / "run")
+    assert (record.epoch, record.optimizer) == (2, None), "AdamW's moments are not kept once nothing is left"
+    steps = []
+    again = train(tmp_path / "run", {"model_path": str(base)}, recipe, Callbacks(on_step=steps.append))
+    assert again.resumed_from_epoch == 2 and steps == [] and again.checkpoints == []
+
+
 @pytest.mark.parametrize(
     "options", [{"bf16": True}, {"gradient_checkpointing": True}, {"lora_r": 4}], ids=["bf16", "ckpt", "lora"]
 )

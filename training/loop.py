@@ -442,10 +442,13 @@ def _save_epoch(
     metrics = {"epoch": epoch, "step": session.step, "train_loss": mean_loss, "base": base}
     _save_checkpoint(session.accelerator, session.model, session.tokenizer, session.recipe, folder, metrics)
     sharded = session.accelerator.distributed_type == DistributedType.FSDP
+    # the last epoch's record keeps no optimiser state (AdamW's two moments, twice the model in
+    # float32): nothing is left to train, and a resumed finished run only reports its checkpoints
+    finished = epoch == session.recipe.epochs or session.step >= session.total_steps
     record = ResumeRecord(
         epoch=epoch,
         step=session.step,
-        optimizer=None if sharded else session.optimizer.state_dict(),
+        optimizer=None if sharded or finished else session.optimizer.state_dict(),
         scheduler=session.scheduler.state_dict(),
         rng=_rng_state(),
     )

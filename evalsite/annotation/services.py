@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from evalsite.annotation import precision
 from evalsite.annotation.models import Assignment, Comparison, HumanJudgment, LoginToken, Outcome, Study
-from evalsite.catalog.models import PromptSet, Response, System, render_responses
+from evalsite.catalog.models import Prompt, PromptSet, Response, System, render_responses
 from evalsite.core.accounts import annotators_group, new_password
 from stats.evidence import sampling_probabilities
 
@@ -336,7 +336,8 @@ def _claim_new(study: Study, user: User, rng: random.Random) -> Assignment | Non
     now = timezone.now()
     for pool in pools:
         if assignment := take(study, user, pool, rng, now):
-            assignment.comparison = comparison_page(assignment.comparison_id)
+            if not one_statement:  # the one statement brought the page with it
+                assignment.comparison = comparison_page(assignment.comparison_id)
             return assignment
     return None
 
@@ -372,11 +373,21 @@ WITH pick AS (
     FOR UPDATE SKIP LOCKED
 ), took AS (
     UPDATE {comparison} c SET slots_taken = c.slots_taken + 1 FROM pick WHERE c.id = pick.id RETURNING c.id
+), made AS (
+    INSERT INTO {assignment}
+        (comparison_id, annotator_id, candidate_on_left, status, flag, claimed_at, expires_at, shown_at)
+    SELECT took.id, %(user)s, %(left)s, %(status)s, '', %(now)s, %(expires)s, %(now)s FROM took
+    RETURNING id, comparison_id
 )
-INSERT INTO {assignment}
-    (comparison_id, annotator_id, candidate_on_left, status, flag, claimed_at, expires_at, shown_at)
-SELECT took.id, %(user)s, %(left)s, %(status)s, '', %(now)s, %(expires)s, %(now)s FROM took
-RETURNING id, comparison_id
+-- and what the item's page shows: the prompt, both answers, the annotator's judgments so far
+SELECT made.id, made.comparison_id, c.is_gold, p.id, p.messages, cr.id, cr.text, cr.html, br.id, br.text, br.html,
+       (SELECT COUNT(*) FROM {judgment} j JOIN {comparison} jc ON jc.id = j.comparison_id
+        WHERE j.annotator_id = %(user)s AND jc.study_id = %(study)s)
+FROM made
+JOIN {comparison} c ON c.id = made.comparison_id
+JOIN {prompt} p ON p.id = c.prompt_id
+JOIN {response} cr ON cr.id = c.candidate_response_id
+JOIN {response} br ON br.id = c.baseline_response_id
 """
 
 
@@ -401,6 +412,9 @@ def _take_from_pool_sql(study: Study, user: User, pool: _Pool, rng: random.Rando
     sql = _CLAIM_SQL.format(
         comparison=Comparison._meta.db_table,
         assignment=Assignment._meta.db_table,
+        judgment=HumanJudgment._meta.db_table,
+        prompt=Prompt._meta.db_table,
+        response=Response._meta.db_table,
         order="random()" if pool.gold else "c.draw_order" if pool.sampled else "c.id",
         baseline="" if pool.baseline is None else " AND c.baseline_id = %(baseline)s",
         wanted=" AND c.people_wanted" if pool.sampled else "",
@@ -426,8 +440,22 @@ def _take_from_pool_sql(study: Study, user: User, pool: _Pool, rng: random.Rando
             shown_at=now,
         )
         assignment._state.adding, assignment._state.db = False, connection.alias  # a row that exists
+        assignment.comparison = _page_from_row(study, row)
+        assignment.done_before = row[11]
         return assignment
     return None
+
+
+def _page_from_row(study: Study, row: tuple) -> Comparison:
+    """The comparison of a claim as `comparison_page` gives it, from the claim statement's row
+    (any other field is loaded if asked for, as a deferred one)."""
+    alias = connection.alias
+    messages = Prompt._meta.get_field("messages").from_db_value(row[4], None, connection)
+    comparison = Comparison.from_db(alias, ["id", "study_id", "is_gold"], [row[1], study.pk, row[2]])
+    comparison.prompt = Prompt.from_db(alias, ["id", "messages"], [row[3], messages])
+    comparison.candidate_response = Response.from_db(alias, ["id", "text", "html"], list(row[5:8]))
+    comparison.baseline_response = Response.from_db(alias, ["id", "text", "html"], list(row[8:11]))
+    return comparison
 
 
 def comparison_page(pk: int) -> Comparison:

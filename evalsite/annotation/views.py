@@ -31,8 +31,11 @@ from evalsite.core.paper import LIMA_CHOICES
 # --- annotators ---------------------------------------------------------------------------------
 
 
-def progress_for(study: Study, user) -> dict:
-    done = HumanJudgment.objects.filter(comparison__study=study, annotator=user).count()
+def progress_for(study: Study, user, done: int | None = None) -> dict:
+    """The annotator's judgments in the study against their share of it; ``done`` when the claim
+    that brought the page counted them already (PostgreSQL's one claim statement)."""
+    if done is None:
+        done = HumanJudgment.objects.filter(comparison__study=study, annotator=user).count()
     # the study's size and membership change rarely: counted at most every 30 s per process
     items, members = caches["process"].get_or_set(
         f"study-size:{study.pk}",
@@ -99,7 +102,7 @@ def render_item(request, assignment: Assignment):
         "answer_b": mark_safe(right.rendered_html()),  # noqa: S308
         "choices": LIMA_CHOICES,
         "flags": Assignment.Flag.choices,
-        **progress_for(study, request.user),
+        **progress_for(study, request.user, getattr(assignment, "done_before", None)),
     }
     return render(request, "annotation/item.html", context)
 
