@@ -156,3 +156,18 @@ def test_the_demo_pipeline_runs_on_postgres_and_redis_with_a_worker_per_queue(
     assert judged[base.name] == ("n = 3", ["100%"])
     assert json.dumps(sorted(judged)) == json.dumps(sorted([base.name, "openai-gpt-stub"]))
     assert Comparison.objects.filter(study=study, judgments_done__gt=0).exists()
+
+
+@pytest.mark.django_db
+def test_a_second_demo_run_prints_a_fresh_one_time_link_for_staff_that_works_once(client):
+    from evalsite.pipeline.stages import fresh_logins
+
+    User.objects.create_superuser("admin", "admin@example.org", "first-run-password-1")
+    [line] = fresh_logins()
+    assert line.startswith("staff login: admin (password as shown at the first run)   one-time: http")
+    path = "/" + line.split("one-time: ")[1].split("/", 3)[3]
+    reply = client.get(path)
+    assert reply.status_code == 302 and reply["Location"] == "/", "staff land on the studies' dashboard"
+    client.logout()
+    assert client.get(path).status_code == 410, "once"
+    assert fresh_logins() != [line], "each run a new link"

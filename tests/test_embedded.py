@@ -2,6 +2,7 @@
 with real prefork workers, as `make demo` runs it."""
 
 import os
+import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -120,6 +121,11 @@ def test_the_demo_pipeline_runs_on_the_embedded_default_and_a_second_run_skips_i
     assert "annotator: demo-annotator-1 / " in first.stdout and "staff login: admin / " in first.stdout
     assert "training #1" in first.stderr and "100%" in first.stderr  # the progress bars
     assert second.returncode == 0 and "done in" not in second.stdout
+    # the first run's one-time links are spent: the second prints fresh ones, for staff too
+    first_links = set(re.findall(r"one-time: (\S+)", first.stdout))
+    again = dict(re.findall(r"(annotator: demo-annotator-1|staff login: admin) .*one-time: (\S+)", second.stdout))
+    assert set(again) == {"annotator: demo-annotator-1", "staff login: admin"}
+    assert not first_links & set(again.values())
     assert second.stdout.count("already done, skipped") == 11
     assert (tmp_path / "var" / "models" / "runs" / "run-0001" / "epoch-01" / "recipe.json").exists()
     served_without_debug_pages(env)

@@ -142,7 +142,7 @@ def token_login(request, token: str):
     if user is None:
         return render(request, "annotation/token_used.html", status=410)
     login(request, user, backend="evalsite.core.login.RateLimitedModelBackend")
-    return redirect("annotation:home")
+    return redirect("home" if user.is_staff else "annotation:home")  # staff: the studies' dashboard
 
 
 # --- staff ----------------------------------------------------------------------------------------

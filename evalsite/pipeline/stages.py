@@ -304,6 +304,25 @@ def _annotators(config: DemoConfig, state: DemoState) -> None:
         state.lines.append(f"annotator: {user.username} / {password or '(set at the first run)'}   one-time: {link}")
 
 
+def fresh_logins(config: DemoConfig | None = None) -> list[str]:
+    """For a demo whose accounts exist (a second run: the first run's one-time links are spent and
+    its passwords are stored nowhere in clear): a fresh one-time link for each demo annotator and
+    for the staff account."""
+    config = config or DemoConfig.from_env()
+    base = settings.SITE_URL.rstrip("/")
+    lines = []
+    study = Study.objects.filter(name=config.study).first()
+    if study is not None:
+        for user in study.annotators.filter(username__startswith="demo-annotator-").order_by("username"):
+            link = base + reverse("annotation:token_login", args=[studies.login_token_for(user)])
+            lines.append(f"annotator: {user.username} (password as shown at the first run)   one-time: {link}")
+    staff = User.objects.filter(username="admin", is_superuser=True).first()
+    if staff is not None:
+        link = base + reverse("annotation:token_login", args=[studies.login_token_for(staff)])
+        lines.append(f"staff login: admin (password as shown at the first run)   one-time: {link}")
+    return lines
+
+
 def _annotators_exist(config: DemoConfig) -> bool:
     study = Study.objects.filter(name=config.study).first()
     return bool(study) and study.annotators.filter(username__startswith="demo-annotator-").count() >= config.annotators

@@ -3,7 +3,7 @@ import os
 from django.core.management.base import BaseCommand, CommandError
 
 from evalsite.pipeline.serve import serve
-from evalsite.pipeline.stages import StageFailed, run_stages
+from evalsite.pipeline.stages import StageFailed, fresh_logins, run_stages
 
 
 class Command(BaseCommand):
@@ -21,10 +21,11 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         for line in state.lines:
             self.stdout.write(self.style.SUCCESS(line))
-        if not any(line.startswith("staff login") for line in state.lines):
-            self.stdout.write(
-                "staff login: admin (password shown at the first run; reset: manage.py changepassword admin)"
-            )
+        if not any(line.startswith("annotator:") for line in state.lines):
+            # a second run: the first run's one-time links are spent; fresh ones for every account
+            for line in fresh_logins():
+                self.stdout.write(self.style.SUCCESS(line))
+            self.stdout.write("forgotten a password? manage.py changepassword admin (or demo-annotator-1, ...)")
         if opts["no_serve"]:
             return
         code = serve(opts["host"], opts["port"], self.stdout.write)
