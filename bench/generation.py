@@ -5,6 +5,10 @@ sequential against a local server with 200 ms latency.
     .venv/bin/python bench/generation.py                      # bundled SmolLM2-135M (GGUF), CPU
     .venv/bin/python bench/generation.py --arch DIR --ignore-eos   # same architecture, random weights
 
+First, per weight form (--forms float32,bfloat16): one prompt at a time (single-stream tokens/s),
+the process's peak RSS, and the perplexity of data/train.jsonl's reference answers (is the quality
+kept?); then batched per form.
+
 Each local phase runs in its own process so its peak memory is its own. Results are printed and
 written to bench/results/generation-<device>.json."""
 
@@ -13,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import platform
 import resource
 import sys
@@ -38,6 +43,8 @@ def load_model(args):
     configure_threads()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    if getattr(args, "dtype", None):
+        dtype = getattr(torch, args.dtype)
     if args.arch:  # the architecture only: random weights, for machines without the GGUF file
         config = AutoConfig.from_pretrained(args.arch)
         tokenizer = AutoTokenizer.from_pretrained(args.arch)
@@ -90,6 +97,51 @@ def phase_batched(args, queue):
             "tokens_per_s": tokens / elapsed,
             "peak_memory_mb": peak_memory_mb(loaded.device.type),
             "device": str(loaded.device),
+        }
+    )
+
+
+def phase_single_stream(args, queue):
+    """One weight form: one prompt at a time through hf_local (greedy), its tokens/s and the
+    process's peak RSS, and the perplexity of the shipped training set's reference answers (the
+    quality check: a lighter form must not make the model worse)."""
+    import math
+
+    import torch
+
+    from inference.config import SamplingConfig
+    from inference.hf_local import HFLocalBackend
+    from inference.types import GenerationRequest
+
+    loaded = load_model(args)
+    backend = HFLocalBackend({"model_path": "bench", "max_batch_size": 1}, loaded=loaded)
+    requests = [GenerationRequest(i, m) for i, m in enumerate(seed_prompts(args.single_prompts))]
+    list(backend.generate(requests[:1], SamplingConfig(max_new_tokens=4)))  # warm-up
+    started = time.monotonic()
+    results = list(backend.generate(requests, SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=0.0)))
+    elapsed = time.monotonic() - started
+    tokens = sum(r.completion_tokens or 0 for r in results)
+    tokenizer, model = loaded.tokenizer, loaded.model
+    rows = [json.loads(line) for line in (ROOT / "data" / "train.jsonl").read_text().splitlines()]
+    total = count = 0.0
+    with torch.inference_mode():
+        for row in rows[: args.perplexity_examples]:
+            prompt = tokenizer.apply_chat_template(row["messages"], add_generation_prompt=True, tokenize=False)
+            p = tokenizer(prompt, return_tensors="pt").input_ids
+            a = tokenizer(row["reference_answer"], return_tensors="pt", add_special_tokens=False).input_ids[:, :256]
+            ids = torch.cat([p, a], 1).to(loaded.device)
+            logits = model(ids).logits[0, p.shape[1] - 1 : -1].float()
+            total += torch.nn.functional.cross_entropy(logits, a[0].to(loaded.device), reduction="sum").item()
+            count += a.shape[1]
+    queue.put(
+        {
+            "dtype": str(model.dtype).replace("torch.", ""),
+            "tokens": tokens,
+            "seconds": elapsed,
+            "tokens_per_s": tokens / elapsed,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "perplexity": math.exp(total / count),
+            "perplexity_tokens": int(count),
         }
     )
 
@@ -176,6 +228,10 @@ def main() -> None:
     parser.add_argument("--ignore-eos", action="store_true", help="always generate max-new-tokens (equal work)")
     parser.add_argument("--skip-api", action="store_true")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--dtype", help="batched and naive phases' weights (default: bfloat16 on a GPU, else float32)")
+    parser.add_argument("--forms", default="float32,bfloat16", help="weight forms measured one prompt at a time")
+    parser.add_argument("--single-prompts", type=int, default=8)
+    parser.add_argument("--perplexity-examples", type=int, default=30)
     args = parser.parse_args()
 
     report: dict = {
@@ -186,8 +242,31 @@ def main() -> None:
         "batch_size": args.batch_size,
         "model": f"random weights of {args.arch}" if args.arch else "SmolLM2-135M-Instruct Q4_1 GGUF",
         "ignore_eos": args.ignore_eos,
+        "dtype": args.dtype or "default",
+        "load_1min_before": os.getloadavg()[0],
     }
+    # one prompt at a time, per weight form (the first is today's default on this device)
+    forms = {}
+    for form in args.forms.split(","):
+        forms[form] = run_phase(phase_single_stream, argparse.Namespace(**{**vars(args), "dtype": form}))
+    report["single_stream"] = forms
+    report["single_stream_tokens_per_s"] = {form: r["tokens_per_s"] for form, r in forms.items()}
+    report["peak_rss_mb"] = {form: r["peak_rss_mb"] for form, r in forms.items()}
+    report["perplexity"] = {form: r["perplexity"] for form, r in forms.items()}
+    first, *others = forms
+    for form in others:
+        report[f"single_stream_{form}_over_{first}"] = forms[form]["tokens_per_s"] / forms[first]["tokens_per_s"]
+    for form, r in forms.items():
+        print(
+            f"one prompt at a time, {form}: {r['tokens_per_s']:.1f} tokens/s, peak RSS {r['peak_rss_mb']:.0f} MiB, "
+            f"perplexity of the reference answers {r['perplexity']:.2f} ({r['perplexity_tokens']} tokens)"
+        )
     report["batched"] = run_phase(phase_batched, args)
+    report["batched_tokens_per_s_by_form"] = {}
+    for form in forms:  # batched too, per weight form (alternating with the single streams' runs)
+        r = run_phase(phase_batched, argparse.Namespace(**{**vars(args), "dtype": form}))
+        report["batched_tokens_per_s_by_form"][form] = r["tokens_per_s"]
+        print(f"batched, {form}: {r['tokens_per_s']:.1f} tokens/s, peak {r['peak_memory_mb']:.0f} MiB")
     report["naive"] = run_phase(phase_naive, args)
     report["local_speedup"] = report["batched"]["tokens_per_s"] / report["naive"]["tokens_per_s"]
     if not args.skip_api:
@@ -209,6 +288,7 @@ def main() -> None:
             f"openai_compat, 64 requests at 200 ms: sequential {a['concurrency_1_s']:.2f} s, concurrency 8 "
             f"{a['concurrency_8_s']:.2f} s, ratio {a['speedup']:.2f}x ({a['calls']} calls)"
         )
+    report["load_1min_after"] = os.getloadavg()[0]
     out = args.out or ROOT / "bench" / "results" / f"generation-{b['device'].split(':')[0]}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")

@@ -24,7 +24,14 @@ def bundled_model_dir() -> Path | None:
 
 
 def bundled_backend_config() -> dict | None:
+    """The bundled model's hf_local settings: in bfloat16 where the CPU computes in it natively
+    (or on a GPU), else float32 (the GGUF's Q4_1 weights are de-quantised to either on load)."""
     folder = bundled_model_dir()
     if folder is None:
         return None
-    return {"model_path": str(folder), "gguf_file": BUNDLED_GGUF_FILE}
+    from inference.hf_local import native_bf16  # torch: only when the model is wanted
+
+    config = {"model_path": str(folder), "gguf_file": BUNDLED_GGUF_FILE}
+    if native_bf16():
+        config["dtype"] = "bfloat16"
+    return config

@@ -119,6 +119,11 @@ class Checkpoint(models.Model):
     def default_system_name(self) -> str:
         return f"{self.run.dataset.name}-run{self.run_id}-epoch{self.epoch:02d}"[:100]
 
+    def _base_dtype(self) -> dict:
+        base = self.run.base
+        dtype = (base.backend_config or {}).get("dtype") if base.backend == "hf_local" else None
+        return {"dtype": dtype} if dtype else {}
+
     def register(self, name: str | None = None, kind: str = System.Kind.BASELINE) -> System:
         """The checkpoint as a System (hf_local on its folder), once; later calls return it."""
         with transaction.atomic():
@@ -133,7 +138,8 @@ class Checkpoint(models.Model):
                 name=name or self.default_system_name(),
                 kind=kind,
                 backend="hf_local",
-                backend_config={"model_path": self.path},
+                # generated in the precision its base is generated in (bfloat16 where the CPU has it)
+                backend_config={"model_path": self.path, **self._base_dtype()},
                 sampling=self.run.base.sampling,
                 description=f"{self.run} at epoch {self.epoch} (step {self.step}, train loss {self.train_loss:.3f})",
             )
