@@ -171,3 +171,26 @@ def test_a_second_demo_run_prints_a_fresh_one_time_link_for_staff_that_works_onc
     client.logout()
     assert client.get(path).status_code == 410, "once"
     assert fresh_logins() != [line], "each run a new link"
+
+
+@pytest.mark.django_db
+def test_the_demo_says_up_front_how_long_and_how_much_disk_and_skips_the_estimate_when_done():
+    from evalsite.pipeline.stages import DEMO_DISK_GB, STAGE_SECONDS, Stage, run_stages
+
+    ran = []
+    stages = [
+        Stage("fine-tune", lambda s: ran.append("train"), kind="train"),
+        Stage("judge", lambda s: ran.append("judge"), kind="judge"),
+        Stage("already there", lambda s: ran.append("x"), lambda: True, kind="generate"),
+    ]
+    printed = []
+    run_stages(printed.append, stages, estimate=True)
+    expected = (STAGE_SECONDS["train"] + STAGE_SECONDS["judge"]) / 60
+    assert printed[0] == (
+        f"about {expected:.0f} min to go on 2 quiet CPU cores (measured), and up to {DEMO_DISK_GB:.1f} GB "
+        "under var/ when it is done"
+    ), "the stages already done are not counted"
+    assert ran == ["train", "judge"] and printed[-1] == "[3/3] already there: already done, skipped"
+    printed.clear()
+    run_stages(printed.append, [stages[2]], estimate=True)
+    assert printed == ["[1/1] already there: already done, skipped"], "nothing to do, nothing to estimate"

@@ -51,6 +51,33 @@ class Stage:
     name: str
     run: Callable[[DemoState], None]
     is_done: Callable[[], bool] = lambda: False
+    kind: str = ""  # its key in STAGE_SECONDS
+
+
+# The default demo's stages as measured on a quiet 2-core machine like CI's (a fresh clone,
+# `manage.py demo --no-serve`, 2026-12-04, README "make demo"), and what it leaves under var/: the
+# estimate printed before the first stage, rescaled after each by how this machine compares.
+STAGE_SECONDS = {
+    "migrate": 1.8,
+    "seed": 2.7,
+    "staff": 0.3,
+    "curate": 5.2,
+    "train": 349.6,
+    "register": 0.0,
+    "generate": 123.6,  # each of the two (119.7 and 127.5 s)
+    "study": 0.1,
+    "judge": 119.9,
+    "annotators": 0.7,
+}
+DEMO_DISK_GB = 1.6
+
+
+def _estimate(stages: list[Stage]) -> float:
+    return sum(STAGE_SECONDS.get(stage.kind, 0.0) for stage in stages)
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
 class StageFailed(Exception):
@@ -331,19 +358,26 @@ def _annotators_exist(config: DemoConfig) -> bool:
 def demo_stages(config: DemoConfig | None = None) -> list[Stage]:
     config = config or DemoConfig.from_env()
     stages = [
-        Stage("migrate the database", _migrate, _migrated),
-        Stage("load the shipped prompt sets and register the bundled model", _seed, _seeded),
-        Stage("create the staff user", _staff, _staff_exists),
+        Stage("migrate the database", _migrate, _migrated, "migrate"),
+        Stage("load the shipped prompt sets and register the bundled model", _seed, _seeded, "seed"),
+        Stage("create the staff user", _staff, _staff_exists, "staff"),
         Stage(
             f"curate {config.train_file.name} into dataset {config.dataset}",
             lambda s: _curate(config, s),
             lambda: _curated(config),
+            "curate",
         ),
-        Stage(f"fine-tune {config.base} with {config.recipe}", lambda s: _train(config, s), lambda: _trained(config)),
+        Stage(
+            f"fine-tune {config.base} with {config.recipe}",
+            lambda s: _train(config, s),
+            lambda: _trained(config),
+            "train",
+        ),
         Stage(
             f"register the last checkpoint as candidate {config.candidate}",
             lambda s: _register(config, s),
             lambda: _registered(config),
+            "register",
         ),
     ]
     if config.openai_baselines:
@@ -356,23 +390,49 @@ def demo_stages(config: DemoConfig | None = None) -> list[Stage]:
         )
     for name in [config.candidate, *config.baselines()]:
         stages.append(
-            Stage(f"generate {config.test_set} with {name}", _generate(config, name), _generated(config, name))
+            Stage(
+                f"generate {config.test_set} with {name}", _generate(config, name), _generated(config, name), "generate"
+            )
         )
     stages += [
-        Stage(f"open study {config.study}", lambda s: _study(config, s), lambda: _study_open(config)),
-        Stage(f"judge study {config.study} with {config.judge}", lambda s: _judge(config, s), lambda: _judged(config)),
-        Stage("create demo annotator accounts", lambda s: _annotators(config, s), lambda: _annotators_exist(config)),
+        Stage(f"open study {config.study}", lambda s: _study(config, s), lambda: _study_open(config), "study"),
+        Stage(
+            f"judge study {config.study} with {config.judge}",
+            lambda s: _judge(config, s),
+            lambda: _judged(config),
+            "judge",
+        ),
+        Stage(
+            "create demo annotator accounts",
+            lambda s: _annotators(config, s),
+            lambda: _annotators_exist(config),
+            "annotators",
+        ),
     ]
     return stages
 
 
-def run_stages(write: Callable[[str], None], stages: list[Stage] | None = None) -> DemoState:
+def run_stages(
+    write: Callable[[str], None], stages: list[Stage] | None = None, estimate: bool | None = None
+) -> DemoState:
+    """Run the stages not yet done. ``estimate`` (default: the default demo, no DEMO_* setting):
+    say up front about how long the rest takes and how much disk it leaves, and after each stage
+    how long is left, the measured times rescaled by how this machine compares so far."""
     state = DemoState()
     stages = stages or demo_stages()
+    if estimate is None:
+        estimate = not any(key.startswith("DEMO_") for key in os.environ)
     if _migrated():
         # a demo stopped mid-stage (Ctrl-C, a kill) left its job "running": this run takes it back
         for model, pk in jobs.release_orphans_of(batch_worker_name()):
             write(f"resuming {model._meta.verbose_name} {pk}, left running by an earlier demo")
+    pending = [stage for stage in stages if not stage.is_done()] if estimate else []
+    if pending and _estimate(pending) >= 60:
+        write(
+            f"about {_minutes(_estimate(pending))} to go on 2 quiet CPU cores (measured), and up to "
+            f"{DEMO_DISK_GB:.1f} GB under var/ when it is done"
+        )
+    measured = reference = 0.0  # the stages run so far: seconds taken, seconds expected
     for i, stage in enumerate(stages, start=1):
         prefix = f"[{i}/{len(stages)}] {stage.name}"
         try:
@@ -387,5 +447,12 @@ def run_stages(write: Callable[[str], None], stages: list[Stage] | None = None) 
                 f"{prefix} failed: {type(exc).__name__}: {exc}\n"
                 "Fix the cause and run `make demo` again: the stages already done are skipped."
             ) from exc
-        write(f"{prefix}: done in {time.monotonic() - started:.1f} s")
+        took = time.monotonic() - started
+        left = ""
+        if estimate and stage in pending:
+            pending.remove(stage)
+            measured, reference = measured + took, reference + STAGE_SECONDS.get(stage.kind, 0.0)
+            rest = _estimate(pending) * (measured / reference if reference >= 30 else 1.0)
+            left = f"; about {_minutes(rest)} left" if pending and rest >= 30 else ""
+        write(f"{prefix}: done in {took:.1f} s{left}")
     return state
