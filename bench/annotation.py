@@ -85,8 +85,10 @@ def answer(k, i):
             + f"A longer explanation of case {{i}}, with *emphasis* and a `literal`, follows. " * 20)
 Response.objects.bulk_create([Response(system=s, prompt=p, text=answer(k, i)) for k, s in enumerate([cand, *bases])
                               for i, p in enumerate(prompts)])
-study = services.create_study("bench", cand, bases, ps, overlap=3, gold_rate=0.05)
+study = services.create_study("bench", cand, bases, ps, overlap=3, gold_rate=0.05, assignment="{assignment}")
 services.start_study(study)
+if {sampled}:  # a sampled study (`study sample`): every comparison drawn, walked in the study's order
+    services.plan_sampling(study, {{}}, 1.0)
 hashed = make_password("bench-password")
 users = User.objects.bulk_create([User(username=f"b{{i:03d}}", password=hashed) for i in range(A + 64)])
 crowd = User.objects.bulk_create([User(username=f"c{{i:04d}}", password=hashed) for i in range({crowd})])
@@ -412,6 +414,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--stress-seconds", type=float, default=15)
     parser.add_argument("--crowd", type=int, default=1000, help="annotators of the crowd profile (0: none)")
+    parser.add_argument("--assignment", default="uniform", choices=["uniform", "adaptive"])
+    parser.add_argument("--sampled", action="store_true", help="a sampled study (adaptive, in its drawn order)")
     parser.add_argument("--crowd-seconds", type=float, default=120)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "annotation.json"))
     parser.add_argument("--claim-seconds", type=float, default=10, help="each claiming variant, in-process")
@@ -428,7 +432,13 @@ def main() -> None:
         manage(
             "shell",
             "--no-imports",
-            stdin=SETUP.format(prompts=args.prompts, annotators=args.annotators, crowd=args.crowd),
+            stdin=SETUP.format(
+                prompts=args.prompts,
+                annotators=args.annotators,
+                crowd=args.crowd,
+                assignment=args.assignment,
+                sampled=args.sampled,
+            ),
         )
         .strip()
         .splitlines()[-2:]
@@ -460,6 +470,7 @@ def main() -> None:
         env=env(),
     )
     report: dict = {
+        "assignment": "sampled" if args.sampled else args.assignment,
         "annotators": args.annotators,
         "gunicorn_workers": args.workers,
         "worker_class": args.worker_class,

@@ -108,7 +108,7 @@ def main() -> None:
     from django.test import Client
 
     call_command("migrate", verbosity=0)
-    exec(SETUP.format(prompts=args.prompts, annotators=1, crowd=0), {})  # noqa: S102 (our own setup code)
+    exec(SETUP.format(prompts=args.prompts, annotators=1, crowd=0, assignment="uniform", sampled=False), {})  # noqa: S102 (our own setup code)
     client = Client(enforce_csrf_checks=True)
     login = client.get("/accounts/login/").content.decode()
     reply = client.post(

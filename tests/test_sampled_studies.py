@@ -9,6 +9,7 @@ from django.core.management import CommandError, call_command
 
 from evalsite.annotation import services
 from evalsite.annotation.models import Comparison, Study
+from evalsite.annotation.views import progress_for
 from evalsite.dashboard import figures
 from evalsite.judging.models import JudgeConfig, JudgeJob
 from tests.annotation_fixtures import make_study, vote
@@ -44,6 +45,7 @@ def test_people_get_only_the_drawn_comparisons_in_the_studys_order_and_the_unsur
     wanted = [c for c in rows if c.people_wanted]
     summary = out.getvalue().splitlines()[1].split()
     assert summary == ["alpaca-65b", str(len(wanted)), "of", "40", "drawn", "for", "people"]
+    assert progress_for(study, annotator)["target"] == len(wanted), "the annotator's share: the drawn ones"
 
     handed = []
     while (assignment := services.claim_next(study, annotator)) is not None:

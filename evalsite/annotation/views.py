@@ -39,7 +39,11 @@ def progress_for(study: Study, user, done: int | None = None) -> dict:
     # the study's size and membership change rarely: counted at most every 30 s per process
     items, members = caches["process"].get_or_set(
         f"study-size:{study.pk}",
-        lambda: (Comparison.objects.filter(study=study, is_gold=False).count(), max(1, study.annotators.count())),
+        # a sampled study asks people about the comparisons drawn for them only
+        lambda: (
+            Comparison.objects.filter(study=study, is_gold=False, people_wanted=True).count(),
+            max(1, study.annotators.count()),
+        ),
         30,
     )
     target = min(items, math.ceil(items * study.overlap / members)) or 1
