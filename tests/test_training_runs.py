@@ -160,9 +160,13 @@ def test_train_on_a_worker_keeps_a_checkpoint_per_epoch_and_shows_the_run(worker
     assert staff_client.post(f"/training/runs/{run.pk}/register", {"epoch": "7"}).status_code == 404
     assert staff_client.post(f"/training/runs/{run.pk}/register", {"epoch": "2"}).status_code == 302
     assert run.checkpoints.get(epoch=2).system.kind == System.Kind.CANDIDATE
+    assert "dtype" not in run.checkpoints.get(epoch=2).system.backend_config
+    # a base generated in bfloat16 (the bundled model where the CPU has it): its checkpoints too
+    System.objects.filter(pk=base.pk).update(backend_config={**base.backend_config, "dtype": "bfloat16"})
     call_command("register_checkpoint", str(run.pk), epoch=3, name="chat-tuned")
     system = System.objects.get(name="chat-tuned")
     assert system.kind == System.Kind.CANDIDATE and system.checkpoint.epoch == 3
+    assert system.backend_config["dtype"] == "bfloat16"
     # the checkpoint is a system like any other: it answers prompts (with its EOT-aware template)
     prompt_set = PromptSet.objects.create(name="p")
     Prompt.objects.create(prompt_set=prompt_set, external_id="p1", messages=[{"role": "user", "content": CHAT[0][0]}])

@@ -421,7 +421,7 @@ def run_stages(
     state = DemoState()
     stages = stages or demo_stages()
     if estimate is None:
-        estimate = not any(key.startswith("DEMO_") for key in os.environ)
+        estimate = not any(key.startswith("DEMO_") and key != "DEMO_PORT" for key in os.environ)
     if _migrated():
         # a demo stopped mid-stage (Ctrl-C, a kill) left its job "running": this run takes it back
         for model, pk in jobs.release_orphans_of(batch_worker_name()):
