@@ -194,3 +194,30 @@ def test_the_demo_says_up_front_how_long_and_how_much_disk_and_skips_the_estimat
     printed.clear()
     run_stages(printed.append, [stages[2]], estimate=True)
     assert printed == ["[1/1] already there: already done, skipped"], "nothing to do, nothing to estimate"
+
+
+@pytest.mark.django_db
+def test_on_a_fresh_machine_a_check_that_needs_tables_counts_as_to_do_in_the_estimate():
+    """Before the first stage migrates, a later stage's check reads a table that does not exist
+    yet: the estimate counts that stage as still to do instead of failing, and the stages run."""
+    from django.db import connection
+
+    from evalsite.pipeline.stages import STAGE_SECONDS, Stage, run_stages
+
+    migrated = []
+
+    def seeded() -> bool:
+        if not migrated:  # as on a fresh machine: the table comes with the first stage
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1 FROM a_table_the_first_stage_makes")
+        return False
+
+    stages = [
+        Stage("migrate", lambda s: migrated.append(True), kind="migrate"),
+        Stage("seed", lambda s: None, seeded, kind="train"),
+    ]
+    printed = []
+    run_stages(printed.append, stages, estimate=True)
+    minutes = (STAGE_SECONDS["migrate"] + STAGE_SECONDS["train"]) / 60
+    assert printed[0].startswith(f"about {minutes:.0f} min to go")
+    assert printed[-1].startswith("[2/2] seed: done in")

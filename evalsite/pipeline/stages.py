@@ -16,7 +16,7 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.management import call_command
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.urls import reverse
 from django.utils.text import slugify
 
@@ -70,6 +70,16 @@ STAGE_SECONDS = {
     "annotators": 0.7,
 }
 DEMO_DISK_GB = 1.6
+
+
+def _done_yet(stage: Stage) -> bool:
+    """For the estimate, before any stage runs: on a fresh machine the tables a stage's check reads
+    do not exist until the first stage has migrated, so such a stage is still to do."""
+    try:
+        with transaction.atomic():  # a savepoint: a failed read leaves an outer transaction usable
+            return stage.is_done()
+    except DatabaseError:
+        return False
 
 
 def _estimate(stages: list[Stage]) -> float:
@@ -426,7 +436,7 @@ def run_stages(
         # a demo stopped mid-stage (Ctrl-C, a kill) left its job "running": this run takes it back
         for model, pk in jobs.release_orphans_of(batch_worker_name()):
             write(f"resuming {model._meta.verbose_name} {pk}, left running by an earlier demo")
-    pending = [stage for stage in stages if not stage.is_done()] if estimate else []
+    pending = [stage for stage in stages if not _done_yet(stage)] if estimate else []
     if pending and _estimate(pending) >= 60:
         write(
             f"about {_minutes(_estimate(pending))} to go on 2 quiet CPU cores (measured), and up to "
