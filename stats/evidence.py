@@ -200,7 +200,7 @@ def sampled_terms(
     xi = np.asarray(drawn, dtype=bool)
     pi_ = np.asarray(pi, dtype=float)
     f_ = np.asarray(f, dtype=float)
-    a = np.where(xi, np.where(xi, np.asarray(y, dtype=float), 0.0) / pi_, 0.0)
+    a = np.where(xi, np.asarray(y, dtype=float) / pi_, 0.0)
     b = np.where(xi, f_ / pi_, 0.0)
     c = np.full(len(a), f_mean) - b if f_mean is not None else f_ - b  # terms: a + lam c
     if lam is None:
@@ -330,11 +330,12 @@ def style_controlled_win_rate(
     columns, names, scales = [np.ones(n)], [], []
     for name in STYLE_FEATURES:
         z = np.array([style_difference(a, b) for a, b in zip(candidate[name], baseline[name], strict=True)])
-        if float(z.std()) < 0.02:  # the feature hardly varies: it cannot be told from the candidate
+        spread = float(z.std())
+        if spread < 0.02:  # the feature hardly varies: it cannot be told from the candidate
             continue
-        columns.append(z / z.std())
+        columns.append(z / spread)
         names.append(name)
-        scales.append(float(z.std()))
+        scales.append(spread)
     if n < 5 or not names:
         return StyleControlled(float(y.mean()), None, {}, n)
     beta = logistic_fit(np.column_stack(columns), y, ridge=1e-2)

@@ -220,9 +220,8 @@ def plan_sampling(
     if not 0 < rate <= 1:
         raise StudyError(f"--rate must be above 0 and at most 1, got {rate}")
     comparisons = list(Comparison.objects.filter(study=study, is_gold=False).select_related("baseline"))
-    if any(c.slots_taken or c.judgments_done for c in comparisons):
-        raise StudyError(f"study {study.name} has claims or votes already: sampling is fixed before the first one")
-    unknown = [pk for pk in uncertainty if pk not in {c.pk for c in comparisons}]
+    known = {c.pk for c in comparisons}
+    unknown = [pk for pk in uncertainty if pk not in known]
     if unknown:
         raise StudyError(f"comparison(s) not in study {study.name}: {', '.join(map(str, unknown[:10]))}")
     order = list(range(1, len(comparisons) + 1))
@@ -243,7 +242,7 @@ def plan_sampling(
     with transaction.atomic():
         started = Q(slots_taken__gt=0) | Q(judgments_done__gt=0)
         if Comparison.objects.filter(started, study=study, is_gold=False).exists():
-            raise StudyError(f"study {study.name} got a claim while sampling was planned: try again")
+            raise StudyError(f"study {study.name} has claims or votes already: sampling is fixed before the first one")
         Comparison.objects.bulk_update(
             comparisons, ["sampling_probability", "people_wanted", "draw_order"], batch_size=1000
         )

@@ -235,8 +235,8 @@ def length_control(per: dict[str, list[Row]]) -> list[dict]:
             styles = [v.style for v in items if v[index] is not None]
             sc = style_controlled_win_rate(
                 outcomes,
-                {name: [f[i] for f in styles] for i, name in enumerate(STYLE_FEATURES)},
-                {name: [f[k + i] for f in styles] for i, name in enumerate(STYLE_FEATURES)},
+                {feature: [f[i] for f in styles] for i, feature in enumerate(STYLE_FEATURES)},
+                {feature: [f[k + i] for f in styles] for i, feature in enumerate(STYLE_FEATURES)},
             )
             row[who] = {
                 "raw": lc.raw,
@@ -246,7 +246,8 @@ def length_control(per: dict[str, list[Row]]) -> list[dict]:
                 "style_controlled": sc.controlled,
                 # points (of 100) the win rate moves when the candidate has twice the baseline's feature
                 "style_points": {
-                    name: 100 * sc.effects[name][0] if name in sc.effects else None for name in STYLE_FEATURES
+                    feature: 100 * sc.effects[feature][0] if feature in sc.effects else None
+                    for feature in STYLE_FEATURES
                 },
             }
         row["both"] = [row["people"], row["judge"]]
