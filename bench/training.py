@@ -5,6 +5,7 @@ with plain random batches to show what grouping by length saves.
 
     .venv/bin/python bench/training.py            # bundled SmolLM2-135M, data/train.jsonl (61 examples)
     .venv/bin/python bench/training.py --quick    # 16 examples
+    .venv/bin/python bench/training.py --precision  # float32 vs bfloat16 autocast, alternated
 
 Tokens/s counts real (non-padding) tokens over the training steps only (loading and saving
 excluded). Each phase runs in its own process. Results: bench/results/training-<device>.json."""
@@ -34,7 +35,7 @@ def examples(n: int) -> list[dict]:
     ]
 
 
-def recipe(grouped: bool):
+def recipe(grouped: bool, bf16: bool = False):
     from training.recipe import get_recipe
 
     return get_recipe("lima-mini").with_overrides(
@@ -44,11 +45,12 @@ def recipe(grouped: bool):
             "micro_batch_size": MICRO,
             "max_length": MAX_LENGTH,
             "group_by_length": grouped,
+            "bf16": bf16,
         }
     )
 
 
-def ours(n: int, grouped: bool, queue) -> None:
+def ours(n: int, grouped: bool, queue, bf16: bool = False) -> None:
     from inference.bundled import bundled_backend_config
     from inference.hf_local import configure_threads
     from training.loop import Callbacks, train, write_examples
@@ -57,9 +59,16 @@ def ours(n: int, grouped: bool, queue) -> None:
     reports = []
     with tempfile.TemporaryDirectory() as folder:
         write_examples(Path(folder), examples(n))
-        train(Path(folder), bundled_backend_config(), recipe(grouped), Callbacks(on_step=reports.append))
+        train(Path(folder), bundled_backend_config(), recipe(grouped, bf16), Callbacks(on_step=reports.append))
     last = reports[-1]
-    queue.put({"tokens": last.tokens, "tokens_per_second": last.tokens_per_second, "steps": last.step})
+    queue.put(
+        {
+            "tokens": last.tokens,
+            "tokens_per_second": last.tokens_per_second,
+            "steps": last.step,
+            "losses": [r.loss for r in reports],
+        }
+    )
 
 
 def hf_trainer(n: int, queue) -> None:
@@ -116,10 +125,10 @@ def hf_trainer(n: int, queue) -> None:
     queue.put({"tokens": tokens, "tokens_per_second": tokens / clock.seconds, "steps": trainer.state.global_step})
 
 
-def in_process(target, *args) -> dict:
+def in_process(target, *args, **kwargs) -> dict:
     context = mp.get_context("spawn")
     queue = context.Queue()
-    process = context.Process(target=target, args=(*args, queue))
+    process = context.Process(target=target, args=(*args, queue), kwargs=kwargs)
     process.start()
     result = queue.get()
     process.join()
@@ -148,14 +157,47 @@ def padding(n: int) -> dict:
     return {name: sum(values) / len(values) for name, values in shares.items()}
 
 
+def precision(n: int, device: str, rounds: int = 2) -> None:
+    """Our loop in float32 and under bfloat16 autocast (recipe bf16), alternated: tokens/s and the
+    loss curve of each (does the cheaper arithmetic learn the same?)."""
+    import os
+
+    load_before = os.getloadavg()[0]
+    runs: dict[str, list[dict]] = {"float32": [], "bfloat16": []}
+    for _ in range(rounds):
+        for name in runs:
+            runs[name].append(in_process(ours, n, True, bf16=name == "bfloat16"))
+            r = runs[name][-1]
+            print(f"  {name:9} {r['tokens_per_second']:7.1f} tokens/s, losses {[round(x, 3) for x in r['losses']]}")
+    speed = {name: sum(r["tokens_per_second"] for r in rs) / len(rs) for name, rs in runs.items()}
+    gap = max(abs(a - b) for a, b in zip(runs["float32"][0]["losses"], runs["bfloat16"][0]["losses"], strict=True))
+    summary = {
+        "examples": n,
+        "tokens_per_second": speed,
+        "bfloat16_over_float32": round(speed["bfloat16"] / speed["float32"], 2),
+        "largest_step_loss_gap": round(gap, 4),
+        "runs": runs,
+        "load_1min_before": load_before,
+        "load_1min_after": os.getloadavg()[0],
+    }
+    print(f"bfloat16 autocast / float32: {summary['bfloat16_over_float32']}x; largest step-loss gap {gap:.4f}")
+    out = ROOT / "bench" / "results" / f"training-precision-{device}.json"
+    out.write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"written {out.relative_to(ROOT)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--precision", action="store_true", help="float32 vs bfloat16 autocast, alternated")
     args = parser.parse_args()
     n = 16 if args.quick else 61
     import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.precision:
+        precision(n, device)
+        return
     print(f"SmolLM2-135M, {n} examples, micro batch {MICRO}, {BATCH} per step, one epoch, {device}")
     results = {
         "ours (length-grouped)": in_process(ours, n, True),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import environ
@@ -193,6 +194,8 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # --- Models ------------------------------------------------------------------------------------
 # Where hf_local systems and the bundled SmolLM2 live; checkpoints go under var/ by default.
 MODELS_DIR = Path(env.str("EVALSITE_MODELS_DIR", default=str(VAR_DIR / "models")))
+# hf_local systems with weights "int4" are converted once into this folder (inference/quantized.py)
+os.environ.setdefault("EVALSITE_QUANTIZED_CACHE", str(MODELS_DIR / "quantized"))
 # Training runs (their data, per-epoch checkpoints and resume state) live in one folder per run.
 TRAINING_RUNS_DIR = Path(env.str("TRAINING_RUNS_DIR", default=str(MODELS_DIR / "runs")))
 # Empty: a worker trains in its own process. A command line (e.g. "accelerate launch --config_file

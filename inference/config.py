@@ -59,6 +59,7 @@ _BACKEND_FIELDS: dict[str, dict[str, tuple[type | tuple[type, ...], bool, str]]]
         "gguf_file": (str, False, "the GGUF file's name inside model_path"),
         "dtype": (str, False, "float32, bfloat16 or float16"),
         "device": (str, False, "cpu, cuda, cuda:1, ... (default: cuda when available)"),
+        "weights": (str, False, "int4: linear layers kept at 4 bits on CPU (faster one prompt at a time, less memory)"),
         "max_batch_tokens": (int, False, "upper bound on padded tokens per batch (memory bound)"),
         "max_batch_size": (int, False, "upper bound on prompts per batch"),
     },
@@ -78,6 +79,7 @@ _BACKEND_FIELDS: dict[str, dict[str, tuple[type | tuple[type, ...], bool, str]]]
 }
 
 DTYPES = ("float32", "bfloat16", "float16", "auto")
+WEIGHTS = ("int4",)  # inference.quantized: forms other than the dtype's floats
 # inference.dialects.DIALECTS and "auto" (kept here: dialects imports this module)
 DIALECT_CHOICES = ("auto", "openai", "vllm", "llamacpp", "tgi", "generic")
 
@@ -114,6 +116,8 @@ def validate_backend_config(backend: str, config: dict[str, Any] | None, *, chec
 def _check_hf_local(cfg: dict[str, Any], check_paths: bool) -> None:
     if cfg.get("dtype") and cfg["dtype"] not in DTYPES:
         raise ConfigError(f"hf_local: dtype must be one of {', '.join(DTYPES)}")
+    if cfg.get("weights") and cfg["weights"] not in WEIGHTS:
+        raise ConfigError(f"hf_local: weights must be one of {', '.join(WEIGHTS)} (or absent: the dtype's floats)")
     for name in ("max_batch_tokens", "max_batch_size"):
         if name in cfg and cfg[name] < 1:
             raise ConfigError(f"hf_local: {name} must be >= 1")

@@ -94,10 +94,15 @@ def load(config: dict[str, Any]) -> LoadedModel:
     device = torch.device(config.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype_name = config.get("dtype") or ("bfloat16" if device.type == "cuda" else "float32")
     dtype = getattr(torch, dtype_name) if dtype_name != "auto" else "auto"
-    kwargs: dict[str, Any] = {"gguf_file": gguf_file} if gguf_file else {}
-    tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **kwargs).to(device)  # type: ignore[arg-type]
-    model.eval()
+    if config.get("weights") == "int4" and device.type == "cpu":
+        from inference.quantized import load_int4
+
+        model, tokenizer = load_int4(folder, gguf_file)
+    else:  # on a GPU the weights stay in dtype: int4 is this CPU kernel's form
+        kwargs: dict[str, Any] = {"gguf_file": gguf_file} if gguf_file else {}
+        tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **kwargs).to(device)  # type: ignore[arg-type]
+        model.eval()
     ensure_chat_template(tokenizer)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:
@@ -112,7 +117,7 @@ _cache: dict[tuple, LoadedModel] = {}
 
 def load_cached(config: dict[str, Any]) -> LoadedModel:
     """A worker keeps the last model it loaded: consecutive jobs on one system load it once."""
-    key = (config["model_path"], config.get("gguf_file"), config.get("dtype"), config.get("device"))
+    key = tuple(config.get(k) for k in ("model_path", "gguf_file", "dtype", "device", "weights"))
     with _cache_lock:
         if key not in _cache:
             _cache.clear()

@@ -47,7 +47,9 @@ def make_tokenizer(extra: tuple[str, ...] = ()) -> PreTrainedTokenizerFast:
     return tokenizer
 
 
-def make_model(tokenizer, seed: int = 0, layers: int = 2, hidden: int = 32, context: int = 256) -> LlamaForCausalLM:
+def make_model(
+    tokenizer, seed: int = 0, layers: int = 2, hidden: int = 32, context: int = 256, tie_word_embeddings: bool = False
+) -> LlamaForCausalLM:
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
@@ -60,7 +62,7 @@ def make_model(tokenizer, seed: int = 0, layers: int = 2, hidden: int = 32, cont
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=False,
+        tie_word_embeddings=tie_word_embeddings,
     )
     model = LlamaForCausalLM(config)
     model.generation_config.eos_token_id = tokenizer.eos_token_id

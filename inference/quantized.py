@@ -1,0 +1,255 @@
+"""Weights at 4 bits on CPU: fewer bytes read per generated token.
+
+One prompt at a time, decoding a small model on CPU is bound by reading its weights (the
+SmolLM2-135M's linear layers are 212 MB in bfloat16, read once per token). Here each linear layer's
+weight is kept as 4-bit integers in groups of 32 along the input dimension, each group with its own
+scale and minimum: the Q4_1 form the bundled GGUF file ships, so re-quantising its de-quantised
+weights gives back the same grid and the model's outputs are those of the file (bench/generation.py
+checks the perplexity before and after). torch's CPU kernel ``_weight_int4pack_mm_for_cpu``
+multiplies by the packed weight without expanding it; for many rows at once (a long prompt's
+prefill, a large batch) expanding the weight once and using the bfloat16 matmul is faster, so the
+layer keeps the plain nibbles as well and switches on the number of rows (measured here: the
+packed kernel is 2.3x faster than bfloat16 for one row and 2.2x slower for 256).
+
+The embedding (tied to the output layer) stays in bfloat16. The converted model is written once to
+a cache folder (``EVALSITE_QUANTIZED_CACHE``, under var/models/ in the Django settings) by a
+separate process, so a process that loads it never holds the float32 de-quantisation of the GGUF
+file: loading reads the folder's 125 MB instead of 540 MB."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+GROUP_SIZE = 32
+FORMAT = "int4-groupwise-asymmetric"
+FORMAT_VERSION = 1
+# At or above this many rows, expand the weight to bfloat16 and use the dense matmul.
+DENSE_FROM_ROWS = 32
+_PACK_ROWS = 16  # torch's CPU int4 packing takes the output dimension in blocks of 16
+
+
+class QuantizationError(RuntimeError):
+    pass
+
+
+def int4_supported() -> bool:
+    return hasattr(torch, "_weight_int4pack_mm_for_cpu") and hasattr(torch, "_convert_weight_to_int4pack_for_cpu")
+
+
+def can_quantize(linear: nn.Linear, group_size: int = GROUP_SIZE) -> bool:
+    return linear.in_features % group_size == 0 and linear.out_features % _PACK_ROWS == 0
+
+
+class Int4Linear(nn.Module):
+    """y = x W^T (+ b) with W kept as 4-bit integers q in groups: W = (q - 8) * scale + zero."""
+
+    packed: torch.Tensor
+    nibbles: torch.Tensor
+    scales_zeros: torch.Tensor
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = False, group_size: int = GROUP_SIZE):
+        super().__init__()
+        self.in_features, self.out_features, self.group_size = in_features, out_features, group_size
+        groups = in_features // group_size
+        # the kernel's packed form (opaque, blocked over rows) and the plain nibbles (two per byte)
+        self.register_buffer("packed", torch.zeros(out_features, in_features // 2, dtype=torch.uint8))
+        self.register_buffer("nibbles", torch.zeros(out_features, in_features // 2, dtype=torch.uint8))
+        self.register_buffer("scales_zeros", torch.zeros(groups, out_features, 2, dtype=torch.bfloat16))
+        self.bias = nn.Parameter(torch.zeros(out_features, dtype=torch.bfloat16), requires_grad=False) if bias else None
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, group_size: int = GROUP_SIZE) -> Int4Linear:
+        weight = linear.weight.detach().float()
+        n, k = weight.shape
+        layer = cls(k, n, linear.bias is not None, group_size)
+        groups = weight.reshape(n, k // group_size, group_size)
+        low, high = groups.amin(-1), groups.amax(-1)
+        scale = ((high - low) / 15).clamp(min=torch.finfo(torch.float32).tiny)
+        q = torch.round((groups - low[..., None]) / scale[..., None]).clamp(0, 15).to(torch.int32).reshape(n, k)
+        zero = low + 8 * scale  # the kernel computes (q - 8) * scale + zero
+        layer.packed = torch._convert_weight_to_int4pack_for_cpu(q, 1)
+        layer.nibbles = (q[:, 0::2] | (q[:, 1::2] << 4)).to(torch.uint8)
+        layer.scales_zeros = torch.stack([scale.T, zero.T], -1).to(torch.bfloat16).contiguous()
+        if linear.bias is not None:
+            layer.bias = nn.Parameter(linear.bias.detach().to(torch.bfloat16), requires_grad=False)
+        return layer
+
+    def dense_weight(self) -> torch.Tensor:
+        """The weight expanded to bfloat16 [out, in] (what the layer computes with)."""
+        n, k, g = self.out_features, self.in_features, self.group_size
+        q = torch.stack([self.nibbles & 15, self.nibbles >> 4], -1).reshape(n, k // g, g).to(torch.bfloat16)
+        scale = self.scales_zeros[..., 0].T.unsqueeze(-1)
+        zero = self.scales_zeros[..., 1].T.unsqueeze(-1)
+        return ((q - 8) * scale + zero).reshape(n, k)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        rows = x.reshape(-1, shape[-1]).to(torch.bfloat16)
+        if rows.shape[0] >= DENSE_FROM_ROWS:
+            y = nn.functional.linear(rows, self.dense_weight())
+        else:
+            y = torch._weight_int4pack_mm_for_cpu(rows, self.packed, self.group_size, self.scales_zeros)
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(*shape[:-1], self.out_features).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, group_size={self.group_size}"
+
+
+def _linear_names(model: nn.Module) -> list[str]:
+    """Every linear layer but the output layer (tied to the embedding, which stays in bfloat16)."""
+    output_embeddings = getattr(model, "get_output_embeddings", None)
+    out = output_embeddings() if callable(output_embeddings) else None
+    return [
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Linear) and module is not out and can_quantize(module)
+    ]
+
+
+def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent_name) if parent_name else model, child, module)
+
+
+def quantize_int4(model: Any) -> list[str]:
+    """Replace the model's linear layers (in place) with Int4Linear; the rest goes to bfloat16.
+    Returns the names replaced."""
+    names = _linear_names(model)
+    for name in names:
+        _set_module(model, name, Int4Linear.from_linear(model.get_submodule(name)))
+    for parameter in model.parameters():  # buffers keep theirs (the rotary frequencies stay float32)
+        parameter.data = parameter.data.to(torch.bfloat16)
+    model.config.dtype = "bfloat16"
+    return names
+
+
+def source_fingerprint(folder: str, gguf_file: str | None) -> str:
+    """What the converted folder was made from: the source files' names, sizes and times."""
+    root = Path(folder)
+    files = [root / gguf_file] if gguf_file else sorted(p for p in root.iterdir() if p.is_file())
+    parts = [str(root.resolve()), FORMAT, str(FORMAT_VERSION), str(GROUP_SIZE)]
+    for path in files:
+        stat = path.stat()
+        parts.append(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("EVALSITE_QUANTIZED_CACHE") or Path.home() / ".cache" / "evalsite" / "quantized")
+
+
+def converted_folder(folder: str, gguf_file: str | None) -> Path:
+    stem = Path(gguf_file).stem if gguf_file else Path(folder).name
+    return cache_root() / f"{stem}-int4-{source_fingerprint(folder, gguf_file)}"
+
+
+def convert(folder: str, gguf_file: str | None, out: Path) -> None:
+    """Load the source in float32, quantise, and write config, tokenizer and weights to ``out``
+    (through a temporary folder renamed at the end: two workers converting at once both succeed)."""
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs: dict[str, Any] = {"gguf_file": gguf_file} if gguf_file else {}
+    tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kwargs)
+    names = quantize_int4(model)
+    if not names:
+        raise QuantizationError(f"{folder}: no linear layer can be kept at 4 bits")
+    state = model.state_dict()
+    tied = bool(getattr(model.config, "tie_word_embeddings", False))
+    if tied:
+        state.pop("lm_head.weight", None)
+    if hasattr(model.config, "quantization_config"):  # the GGUF's: the folder is plain safetensors
+        del model.config.quantization_config
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))
+    try:
+        save_file({k: v.contiguous() for k, v in state.items()}, str(work / "model.safetensors"), {"format": "pt"})
+        model.config.save_pretrained(work)
+        model.generation_config.save_pretrained(work)
+        tokenizer.save_pretrained(work)
+        manifest = {"format": FORMAT, "version": FORMAT_VERSION, "group_size": GROUP_SIZE, "modules": names}
+        manifest.update(source=str(Path(folder) / (gguf_file or "")), tied=tied)
+        (work / "quantization.json").write_text(json.dumps(manifest, indent=1))
+        try:
+            work.rename(out)
+        except OSError:
+            if not (out / "quantization.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def ensure_converted(folder: str, gguf_file: str | None) -> Path:
+    """The converted folder, converting in a child process the first time (so this process never
+    holds the float32 model)."""
+    out = converted_folder(folder, gguf_file)
+    if (out / "quantization.json").is_file():
+        return out
+    command = [sys.executable, "-m", "inference.quantized", folder, str(out)] + ([gguf_file] if gguf_file else [])
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0 or not (out / "quantization.json").is_file():
+        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        raise QuantizationError(f"converting {folder} to int4 failed: {' / '.join(tail)}")
+    return out
+
+
+def load_converted(out: Path) -> tuple[Any, Any]:
+    """Model and tokenizer from a converted folder, built on the meta device and given the saved
+    tensors (nothing is allocated twice)."""
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    manifest = json.loads((out / "quantization.json").read_text())
+    if manifest.get("format") != FORMAT or manifest.get("version") != FORMAT_VERSION:
+        raise QuantizationError(f"{out}: made by another version of this converter; delete the folder")
+    config = AutoConfig.from_pretrained(out)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+        for name in manifest["modules"]:
+            linear = model.get_submodule(name)
+            shell = Int4Linear(linear.in_features, linear.out_features, linear.bias is not None, manifest["group_size"])
+            _set_module(model, name, shell)
+    state = load_file(str(out / "model.safetensors"))
+    missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
+    if unexpected or set(missing) - {"lm_head.weight"}:
+        raise QuantizationError(f"{out}: weights do not match the model (missing {missing}, unexpected {unexpected})")
+    if manifest.get("tied"):
+        model.tie_weights()
+    _rebuild_meta_buffers(model)
+    model.eval()
+    return model, AutoTokenizer.from_pretrained(out)
+
+
+def _rebuild_meta_buffers(model: nn.Module) -> None:
+    """Buffers computed at construction and not saved (the rotary embedding's frequencies) are
+    still on the meta device: build those modules again on the CPU."""
+    for name, module in list(model.named_modules()):
+        if any(b.is_meta for b in module.buffers(recurse=False)):
+            _set_module(model, name, type(module)(config=model.config))
+    left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if left:
+        raise QuantizationError(f"not loaded: {', '.join(left[:5])}")
+
+
+def load_int4(folder: str, gguf_file: str | None) -> tuple[Any, Any]:
+    if not int4_supported():
+        raise QuantizationError(f"this torch ({torch.__version__}) has no CPU int4 matmul")
+    return load_converted(ensure_converted(folder, gguf_file))
+
+
+if __name__ == "__main__":  # python -m inference.quantized SOURCE_FOLDER OUT [GGUF_FILE]
+    convert(sys.argv[1], sys.argv[3] if len(sys.argv) > 3 else None, Path(sys.argv[2]))
