@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "evalsite.catalog",
     "evalsite.generations",
     "evalsite.annotation",
+    "evalsite.crowd",
     "evalsite.judging",
     "evalsite.dashboard",
     "evalsite.finetune",

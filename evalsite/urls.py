@@ -19,5 +19,6 @@ urlpatterns = [
     path("judge/", include("evalsite.judging.urls")),
     path("dashboard/", include("evalsite.dashboard.urls")),
     path("training/", include("evalsite.finetune.urls")),
+    path("", include("evalsite.crowd.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -267,10 +267,10 @@ def release_expired(study: Study) -> int:
 
 
 def claim_next(
-    study: Study, user: User, rng: random.Random | None = None, member_checked: bool = False
+    study: Study, user: User, rng: random.Random | None = None, member_checked: bool = False, gold_only: bool = False
 ) -> Assignment | None:
     """The annotator's open claim, or a new one on a comparison they have not seen, or None
-    when nothing is left for them."""
+    when nothing is left for them. ``gold_only``: a gold check or nothing (a crowd screening)."""
     rng = rng or random.Random()
     if study.status != Study.Status.OPEN:
         raise StudyError(f"study {study.name} is not open")
@@ -285,9 +285,9 @@ def claim_next(
         return current
     if study.enough_at is not None:  # the study knows enough: the claims already out may finish
         return None
-    taken = _claim_new(study, user, rng)
+    taken = _claim_new(study, user, rng, gold_only)
     if taken is None and release_expired(study):
-        taken = _claim_new(study, user, rng)
+        taken = _claim_new(study, user, rng, gold_only)
     return taken
 
 
@@ -303,7 +303,7 @@ class _Pool:
     sampled: bool = False  # a sampled study: the comparisons drawn for people, in the study's order
 
 
-def _claim_new(study: Study, user: User, rng: random.Random) -> Assignment | None:
+def _claim_new(study: Study, user: User, rng: random.Random, gold_only: bool = False) -> Assignment | None:
     # Start at a random point of the index instead of ORDER BY random() (a sort of the whole pool
     # on every claim); wrap around to the start when the tail is exhausted.
     pivot = rng.randint(0, _max_pk(study))
@@ -326,7 +326,9 @@ def _claim_new(study: Study, user: User, rng: random.Random) -> Assignment | Non
                 ]
             )
             pools[:0] = first
-    if study.gold_rate and rng.random() < study.gold_rate:
+    if gold_only:
+        pools = [_Pool(True)]
+    elif study.gold_rate and rng.random() < study.gold_rate:
         pools.insert(0, _Pool(True))  # mixed in at the study's rate, looking like any other item
     else:
         pools.append(_Pool(True))  # only when nothing else is left

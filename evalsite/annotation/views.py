@@ -9,6 +9,7 @@ from django.core.cache import caches
 from django.db.models import Count, Q
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
@@ -59,6 +60,8 @@ def home(request):
 
 @login_required
 def next_item(request, name: str):
+    if crowd_token := request.session.get("crowd_token"):  # a crowd participant: quota and screening
+        return redirect("crowd:next", token=crowd_token)
     study = get_object_or_404(Study, name=name, annotators=request.user)
     try:
         assignment = services.claim_next(study, request.user, member_checked=True)
@@ -90,7 +93,7 @@ def item(request, pk: int):
     return render_item(request, assignment)
 
 
-def render_item(request, assignment: Assignment):
+def render_item(request, assignment: Assignment, progress: dict | None = None):
     study = assignment.comparison.study
     services.mark_shown(assignment)
     comparison = assignment.comparison
@@ -106,7 +109,7 @@ def render_item(request, assignment: Assignment):
         "answer_b": mark_safe(right.rendered_html()),  # noqa: S308
         "choices": LIMA_CHOICES,
         "flags": Assignment.Flag.choices,
-        **progress_for(study, request.user, getattr(assignment, "done_before", None)),
+        **(progress or progress_for(study, request.user, getattr(assignment, "done_before", None))),
     }
     return render(request, "annotation/item.html", context)
 
@@ -206,8 +209,25 @@ def study_detail(request, name: str):
         "agreement": agreement,
         "pairs": [{"a": a, "b": b, **v} for (a, b), v in agreement["per_pair"].items()],
         "annotators": study.annotators.order_by("username"),
+        **crowd_context(request, study),
     }
     return render(request, "annotation/study.html", context)
+
+
+def crowd_context(request, study: Study) -> dict:
+    """The study page's crowd card: its link (if made) and the URL to paste into the platform."""
+    from evalsite.crowd.models import PARAMETERS, Platform  # the crowd app builds on this one
+
+    link = getattr(study, "crowd_link", None)  # the reverse one-to-one raises when there is none
+    context: dict = {"crowd_link": link, "platforms": Platform.choices}
+    if link is not None:
+        names = PARAMETERS[Platform(link.platform)]
+        query = "&".join(f"{name}={{{{%{name.upper()}%}}}}" for name in names)
+        if link.platform == Platform.MTURK:  # MTurk appends its own parameters to an external question
+            query = ""
+        url = request.build_absolute_uri(reverse("crowd:arrive", args=[link.token]))
+        context["crowd_url"] = f"{url}?{query}" if query else url
+    return context
 
 
 @staff_required

@@ -1,0 +1,90 @@
+"""Crowd platforms: a study's link that Prolific (or MTurk) participants arrive by, and the
+participants it made. A participant is a user without a password, known by the platform's id."""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+from django.conf import settings
+from django.db import models
+
+from evalsite.annotation.models import Study
+
+
+class Platform(models.TextChoices):
+    PROLIFIC = "prolific", "Prolific"
+    MTURK = "mturk", "Amazon Mechanical Turk"
+
+
+# Which query parameters carry the participant's id, the platform's study and the session (Prolific:
+# {{%PROLIFIC_PID%}}, {{%STUDY_ID%}}, {{%SESSION_ID%}} appended to the study URL; MTurk's external
+# question: workerId, hitId, assignmentId), and what a well-formed id looks like (Prolific's are
+# 24 hexadecimal characters; MTurk worker ids are upper-case letters and digits starting with A).
+PARAMETERS = {
+    Platform.PROLIFIC: ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID"),
+    Platform.MTURK: ("workerId", "hitId", "assignmentId"),
+}
+ID_PATTERNS = {
+    Platform.PROLIFIC: re.compile(r"[0-9a-f]{24}"),
+    Platform.MTURK: re.compile(r"A[0-9A-Z]{7,30}"),
+}
+PROLIFIC_COMPLETION_URL = "https://app.prolific.com/submissions/complete?cc={code}"
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(18)
+
+
+def new_code() -> str:
+    return secrets.token_hex(4).upper()
+
+
+class CrowdLink(models.Model):
+    """The study's address for a crowd platform and the rules a participant goes through."""
+
+    study = models.OneToOneField(Study, on_delete=models.CASCADE, related_name="crowd_link")
+    token = models.CharField(max_length=40, unique=True, default=new_token)
+    platform = models.CharField(max_length=10, choices=Platform.choices, default=Platform.PROLIFIC)
+    quota = models.PositiveSmallIntegerField(default=20, help_text="items each participant judges")
+    screening_items = models.PositiveSmallIntegerField(
+        default=0, help_text="the first N items are gold checks (0: no screening)"
+    )
+    screening_pass = models.PositiveSmallIntegerField(default=0, help_text="gold checks right to pass the screening")
+    completion_code = models.CharField(max_length=40, default=new_code)
+    screened_out_code = models.CharField(max_length=40, default=new_code)
+    completion_url = models.CharField(
+        max_length=300, blank=True, help_text="where a participant is sent at the end; {code} is replaced"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.get_platform_display()} link of {self.study}"
+
+    def return_url(self, code: str) -> str:
+        template = self.completion_url or (PROLIFIC_COMPLETION_URL if self.platform == Platform.PROLIFIC else "")
+        return template.replace("{code}", code) if template else ""
+
+
+class Participant(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active", "working"
+        COMPLETED = "completed", "completed"
+        SCREENED_OUT = "screened_out", "screened out"
+        EXCLUDED = "excluded", "excluded"
+        RETURNED = "returned", "returned"
+
+    link = models.ForeignKey(CrowdLink, on_delete=models.CASCADE, related_name="participants")
+    external_id = models.CharField(max_length=64)
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="participant")
+    platform_study = models.CharField(max_length=64, blank=True)
+    session = models.CharField(max_length=64, blank=True)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.ACTIVE)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["link", "external_id"], name="participant_once_per_link")]
+
+    def __str__(self) -> str:
+        return f"{self.external_id} in {self.link.study}"

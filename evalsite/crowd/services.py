@@ -1,0 +1,238 @@
+"""What happens to a crowd participant: arriving by the study's link, the screening block, the
+quota, the end (completed or screened out), and the per-participant export a team uploads to the
+platform for approvals and bonuses."""
+
+from __future__ import annotations
+
+import csv
+import io
+import statistics
+from dataclasses import dataclass
+
+from django.contrib.auth.models import User
+from django.db import IntegrityError, transaction
+from django.db.models import Count, F, Q
+from django.utils import timezone
+
+from evalsite.annotation.models import Comparison, HumanJudgment, Study
+from evalsite.annotation.services import set_excluded
+from evalsite.crowd.models import ID_PATTERNS, PARAMETERS, CrowdLink, Participant, Platform
+
+MTURK_PREVIEW = "ASSIGNMENT_ID_NOT_AVAILABLE"  # MTurk's assignmentId while a worker previews a HIT
+
+
+class CrowdError(Exception):
+    """A participant's visit cannot go on; the message says why (shown on a page, never an account)."""
+
+
+class Preview(Exception):
+    """An MTurk worker previewing the HIT: show the task, make no account."""
+
+
+def create_link(
+    study: Study,
+    platform: str = Platform.PROLIFIC,
+    quota: int = 20,
+    screening_items: int = 0,
+    screening_pass: int = 0,
+    completion_url: str = "",
+    completion_code: str = "",
+) -> CrowdLink:
+    """The study's crowd link (one per study; a second call changes its rules)."""
+    if platform not in Platform.values:
+        raise CrowdError(f"platform must be one of {', '.join(Platform.values)}")
+    if study.status != Study.Status.OPEN:
+        raise CrowdError(f"study {study.name} is {study.status}: start it before making its crowd link")
+    if quota < 1:
+        raise CrowdError("quota must be at least 1 item")
+    if screening_pass > screening_items:
+        raise CrowdError(f"screening pass mark {screening_pass} is more than its {screening_items} items")
+    gold = Comparison.objects.filter(study=study, is_gold=True).count()
+    if screening_items > gold:
+        raise CrowdError(
+            f"screening needs {screening_items} gold checks but study {study.name} has {gold} "
+            "(create it with a higher gold rate)"
+        )
+    if completion_url and not completion_url.startswith(("https://", "http://")):
+        raise CrowdError("completion URL must start with https:// (or http://)")
+    fields = {
+        "platform": platform,
+        "quota": quota,
+        "screening_items": screening_items,
+        "screening_pass": screening_pass,
+        "completion_url": completion_url,
+    }
+    if completion_code:
+        fields["completion_code"] = completion_code
+    link, _ = CrowdLink.objects.update_or_create(study=study, defaults=fields)
+    return link
+
+
+def arrive(link: CrowdLink, params: dict[str, str]) -> Participant:
+    """The participant for the platform id in the link's query, made the first time (without a
+    password) and found again on any later visit, from any device. Two first visits at once (two
+    tabs) give the same participant: the second insert fails on the unique constraint and reads."""
+    id_name, study_name, session_name = PARAMETERS[Platform(link.platform)]
+    external = (params.get(id_name) or "").strip()
+    if link.platform == Platform.MTURK and params.get(session_name) == MTURK_PREVIEW:
+        raise Preview()
+    if not external:
+        raise CrowdError(f"this link has no {id_name}: open the study from {link.get_platform_display()}")
+    if not ID_PATTERNS[Platform(link.platform)].fullmatch(external):
+        raise CrowdError(f"{id_name} is not a {link.get_platform_display()} id; open the study from the platform")
+    if link.study.status != Study.Status.OPEN:
+        raise CrowdError("this study is not taking participants now")
+    found = Participant.objects.filter(link=link, external_id=external).select_related("user").first()
+    if found:
+        return found
+    try:
+        with transaction.atomic():
+            user = User(username=f"{link.platform}-{link.pk}-{external}"[:150])
+            user.set_unusable_password()
+            user.save()
+            participant = Participant.objects.create(
+                link=link,
+                external_id=external,
+                user=user,
+                platform_study=(params.get(study_name) or "")[:64],
+                session=(params.get(session_name) or "")[:64],
+            )
+            link.study.annotators.add(user)
+    except IntegrityError:  # the other tab made it first
+        return Participant.objects.select_related("user").get(link=link, external_id=external)
+    return participant
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Where a participant is: 'screening' (gold checks only), 'work', or an end."""
+
+    name: str
+    done: int  # items judged after the screening block
+    gold_seen: int
+    gold_right: int
+
+
+def _counts(participant: Participant) -> dict[str, int]:
+    return HumanJudgment.objects.filter(
+        annotator=participant.user, comparison__study=participant.link.study
+    ).aggregate(
+        total=Count("id"),
+        gold=Count("id", filter=Q(comparison__is_gold=True)),
+        gold_right=Count("id", filter=Q(comparison__is_gold=True, outcome=F("comparison__gold_better"))),
+    )
+
+
+def stage(participant: Participant) -> Stage:
+    """Where the participant stands, ending them (completed, screened out) when the rules say so."""
+    link = participant.link
+    counts = _counts(participant)
+    screening = min(counts["gold"], link.screening_items)
+    done = counts["total"] - screening
+    if participant.status != Participant.Status.ACTIVE:
+        return Stage(participant.status, done, counts["gold"], counts["gold_right"])
+    if counts["gold"] < link.screening_items:
+        return Stage("screening", done, counts["gold"], counts["gold_right"])
+    if link.screening_items and _screening_right(participant) < link.screening_pass:
+        _finish(participant, Participant.Status.SCREENED_OUT)
+        return Stage(Participant.Status.SCREENED_OUT, done, counts["gold"], counts["gold_right"])
+    if done >= link.quota:
+        _finish(participant, Participant.Status.COMPLETED)
+        return Stage(Participant.Status.COMPLETED, done, counts["gold"], counts["gold_right"])
+    return Stage("work", done, counts["gold"], counts["gold_right"])
+
+
+def _screening_right(participant: Participant) -> int:
+    """Right answers among the first screening_items gold checks judged (the screening block)."""
+    first = HumanJudgment.objects.filter(
+        annotator=participant.user, comparison__study=participant.link.study, comparison__is_gold=True
+    ).order_by("created_at", "pk")[: participant.link.screening_items]
+    return sum(1 for outcome, better in first.values_list("outcome", "comparison__gold_better") if outcome == better)
+
+
+def _finish(participant: Participant, status: str) -> None:
+    with transaction.atomic():
+        updated = Participant.objects.filter(pk=participant.pk, status=Participant.Status.ACTIVE).update(
+            status=status, finished_at=timezone.now()
+        )
+        if updated and status == Participant.Status.SCREENED_OUT:
+            set_excluded(participant.link.study, participant.user, True)  # their votes leave the results
+    participant.refresh_from_db(fields=["status", "finished_at"])
+
+
+def end_code(participant: Participant) -> str:
+    link = participant.link
+    return link.screened_out_code if participant.status == Participant.Status.SCREENED_OUT else link.completion_code
+
+
+# --- the export a team uploads -------------------------------------------------------------------
+
+EXPORT_COLUMNS = [
+    "participant_id",
+    "status",
+    "items_done",
+    "median_seconds",
+    "total_seconds",
+    "gold_seen",
+    "gold_accuracy",
+    "left_pick_share",
+    "completion_code",
+    "study_id",
+    "session_id",
+    "started_at",
+    "finished_at",
+]
+
+
+def participant_rows(link: CrowdLink) -> list[dict[str, object]]:
+    """One row per participant, the platform's participant id first (Prolific's bulk approval and
+    bonus uploads key on it). Times and shares over the judgments after the screening block."""
+    study = link.study
+    excluded = set(study.excluded.values_list("pk", flat=True))
+    rows = []
+    participants = link.participants.select_related("user").order_by("started_at", "pk")
+    judgments: dict[int, list[tuple]] = {}
+    for row in (
+        HumanJudgment.objects.filter(comparison__study=study, annotator__participant__link=link)
+        .order_by("created_at", "pk")
+        .values_list(
+            "annotator_id", "pk", "comparison__is_gold", "outcome", "comparison__gold_better", "seconds", "picked_side"
+        )
+    ):
+        judgments.setdefault(row[0], []).append(row[1:])
+    for participant in participants:
+        own = judgments.get(participant.user_id, [])  # (pk, is_gold, outcome, gold_better, seconds, side)
+        gold = [j for j in own if j[1]]
+        screening = {j[0] for j in gold[: link.screening_items]}
+        rest = [j for j in own if j[0] not in screening]
+        seconds = [j[4] for j in rest]
+        sided = [j[5] for j in rest if j[5] in ("left", "right")]
+        status = participant.status
+        if participant.user_id in excluded and status != Participant.Status.SCREENED_OUT:
+            status = Participant.Status.EXCLUDED
+        rows.append(
+            {
+                "participant_id": participant.external_id,
+                "status": status,
+                "items_done": len(rest),
+                "median_seconds": round(statistics.median(seconds), 1) if seconds else "",
+                "total_seconds": round(sum(seconds), 1),
+                "gold_seen": len(gold),
+                "gold_accuracy": round(sum(1 for j in gold if j[2] == j[3]) / len(gold), 3) if gold else "",
+                "left_pick_share": round(sided.count("left") / len(sided), 3) if sided else "",
+                "completion_code": end_code(participant) if status != Participant.Status.ACTIVE else "",
+                "study_id": participant.platform_study,
+                "session_id": participant.session,
+                "started_at": participant.started_at.isoformat(timespec="seconds"),
+                "finished_at": participant.finished_at.isoformat(timespec="seconds") if participant.finished_at else "",
+            }
+        )
+    return rows
+
+
+def export_csv(link: CrowdLink) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(participant_rows(link))
+    return out.getvalue()

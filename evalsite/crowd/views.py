@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth import login
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+
+from evalsite.annotation import services as annotation
+from evalsite.annotation.views import progress_for, render_item
+from evalsite.core.decorators import staff_required
+from evalsite.crowd import services
+from evalsite.crowd.models import CrowdLink, Participant
+
+SESSION_KEY = "crowd_participant"
+TOKEN_KEY = "crowd_token"
+
+
+def arrive(request, token: str):
+    """/s/<token>/?PROLIFIC_PID=...: the participant for that id, logged in, sent to their next item."""
+    link = get_object_or_404(CrowdLink.objects.select_related("study"), token=token)
+    try:
+        participant = services.arrive(link, request.GET.dict())
+    except services.Preview:
+        return render(request, "crowd/preview.html", {"study": link.study, "link": link})
+    except services.CrowdError as exc:
+        return render(request, "crowd/problem.html", {"problem": str(exc)}, status=400)
+    if request.user.is_authenticated and request.user.pk != participant.user_id:
+        request.session.flush()  # someone else's session in this browser: not theirs to continue
+    login(request, participant.user, backend="evalsite.core.login.RateLimitedModelBackend")
+    request.session[SESSION_KEY] = participant.pk
+    request.session[TOKEN_KEY] = token  # the item pages send them back to this flow
+    return redirect("crowd:next", token=token)
+
+
+def _participant(request, token: str) -> Participant | None:
+    pk = request.session.get(SESSION_KEY)
+    if not pk or not request.user.is_authenticated:
+        return None
+    return (
+        Participant.objects.select_related("link__study", "user")
+        .filter(pk=pk, user=request.user, link__token=token)
+        .first()
+    )
+
+
+def next_item(request, token: str):
+    participant = _participant(request, token)
+    if participant is None:
+        return render(
+            request,
+            "crowd/problem.html",
+            {"problem": "this page needs the study's link from your platform; open the study from there again"},
+            status=403,
+        )
+    study = participant.link.study
+    where = services.stage(participant)
+    if where.name not in ("screening", "work"):
+        return _end(request, participant, where)
+    try:
+        screening = where.name == "screening"
+        assignment = annotation.claim_next(study, request.user, member_checked=True, gold_only=screening)
+    except annotation.StudyError as exc:
+        return render(request, "crowd/problem.html", {"problem": str(exc)}, status=409)
+    if assignment is None:
+        return render(request, "annotation/done.html", {"study": study, **progress_for(study, request.user)})
+    assignment.comparison.study = study
+    quota = participant.link.quota
+    progress = {"done": where.done, "target": quota, "percent": min(100, round(100 * where.done / quota))}
+    return render_item(request, assignment, progress)
+
+
+def _end(request, participant: Participant, where: services.Stage):
+    code = services.end_code(participant)
+    context = {
+        "participant": participant,
+        "code": code,
+        "return_url": participant.link.return_url(code),
+        "screened_out": participant.status == Participant.Status.SCREENED_OUT,
+        "done": where.done,
+    }
+    return render(request, "crowd/end.html", context)
+
+
+@staff_required
+def export(request, name: str):
+    link = get_object_or_404(CrowdLink.objects.select_related("study"), study__name=name)
+    response = HttpResponse(services.export_csv(link), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{link.study.name}-participants.csv"'
+    return response
+
+
+@staff_required
+def settings_form(request, name: str):
+    """The study page's crowd form: make or change the link."""
+    from evalsite.annotation.models import Study
+
+    study = get_object_or_404(Study, name=name)
+    if request.method == "POST":
+        data = request.POST
+        try:
+            services.create_link(
+                study,
+                platform=data.get("platform", "prolific"),
+                quota=_whole(data, "quota", 20),
+                screening_items=_whole(data, "screening_items", 0),
+                screening_pass=_whole(data, "screening_pass", 0),
+                completion_url=data.get("completion_url", "").strip(),
+                completion_code=data.get("completion_code", "").strip(),
+            )
+        except services.CrowdError as exc:
+            messages.error(request, str(exc))
+    return redirect("annotation:study", name=name)
+
+
+def _whole(data, field: str, default: int) -> int:
+    raw = (data.get(field) or "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit():
+        raise services.CrowdError(f"{field.replace('_', ' ')} must be a whole number, not {raw[:20]!r}")
+    return int(raw)

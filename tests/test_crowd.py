@@ -1,0 +1,224 @@
+"""Crowd participants (Prolific, MTurk): arriving by the study's link, screening, quota, the code at
+the end, and the export a team uploads for approvals and bonuses."""
+
+import csv
+import io
+import statistics
+import threading
+
+import pytest
+from django.contrib.auth.models import User
+from django.db import connection
+from django.test import Client
+
+from evalsite.annotation.models import Assignment, Comparison, HumanJudgment
+from evalsite.annotation.services import create_study
+from evalsite.crowd import services
+from evalsite.crowd.models import CrowdLink, Participant
+from tests.annotation_fixtures import make_study
+
+pytestmark = pytest.mark.django_db
+
+
+def pid(k: int) -> str:
+    return f"{k:024x}"  # a Prolific id: 24 hexadecimal characters
+
+
+def arrive(client: Client, link: CrowdLink, k: int, follow: bool = False):
+    query = {"PROLIFIC_PID": pid(k), "STUDY_ID": "s" * 24, "SESSION_ID": f"session{k}"}
+    return client.get(f"/s/{link.token}/", query, follow=follow)
+
+
+def item_assignment(response) -> Assignment:
+    return Assignment.objects.get(pk=response.context["assignment"].pk)
+
+
+def answer(client: Client, assignment: Assignment, right: bool = True):
+    """Pick the candidate (right on gold checks) or the other side."""
+    candidate_side = "a" if assignment.candidate_on_left else "b"
+    other = "b" if candidate_side == "a" else "a"
+    return client.post(f"/annotate/item/{assignment.pk}/judge", {"choice": candidate_side if right else other})
+
+
+@pytest.fixture
+def link():
+    study, _ = make_study(n_prompts=12, baselines=("alpaca-65b",), gold_rate=0.34, annotators=0)
+    return services.create_link(study, quota=3, screening_items=2, screening_pass=2, completion_url="")
+
+
+def test_a_participant_arrives_by_the_link_and_is_served_a_gold_check_first(client, link):
+    reply = arrive(client, link, 1, follow=True)
+    assert reply.status_code == 200 and reply.redirect_chain[-1][0] == f"/s/{link.token}/next"
+    participant = Participant.objects.get()
+    assert (participant.external_id, participant.platform_study, participant.session) == (pid(1), "s" * 24, "session1")
+    assert not participant.user.has_usable_password()
+    assert link.study.annotators.filter(pk=participant.user_id).exists()
+    assert item_assignment(reply).comparison.is_gold, "the screening block serves gold checks"
+
+
+def test_the_same_id_on_another_device_resumes_the_same_participant(link):
+    first, second = Client(), Client()
+    reply = arrive(first, link, 2, follow=True)
+    answer(first, item_assignment(reply))
+    again = arrive(second, link, 2, follow=True)
+    assert Participant.objects.count() == 1 and User.objects.filter(participant__isnull=False).count() == 1
+    assert again.context["done"] == 0 and HumanJudgment.objects.filter(annotator__participant__isnull=False).count() == 1
+    assert item_assignment(again).comparison.is_gold, "still in the screening block (1 of 2 done)"
+
+
+@pytest.mark.parametrize(
+    "query, problem",
+    [
+        ({}, "this link has no PROLIFIC_PID"),
+        ({"PROLIFIC_PID": "not-an-id"}, "PROLIFIC_PID is not a Prolific id"),
+        ({"PROLIFIC_PID": "<script>alert(1)</script>"}, "PROLIFIC_PID is not a Prolific id"),
+    ],
+)
+def test_a_missing_or_malformed_id_gets_a_clear_page_and_no_account(client, link, query, problem):
+    users = User.objects.count()
+    reply = client.get(f"/s/{link.token}/", query)
+    assert reply.status_code == 400
+    assert problem in reply.context["problem"]
+    assert User.objects.count() == users and not Participant.objects.exists()
+    assert "_auth_user_id" not in client.session
+
+
+def test_an_unknown_link_is_a_404_and_the_flow_needs_the_link(client, link):
+    assert client.get("/s/no-such-token/", {"PROLIFIC_PID": pid(3)}).status_code == 404
+    assert client.get(f"/s/{link.token}/next").status_code == 403
+
+
+def test_mturk_workers_arrive_through_the_same_code_and_a_preview_makes_no_account(client, link):
+    services.create_link(link.study, platform="mturk", quota=3)
+    preview = client.get(f"/s/{link.token}/", {"assignmentId": "ASSIGNMENT_ID_NOT_AVAILABLE", "hitId": "H1"})
+    assert preview.status_code == 200 and preview.templates[0].name == "crowd/preview.html"
+    assert not Participant.objects.exists()
+    reply = client.get(
+        f"/s/{link.token}/", {"workerId": "A1B2C3D4E5F6G7", "assignmentId": "3ABCDEF", "hitId": "H1"}, follow=True
+    )
+    participant = Participant.objects.get()
+    assert (participant.external_id, participant.session, participant.platform_study) == ("A1B2C3D4E5F6G7", "3ABCDEF", "H1")
+    assert not item_assignment(reply).comparison.is_gold, "no screening on this link"
+
+
+def test_passing_the_screening_then_the_quota_ends_on_the_completion_code(client, link):
+    reply = arrive(client, link, 4, follow=True)
+    for _ in range(2):  # the screening block, both right
+        assignment = item_assignment(reply)
+        assert assignment.comparison.is_gold
+        reply = client.get(answer(client, assignment)["Location"], follow=True)
+    for k in range(3):  # the quota
+        assert reply.context["done"] == k and reply.context["target"] == 3
+        reply = client.get(answer(client, item_assignment(reply))["Location"], follow=True)
+    assert reply.templates[0].name == "crowd/end.html"
+    assert reply.context["code"] == link.completion_code
+    assert reply.context["return_url"] == f"https://app.prolific.com/submissions/complete?cc={link.completion_code}"
+    participant = Participant.objects.get()
+    assert participant.status == "completed" and participant.finished_at is not None
+    # the ordinary next page cannot take them past the quota
+    again = client.get(f"/annotate/study/{link.study.name}/next", follow=True)
+    assert again.templates[0].name == "crowd/end.html"
+
+
+def test_failing_the_screening_ends_with_the_screened_out_code_and_leaves_the_votes_out(client, link):
+    reply = arrive(client, link, 5, follow=True)
+    first = item_assignment(reply)
+    reply = client.get(answer(client, first, right=False)["Location"], follow=True)
+    reply = client.get(answer(client, item_assignment(reply))["Location"], follow=True)
+    assert reply.templates[0].name == "crowd/end.html" and reply.context["screened_out"]
+    assert reply.context["code"] == link.screened_out_code != link.completion_code
+    participant = Participant.objects.get()
+    assert participant.status == "screened_out"
+    assert link.study.excluded.filter(pk=participant.user_id).exists()
+    gold = Comparison.objects.get(pk=first.comparison_id)
+    assert gold.votes_candidate + gold.votes_baseline + gold.votes_tie == 0, "their votes are not counted"
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="concurrent first visits need a real database")
+@pytest.mark.django_db(transaction=True)
+def test_two_tabs_arriving_at_once_make_one_participant():
+    study, _ = make_study(n_prompts=6, baselines=("alpaca-65b",), annotators=0)
+    link = services.create_link(study, quota=2)
+    barrier, replies, errors = threading.Barrier(4), [], []
+
+    def visit():
+        try:
+            barrier.wait()
+            replies.append(arrive(Client(), link, 6).status_code)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=visit) for _ in range(4)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert not errors and replies == [302] * 4
+    assert Participant.objects.count() == 1
+    assert User.objects.filter(username__startswith="prolific-").count() == 1
+
+
+def test_the_export_matches_rows_counted_by_hand(link, staff_client):
+    done = Client()
+    reply = arrive(done, link, 7, follow=True)
+    for right in (True, True, True, False, True):  # screening (2), then the quota of 3
+        reply = done.get(answer(done, item_assignment(reply), right)["Location"], follow=True)
+    out = Client()
+    reply = arrive(out, link, 8, follow=True)
+    for _ in range(2):
+        reply = out.get(answer(out, item_assignment(reply), right=False)["Location"], follow=True)
+    arrive(Client(), link, 9)  # arrived, did nothing
+    csv_reply = staff_client.get(f"/crowd/{link.study.name}/participants.csv")
+    assert csv_reply.status_code == 200 and csv_reply["Content-Type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(csv_reply.content.decode())))
+    assert list(rows[0])[0] == "participant_id"
+    by_id = {r["participant_id"]: r for r in rows}
+    assert set(by_id) == {pid(7), pid(8), pid(9)}
+
+    finished = Participant.objects.get(external_id=pid(7))
+    judged = list(HumanJudgment.objects.filter(annotator=finished.user).order_by("created_at", "pk"))
+    after = judged[2:]  # the first two were the screening block
+    gold = [j for j in judged if j.comparison.is_gold]
+    sided = [j.picked_side for j in after if j.picked_side != "none"]
+    row = by_id[pid(7)]
+    assert row["status"] == "completed" and row["completion_code"] == link.completion_code
+    assert int(row["items_done"]) == 3 == len(after)
+    assert float(row["median_seconds"]) == round(statistics.median(j.seconds for j in after), 1)
+    assert float(row["total_seconds"]) == round(sum(j.seconds for j in after), 1)
+    assert int(row["gold_seen"]) == len(gold)
+    assert float(row["gold_accuracy"]) == round(sum(j.outcome == "candidate" for j in gold) / len(gold), 3)
+    assert float(row["left_pick_share"]) == round(sided.count("left") / len(sided), 3)
+    assert (row["study_id"], row["session_id"]) == ("s" * 24, "session7")
+
+    assert by_id[pid(8)]["status"] == "screened_out" and by_id[pid(8)]["completion_code"] == link.screened_out_code
+    assert by_id[pid(8)]["items_done"] == "0" and by_id[pid(8)]["gold_accuracy"] == "0.0"
+    assert by_id[pid(9)]["status"] == "active" and by_id[pid(9)]["completion_code"] == ""
+    assert Client().get(f"/crowd/{link.study.name}/participants.csv").status_code in (302, 403), "staff only"
+
+
+def test_link_rules_that_cannot_work_are_refused_and_change_nothing(link):
+    study = link.study
+    gold = Comparison.objects.filter(study=study, is_gold=True).count()
+    with pytest.raises(services.CrowdError, match=f"needs {gold + 1} gold checks but study {study.name} has {gold}"):
+        services.create_link(study, screening_items=gold + 1)
+    with pytest.raises(services.CrowdError, match="pass mark 3 is more than its 2 items"):
+        services.create_link(study, screening_items=2, screening_pass=3)
+    with pytest.raises(services.CrowdError, match="must start with https://"):
+        services.create_link(study, completion_url="javascript:alert(1)")
+    draft = create_study("draft-study", study.candidate, list(study.baselines.all()), study.prompt_set)
+    with pytest.raises(services.CrowdError, match="start it before"):
+        services.create_link(draft)
+    link.refresh_from_db()
+    assert (link.quota, link.screening_items, link.screening_pass) == (3, 2, 2)
+
+
+def test_staff_make_the_link_on_the_study_page_and_see_the_url_to_paste(staff_client):
+    study, _ = make_study(n_prompts=4, baselines=("alpaca-65b",), annotators=0)
+    reply = staff_client.post(f"/crowd/{study.name}/link", {"platform": "prolific", "quota": "5"}, follow=True)
+    link = CrowdLink.objects.get(study=study)
+    assert link.quota == 5
+    url = reply.context["crowd_url"]
+    assert url.startswith(f"http://testserver/s/{link.token}/?")
+    assert "PROLIFIC_PID={{%PROLIFIC_PID%}}" in url and "SESSION_ID={{%SESSION_ID%}}" in url
+    bad = staff_client.post(f"/crowd/{study.name}/link", {"quota": "many"}, follow=True)
+    assert [str(m) for m in bad.context["messages"]] == ["quota must be a whole number, not 'many'"]
