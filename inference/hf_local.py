@@ -242,7 +242,10 @@ class HFLocalBackend:
         item = self._prepare([request], sampling)[0]
         lm = self.loaded
         with torch.inference_mode():
-            logits = lm.model(input_ids=torch.tensor([item.input_ids], device=lm.device)).logits[0, -1]
+            # the last position's logits only: the output layer over the whole prompt is a fifth of
+            # a long prompt's prefill (and its float logits hundreds of MB)
+            ids = torch.tensor([item.input_ids], device=lm.device)
+            logits = lm.model(input_ids=ids, logits_to_keep=1).logits[0, -1]
         return torch.log_softmax(logits.float(), dim=-1), len(item.input_ids)
 
     def next_token_logprobs(self, request: GenerationRequest, k: int) -> tuple[list[tuple[str, float]], int]:
@@ -278,6 +281,7 @@ class HFLocalBackend:
                 input_ids=input_ids.to(lm.device),
                 attention_mask=attention.to(lm.device),
                 position_ids=positions.to(lm.device),
+                logits_to_keep=1,
             ).logits[:, -1]
         logprobs = torch.log_softmax(logits.float(), dim=-1)
         ids = [self._label_ids(label) for label in labels]

@@ -62,7 +62,9 @@ def test_the_same_id_on_another_device_resumes_the_same_participant(link):
     answer(first, item_assignment(reply))
     again = arrive(second, link, 2, follow=True)
     assert Participant.objects.count() == 1 and User.objects.filter(participant__isnull=False).count() == 1
-    assert again.context["done"] == 0 and HumanJudgment.objects.filter(annotator__participant__isnull=False).count() == 1
+    assert (
+        again.context["done"] == 0 and HumanJudgment.objects.filter(annotator__participant__isnull=False).count() == 1
+    )
     assert item_assignment(again).comparison.is_gold, "still in the screening block (1 of 2 done)"
 
 
@@ -97,8 +99,13 @@ def test_mturk_workers_arrive_through_the_same_code_and_a_preview_makes_no_accou
         f"/s/{link.token}/", {"workerId": "A1B2C3D4E5F6G7", "assignmentId": "3ABCDEF", "hitId": "H1"}, follow=True
     )
     participant = Participant.objects.get()
-    assert (participant.external_id, participant.session, participant.platform_study) == ("A1B2C3D4E5F6G7", "3ABCDEF", "H1")
-    assert not item_assignment(reply).comparison.is_gold, "no screening on this link"
+    assert (participant.external_id, participant.session, participant.platform_study) == (
+        "A1B2C3D4E5F6G7",
+        "3ABCDEF",
+        "H1",
+    )
+    assert services.stage(participant).name == "work", "no screening on this link"
+    assert item_assignment(reply).annotator_id == participant.user_id
 
 
 def test_passing_the_screening_then_the_quota_ends_on_the_completion_code(client, link):
@@ -222,3 +229,24 @@ def test_staff_make_the_link_on_the_study_page_and_see_the_url_to_paste(staff_cl
     assert "PROLIFIC_PID={{%PROLIFIC_PID%}}" in url and "SESSION_ID={{%SESSION_ID%}}" in url
     bad = staff_client.post(f"/crowd/{study.name}/link", {"quota": "many"}, follow=True)
     assert [str(m) for m in bad.context["messages"]] == ["quota must be a whole number, not 'many'"]
+
+
+def test_the_crowd_command_prints_the_url_and_writes_the_export(link, tmp_path):
+    from django.core.management import CommandError, call_command
+
+    out = io.StringIO()
+    call_command("crowd", "link", link.study.name, "--quota", "4", "--completion-code", "C0DE1234", stdout=out)
+    link.refresh_from_db()
+    assert (link.quota, link.completion_code) == (4, "C0DE1234")
+    printed = out.getvalue().splitlines()
+    assert printed[0] == f"study URL for Prolific: {link.study_url('http://127.0.0.1:8000')}"
+    assert printed[1] == "completion code: C0DE1234"
+    arrive(Client(), link, 10)
+    target = tmp_path / "participants.csv"
+    call_command("crowd", "export", link.study.name, "--out", str(target), stdout=io.StringIO())
+    rows = list(csv.DictReader(target.open()))
+    assert [r["participant_id"] for r in rows] == [pid(10)]
+    with pytest.raises(CommandError, match="no study named 'nope'"):
+        call_command("crowd", "export", "nope")
+    with pytest.raises(CommandError, match="pass mark 5 is more than its 1 items"):
+        call_command("crowd", "link", link.study.name, "--screening", "1", "--pass", "5")

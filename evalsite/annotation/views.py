@@ -9,7 +9,6 @@ from django.core.cache import caches
 from django.db.models import Count, Q
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
@@ -216,17 +215,12 @@ def study_detail(request, name: str):
 
 def crowd_context(request, study: Study) -> dict:
     """The study page's crowd card: its link (if made) and the URL to paste into the platform."""
-    from evalsite.crowd.models import PARAMETERS, Platform  # the crowd app builds on this one
+    from evalsite.crowd.models import Platform  # the crowd app builds on this one
 
     link = getattr(study, "crowd_link", None)  # the reverse one-to-one raises when there is none
     context: dict = {"crowd_link": link, "platforms": Platform.choices}
     if link is not None:
-        names = PARAMETERS[Platform(link.platform)]
-        query = "&".join(f"{name}={{{{%{name.upper()}%}}}}" for name in names)
-        if link.platform == Platform.MTURK:  # MTurk appends its own parameters to an external question
-            query = ""
-        url = request.build_absolute_uri(reverse("crowd:arrive", args=[link.token]))
-        context["crowd_url"] = f"{url}?{query}" if query else url
+        context["crowd_url"] = link.study_url(request.build_absolute_uri("/"))
     return context
 
 

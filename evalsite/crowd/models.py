@@ -61,6 +61,16 @@ class CrowdLink(models.Model):
     def __str__(self) -> str:
         return f"{self.get_platform_display()} link of {self.study}"
 
+    def study_url(self, site: str) -> str:
+        """The URL to paste into the platform: Prolific fills the {{%NAME%}} placeholders for each
+        participant; MTurk adds its own parameters to an external question's URL."""
+        from django.urls import reverse
+
+        url = site.rstrip("/") + reverse("crowd:arrive", args=[self.token])
+        if self.platform == Platform.MTURK:
+            return url
+        return url + "?" + "&".join(f"{name}={{{{%{name}%}}}}" for name in PARAMETERS[Platform.PROLIFIC])
+
     def return_url(self, code: str) -> str:
         template = self.completion_url or (PROLIFIC_COMPLETION_URL if self.platform == Platform.PROLIFIC else "")
         return template.replace("{code}", code) if template else ""

@@ -114,9 +114,7 @@ class Stage:
 
 
 def _counts(participant: Participant) -> dict[str, int]:
-    return HumanJudgment.objects.filter(
-        annotator=participant.user, comparison__study=participant.link.study
-    ).aggregate(
+    return HumanJudgment.objects.filter(annotator=participant.user, comparison__study=participant.link.study).aggregate(
         total=Count("id"),
         gold=Count("id", filter=Q(comparison__is_gold=True)),
         gold_right=Count("id", filter=Q(comparison__is_gold=True, outcome=F("comparison__gold_better"))),

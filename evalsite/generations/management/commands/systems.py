@@ -7,12 +7,13 @@ from django.db.models import Count
 from evalsite.catalog.models import Response, System
 from evalsite.generations.models import GenerationJob
 from inference.backends import preflight
-from inference.config import DIALECT_CHOICES, ConfigError
+from inference.config import DIALECT_CHOICES, WEIGHTS, ConfigError
 
 # option -> backend_config key
 CONFIG_OPTIONS = (
     ("model_path", "model_path"),
     ("gguf_file", "gguf_file"),
+    ("weights", "weights"),
     ("base_url", "base_url"),
     ("model", "model"),
     ("api", "api"),
@@ -25,6 +26,9 @@ CONFIG_OPTIONS = (
 def add_config_options(parser) -> None:
     parser.add_argument("--model-path", help="hf_local: model folder, folder with a GGUF file, or a .gguf file")
     parser.add_argument("--gguf-file", help="hf_local: the GGUF file's name inside --model-path")
+    parser.add_argument(
+        "--weights", choices=WEIGHTS, help="hf_local: int4 keeps the linear layers at 4 bits on CPU (converted once)"
+    )
     parser.add_argument("--base-url", help="openai_compat: e.g. https://api.openai.com/v1")
     parser.add_argument("--model", help="openai_compat: the model name the server expects")
     parser.add_argument("--api", choices=["chat", "completions"], help="openai_compat: which API (default chat)")

@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from evalsite.judging.services import LOCAL_JUDGE_PORT
 from inference.bundled import BUNDLED_SYSTEM_NAME, bundled_backend_config
-from inference.config import ConfigError, validate_backend_config
+from inference.config import WEIGHTS, ConfigError, validate_backend_config
 from inference.server import make_server
 
 
@@ -18,6 +18,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--model-path", help="a transformers folder, a folder with --gguf-file, or a .gguf file")
         parser.add_argument("--gguf-file")
+        parser.add_argument("--weights", choices=WEIGHTS, help="int4: the linear layers at 4 bits on CPU")
         parser.add_argument("--name", help="the model name the server answers to")
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=LOCAL_JUDGE_PORT)
@@ -29,6 +30,7 @@ class Command(BaseCommand):
             config = {
                 "model_path": opts["model_path"],
                 **({"gguf_file": opts["gguf_file"]} if opts["gguf_file"] else {}),
+                **({"weights": opts["weights"]} if opts["weights"] else {}),
             }
             name = opts["name"] or opts["model_path"].rstrip("/").split("/")[-1]
         else:

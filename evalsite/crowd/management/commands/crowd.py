@@ -1,0 +1,59 @@
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from evalsite.annotation.models import Study
+from evalsite.crowd import services
+from evalsite.crowd.models import CrowdLink, Platform
+
+
+class Command(BaseCommand):
+    help = "A study's crowd link (Prolific or MTurk) and its participants' export."
+
+    def add_arguments(self, parser):
+        sub = parser.add_subparsers(dest="action", required=True)
+        link = sub.add_parser("link", help="make (or change) the study's link and print the URL for the platform")
+        link.add_argument("study")
+        link.add_argument("--platform", choices=Platform.values, default=Platform.PROLIFIC)
+        link.add_argument("--quota", type=int, default=20, help="items each participant judges")
+        link.add_argument("--screening", type=int, default=0, help="the first N items are gold checks")
+        link.add_argument("--pass", dest="screening_pass", type=int, default=0, help="gold checks right to go on")
+        link.add_argument("--completion-url", default="", help="where participants go at the end; {code} is replaced")
+        link.add_argument("--completion-code", default="", help="the platform's code (default: one made here)")
+        link.add_argument("--site", default=settings.SITE_URL, help="this site's public address (SITE_URL)")
+        export = sub.add_parser("export", help="one CSV row per participant (Prolific's participant id first)")
+        export.add_argument("study")
+        export.add_argument("--out", type=Path, help="a file (default: standard output)")
+
+    def handle(self, *args, **opts):
+        study = Study.objects.filter(name=opts["study"]).first()
+        if study is None:
+            raise CommandError(f"no study named {opts['study']!r}")
+        if opts["action"] == "link":
+            try:
+                link = services.create_link(
+                    study,
+                    platform=opts["platform"],
+                    quota=opts["quota"],
+                    screening_items=opts["screening"],
+                    screening_pass=opts["screening_pass"],
+                    completion_url=opts["completion_url"],
+                    completion_code=opts["completion_code"],
+                )
+            except services.CrowdError as exc:
+                raise CommandError(str(exc)) from None
+            self.stdout.write(f"study URL for {link.get_platform_display()}: {link.study_url(opts['site'])}")
+            self.stdout.write(f"completion code: {link.completion_code}")
+            if link.screening_items:
+                self.stdout.write(f"screened-out code: {link.screened_out_code}")
+            return
+        link = CrowdLink.objects.filter(study=study).first()
+        if link is None:
+            raise CommandError(f"study {study.name} has no crowd link (manage.py crowd link {study.name})")
+        text = services.export_csv(link)
+        if opts["out"]:
+            opts["out"].write_text(text)
+            self.stdout.write(f"{len(text.splitlines()) - 1} participant(s) written to {opts['out']}")
+        else:
+            self.stdout.write(text, ending="")
