@@ -170,3 +170,28 @@ def test_the_study_pages_counts_equal_a_hand_count_after_votes(staff_client):
     assert soup.select_one("p.counts .judged").get_text() == str(judgments)
     listing = BeautifulSoup(staff_client.get("/annotate/studies/").content, "html.parser")
     assert str(comparisons) in [td.get_text().strip() for td in listing.select("td")]
+
+
+def test_the_study_page_gives_each_annotator_a_reliability_and_finds_the_one_who_always_says_tie(staff_client):
+    from evalsite.annotation.models import Comparison
+    from tests.annotation_fixtures import vote
+
+    study, users = make_study(n_prompts=30, baselines=("alpaca-65b",), overlap=4, annotators=4)
+    careful, spammer = users[:3], users[3]
+    for k, comparison in enumerate(Comparison.objects.filter(study=study, is_gold=False).order_by("pk")):
+        truth = "a" if k % 3 else "b"  # the candidate on the left: a = candidate, b = baseline
+        for j, user in enumerate(careful):
+            vote(user, comparison, truth if (k + j) % 10 else "tie", seconds=20)  # 90% right
+        vote(spammer, comparison, "tie", seconds=20)
+    reply = staff_client.get(f"/annotate/studies/{study.name}/")
+    rows = {q["annotator"]: q["reliability"] for q in reply.context["quality"]}
+    assert min(rows[u.username] for u in careful) > 0.8 > 0.5 > rows[spammer.username]
+    assert reply.content.decode().count('<td class="reliability">') == 4
+
+
+def test_with_one_vote_per_comparison_no_reliability_is_claimed(staff_client):
+    study, (a, b) = make_study(n_prompts=4, baselines=("alpaca-65b",), overlap=1)
+    for user in (a, b):
+        services.submit(services.claim_next(study, user).pk, user, "a")
+    reply = staff_client.get(f"/annotate/studies/{study.name}/")
+    assert [q["reliability"] for q in reply.context["quality"]] == [None, None]

@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections import defaultdict
 from statistics import median
 
-from evalsite.annotation.models import HumanJudgment, Study
+from evalsite.annotation.models import HumanJudgment, Outcome, Study
 from stats.agreement import pairwise
+from stats.reliability import dawid_skene
 
 
 def annotator_quality(study: Study) -> list[dict]:
-    """Per annotator: judgments, gold accuracy, median seconds, too-fast count, share of left picks."""
+    """Per annotator: judgments, gold accuracy, Dawid-Skene reliability, median seconds, too-fast
+    count, share of left picks."""
     rows = HumanJudgment.objects.filter(comparison__study=study).values_list(
         "annotator__username",
         "annotator_id",
@@ -19,10 +21,12 @@ def annotator_quality(study: Study) -> list[dict]:
         "seconds",
         "comparison__is_gold",
         "comparison__gold_better",
+        "comparison_id",
     )
+    reliability = annotator_reliability([(r[7], r[0], r[2]) for r in rows])
     per: dict[str, dict] = defaultdict(lambda: {"seconds": [], "gold": 0, "gold_right": 0, "left": 0, "sided": 0})
     ids = {}
-    for name, uid, outcome, side, seconds, is_gold, gold_better in rows:
+    for name, uid, outcome, side, seconds, is_gold, gold_better, _ in rows:
         d = per[name]
         ids[name] = uid
         d["seconds"].append(seconds)
@@ -43,6 +47,7 @@ def annotator_quality(study: Study) -> list[dict]:
                 "judgments": len(d["seconds"]),
                 "gold": d["gold"],
                 "gold_accuracy": d["gold_right"] / d["gold"] if d["gold"] else None,
+                "reliability": reliability.get(name),
                 "median_seconds": median(d["seconds"]),
                 "too_fast": sum(s < study.too_fast_seconds for s in d["seconds"]),
                 "left_share": d["left"] / d["sided"] if d["sided"] else None,
@@ -50,6 +55,20 @@ def annotator_quality(study: Study) -> list[dict]:
             }
         )
     return result
+
+
+def annotator_reliability(votes: list[tuple[int, str, str]]) -> dict[str, float]:
+    """Each annotator's Dawid-Skene reliability over the study's votes (comparison, annotator,
+    outcome); none where no comparison has two votes (one vote per item says nothing of who is
+    right) or for an annotator who shares no comparison with anyone."""
+    voters: dict[int, set[str]] = defaultdict(set)
+    for comparison, name, _ in votes:
+        voters[comparison].add(name)
+    shared = {name for names in voters.values() if len(names) > 1 for name in names}
+    if not shared:
+        return {}
+    fit = dawid_skene(votes, [o.value for o in Outcome])
+    return {name: value for name, value in fit.accuracy.items() if name in shared}
 
 
 def study_agreement(study: Study, include_excluded: bool = False) -> dict:
