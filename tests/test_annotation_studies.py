@@ -1,3 +1,4 @@
+import io
 import random
 import threading
 from contextlib import contextmanager
@@ -464,3 +465,45 @@ def test_the_next_page_on_postgresql_is_four_statements(settings, client):
     assert [sql.split()[0] for sql in statements] == ["SELECT", "SELECT", "SELECT", "WITH"]
     assert ['"auth_user"' in statements[0], '"annotation_study"' in statements[1]] == [True, True]
     assert reply.status_code == 200 and Assignment.objects.filter(annotator=a).count() == 2
+
+
+def test_a_study_whose_candidate_is_cut_at_the_limit_far_more_often_is_warned_about():
+    from evalsite.annotation.blinding import blinding_warnings
+    from evalsite.catalog.models import Response
+
+    study, _ = make_study(n_prompts=20, baselines=("alpaca-65b",), start=False)
+    assert not [w for w in blinding_warnings(study) if "cut at" in w], "the fixture's answers stop by themselves"
+    cut = Response.objects.filter(system=study.candidate).order_by("pk")[:14]
+    Response.objects.filter(pk__in=[r.pk for r in cut]).update(finish_reason="length")
+    Response.objects.filter(
+        system__name="alpaca-65b",
+        pk__in=Response.objects.filter(system__name="alpaca-65b").order_by("pk")[:3].values("pk"),
+    ).update(finish_reason="length")
+    warnings = blinding_warnings(study)
+    assert warnings[0].startswith("14 of 20 answers of lima-65b were cut at the token limit against 3 of 20")
+    assert any("median of" in w for w in warnings), "the fixture's candidate answers are 3x as long too"
+    out = io.StringIO()
+    call_command(
+        "create_study",
+        "--candidate",
+        "lima-65b",
+        "--baselines",
+        "alpaca-65b",
+        "--prompts",
+        study.prompt_set.name,
+        "--name",
+        "second",
+        stdout=out,
+    )
+    assert "blinding: 14 of 20 answers of lima-65b were cut" in out.getvalue()
+
+
+def test_a_small_difference_in_cut_answers_is_not_a_warning():
+    from evalsite.annotation.blinding import blinding_warnings
+    from evalsite.catalog.models import Response
+
+    study, _ = make_study(n_prompts=20, baselines=("alpaca-65b",), start=False)
+    for name, k in (("lima-65b", 4), ("alpaca-65b", 2)):
+        ids = Response.objects.filter(system__name=name).order_by("pk").values("pk")[:k]
+        Response.objects.filter(pk__in=ids).update(finish_reason="length")
+    assert not [w for w in blinding_warnings(study) if "cut at the token limit" in w]

@@ -13,6 +13,7 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from evalsite.annotation import services
+from evalsite.annotation.blinding import blinding_warnings
 from evalsite.annotation.forms import (
     ExcludeForm,
     InviteForm,
@@ -208,6 +209,7 @@ def study_detail(request, name: str):
         "agreement": agreement,
         "pairs": [{"a": a, "b": b, **v} for (a, b), v in agreement["per_pair"].items()],
         "annotators": study.annotators.order_by("username"),
+        "blinding": blinding_warnings(study),
         **crowd_context(request, study),
     }
     return render(request, "annotation/study.html", context)

@@ -21,6 +21,7 @@ from django.urls import reverse
 from django.utils.text import slugify
 
 from evalsite.annotation import services as studies
+from evalsite.annotation.blinding import blinding_warnings
 from evalsite.annotation.models import Study
 from evalsite.catalog.models import Prompt, PromptSet, Response, System
 from evalsite.catalog.seed import SHIPPED_SETS
@@ -58,18 +59,19 @@ class Stage:
 # `manage.py demo --no-serve`, 2026-12-04, README "make demo"), and what it leaves under var/: the
 # estimate printed before the first stage, rescaled after each by how this machine compares.
 STAGE_SECONDS = {
-    "migrate": 1.8,
-    "seed": 2.7,
-    "staff": 0.3,
-    "curate": 5.2,
-    "train": 349.6,
+    "migrate": 1.3,
+    "seed": 0.1,
+    "staff": 0.2,
+    "curate": 4.4,
+    "train": 229.9,  # under bfloat16 autocast where the CPU has it
     "register": 0.0,
-    "generate": 123.6,  # each of the two (119.7 and 127.5 s)
+    "generate": 123.2,  # each of the two (the candidate 114.6 s in bfloat16, the base 131.7 s in int4
+    # with its one-time conversion)
     "study": 0.1,
-    "judge": 119.9,
-    "annotators": 0.7,
+    "judge": 92.2,
+    "annotators": 0.8,
 }
-DEMO_DISK_GB = 1.6
+DEMO_DISK_GB = 1.7
 
 
 def _done_yet(stage: Stage) -> bool:
@@ -320,6 +322,7 @@ def _study(config: DemoConfig, state: DemoState) -> None:
         )
         n = studies.start_study(study) if study.status == Study.Status.DRAFT else study.comparisons.count()
     state.lines.append(f"study: {config.study}, {n} comparisons, 2 annotators each")
+    state.lines.extend(f"blinding: {warning}" for warning in blinding_warnings(study))
 
 
 def _study_open(config: DemoConfig) -> bool:

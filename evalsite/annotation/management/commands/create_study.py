@@ -3,6 +3,7 @@ from django.db import transaction
 from django.utils.text import slugify
 
 from evalsite.annotation import services
+from evalsite.annotation.blinding import blinding_warnings
 from evalsite.annotation.forms import PlanForm, first_error
 from evalsite.annotation.models import Study
 from evalsite.catalog.lookup import find_prompt_set, find_system
@@ -65,6 +66,8 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         state = "draft" if opts["draft"] else f"open with {n} comparisons"
         self.stdout.write(self.style.SUCCESS(f"study {study.name}: {state}"))
+        for warning in blinding_warnings(study):
+            self.stdout.write(self.style.WARNING(f"blinding: {warning}"))
 
     def plan(self, baselines: int, opts: dict) -> None:
         try:
