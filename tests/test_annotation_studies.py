@@ -467,6 +467,7 @@ def test_the_next_page_on_postgresql_is_four_statements(settings, client):
     assert reply.status_code == 200 and Assignment.objects.filter(annotator=a).count() == 2
 
 
+@pytest.mark.django_db
 def test_a_study_whose_candidate_is_cut_at_the_limit_far_more_often_is_warned_about():
     from evalsite.annotation.blinding import blinding_warnings
     from evalsite.catalog.models import Response
@@ -498,6 +499,7 @@ def test_a_study_whose_candidate_is_cut_at_the_limit_far_more_often_is_warned_ab
     assert "blinding: 14 of 20 answers of lima-65b were cut" in out.getvalue()
 
 
+@pytest.mark.django_db
 def test_a_small_difference_in_cut_answers_is_not_a_warning():
     from evalsite.annotation.blinding import blinding_warnings
     from evalsite.catalog.models import Response

@@ -288,7 +288,21 @@ def claim_next(
     taken = _claim_new(study, user, rng, gold_only)
     if taken is None and release_expired(study):
         taken = _claim_new(study, user, rng, gold_only)
+    for _ in range(3):  # a comparison another claim held locked at that moment was skipped
+        if taken is not None or gold_only or not _slots_left_for(study, user):
+            break
+        taken = _claim_new(study, user, rng, gold_only)
     return taken
+
+
+def _slots_left_for(study: Study, user: User) -> bool:
+    """Whether a comparison this annotator has not seen still has a free slot: asked only before
+    telling them nothing is left (SKIP LOCKED, and the portable path's lost races, pass over a
+    comparison that another annotator's claim is taking at that moment)."""
+    open_ = Comparison.objects.filter(study=study, is_gold=False, slots_taken__lt=study.overlap)
+    if study.sampling_rate is not None:
+        open_ = open_.filter(people_wanted=True)
+    return open_.exclude(assignments__annotator=user).exists()
 
 
 @dataclass(frozen=True)
