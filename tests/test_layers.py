@@ -17,6 +17,7 @@ APPS_BELOW = {
     "catalog": {"core"},
     "generations": {"core", "catalog"},
     "annotation": {"core", "catalog"},
+    "crowd": {"core", "catalog", "annotation"},
     "judging": {"core", "catalog", "annotation"},
     "finetune": {"core", "catalog", "generations", "annotation", "judging"},
     "dashboard": {"core", "catalog", "annotation", "judging"},

@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.core.cache import caches
 from django.db.models import Count, Q
-from django.http import Http404
+from django.http import Http404, HttpRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
@@ -192,6 +193,11 @@ def studies(request):
     return render(request, "annotation/studies.html", context)
 
 
+# Apps above this one add parts to the study page (the crowd app: its link card): each a function
+# (request, study) -> template context, registered in its AppConfig.ready().
+STUDY_PAGE_PARTS: list[Callable[[HttpRequest, Study], dict]] = []
+
+
 @staff_required
 def study_detail(request, name: str):
     study = get_object_or_404(Study.objects.select_related("candidate", "prompt_set"), name=name)
@@ -210,20 +216,10 @@ def study_detail(request, name: str):
         "pairs": [{"a": a, "b": b, **v} for (a, b), v in agreement["per_pair"].items()],
         "annotators": study.annotators.order_by("username"),
         "blinding": blinding_warnings(study),
-        **crowd_context(request, study),
     }
+    for part in STUDY_PAGE_PARTS:
+        context.update(part(request, study))
     return render(request, "annotation/study.html", context)
-
-
-def crowd_context(request, study: Study) -> dict:
-    """The study page's crowd card: its link (if made) and the URL to paste into the platform."""
-    from evalsite.crowd.models import Platform  # the crowd app builds on this one
-
-    link = getattr(study, "crowd_link", None)  # the reverse one-to-one raises when there is none
-    context: dict = {"crowd_link": link, "platforms": Platform.choices}
-    if link is not None:
-        context["crowd_url"] = link.study_url(request.build_absolute_uri("/"))
-    return context
 
 
 @staff_required

@@ -6,10 +6,11 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
 from evalsite.annotation import services as annotation
+from evalsite.annotation.models import Study
 from evalsite.annotation.views import progress_for, render_item
 from evalsite.core.decorators import staff_required
 from evalsite.crowd import services
-from evalsite.crowd.models import CrowdLink, Participant
+from evalsite.crowd.models import CrowdLink, Participant, Platform
 
 SESSION_KEY = "crowd_participant"
 TOKEN_KEY = "crowd_token"
@@ -81,6 +82,15 @@ def _end(request, participant: Participant, where: services.Stage):
     return render(request, "crowd/end.html", context)
 
 
+def study_page_part(request, study: Study) -> dict:
+    """The study page's crowd card: its link (if made) and the URL to paste into the platform."""
+    link = getattr(study, "crowd_link", None)  # the reverse one-to-one raises when there is none
+    context: dict = {"crowd_link": link, "platforms": Platform.choices}
+    if link is not None:
+        context["crowd_url"] = link.study_url(request.build_absolute_uri("/"))
+    return context
+
+
 @staff_required
 def export(request, name: str):
     link = get_object_or_404(CrowdLink.objects.select_related("study"), study__name=name)
@@ -92,8 +102,6 @@ def export(request, name: str):
 @staff_required
 def settings_form(request, name: str):
     """The study page's crowd form: make or change the link."""
-    from evalsite.annotation.models import Study
-
     study = get_object_or_404(Study, name=name)
     if request.method == "POST":
         data = request.POST
