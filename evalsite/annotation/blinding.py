@@ -13,8 +13,8 @@ from statistics import median
 from evalsite.annotation.models import Study
 from evalsite.catalog.models import Response
 
-# a warning needs a difference this large and this unlikely to be chance (a two-proportion z-test;
-# numpy is enough for it, scipy is not a dependency)
+# a warning needs a difference this large and this unlikely to be chance (a two-proportion z-test,
+# a few lines of arithmetic: scipy is not a dependency)
 MIN_SHARE_GAP = 0.15
 MIN_Z = 2.0
 LENGTH_RATIO = 2.0

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
-from django.db.models import Count, F, Q
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from evalsite.annotation.models import Comparison, HumanJudgment, Study
@@ -109,15 +109,12 @@ class Stage:
 
     name: str
     done: int  # items judged after the screening block
-    gold_seen: int
-    gold_right: int
 
 
 def _counts(participant: Participant) -> dict[str, int]:
     return HumanJudgment.objects.filter(annotator=participant.user, comparison__study=participant.link.study).aggregate(
         total=Count("id"),
         gold=Count("id", filter=Q(comparison__is_gold=True)),
-        gold_right=Count("id", filter=Q(comparison__is_gold=True, outcome=F("comparison__gold_better"))),
     )
 
 
@@ -128,16 +125,16 @@ def stage(participant: Participant) -> Stage:
     screening = min(counts["gold"], link.screening_items)
     done = counts["total"] - screening
     if participant.status != Participant.Status.ACTIVE:
-        return Stage(participant.status, done, counts["gold"], counts["gold_right"])
+        return Stage(participant.status, done)
     if counts["gold"] < link.screening_items:
-        return Stage("screening", done, counts["gold"], counts["gold_right"])
+        return Stage("screening", done)
     if link.screening_items and _screening_right(participant) < link.screening_pass:
         _finish(participant, Participant.Status.SCREENED_OUT)
-        return Stage(Participant.Status.SCREENED_OUT, done, counts["gold"], counts["gold_right"])
+        return Stage(Participant.Status.SCREENED_OUT, done)
     if done >= link.quota:
         _finish(participant, Participant.Status.COMPLETED)
-        return Stage(Participant.Status.COMPLETED, done, counts["gold"], counts["gold_right"])
-    return Stage("work", done, counts["gold"], counts["gold_right"])
+        return Stage(Participant.Status.COMPLETED, done)
+    return Stage("work", done)
 
 
 def _screening_right(participant: Participant) -> int:
