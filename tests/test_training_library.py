@@ -18,7 +18,7 @@ from tests.tiny_models import CHAT, make_model, make_tokenizer, save_tiny
 from training.batching import collate, length_grouped_batches, padding_fraction, random_batches
 from training.dropout import apply_residual_dropout, decoder_layers, residual_dropout_schedule
 from training.formatting import FormatError, encode_example, prepare_tokenizer
-from training.loop import Callbacks, epoch_dir, load_resume, train, write_examples
+from training.loop import Callbacks, epoch_dir, load_resume, split_heldout, train, write_examples
 from training.recipe import IGNORE_INDEX, RECIPES, Recipe, RecipeError, get_recipe
 from training.schedule import lima_lr_factor
 
@@ -339,3 +339,45 @@ def test_two_data_parallel_processes_train_the_model_one_process_trains_on_the_s
         assert torch.allclose(two[name], tensor, atol=2e-5), name
     losses = [json.loads(line) for line in (tmp_path / "two" / "progress.jsonl").read_text().splitlines()]
     assert [e["step"] for e in losses if e["event"] == "step"] == [1, 2, 3, 4]
+
+
+def _loss_of(folder, examples) -> float:
+    """The mean loss per learned token of a saved checkpoint on these examples, computed here with
+    the model in eval mode: what the held-out figure must equal."""
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder).eval()
+    total, learned = 0.0, 0
+    for example in examples:
+        encoded = encode_example(tokenizer, example["messages"], 64, EOT)
+        ids = torch.tensor([encoded.input_ids])
+        labels = torch.tensor([encoded.labels])
+        with torch.no_grad():
+            logits = model(input_ids=ids).logits[:, :-1].float()
+        total += torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.size(-1)), labels[:, 1:].reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
+        ).item()
+        learned += encoded.learned_tokens
+    return total / learned
+
+
+def test_held_out_examples_are_not_trained_on_and_their_loss_is_read_with_dropout_off(tmp_path):
+    base = save_tiny(tmp_path / "base")
+    examples = [dict(e, id=f"{e['id']}-{copy}") for copy in range(2) for e in EXAMPLES]  # 12
+    write_examples(tmp_path / "run", examples)
+    recipe = tiny_recipe(epochs=2, residual_dropout_top=0.5, heldout_examples=2)
+    steps, held = [], []
+    train(tmp_path / "run", {"model_path": str(base)}, recipe, Callbacks(on_step=steps.append, on_heldout=held.append))
+    assert len(steps) == 2 * 3  # 10 trained on, 4 per step: the 2 held out are not in any batch
+    assert [(h.epoch, h.examples) for h in held] == [(0, 2), (1, 2), (2, 2)]
+    trained, held_out = split_heldout(examples, recipe)
+    assert len(trained) == 10 and {e["id"] for e in held_out}.isdisjoint(e["id"] for e in trained)
+    # the figure is the checkpoint's loss on those two in eval mode (dropout 0.5 would move it)
+    assert held[2].loss == pytest.approx(_loss_of(epoch_dir(tmp_path / "run", 2), held_out), rel=1e-4)
+    assert held[0].loss > held[2].loss  # it learned something that carries over
+    # a call on the finished run reports the saved figures again (the job may have missed them)
+    again = []
+    train(tmp_path / "run", {"model_path": str(base)}, recipe, Callbacks(on_heldout=again.append))
+    assert again == held
+    # never more than a fifth of the examples is held out
+    assert len(split_heldout(EXAMPLES, tiny_recipe(heldout_examples=5))[1]) == 1
+    assert split_heldout(EXAMPLES, tiny_recipe())[1] == []

@@ -150,8 +150,21 @@ def test_train_on_a_worker_keeps_a_checkpoint_per_epoch_and_shows_the_run(worker
     assert len(run.loss_history) == 6 and run.loss_history[-1][2] < run.loss_history[0][2]
     assert run.recipe["name"] == "lima-mini" and run.recipe["epochs"] == 3
     assert (run.run_dir / "epoch-03" / "recipe.json").exists()
+    # lima-mini holds out 6 examples, at most a fifth: 1 of these 6; its loss with dropout off,
+    # the base's as epoch 0, beside the train loss
+    assert [h[0] for h in run.heldout_history] == [0, 1, 2, 3] and run.heldout_history[0][2] == 1
     page = staff_client.get(f"/training/runs/{run.pk}/").content.decode()
-    assert "<polyline" in page and "Training loss per step" in page
+    soup = BeautifulSoup(page, "html.parser")
+    chart = soup.select_one("#loss svg")
+    assert len(chart.select("g.second-series circle")) == 4 and chart.select_one("polyline") is not None
+    rows = [
+        [td.get_text(strip=True) for td in tr.find_all("td")] for tr in soup.select("#checkpoints tr") if tr.find("td")
+    ]
+    by_epoch = {r[0]: r for r in rows}
+    assert list(by_epoch) == ["0 (base)", "1", "2", "3"]
+    assert by_epoch["0 (base)"][3] == f"{run.heldout_history[0][1]:.4f}"
+    assert by_epoch["3"][3] == f"{run.heldout_history[3][1]:.4f}"
+    assert "does not track the quality" in soup.select_one("#loss").get_text(" ", strip=True)
     assert "residual_dropout_top" in page and "Make it the candidate" in page
     assert f"select_checkpoint {run.pk} --epochs 1-3 --wait" in page
     assert staff_client.get("/training/").status_code == 200
@@ -214,6 +227,7 @@ def test_a_launcher_runs_the_same_training_in_two_data_parallel_processes(runs_d
     assert run.status == JobStatus.DONE, run.error
     assert [c.epoch for c in Checkpoint.objects.filter(run=run)] == [1, 2, 3]
     assert [h[0] for h in run.loss_history] == [1, 2, 3, 4, 5, 6]
+    assert [h[0] for h in run.heldout_history] == [0, 1, 2, 3]  # relayed from the launched processes
     assert "loading the base model (2 process(es))" in (run.run_dir / "progress.jsonl").read_text()
 
 

@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         on_step=lambda report: emit("step", **asdict(report)),
         on_checkpoint=lambda report: emit("checkpoint", **asdict(report)),
         on_status=lambda message: emit("status", message=message),
+        on_heldout=lambda report: emit("heldout", **asdict(report)),
     )
     outcome = train(run_dir, base, recipe, callbacks, accelerator=accelerator)
     emit("finished", skipped=outcome.skipped_examples)

@@ -17,7 +17,7 @@ import random
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,12 +54,20 @@ class CheckpointReport:
 
 
 @dataclass
+class HeldoutReport:
+    epoch: int  # 0: the base model before any step
+    loss: float  # mean loss per learned token over the held-out examples, dropout off
+    examples: int
+
+
+@dataclass
 class Callbacks:
     """What a caller (a Celery job, the CLI's progress bar) hears; raising from one stops training."""
 
     on_step: Callable[[StepReport], None] = lambda report: None
     on_checkpoint: Callable[[CheckpointReport], None] = lambda report: None
     on_status: Callable[[str], None] = lambda message: None
+    on_heldout: Callable[[HeldoutReport], None] = lambda report: None
 
 
 @dataclass
@@ -106,6 +114,16 @@ def load_base(base: dict[str, Any]) -> tuple[Any, Any]:
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
     return tokenizer, model
+
+
+def split_heldout(examples: list[dict[str, Any]], recipe: Recipe) -> tuple[list[dict], list[dict]]:
+    """(trained on, held out): ``recipe.heldout_examples`` chosen by the seed, at most a fifth of
+    the examples, a pure function of the frozen data.jsonl (a resumed run holds out the same)."""
+    wanted = min(recipe.heldout_examples, len(examples) // 5)
+    if not wanted:
+        return examples, []
+    held = set(random.Random(recipe.seed).sample(range(len(examples)), wanted))
+    return [e for n, e in enumerate(examples) if n not in held], [e for n, e in enumerate(examples) if n in held]
 
 
 def encode_all(
@@ -294,6 +312,7 @@ class Session:
     scheduler: Any
     encoded: list[EncodedExample]
     total_steps: int
+    heldout: list[EncodedExample] = field(default_factory=list)
     step: int = 0
     tokens: int = 0
     started: float = field(default_factory=time.monotonic)  # the first step's clock (after loading)
@@ -320,10 +339,16 @@ def train(
         # every saved epoch again (reports are idempotent: one checkpoint per epoch)
         for report in saved_checkpoints(run_dir, resume.epoch):
             callbacks.on_checkpoint(report)
+        for held in saved_heldout(run_dir, resume.epoch):
+            callbacks.on_heldout(held)
+    elif session.heldout:
+        _measure_heldout(session, run_dir, 0, callbacks)
     for epoch in range((resume.epoch if resume else 0) + 1, recipe.epochs + 1):
         if session.step >= session.total_steps:
             break
         mean_loss = _train_epoch(session, epoch, callbacks)
+        if session.heldout:
+            _measure_heldout(session, run_dir, epoch, callbacks)
         if epoch % recipe.save_every_epochs == 0 or epoch == recipe.epochs or session.step >= session.total_steps:
             outcome.checkpoints.append(_save_epoch(session, run_dir, base, epoch, mean_loss, callbacks))
     outcome.tokens = session.tokens
@@ -349,9 +374,12 @@ def _set_up(
     callbacks.on_status(f"loading the base model ({processes} process(es))")
     tokenizer, model = load_base(base)
     prepare_tokenizer(tokenizer, model, recipe.eot_token)
-    encoded, outcome.skipped_examples = encode_all(tokenizer, read_examples(run_dir), recipe)
+    trained_on, held_out = split_heldout(read_examples(run_dir), recipe)
+    encoded, outcome.skipped_examples = encode_all(tokenizer, trained_on, recipe)
     if not encoded:
         raise ValueError("no example can be trained on: " + "; ".join(outcome.skipped_examples[:3]))
+    heldout, skipped_heldout = encode_all(tokenizer, held_out, recipe)
+    outcome.skipped_examples += [f"held out {text}" for text in skipped_heldout]
     if resume:
         callbacks.on_status(f"resuming after epoch {resume.epoch}")
         weights = AutoModelForCausalLM.from_pretrained(epoch_dir(run_dir, resume.epoch), dtype=torch.float32)
@@ -373,7 +401,7 @@ def _set_up(
     optimizer = accelerator.prepare(_optimizer(model, recipe))
     factor = lima_lr_factor(total_steps, recipe.lr, recipe.final_lr, recipe.warmup_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-    session = Session(accelerator, recipe, tokenizer, model, optimizer, scheduler, encoded, total_steps)
+    session = Session(accelerator, recipe, tokenizer, model, optimizer, scheduler, encoded, total_steps, heldout)
     if resume:
         if resume.optimizer is not None:
             optimizer.load_state_dict(resume.optimizer)
@@ -432,6 +460,56 @@ def _train_epoch(session: Session, epoch: int, callbacks: Callbacks) -> float:
         rate = session.tokens / max(time.monotonic() - session.started, 1e-9)
         callbacks.on_step(StepReport(session.step, session.total_steps, epoch, step_loss, lr, session.tokens, rate))
     return epoch_loss / max(epoch_learned, 1)
+
+
+HELDOUT_FILE = "heldout.json"
+
+
+def saved_heldout(run_dir: Path, up_to_epoch: int) -> list[HeldoutReport]:
+    """The held-out losses measured up to ``up_to_epoch`` (epoch 0: the base), as reported."""
+    path = run_dir / HELDOUT_FILE
+    if not path.exists():
+        return []
+    saved = json.loads(path.read_text())
+    return [HeldoutReport(**row) for row in saved if row["epoch"] <= up_to_epoch]
+
+
+@torch.no_grad()
+def heldout_loss(session: Session) -> float:
+    """Mean loss per learned token over the held-out examples, in eval mode (dropout off), summed
+    over every process. Each process runs as many forward passes as the others (a wrapped model's
+    forward may be a collective: FSDP gathers shards): the last ones repeat a batch at weight 0."""
+    accelerator, model, size = session.accelerator, session.model, session.recipe.micro_batch_size
+    processes = accelerator.num_processes
+    batches = [
+        list(range(start, min(start + size, len(session.heldout)))) for start in range(0, len(session.heldout), size)
+    ]
+    weights = [1.0] * len(batches)
+    while len(batches) % processes:
+        batches.append(batches[0])
+        weights.append(0.0)
+    was_training = model.training
+    model.eval()
+    total, learned = 0.0, 0.0
+    for ids, weight in list(zip(batches, weights, strict=True))[accelerator.process_index :: processes]:
+        pairs = [(session.heldout[i].input_ids, session.heldout[i].labels) for i in ids]
+        batch = {k: v.to(accelerator.device) for k, v in collate(pairs, session.tokenizer.pad_token_id).items()}
+        with accelerator.autocast():
+            total += weight * _micro_batch_loss(model, batch, 1.0).item()
+        learned += weight * sum(session.heldout[i].learned_tokens for i in ids)
+    model.train(was_training)
+    return _global_sum(accelerator, total) / max(_global_sum(accelerator, learned), 1.0)
+
+
+def _measure_heldout(session: Session, run_dir: Path, epoch: int, callbacks: Callbacks) -> None:
+    callbacks.on_status(f"held-out loss after epoch {epoch}" if epoch else "held-out loss of the base model")
+    report = HeldoutReport(epoch, heldout_loss(session), len(session.heldout))
+    if session.accelerator.is_main_process:
+        rows = [asdict(r) for r in saved_heldout(run_dir, epoch - 1)] + [asdict(report)]
+        tmp = run_dir / (HELDOUT_FILE + ".tmp")
+        tmp.write_text(json.dumps(rows, indent=1) + "\n")
+        os.replace(tmp, run_dir / HELDOUT_FILE)
+    callbacks.on_heldout(report)
 
 
 def _save_epoch(

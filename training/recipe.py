@@ -53,6 +53,11 @@ class Recipe:
     lora_dropout: float = 0.05
     # -- cap on optimiser steps (0 = none), for smoke tests; the lr schedule spans the capped run
     max_steps: int = 0
+    # -- held out of training (chosen by seed): their loss with dropout off is measured on the base
+    #    (epoch 0) and after every epoch, beside the train loss (read with dropout on). The paper
+    #    trains on every example and says held-out perplexity does not track quality; this is a
+    #    sanity check, not a way to pick a checkpoint. 0 = none.
+    heldout_examples: int = 0
 
     def validate(self) -> None:
         def need(ok: bool, message: str) -> None:
@@ -71,6 +76,7 @@ class Recipe:
         need(bool(self.eot_token), "eot_token must not be empty")
         need(self.save_every_epochs >= 1, "save_every_epochs must be >= 1")
         need(self.lora_r >= 0 and self.max_steps >= 0, "lora_r and max_steps must be >= 0")
+        need(self.heldout_examples >= 0, "heldout_examples must be >= 0")
 
     def accumulation_steps(self, processes: int = 1) -> int:
         per_step = self.micro_batch_size * processes
@@ -142,6 +148,7 @@ RECIPES: dict[str, Recipe] = {
         micro_batch_size=4,
         max_length=512,
         residual_dropout_top=0.2,
+        heldout_examples=6,
     ),
 }
 

@@ -172,9 +172,18 @@ def means_with_intervals(rows: list[dict], title: str, low: float = 1, high: flo
     return render(root)
 
 
-def line_chart(points: list[tuple[float, float]], title: str, x_label: str, y_label: str, marks=()) -> str:
+def line_chart(
+    points: list[tuple[float, float]],
+    title: str,
+    x_label: str,
+    y_label: str,
+    marks=(),
+    second: tuple[str, list[tuple[float, float]]] | None = None,
+    first_label: str = "",
+) -> str:
     """A plain line (a training run's loss per step); ``marks`` are x positions drawn as dashed
-    verticals (epoch ends)."""
+    verticals (epoch ends); ``second`` is (label, points): a second series with dots (the held-out
+    loss per epoch), named with ``first_label`` in a legend."""
     width, height, left, bottom, top = 640, 260, 56, 36, 30
     plot_w, plot_h = width - left - 16, height - top - bottom
     root = svg(width, height, title, font_size=12)
@@ -182,7 +191,8 @@ def line_chart(points: list[tuple[float, float]], title: str, x_label: str, y_la
     if not points:
         add(root, "text", "no steps yet", x=left, y=top + 40)
         return render(root)
-    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    extra = second[1] if second else []
+    xs, ys = [p[0] for p in points + extra], [p[1] for p in points + extra]
     x0, x1 = min(xs), max(max(xs), min(xs) + 1)
     y0, y1 = min(0.0, min(ys)), max(ys) * 1.05 or 1.0
 
@@ -201,4 +211,18 @@ def line_chart(points: list[tuple[float, float]], title: str, x_label: str, y_la
     middle = top + plot_h / 2
     add(root, "text", y_label, x=12, y=middle, transform=f"rotate(-90 12 {middle})", text_anchor="middle")
     add(root, "polyline", fill="none", stroke="#2f5d9e", stroke_width=2, points=" ".join(at(x, y) for x, y in points))
+    if second:
+        label, dots = second
+        group = add(root, "g", class_="second-series")
+        add(
+            group, "polyline", fill="none", stroke="#c06a1b", stroke_width=2, points=" ".join(at(x, y) for x, y in dots)
+        )
+        for x, y in dots:
+            cx, cy = at(x, y).split(",")
+            add(group, "circle", cx=cx, cy=cy, r=4, fill="#c06a1b")
+        legend_x, legend_y = left + plot_w - 330, top + 12
+        add(root, "line", x1=legend_x, y1=legend_y, x2=legend_x + 18, y2=legend_y, stroke="#2f5d9e", stroke_width=2)
+        add(root, "text", first_label or y_label, x=legend_x + 22, y=legend_y + 4)
+        add(root, "circle", cx=legend_x + 175, cy=legend_y, r=4, fill="#c06a1b")
+        add(root, "text", label, x=legend_x + 183, y=legend_y + 4)
     return render(root)

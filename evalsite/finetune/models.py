@@ -84,6 +84,11 @@ class TrainingRun(Job):
     tokens_seen = models.PositiveBigIntegerField(default=0)
     loss_history = models.JSONField(default=list, blank=True, help_text="[[step, epoch, loss, lr], ...]")
     skipped = models.JSONField(default=list, blank=True, help_text="Examples that could not be formatted.")
+    heldout_history = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="[[epoch, loss, examples], ...]: the held-out loss with dropout off; epoch 0 is the base model",
+    )
 
     class Meta:
         ordering = ["-created_at"]

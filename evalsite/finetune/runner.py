@@ -14,7 +14,7 @@ from django.conf import settings
 
 from evalsite.core.jobs import JobContext
 from evalsite.finetune.models import Checkpoint, TrainingRun
-from training.loop import Callbacks, CheckpointReport, StepReport, train, write_examples
+from training.loop import Callbacks, CheckpointReport, HeldoutReport, StepReport, train, write_examples
 
 
 def run_training(run: TrainingRun, ctx: JobContext) -> None:
@@ -35,7 +35,12 @@ def run_training(run: TrainingRun, ctx: JobContext) -> None:
             run.run_dir,
             run.base.backend_config,
             recipe,
-            Callbacks(on_step=progress.step, on_checkpoint=progress.checkpoint, on_status=progress.status),
+            Callbacks(
+                on_step=progress.step,
+                on_checkpoint=progress.checkpoint,
+                on_status=progress.status,
+                on_heldout=progress.heldout,
+            ),
         )
         progress.finished(outcome.skipped_examples)
 
@@ -73,6 +78,7 @@ class RunProgress:
         self.run = run
         self.ctx = ctx
         self.history = list(run.loss_history)
+        self.heldout_history = list(run.heldout_history)
         self.tokens = 0
 
     def step(self, report) -> None:
@@ -98,6 +104,13 @@ class RunProgress:
             epoch=report.epoch,
             defaults={"step": report.step, "path": str(report.path), "train_loss": report.train_loss},
         )
+
+    def heldout(self, report: HeldoutReport) -> None:
+        # one value per epoch; a resumed run reports the saved ones again
+        self.heldout_history = [h for h in self.heldout_history if h[0] < report.epoch] + [
+            [report.epoch, round(report.loss, 5), report.examples]
+        ]
+        TrainingRun.objects.filter(pk=self.run.pk).update(heldout_history=self.heldout_history)
 
     def status(self, message: str) -> None:
         self.ctx.progress(self.ctx.job.progress_done, units=self.tokens, detail=message)
@@ -128,6 +141,8 @@ class RunProgress:
                     self.step(StepReport(**event))
                 elif kind == "checkpoint":
                     self.checkpoint(CheckpointReport(**{**event, "path": Path(event["path"])}))
+                elif kind == "heldout":
+                    self.heldout(HeldoutReport(**event))
                 elif kind == "status":
                     self.status(event["message"])
                 elif kind == "finished":

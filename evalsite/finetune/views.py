@@ -28,13 +28,39 @@ def run_detail(request, pk: int):
     run = get_object_or_404(TrainingRun.objects.select_related("dataset", "base"), pk=pk)
     history = run.loss_history
     epoch_ends = [h[0] for h, nxt in zip(history, history[1:], strict=False) if nxt[1] != h[1]]
-    chart = line_chart([(h[0], h[2]) for h in history], "Training loss per step", "optimiser step", "loss", epoch_ends)
+    # the held-out loss of epoch N sits at the step that ended it (the base's at step 0)
+    end_of = {h[1]: h[0] for h in history}
+    heldout = [
+        (0 if epoch == 0 else end_of[epoch], loss)
+        for epoch, loss, _ in run.heldout_history
+        if epoch == 0 or epoch in end_of
+    ]
+    chart = line_chart(
+        [(h[0], h[2]) for h in history],
+        "Loss: train per step, held out per epoch",
+        "optimiser step",
+        "loss",
+        epoch_ends,
+        second=("held out, dropout off", heldout) if heldout else None,
+        first_label="train, dropout on",
+    )
+    heldout_by_epoch = {epoch: loss for epoch, loss, _ in run.heldout_history}
     recipe = sorted(run.recipe.items())
-    checkpoints = run.checkpoints.select_related("system")
+    checkpoints = list(run.checkpoints.select_related("system"))
     # the paper picked between epochs 5 and 10; a shorter run offers what it has
     last = run.recipe.get("epochs", 1)
     selection = f"{min(5, last)}-{min(10, last)}" if last >= 5 else f"1-{last}"
-    context = {"run": run, "chart": chart, "recipe": recipe, "checkpoints": checkpoints, "selection": selection}
+    for checkpoint in checkpoints:
+        checkpoint.heldout_loss = heldout_by_epoch.get(checkpoint.epoch)
+    context = {
+        "run": run,
+        "chart": chart,
+        "recipe": recipe,
+        "checkpoints": checkpoints,
+        "selection": selection,
+        "base_heldout": heldout_by_epoch.get(0),
+        "heldout_examples": run.heldout_history[0][2] if run.heldout_history else 0,
+    }
     return render(request, "finetune/run_detail.html", {**context, "percent": 100 * run.fraction_done})
 
 
