@@ -7,6 +7,7 @@ name can close an attribute and open a script."""
 
 from __future__ import annotations
 
+import math
 import xml.etree.ElementTree as ET
 
 COLOURS = {"win": "#3f7d4e", "tie": "#b9bec8", "loss": "#b5483f"}
@@ -225,4 +226,56 @@ def line_chart(
         add(root, "text", first_label or y_label, x=legend_x + 22, y=legend_y + 4)
         add(root, "circle", cx=legend_x + 175, cy=legend_y, r=4, fill="#c06a1b")
         add(root, "text", label, x=legend_x + 183, y=legend_y + 4)
+    return render(root)
+
+
+def curve_chart(
+    points: list[dict], title: str, x_label: str, y_label: str, y_range: tuple[float, float], log_x: bool = False
+) -> str:
+    """Points with 95% whiskers (an ablation's cells): each point is {label, x, y, low, high}
+    (y None: not measured yet, drawn as a hollow mark on the axis). With ``log_x`` the x axis is
+    log2 (the paper's Figure 6 doubles the examples per point); without, the points are evenly
+    spaced categories (Figure 5's sources)."""
+    width, height, left, bottom, top = 640, 280, 56, 48, 30
+    plot_w, plot_h = width - left - 30, height - top - bottom
+    root = svg(width, height, title, font_size=12)
+    add(root, "text", title, x=0, y=16, font_size=15, font_weight=600)
+    y0, y1 = y_range
+    xs = [math.log2(p["x"]) if log_x else float(n) for n, p in enumerate(points)]
+    x0, x1 = (min(xs), max(xs)) if xs else (0.0, 1.0)
+    pad = (x1 - x0) * 0.08 or 0.5
+
+    def px(x: float) -> float:
+        return left + (x - x0 + pad) / (x1 - x0 + 2 * pad) * plot_w
+
+    def py(y: float) -> float:
+        return top + plot_h - (min(max(y, y0), y1) - y0) / (y1 - y0) * plot_h
+
+    add(root, "line", x1=left, y1=top + plot_h, x2=left + plot_w, y2=top + plot_h, stroke="#888")
+    add(root, "line", x1=left, y1=top, x2=left, y2=top + plot_h, stroke="#888")
+    for i in range(5):
+        value = y0 + (y1 - y0) * i / 4
+        add(root, "text", f"{value:.2f}".rstrip("0").rstrip("."), x=left - 6, y=py(value) + 4, text_anchor="end")
+    add(root, "text", x_label, x=left + plot_w / 2, y=height - 6, text_anchor="middle")
+    middle = top + plot_h / 2
+    add(root, "text", y_label, x=12, y=middle, transform=f"rotate(-90 12 {middle})", text_anchor="middle")
+    measured = [(px(x), p) for x, p in zip(xs, points, strict=True) if p["y"] is not None]
+    if log_x and len(measured) > 1:  # a line between sources would suggest an order they do not have
+        add(root, "polyline", fill="none", stroke="#2f5d9e", stroke_width=2,
+            points=" ".join(f"{x:.1f},{py(p['y']):.1f}" for x, p in measured))  # fmt: skip
+    for x, p in zip(xs, points, strict=True):
+        cx = px(x)
+        group = add(root, "g", class_="point")
+        add(group, "title", f"{p['label']}: " + ("not rated yet" if p["y"] is None else f"{p['y']:.2f}"))
+        add(group, "text", p["label"], x=cx, y=top + plot_h + 16, text_anchor="middle")
+        if p["y"] is None:
+            add(group, "circle", cx=cx, cy=top + plot_h, r=5, fill="none", stroke="#888")
+            continue
+        if p.get("low") is not None:
+            low, high = py(p["low"]), py(p["high"])
+            add(group, "line", class_="whisker", x1=cx, y1=low, x2=cx, y2=high, stroke="#2f5d9e")
+            for end in (low, high):
+                add(group, "line", x1=cx - 5, y1=end, x2=cx + 5, y2=end, stroke="#2f5d9e")
+        add(group, "circle", cx=cx, cy=py(p["y"]), r=5, fill="#2f5d9e")
+        add(group, "text", f"{p['y']:.2f}", x=cx + 8, y=py(p["y"]) - 6)
     return render(root)

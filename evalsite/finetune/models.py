@@ -152,3 +152,56 @@ class Checkpoint(models.Model):
             locked.save(update_fields=["system"])
             self.system = system
             return system
+
+
+class Ablation(models.Model):
+    """The paper's ablations (Figures 5 and 6): subsets of one dataset by source or by size, one
+    training run per subset (a cell), each cell's last checkpoint answering the same prompts and
+    rated by a judge; the curve is the cells' mean ratings with their intervals."""
+
+    class By(models.TextChoices):
+        SOURCE = "source", "source: one cell per source, each the same size (Figure 5)"
+        SIZE = "size", "size: nested random subsets of growing size (Figure 6)"
+
+    name = models.SlugField(max_length=60, unique=True)
+    dataset = models.ForeignKey(TrainingDataset, on_delete=models.PROTECT, related_name="ablations")
+    by = models.CharField(max_length=6, choices=By.choices)
+    sizes = models.JSONField(help_text="examples per cell: growing sizes (by size) or one size (by source)")
+    base = models.ForeignKey(System, on_delete=models.PROTECT, related_name="ablations")
+    recipe = models.JSONField()
+    prompt_set = models.ForeignKey("catalog.PromptSet", on_delete=models.PROTECT, related_name="ablations")
+    judge = models.ForeignKey("judging.JudgeConfig", on_delete=models.PROTECT, related_name="ablations")
+    kind = models.CharField(max_length=6, default="likert", help_text="the judge's rating: likert (1-6) or fpe")
+    samples = models.PositiveSmallIntegerField(default=5, help_text="judge ratings per answer (the paper: 5)")
+    seed = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"ablation {self.name} ({self.dataset} by {self.by})"
+
+
+class AblationCell(models.Model):
+    """One point of the curve: its subset, run, system, generation and rating, each made when the
+    one before it is done (so a stopped ablation goes on from where it was)."""
+
+    ablation = models.ForeignKey(Ablation, on_delete=models.CASCADE, related_name="cells")
+    label = models.CharField(max_length=40, help_text="the size, or the source")
+    position = models.PositiveSmallIntegerField(help_text="order on the curve")
+    size = models.PositiveIntegerField()
+    subset = models.OneToOneField(TrainingDataset, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    run = models.ForeignKey(TrainingRun, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    system = models.ForeignKey(System, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    generation = models.ForeignKey(
+        "generations.GenerationJob", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    rating = models.ForeignKey("judging.RatingJob", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
+        ordering = ["ablation", "position"]
+        constraints = [models.UniqueConstraint(fields=["ablation", "label"], name="one_cell_per_label")]
+
+    def __str__(self) -> str:
+        return f"{self.ablation.name} / {self.label}"

@@ -10,4 +10,5 @@ urlpatterns = [
     path("runs/<int:pk>/register", views.run_register, name="run_register"),
     path("datasets/<slug:name>/", views.dataset_detail, name="dataset_detail"),
     path("examples/<int:pk>/", views.example_review, name="example_review"),
+    path("ablations/<slug:name>/", views.ablation_detail, name="ablation_detail"),
 ]

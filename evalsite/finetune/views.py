@@ -4,11 +4,12 @@ from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from evalsite.core.charts import line_chart
+from evalsite.core.charts import curve_chart, line_chart
 from evalsite.core.decorators import staff_required
+from evalsite.finetune import ablation as ablations
 from evalsite.finetune import services
 from evalsite.finetune.forms import ReviewForm
-from evalsite.finetune.models import Checkpoint, TrainingDataset, TrainingExample, TrainingRun
+from evalsite.finetune.models import Ablation, Checkpoint, TrainingDataset, TrainingExample, TrainingRun
 
 PAGE = 50
 
@@ -20,7 +21,8 @@ def index(request):
         kept=Count("examples", filter=~Q(examples__status=TrainingExample.Status.REJECTED)),
         reviewed=Count("examples", filter=~Q(examples__status=TrainingExample.Status.CANDIDATE)),
     )
-    return render(request, "finetune/index.html", {"runs": runs, "datasets": datasets})
+    context = {"runs": runs, "datasets": datasets, "ablations": Ablation.objects.select_related("dataset")[:50]}
+    return render(request, "finetune/index.html", context)
 
 
 @staff_required
@@ -133,3 +135,31 @@ def example_review(request, pk: int):
     else:
         form = ReviewForm(initial={"prompt": example.prompt, "answer": example.messages[-1]["content"]})
     return render(request, "finetune/example_review.html", {"example": example, "form": form})
+
+
+@staff_required
+def ablation_detail(request, name: str):
+    ablation = get_object_or_404(Ablation.objects.select_related("dataset", "base", "prompt_set", "judge"), name=name)
+    rows = ablations.curve(ablation)
+    likert = ablation.kind == "likert"
+    points = [
+        {
+            "label": row["label"],
+            "x": row["size"],
+            "y": row["mean"],
+            "low": row["ci95"][0] if row["ci95"] else None,
+            "high": row["ci95"][1] if row["ci95"] else None,
+        }
+        for row in rows
+    ]
+    by_size = ablation.by == Ablation.By.SIZE
+    chart = curve_chart(
+        points,
+        f"{ablation.judge.label}'s {'helpfulness (1-6)' if likert else 'pass-or-better share'} by training "
+        + ("set size" if by_size else "source"),
+        "training examples (log scale)" if by_size else f"source ({ablation.sizes[0]} examples each)",
+        "mean rating, 95% interval" if likert else "share rated pass or excellent",
+        (1.0, 6.0) if likert else (0.0, 1.0),
+        log_x=by_size,
+    )
+    return render(request, "finetune/ablation_detail.html", {"ablation": ablation, "rows": rows, "chart": chart})

@@ -1,0 +1,122 @@
+"""``manage.py ablate``: the paper's ablations (Figures 5 and 6) in one command, resumable cell by
+cell: run the same command again after a kill and it goes on where it stopped."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import close_old_connections
+
+from evalsite.catalog.lookup import find_system
+from evalsite.catalog.models import PromptSet
+from evalsite.core import jobs
+from evalsite.core.jobs import CannotStart
+from evalsite.core.lookup import by_name
+from evalsite.finetune import ablation as plan
+from evalsite.finetune.services import find_dataset
+from evalsite.judging.models import JudgeConfig
+from inference.bundled import BUNDLED_SYSTEM_NAME
+from training.recipe import RecipeError, get_recipe
+
+
+class Command(BaseCommand):
+    help = (
+        "Train one run per subset of a dataset (by source or by size), generate with each, rate the answers "
+        "with a judge (Likert 1-6, n samples) and draw the curve with intervals. Resumable: run it again."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--dataset", required=True, help="a curated dataset (manage.py curate)")
+        parser.add_argument("--by", required=True, choices=["source", "size"])
+        parser.add_argument(
+            "--sizes", default="", help="by size: growing sizes, 250,500,1000,2000; by source: one size per cell"
+        )
+        parser.add_argument("--recipe", default="lima-mini", help="lima or lima-mini")
+        parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="override recipe fields")
+        parser.add_argument("--base", default=BUNDLED_SYSTEM_NAME, help="an hf_local system")
+        parser.add_argument("--prompts", required=True, help="the prompt set every cell answers")
+        parser.add_argument("--judge", required=True, help="a judge config (manage.py judge_config)")
+        parser.add_argument("--kind", default="likert", choices=["likert", "fpe"])
+        parser.add_argument("--samples", type=int, default=5, help="judge ratings per answer (the paper: 5)")
+        parser.add_argument("--seed", type=int, default=0, help="which examples each subset draws")
+        parser.add_argument("--name", default="", help="default: <dataset>-by-<by>")
+        parser.add_argument("--wait", action="store_true", help="follow the workers until every cell is rated")
+        parser.add_argument("--foreground", action="store_true", help="run every job here, one after another")
+
+    def handle(self, *args, **opts):
+        try:
+            ablation, created = self._create(opts)
+        except CannotStart as exc:
+            raise CommandError(str(exc)) from exc
+        self.stdout.write(f"{'created' if created else 'going on with'} {ablation}: {ablation.cells.count()} cells")
+        worker = f"ablate@{socket.gethostname()}"
+        if opts["foreground"]:
+            # a foreground ablation that was killed left its job running under this name: it is dead
+            for model, pk in jobs.release_orphans_of(worker):
+                self.stdout.write(f"  {model.label()} {pk} was left running by a killed ablate: again")
+        try:
+            states = plan.advance(ablation, enqueue=not opts["foreground"], retry=True)
+            while True:
+                failed = plan.failed_cells(states)
+                if failed:
+                    raise CommandError("cells failed: " + "; ".join(failed) + " (run the command again to retry)")
+                if all(s.stage == "done" for s in states) or not (opts["foreground"] or opts["wait"]):
+                    break
+                if opts["foreground"]:
+                    # one job, then look again: here the cells finish one after another, each
+                    # point of the curve as soon as it can be
+                    waiting = plan.stage_jobs(states)
+                    if waiting:
+                        self.stdout.write(f"  running {waiting[0]}")
+                        jobs.execute(waiting[0].label(), waiting[0].pk, worker=worker)
+                    else:  # what is left runs elsewhere (a worker took it): follow it
+                        time.sleep(2.0)
+                        close_old_connections()
+                else:
+                    time.sleep(2.0)
+                    close_old_connections()
+                states = plan.advance(ablation, enqueue=not opts["foreground"])
+        except CannotStart as exc:
+            raise CommandError(str(exc)) from exc
+        self._report(ablation, states)
+
+    def _create(self, opts):
+        try:
+            overrides = dict(item.split("=", 1) for item in opts["set"])
+        except ValueError:
+            raise CannotStart("--set takes FIELD=VALUE pairs, e.g. --set epochs=3 lr=2e-5") from None
+        try:
+            recipe = get_recipe(opts["recipe"]).with_overrides(overrides)
+        except RecipeError as exc:
+            raise CannotStart(str(exc)) from exc
+        if not 1 <= opts["samples"] <= 20:
+            raise CannotStart("--samples must be from 1 to 20")
+        dataset = find_dataset(opts["dataset"])
+        base = find_system(opts["base"])
+        prompts = by_name(PromptSet, opts["prompts"], CannotStart, "import one with manage.py import_prompts")
+        judge = by_name(JudgeConfig, opts["judge"], CannotStart, "make one with manage.py judge_config")
+        sizes = plan.parse_sizes(opts["sizes"]) if opts["sizes"] else []
+        name = opts["name"] or f"{dataset.name}-by-{opts['by']}"[:60]
+        return plan.create_ablation(
+            name, dataset, opts["by"], sizes, base, recipe, prompts, judge, opts["kind"], opts["samples"], opts["seed"]
+        )
+
+    def _report(self, ablation, states) -> None:
+        for state in states:
+            waiting = f" ({state.job}: {state.job.status})" if state.job is not None else ""
+            self.stdout.write(f"  {state.cell.label:>12}: {state.stage}{waiting}")
+        rows = plan.curve(ablation)
+        if any(row["mean"] is not None for row in rows):
+            measure = "mean 1-6" if ablation.kind == "likert" else "pass or better"
+            self.stdout.write(f"{'cell':>14} {'examples':>9} {measure:>10}  95% interval")
+            for row in rows:
+                mean = "-" if row["mean"] is None else f"{row['mean']:.2f}"
+                ci = f"[{row['ci95'][0]:.2f}, {row['ci95'][1]:.2f}]" if row["ci95"] else ""
+                self.stdout.write(f"{row['label']:>14} {row['size']:>9} {mean:>10}  {ci}")
+        if all(s.stage == "done" for s in states):
+            where = f"/training/ablations/{ablation.name}/"
+            self.stdout.write(self.style.SUCCESS(f"{ablation.name}: every cell rated; the curve: {where}"))
+        else:
+            self.stdout.write("the jobs are on the queues: follow them with --wait, or run this command again")
