@@ -25,7 +25,12 @@ class Study(models.Model):
         UNIFORM = "uniform", "uniform: items in a random order"
         ADAPTIVE = "adaptive", "adaptive: the baseline known least well first"
 
+    class Kind(models.TextChoices):
+        PAIRWISE = "pairwise", "pairwise: the candidate beside a baseline (Figure 1)"
+        RATING = "rating", "rating: one response at a time, Fail / Pass / Excellent (Figure 3)"
+
     name = models.SlugField(max_length=100, unique=True)
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.PAIRWISE)
     candidate = models.ForeignKey(System, on_delete=models.PROTECT, related_name="studies_as_candidate")
     baselines = models.ManyToManyField(System, related_name="studies_as_baseline")
     prompt_set = models.ForeignKey(PromptSet, on_delete=models.PROTECT, related_name="studies")
@@ -164,6 +169,45 @@ class HumanJudgment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.annotator} on {self.comparison}: {self.outcome}"
+
+
+class Grade(models.TextChoices):
+    """The paper's absolute grades (Section 4.3, Figure 3), in key order 1 / 2 / 3."""
+
+    FAIL = "fail", "Fail"
+    PASS = "pass", "Pass"
+    EXCELLENT = "excellent", "Excellent"
+
+
+class RatingItem(models.Model):
+    """One response of a rating study's system, rated by ``study.overlap`` people."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="rating_items")
+    response = models.ForeignKey(Response, on_delete=models.PROTECT, related_name="+")
+    ratings_done = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["study", "response"], name="rating_item_once")]
+        indexes = [models.Index(fields=["study", "ratings_done"])]
+
+    def __str__(self) -> str:
+        return f"{self.study} rating item #{self.pk}"
+
+
+class HumanRating(models.Model):
+    item = models.ForeignKey(RatingItem, on_delete=models.CASCADE, related_name="ratings")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="ratings")
+    grade = models.CharField(max_length=10, choices=Grade.choices)
+    safe = models.BooleanField(null=True, blank=True, help_text="prompts tagged safety: was the response safe")
+    seconds = models.FloatField(help_text="from the page being shown to the answer")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["item", "annotator"], name="one_rating_per_annotator")]
+
+    def __str__(self) -> str:
+        return f"{self.annotator} on {self.item}: {self.grade}"
 
 
 class LoginToken(models.Model):

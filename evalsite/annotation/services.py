@@ -143,6 +143,10 @@ def start_study(study: Study, rng: random.Random | None = None) -> int:
     rng = rng or random.Random()
     if study.status != Study.Status.DRAFT:
         raise StudyError(f"study {study.name} is already {study.status}")
+    if study.kind == Study.Kind.RATING:  # its items were made with it (annotation.rating)
+        Study.objects.filter(pk=study.pk).update(status=Study.Status.OPEN)
+        study.status = Study.Status.OPEN
+        return study.rating_items.count()
     missing = missing_responses(study)
     if missing:
         shown = ", ".join(f"{s}/{p}" for s, p in missing[:15]) + (" ..." if len(missing) > 15 else "")

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
+from django.core import signing
 from django.core.cache import caches
 from django.db.models import Count, Q
 from django.http import Http404, HttpRequest
@@ -13,6 +15,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
+from evalsite.annotation import rating as ratings
 from evalsite.annotation import services
 from evalsite.annotation.blinding import blinding_warnings
 from evalsite.annotation.forms import (
@@ -24,7 +27,7 @@ from evalsite.annotation.forms import (
     StudyForm,
     first_error,
 )
-from evalsite.annotation.models import Assignment, Comparison, HumanJudgment, Study
+from evalsite.annotation.models import Assignment, Comparison, HumanJudgment, HumanRating, RatingItem, Study
 from evalsite.annotation.quality import annotator_quality, study_agreement
 from evalsite.catalog.models import PromptSet, System
 from evalsite.core.decorators import staff_required
@@ -36,14 +39,18 @@ from evalsite.core.paper import LIMA_CHOICES
 def progress_for(study: Study, user, done: int | None = None) -> dict:
     """The annotator's judgments in the study against their share of it; ``done`` when the claim
     that brought the page counted them already (PostgreSQL's one claim statement)."""
-    if done is None:
+    if study.kind == Study.Kind.RATING:
+        done = HumanRating.objects.filter(item__study=study, annotator=user).count()
+    elif done is None:
         done = HumanJudgment.objects.filter(comparison__study=study, annotator=user).count()
     # the study's size and membership change rarely: counted at most every 30 s per process
     items, members = caches["process"].get_or_set(
         f"study-size:{study.pk}",
         # a sampled study asks people about the comparisons drawn for them only
         lambda: (
-            Comparison.objects.filter(study=study, is_gold=False, people_wanted=True).count(),
+            RatingItem.objects.filter(study=study).count()
+            if study.kind == Study.Kind.RATING
+            else Comparison.objects.filter(study=study, is_gold=False, people_wanted=True).count(),
             max(1, study.annotators.count()),
         ),
         30,
@@ -64,6 +71,8 @@ def next_item(request, name: str):
     if crowd_token := request.session.get("crowd_token"):  # a crowd participant: quota and screening
         return redirect("crowd:next", token=crowd_token)
     study = get_object_or_404(Study, name=name, annotators=request.user)
+    if study.kind == Study.Kind.RATING:
+        return redirect("annotation:rate", name=study.name)
     try:
         assignment = services.claim_next(study, request.user, member_checked=True)
     except services.StudyError as exc:
@@ -113,6 +122,54 @@ def render_item(request, assignment: Assignment, progress: dict | None = None):
         **(progress or progress_for(study, request.user, getattr(assignment, "done_before", None))),
     }
     return render(request, "annotation/item.html", context)
+
+
+SHOWN = "rating-shown"
+
+
+@login_required
+def rate(request, name: str):
+    """A rating study's next response: the paper's three grades, keys 1 / 2 / 3."""
+    study = get_object_or_404(Study, name=name, annotators=request.user, kind=Study.Kind.RATING)
+    if study.status != Study.Status.OPEN:
+        messages.error(request, f"study {study.name} is {study.status}")
+        return redirect("annotation:home")
+    item = ratings.next_rating_item(study, request.user)
+    if item is None:
+        return render(request, "annotation/done.html", {"study": study, **progress_for(study, request.user)})
+    context = {
+        "study": study,
+        "item": item,
+        "messages_": item.response.prompt.messages,
+        "answer": mark_safe(item.response.rendered_html()),  # noqa: S308 - sanitised HTML
+        "grades": [(key, grade.value, grade.label, ratings.GRADE_HELP[grade]) for key, grade in ratings.KEYS.items()],
+        "safety": ratings.is_safety(item),
+        # when the page was shown, signed: the seconds a rating took are measured by the server
+        "shown": signing.dumps({"item": item.pk, "at": time.time()}, salt=SHOWN),
+        **progress_for(study, request.user),
+    }
+    return render(request, "annotation/rate.html", context)
+
+
+@login_required
+@require_POST
+def rate_submit(request, pk: int):
+    try:
+        shown = signing.loads(request.POST.get("shown", ""), salt=SHOWN, max_age=24 * 3600)
+        seconds = time.time() - shown["at"] if shown.get("item") == pk else ratings.MAX_SECONDS
+    except signing.BadSignature:
+        seconds = ratings.MAX_SECONDS
+    try:
+        item, _ = ratings.submit_rating(
+            pk, request.user, request.POST.get("grade", ""), request.POST.get("safe", ""), seconds
+        )
+    except services.StudyError as exc:
+        study = RatingItem.objects.filter(pk=pk, study__annotators=request.user).values_list("study__name", flat=True)
+        if not study:
+            raise Http404("no such item") from None
+        messages.error(request, str(exc))
+        return redirect("annotation:rate", name=study[0])
+    return redirect("annotation:rate", name=item.study.name)
 
 
 @login_required

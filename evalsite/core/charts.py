@@ -56,6 +56,7 @@ def stacked_bars(
     paper: dict[str, tuple] | None = None,
     link=None,
     legend: list[str] | None = None,
+    paper_title: str = "The paper (LIMA 65B, 300 prompts)",
 ) -> str:
     """`link(baseline, outcome)` gives the drill-down address of a bar segment, if any."""
     label_w, bar_w, top = 170, 520, 54
@@ -138,7 +139,7 @@ def stacked_bars(
             add(group, "line", x1=float(x2), y1=cy - 3, x2=float(x2), y2=cy + 3)
     if paper:
         y0 = top + row_h * len(rows) + 24
-        add(root, "text", "The paper (LIMA 65B, 300 prompts)", x=0, y=y0, font_weight=600, fill="#5b6475")
+        add(root, "text", paper_title, x=0, y=y0, font_weight=600, fill="#5b6475")
         for k, (name, (win, tie, loss)) in enumerate(paper.items()):
             y = y0 + 10 + k * 26
             add(root, "text", name, x=label_w - 8, y=y + 14, text_anchor="end", fill="#5b6475")

@@ -223,8 +223,12 @@ def send_job_message(label: str, pk: int, queue: str) -> bool:
         return True
     except Exception as exc:  # noqa: BLE001  (kombu's and the transports' connection errors)
         reason = exc.__class__.__name__
-        log.error("%s %s: the broker cannot be reached (%s); the job waits, its message is sent when it is back",
-                  label, pk, reason)
+        log.error(
+            "%s %s: the broker cannot be reached (%s); the job waits, its message is sent when it is back",
+            label,
+            pk,
+            reason,
+        )
         model = next((m for m in job_models() if m.label() == label), None)
         if model is not None:
             model.objects.filter(pk=pk, status=JobStatus.QUEUED).update(enqueued_at=None)
@@ -303,9 +307,9 @@ class Heartbeat(threading.Thread):
         try:
             while not self.stopped.wait(self.every):
                 try:
-                    alive = self.model.objects.filter(
-                        pk=self.pk, lease=self.lease, status=JobStatus.RUNNING
-                    ).update(heartbeat_at=timezone.now())
+                    alive = self.model.objects.filter(pk=self.pk, lease=self.lease, status=JobStatus.RUNNING).update(
+                        heartbeat_at=timezone.now()
+                    )
                 except TRANSIENT_DB_ERRORS as exc:  # the database blinked: beat again next time
                     log.warning("heartbeat of %s %s: %s", self.model.label(), self.pk, exc)
                     connection.close()

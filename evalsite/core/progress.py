@@ -42,6 +42,7 @@ def follow(job: jobs.Job, poll: float = 0.5, stream=None, until=None) -> jobs.Jo
 def execute_with_progress(job: jobs.Job, worker: str) -> jobs.Job:
     """Run the job in this process (a thread, with its own database connection) while the main
     thread draws its progress bar."""
+
     def work() -> None:
         try:
             jobs.execute(job.label(), job.pk, worker=worker)

@@ -37,6 +37,7 @@ from stats.outcomes import LOSS, TIE, WIN
 OUTCOMES = (WIN, TIE, LOSS)
 CHARS_PER_TOKEN = 4  # lengths in tokens, estimated from characters when the response has no count
 
+
 def _count(column: str, *tags: str) -> str:
     """SQL (PostgreSQL and SQLite alike) for how often the rendered HTML in ``column`` opens one of
     ``tags``: its length less its length with the tag taken out, over the tag's length."""

@@ -12,8 +12,9 @@ from evalsite.annotation.models import Study
 from evalsite.catalog.models import PromptSet, System
 from evalsite.core.charts import means_with_intervals, stacked_bars
 from evalsite.core.decorators import staff_required
-from evalsite.dashboard import data, figures
+from evalsite.dashboard import data, figures, ratings
 from evalsite.dashboard.png import PngUnavailable, svg_to_png
+from evalsite.dashboard.ratings import PAPER_FIGURE_3
 from evalsite.judging.models import JudgeJob
 
 
@@ -99,6 +100,9 @@ def index(request):
 
 @staff_required
 def study(request, name: str):
+    rated = Study.objects.filter(name=name, kind=Study.Kind.RATING).select_related("candidate", "prompt_set").first()
+    if rated is not None:
+        return _rating_study(request, rated)
     if request.GET.get("panel") == "agreement":  # the second request: the tables that scan every judgment
         built = _figures(request, name, details=True)
         result = {**built.result, "breakdowns": data.breakdowns(built.study, built.rule)}
@@ -117,6 +121,22 @@ def study(request, name: str):
         "precision": built.result["evidence"]["status"],
     }
     return render(request, template, context)
+
+
+def _rating_study(request, study: Study):
+    """Figure 3: people's Fail / Pass / Excellent shares with intervals, beside the judge's grades
+    of the same responses and the paper's; agreement; the safe share on safety prompts."""
+    result = ratings.figure_3(study)
+    chart = stacked_bars(
+        result["rows"],
+        f"Figure 3: {study.candidate.name}'s answers graded",
+        "",
+        paper={"LIMA 65B, the authors": PAPER_FIGURE_3} if request.GET.get("paper", "1") == "1" else None,
+        legend=["Excellent", "Pass", "Fail"],
+        paper_title="The paper (50 prompts, graded by the authors)",
+    )
+    context = {"study": study, "chart": mark_safe(chart), **result}  # noqa: S308 (escaped values)
+    return render(request, "dashboard/rating.html", context)
 
 
 @staff_required

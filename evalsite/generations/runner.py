@@ -33,9 +33,7 @@ def run_generation(job: GenerationJob, ctx: JobContext) -> None:
                     done += job.store(prompt_pk, sample, result)
                     tokens += result.completion_tokens or 0
                 else:
-                    failures.append(
-                        {"prompt": by_id[prompt_pk].external_id, "sample": sample, "error": result.error}
-                    )
+                    failures.append({"prompt": by_id[prompt_pk].external_id, "sample": sample, "error": result.error})
                 ctx.progress(done, total, units=tokens, unit="tokens/s", detail=f"{len(failures)} failed")
             GenerationJob.objects.filter(pk=job.pk).update(tokens_generated=tokens, failures=failures)
     finally:

@@ -75,12 +75,15 @@ Reply with "Score: N", where N is a whole number from 1 to 6."""
 
 # Probability verdicts (methods logprobs and score): the annotators' question, answered with one
 # letter, so that the judge's next-token distribution over A / B / C is the verdict.
-LETTER_TEMPLATE = LIMA_TEMPLATE.split("Comparing these two answers")[0] + """Comparing these two answers, which answer is better?
+LETTER_TEMPLATE = (
+    LIMA_TEMPLATE.split("Comparing these two answers")[0]
+    + """Comparing these two answers, which answer is better?
 A: Answer A is significantly better.
 B: Answer B is significantly better.
 C: Neither is significantly better.
 
 Reply with one letter: A, B or C."""
+)
 
 REMINDERS = {
     "lima": 'Your reply could not be read. Reply with exactly one sentence: "Answer A is significantly better.", '
@@ -88,7 +91,6 @@ REMINDERS = {
     "mtbench": 'Your reply could not be read. End your reply with your verdict: "[[A]]", "[[B]]" or "[[C]]".',
     "fpe": "Your reply could not be read. Reply with one word: Fail, Pass or Excellent.",
     "likert": 'Your reply could not be read. Reply with "Score: N", N a whole number from 1 to 6.',
-
     "letter": "Reply with one letter: A, B or C.",
 }
 

@@ -43,7 +43,6 @@ LENGTH_LABELS = [
 ONE_VOTE = {WIN: (1, 0, 0), LOSS: (0, 1, 0), TIE: (0, 0, 1)}
 
 
-
 def judge_summary(job: JudgeJob, bootstrap: int = 2000) -> dict:
     """The judge's results: per baseline the counted outcomes (win / tie / loss shares with 95%
     intervals, and the expected win rate of probability verdicts), the comparisons not counted

@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils.text import slugify
 
-from evalsite.annotation import services
+from evalsite.annotation import rating, services
 from evalsite.annotation.blinding import blinding_warnings
 from evalsite.annotation.forms import PlanForm, first_error
 from evalsite.annotation.models import Study
@@ -15,7 +15,13 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--candidate", required=True)
-        parser.add_argument("--baselines", required=True, help="comma-separated system names")
+        parser.add_argument("--baselines", default="", help="comma-separated system names (pairwise studies)")
+        parser.add_argument(
+            "--kind",
+            choices=Study.Kind.values,
+            default=Study.Kind.PAIRWISE,
+            help="pairwise (Figure 1) or rating: the candidate's answers graded Fail / Pass / Excellent (Figure 3)",
+        )
         parser.add_argument("--prompts", required=True, help="prompt set name")
         parser.add_argument("--name", help="default: CANDIDATE-vs-BASELINES-on-SET")
         parser.add_argument("--overlap", type=int, default=1, help="annotators per comparison")
@@ -42,6 +48,8 @@ class Command(BaseCommand):
         names = [n.strip() for n in opts["baselines"].split(",") if n.strip()]
         if opts["plan"]:
             return self.plan(len(names), opts)
+        if opts["kind"] == Study.Kind.RATING:
+            return self.rating(opts)
         name = opts["name"] or slugify(f"{opts['candidate']}-vs-{'-'.join(names)}-on-{opts['prompts']}")[:100]
         try:
             candidate = find_system(opts["candidate"])
@@ -68,6 +76,19 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"study {study.name}: {state}"))
         for warning in blinding_warnings(study):
             self.stdout.write(self.style.WARNING(f"blinding: {warning}"))
+
+    def rating(self, opts: dict) -> None:
+        name = opts["name"] or slugify(f"{opts['candidate']}-rated-on-{opts['prompts']}")[:100]
+        try:
+            with transaction.atomic():
+                study = rating.create_rating_study(
+                    name, find_system(opts["candidate"]), find_prompt_set(opts["prompts"]), opts["overlap"]
+                )
+                n = 0 if opts["draft"] else services.start_study(study)
+        except (CannotStart, services.StudyError) as exc:
+            raise CommandError(str(exc)) from exc
+        state = "draft" if opts["draft"] else f"open with {n} responses to rate"
+        self.stdout.write(self.style.SUCCESS(f"rating study {study.name}: {state}"))
 
     def plan(self, baselines: int, opts: dict) -> None:
         try:

@@ -8,8 +8,7 @@ from evalsite.judging.services import ensure_local_judge
 
 class Command(BaseCommand):
     help = (
-        "Load the shipped prompt sets (data/*.jsonl), register the bundled model and the local judge. "
-        "Safe to re-run."
+        "Load the shipped prompt sets (data/*.jsonl), register the bundled model and the local judge. Safe to re-run."
     )
 
     def handle(self, *args, **opts):

@@ -1,0 +1,73 @@
+"""A rating study's figures (Figure 3 and the safety rate): the people's grades from
+annotation.rating beside the judge's grades of the very same responses (a finished Fail / Pass /
+Excellent rating job of the study's system on its prompt set)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from evalsite.annotation.models import Study
+from evalsite.annotation.rating import rating_summary
+from evalsite.judging.models import Rating, RatingJob
+from stats.agreement import cohen_kappa
+from stats.outcomes import win_tie_loss
+
+PAPER_FIGURE_3 = (50, 38, 12)  # Excellent / Pass / Fail, LIMA 65B on 50 test prompts (PAPER.md)
+PAPER_SAFE_SHARE = 0.80  # 30 sensitive test prompts
+
+
+def judge_job_for(study: Study) -> RatingJob | None:
+    """The judge's largest finished Fail / Pass / Excellent job on the study's system and prompts."""
+    jobs = RatingJob.objects.filter(
+        system=study.candidate, prompt_set=study.prompt_set, kind=RatingJob.Kind.FPE, status__in=["done", "stopped"]
+    ).select_related("config")
+    return max(jobs, key=lambda job: (job.ratings.exclude(value="").count(), job.pk), default=None)
+
+
+def figure_3(study: Study) -> dict:
+    people = rating_summary(study)
+    rows = []
+    if people["responses"]:
+        rows.append(
+            {
+                "baseline": "people",
+                "n": people["responses"],
+                "win": people["excellent"],
+                "tie": people["pass"],
+                "loss": people["fail"],
+                "win_ci": people["excellent_ci"],
+                "loss_ci": people["fail_ci"],
+            }
+        )
+    job = judge_job_for(study)
+    judge = None
+    if job is not None:
+        responses = set(study.rating_items.values_list("response_id", flat=True))
+        grades = {
+            response: value
+            for response, value in Rating.objects.filter(job=job, sample=0, response_id__in=responses)
+            .exclude(value="")
+            .values_list("response_id", "value")
+        }
+        counts = Counter((int(v == "excellent"), int(v == "fail"), int(v == "pass")) for v in grades.values())
+        shares = win_tie_loss(counts, rule="all")
+        if shares.n:
+            rows.append(
+                {
+                    "baseline": job.config.label,
+                    "n": shares.n,
+                    "win": shares.win,
+                    "tie": shares.tie,
+                    "loss": shares.loss,
+                    "win_ci": shares.win_ci,
+                    "loss_ci": shares.loss_ci,
+                }
+            )
+        both = [(people["majority"][r], grades[r]) for r in grades if r in people["majority"]]
+        judge = {
+            "job": job,
+            "responses": len(both),
+            "agreement": sum(a == b for a, b in both) / len(both) if both else None,
+            "kappa": cohen_kappa([a for a, _ in both], [b for _, b in both]) if both else None,
+        }
+    return {"rows": rows, "people": people, "judge": judge, "paper_safe": PAPER_SAFE_SHARE}

@@ -1,0 +1,159 @@
+"""Rating studies (Figure 3): people grade one response at a time Fail / Pass / Excellent, with
+overlap; prompts tagged safety also ask safe / unsafe; the dashboard shows the people's shares
+with intervals beside the judge's grades of the same responses and the paper's."""
+
+from __future__ import annotations
+
+import pytest
+from bs4 import BeautifulSoup
+from django.contrib.auth.models import User
+from django.core import signing
+from django.core.management import CommandError, call_command
+from django.test import Client
+
+from evalsite.annotation import rating
+from evalsite.annotation.models import HumanRating, RatingItem, Study
+from evalsite.annotation.services import StudyError, start_study
+from evalsite.catalog.models import Prompt, PromptSet, Response, System
+from evalsite.core.accounts import annotators_group
+from evalsite.judging.models import JudgeCall, JudgeConfig, Rating, RatingJob
+from tests.openai_stub import OpenAIStub
+
+pytestmark = pytest.mark.django_db
+
+
+def rated_system(n=6, safety=(), name="lima-7b"):
+    prompts = PromptSet.objects.create(name=f"{name}-fig3")
+    system = System.objects.create(name=name, kind="candidate", backend="imported")
+    for i in range(n):
+        prompt = Prompt.objects.create(
+            prompt_set=prompts,
+            external_id=f"q{i}",
+            messages=[{"role": "user", "content": f"Question {i}?"}],
+            tags=["safety"] if i in safety else [],
+        )
+        Response.objects.create(system=system, prompt=prompt, text=f"Answer {i}.")
+    return system, prompts
+
+
+def rater(name, study):
+    user = User.objects.create_user(name, password=f"pw-{name}-secret")
+    user.groups.add(annotators_group())
+    study.annotators.add(user)
+    return user
+
+
+def test_create_study_of_kind_rating_opens_one_item_per_response(capsys):
+    system, prompts = rated_system(4)
+    call_command("create_study", candidate=system.name, prompts=prompts.name, kind="rating", overlap=2)
+    assert "rating study lima-7b-rated-on-lima-7b-fig3: open with 4 responses to rate" in capsys.readouterr().out
+    study = Study.objects.get()
+    assert study.kind == Study.Kind.RATING and study.status == Study.Status.OPEN and study.overlap == 2
+    assert study.rating_items.count() == 4
+    empty = PromptSet.objects.create(name="empty")
+    with pytest.raises(CommandError, match="lima-7b has no responses on empty"):
+        call_command("create_study", candidate=system.name, prompts="empty", kind="rating")
+    with pytest.raises(CommandError, match="a study needs at least one baseline"):
+        call_command("create_study", candidate=system.name, prompts=prompts.name)
+    assert Study.objects.count() == 1 and empty.studies.count() == 0
+
+
+def test_each_response_gets_overlap_grades_from_different_people_and_a_double_submit_counts_once():
+    system, prompts = rated_system(3)
+    study = rating.create_rating_study("fig3", system, prompts, overlap=2)
+    start_study(study)
+    ann, bob, cy = (rater(n, study) for n in ("ann", "bob", "cy"))
+    seen = []
+    for user in (ann, bob, cy):
+        while (item := rating.next_rating_item(study, user)) is not None:
+            seen.append((user.username, item.pk))
+            rating.submit_rating(item.pk, user, "pass", "", 12.0)
+    assert len(seen) == 6  # 3 responses x overlap 2
+    assert all(item.ratings_done == 2 for item in RatingItem.objects.filter(study=study))
+    assert len({(u, i) for u, i in seen}) == 6
+    assert rating.next_rating_item(study, cy) is None  # nothing left that wants a grade
+    first = RatingItem.objects.filter(study=study).first()
+    _, recorded = rating.submit_rating(first.pk, ann, "excellent", "", 3.0)
+    assert not recorded and HumanRating.objects.get(item=first, annotator=ann).grade == "pass"
+    with pytest.raises(StudyError, match="grade must be one of fail, pass, excellent, not 'good'"):
+        rating.submit_rating(first.pk, cy, "good", "", 3.0)
+    outsider = User.objects.create_user("out", password="pw-out-secret")
+    with pytest.raises(StudyError, match=f"no rating item {first.pk}"):
+        rating.submit_rating(first.pk, outsider, "pass", "", 3.0)
+
+
+def test_a_safety_prompt_needs_safe_or_unsafe_and_the_page_says_why(client):
+    system, prompts = rated_system(2, safety=(0,))
+    study = rating.create_rating_study("fig3", system, prompts)
+    Study.objects.filter(pk=study.pk).update(status=Study.Status.OPEN)
+    user = rater("ann", study)
+    client.force_login(user)
+    page = BeautifulSoup(client.get("/annotate/study/fig3/rate").content, "html.parser")
+    item = int(page.select_one("#rate-form")["action"].rstrip("/").split("/")[-1])
+    assert page.select_one("#safety") is not None  # q0 comes first and is tagged safety
+    assert [b["value"] for b in page.select("#rate-form button[name=grade]")] == ["fail", "pass", "excellent"]
+    shown = page.select_one("input[name=shown]")["value"]
+    reply = client.post(f"/annotate/rating/{item}", {"grade": "pass", "shown": shown}, follow=True)
+    error = BeautifulSoup(reply.content, "html.parser").select_one(".message.error, .messages .error, [class*=error]")
+    assert "say whether the response is safe or unsafe" in error.get_text()
+    assert not HumanRating.objects.exists()
+    client.post(f"/annotate/rating/{item}", {"grade": "pass", "safe": "unsafe", "shown": shown})
+    saved = HumanRating.objects.get()
+    assert (saved.grade, saved.safe) == ("pass", False) and 0 <= saved.seconds < 60
+    # the time comes from the server's signed stamp: a forged one counts as the maximum, not as 0
+    other = RatingItem.objects.exclude(pk=item).get()
+    client.post(f"/annotate/rating/{other.pk}", {"grade": "fail", "shown": signing.dumps({"item": other.pk, "at": 0})})
+    assert HumanRating.objects.get(item=other).seconds == rating.MAX_SECONDS
+    # the plain "next" link of a rating study leads to the rating page
+    assert client.get("/annotate/study/fig3/next")["Location"].endswith("/annotate/study/fig3/rate")
+    # another person's study: not found
+    stranger = Client()
+    stranger.force_login(User.objects.create_user("zed", password="pw-zed-secret"))
+    assert stranger.get("/annotate/study/fig3/rate").status_code == 404
+    assert stranger.post(f"/annotate/rating/{item}", {"grade": "pass"}).status_code == 404
+
+
+def test_figure_3_people_beside_the_judge_and_the_paper_with_the_safe_share(staff_client):
+    system, prompts = rated_system(6, safety=(4, 5))
+    study = rating.create_rating_study("fig3", system, prompts, overlap=2)
+    Study.objects.filter(pk=study.pk).update(status=Study.Status.OPEN)
+    ann, bob = rater("ann", study), rater("bob", study)
+    items = list(RatingItem.objects.filter(study=study).order_by("response__prompt__external_id"))
+    # ann: E E P P F P; bob: E P P P F F; safety prompts q4, q5: ann safe safe, bob safe unsafe
+    for user, grades, safes in ((ann, "EEPPFP", "ss"), (bob, "EPPPFF", "su")):
+        for n, (item, grade) in enumerate(zip(items, grades, strict=True)):
+            safe = "" if n < 4 else ("safe" if safes[n - 4] == "s" else "unsafe")
+            letter = {"E": "excellent", "P": "pass", "F": "fail"}[grade]
+            rating.submit_rating(item.pk, user, letter, safe, 20.0)
+    # the judge graded the same responses: E P P F F P
+    with OpenAIStub() as stub:
+        config = JudgeConfig.objects.create(name="judge", base_url=stub.url, api_key_env="")
+    job = RatingJob.objects.create(config=config, system=system, prompt_set=prompts, kind="fpe", status="done")
+    for n, (item, value) in enumerate(zip(items, ["excellent", "pass", "pass", "fail", "fail", "pass"], strict=True)):
+        call = JudgeCall.objects.create(
+            key=f"k{n}", model="m", template="fpe", template_hash="h", reserved_at=job.created_at
+        )
+        Rating.objects.create(job=job, response=item.response, call=call, value=value)
+
+    summary = rating.rating_summary(study)
+    assert summary["ratings"] == 12 and summary["responses"] == 6
+    assert summary["excellent"] == pytest.approx(3 / 12) and summary["fail"] == pytest.approx(3 / 12)
+    low, high = summary["excellent_ci"]
+    assert low < 3 / 12 < high
+    assert summary["agreement"]["items"] == 6
+    assert summary["safe"]["share"] == pytest.approx(3 / 4) and summary["safe"]["responses"] == 2
+
+    page = BeautifulSoup(staff_client.get("/dashboard/fig3/").content, "html.parser")
+    bars = page.select_one("#figure-3 svg")
+    labels = [t.get_text() for t in bars.find_all("text")]
+    assert "people" in labels and "gpt-4" in labels and "LIMA 65B, the authors" in labels
+    assert "50/38/12" in labels
+    assert len(bars.select("g.interval")) >= 2
+    # majority of the people where there is one (q0 E, q2 P, q3 P, q4 F) against the judge's
+    # grade (E, P, F, F): 3 of 4
+    judge_row = [td.get_text(" ", strip=True) for td in page.select("#judge-agreement td")]
+    assert judge_row[1:3] == ["4", "0.75"]
+    safety = page.select_one("#safety strong").get_text()
+    assert safety == "0.75"
+    # the annotation pages of a rating study open too
+    assert staff_client.get("/annotate/studies/fig3/").status_code == 200
