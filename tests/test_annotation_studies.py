@@ -279,8 +279,11 @@ def test_gold_checks_are_served_at_the_studys_rate(claim_path):
         claim = services.claim_next(study, a, rng=rng)
         gold += claim.comparison.is_gold
         services.submit(claim.pk, a, "tie")
-    # 100 draws at 10% (binomial sd 3): well inside 10 +- 6, and never all or none
-    assert 4 <= gold <= 16, f"{gold} gold checks in 100 items"
+    # 100 draws at 10% (binomial sd 3). The draws are not reproducible (how many numbers a claim
+    # takes from rng depends on which rows the database hands back), so the bounds must hold by
+    # chance too: 4..16 failed about 3% of runs; 1..22 fails about 1 in 7,000 and still catches
+    # gold never served, or served on most items
+    assert 1 <= gold <= 22, f"{gold} gold checks in 100 items"
 
 
 @pytest.mark.django_db
