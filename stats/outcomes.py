@@ -89,6 +89,27 @@ def win_tie_loss(
     return Shares(n, votes, float(share[0]), float(share[1]), float(share[2]), win_ci, loss_ci)  # type: ignore[arg-type]
 
 
+def shares_of_rows(
+    rows: np.ndarray, votes: int = 0, bootstrap: int = 2000, seed: int = 0, level: float = 0.95
+) -> Shares:
+    """Win / tie / loss shares as the mean of one share vector per comparison (rows of [win, tie,
+    loss] summing to 1, e.g. each comparison's votes weighted by their annotators' reliability),
+    with a percentile bootstrap interval resampling comparisons, as ``win_tie_loss`` does."""
+    rows = np.asarray(rows, dtype=float).reshape(-1, 3)
+    n = len(rows)
+    if not n:
+        return Shares(0, votes, 0.0, 0.0, 0.0)
+    share = rows.mean(0)
+    win_ci = loss_ci = None
+    if bootstrap and n > 1:
+        rng = np.random.default_rng(seed)
+        means = rows[rng.integers(0, n, size=(bootstrap, n))].mean(1)
+        lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
+        win_ci = tuple(float(x) for x in np.percentile(means[:, 0], [lo, hi]))
+        loss_ci = tuple(float(x) for x in np.percentile(means[:, 2], [lo, hi]))
+    return Shares(n, votes, float(share[0]), float(share[1]), float(share[2]), win_ci, loss_ci)  # type: ignore[arg-type]
+
+
 def combine_orders(first: str, second: str, policy: str) -> str | None:
     """The judge's two orders: agreeing -> that outcome; disagreeing -> tie or dropped; one
     failed order -> the other; both failed -> nothing. A failure is never a tie."""

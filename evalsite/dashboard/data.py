@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
+import numpy as np
 from django.db import connection
 
 from evalsite.annotation.models import Comparison, HumanJudgment, Study
+from evalsite.annotation.quality import annotator_reliability
 from evalsite.core.lookup import fetch_rows
 from evalsite.dashboard.evidence import evidence
 from evalsite.judging.models import JudgeJob, JudgeVerdict, RatingJob
@@ -21,6 +23,7 @@ from stats.outcomes import (
     Pattern,
     bradley_terry_from_counts,
     fleiss_from_patterns,
+    shares_of_rows,
     tie_discounted_from_patterns,
     win_tie_loss,
 )
@@ -146,17 +149,62 @@ def person_judge(job: JudgeJob, study: Study) -> dict:
     return {"tie_discounted_accuracy": score / n if n else None, "pairs": int(n), "cohen_kappa": kappa}
 
 
+OUTCOME_COLUMN = {WIN: 0, TIE: 1, LOSS: 2}
+
+
+def counting(rule: str) -> str:
+    """How the parts of the page other than Figure 1 count votes under a rule: reliability weights
+    are Figure 1's; elsewhere every vote counts."""
+    return "all" if rule == "reliability" else rule
+
+
+def reliability_figure(study: Study) -> tuple[list[dict], dict[str, float]] | None:
+    """Figure 1 with every vote weighted by its annotator's Dawid-Skene reliability (fitted on
+    this study's votes): each comparison counts once, as its weighted vote shares; an annotator
+    who shares no comparison with anyone weighs the fitted annotators' mean. None where no
+    comparison has two votes (nothing to fit reliabilities on)."""
+    votes = list(
+        HumanJudgment.objects.filter(comparison__study=study, comparison__is_gold=False)
+        .exclude(annotator__in=study.excluded.all())
+        .values_list("comparison_id", "annotator__username", "outcome", "comparison__baseline__name")
+    )
+    weights = annotator_reliability([(c, a, o) for c, a, o, _ in votes])
+    if not weights:
+        return None
+    fallback = sum(weights.values()) / len(weights)
+    per: dict[str, dict[int, np.ndarray]] = defaultdict(dict)
+    counted: Counter = Counter()
+    for comparison, annotator, outcome, baseline in votes:
+        row = per[baseline].setdefault(comparison, np.zeros(3))
+        row[OUTCOME_COLUMN[outcome]] += weights.get(annotator, fallback)
+        counted[baseline] += 1
+    rows = []
+    for baseline, by_comparison in per.items():
+        matrix = np.array(list(by_comparison.values()))
+        matrix = matrix / matrix.sum(1, keepdims=True)
+        rows.append({"baseline": baseline, **shares_of_rows(matrix, votes=counted[baseline]).as_dict()})
+    return sorted(rows, key=lambda r: (-r["win"], r["baseline"])), weights
+
+
 def dashboard(study: Study, rule: str = "majority", job: JudgeJob | None = None, details: bool = True) -> dict:
     """Everything the page shows. Without `details`, the two agreement tables that scan every
-    judgment (per annotator, person-judge) are left out: the page loads them in a second request."""
+    judgment (per annotator, person-judge) are left out: the page loads them in a second request.
+    Rule "reliability" weighs each vote by its annotator's reliability in Figure 1 (the rest of
+    the page counts every vote, as rule "all")."""
     human = human_patterns(study)
     data: dict = {
         "study": study,
         "rule": rule,
-        "human": figure(human, rule),
+        "human": figure(human, counting(rule)),
         "person_person": person_person(study, human, per_annotator=details),
         "judge": None,
+        "reliability": None,
     }
+    if rule == "reliability":
+        weighted = reliability_figure(study)
+        if weighted is not None:
+            data["human"], data["reliability"] = weighted
+        rule = counting(rule)
     job = job or default_judge_job(study)
     if job:
         data["judge"] = judge_panel(job, study, details)

@@ -133,7 +133,7 @@ class StudyFigures:
             "figures": self.table(),
             "person_person": self.result["person_person"],
             "judge": None,
-            "breakdowns": self.result.get("breakdowns") or data.breakdowns(self.study, self.rule),
+            "breakdowns": self.result.get("breakdowns") or data.breakdowns(self.study, data.counting(self.rule)),
             "leaderboard": data.leaderboard(),
             "length_control": [
                 {k: v for k, v in row.items() if k != "both"} for row in self.result["evidence"]["length_control"]
@@ -158,9 +158,12 @@ class StudyFigures:
         return out
 
 
+RULES = ("majority", "all", "reliability")
+
+
 def build(
     study: Study, rule: str = "majority", job: JudgeJob | None = None, paper: bool = True, details: bool = True
 ) -> StudyFigures:
-    if rule not in ("majority", "all"):
+    if rule not in RULES:
         rule = "majority"
     return StudyFigures(study, rule, data.dashboard(study, rule, job, details=details), paper)

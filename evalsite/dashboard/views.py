@@ -105,7 +105,7 @@ def study(request, name: str):
         return _rating_study(request, rated)
     if request.GET.get("panel") == "agreement":  # the second request: the tables that scan every judgment
         built = _figures(request, name, details=True)
-        result = {**built.result, "breakdowns": data.breakdowns(built.study, built.rule)}
+        result = {**built.result, "breakdowns": data.breakdowns(built.study, data.counting(built.rule))}
         return render(request, "dashboard/_agreement.html", {**result, "paper_agreement": data.PAPER_AGREEMENT})
     built = _figures(request, name, details=False)
     links = {"link": _drill_link(name), "judge_link": _drill_link(name, built.judge["job"] if built.judge else None)}

@@ -17,7 +17,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("study")
         parser.add_argument("--out", type=Path, required=True)
-        parser.add_argument("--rule", choices=["majority", "all"], default="majority")
+        parser.add_argument(
+            "--rule",
+            choices=["majority", "all", "reliability"],
+            default="majority",
+            help="reliability: Figure 1's votes weighted by each annotator's Dawid-Skene reliability",
+        )
         parser.add_argument("--job", type=int, help="the judge job for Figure 2 (default: the latest)")
         parser.add_argument("--no-paper", action="store_true", help="leave out the paper's numbers")
         parser.add_argument("--no-png", action="store_true", help="do not render PNG copies of the figures")
@@ -29,7 +34,7 @@ class Command(BaseCommand):
         except (Study.DoesNotExist, JudgeJob.DoesNotExist):
             raise CommandError(f"no study {opts['study']!r} (or no such judge job for it)") from None
         built = figures.build(study, opts["rule"], job, paper=not opts["no_paper"])
-        built.result["breakdowns"] = data.breakdowns(study, built.rule)
+        built.result["breakdowns"] = data.breakdowns(study, data.counting(built.rule))
         svgs = built.svgs()
         out: Path = opts["out"]
         out.mkdir(parents=True, exist_ok=True)
