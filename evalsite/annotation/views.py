@@ -27,6 +27,7 @@ from evalsite.annotation.forms import (
     StudyForm,
     first_error,
 )
+from evalsite.annotation.gold import gold_sources
 from evalsite.annotation.models import Assignment, Comparison, HumanJudgment, HumanRating, RatingItem, Study
 from evalsite.annotation.quality import annotator_quality, study_agreement
 from evalsite.catalog.models import PromptSet, System
@@ -273,7 +274,9 @@ def study_detail(request, name: str):
         "pairs": [{"a": a, "b": b, **v} for (a, b), v in agreement["per_pair"].items()],
         "annotators": study.annotators.order_by("username"),
         "blinding": blinding_warnings(study),
+        "gold_sources": gold_sources(study),
     }
+    context["gold_degraded"] = context["gold_sources"]["degraded copies"]
     for part in STUDY_PAGE_PARTS:
         context.update(part(request, study))
     return render(request, "annotation/study.html", context)
