@@ -160,3 +160,36 @@ def test_a_second_request_joins_the_active_job(capsys):
         call_command("generate", system="api", prompts="set")
     assert GenerationJob.objects.count() == 1
     assert "already running" in capsys.readouterr().out
+
+
+def test_follow_ups_are_asked_after_the_systems_own_previous_answer(transactional_db):
+    """MT-bench's second turns: the second question goes out with the system's own first answer
+    before it; a follow-up that fails is asked again by the next run, and nothing twice."""
+    with OpenAIStub() as stub:
+        stub.script("and then two?", Reply(status=500), Reply(status=500), Reply())
+        prompt_set = PromptSet.objects.create(name="mt")
+        Prompt.objects.create(
+            prompt_set=prompt_set,
+            external_id="81",
+            messages=[{"role": "user", "content": "first one"}],
+            follow_ups=["and then two?", "three?"],
+        )
+        Prompt.objects.create(prompt_set=prompt_set, external_id="82", messages=[{"role": "user", "content": "alone"}])
+        api_system(stub)
+        call_command("generate", system="api", prompts="mt", foreground=True)
+        response = Response.objects.get(prompt__external_id="81")
+        assert response.text == "Answer to: first one" and response.turns == []
+        assert GenerationJob.objects.get().failures[0]["error"].startswith("follow-up 1: gave up after 2 attempts")
+        call_command("generate", system="api", prompts="mt", foreground=True)
+        second = [b for b in stub.bodies if b["messages"][-1]["content"] == "and then two?"][-1]
+        third = [b for b in stub.bodies if b["messages"][-1]["content"] == "three?"]
+    assert [m["content"] for m in second["messages"]] == ["first one", "Answer to: first one", "and then two?"]
+    assert GenerationJob.objects.order_by("pk").last().failures == [] and len(third) == 1 and [m["role"] for m in third[0]["messages"]] == ["user", "assistant"] * 2 + ["user"]
+    assert third[0]["messages"][3]["content"] == "Answer to: and then two?"
+    response.refresh_from_db()
+    assert [(t["user"], t["assistant"]) for t in response.turns] == [
+        ("and then two?", "Answer to: and then two?"),
+        ("three?", "Answer to: three?"),
+    ]
+    assert stub.calls == {"first one": 1, "alone": 1, "and then two?": 3, "three?": 1}
+    assert Response.objects.get(prompt__external_id="82").turns == []

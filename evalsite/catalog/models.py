@@ -148,6 +148,12 @@ class Response(models.Model):
     error = models.TextField(blank=True)
     notes = models.TextField(blank=True, help_text="e.g. the history was trimmed to fit the context")
     metadata = models.JSONField(default=dict, blank=True)
+    turns = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="the prompt's follow-ups asked after this answer, each after the system's own previous "
+        "answer: [{user, assistant, finish_reason}, ...]",
+    )
     # the text as sanitised HTML, rendered once (a long answer takes milliseconds to render, and
     # the comparison page shows each answer to several annotators); NULL until first needed
     html = models.TextField(null=True, blank=True, editable=False)
@@ -165,6 +171,13 @@ class Response(models.Model):
     @property
     def ok(self) -> bool:
         return not self.error
+
+    def conversation(self) -> list[dict[str, str]]:
+        """The whole conversation: the prompt, this answer, then each follow-up and its answer."""
+        messages = [*self.prompt.messages, {"role": "assistant", "content": self.text}]
+        for turn in self.turns:
+            messages += [{"role": "user", "content": turn["user"]}, {"role": "assistant", "content": turn["assistant"]}]
+        return messages
 
     def rendered_html(self) -> str:
         """The text as sanitised HTML; rendered and stored the first time it is asked for."""

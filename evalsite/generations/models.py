@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from django.db import models
+from django.db import models, transaction
 
 from evalsite.catalog.models import Prompt, PromptSet, Response, System
 from evalsite.core.jobs import Job
@@ -55,6 +55,32 @@ class GenerationJob(Job):
             },
         )
         return 1 if created else 0
+
+    def responses_with_follow_ups(self) -> list[Response]:
+        return list(
+            Response.objects.filter(
+                system=self.system,
+                prompt__prompt_set=self.prompt_set,
+                sample_index__lt=self.samples_per_prompt,
+                error="",
+            )
+            .exclude(prompt__follow_ups=[])
+            .select_related("prompt")
+            .order_by("prompt_id", "sample_index")
+        )
+
+    def store_turn(self, response: Response, result: GenerationResult) -> None:
+        """Append the answer to the next follow-up (once: a turn already stored is kept)."""
+        with transaction.atomic():
+            locked = Response.objects.select_for_update().get(pk=response.pk)
+            if len(locked.turns) == len(response.turns):
+                question = response.prompt.follow_ups[len(locked.turns)]
+                locked.turns = [
+                    *locked.turns,
+                    {"user": question, "assistant": result.text, "finish_reason": result.finish_reason},
+                ]
+                locked.save(update_fields=["turns"])
+            response.turns = locked.turns
 
     def record(self, failures: list[dict], tokens: int, done: int, total: int) -> None:
         detail = f"{done}/{total} responses" + (f", {len(failures)} failed" if failures else "")

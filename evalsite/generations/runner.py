@@ -36,6 +36,45 @@ def run_generation(job: GenerationJob, ctx: JobContext) -> None:
                     failures.append({"prompt": by_id[prompt_pk].external_id, "sample": sample, "error": result.error})
                 ctx.progress(done, total, units=tokens, unit="tokens/s", detail=f"{len(failures)} failed")
             GenerationJob.objects.filter(pk=job.pk).update(tokens_generated=tokens, failures=failures)
+        tokens = follow_ups(job, backend, sampling, ctx, failures, tokens)
     finally:
         backend.close()
     job.record(failures, tokens, done, total)
+
+
+def follow_ups(job: GenerationJob, backend, sampling, ctx: JobContext, failures: list[dict], tokens: int) -> int:
+    """The prompts' later turns (MT-bench's second question), round by round: each is asked after
+    the system's own previous answer, so the conversation is the system's. Each answer is stored
+    on its response as it comes; a resumed job asks only the turns still missing."""
+    while True:
+        ctx.check()
+        waiting = [r for r in job.responses_with_follow_ups() if len(r.turns) < len(r.prompt.follow_ups)]
+        if not waiting:
+            return tokens
+        ctx.progress(job.progress_done, detail=f"{len(waiting)} follow-up turn(s) to ask")
+        failed_before = len(failures)
+        for chunk in chunked(waiting, backend.preferred_chunk):
+            requests = [
+                GenerationRequest(
+                    key=r.pk,
+                    messages=[*r.conversation(), {"role": "user", "content": r.prompt.follow_ups[len(r.turns)]}],
+                    sample_index=r.sample_index,
+                )
+                for r in chunk
+            ]
+            by_pk = {r.pk: r for r in chunk}
+            for result in backend.generate(requests, sampling):
+                response = by_pk[result.key]
+                if result.ok:
+                    job.store_turn(response, result)
+                    tokens += result.completion_tokens or 0
+                else:
+                    failures.append(
+                        {
+                            "prompt": response.prompt.external_id,
+                            "sample": response.sample_index,
+                            "error": f"follow-up {len(response.turns) + 1}: {result.error}",
+                        }
+                    )
+        if len(failures) > failed_before:
+            return tokens  # a turn that failed is asked again when the job is run again
