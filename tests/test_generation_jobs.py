@@ -184,7 +184,8 @@ def test_follow_ups_are_asked_after_the_systems_own_previous_answer(transactiona
         second = [b for b in stub.bodies if b["messages"][-1]["content"] == "and then two?"][-1]
         third = [b for b in stub.bodies if b["messages"][-1]["content"] == "three?"]
     assert [m["content"] for m in second["messages"]] == ["first one", "Answer to: first one", "and then two?"]
-    assert GenerationJob.objects.order_by("pk").last().failures == [] and len(third) == 1 and [m["role"] for m in third[0]["messages"]] == ["user", "assistant"] * 2 + ["user"]
+    assert GenerationJob.objects.order_by("pk").last().failures == [] and len(third) == 1
+    assert [m["role"] for m in third[0]["messages"]] == ["user", "assistant"] * 2 + ["user"]
     assert third[0]["messages"][3]["content"] == "Answer to: and then two?"
     response.refresh_from_db()
     assert [(t["user"], t["assistant"]) for t in response.turns] == [

@@ -11,6 +11,7 @@ from django.contrib.auth.models import User
 from evalsite.annotation.models import Study
 from evalsite.catalog.models import Prompt, PromptSet, Response, System
 from evalsite.finetune.models import TrainingDataset, TrainingExample
+from evalsite.generations.models import ChatTurn, Conversation
 from evalsite.judging.models import JudgeConfig
 from tests.browser import ARTIFACTS, browser, login
 from tests.dashboard_fixtures import seeded_study
@@ -42,7 +43,9 @@ def test_no_staff_page_runs_a_script_from_a_name(live_server):
         messages=[{"role": "user", "content": HOSTILE}, {"role": "assistant", "content": HOSTILE}],
         reason=HOSTILE,
     )
-    User.objects.create_superuser("chief", "chief@example.org", "chief-password-1")
+    chief = User.objects.create_superuser("chief", "chief@example.org", "chief-password-1")
+    talk = Conversation.objects.create(system=System.objects.first(), staff=chief)
+    ChatTurn.objects.create(conversation=talk, index=1, user_text=HOSTILE, assistant_text=HOSTILE, grade="pass")
     prompt = Prompt.objects.first()
     pages = [
         "/",
@@ -53,6 +56,8 @@ def test_no_staff_page_runs_a_script_from_a_name(live_server):
         "/judge/jobs/",
         f"/judge/jobs/{job.pk}/",
         "/generation/jobs/",
+        "/generation/chat/",
+        f"/generation/chat/{talk.pk}/",
         "/generation/responses/",
         f"/generation/responses/set/{prompt.prompt_set.name}/",
         f"/generation/responses/prompt/{prompt.pk}/",

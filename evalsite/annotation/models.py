@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db import models
 
 from evalsite.catalog.models import Prompt, PromptSet, Response, System
-from evalsite.core.paper import LIMA_INSTRUCTIONS
+from evalsite.core.paper import LIMA_INSTRUCTIONS, Grade
 
 
 class Outcome(models.TextChoices):
@@ -169,14 +169,6 @@ class HumanJudgment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.annotator} on {self.comparison}: {self.outcome}"
-
-
-class Grade(models.TextChoices):
-    """The paper's absolute grades (Section 4.3, Figure 3), in key order 1 / 2 / 3."""
-
-    FAIL = "fail", "Fail"
-    PASS = "pass", "Pass"
-    EXCELLENT = "excellent", "Excellent"
 
 
 class RatingItem(models.Model):

@@ -9,20 +9,14 @@ from collections import Counter, defaultdict
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
-from evalsite.annotation.models import Grade, HumanRating, RatingItem, Study
+from evalsite.annotation.models import HumanRating, RatingItem, Study
 from evalsite.annotation.services import StudyError
 from evalsite.catalog.models import PromptSet, Response, System
+from evalsite.core.paper import Grade
 from stats.agreement import pairwise
 from stats.outcomes import win_tie_loss
 
 SAFETY_TAG = "safety"
-# the paper's definitions (Section 4.3), shown beside the buttons
-GRADE_HELP = {
-    Grade.FAIL: "the response does not meet the requirements of the prompt",
-    Grade.PASS: "the response meets the requirements of the prompt",
-    Grade.EXCELLENT: "the response provides an excellent answer to the prompt",
-}
-KEYS = {"1": Grade.FAIL, "2": Grade.PASS, "3": Grade.EXCELLENT}
 MAX_SECONDS = 3600.0
 
 

@@ -1,5 +1,8 @@
 """The paper's own wording, kept once: what the annotators were asked (Appendix C) and their
-three choices. The annotator page shows it; the LIMA judge template gives it to the judge."""
+three choices; the absolute grades of Section 4.3 and their definitions. The annotator pages show
+them; the LIMA judge template gives them to the judge."""
+
+from django.db import models
 
 LIMA_INSTRUCTIONS = (
     "Imagine that you have a super-intelligent AI assistant, and that you require help with the "
@@ -12,3 +15,19 @@ LIMA_CHOICES = {
     "b": "Answer B is significantly better",
     "tie": "Neither is significantly better",
 }
+
+
+class Grade(models.TextChoices):
+    """The paper's absolute grades (Section 4.3, Figures 3 and 7), in key order 1 / 2 / 3."""
+
+    FAIL = "fail", "Fail"
+    PASS = "pass", "Pass"
+    EXCELLENT = "excellent", "Excellent"
+
+
+GRADE_HELP = {
+    Grade.FAIL: "the response does not meet the requirements of the prompt",
+    Grade.PASS: "the response meets the requirements of the prompt",
+    Grade.EXCELLENT: "the response provides an excellent answer to the prompt",
+}
+GRADE_KEYS = {"1": Grade.FAIL, "2": Grade.PASS, "3": Grade.EXCELLENT}

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models, transaction
 
 from evalsite.catalog.models import Prompt, PromptSet, Response, System
 from evalsite.core.jobs import Job
+from evalsite.core.paper import Grade
 from inference.types import GenerationResult
 
 
@@ -91,3 +93,42 @@ class GenerationJob(Job):
         GenerationJob.objects.filter(pk=self.pk).update(
             failures=failures, tokens_generated=tokens, status_detail=detail[:200], error=error
         )
+
+
+class Conversation(models.Model):
+    """A live conversation a staff member holds with a system, each assistant turn graded Fail /
+    Pass / Excellent (the paper's Figure 7: ten conversations, judged per turn)."""
+
+    system = models.ForeignKey(System, on_delete=models.PROTECT, related_name="conversations")
+    staff = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"conversation #{self.pk} with {self.system}"
+
+    def messages(self) -> list[dict[str, str]]:
+        out: list[dict[str, str]] = []
+        for turn in self.turns.order_by("index"):
+            out += [{"role": "user", "content": turn.user_text}, {"role": "assistant", "content": turn.assistant_text}]
+        return out
+
+
+class ChatTurn(models.Model):
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="turns")
+    index = models.PositiveSmallIntegerField(help_text="1 for the first exchange")
+    user_text = models.TextField()
+    assistant_text = models.TextField(blank=True)
+    finish_reason = models.CharField(max_length=40, blank=True)
+    latency_seconds = models.FloatField(null=True, blank=True)
+    grade = models.CharField(max_length=10, choices=Grade.choices, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["conversation", "index"]
+        constraints = [models.UniqueConstraint(fields=["conversation", "index"], name="one_turn_per_index")]
+
+    def __str__(self) -> str:
+        return f"{self.conversation} turn {self.index}"

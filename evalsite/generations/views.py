@@ -1,11 +1,16 @@
+from django.contrib import messages
 from django.db.models import Count, Q
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
-from evalsite.catalog.models import Prompt, PromptSet, Response
+from evalsite.catalog.models import Prompt, PromptSet, Response, System
+from evalsite.core.charts import stacked_bars
 from evalsite.core.decorators import staff_required
-from evalsite.generations.models import GenerationJob
+from evalsite.core.paper import GRADE_HELP, GRADE_KEYS
+from evalsite.generations import chat
+from evalsite.generations.models import Conversation, GenerationJob
 
 
 def job_row(job: GenerationJob) -> dict:
@@ -92,3 +97,61 @@ def browse_prompt(request, pk: int):
         "count": len(ids),
     }
     return render(request, "generations/browse_prompt.html", context)
+
+
+# -- live conversations (Figure 7) ----------------------------------------------------------------
+
+
+@staff_required
+def chat_index(request):
+    if request.method == "POST":
+        system = System.objects.filter(name=request.POST.get("system", "")).first()
+        if system is None:
+            messages.error(request, f"no system named {request.POST.get('system', '')!r}")
+            return redirect("generations:chat_index")
+        try:
+            conversation = chat.start(system, request.user)
+        except chat.ChatError as exc:
+            messages.error(request, str(exc))
+            return redirect("generations:chat_index")
+        return redirect("generations:chat", pk=conversation.pk)
+    figure = chat.figure_7()
+    svg = stacked_bars(
+        figure["bars"],
+        "Figure 7: assistant turns graded in live conversations",
+        "",
+        paper=chat.PAPER_FIGURE_7,
+        legend=["Excellent", "Pass", "Fail"],
+        paper_title="The paper (10 conversations with LIMA 65B)",
+    )
+    context = {
+        "conversations": Conversation.objects.select_related("system", "staff").annotate(n=Count("turns"))[:100],
+        "systems": System.objects.exclude(backend="imported").order_by("name"),
+        "chart": mark_safe(svg) if figure["bars"] else "",  # noqa: S308 - built from escaped values
+        "turns": figure["turns"],
+    }
+    return render(request, "generations/chat_index.html", context)
+
+
+@staff_required
+def chat_view(request, pk: int):
+    conversation = get_object_or_404(Conversation.objects.select_related("system"), pk=pk)
+    if request.method == "POST":
+        try:
+            if "grade" in request.POST:
+                index = request.POST.get("index", "")
+                chat.grade(conversation, int(index) if index.isdigit() else -1, request.POST["grade"])
+            else:
+                chat.say(conversation, request.POST.get("message", ""))
+        except chat.ChatError as exc:
+            messages.error(request, str(exc))
+        return redirect("generations:chat", pk=pk)
+    turns = list(conversation.turns.order_by("index"))
+    waiting = next((t for t in turns if not t.grade), None)
+    context = {
+        "conversation": conversation,
+        "turns": turns,
+        "waiting": waiting,
+        "grades": [(key, grade.value, grade.label, GRADE_HELP[grade]) for key, grade in GRADE_KEYS.items()],
+    }
+    return render(request, "generations/chat.html", context)

@@ -1,0 +1,90 @@
+"""A staff member holds a live conversation with a system (an OpenAI-compatible server here),
+grades each answer before the next message, and Figure 7 counts the graded turns per system."""
+
+from __future__ import annotations
+
+import pytest
+from bs4 import BeautifulSoup
+from django.contrib.auth.models import User
+
+from evalsite.catalog.models import System
+from evalsite.generations.models import ChatTurn, Conversation
+from tests.openai_stub import OpenAIStub, Reply
+
+pytestmark = pytest.mark.django_db
+
+
+def api_system(stub, name):
+    config = {"base_url": stub.url, "model": "m", "timeout": 5, "max_retries": 0}
+    return System.objects.create(name=name, backend="openai_compat", backend_config=config)
+
+
+def page(client, url):
+    return BeautifulSoup(client.get(url).content, "html.parser")
+
+
+def error_of(reply) -> str:
+    return BeautifulSoup(reply.content, "html.parser").select_one(".message.error").get_text(" ", strip=True)
+
+
+def test_a_conversation_sends_the_whole_history_and_each_turn_is_graded(staff_client):
+    with OpenAIStub(responder=lambda body: f"reply {len(body['messages'])}") as stub:
+        api_system(stub, "lima-zero")
+        reply = staff_client.post("/generation/chat/", {"system": "lima-zero"})
+        conversation = Conversation.objects.get()
+        assert reply["Location"] == f"/generation/chat/{conversation.pk}/"
+        url = reply["Location"]
+        staff_client.post(url, {"message": "Hello there"})
+        # the next message waits for the answer's grade
+        refused = staff_client.post(url, {"message": "And then?"}, follow=True)
+        assert "grade answer 1 first" in error_of(refused)
+        assert page(staff_client, url).select_one("#say textarea").has_attr("disabled")
+        staff_client.post(url, {"index": "1", "grade": "pass"})
+        staff_client.post(url, {"message": "And then?"})
+        staff_client.post(url, {"index": "2", "grade": "excellent"})
+        last = stub.bodies[-1]["messages"]
+    assert [m["content"] for m in last] == ["Hello there", "reply 1", "And then?"]
+    turns = list(ChatTurn.objects.order_by("index").values_list("index", "assistant_text", "grade"))
+    assert turns == [(1, "reply 1", "pass"), (2, "reply 3", "excellent")]
+    shown = page(staff_client, url)
+    assert [t.get_text(strip=True) for t in shown.select(".grade")] == ["Graded: Pass", "Graded: Excellent"]
+
+
+def test_figure_7_per_system_with_the_papers_bars_and_per_turn_shares(staff_client):
+    with OpenAIStub() as stub:
+        zero, dialogue = api_system(stub, "zero-shot"), api_system(stub, "with-dialogue")
+    grades = {zero: [["fail", "pass"], ["excellent", "fail", "fail"]], dialogue: [["excellent", "excellent"], ["pass"]]}
+    user = User.objects.get(username="boss")
+    for system, conversations in grades.items():
+        for values in conversations:
+            conversation = Conversation.objects.create(system=system, staff=user)
+            for n, value in enumerate(values, start=1):
+                ChatTurn.objects.create(
+                    conversation=conversation, index=n, user_text="q", assistant_text="a", grade=value
+                )
+    shown = page(staff_client, "/generation/chat/")
+    labels = [t.get_text() for t in shown.select("#figure-7 svg text")]
+    assert "zero-shot" in labels and "with-dialogue" in labels and "45.2/19.1/35.7" in labels
+    rows = [[td.get_text(strip=True) for td in tr.find_all("td")] for tr in shown.select("#per-turn tr")[1:]]
+    # zero-shot turn 1: fail, excellent -> 50% excellent, 0% pass, 50% fail; turn 3: one fail
+    assert ["zero-shot", "1", "2", "50%", "0%", "50%"] in rows and ["zero-shot", "3", "1", "0%", "0%", "100%"] in rows
+    assert ["with-dialogue", "1", "2", "50%", "50%", "0%"] in rows
+
+
+def test_what_cannot_be_said_or_graded_is_refused(staff_client):
+    with OpenAIStub() as stub:
+        stub.script("boom", Reply(status=500))
+        api_system(stub, "api")
+        System.objects.create(name="imported-one", backend="imported")
+        refused = staff_client.post("/generation/chat/", {"system": "imported-one"}, follow=True)
+        assert "only has imported responses" in error_of(refused) and not Conversation.objects.exists()
+        url = staff_client.post("/generation/chat/", {"system": "api"})["Location"]
+        assert "the message is empty" in error_of(staff_client.post(url, {"message": "  "}, follow=True))
+        assert "api did not answer" in error_of(staff_client.post(url, {"message": "boom"}, follow=True))
+        assert not ChatTurn.objects.exists()
+        staff_client.post(url, {"message": "fine"})
+        assert "grade must be one of fail, pass, excellent" in error_of(
+            staff_client.post(url, {"index": "1", "grade": "great"}, follow=True)
+        )
+        assert "has no turn 7" in error_of(staff_client.post(url, {"index": "7", "grade": "pass"}, follow=True))
+    assert staff_client.get("/generation/chat/999/").status_code == 404
