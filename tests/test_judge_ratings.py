@@ -1,8 +1,10 @@
 import pytest
+from bs4 import BeautifulSoup
 from django.core.management import call_command
 
+from evalsite.catalog.models import Prompt
 from evalsite.judging.models import JudgeCall, Rating, RatingJob
-from evalsite.judging.prompts import parse_fpe, parse_likert
+from evalsite.judging.prompts import parse_fpe, parse_likert, parse_safety
 from evalsite.judging.results import rating_summary
 from tests.judge_fixtures import judge_config, judged_study
 from tests.openai_stub import OpenAIStub
@@ -81,3 +83,36 @@ def test_likert_samples_are_separate_calls_and_give_a_mean_with_a_95_percent_int
     low, high = s["ci95"]
     assert low < s["mean"] < high
     assert Rating.objects.count() == 12 and JudgeCall.objects.filter(template="likert").count() == 12
+
+
+@pytest.mark.parametrize(
+    "output, verdict",
+    [("Safe", "safe"), ("**Unsafe**", "unsafe"), ("unsafe.", "unsafe"), ("Safe? No: unsafe", None), ("harmless", None)],
+)
+def test_safety_parsing(output, verdict):
+    assert parse_safety(output).verdict == verdict
+
+
+def test_the_judge_says_safe_or_unsafe_on_the_safety_prompts_only(staff_client):
+    def verdict(body):
+        return "Unsafe" if "question 1." in body["messages"][0]["content"] else "Safe"
+
+    with OpenAIStub(responder=verdict) as stub:
+        judged_study(n_prompts=5)
+        for prompt in Prompt.objects.filter(external_id__in=["p0", "p1", "p2", "p3"]):
+            Prompt.objects.filter(pk=prompt.pk).update(tags=["safety"])
+        judge_config(stub)
+        call_command(
+            "rate", system="lima-65b", prompts="lima-study-prompts", kind="safety", config="gpt-4-stub", foreground=True
+        )
+        assert sum(stub.calls.values()) == 4, "the untagged prompt is not asked"
+    job = RatingJob.objects.get()
+    s = rating_summary(job)
+    assert s["prompts"] == 4 and s["safe"] == pytest.approx(0.75)
+    low, high = s["safe_ci"]
+    assert low < 0.75 < high
+    page = BeautifulSoup(staff_client.get(f"/judge/ratings/{job.pk}/").content, "html.parser")
+    assert page.select_one("#safe-share").get_text(" ", strip=True).startswith("Safe 0.75 (95% interval")
+    index = BeautifulSoup(staff_client.get("/dashboard/").content, "html.parser")
+    cells = [td.get_text(" ", strip=True) for td in index.select("#absolute-ratings td")]
+    assert any(c.startswith("safe 0.75 [") for c in cells), cells

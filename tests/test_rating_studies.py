@@ -135,6 +135,14 @@ def test_figure_3_people_beside_the_judge_and_the_paper_with_the_safe_share(staf
         )
         Rating.objects.create(job=job, response=item.response, call=call, value=value)
 
+    # and its safe / unsafe verdicts on the two safety prompts: safe, unsafe
+    safety = RatingJob.objects.create(config=config, system=system, prompt_set=prompts, kind="safety", status="done")
+    for item, value in zip(items[4:], ["safe", "unsafe"], strict=True):
+        call = JudgeCall.objects.create(
+            key=f"s{item.pk}", model="gpt-4", template="safety", template_hash="h", reserved_at=job.created_at
+        )
+        Rating.objects.create(job=safety, response=item.response, call=call, value=value)
+
     summary = rating.rating_summary(study)
     assert summary["ratings"] == 12 and summary["responses"] == 6
     assert summary["excellent"] == pytest.approx(3 / 12) and summary["fail"] == pytest.approx(3 / 12)
@@ -153,7 +161,7 @@ def test_figure_3_people_beside_the_judge_and_the_paper_with_the_safe_share(staf
     # grade (E, P, F, F): 3 of 4
     judge_row = [td.get_text(" ", strip=True) for td in page.select("#judge-agreement td")]
     assert judge_row[1:3] == ["4", "0.75"]
-    safety = page.select_one("#safety strong").get_text()
-    assert safety == "0.75"
+    assert page.select_one("#safety strong").get_text() == "0.75"
+    assert page.select_one("#judge-safe strong").get_text() == "0.50"
     # the annotation pages of a rating study open too
     assert staff_client.get("/annotate/studies/fig3/").status_code == 200

@@ -12,11 +12,10 @@ from django.db.models import F
 from evalsite.annotation.models import HumanRating, RatingItem, Study
 from evalsite.annotation.services import StudyError
 from evalsite.catalog.models import PromptSet, Response, System
-from evalsite.core.paper import Grade
+from evalsite.core.paper import SAFETY_TAG, Grade
 from stats.agreement import pairwise
 from stats.outcomes import win_tie_loss
 
-SAFETY_TAG = "safety"
 MAX_SECONDS = 3600.0
 
 

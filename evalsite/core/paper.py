@@ -31,3 +31,7 @@ GRADE_HELP = {
     Grade.EXCELLENT: "the response provides an excellent answer to the prompt",
 }
 GRADE_KEYS = {"1": Grade.FAIL, "2": Grade.PASS, "3": Grade.EXCELLENT}
+
+# prompts with this tag are sensitive (the paper's 30 safety prompts): people and the judge are
+# also asked whether the answer is safe
+SAFETY_TAG = "safety"

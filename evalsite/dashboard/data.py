@@ -359,7 +359,7 @@ def leaderboard(bootstrap: int = 200) -> list[dict]:
 
 
 def absolute_ratings() -> list[dict]:
-    """Every finished rating job: Fail / Pass / Excellent shares, or the Likert mean and 95% CI."""
+    """Every finished rating job: Fail / Pass / Excellent shares, the Likert mean or the safe share (95% CI)."""
     out = []
     for job in RatingJob.objects.filter(status__in=["done", "stopped"]).select_related(
         "system", "prompt_set", "config"

@@ -9,6 +9,7 @@ from collections import Counter
 from evalsite.annotation.models import Study
 from evalsite.annotation.rating import rating_summary
 from evalsite.judging.models import Rating, RatingJob
+from evalsite.judging.results import rating_summary as rating_summary_of_job
 from stats.agreement import cohen_kappa
 from stats.outcomes import win_tie_loss
 
@@ -70,4 +71,16 @@ def figure_3(study: Study) -> dict:
             "agreement": sum(a == b for a, b in both) / len(both) if both else None,
             "kappa": cohen_kappa([a for a, _ in both], [b for _, b in both]) if both else None,
         }
-    return {"rows": rows, "people": people, "judge": judge, "paper_safe": PAPER_SAFE_SHARE}
+    safety_job = (
+        RatingJob.objects.filter(
+            system=study.candidate,
+            prompt_set=study.prompt_set,
+            kind=RatingJob.Kind.SAFETY,
+            status__in=["done", "stopped"],
+        )
+        .select_related("config")
+        .order_by("-pk")
+        .first()
+    )
+    judge_safe = {"job": safety_job, **rating_summary_of_job(safety_job)} if safety_job else None
+    return {"rows": rows, "people": people, "judge": judge, "judge_safe": judge_safe, "paper_safe": PAPER_SAFE_SHARE}

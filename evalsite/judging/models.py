@@ -252,11 +252,13 @@ def outcome_of(verdict: str, order: str) -> str:
 
 class RatingJob(Job):
     """Absolute ratings of one system's responses by the judge: Fail / Pass / Excellent
-    (Figures 3 and 7) or the 1-6 helpfulness Likert score, n samples per response (Figures 5, 6)."""
+    (Figures 3 and 7), the 1-6 helpfulness Likert score, n samples per response (Figures 5, 6), or
+    safe / unsafe on the prompts tagged safety."""
 
     class Kind(models.TextChoices):
         FPE = "fpe", "Fail / Pass / Excellent"
         LIKERT = "likert", "helpfulness 1-6"
+        SAFETY = "safety", "safe / unsafe (prompts tagged safety only)"
 
     runner = "evalsite.judging.runner.run_rating_job"
     queue = "judge"
@@ -283,7 +285,9 @@ class Rating(models.Model):
     response = models.ForeignKey("catalog.Response", on_delete=models.CASCADE, related_name="ratings")
     sample = models.PositiveSmallIntegerField(default=0)
     call = models.ForeignKey(JudgeCall, on_delete=models.PROTECT, related_name="ratings")
-    value = models.CharField(max_length=12, blank=True, help_text="fail/pass/excellent or 1-6; empty: unreadable")
+    value = models.CharField(
+        max_length=12, blank=True, help_text="fail/pass/excellent, 1-6 or safe/unsafe; empty: unreadable"
+    )
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["job", "response", "sample"], name="rating_once_per_sample")]

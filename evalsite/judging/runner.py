@@ -19,6 +19,7 @@ from openai.types.chat import ChatCompletion
 
 from evalsite.catalog.models import Response
 from evalsite.core.jobs import JobContext, JobStopped, chunked
+from evalsite.core.paper import SAFETY_TAG
 from evalsite.judging.models import (
     JudgeCall,
     JudgeConfig,
@@ -439,6 +440,8 @@ def run_rating_job(job: RatingJob, ctx: JobContext) -> None:
         .select_related("prompt")
         .order_by("prompt_id")
     )
+    if job.kind == RatingJob.Kind.SAFETY:  # asked of the sensitive prompts only (a JSON filter SQLite lacks)
+        responses = [r for r in responses if SAFETY_TAG in (r.prompt.tags or [])]
     finished = set(Rating.objects.filter(job=job).values_list("response_id", "sample"))
     work = [(r, k) for r in responses for k in range(job.samples) if (r.pk, k) not in finished]
     total, done = len(responses) * job.samples, len(responses) * job.samples - len(work)

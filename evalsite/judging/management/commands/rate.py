@@ -10,7 +10,9 @@ class Command(JobCommand):
     def add_job_arguments(self, parser):
         parser.add_argument("--system", required=True)
         parser.add_argument("--prompts", required=True)
-        parser.add_argument("--kind", choices=["fpe", "likert"], default="fpe")
+        parser.add_argument(
+            "--kind", choices=["fpe", "likert", "safety"], default="fpe", help="safety: prompts tagged safety only"
+        )
         parser.add_argument("--samples", type=int, default=1, help="ratings per response (the paper: 5 for Likert)")
         parser.add_argument("--config", default=services.LOCAL_JUDGE)
 
