@@ -3,10 +3,12 @@ the end, and the export a team uploads for approvals and bonuses."""
 
 import csv
 import io
+import json
 import statistics
 import threading
 
 import pytest
+from bs4 import BeautifulSoup
 from django.contrib.auth.models import User
 from django.db import connection
 from django.test import Client
@@ -250,3 +252,60 @@ def test_the_crowd_command_prints_the_url_and_writes_the_export(link, tmp_path):
         call_command("crowd", "export", "nope")
     with pytest.raises(CommandError, match="pass mark 5 is more than its 1 items"):
         call_command("crowd", "link", link.study.name, "--screening", "1", "--pass", "5")
+
+
+def test_participants_prolific_says_returned_or_timed_out_are_marked_returned_and_get_no_code(link, tmp_path):
+    from django.core.management import CommandError, call_command
+
+    clients = {k: Client() for k in (1, 2, 3)}
+    for k, client in clients.items():
+        arrive(client, link, k)
+    Participant.objects.filter(external_id=pid(3)).update(status=Participant.Status.COMPLETED)
+    # Prolific's submissions export: a BOM, CRLF, extra columns, statuses as Prolific writes them
+    export = tmp_path / "prolific_export.csv"
+    export.write_bytes(
+        (
+            "\ufeffSubmission id,Participant id,Status,Started at,Time taken\r\n"
+            f"64a,{pid(1)},RETURNED,2026-12-04T10:00:00Z,\r\n"
+            f"64b,{pid(2)},ACTIVE,2026-12-04T10:01:00Z,\r\n"
+            f"64c,{pid(3)},TIMED-OUT,2026-12-04T10:02:00Z,\r\n"
+            f"64d,{pid(9)},RETURNED,2026-12-04T10:03:00Z,\r\n"
+        ).encode()
+    )
+    out = io.StringIO()
+    call_command("crowd", "returned", link.study.name, "--submissions", str(export), stdout=out)
+    assert out.getvalue().splitlines() == [
+        "1 participant(s) marked returned",
+        f"1 id(s) in the file never arrived by this link: {pid(9)}",
+    ]
+    statuses = dict(Participant.objects.values_list("external_id", "status"))
+    assert statuses == {pid(1): "returned", pid(2): "active", pid(3): "completed"}  # a completed one stays
+    rows = {r["participant_id"]: r for r in csv.DictReader(io.StringIO(services.export_csv(link)))}
+    assert rows[pid(1)]["status"] == "returned" and rows[pid(1)]["completion_code"] == ""
+    # back on the link, a returned participant is told so, and given no code
+    page = clients[1].get(f"/s/{link.token}/next")
+    assert page.context["returned"] and page.context["code"] == ""
+    reason = BeautifulSoup(page.content, "html.parser").select_one(".end-reason").get_text(" ", strip=True)
+    assert reason.startswith("You returned this study on Prolific")
+    assert BeautifulSoup(page.content, "html.parser").select_one(".completion-code") is None
+    # the API's JSON list of submissions reads the same
+    api = tmp_path / "submissions.json"
+    api.write_text(json.dumps({"results": [{"id": "64b", "participant_id": pid(2), "status": "TIMED-OUT"}]}))
+    call_command("crowd", "returned", link.study.name, "--submissions", str(api), stdout=io.StringIO())
+    assert Participant.objects.get(external_id=pid(2)).status == "returned"
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,state\n1,RETURNED\n")
+    with pytest.raises(CommandError, match="bad.csv:1: needs the columns 'Participant id' and 'Status'"):
+        call_command("crowd", "returned", link.study.name, "--submissions", str(bad))
+
+
+def test_a_rating_study_gets_no_crowd_link():
+    from evalsite.annotation.rating import create_rating_study
+    from evalsite.annotation.services import start_study
+    from evalsite.catalog.models import PromptSet, System
+
+    study, _ = make_study(n_prompts=2, baselines=("alpaca-65b",))
+    rated = create_rating_study("graded", System.objects.get(name="lima-65b"), PromptSet.objects.get(), overlap=1)
+    start_study(rated)
+    with pytest.raises(services.CrowdError, match="graded is a rating study: crowd links serve pairwise studies"):
+        services.create_link(rated)

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import statistics
 from dataclasses import dataclass
+from pathlib import Path
 
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
@@ -43,6 +45,8 @@ def create_link(
         raise CrowdError(f"platform must be one of {', '.join(Platform.values)}")
     if study.status != Study.Status.OPEN:
         raise CrowdError(f"study {study.name} is {study.status}: start it before making its crowd link")
+    if study.kind != Study.Kind.PAIRWISE:
+        raise CrowdError(f"study {study.name} is a {study.kind} study: crowd links serve pairwise studies")
     if quota < 1:
         raise CrowdError("quota must be at least 1 item")
     if screening_pass > screening_items:
@@ -156,7 +160,10 @@ def _finish(participant: Participant, status: str) -> None:
 
 
 def end_code(participant: Participant) -> str:
+    """The code the participant was (or is) given; none for one who returned the study."""
     link = participant.link
+    if participant.status == Participant.Status.RETURNED:
+        return ""
     return link.screened_out_code if participant.status == Participant.Status.SCREENED_OUT else link.completion_code
 
 
@@ -215,7 +222,9 @@ def participant_rows(link: CrowdLink) -> list[dict[str, object]]:
                 "gold_seen": len(gold),
                 "gold_accuracy": round(sum(1 for j in gold if j[2] == j[3]) / len(gold), 3) if gold else "",
                 "left_pick_share": round(sided.count("left") / len(sided), 3) if sided else "",
-                "completion_code": end_code(participant) if status != Participant.Status.ACTIVE else "",
+                "completion_code": end_code(participant)
+                if status != Participant.Status.ACTIVE
+                else "",  # none: returned
                 "study_id": participant.platform_study,
                 "session_id": participant.session,
                 "started_at": participant.started_at.isoformat(timespec="seconds"),
@@ -231,3 +240,63 @@ def export_csv(link: CrowdLink) -> str:
     writer.writeheader()
     writer.writerows(participant_rows(link))
     return out.getvalue()
+
+
+# --- what the platform knows: returned and timed-out submissions ----------------------------------
+
+# Prolific's submission statuses (docs.prolific.com, API reference, "Submission object"): RESERVED,
+# ACTIVE, TIMED-OUT, AWAITING REVIEW, APPROVED, RETURNED, REJECTED, SCREENED OUT. A participant
+# who returned their submission, or whose time ran out, left without being paid.
+LEFT = {"RETURNED", "TIMED-OUT", "TIMED_OUT"}
+
+
+def _key(name: str) -> str:
+    return "".join(ch for ch in name.lower() if ch.isalnum())
+
+
+def read_submissions(path: Path) -> list[tuple[str, str]]:
+    """(participant id, status) from Prolific's submissions: the CSV the study's page exports
+    ("Participant id", "Status", any other columns; a BOM and CRLF read) or the JSON the API's
+    list of submissions answers ({"results": [{"participant_id", "status"}, ...]})."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CrowdError(f"{path}: cannot be read ({exc})") from None
+    if text.lstrip().startswith(("{", "[")):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise CrowdError(f"{path}:{exc.lineno}: not JSON ({exc.msg})") from None
+        rows = data.get("results", []) if isinstance(data, dict) else data
+        out = []
+        for n, row in enumerate(rows):
+            if not isinstance(row, dict) or not row.get("participant_id") or not row.get("status"):
+                raise CrowdError(f"{path}: result {n}: needs participant_id and status")
+            out.append((str(row["participant_id"]), str(row["status"]).upper()))
+        return out
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, None)
+    columns = {_key(name): i for i, name in enumerate(header or [])}
+    if "participantid" not in columns or "status" not in columns:
+        raise CrowdError(f"{path}:1: needs the columns 'Participant id' and 'Status' (Prolific's export)")
+    out = []
+    for number, row in enumerate(reader, start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) <= max(columns["participantid"], columns["status"]):
+            raise CrowdError(f"{path}:{number}: {len(row)} fields, fewer than the header's")
+        out.append((row[columns["participantid"]].strip(), row[columns["status"]].strip().upper()))
+    return out
+
+
+def mark_returned(link: CrowdLink, path: Path) -> tuple[int, list[str]]:
+    """Participants the platform says returned or timed out, still working here: marked returned
+    (their votes stay, as a completed participant's do). (marked, ids the link does not know)."""
+    rows = read_submissions(path)
+    known = {p.external_id: p for p in link.participants.all()}
+    unknown = sorted({pid for pid, _ in rows if pid not in known})
+    left = [known[pid] for pid, status in rows if status in LEFT and pid in known]
+    marked = Participant.objects.filter(pk__in=[p.pk for p in left], status=Participant.Status.ACTIVE).update(
+        status=Participant.Status.RETURNED, finished_at=timezone.now()
+    )
+    return marked, unknown

@@ -77,6 +77,7 @@ def _end(request, participant: Participant, where: services.Stage):
         "code": code,
         "return_url": participant.link.return_url(code),
         "screened_out": participant.status == Participant.Status.SCREENED_OUT,
+        "returned": participant.status == Participant.Status.RETURNED,
         "done": where.done,
     }
     return render(request, "crowd/end.html", context)

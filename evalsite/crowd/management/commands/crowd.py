@@ -25,6 +25,13 @@ class Command(BaseCommand):
         export = sub.add_parser("export", help="one CSV row per participant (Prolific's participant id first)")
         export.add_argument("study")
         export.add_argument("--out", type=Path, help="a file (default: standard output)")
+        returned = sub.add_parser(
+            "returned", help="mark the participants the platform says returned or timed out (its submissions export)"
+        )
+        returned.add_argument("study")
+        returned.add_argument(
+            "--submissions", type=Path, required=True, help="Prolific's submissions CSV, or the API's JSON list"
+        )
 
     def handle(self, *args, **opts):
         study = Study.objects.filter(name=opts["study"]).first()
@@ -51,6 +58,16 @@ class Command(BaseCommand):
         link = CrowdLink.objects.filter(study=study).first()
         if link is None:
             raise CommandError(f"study {study.name} has no crowd link (manage.py crowd link {study.name})")
+        if opts["action"] == "returned":
+            try:
+                marked, unknown = services.mark_returned(link, Path(opts["submissions"]))
+            except services.CrowdError as exc:
+                raise CommandError(str(exc)) from None
+            self.stdout.write(f"{marked} participant(s) marked returned")
+            if unknown:
+                shown = ", ".join(unknown[:10]) + (" ..." if len(unknown) > 10 else "")
+                self.stdout.write(f"{len(unknown)} id(s) in the file never arrived by this link: {shown}")
+            return
         text = services.export_csv(link)
         if opts["out"]:
             opts["out"].write_text(text)
