@@ -135,7 +135,9 @@ def test_the_demo_pipeline_runs_on_postgres_and_redis_with_a_worker_per_queue(
         figure2 = staff.inner_html("#figure2")
         staff.screenshot(path=str(ARTIFACTS / "demo-dashboard.png"), full_page=True)
         staff.goto(f"{live_server.url}/training/runs/{run.pk}/")
-        assert staff.locator("svg polyline").count() == 1
+        assert staff.locator("#loss svg > polyline").count() == 1  # the train loss per step
+        # lima-mini holds one of the six examples out: its loss on the base and after each epoch
+        assert staff.locator("#loss svg g.second-series circle").count() == 3
         staff.screenshot(path=str(ARTIFACTS / "demo-training-run.png"), full_page=True)
 
     # Figure 1: what the annotator recorded, per baseline (gold checks are not part of it)

@@ -81,8 +81,8 @@ def create_ablation(
 ) -> tuple[Ablation, bool]:
     """The ablation and its cells, or the existing one of this name when it was asked for with the
     same settings (then it goes on); another ablation of this name is refused."""
-    if kind not in RatingJob.Kind.values:
-        raise TrainingError(f"--kind must be one of {', '.join(RatingJob.Kind.values)}, not {kind!r}")
+    if kind not in (RatingJob.Kind.LIKERT, RatingJob.Kind.FPE):
+        raise TrainingError(f"--kind must be likert or fpe, not {kind!r}")
     recipe.validate()
     cells = plan_cells(dataset, by, sizes)
     wanted = {
@@ -175,6 +175,10 @@ def advance(ablation: Ablation, enqueue: bool = True, retry: bool = False) -> li
 
 def _advance_cell(ablation: Ablation, cell: AblationCell, enqueue: bool, again: tuple) -> CellState:
     cell.ablation = ablation
+    if cell.subset is None:
+        name = slugify(f"{ablation.name}-{cell.label}")[:100]
+        if TrainingDataset.objects.filter(name=name).exists():
+            return CellState(cell, "failed", None, f"a dataset named {name!r} exists that is not this cell's")
     subset = cell.subset or _subset(cell)
     run = _refresh(cell.run)
     if run is not None and run.status in FAILED and not again:

@@ -21,7 +21,7 @@ from evalsite.generations.services import start_generation
 from inference.backends import preflight
 from inference.config import ConfigError
 from training.curation.curate import PAPER_TABLE_1, PAPER_TABLE_1_COMBINED, CurationResult
-from training.recipe import Recipe
+from training.recipe import Recipe, RecipeError, get_recipe
 
 RESUMABLE = (JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.STOPPED)
 
@@ -193,6 +193,18 @@ def review(example: TrainingExample, user, action: str, prompt: str = "", answer
 
 
 # -- runs -----------------------------------------------------------------------------------------
+
+
+def recipe_from(name: str, pairs: list[str]) -> Recipe:
+    """A named recipe with ``--set FIELD=VALUE`` overrides, or a TrainingError saying what is wrong."""
+    try:
+        overrides = dict(item.split("=", 1) for item in pairs)
+    except ValueError:
+        raise TrainingError("--set takes FIELD=VALUE pairs, e.g. --set epochs=3 lr=2e-5") from None
+    try:
+        return get_recipe(name).with_overrides(overrides)
+    except RecipeError as exc:
+        raise TrainingError(str(exc)) from exc
 
 
 def start_training(

@@ -15,10 +15,9 @@ from evalsite.core import jobs
 from evalsite.core.jobs import CannotStart
 from evalsite.core.lookup import by_name
 from evalsite.finetune import ablation as plan
-from evalsite.finetune.services import find_dataset
+from evalsite.finetune.services import find_dataset, recipe_from
 from evalsite.judging.models import JudgeConfig
 from inference.bundled import BUNDLED_SYSTEM_NAME
-from training.recipe import RecipeError, get_recipe
 
 
 class Command(BaseCommand):
@@ -83,14 +82,7 @@ class Command(BaseCommand):
         self._report(ablation, states)
 
     def _create(self, opts):
-        try:
-            overrides = dict(item.split("=", 1) for item in opts["set"])
-        except ValueError:
-            raise CannotStart("--set takes FIELD=VALUE pairs, e.g. --set epochs=3 lr=2e-5") from None
-        try:
-            recipe = get_recipe(opts["recipe"]).with_overrides(overrides)
-        except RecipeError as exc:
-            raise CannotStart(str(exc)) from exc
+        recipe = recipe_from(opts["recipe"], opts["set"])
         if not 1 <= opts["samples"] <= 20:
             raise CannotStart("--samples must be from 1 to 20")
         dataset = find_dataset(opts["dataset"])

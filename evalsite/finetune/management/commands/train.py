@@ -2,10 +2,9 @@ from django.core.management.base import CommandError
 
 from evalsite.catalog.lookup import find_system
 from evalsite.core.commands import JobCommand
-from evalsite.core.jobs import CannotStart, JobStatus
-from evalsite.finetune.services import find_dataset, start_training
+from evalsite.core.jobs import JobStatus
+from evalsite.finetune.services import find_dataset, recipe_from, start_training
 from inference.bundled import BUNDLED_SYSTEM_NAME
-from training.recipe import RecipeError, get_recipe
 
 
 class Command(JobCommand):
@@ -20,14 +19,7 @@ class Command(JobCommand):
         parser.add_argument("--new", action="store_true", help="start afresh instead of resuming a failed run")
 
     def start(self, opts, enqueue):
-        try:
-            overrides = dict(item.split("=", 1) for item in opts["set"])
-        except ValueError:
-            raise CannotStart("--set takes FIELD=VALUE pairs, e.g. --set epochs=3 lr=2e-5") from None
-        try:
-            recipe = get_recipe(opts["recipe"]).with_overrides(overrides)
-        except RecipeError as exc:
-            raise CannotStart(str(exc)) from exc
+        recipe = recipe_from(opts["recipe"], opts["set"])
         dataset, base = find_dataset(opts["dataset"]), find_system(opts["base"])
         return start_training(dataset, base, recipe, enqueue=enqueue, new=opts["new"])
 
