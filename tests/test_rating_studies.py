@@ -162,6 +162,11 @@ def test_figure_3_people_beside_the_judge_and_the_paper_with_the_safe_share(staf
     judge_row = [td.get_text(" ", strip=True) for td in page.select("#judge-agreement td")]
     assert judge_row[1:3] == ["4", "0.75"]
     assert page.select_one("#safety strong").get_text() == "0.75"
+    raters = [[td.get_text() for td in tr.find_all("td")] for tr in page.select("#raters tr")[1:]]
+    assert raters == [["ann", "6", "20.0"], ["bob", "6", "20.0"]]
     assert page.select_one("#judge-safe strong").get_text() == "0.50"
-    # the annotation pages of a rating study open too
-    assert staff_client.get("/annotate/studies/fig3/").status_code == 200
+    # the study's staff page says what it is and links to the figure
+    staff_page = BeautifulSoup(staff_client.get("/annotate/studies/fig3/").content, "html.parser")
+    line = staff_page.select_one("#rating-study")
+    assert line.select_one(".rated").get_text() == "6" and line.select_one(".grades").get_text() == "12"
+    assert line.find("a")["href"] == "/dashboard/fig3/"

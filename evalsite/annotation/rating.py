@@ -4,6 +4,7 @@ also get a safe / unsafe answer (the paper's 30 sensitive prompts, 80% safe)."""
 
 from __future__ import annotations
 
+import statistics
 from collections import Counter, defaultdict
 
 from django.db import IntegrityError, transaction
@@ -93,8 +94,15 @@ def rating_summary(study: Study) -> dict:
     rows = list(
         HumanRating.objects.filter(item__study=study)
         .exclude(annotator_id__in=excluded)
-        .values_list("item_id", "annotator_id", "grade", "safe", "item__response_id")
+        .values_list("item_id", "annotator__username", "grade", "safe", "item__response_id")
     )
+    seconds: dict[str, list[float]] = defaultdict(list)
+    for name, spent in (
+        HumanRating.objects.filter(item__study=study)
+        .exclude(annotator_id__in=excluded)
+        .values_list("annotator__username", "seconds")
+    ):
+        seconds[name].append(spent)
     per_item: dict[int, Counter] = defaultdict(Counter)
     safety: dict[int, Counter] = defaultdict(Counter)
     for item_id, _, grade, safe, _ in rows:
@@ -125,4 +133,8 @@ def rating_summary(study: Study) -> dict:
         if safe is None
         else {"share": safe.win, "ci": safe.win_ci, "responses": safe.n, "ratings": safe.votes},
         "majority": majority,
+        "raters": [
+            {"annotator": name, "ratings": len(spent), "median_seconds": statistics.median(spent)}
+            for name, spent in sorted(seconds.items())
+        ],
     }

@@ -277,6 +277,11 @@ def study_detail(request, name: str):
         "gold_sources": gold_sources(study),
     }
     context["gold_degraded"] = context["gold_sources"]["degraded copies"]
+    if study.kind == Study.Kind.RATING:
+        context["rating_counts"] = {
+            "items": study.rating_items.count(),
+            "grades": HumanRating.objects.filter(item__study=study).count(),
+        }
     for part in STUDY_PAGE_PARTS:
         context.update(part(request, study))
     return render(request, "annotation/study.html", context)
