@@ -230,7 +230,7 @@ def test_staff_make_the_link_on_the_study_page_and_see_the_url_to_paste(staff_cl
     assert url.startswith(f"http://testserver/s/{link.token}/?")
     assert "PROLIFIC_PID={{%PROLIFIC_PID%}}" in url and "SESSION_ID={{%SESSION_ID%}}" in url
     bad = staff_client.post(f"/crowd/{study.name}/link", {"quota": "many"}, follow=True)
-    assert [str(m) for m in bad.context["messages"]] == ["quota must be a whole number, not 'many'"]
+    assert [str(m) for m in bad.context["messages"]] == ["quota: Enter a whole number."]
 
 
 def test_the_crowd_command_prints_the_url_and_writes_the_export(link, tmp_path):

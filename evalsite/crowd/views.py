@@ -6,10 +6,12 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
 from evalsite.annotation import services as annotation
+from evalsite.annotation.forms import first_error
 from evalsite.annotation.models import Study
 from evalsite.annotation.views import progress_for, render_item
 from evalsite.core.decorators import staff_required
 from evalsite.crowd import services
+from evalsite.crowd.forms import CrowdLinkForm
 from evalsite.crowd.models import CrowdLink, Participant, Platform
 
 SESSION_KEY = "crowd_participant"
@@ -105,26 +107,12 @@ def settings_form(request, name: str):
     """The study page's crowd form: make or change the link."""
     study = get_object_or_404(Study, name=name)
     if request.method == "POST":
-        data = request.POST
+        form = CrowdLinkForm(request.POST)
+        if not form.is_valid():
+            messages.error(request, first_error(form))
+            return redirect("annotation:study", name=name)
         try:
-            services.create_link(
-                study,
-                platform=data.get("platform", "prolific"),
-                quota=_whole(data, "quota", 20),
-                screening_items=_whole(data, "screening_items", 0),
-                screening_pass=_whole(data, "screening_pass", 0),
-                completion_url=data.get("completion_url", "").strip(),
-                completion_code=data.get("completion_code", "").strip(),
-            )
+            services.create_link(study, **form.cleaned_data)
         except services.CrowdError as exc:
             messages.error(request, str(exc))
     return redirect("annotation:study", name=name)
-
-
-def _whole(data, field: str, default: int) -> int:
-    raw = (data.get(field) or "").strip()
-    if not raw:
-        return default
-    if not raw.isdigit():
-        raise services.CrowdError(f"{field.replace('_', ' ')} must be a whole number, not {raw[:20]!r}")
-    return int(raw)

@@ -1,0 +1,23 @@
+from django import forms
+
+from evalsite.crowd.models import Platform
+
+
+class CrowdLinkForm(forms.Form):
+    """The study page's crowd card; the rules that need the study are checked by create_link."""
+
+    platform = forms.ChoiceField(choices=Platform.choices, required=False)
+    quota = forms.IntegerField(min_value=1, required=False)
+    screening_items = forms.IntegerField(min_value=0, required=False)
+    screening_pass = forms.IntegerField(min_value=0, required=False)
+    completion_url = forms.CharField(max_length=300, required=False, strip=True)
+    completion_code = forms.CharField(max_length=40, required=False, strip=True)
+
+    DEFAULTS = {"platform": Platform.PROLIFIC, "quota": 20, "screening_items": 0, "screening_pass": 0}
+
+    def clean(self):
+        data = super().clean()
+        for field, default in self.DEFAULTS.items():
+            if data.get(field) in (None, ""):
+                data[field] = default
+        return data
