@@ -170,3 +170,25 @@ def test_figure_3_people_beside_the_judge_and_the_paper_with_the_safe_share(staf
     line = staff_page.select_one("#rating-study")
     assert line.select_one(".rated").get_text() == "6" and line.select_one(".grades").get_text() == "12"
     assert line.find("a")["href"] == "/dashboard/fig3/"
+
+
+def test_staff_create_and_start_a_rating_study_from_the_page(staff_client):
+    system, prompts = rated_system(3)
+    reply = staff_client.post(
+        "/annotate/studies/",
+        {"name": "graded", "kind": "rating", "candidate": system.pk, "prompt_set": prompts.pk, "overlap": 2},
+    )
+    assert reply["Location"] == "/annotate/studies/graded/"
+    study = Study.objects.get(name="graded")
+    assert (study.kind, study.status, study.rating_items.count()) == ("rating", "draft", 3)
+    started = staff_client.post("/annotate/studies/graded/start", follow=True)
+    assert [str(m) for m in started.context["messages"]] == ["study opened with 3 responses to grade"]
+    study.refresh_from_db()
+    assert study.status == "open"
+    # a pairwise study from the same form still needs a baseline
+    refused = staff_client.post(
+        "/annotate/studies/",
+        {"name": "pairs", "candidate": system.pk, "prompt_set": prompts.pk, "overlap": 1},
+        follow=True,
+    )
+    assert [str(m) for m in refused.context["messages"]] == ["a study needs at least one baseline"]

@@ -37,8 +37,9 @@ class SkipForm(forms.Form):
 
 class StudyForm(forms.Form):
     name = forms.SlugField(max_length=100)
+    kind = forms.ChoiceField(choices=Study.Kind.choices, required=False)
     candidate = forms.ModelChoiceField(System.objects.all())
-    baselines = forms.ModelMultipleChoiceField(System.objects.all())
+    baselines = forms.ModelMultipleChoiceField(System.objects.all(), required=False)
     prompt_set = forms.ModelChoiceField(PromptSet.objects.all())
     overlap = forms.IntegerField(min_value=1, max_value=20, initial=1)
     gold_rate = forms.FloatField(min_value=0.0, max_value=0.5, initial=0.05, required=False)

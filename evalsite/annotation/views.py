@@ -222,6 +222,11 @@ def studies(request):
             if not form.is_valid():
                 raise services.StudyError(first_error(form))
             data = form.cleaned_data
+            if data["kind"] == Study.Kind.RATING:
+                study = ratings.create_rating_study(
+                    data["name"], data["candidate"], data["prompt_set"], overlap=data["overlap"]
+                )
+                return redirect("annotation:study", name=study.name)
             study = services.create_study(
                 data["name"],
                 data["candidate"],
@@ -293,7 +298,8 @@ def study_start(request, name: str):
     study = get_object_or_404(Study, name=name)
     try:
         n = services.start_study(study)
-        messages.success(request, f"study opened with {n} comparisons")
+        what = "responses to grade" if study.kind == Study.Kind.RATING else "comparisons"
+        messages.success(request, f"study opened with {n} {what}")
     except services.StudyError as exc:
         messages.error(request, str(exc))
     return redirect("annotation:study", name=name)
