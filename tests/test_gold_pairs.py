@@ -82,6 +82,7 @@ def test_staff_labelled_pairs_replace_the_degraded_copies_nobody_was_served(tmp_
         ([{"id": "a", "prompt": "Q?", "better": "x"}], "gold.jsonl:1: needs a non-empty 'worse' answer"),
         ([{"id": "a", "better": "x", "worse": "y"}], "gold.jsonl:1: needs a non-empty 'prompt'"),
         ([{"id": "a", "prompt": "Q?", "better": "x", "worse": "x "}], "'better' and 'worse' are the same text"),
+        ([{"id": "x" * 101, "prompt": "Q?", "better": "x", "worse": "y"}], "gold.jsonl:1: id is longer than 100"),
         (
             [
                 {"id": "a", "prompt": "Q?", "better": "x", "worse": "y"},

@@ -58,6 +58,8 @@ def _read_pairs(path: Path) -> list[dict]:
         if row["better"].strip() == row["worse"].strip():
             raise StudyError(f"{where}: 'better' and 'worse' are the same text")
         external = str(row.get("id") or f"line-{number}")
+        if len(external) > 100:
+            raise StudyError(f"{where}: id is longer than 100 characters")
         if external in seen:
             raise StudyError(f"{where}: id {external!r} was already used on line {seen[external]}")
         seen[external] = number
@@ -86,7 +88,7 @@ def add_labelled_gold(study: Study, path: Path) -> int:
         rows = []
         for pair in pairs:
             prompt, created = Prompt.objects.get_or_create(
-                prompt_set=prompt_set, external_id=pair["id"][:200], defaults={"messages": pair["messages"]}
+                prompt_set=prompt_set, external_id=pair["id"], defaults={"messages": pair["messages"]}
             )
             if not created:
                 raise StudyError(f"{path}: pair {pair['id']!r} was added to study {study.name} before")

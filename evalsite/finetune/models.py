@@ -188,7 +188,7 @@ class AblationCell(models.Model):
     one before it is done (so a stopped ablation goes on from where it was)."""
 
     ablation = models.ForeignKey(Ablation, on_delete=models.CASCADE, related_name="cells")
-    label = models.CharField(max_length=40, help_text="the size, or the source")
+    label = models.CharField(max_length=100, help_text="the size, or the source")
     position = models.PositiveSmallIntegerField(help_text="order on the curve")
     size = models.PositiveIntegerField()
     subset = models.OneToOneField(TrainingDataset, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
