@@ -50,9 +50,11 @@ class Command(BaseCommand):
         except CannotStart as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(f"{'created' if created else 'going on with'} {ablation}: {ablation.cells.count()} cells")
-        worker = f"ablate@{socket.gethostname()}"
+        # named per ablation: another ablation running here at the same time keeps its jobs
+        worker = f"ablate-{ablation.name}@{socket.gethostname()}"
         if opts["foreground"]:
-            # a foreground ablation that was killed left its job running under this name: it is dead
+            # a foreground run of this ablation that was killed left its job running under this
+            # name: it is dead (run one foreground ablate per ablation at a time)
             for model, pk in jobs.release_orphans_of(worker):
                 self.stdout.write(f"  {model.label()} {pk} was left running by a killed ablate: again")
         try:
