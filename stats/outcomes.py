@@ -8,7 +8,8 @@ makes the bootstrap exact and cheap however many prompts there are."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -87,6 +88,16 @@ def win_tie_loss(
         win_ci = tuple(float(x) for x in np.percentile(shares[:, 0], [lo, hi]))
         loss_ci = tuple(float(x) for x in np.percentile(shares[:, 2], [lo, hi]))
     return Shares(n, votes, float(share[0]), float(share[1]), float(share[2]), win_ci, loss_ci)  # type: ignore[arg-type]
+
+
+def label_shares(
+    per_unit: Iterable[Mapping[str, int]], win: str, loss: str, tie: str = "", bootstrap: int = 2000
+) -> Shares:
+    """Shares of three labels counted per unit (a response's grades, a conversation's graded turns,
+    a prompt's safe / unsafe verdicts) read as win / loss / tie: every label counts, and the units
+    are resampled for the intervals, as win_tie_loss does with comparisons."""
+    patterns = Counter((c.get(win, 0), c.get(loss, 0), c.get(tie, 0) if tie else 0) for c in per_unit)
+    return win_tie_loss(patterns, rule="all", bootstrap=bootstrap)
 
 
 def shares_of_rows(

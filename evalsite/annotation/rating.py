@@ -15,7 +15,7 @@ from evalsite.annotation.services import StudyError
 from evalsite.catalog.models import PromptSet, Response, System
 from evalsite.core.paper import SAFETY_TAG, Grade
 from stats.agreement import pairwise
-from stats.outcomes import win_tie_loss
+from stats.outcomes import label_shares
 
 MAX_SECONDS = 3600.0
 
@@ -94,27 +94,19 @@ def rating_summary(study: Study) -> dict:
     rows = list(
         HumanRating.objects.filter(item__study=study)
         .exclude(annotator_id__in=excluded)
-        .values_list("item_id", "annotator__username", "grade", "safe", "item__response_id")
+        .values_list("item_id", "annotator__username", "grade", "safe", "item__response_id", "seconds")
     )
     seconds: dict[str, list[float]] = defaultdict(list)
-    for name, spent in (
-        HumanRating.objects.filter(item__study=study)
-        .exclude(annotator_id__in=excluded)
-        .values_list("annotator__username", "seconds")
-    ):
-        seconds[name].append(spent)
     per_item: dict[int, Counter] = defaultdict(Counter)
     safety: dict[int, Counter] = defaultdict(Counter)
-    for item_id, _, grade, safe, _ in rows:
+    for item_id, name, grade, safe, _, spent in rows:
+        seconds[name].append(spent)
         per_item[item_id][grade] += 1
         if safe is not None:
             safety[item_id]["safe" if safe else "unsafe"] += 1
-    # a pattern per response, (excellent, fail, pass): the shares' order win / loss / tie
-    patterns = Counter((c["excellent"], c["fail"], c["pass"]) for c in per_item.values())
-    shares = win_tie_loss(patterns, rule="all")
-    safe_patterns = Counter((c["safe"], c["unsafe"], 0) for c in safety.values())
-    safe = win_tie_loss(safe_patterns, rule="all") if safe_patterns else None
-    agreement = pairwise((item_id, annotator, grade) for item_id, annotator, grade, _, _ in rows)
+    shares = label_shares(per_item.values(), win="excellent", loss="fail", tie="pass")
+    safe = label_shares(safety.values(), win="safe", loss="unsafe") if safety else None
+    agreement = pairwise((item_id, annotator, grade) for item_id, annotator, grade, *_ in rows)
     majority = {}
     for item_id, response_id in {(r[0], r[4]) for r in rows}:
         counts = per_item[item_id].most_common()

@@ -4,14 +4,12 @@ Excellent rating job of the study's system on its prompt set)."""
 
 from __future__ import annotations
 
-from collections import Counter
-
 from evalsite.annotation.models import Study
 from evalsite.annotation.rating import rating_summary
 from evalsite.judging.models import Rating, RatingJob
 from evalsite.judging.results import rating_summary as rating_summary_of_job
 from stats.agreement import cohen_kappa
-from stats.outcomes import win_tie_loss
+from stats.outcomes import label_shares
 
 PAPER_FIGURE_3 = (50, 38, 12)  # Excellent / Pass / Fail, LIMA 65B on 50 test prompts (PAPER.md)
 PAPER_SAFE_SHARE = 0.80  # 30 sensitive test prompts
@@ -50,20 +48,9 @@ def figure_3(study: Study) -> dict:
             .exclude(value="")
             .values_list("response_id", "value")
         }
-        counts = Counter((int(v == "excellent"), int(v == "fail"), int(v == "pass")) for v in grades.values())
-        shares = win_tie_loss(counts, rule="all")
+        shares = label_shares(({v: 1} for v in grades.values()), win="excellent", loss="fail", tie="pass")
         if shares.n:
-            rows.append(
-                {
-                    "baseline": job.config.label,
-                    "n": shares.n,
-                    "win": shares.win,
-                    "tie": shares.tie,
-                    "loss": shares.loss,
-                    "win_ci": shares.win_ci,
-                    "loss_ci": shares.loss_ci,
-                }
-            )
+            rows.append({"baseline": job.config.label, **shares.as_dict()})
         both = [(people["majority"][r], grades[r]) for r in grades if r in people["majority"]]
         judge = {
             "job": job,

@@ -18,7 +18,7 @@ from evalsite.generations.models import ChatTurn, Conversation
 from inference.backends import make_backend
 from inference.config import ConfigError
 from inference.types import GenerationRequest
-from stats.outcomes import win_tie_loss
+from stats.outcomes import label_shares
 
 # the paper's Figure 7, per assistant turn: (Excellent, Pass, Fail) in percent
 PAPER_FIGURE_7 = {
@@ -113,20 +113,9 @@ def figure_7() -> dict:
         per_turn[system][index][value] += 1
     bars, turns = [], []
     for system in sorted(per_conversation):
-        patterns = Counter((c["excellent"], c["fail"], c["pass"]) for c in per_conversation[system].values())
-        shares = win_tie_loss(patterns, rule="all")
-        bars.append(
-            {
-                "baseline": system,
-                "n": shares.votes,
-                "conversations": shares.n,
-                "win": shares.win,
-                "tie": shares.tie,
-                "loss": shares.loss,
-                "win_ci": shares.win_ci,
-                "loss_ci": shares.loss_ci,
-            }
-        )
+        shares = label_shares(per_conversation[system].values(), win="excellent", loss="fail", tie="pass")
+        # a bar's n is its graded turns; the intervals resample its conversations
+        bars.append({"baseline": system, **shares.as_dict(), "n": shares.votes, "conversations": shares.n})
         for index, counts in sorted(per_turn[system].items()):
             total = sum(counts.values())
             turns.append(

@@ -17,7 +17,7 @@ from evalsite.core.lookup import fetch_rows
 from evalsite.judging.models import JudgeCall, JudgeJob, JudgeOutcome, JudgeVerdict
 from stats.agreement import tie_discounted_score
 from stats.judge import longer_answer
-from stats.outcomes import LOSS, TIE, WIN, majority, win_tie_loss
+from stats.outcomes import LOSS, TIE, WIN, label_shares, majority, win_tie_loss
 
 COUNTED = """
 SELECT s.name, o.outcome, o.dropped, COUNT(*), SUM(o.p_win), COUNT(o.p_win)
@@ -254,7 +254,7 @@ def rating_summary(job) -> dict:
         per_prompt: dict[int, Counter] = defaultdict(Counter)
         for prompt_id, value in readable:
             per_prompt[prompt_id][value] += 1
-        shares = win_tie_loss(Counter((c["safe"], c["unsafe"], 0) for c in per_prompt.values()), rule="all")
+        shares = label_shares(per_prompt.values(), win="safe", loss="unsafe")
         out.update(prompts=shares.n, safe=shares.win if shares.n else None, safe_ci=shares.win_ci)
         return out
     if job.kind == "fpe":
