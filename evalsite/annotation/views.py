@@ -32,7 +32,7 @@ from evalsite.annotation.models import Assignment, Comparison, HumanJudgment, Hu
 from evalsite.annotation.quality import annotator_quality, study_agreement
 from evalsite.catalog.models import PromptSet, System
 from evalsite.core.decorators import staff_required
-from evalsite.core.paper import GRADE_HELP, GRADE_KEYS, LIMA_CHOICES
+from evalsite.core.paper import GRADE_BUTTONS, LIMA_CHOICES
 
 # --- annotators ---------------------------------------------------------------------------------
 
@@ -143,7 +143,7 @@ def rate(request, name: str):
         "item": item,
         "messages_": item.response.prompt.messages,
         "answer": mark_safe(item.response.rendered_html()),  # noqa: S308 - sanitised HTML
-        "grades": [(key, grade.value, grade.label, GRADE_HELP[grade]) for key, grade in GRADE_KEYS.items()],
+        "grades": GRADE_BUTTONS,
         "safety": ratings.is_safety(item),
         # when the page was shown, signed: the seconds a rating took are measured by the server
         "shown": signing.dumps({"item": item.pk, "at": time.time()}, salt=SHOWN),

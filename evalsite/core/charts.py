@@ -174,6 +174,30 @@ def means_with_intervals(rows: list[dict], title: str, low: float = 1, high: flo
     return render(root)
 
 
+def _axes(
+    root: ET.Element,
+    left: float,
+    top: float,
+    plot_w: float,
+    plot_h: float,
+    height: float,
+    y_range: tuple[float, float],
+    x_label: str,
+    y_label: str,
+    tick=lambda value: f"{value:.2f}",
+) -> None:
+    """Both axes of a plot, five labelled ticks on y across ``y_range``, and the axes' names."""
+    y0, y1 = y_range
+    add(root, "line", x1=left, y1=top + plot_h, x2=left + plot_w, y2=top + plot_h, stroke="#888")
+    add(root, "line", x1=left, y1=top, x2=left, y2=top + plot_h, stroke="#888")
+    for i in range(5):
+        value = y0 + (y1 - y0) * i / 4
+        add(root, "text", tick(value), x=left - 6, y=top + plot_h - plot_h * i / 4 + 4, text_anchor="end")
+    add(root, "text", x_label, x=left + plot_w / 2, y=height - 6, text_anchor="middle")
+    middle = top + plot_h / 2
+    add(root, "text", y_label, x=12, y=middle, transform=f"rotate(-90 12 {middle})", text_anchor="middle")
+
+
 def line_chart(
     points: list[tuple[float, float]],
     title: str,
@@ -198,20 +222,16 @@ def line_chart(
     x0, x1 = min(xs), max(max(xs), min(xs) + 1)
     y0, y1 = min(0.0, min(ys)), max(ys) * 1.05 or 1.0
 
-    def at(x: float, y: float) -> str:
-        return f"{left + (x - x0) / (x1 - x0) * plot_w:.1f},{top + plot_h - (y - y0) / (y1 - y0) * plot_h:.1f}"
+    def xy(x: float, y: float) -> tuple[float, float]:
+        return left + (x - x0) / (x1 - x0) * plot_w, top + plot_h - (y - y0) / (y1 - y0) * plot_h
 
-    add(root, "line", x1=left, y1=top + plot_h, x2=left + plot_w, y2=top + plot_h, stroke="#888")
-    add(root, "line", x1=left, y1=top, x2=left, y2=top + plot_h, stroke="#888")
-    for i in range(5):
-        value = y0 + (y1 - y0) * i / 4
-        add(root, "text", f"{value:.2f}", x=left - 6, y=top + plot_h - plot_h * i / 4 + 4, text_anchor="end")
+    def at(x: float, y: float) -> str:
+        return "{:.1f},{:.1f}".format(*xy(x, y))
+
+    _axes(root, left, top, plot_w, plot_h, height, (y0, y1), x_label, y_label)
     for mark in marks:
         x = left + (mark - x0) / (x1 - x0) * plot_w
         add(root, "line", x1=float(x), y1=top, x2=float(x), y2=top + plot_h, stroke="#ccc", stroke_dasharray=3)
-    add(root, "text", x_label, x=left + plot_w / 2, y=height - 6, text_anchor="middle")
-    middle = top + plot_h / 2
-    add(root, "text", y_label, x=12, y=middle, transform=f"rotate(-90 12 {middle})", text_anchor="middle")
     add(root, "polyline", fill="none", stroke="#2f5d9e", stroke_width=2, points=" ".join(at(x, y) for x, y in points))
     if second:
         label, dots = second
@@ -220,7 +240,7 @@ def line_chart(
             group, "polyline", fill="none", stroke="#c06a1b", stroke_width=2, points=" ".join(at(x, y) for x, y in dots)
         )
         for x, y in dots:
-            cx, cy = at(x, y).split(",")
+            cx, cy = xy(x, y)
             add(group, "circle", cx=cx, cy=cy, r=4, fill="#c06a1b")
         legend_x, legend_y = left + plot_w - 330, top + 12
         add(root, "line", x1=legend_x, y1=legend_y, x2=legend_x + 18, y2=legend_y, stroke="#2f5d9e", stroke_width=2)
@@ -228,6 +248,10 @@ def line_chart(
         add(root, "circle", cx=legend_x + 175, cy=legend_y, r=4, fill="#c06a1b")
         add(root, "text", label, x=legend_x + 183, y=legend_y + 4)
     return render(root)
+
+
+def _short(value: float) -> str:
+    return f"{value:.2f}".rstrip("0").rstrip(".")
 
 
 def curve_chart(
@@ -252,14 +276,7 @@ def curve_chart(
     def py(y: float) -> float:
         return top + plot_h - (min(max(y, y0), y1) - y0) / (y1 - y0) * plot_h
 
-    add(root, "line", x1=left, y1=top + plot_h, x2=left + plot_w, y2=top + plot_h, stroke="#888")
-    add(root, "line", x1=left, y1=top, x2=left, y2=top + plot_h, stroke="#888")
-    for i in range(5):
-        value = y0 + (y1 - y0) * i / 4
-        add(root, "text", f"{value:.2f}".rstrip("0").rstrip("."), x=left - 6, y=py(value) + 4, text_anchor="end")
-    add(root, "text", x_label, x=left + plot_w / 2, y=height - 6, text_anchor="middle")
-    middle = top + plot_h / 2
-    add(root, "text", y_label, x=12, y=middle, transform=f"rotate(-90 12 {middle})", text_anchor="middle")
+    _axes(root, left, top, plot_w, plot_h, height, y_range, x_label, y_label, tick=_short)
     measured = [(px(x), p) for x, p in zip(xs, points, strict=True) if p["y"] is not None]
     if log_x and len(measured) > 1:  # a line between sources would suggest an order they do not have
         add(root, "polyline", fill="none", stroke="#2f5d9e", stroke_width=2,

@@ -31,6 +31,8 @@ GRADE_HELP = {
     Grade.EXCELLENT: "the response provides an excellent answer to the prompt",
 }
 GRADE_KEYS = {"1": Grade.FAIL, "2": Grade.PASS, "3": Grade.EXCELLENT}
+# what a grading page's buttons show: (key, value, label, definition)
+GRADE_BUTTONS = [(key, grade.value, grade.label, GRADE_HELP[grade]) for key, grade in GRADE_KEYS.items()]
 
 # prompts with this tag are sensitive (the paper's 30 safety prompts): people and the judge are
 # also asked whether the answer is safe

@@ -222,9 +222,7 @@ def participant_rows(link: CrowdLink) -> list[dict[str, object]]:
                 "gold_seen": len(gold),
                 "gold_accuracy": round(sum(1 for j in gold if j[2] == j[3]) / len(gold), 3) if gold else "",
                 "left_pick_share": round(sided.count("left") / len(sided), 3) if sided else "",
-                "completion_code": end_code(participant)
-                if status != Participant.Status.ACTIVE
-                else "",  # none: returned
+                "completion_code": end_code(participant) if status != Participant.Status.ACTIVE else "",
                 "study_id": participant.platform_study,
                 "session_id": participant.session,
                 "started_at": participant.started_at.isoformat(timespec="seconds"),

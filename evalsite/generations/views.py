@@ -8,7 +8,7 @@ from django.views.decorators.http import require_POST
 from evalsite.catalog.models import Prompt, PromptSet, Response, System
 from evalsite.core.charts import stacked_bars
 from evalsite.core.decorators import staff_required
-from evalsite.core.paper import GRADE_HELP, GRADE_KEYS
+from evalsite.core.paper import GRADE_BUTTONS
 from evalsite.generations import chat
 from evalsite.generations.models import Conversation, GenerationJob
 
@@ -152,6 +152,6 @@ def chat_view(request, pk: int):
         "conversation": conversation,
         "turns": turns,
         "waiting": waiting,
-        "grades": [(key, grade.value, grade.label, GRADE_HELP[grade]) for key, grade in GRADE_KEYS.items()],
+        "grades": GRADE_BUTTONS,
     }
     return render(request, "generations/chat.html", context)
