@@ -2,9 +2,12 @@
 "candidate" (the candidate wins), "baseline" (it loses) or "tie".
 
 A comparison's votes are summarised as a pattern (candidate votes, baseline votes, tie votes).
-The bootstrap resamples prompts (clusters) with replacement; since prompts with the same pattern
-are interchangeable, resampling prompts is a multinomial draw over the patterns' counts, which
-makes the bootstrap exact and cheap however many prompts there are."""
+Intervals hold at any number of comparisons and any share (stats/intervals.py): exact
+Clopper-Pearson where each comparison counts once (the majority rule, the judge's one outcome),
+Korn-Graubard's effective-sample-size form of it where a comparison holds several votes that all
+count (rule "all": prompts are the unit, as a cluster bootstrap resamples them). The percentile
+bootstrap used before collapsed to zero width at extreme shares (29 safe of 30 shown as
+"100% [100, 100]")."""
 
 from __future__ import annotations
 
@@ -13,6 +16,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from stats.intervals import share_interval
 
 WIN, LOSS, TIE = "candidate", "baseline", "tie"
 Pattern = tuple[int, int, int]  # (candidate votes, baseline votes, tie votes)
@@ -64,61 +69,47 @@ def _vote_vectors(patterns: Mapping[Pattern, int], rule: str) -> tuple[np.ndarra
     return np.array(rows, dtype=float).reshape(len(keys), 3), counts
 
 
-def win_tie_loss(
-    patterns: Mapping[Pattern, int], rule: str = "majority", bootstrap: int = 2000, seed: int = 0, level: float = 0.95
-) -> Shares:
-    """Shares of win / tie / loss over prompts, with a percentile bootstrap interval (resampling
-    prompts) on the win and loss shares. `rule` is "majority" (one outcome per comparison) or
-    "all" (every vote counts; prompts are still the unit resampled)."""
+def _shares(vectors: np.ndarray, counts: np.ndarray, votes: int, level: float) -> Shares:
+    """Shares of (win, tie, loss) over units whose rows of ``vectors`` are their labels of each,
+    ``counts`` units alike, with the win and loss shares' intervals."""
+    n = int(round(counts.sum()))
+    totals = counts @ vectors
+    if not n or totals.sum() <= 0:
+        return Shares(0, votes, 0.0, 0.0, 0.0)
+    share = totals / totals.sum()
+    labels = vectors.sum(axis=1)
+    win_ci, loss_ci = (share_interval(vectors[:, k], labels, counts, level)[:2] for k in (0, 2))
+    return Shares(n, votes, float(share[0]), float(share[1]), float(share[2]), win_ci, loss_ci)
+
+
+def win_tie_loss(patterns: Mapping[Pattern, int], rule: str = "majority", level: float = 0.95) -> Shares:
+    """Shares of win / tie / loss over prompts, with intervals on the win and loss shares that hold
+    at any n. ``rule`` is "majority" (one outcome per comparison: exact Clopper-Pearson) or "all"
+    (every vote counts; prompts are still the unit: Korn-Graubard)."""
     patterns = {k: v for k, v in patterns.items() if v > 0 and sum(k) > 0}
     if not patterns:
         return Shares(0, 0, 0.0, 0.0, 0.0)
     vectors, counts = _vote_vectors(patterns, rule)
-    n = int(counts.sum())
-    totals = counts @ vectors
-    share = totals / totals.sum()
     votes = int(sum(sum(k) * v for k, v in patterns.items()))
-    win_ci = loss_ci = None
-    if bootstrap and n > 1:
-        rng = np.random.default_rng(seed)
-        draws = rng.multinomial(n, counts / n, size=bootstrap)  # prompts drawn per pattern
-        sums = draws @ vectors
-        shares = sums / sums.sum(axis=1, keepdims=True)
-        lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
-        win_ci = tuple(float(x) for x in np.percentile(shares[:, 0], [lo, hi]))
-        loss_ci = tuple(float(x) for x in np.percentile(shares[:, 2], [lo, hi]))
-    return Shares(n, votes, float(share[0]), float(share[1]), float(share[2]), win_ci, loss_ci)  # type: ignore[arg-type]
+    return _shares(vectors, counts, votes, level)
 
 
-def label_shares(
-    per_unit: Iterable[Mapping[str, int]], win: str, loss: str, tie: str = "", bootstrap: int = 2000
-) -> Shares:
+def label_shares(per_unit: Iterable[Mapping[str, int]], win: str, loss: str, tie: str = "") -> Shares:
     """Shares of three labels counted per unit (a response's grades, a conversation's graded turns,
-    a prompt's safe / unsafe verdicts) read as win / loss / tie: every label counts, and the units
-    are resampled for the intervals, as win_tie_loss does with comparisons."""
+    a prompt's safe / unsafe verdicts) read as win / loss / tie: every label counts, and the unit is
+    what the intervals treat as drawn, as win_tie_loss does with comparisons."""
     patterns = Counter((c.get(win, 0), c.get(loss, 0), c.get(tie, 0) if tie else 0) for c in per_unit)
-    return win_tie_loss(patterns, rule="all", bootstrap=bootstrap)
+    return win_tie_loss(patterns, rule="all")
 
 
-def shares_of_rows(
-    rows: np.ndarray, votes: int = 0, bootstrap: int = 2000, seed: int = 0, level: float = 0.95
-) -> Shares:
+def shares_of_rows(rows: np.ndarray, votes: int = 0, level: float = 0.95) -> Shares:
     """Win / tie / loss shares as the mean of one share vector per comparison (rows of [win, tie,
     loss] summing to 1, e.g. each comparison's votes weighted by their annotators' reliability),
-    with a percentile bootstrap interval resampling comparisons, as ``win_tie_loss`` does."""
+    with intervals treating comparisons as the unit, as ``win_tie_loss`` does."""
     rows = np.asarray(rows, dtype=float).reshape(-1, 3)
-    n = len(rows)
-    if not n:
+    if not len(rows):
         return Shares(0, votes, 0.0, 0.0, 0.0)
-    share = rows.mean(0)
-    win_ci = loss_ci = None
-    if bootstrap and n > 1:
-        rng = np.random.default_rng(seed)
-        means = rows[rng.integers(0, n, size=(bootstrap, n))].mean(1)
-        lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
-        win_ci = tuple(float(x) for x in np.percentile(means[:, 0], [lo, hi]))
-        loss_ci = tuple(float(x) for x in np.percentile(means[:, 2], [lo, hi]))
-    return Shares(n, votes, float(share[0]), float(share[1]), float(share[2]), win_ci, loss_ci)  # type: ignore[arg-type]
+    return _shares(rows, np.ones(len(rows)), votes, level)
 
 
 def combine_orders(first: str, second: str, policy: str) -> str | None:

@@ -14,7 +14,7 @@ from django.utils import timezone
 from evalsite.annotation import services
 from evalsite.annotation.models import Assignment, Comparison, HumanJudgment, Outcome, Study
 from evalsite.annotation.quality import annotator_quality, study_agreement
-from evalsite.catalog.models import Response, System
+from evalsite.catalog.models import Prompt, Response, System
 from tests import annotation_fixtures
 from tests.annotation_fixtures import make_study, vote
 
@@ -512,3 +512,39 @@ def test_a_small_difference_in_cut_answers_is_not_a_warning():
         ids = Response.objects.filter(system__name=name).order_by("pk").values("pk")[:k]
         Response.objects.filter(pk__in=ids).update(finish_reason="length")
     assert not [w for w in blinding_warnings(study) if "cut at the token limit" in w]
+
+
+@pytest.mark.django_db
+def test_claims_walk_one_random_order_so_what_is_voted_is_a_random_part_of_each_baseline(claim_path):
+    """A prompt file grouped by source (the first third from one source): the study hands its
+    comparisons out in one random order drawn when it started, on every claim path, so after any
+    number of votes the voted ones are the first of that order, not the first of the file. Filled
+    in file order, a study stopped early would report the first source's share."""
+    study, (a, b) = make_study(n_prompts=30, baselines=("alpaca-65b", "davinci-003"), overlap=2)
+    Prompt.objects.filter(prompt_set=study.prompt_set, external_id__in=[f"p{i}" for i in range(10)]).update(
+        source="askreddit"
+    )
+    comparisons = list(Comparison.objects.filter(study=study, is_gold=False))
+    orders = sorted(c.draw_order for c in comparisons)
+    assert orders == list(range(1, 61)), "one position each"
+    by_pk = [c.draw_order for c in sorted(comparisons, key=lambda c: c.pk)]
+    assert by_pk != sorted(by_pk), "not the file's order (a chance of 1 in 60!)"
+    claimed = []
+    for _ in range(16):
+        claim = services.claim_next(study, a)
+        claimed.append(claim.comparison_id)
+        services.submit(claim.pk, a, "a")
+    order_of = {c.pk: c.draw_order for c in comparisons}
+    if study.assignment == Study.AssignmentPolicy.ADAPTIVE:  # per baseline, still in the study's order
+        for baseline in ("alpaca-65b", "davinci-003"):
+            mine = [pk for pk in claimed if Comparison.objects.get(pk=pk).baseline.name == baseline]
+            theirs = sorted(
+                (c for c in comparisons if c.baseline.name == baseline), key=lambda c: c.draw_order
+            )
+            assert mine == [c.pk for c in theirs[: len(mine)]]
+    else:
+        assert claimed == sorted(claimed, key=order_of.get)
+        assert sorted(order_of[pk] for pk in claimed) == list(range(1, 17)), "the first 16 of the order"
+        # the second annotator starts at the same place: each comparison gets its two votes in order
+        second = services.claim_next(study, b)
+        assert order_of[second.comparison_id] == 1

@@ -50,9 +50,9 @@ def test_excluded_annotators_are_left_out():
 def test_agreement_and_scorecard():
     study, job, _ = seeded_study()
     result = data.dashboard(study, "majority", job)
-    # alpaca pairs: (c,c)=1 (c,t)=.5 (b,b)=1 (t,t)=1 -> 3.5/4
-    assert result["person_person"]["tie_discounted_accuracy"] == pytest.approx(0.875)
-    assert {a["annotator"]: a["pairs"] for a in result["person_person"]["per_annotator"]} == {"ann0": 4, "ann1": 4}
+    # alpaca pairs: (c,c)=1 (c,t)=.5 (b,b)=1 (t,t)=1 -> 3.5/4; davinci's four pairs agree -> 7.5/8
+    assert result["person_person"]["tie_discounted_accuracy"] == pytest.approx(0.9375)
+    assert {a["annotator"]: a["pairs"] for a in result["person_person"]["per_annotator"]} == {"ann0": 8, "ann1": 8}
     card = result["judge"]["scorecard"]
     assert (card["first_wins"], card["second_wins"], card["api_failures"], card["verdicts"]) == (5, 2, 1, 8)
     assert card["position_bias"] == pytest.approx(5 / 7)
@@ -66,7 +66,7 @@ def test_the_page_shows_the_figures_with_the_papers_numbers(staff_client):
     assert "<td>alpaca-65b</td><td>4</td>" in html and "25%" in html and "75%" in html
     assert "crowd-crowd 82%" in html
     panel = staff_client.get(f"/dashboard/{study.name}/?job={job.pk}&panel=agreement").content.decode()
-    assert "<td>ann0</td><td>4</td><td>0.875</td>" in panel and "Person-judge (gpt-4)" in panel
+    assert "<td>ann0</td><td>8</td><td>0.938</td>" in panel and "Person-judge (gpt-4)" in panel
     fragment = staff_client.get(f"/dashboard/{study.name}/?job={job.pk}&fragment=1").content.decode()
     assert "<html" not in fragment and "Figure 1" in fragment
 

@@ -17,6 +17,7 @@ from evalsite.annotation.models import Comparison, HumanJudgment, Study
 from evalsite.catalog.models import Prompt, PromptSet, Response, System
 from evalsite.finetune.models import TrainingDataset, TrainingRun
 from evalsite.judging.models import JudgeConfig, JudgeJob, JudgeVerdict
+from stats.outcomes import majority
 from tests.browser import ARTIFACTS, browser, login
 from tests.openai_stub import OpenAIStub, prompt_text
 from tests.test_training_runs import chat_file, tiny_base
@@ -119,15 +120,18 @@ def test_the_demo_pipeline_runs_on_postgres_and_redis_with_a_worker_per_queue(
 
     User.objects.create_superuser("chief", "chief@example.org", "chief-password-1")
     with browser() as chromium:
-        page = chromium.new_page(viewport={"width": 1280, "height": 900})
-        login(page, live_server.url, "demo-annotator-1", credentials["demo-annotator-1"], "/annotate/")
-        page.click("text=Continue")
-        page.wait_for_selector("#progress-count")
-        page.screenshot(path=str(ARTIFACTS / "demo-comparison.png"), full_page=True)
-        for k, key in enumerate("1231", start=1):
+        # both annotators (the demo's overlap is 2): a comparison counts once both have voted
+        for name in ("demo-annotator-1", "demo-annotator-2"):
+            page = chromium.new_page(viewport={"width": 1280, "height": 900})
+            login(page, live_server.url, name, credentials[name], "/annotate/")
+            page.click("text=Continue")
             page.wait_for_selector("#progress-count")
-            page.keyboard.press(key)
-            page.wait_for_function(f"document.querySelector('#progress-count').innerText.startsWith('{k} /')")
+            page.screenshot(path=str(ARTIFACTS / "demo-comparison.png"), full_page=True)
+            for k, key in enumerate("1231", start=1):
+                page.wait_for_selector("#progress-count")
+                page.keyboard.press(key)
+                page.wait_for_function(f"document.querySelector('#progress-count').innerText.startsWith('{k} /')")
+            page.close()
         staff = chromium.new_page(viewport={"width": 1400, "height": 1000})
         login(staff, live_server.url, "chief", "chief-password-1", "/dashboard/demo/")
         staff.wait_for_selector("#figure1 svg")
@@ -140,12 +144,17 @@ def test_the_demo_pipeline_runs_on_postgres_and_redis_with_a_worker_per_queue(
         assert staff.locator("#loss svg g.second-series circle").count() == 3
         staff.screenshot(path=str(ARTIFACTS / "demo-training-run.png"), full_page=True)
 
-    # Figure 1: what the annotator recorded, per baseline (gold checks are not part of it)
+    # Figure 1: what the annotators recorded, per baseline, each comparison with both votes in by
+    # its majority (gold checks are not part of it; a comparison with one vote does not count yet)
     recorded: dict[str, Counter] = {}
-    for judgment in HumanJudgment.objects.filter(comparison__is_gold=False).select_related("comparison__baseline"):
-        recorded.setdefault(judgment.comparison.baseline.name, Counter())[judgment.outcome] += 1
-    assert sum(sum(c.values()) for c in recorded.values()) >= 3
+    complete = Comparison.objects.filter(study=study, is_gold=False, completed_at__isnull=False)
+    for comparison in complete.select_related("baseline"):
+        votes = (comparison.votes_candidate, comparison.votes_baseline, comparison.votes_tie)
+        recorded.setdefault(comparison.baseline.name, Counter())[majority(votes)] += 1
+    assert sum(sum(c.values()) for c in recorded.values()) >= 2
+    assert HumanJudgment.objects.filter(comparison__in=complete).count() == 2 * complete.count()
     shown = figure_rows(figure1)
+    assert set(shown) == set(recorded), "only baselines with a complete comparison have a bar"
     for baseline, counts in recorded.items():
         n = sum(counts.values())
         label, shares = shown[baseline]

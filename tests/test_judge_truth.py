@@ -303,7 +303,7 @@ def test_any_sequence_of_judging_reparsing_and_excluding_leaves_every_surface_wi
     call_command("judge", reparse=job.pk)  # the command's own report
     cli = capsys.readouterr().out
 
-    truth = judge_summary(job, bootstrap=0)
+    truth = judge_summary(job)
     expected = {r["baseline"]: (r["n"], r["win"], r["tie"], r["loss"]) for r in truth["per_baseline"]}
     page = BeautifulSoup(staff_client.get(f"/judge/jobs/{job.pk}/").content, "html.parser")
     dash = BeautifulSoup(staff_client.get(f"/dashboard/{study.name}/?job={job.pk}").content, "html.parser")

@@ -69,7 +69,8 @@ def test_sampling_refuses_bad_input_and_writes_nothing(args, message):
     study, _, _, _ = judged_study(n_prompts=4)
     with pytest.raises(CommandError, match=message):
         call_command("study", "sample", study.name, *args, stdout=StringIO())
-    assert not Comparison.objects.filter(study=study, draw_order__isnull=False).exists()
+    assert not Comparison.objects.filter(study=study, sampling_probability__isnull=False).exists()
+    assert not Comparison.objects.filter(study=study, people_wanted=False).exists()
     assert Study.objects.get(pk=study.pk).sampling_rate is None
 
 

@@ -23,12 +23,12 @@ def test_majority_breaks_draws_to_tie():
 
 def test_win_tie_loss_by_hand():
     # 4 prompts, one annotator each: 2 wins, 1 tie, 1 loss
-    shares = win_tie_loss({(1, 0, 0): 2, (0, 0, 1): 1, (0, 1, 0): 1}, bootstrap=0)
+    shares = win_tie_loss({(1, 0, 0): 2, (0, 0, 1): 1, (0, 1, 0): 1})
     assert (shares.n, shares.win, shares.tie, shares.loss) == (4, 0.5, 0.25, 0.25)
     # 2 prompts, three annotators: majority gives 1 win, 1 tie; all votes gives 3/6, 2/6, 1/6
     patterns = {(2, 1, 0): 1, (1, 0, 2): 1}
-    assert win_tie_loss(patterns, "majority", bootstrap=0).as_dict()["win"] == 0.5
-    everything = win_tie_loss(patterns, "all", bootstrap=0)
+    assert win_tie_loss(patterns, "majority").as_dict()["win"] == 0.5
+    everything = win_tie_loss(patterns, "all")
     assert (everything.win, everything.tie, everything.loss, everything.votes) == (
         pytest.approx(0.5),
         pytest.approx(1 / 3),
@@ -37,23 +37,23 @@ def test_win_tie_loss_by_hand():
     )
 
 
-def test_bootstrap_intervals_cover_the_true_share_about_95_percent_of_the_time():
+def test_intervals_cover_the_true_share_about_95_percent_of_the_time_or_more():
     rng = np.random.default_rng(2023)
     truth = np.array([0.44, 0.21, 0.35])  # DaVinci003 in Figure 1
     covered_win = covered_loss = 0
     studies = 300
-    for k in range(studies):
+    for _ in range(studies):
         votes = rng.multinomial(300, truth)
-        shares = win_tie_loss({(1, 0, 0): votes[0], (0, 0, 1): votes[1], (0, 1, 0): votes[2]}, bootstrap=1000, seed=k)
+        shares = win_tie_loss({(1, 0, 0): votes[0], (0, 0, 1): votes[1], (0, 1, 0): votes[2]})
         covered_win += shares.win_ci[0] <= truth[0] <= shares.win_ci[1]
         covered_loss += shares.loss_ci[0] <= truth[2] <= shares.loss_ci[1]
-    assert 0.91 <= covered_win / studies <= 0.98
-    assert 0.91 <= covered_loss / studies <= 0.98
+    assert 0.93 <= covered_win / studies <= 0.995
+    assert 0.93 <= covered_loss / studies <= 0.995
 
 
 def test_the_interval_narrows_with_more_prompts():
-    small = win_tie_loss({(1, 0, 0): 15, (0, 1, 0): 15}, bootstrap=2000)
-    large = win_tie_loss({(1, 0, 0): 150, (0, 1, 0): 150}, bootstrap=2000)
+    small = win_tie_loss({(1, 0, 0): 15, (0, 1, 0): 15})
+    large = win_tie_loss({(1, 0, 0): 150, (0, 1, 0): 150})
     assert (large.win_ci[1] - large.win_ci[0]) < (small.win_ci[1] - small.win_ci[0]) / 2
 
 

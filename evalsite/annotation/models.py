@@ -47,6 +47,13 @@ class Study(models.Model):
         help_text="stop handing out items once every baseline's win share is known to +- this (anytime-valid)",
     )
     enough_at = models.DateTimeField(null=True, blank=True, help_text="when the study reached its target")
+    # the judge job whose verdicts the stop rule reads, fixed when the target is set (or the first
+    # finished job covering every comparison, recorded when it finishes), so that the rule is one
+    # interval per baseline chosen before looking. An id, not a foreign key: judging sits above
+    # this app (evalsite/dashboard/stopping.py resolves it).
+    target_judge_job = models.PositiveIntegerField(
+        null=True, blank=True, help_text="the judge job (id) the stop rule reads; empty: people alone"
+    )
     assignment = models.CharField(
         max_length=10,
         choices=AssignmentPolicy.choices,
@@ -95,10 +102,16 @@ class Comparison(models.Model):
     votes_candidate = models.PositiveSmallIntegerField(default=0)
     votes_baseline = models.PositiveSmallIntegerField(default=0)
     votes_tie = models.PositiveSmallIntegerField(default=0)
-    # a sampled study (Study.sampling_rate): the comparisons are walked in a random order
-    # (draw_order), and each was drawn for people's votes with probability sampling_probability
-    # (people_wanted), fixed before the first vote; the others are known by the judge alone
+    # every study walks its comparisons in one random order (draw_order, drawn when it starts), so
+    # that what has been voted at any moment is a uniformly random part of each baseline's
+    # comparisons, whatever order the prompt file came in. A sampled study (Study.sampling_rate)
+    # also drew each for people's votes with probability sampling_probability (people_wanted),
+    # fixed before the first vote; the others are known by the judge alone
     draw_order = models.PositiveIntegerField(null=True, blank=True)
+    # when the comparison got the last of its ``study.overlap`` votes: only then does it count in
+    # Figure 1, its intervals and the stop rule (a comparison counted at its first vote of three
+    # would count two split votes as a tie), in this order
+    completed_at = models.DateTimeField(null=True, blank=True)
     sampling_probability = models.FloatField(null=True, blank=True)
     people_wanted = models.BooleanField(default=True)
 
@@ -108,10 +121,15 @@ class Comparison(models.Model):
         indexes = [
             models.Index(fields=["study", "is_gold", "slots_taken"]),
             models.Index(fields=["study", "draw_order"], name="comparison_draw_order"),
+            models.Index(fields=["study", "completed_at"], name="comparison_completed"),
         ]
 
     def __str__(self) -> str:
         return f"{self.study} #{self.pk}"
+
+    @property
+    def complete(self) -> bool:
+        return self.completed_at is not None
 
 
 class Assignment(models.Model):

@@ -169,6 +169,7 @@ def start_study(study: Study, rng: random.Random | None = None) -> int:
             for b in study.baselines.order_by("name")
             for p in prompts
         ]
+        draw_order(rows, rng)
         n_gold = round(study.gold_rate * len(prompts)) if study.gold_rate else 0
         if n_gold:
             gold = _gold_system(study.candidate)
@@ -209,6 +210,16 @@ def start_study(study: Study, rng: random.Random | None = None) -> int:
     return len(rows)
 
 
+def draw_order(comparisons: list[Comparison], rng: random.Random) -> None:
+    """Give the comparisons one uniformly random order, which every claim walks (see _claim_new):
+    prompt files come grouped by source, and a study filled in file order would have voted one
+    source first and stopped with it over-represented."""
+    order = list(range(1, len(comparisons) + 1))
+    rng.shuffle(order)
+    for comparison, position in zip(comparisons, order, strict=True):
+        comparison.draw_order = position
+
+
 def plan_sampling(
     study: Study, uncertainty: dict[int, float | None], rate: float, rng: random.Random | None = None
 ) -> dict[str, tuple[int, int]]:
@@ -216,7 +227,8 @@ def plan_sampling(
     judge is least sure (``uncertainty`` per comparison id: the judge's expected squared error,
     p (1 - p) of its soft verdict; None where it gave none, taken as the most uncertain), and walked
     in one random order; the dashboard weights the votes back (stats.evidence.sampled_terms).
-    Only before the study's first vote: the chances must not depend on what people said.
+    Only before the study's first vote: the chances must not depend on what people said. The
+    comparisons keep the study's random order, which the walk follows.
     Returns, per baseline, (comparisons drawn for people, comparisons)."""
     rng = rng or random.Random()
     if study.status != Study.Status.OPEN:
@@ -228,8 +240,6 @@ def plan_sampling(
     unknown = [pk for pk in uncertainty if pk not in known]
     if unknown:
         raise StudyError(f"comparison(s) not in study {study.name}: {', '.join(map(str, unknown[:10]))}")
-    order = list(range(1, len(comparisons) + 1))
-    rng.shuffle(order)
     summary: dict[str, tuple[int, int]] = {}
     by_baseline: dict[str, list[Comparison]] = {}
     for comparison in comparisons:
@@ -241,8 +251,8 @@ def plan_sampling(
             comparison.sampling_probability = float(pi)
             comparison.people_wanted = rng.random() < pi
         summary[name] = (sum(c.people_wanted for c in group), len(group))
-    for comparison, position in zip(comparisons, order, strict=True):
-        comparison.draw_order = position
+    if any(c.draw_order is None for c in comparisons):  # a study older than its random order
+        draw_order(comparisons, rng)
     with transaction.atomic():
         started = Q(slots_taken__gt=0) | Q(judgments_done__gt=0)
         if Comparison.objects.filter(started, study=study, is_gold=False).exists():
@@ -287,65 +297,70 @@ def claim_next(
         release_expired(study)
     if current := open_claim(study, user):
         return current
-    if study.enough_at is not None:  # the study knows enough: the claims already out may finish
-        return None
-    taken = _claim_new(study, user, rng, gold_only)
+    # the study knows enough: no new comparison is started, but the ones that have some of their
+    # votes are finished (a comparison counts only with all of them: those votes are paid for)
+    finishing = study.enough_at is not None
+    taken = _claim_new(study, user, rng, gold_only, finishing)
     if taken is None and release_expired(study):
-        taken = _claim_new(study, user, rng, gold_only)
+        taken = _claim_new(study, user, rng, gold_only, finishing)
     for _ in range(3):  # a comparison another claim held locked at that moment was skipped
-        if taken is not None or gold_only or not _slots_left_for(study, user):
+        if taken is not None or gold_only or not _slots_left_for(study, user, finishing):
             break
-        taken = _claim_new(study, user, rng, gold_only)
+        taken = _claim_new(study, user, rng, gold_only, finishing)
     return taken
 
 
-def _slots_left_for(study: Study, user: User) -> bool:
-    """Whether a comparison this annotator has not seen still has a free slot: asked only before
-    telling them nothing is left (SKIP LOCKED, and the portable path's lost races, pass over a
-    comparison that another annotator's claim is taking at that moment)."""
+def _open_comparisons(study: Study, finishing: bool = False):
+    """The study's comparisons that still want a vote: a free slot, drawn for people in a sampled
+    study; ``finishing``: only those some votes have started."""
     open_ = Comparison.objects.filter(study=study, is_gold=False, slots_taken__lt=study.overlap)
     if study.sampling_rate is not None:
         open_ = open_.filter(people_wanted=True)
-    return open_.exclude(assignments__annotator=user).exists()
+    if finishing:
+        open_ = open_.filter(judgments_done__gt=0, completed_at__isnull=True)
+    return open_
+
+
+def _slots_left_for(study: Study, user: User, finishing: bool = False) -> bool:
+    """Whether a comparison this annotator has not seen still has a free slot: asked only before
+    telling them nothing is left (SKIP LOCKED, and the portable path's lost races, pass over a
+    comparison that another annotator's claim is taking at that moment)."""
+    return _open_comparisons(study, finishing).exclude(assignments__annotator=user).exists()
 
 
 @dataclass(frozen=True)
 class _Pool:
-    """Where to look for an item: gold checks (in random order, a small pool) or open items from
-    `start` (inclusive) to `stop` (exclusive) in primary-key order."""
+    """Where to look for an item: gold checks (in random order, a small pool) or open items in the
+    study's random order from ``floor`` on."""
 
     gold: bool
-    start: int | None = None
-    stop: int | None = None
+    floor: int = 0  # the first draw_order worth looking at
     baseline: int | None = None  # adaptive assignment: this baseline's comparisons only
-    sampled: bool = False  # a sampled study: the comparisons drawn for people, in the study's order
+    finishing: bool = False  # the study has enough: comparisons with some of their votes only
 
 
-def _claim_new(study: Study, user: User, rng: random.Random, gold_only: bool = False) -> Assignment | None:
-    # Start at a random point of the index instead of ORDER BY random() (a sort of the whole pool
-    # on every claim); wrap around to the start when the tail is exhausted.
-    pivot = rng.randint(0, _max_pk(study))
-    pools = [_Pool(False, start=pivot), _Pool(False, stop=pivot)]
-    if study.sampling_rate is not None:
-        # a sampled study walks its comparisons in its one random order, so that what is voted is
-        # always a prefix of it (the estimate's terms are known over a random sample of the study)
-        pools = [_Pool(False, sampled=True)]
+def _claim_new(
+    study: Study, user: User, rng: random.Random, gold_only: bool = False, finishing: bool = False
+) -> Assignment | None:
+    # Every claim walks the study's one random order (draw_order) and takes the first comparison
+    # with a free slot, so that what has been voted is always a uniformly random part of each
+    # baseline's comparisons (a sampled study: of those drawn for people), whatever order the
+    # prompts came in. The walk starts at the order's low-water mark (the first free position,
+    # re-read every CLAIM_SWEEP_SECONDS) rather than scanning the comparisons already full.
+    floor = _order_floor(study)
+    pools = [_Pool(False, floor=floor, finishing=finishing)]
+    if floor:
+        pools.append(_Pool(False, finishing=finishing))  # a slot freed behind the mark
     if study.assignment == Study.AssignmentPolicy.ADAPTIVE:
-        # the baseline known least well first (uniform within it, or the sampled order, so each
-        # baseline's estimate stays a random sample); the others when it has nothing for this user
+        # the baseline known least well first (in the same order, so each baseline's votes stay a
+        # random part of it); the others when it has nothing for this user
         widest = widest_baseline(study)
         if widest is not None:
-            first = (
-                [_Pool(False, sampled=True, baseline=widest)]
-                if study.sampling_rate is not None
-                else [
-                    _Pool(False, start=pivot, baseline=widest),
-                    _Pool(False, stop=pivot, baseline=widest),
-                ]
-            )
-            pools[:0] = first
+            pools[:0] = [_Pool(False, floor=floor, baseline=widest, finishing=finishing)]
     if gold_only:
         pools = [_Pool(True)]
+    elif finishing:
+        pass  # no gold once the study has enough: only the started comparisons are finished
     elif study.gold_rate and rng.random() < study.gold_rate:
         pools.insert(0, _Pool(True))  # mixed in at the study's rate, looking like any other item
     else:
@@ -361,21 +376,28 @@ def _claim_new(study: Study, user: User, rng: random.Random, gold_only: bool = F
     return None
 
 
+def _order_floor(study: Study) -> int:
+    """The first position of the study's order with a free slot (0: none known), re-read at most
+    every CLAIM_SWEEP_SECONDS per process: a claim may pass over a slot freed behind it meanwhile,
+    which the next claims' second pool, and the next re-read, pick up."""
+
+    def compute() -> int:
+        return _open_comparisons(study).order_by("draw_order").values_list("draw_order", flat=True).first() or 0
+
+    return caches["process"].get_or_set(f"study-order-floor:{study.pk}", compute, settings.CLAIM_SWEEP_SECONDS)
+
+
 def _take_from_pool(study: Study, user: User, pool: _Pool, rng: random.Random, now) -> Assignment | None:
     """Any database: read a few candidates, then take a slot with one conditional UPDATE."""
-    candidates = Comparison.objects.filter(study=study, is_gold=pool.gold).exclude(assignments__annotator=user)
-    if not pool.gold:
-        candidates = candidates.filter(slots_taken__lt=study.overlap)
-    if pool.start is not None:
-        candidates = candidates.filter(pk__gte=pool.start)
-    if pool.stop is not None:
-        candidates = candidates.filter(pk__lt=pool.stop)
+    if pool.gold:
+        candidates = Comparison.objects.filter(study=study, is_gold=True)
+    else:
+        candidates = _open_comparisons(study, pool.finishing).filter(draw_order__gte=pool.floor)
+    candidates = candidates.exclude(assignments__annotator=user)
     if pool.baseline is not None:
         candidates = candidates.filter(baseline_id=pool.baseline)
-    if pool.sampled:
-        candidates = candidates.filter(people_wanted=True)
-    order = "?" if pool.gold else "draw_order" if pool.sampled else "pk"
-    candidates = candidates.order_by(order).only("pk", "is_gold")  # texts: for the one taken
+    # the texts only for the one taken
+    candidates = candidates.order_by("?" if pool.gold else "draw_order").only("pk", "is_gold")
     for comparison in candidates[:25]:
         if assignment := _take_slot(study, comparison, user, rng, now):
             return assignment
@@ -386,7 +408,7 @@ _CLAIM_SQL = """
 WITH pick AS (
     SELECT c.id FROM {comparison} c
     WHERE c.study_id = %(study)s AND c.is_gold = %(gold)s AND (c.is_gold OR c.slots_taken < %(overlap)s)
-      AND c.id >= %(start)s AND c.id < %(stop)s{baseline}{wanted}
+      {walk}{baseline}{wanted}{finishing}
       AND NOT EXISTS (SELECT 1 FROM {assignment} a WHERE a.comparison_id = c.id AND a.annotator_id = %(user)s)
     ORDER BY {order} LIMIT 1
     FOR UPDATE SKIP LOCKED
@@ -419,8 +441,7 @@ def _take_from_pool_sql(study: Study, user: User, pool: _Pool, rng: random.Rando
         "study": study.pk,
         "gold": pool.gold,
         "overlap": study.overlap,
-        "start": pool.start if pool.start is not None else 0,
-        "stop": pool.stop if pool.stop is not None else 2**62,
+        "floor": pool.floor,
         "user": user.pk,
         "left": bool(rng.getrandbits(1)),
         "status": Assignment.Status.CLAIMED,
@@ -428,15 +449,18 @@ def _take_from_pool_sql(study: Study, user: User, pool: _Pool, rng: random.Rando
         "expires": now + timedelta(minutes=study.claim_minutes),
         "baseline": pool.baseline,
     }
+    walk = not pool.gold
     sql = _CLAIM_SQL.format(
         comparison=Comparison._meta.db_table,
         assignment=Assignment._meta.db_table,
         judgment=HumanJudgment._meta.db_table,
         prompt=Prompt._meta.db_table,
         response=Response._meta.db_table,
-        order="random()" if pool.gold else "c.draw_order" if pool.sampled else "c.id",
+        order="c.draw_order" if walk else "random()",
+        walk="AND c.draw_order >= %(floor)s" if walk and pool.floor else "",
         baseline="" if pool.baseline is None else " AND c.baseline_id = %(baseline)s",
-        wanted=" AND c.people_wanted" if pool.sampled else "",
+        wanted=" AND c.people_wanted" if walk and study.sampling_rate is not None else "",
+        finishing=" AND c.judgments_done > 0 AND c.completed_at IS NULL" if pool.finishing else "",
     )
     for _ in range(3):  # the same annotator claiming in two tabs at once: try again
         try:
@@ -493,25 +517,18 @@ def comparison_page(pk: int) -> Comparison:
 
 
 def widest_baseline(study: Study) -> int | None:
-    """The baseline whose win share the study knows least well (the widest anytime-valid
-    interval; the fewest votes first while intervals are infinite), recomputed at most every
-    ADAPTIVE_REFRESH_SECONDS per process: a GROUP BY over the study's comparisons."""
+    """The baseline whose win share the study knows least well (the widest exact interval over its
+    complete comparisons; the fewest first while none is complete), recomputed at most every
+    ADAPTIVE_REFRESH_SECONDS per process: a GROUP BY over the study's comparisons. Which baseline
+    the next vote goes to depends on votes already in only, so the estimates stay valid."""
 
     def compute() -> int | None:
-        rows = precision.baseline_precision(study)
+        rows = precision.baseline_precision(study, sequences=False)
         if not rows:
             return None
         return max(rows, key=lambda r: (r["half_width"], -r["n"]))["baseline_id"]
 
     return caches["process"].get_or_set(f"study-widest:{study.pk}", compute, settings.ADAPTIVE_REFRESH_SECONDS)
-
-
-def _max_pk(study: Study) -> int:
-    return caches["process"].get_or_set(
-        f"study-max-pk:{study.pk}",
-        lambda: Comparison.objects.filter(study=study).order_by("-pk").values_list("pk", flat=True).first() or 0,
-        300,
-    )
 
 
 def open_claim(study: Study, user: User) -> Assignment | None:
@@ -599,6 +616,11 @@ def submit(assignment_pk: int, user: User, choice: str, reason: str = "") -> Sub
         votes = VOTE_FIELD[outcome]
         Comparison.objects.filter(pk=comparison.pk).update(
             judgments_done=F("judgments_done") + 1,
+            # its last vote: from now on it counts (precision.py)
+            completed_at=Case(
+                When(completed_at__isnull=True, judgments_done__gte=comparison.study.overlap - 1, then=Value(now)),
+                default=F("completed_at"),
+            ),
             **{votes: Case(When(Exists(excluded), then=F(votes)), default=F(votes) + 1)},
         )
     return SubmitResult(judgment, created=True, study_name=comparison.study.name)
@@ -621,6 +643,9 @@ WITH a AS (
 ), c AS (
     UPDATE {comparison} c SET
         judgments_done = c.judgments_done + 1,
+        completed_at = CASE WHEN c.completed_at IS NULL
+                             AND c.judgments_done + 1 >= (SELECT overlap FROM {study} s WHERE s.id = c.study_id)
+                            THEN %(now)s ELSE c.completed_at END,
         votes_candidate = c.votes_candidate + CASE WHEN j.outcome = %(candidate)s AND NOT {excluded} THEN 1 ELSE 0 END,
         votes_baseline = c.votes_baseline + CASE WHEN j.outcome = %(baseline)s AND NOT {excluded} THEN 1 ELSE 0 END,
         votes_tie = c.votes_tie + CASE WHEN j.outcome = %(tie)s AND NOT {excluded} THEN 1 ELSE 0 END

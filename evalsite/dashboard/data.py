@@ -56,18 +56,20 @@ PAPER_AGREEMENT = {
 
 # Vote patterns come from the comparisons' own counters (kept up to date at every judgment and on
 # exclusion), and the judge's from JudgeOutcome (one row per comparison, both orders): GROUP BY
-# over comparisons, never a scan of judgments, verdicts or calls.
+# over comparisons, never a scan of judgments, verdicts or calls. The people's figures count the
+# comparisons with all their votes only (completed_at; see annotation/precision.py): what counts
+# is fixed before looking, and two split votes of three are not a tie.
 HUMAN_PATTERNS = """
 SELECT s.name, c.votes_candidate, c.votes_baseline, c.votes_tie, COUNT(*)
 FROM annotation_comparison c JOIN catalog_system s ON s.id = c.baseline_id
-WHERE c.study_id = %s AND NOT c.is_gold AND c.votes_candidate + c.votes_baseline + c.votes_tie > 0
+WHERE c.study_id = %s AND NOT c.is_gold AND c.completed_at IS NOT NULL
 GROUP BY s.name, c.votes_candidate, c.votes_baseline, c.votes_tie
 """
 
 PERSON_JUDGE = """
 SELECT c.votes_candidate, c.votes_baseline, c.votes_tie, o.outcome, COUNT(*)
 FROM judging_judgeoutcome o JOIN annotation_comparison c ON c.id = o.comparison_id
-WHERE o.job_id = %s AND o.outcome <> '' AND c.votes_candidate + c.votes_baseline + c.votes_tie > 0
+WHERE o.job_id = %s AND o.outcome <> '' AND c.completed_at IS NOT NULL
 GROUP BY c.votes_candidate, c.votes_baseline, c.votes_tie, o.outcome
 """
 
@@ -164,7 +166,9 @@ def reliability_figure(study: Study) -> tuple[list[dict], dict[str, float]] | No
     who shares no comparison with anyone weighs the fitted annotators' mean. None where no
     comparison has two votes (nothing to fit reliabilities on)."""
     votes = list(
-        HumanJudgment.objects.filter(comparison__study=study, comparison__is_gold=False)
+        HumanJudgment.objects.filter(
+            comparison__study=study, comparison__is_gold=False, comparison__completed_at__isnull=False
+        )
         .exclude(annotator__in=study.excluded.all())
         .values_list("comparison_id", "annotator__username", "outcome", "comparison__baseline__name")
     )
@@ -254,7 +258,7 @@ def jury_panel(job: JudgeJob) -> dict | None:
 BY_SOURCE = """
 SELECT p.source, c.votes_candidate, c.votes_baseline, c.votes_tie, COUNT(*)
 FROM annotation_comparison c JOIN catalog_prompt p ON p.id = c.prompt_id
-WHERE c.study_id = %s AND NOT c.is_gold AND c.votes_candidate + c.votes_baseline + c.votes_tie > 0
+WHERE c.study_id = %s AND NOT c.is_gold AND c.completed_at IS NOT NULL
 GROUP BY p.source, c.votes_candidate, c.votes_baseline, c.votes_tie
 """
 
@@ -274,7 +278,7 @@ def breakdowns(study: Study, rule: str = "majority", tags: tuple[str, ...] = ("o
     for tag in tags:
         sql = f"""SELECT c.votes_candidate, c.votes_baseline, c.votes_tie, COUNT(*)
                   FROM annotation_comparison c JOIN catalog_prompt p ON p.id = c.prompt_id
-                  WHERE c.study_id = %s AND NOT c.is_gold AND c.votes_candidate + c.votes_baseline + c.votes_tie > 0
+                  WHERE c.study_id = %s AND NOT c.is_gold AND c.completed_at IS NOT NULL
                     AND {_tag_condition()}
                   GROUP BY c.votes_candidate, c.votes_baseline, c.votes_tie"""
         patterns = {(int(c), int(b), int(t)): int(n) for c, b, t, n in fetch_rows(sql, [study.pk, tag])}
@@ -307,7 +311,7 @@ def drill_down(study: Study, baseline: str, outcome: str, limit: int = 200, job:
             for row in fetch_rows(
                 f"""SELECT c.id FROM annotation_comparison c JOIN catalog_system s ON s.id = c.baseline_id
                 WHERE c.study_id = %s AND NOT c.is_gold AND s.name = %s
-                  AND c.votes_candidate + c.votes_baseline + c.votes_tie > 0 AND {MAJORITY_SQL} = %s
+                  AND c.completed_at IS NOT NULL AND {MAJORITY_SQL} = %s
                 ORDER BY c.id LIMIT %s""",
                 [study.pk, baseline, outcome, limit],
             )
@@ -336,7 +340,7 @@ FROM annotation_comparison c
 JOIN annotation_study st ON st.id = c.study_id
 JOIN catalog_system cand ON cand.id = st.candidate_id
 JOIN catalog_system base ON base.id = c.baseline_id
-WHERE NOT c.is_gold AND c.votes_candidate + c.votes_baseline + c.votes_tie > 0
+WHERE NOT c.is_gold AND c.completed_at IS NOT NULL
 GROUP BY cand.name, base.name, {MAJORITY_SQL}
 """
 

@@ -1,6 +1,15 @@
 """What the judge adds to the people's numbers of one study (stats/evidence.py on its rows): the
 people's shares estimated with the judge's help (PPI++), win rates controlled for answer length,
-and the judge's calibration against this study's people.
+the judge's calibration against this study's people, and each baseline's anytime-valid interval
+(``study_status``, which pages read and evalsite/dashboard/stopping.py decides with).
+
+What each number estimates: the people's share (win / tie / loss by each comparison's majority) over
+the study's comparisons, as if every comparison had all its votes. The sample: the comparisons with
+all their votes (``Comparison.completed_at``), a uniformly random part of each baseline's, since
+claims walk one random order per study; in a sampled study, the walked prefix of that order. The
+judge's verdicts enter only from a finished job that judged every comparison (its mean over all of
+them must be known); a comparison it could not judge takes its mean for that baseline, which is a
+prediction like any other, so the estimate stays unbiased.
 
 One row per comparison is read (votes counters, the judge's outcome and probability, both answers'
 lengths): a few hundred to a few thousand rows per study, never a scan of judgments or calls."""
@@ -17,19 +26,16 @@ from evalsite.annotation import precision
 from evalsite.annotation.models import Study
 from evalsite.core.lookup import fetch_rows
 from evalsite.judging.models import JudgeJob
-from evalsite.judging.results import default_judge_job
 from stats.evidence import (
     STYLE_FEATURES,
+    assisted_sequence,
     classical_mean,
-    confidence_sequence,
-    cs_half_width,
-    cs_rho,
-    judge_assisted_terms,
+    cs_planned_n,
     length_controlled_win_rate,
     ppi_mean,
+    sampled_sequence,
     sampled_terms,
     style_controlled_win_rate,
-    votes_needed,
     walked,
 )
 from stats.outcomes import LOSS, TIE, WIN
@@ -62,7 +68,7 @@ def _style(alias: str) -> str:
 ROWS = f"""
 SELECT s.name, c.votes_candidate, c.votes_baseline, c.votes_tie, o.outcome, o.p_win,
        o.cand_first_p_tie, o.base_first_p_tie,
-       c.draw_order, c.sampling_probability, c.people_wanted,
+       c.draw_order, c.sampling_probability, c.people_wanted, c.completed_at, c.id,
        {_style("cr")}, {_style("br")}
 FROM annotation_comparison c
 JOIN catalog_system s ON s.id = c.baseline_id
@@ -70,7 +76,7 @@ JOIN catalog_response cr ON cr.id = c.candidate_response_id
 JOIN catalog_response br ON br.id = c.baseline_response_id
 LEFT JOIN judging_judgeoutcome o ON o.comparison_id = c.id AND o.job_id = %s
 WHERE c.study_id = %s AND NOT c.is_gold
-ORDER BY c.id
+ORDER BY c.draw_order, c.id
 """
 
 
@@ -102,9 +108,10 @@ def _judge(outcome: str | None, p_win, p_ties: list) -> np.ndarray | None:
 
 
 class Row(NamedTuple):
-    """One comparison: the people's shares (None: no votes), the judge's (None: not judged), the
-    candidate's length minus the baseline's (tokens), and in a sampled study its place in the
-    study's order, its chance of being asked of people and whether it was."""
+    """One comparison: the people's shares (None until it has all its votes), the judge's (None:
+    not judged), the candidate's length minus the baseline's (tokens), its place in the study's
+    random order, in a sampled study its chance of being asked of people and whether it was, and
+    when it got its last vote."""
 
     people: np.ndarray | None
     judge: np.ndarray | None
@@ -113,6 +120,8 @@ class Row(NamedTuple):
     pi: float | None = None
     wanted: bool = True
     style: tuple = ()  # STYLE_FEATURES of the candidate's answer, then of the baseline's
+    completed: object = None  # a datetime; None: not complete
+    pk: int = 0
 
 
 def uncertainty_by_comparison(job: JudgeJob) -> dict[int, float | None]:
@@ -128,17 +137,38 @@ def uncertainty_by_comparison(job: JudgeJob) -> dict[int, float | None]:
     return out
 
 
+def usable(job: JudgeJob | None) -> bool:
+    """Whether the job's verdicts may enter the people's estimates: finished, over every
+    comparison of the study (the judge's mean over all of them must be known). A running job has
+    judged the first comparisons only; a stopped one (its budget) some."""
+    return job is not None and job.status == "done" and not job.comparison_ids
+
+
 def study_rows(study: Study, job: JudgeJob | None, rule: str) -> dict[str, list[Row]]:
+    """Per baseline, its comparisons in the study's random order, with the judge's view where
+    ``job`` gave one (any job: calibration and length control read the verdicts themselves)."""
     per: dict[str, list[Row]] = defaultdict(list)
-    for name, c, b, t, outcome, p_win, p_tie_a, p_tie_b, order, pi, wanted, *style in fetch_rows(
+    for name, c, b, t, outcome, p_win, p_tie_a, p_tie_b, order, pi, wanted, completed, pk, *style in fetch_rows(
         ROWS, [job.pk if job else -1, study.pk]
     ):
-        people = _people(int(c), int(b), int(t), rule)
+        people = _people(int(c), int(b), int(t), rule) if completed is not None else None
         judge = _judge(outcome, p_win, [p_tie_a, p_tie_b])
         features = tuple(float(v or 0) for v in style)
         length = features[0] - features[len(STYLE_FEATURES)]
-        per[name].append(Row(people, judge, length, order, pi, bool(wanted), features))
+        per[name].append(Row(people, judge, length, order, pi, bool(wanted), features, completed, pk))
     return per
+
+
+def predicted(per: dict[str, list[Row]]) -> dict[str, list[Row]]:
+    """The rows of a usable job with the judge's view as a prediction on every comparison: where
+    the judge could not judge one, its mean over the baseline's others (a prediction like any
+    other: the estimates stay unbiased, the judge's mean over every comparison known)."""
+    out = {}
+    for name, rows in per.items():
+        seen = [r.judge for r in rows if r.judge is not None]
+        mean = np.mean(seen, axis=0) if seen else np.full(3, 1 / 3)
+        out[name] = [r if r.judge is not None else r._replace(judge=mean) for r in rows]
+    return out
 
 
 def _sampled(rows: list[Row]) -> bool:
@@ -147,24 +177,28 @@ def _sampled(rows: list[Row]) -> bool:
 
 def sampled_estimates(rows: list[Row], assisted: bool) -> tuple[list[np.ndarray], int, int, float]:
     """A sampled study's per-comparison terms of (win, tie, loss) over the walked prefix
-    (stats.evidence.walked): with the judge's help where ``assisted`` and the judge saw every walked
-    comparison, else people alone (Horvitz-Thompson). Returns the terms per outcome, the people's
+    (stats.evidence.walked): with the judge's help where ``assisted`` (the rows carry a usable
+    job's view), else people alone (Horvitz-Thompson). Returns the terms per outcome, the people's
     comparisons among them, the walked comparisons and the judge's weight on the win share."""
-    prefix = walked([r.order for r in rows], [r.wanted for r in rows], [r.people is not None for r in rows])
-    kept = [rows[i] for i in prefix]
-    with_judge = assisted and all(r.judge is not None for r in kept)
-    saw_all = with_judge and all(r.judge is not None for r in rows)  # then its mean over the study is known
+    kept = [rows[i] for i in _walk(rows)]
+    with_judge = assisted and all(r.judge is not None for r in rows)
     drawn = [r.wanted and r.people is not None for r in kept]
     pi = [r.pi for r in kept]
     terms, lams = [], []
     for k in range(3):
         y = [r.people[k] if r.people is not None else 0.0 for r in kept]
         f = [r.judge[k] if with_judge else 0.0 for r in kept]
-        f_mean = float(np.mean([r.judge[k] for r in rows])) if saw_all else None
+        f_mean = float(np.mean([r.judge[k] for r in rows])) if with_judge else None
         t, lam = sampled_terms(y, f, drawn, pi, None if with_judge else 0.0, f_mean)
         terms.append(t)
         lams.append(lam)
     return terms, sum(drawn), len(kept), lams[0]
+
+
+def _walk(rows: list[Row]) -> np.ndarray:
+    """The walked prefix of a sampled study: every comparison in its order up to the first one
+    drawn for people that does not have all its votes yet."""
+    return walked([r.order for r in rows], [r.wanted for r in rows], [r.people is not None for r in rows])
 
 
 def _share_row(estimates: list) -> dict:
@@ -179,29 +213,43 @@ def _share_row(estimates: list) -> dict:
     }
 
 
+def _worth(estimate, people: int) -> dict:
+    """How many people's votes the judge was worth on the win share: the effective sample size of
+    the judge-assisted estimate (the people-only votes that would have given its precision) less
+    the people's votes it used; 0 when it was worth nothing (then the bar is the people's own)."""
+    effective = estimate.effective_n if estimate.effective_n is not None else float(people)
+    return {"effective_n": effective, "worth": max(round(effective - people), 0)}
+
+
 def judge_assisted(per: dict[str, list[Row]]) -> dict[str, dict]:
-    """Per baseline, the people's shares from their votes on the comparisons they judged and the
-    judge's on the others (PPI++ per outcome; the weight on the judge chosen from the data). The
-    comparisons people judged must be a random part of the study, as uniform assignment makes them;
-    a sampled study's are weighted back by their chances (active inference)."""
+    """Per baseline, the people's shares from their votes on the comparisons that have all of
+    them and the judge's on the others (PPI++ per outcome; the weight on the judge chosen from the
+    data), with intervals at one look that hold at any n (an exact binomial interval at the
+    estimate's effective sample size). ``per``: a usable job's rows, ``predicted``.
+    The comparisons people finished must be a random part of the study, as the study's random
+    order makes them; a sampled study's are weighted back by their chances (active inference)."""
     out = {}
     for name, rows in per.items():
+        if not rows or any(r.judge is None for r in rows):
+            continue
         if _sampled(rows):
             terms, n, walked_n, lam = sampled_estimates(rows, assisted=True)
             if n < 2 or walked_n < 2:
                 continue
-            estimates = [classical_mean(t) for t in terms]
-            out[name] = {**_share_row(estimates), "lam": lam, "n": n, "judge_only": walked_n - n}
+            estimates = [classical_mean(t, cap=walked_n) for t in terms]
+            worth = _worth(estimates[0], n)
+            out[name] = {**_share_row(estimates), "lam": lam, "n": n, "judge_only": walked_n - n, **worth}
             continue
-        labelled = [(r.people, r.judge) for r in rows if r.people is not None and r.judge is not None]
-        unlabelled = [r.judge for r in rows if r.people is None and r.judge is not None]
+        labelled = [(r.people, r.judge) for r in rows if r.people is not None]
+        unlabelled = [r.judge for r in rows if r.people is None]
         if len(labelled) < 2 or not unlabelled:  # the judge adds nothing where people judged everything
             continue
         y = np.array([p for p, _ in labelled])
         f = np.array([j for _, j in labelled])
         fu = np.array(unlabelled).reshape(-1, 3)
         estimates = [ppi_mean(y[:, k], f[:, k], fu[:, k]) for k in range(3)]
-        out[name] = {**_share_row(estimates), "n": len(labelled), "judge_only": len(unlabelled)}
+        worth = _worth(estimates[0], len(labelled))
+        out[name] = {**_share_row(estimates), "n": len(labelled), "judge_only": len(unlabelled), **worth}
     return out
 
 
@@ -215,7 +263,8 @@ def people_weighted(per: dict[str, list[Row]]) -> dict[str, dict]:
             continue
         terms, n, walked_n, _ = sampled_estimates(rows, assisted=False)
         if n >= 2 and walked_n >= 2:
-            out[name] = {**_share_row([classical_mean(t) for t in terms]), "n": n, "walked": walked_n}
+            estimates = [classical_mean(t, cap=walked_n) for t in terms]
+            out[name] = {**_share_row(estimates), "n": n, "walked": walked_n}
     return out
 
 
@@ -321,93 +370,140 @@ def self_preference(study: Study, job: JudgeJob, per: dict[str, list[Row]]) -> l
 
 
 def evidence(study: Study, job: JudgeJob | None, rule: str = "majority") -> dict:
+    """What the page shows beside Figures 1 and 2 for the judge job ``job`` (the one the page
+    shows): the judge-assisted bars (only from a usable job), length control, calibration; and the
+    study's own precision and stop state, which depend on the judge the study fixed for its stop
+    rule, never on the job the page shows. Reads only."""
     per = study_rows(study, job, rule)
     majority = per if rule == "majority" else study_rows(study, job, "majority")
     result = {
-        "assisted": judge_assisted(per) if job else {},
+        "assisted": judge_assisted(predicted(per)) if usable(job) else {},
+        "assisted_waits": _waits(study, job),
         "people_weighted": people_weighted(per) if study.sampling_rate is not None else {},
         "length_control": length_control(per),
         "calibration": calibration(majority) if job else None,
+        "complete": _completeness(per),
     }
     if result["calibration"] is not None:
         result["calibration"]["self_preference"] = self_preference(study, job, majority)
-    result["status"] = study_status(study, job, majority)
+    result["status"] = study_status(study)
     return result
 
 
-def assisted_half_widths(per: dict[str, list[Row]], level: float = 0.95) -> dict[str, dict]:
+def _waits(study: Study, job: JudgeJob | None) -> str:
+    """Why there is no judge-assisted bar yet, in a sentence; '' when there is or can be one."""
+    if job is None:
+        return (
+            "The judge-assisted bars appear once a judge job has judged every comparison: "
+            f"manage.py judge --study {study.name}."
+        )
+    if usable(job):
+        return ""
+    if job.comparison_ids:
+        return (
+            f"Judge job {job.pk} judged a subset of the comparisons; "
+            "the judge-assisted bars need a job over all of them."
+        )
+    if job.status in ("done", "stopped", "failed"):
+        return (
+            f"Judge job {job.pk} ended {job.status} before judging every comparison; "
+            "the judge-assisted bars need one that did."
+        )
+    return (
+        f"The judge-assisted bars appear when judge job {job.pk} finishes "
+        f"({job.progress_done} of {job.progress_total} judged): its mean over every comparison must be known."
+    )
+
+
+def _completeness(per: dict[str, list[Row]]) -> dict:
+    """How many comparisons count (all their votes in) of those voted at all, over the baselines."""
+    complete = sum(r.people is not None for rows in per.values() for r in rows)
+    return {"complete": complete}
+
+
+def stop_judge(study: Study) -> JudgeJob | None:
+    """The judge job the study's stop rule reads (fixed on the study: Study.target_judge_job), if
+    it is usable; None: people alone."""
+    if study.target_judge_job is None:
+        return None
+    job = JudgeJob.objects.filter(pk=study.target_judge_job, study=study).select_related("config").first()
+    return job if usable(job) else None
+
+
+def anytime_intervals(per: dict[str, list[Row]], level: float = 0.95) -> dict[str, dict]:
     """Per baseline, the anytime-valid interval of the candidate's win share (by the people's
-    majority) with the judge's help: the values y - lam f over the voted comparisons, plus lam times
-    the judge's mean over every comparison it judged (PPI++ with the judge's mean known; lam fitted
-    from the votes so far). Valid whatever the judge: a useless one gets lam near 0, people alone.
-    A sampled study's terms are active inference's over its walked prefix."""
+    majority) with the judge's help when the rows carry a usable job's predictions: PPI++ terms
+    y - lam f + lam * mean(f) over the complete comparisons in the order they were completed, lam
+    chosen from the earlier ones only, in a betting confidence sequence (stats.evidence.
+    assisted_sequence); a sampled study's active-inference terms over its walked prefix, with the
+    judge when there is one, else Horvitz-Thompson (sampled_sequence). Valid whatever the judge: a
+    useless one gets lam near 0, people alone."""
     out = {}
+    alpha = 1 - level
     for name, rows in per.items():
+        planned = cs_planned_n(len(rows))
+        with_judge = bool(rows) and all(r.judge is not None for r in rows)
         if _sampled(rows):
-            terms, n, walked_n, lam = sampled_estimates(rows, assisted=True)
-            if n < 2 or walked_n < 2:
+            prefix = _walk(rows)
+            kept = [rows[i] for i in prefix]
+            drawn = [r.wanted and r.people is not None for r in kept]
+            if sum(drawn) < 2:
                 continue
-            e = confidence_sequence(terms[0], 0.0, cs_rho(len(rows), 1 - level), 1 - level)
-            sd = float(terms[0].std(ddof=1))
-            out[name] = {"win": e.value, "half_width": e.half_width, "lam": lam, "n": n, "sd": sd, "walked": walked_n}
+            pi_min = min(r.pi for r in rows if r.pi)
+            y = [r.people[0] if r.people is not None else 0.0 for r in kept]
+            f = [r.judge[0] if with_judge else 0.0 for r in kept]
+            f_mean = float(np.mean([r.judge[0] for r in rows])) if with_judge else None
+            e = sampled_sequence(y, f, drawn, [r.pi for r in kept], pi_min, f_mean, planned, alpha)
+            out[name] = {"estimate": e, "n": sum(drawn), "walked": len(kept), "judge": with_judge}
             continue
-        judged = [r.judge[0] for r in rows if r.judge is not None]
-        pairs = [(r.people[0], r.judge[0]) for r in rows if r.people is not None and r.judge is not None]
-        if len(pairs) < 2 or not judged:
+        if not with_judge:
+            continue  # people alone: precision.baseline_precision's sequence
+        done = sorted((r for r in rows if r.people is not None), key=lambda r: (r.completed, r.order or 0))
+        if len(done) < 2:
             continue
-        y, f = zip(*pairs, strict=True)
-        terms, offset, lam = judge_assisted_terms(y, f, judged)
-        e = confidence_sequence(terms, offset, cs_rho(len(rows), 1 - level), 1 - level)
-        sd = float(terms.std(ddof=1))
-        out[name] = {"win": e.value, "half_width": e.half_width, "lam": lam, "n": e.n, "sd": sd}
+        f_mean = float(np.mean([r.judge[0] for r in rows]))
+        e = assisted_sequence([r.people[0] for r in done], [r.judge[0] for r in done], f_mean, planned, alpha)
+        out[name] = {"estimate": e, "n": len(done), "judge": True}
     return out
 
 
-def study_status(study: Study, job: JudgeJob | None = None, majority: dict | None = None) -> dict:
-    """Whether the study knows each baseline's win share to its target, at every look (confidence
-    sequences): with the judge's help when a judge job covers the study (decided before looking,
-    so one interval per baseline, not the narrower of two), else from the people's votes alone.
-    The first time every baseline is within the target, the study stops handing out items.
-    ``majority``: study_rows by the people's majority, when the caller has them."""
+def study_status(study: Study) -> dict:
+    """Whether the study knows each baseline's win share to its target, at every look (betting
+    confidence sequences): with the judge's help when the study's stop rule has a usable judge job
+    (Study.target_judge_job, fixed before looking: one interval per baseline, not the narrower of
+    two), else from the people's votes alone; a sampled study always through its walked prefix.
+    Reads only: the stop itself is decided in evalsite/dashboard/stopping.py."""
     rows = precision.baseline_precision(study)
-    job = job or default_judge_job(study)
+    job = stop_judge(study)
     sampled = study.sampling_rate is not None
-    if (job or sampled) and majority is None:
-        majority = study_rows(study, job, "majority")
-    assisted = assisted_half_widths(majority) if job or sampled else {}
+    helped: dict[str, dict] = {}
+    if job or sampled:
+        rows_now = study_rows(study, job, "majority")
+        helped = anytime_intervals(predicted(rows_now) if job else rows_now)
     target = study.target_half_width
     for row in rows:
         row["more"] = None
-        helped = assisted.get(row["baseline"])
-        row["judge_assisted"] = helped is not None and (not sampled or job is not None)
-        if sampled and helped is None:  # too few votes in the walked prefix to say anything
+        extra = helped.get(row["baseline"])
+        row["judge_assisted"] = bool(extra and extra["judge"])
+        if sampled and extra is None:  # too few votes in the walked prefix to say anything
             row["win"], row["half_width"], row["low"], row["high"] = None, float("inf"), None, None
-        if helped is not None:
-            row["win"], row["half_width"] = helped["win"], helped["half_width"]
-            row["low"], row["high"] = (
-                max(helped["win"] - helped["half_width"], 0.0),
-                min(helped["win"] + helped["half_width"], 1.0),
-            )
-        if target and sampled and helped is not None:
-            rho = cs_rho(row["comparisons"], 0.05)
-            walk = helped["walked"]
-            while walk < row["comparisons"] and cs_half_width(walk, helped["sd"], rho) > target:
-                walk += 1
-            row["more"] = math.ceil((walk - helped["walked"]) * helped["n"] / helped["walked"])
-        elif target and row["win"] is not None:
-            p = min(max(row["win"], 0.05), 0.95)
-            r2 = 1 - (helped["sd"] ** 2) / (p * (1 - p)) if helped and helped["sd"] > 0 else 0.0
-            needed = votes_needed(p, target, r2=min(max(r2, 0.0), 0.95), anytime=True)
+        if extra is not None:
+            e = extra["estimate"]
+            row["win"], row["low"], row["high"] = e.value, e.low, e.high
+            row["half_width"] = (e.high - e.low) / 2
+        if target and row["win"] is not None and math.isfinite(row["half_width"]) and row["n"]:
+            # the width shrinks about as 1 / sqrt(n): the complete comparisons still to come
+            needed = math.ceil(row["n"] * (row["half_width"] / target) ** 2)
             row["more"] = max(needed - row["n"], 0)
     enough = bool(target and rows and all(r["half_width"] <= target for r in rows))
-    if enough and study.enough_at is None:
-        precision.mark_enough(study, rows)
     more = [r["more"] for r in rows if r["more"] is not None]
     return {
         "rows": rows,
         "target": target,
         "judge": job,
         "enough": enough or study.enough_at is not None,
+        "reached": enough,
         "enough_at": study.enough_at,
         "more_votes": 0 if enough else (max(more) if more else None),
+        "partial": sum(r["partial"] for r in rows),
     }

@@ -32,6 +32,7 @@ TABLE_COLUMNS = (
     "loss_high",
     "judge_only",  # judge-assisted rows: comparisons only the judge saw
     "judge_weight",  # judge-assisted rows: PPI++'s weight on the judge (0: people alone)
+    "judge_worth",  # judge-assisted rows: people's votes the judge was worth (effective sample size - n)
 )
 ASSISTED = "people, judge-assisted"
 WEIGHTED = "people, weighted"
@@ -60,6 +61,7 @@ def _row(figure: str, annotator: str, r: dict) -> dict:
         "loss_high": _share(loss_high),
         "judge_only": r["judge_only"] if assisted else None,
         "judge_weight": _share(r["lam"]) if assisted else None,
+        "judge_worth": r.get("worth") if assisted else None,
     }
 
 

@@ -3,7 +3,7 @@ from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.safestring import mark_safe
@@ -34,6 +34,8 @@ def _figures(request, name: str, details: bool = True) -> figures.StudyFigures:
     study = get_object_or_404(Study.objects.select_related("candidate"), name=name)
     job = None
     if request.GET.get("job"):
+        if not request.GET["job"].isdigit():
+            raise Http404("job must be a judge job's number")
         job = get_object_or_404(JudgeJob, pk=request.GET["job"], study=study)
     paper = request.GET.get("paper", "1") == "1"
     return figures.build(study, request.GET.get("rule", "majority"), job, paper=paper, details=details)

@@ -43,7 +43,7 @@ LENGTH_LABELS = [
 ONE_VOTE = {WIN: (1, 0, 0), LOSS: (0, 1, 0), TIE: (0, 0, 1)}
 
 
-def judge_summary(job: JudgeJob, bootstrap: int = 2000) -> dict:
+def judge_summary(job: JudgeJob) -> dict:
     """The judge's results: per baseline the counted outcomes (win / tie / loss shares with 95%
     intervals, and the expected win rate of probability verdicts), the comparisons not counted
     and why, order consistency, position bias, unreadable and failed verdicts, the money (spent by
@@ -63,7 +63,7 @@ def judge_summary(job: JudgeJob, bootstrap: int = 2000) -> dict:
             dropped_per[baseline][why] += n
     per_baseline = []
     for name in sorted(set(patterns) | set(dropped_per)):
-        shares = win_tie_loss(patterns[name], "majority", bootstrap=bootstrap).as_dict()
+        shares = win_tie_loss(patterns[name], "majority").as_dict()
         total, counted = soft[name]
         per_baseline.append(
             {

@@ -44,7 +44,7 @@ def test_every_judge_api_fault_ends_as_a_retry_a_failed_verdict_or_a_parse_failu
         job, _ = services.start_judge_job(study, config, one_order="count", enqueue=False)
         jobs.execute(job.label(), job.pk, worker="drill")
     job.refresh_from_db()
-    summary = judge_summary(job, bootstrap=0)
+    summary = judge_summary(job)
     rows = []
     for (name, _), comparison in zip(FAULTS.items(), comparisons, strict=True):
         verdict = JudgeVerdict.objects.select_related("call").get(job=job, comparison=comparison, order="cand_first")

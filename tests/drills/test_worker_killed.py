@@ -30,7 +30,7 @@ def test_a_judge_worker_killed_mid_job_pays_only_for_what_was_in_flight(workers)
         workers("w1", queues="judge")  # the same node name: it takes its orphaned job back at once
         job = jobs.wait_for(job, timeout=120)
         received = sum(stub.calls.values())
-    money = judge_summary(job, bootstrap=0)["money"]
+    money = judge_summary(job)["money"]
     print(
         f"drill: worker SIGKILLed after {at_kill} of 24 verdicts; the job ended {job.status} after {job.attempts} "
         f"attempts; the server received {received} calls for 24 verdicts; "

@@ -4,22 +4,27 @@ from django.core.management.base import BaseCommand, CommandError
 
 from evalsite.annotation.models import Study
 from evalsite.annotation.services import StudyError, plan_sampling
-from evalsite.dashboard.evidence import study_status, uncertainty_by_comparison
+from evalsite.dashboard.evidence import study_status, uncertainty_by_comparison, usable
+from evalsite.dashboard.stopping import decide, set_target
 from evalsite.judging.models import JudgeJob
 from evalsite.judging.results import default_judge_job
 
 
 class Command(BaseCommand):
     help = (
-        "A study's precision so far (anytime-valid intervals), and its target: `study status S`, "
-        "`study target S 0.05`; `study sample S --rate 0.4`: people vote where the judge is least sure, "
-        "weighted back."
+        "A study's precision so far (anytime-valid intervals), and its target: `study status S` (reads only), "
+        "`study target S 0.05`, `study decide S` (stops the study if it has enough, as the periodic check does); "
+        "`study sample S --rate 0.4`: people vote where the judge is least sure, weighted back."
     )
 
     def add_arguments(self, parser):
         sub = parser.add_subparsers(dest="action", required=True)
         status = sub.add_parser("status", help="each baseline's win share, its interval, and whether it has enough")
         status.add_argument("study")
+        decide_ = sub.add_parser(
+            "decide", help="decide now, as the periodic check does: stop the study if every baseline is within target"
+        )
+        decide_.add_argument("study")
         target = sub.add_parser("target", help="stop handing out items at +- this half-width ('none': never)")
         target.add_argument("study")
         target.add_argument("half_width")
@@ -42,39 +47,65 @@ class Command(BaseCommand):
             return self.set_target(study, opts["half_width"])
         if opts["action"] == "sample":
             return self.sample(study, opts)
-        s = study_status(study)
+        if opts["action"] == "decide":
+            s = decide(study)
+            self.report(study, s)
+            self.stdout.write("decided: " + ("stopped" if s["enough"] else "not yet, the study goes on"))
+            return
+        self.report(study, study_status(study))
+
+    def report(self, study: Study, s: dict) -> None:
         if study.sampling_rate is not None:
             self.stdout.write(
                 f"sampled: people vote on about {study.sampling_rate:.0%} of the comparisons, where the judge was "
                 "least sure; their votes are weighted back (active inference)"
             )
         if s["judge"]:
-            self.stdout.write(f"with the judge's help: {s['judge'].config.label}, job {s['judge'].pk} (PPI++)")
+            self.stdout.write(
+                f"the stop rule reads judge job {s['judge'].pk} ({s['judge'].config.label}; PPI++), "
+                "fixed with the target"
+            )
+        elif study.target_half_width:
+            self.stdout.write(
+                "the stop rule reads people's votes alone (no judge job over every comparison had finished)"
+            )
         self.stdout.write(
             f"study {study.name} ({study.status}); target: "
             + (f"+-{s['target'] * 100:.1f} points" if s["target"] else "none (manage.py study target S 0.05)")
         )
-        self.stdout.write(f"  {'baseline':<24} {'voted':>11} {'wins':>6} {'95% (anytime)':>15} {'more':>6}")
+        self.stdout.write(
+            f"  {'baseline':<24} {'complete':>13} {'partial':>8} {'wins':>6} {'95% (anytime)':>15} {'more':>6}"
+        )
         for r in s["rows"]:
             win = "-" if r["win"] is None else f"{r['win']:.0%}"
             interval = "-" if r["low"] is None else f"{r['low'] * 100:.0f}-{r['high'] * 100:.0f}%"
             more = "-" if r["more"] is None else str(r["more"])
             self.stdout.write(
-                f"  {r['baseline']:<24} {r['n']:>5} of {r['comparisons']:<4} {win:>6} {interval:>15} {more:>6}"
+                f"  {r['baseline']:<24} {r['n']:>6} of {r['comparisons']:<5} {r['partial']:>8} {win:>6} {interval:>15}"
+                f" {more:>6}"
             )
-        if s["enough"]:
+        self.stdout.write(
+            "  complete: comparisons with all their votes, the only ones counted; "
+            "partial: some votes in, not counted yet"
+        )
+        if s["enough_at"]:
             self.stdout.write(
                 self.style.SUCCESS(
                     f"enough: every baseline is within the target (since {s['enough_at']:%Y-%m-%d %H:%M}); "
-                    "no new items are handed out"
+                    "no new comparison is started, the started ones are finished"
                 )
+            )
+        elif s["enough"]:
+            self.stdout.write(
+                f"every baseline is within the target now; the periodic check (or manage.py study decide "
+                f"{study.name}) stops the study"
             )
         elif s["target"]:
             self.stdout.write(f"not yet: about {s['more_votes']} more voted comparisons on the widest baseline")
 
     def set_target(self, study: Study, text: str) -> None:
         if text == "none":
-            Study.objects.filter(pk=study.pk).update(target_half_width=None, enough_at=None)
+            set_target(study, None)
             self.stdout.write(f"study {study.name}: no target; items are handed out until all are done")
             return
         try:
@@ -83,11 +114,15 @@ class Command(BaseCommand):
             value = -1.0
         if not 0 < value < 0.5:
             raise CommandError("the target is a half-width between 0 and 0.5 (0.05: +-5 points), or none")
-        Study.objects.filter(pk=study.pk).update(target_half_width=value, enough_at=None)
-        study.refresh_from_db()
-        s = study_status(study)
+        set_target(study, value)
+        judge = (
+            f"judge job {study.target_judge_job}"
+            if study.target_judge_job
+            else "people's votes alone until a judge job over every comparison finishes"
+        )
+        s = decide(study)
         self.stdout.write(
-            f"study {study.name}: target +-{value * 100:.1f} points; "
+            f"study {study.name}: target +-{value * 100:.1f} points, read from {judge}; decided: "
             + ("enough already" if s["enough"] else "not yet")
         )
 
@@ -105,6 +140,9 @@ class Command(BaseCommand):
             summary = plan_sampling(study, uncertainty, opts["rate"], random.Random(opts["seed"]))
         except StudyError as e:
             raise CommandError(str(e)) from None
+        if usable(job) and study.target_judge_job is None:
+            # the judge that chose the chances is the one the estimates read, fixed before any vote
+            Study.objects.filter(pk=study.pk).update(target_judge_job=job.pk)
         self.stdout.write(
             f"study {study.name}: people vote on about {opts['rate']:.0%} of the comparisons, where judge job "
             f"{job.pk} ({len(uncertainty)} verdicts) is least sure; assignment is now adaptive"

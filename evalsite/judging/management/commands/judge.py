@@ -97,7 +97,7 @@ class Command(JobCommand):
                 raise CommandError(f"{job} failed: {job.error}")
 
     def report(self, job: JudgeJob) -> None:
-        s = judge_summary(job, bootstrap=0)
+        s = judge_summary(job)
         money = s["money"]
         self.stdout.write(f"{job}: {job.status} {job.status_detail}")
         self.stdout.write(
