@@ -30,8 +30,11 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy inference training stats
 
+# two test processes (pytest-xdist; each its own test database and broker database), then the
+# tests that measure time or throughput alone, so that the other process's load cannot fail them
 pytest: install
-	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) $(VENV)/bin/pytest $(PYTEST_ARGS)
+	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) $(VENV)/bin/pytest -n 2 --dist loadfile -m "not serial" $(PYTEST_ARGS)
+	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) $(VENV)/bin/pytest -m serial $(PYTEST_ARGS)
 
 # Browser tests drive Debian's Chromium (Playwright cannot download browsers here).
 chromium:

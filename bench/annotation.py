@@ -139,7 +139,8 @@ def naive_claim(study, user, rng):
             return None
         Comparison.objects.filter(pk=c.pk).update(slots_taken=F("slots_taken") + 1)
         now = timezone.now()
-        a = Assignment.objects.create(comparison=c, annotator=user, candidate_on_left=bool(rng.getrandbits(1)),
+        a = Assignment.objects.create(comparison=c, study_id=c.study_id, annotator=user,
+                                      candidate_on_left=bool(rng.getrandbits(1)),
                                       claimed_at=now, expires_at=now + timedelta(minutes=30), shown_at=now)
     a.comparison = services.comparison_page(c.pk)
     return a

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import environ
+from csp.constants import NONCE
 
 from evalsite.env import BASE_DIR, filesystem_broker_options, resolve_secret_key
 
@@ -38,6 +39,7 @@ INSTALLED_APPS = [
     "evalsite.dashboard",
     "evalsite.finetune",
     "evalsite.pipeline",
+    "csp",
 ]
 
 MIDDLEWARE = [
@@ -48,6 +50,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
 ]
 
 ROOT_URLCONF = "evalsite.urls"
@@ -132,6 +135,14 @@ STUDY_DEFAULT_ASSIGNMENT = env.str("STUDY_DEFAULT_ASSIGNMENT", default="uniform"
 ADAPTIVE_REFRESH_SECONDS = env.float("ADAPTIVE_REFRESH_SECONDS", default=10.0)
 # who hears that a study with a target precision has enough votes (comma-separated addresses)
 STUDY_ENOUGH_EMAILS = env.list("STUDY_ENOUGH_EMAILS", default=[])
+# the fastest anyone reads a comparison's prompt and two answers (words a minute; fast skimming is
+# about 600, careful reading 250): an annotator whose median time is below what the words on their
+# pages take at this speed is flagged, whatever their gold score
+READING_WORDS_PER_MINUTE = env.float("READING_WORDS_PER_MINUTE", default=600.0)
+# new crowd participants one client address may make on a link per window (anyone who sees a link
+# can make up well-formed platform ids; `crowd reconcile` checks them against the platform)
+CROWD_NEW_PARTICIPANTS_PER_ADDRESS = env.int("CROWD_NEW_PARTICIPANTS_PER_ADDRESS", default=10)
+CROWD_ARRIVAL_WINDOW_SECONDS = env.int("CROWD_ARRIVAL_WINDOW_SECONDS", default=3600)
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000")
 
 LANGUAGE_CODE = "en-us"
@@ -146,6 +157,30 @@ if not DEBUG:
     SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=True)
     CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=True)
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# behind HTTPS in production (README, "Running on PostgreSQL + Redis"): browsers told to come back
+# over HTTPS only (HSTS, in seconds; start small), and plain HTTP sent to HTTPS
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # a load balancer's plain-HTTP health check
+
+# Content-Security-Policy (django-csp): scripts only from this site or with the page's nonce, no
+# plugins, no framing, forms post here only. Answers are sanitised HTML (core/safe_html.py); this
+# is the second wall should a script ever slip through. Inline style attributes stay allowed (the
+# progress bars' widths).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'", NONCE],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    }
+}
 
 # --- Celery -----------------------------------------------------------------------------------
 # The database is the source of truth for long jobs (evalsite.core.jobs); the broker only
@@ -172,6 +207,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 # Jobs: a running job whose heartbeat is older than this is taken to be dead and re-enqueued.
 JOB_TRANSIENT_RETRIES = env.int("JOB_TRANSIENT_RETRIES", default=5)  # database blips a job rides out in a row
+# how long a running job waits for a database that went away (a restart, a failover) before its
+# worker gives it up; it is re-enqueued the moment the database is back
+JOB_DB_OUTAGE_SECONDS = env.float("JOB_DB_OUTAGE_SECONDS", default=90.0)
 JOB_HEARTBEAT_SECONDS = env.float("JOB_HEARTBEAT_SECONDS", default=5.0)
 JOB_STALE_AFTER_SECONDS = env.float("JOB_STALE_AFTER_SECONDS", default=60.0)
 # A queued job whose message was lost (broker crash) is sent again after this long.

@@ -55,6 +55,7 @@ def vote(user, comparison, choice, seconds=None, on_left=True):
     now = timezone.now()
     assignment = Assignment.objects.create(
         comparison=comparison,
+        study_id=comparison.study_id,
         annotator=user,
         candidate_on_left=on_left,
         claimed_at=now,

@@ -16,6 +16,29 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _broker_of_this_test_process() -> None:
+    """Under pytest-xdist (`make test` runs two test processes), each has its own test database
+    (pytest-django names them ..._gw0, ..._gw1) and, here, its own Redis database as the broker
+    (15, 14, ...), so that neither's workers take the other's messages; the worker processes the
+    tests start inherit it."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    broker = os.environ.get("CELERY_BROKER_URL", "")
+    if not worker.startswith("gw") or not broker.startswith("redis://"):
+        return
+    mine = broker.rsplit("/", 1)[0] + f"/{15 - int(worker[2:])}"
+    os.environ["CELERY_BROKER_URL"] = mine
+    from django.conf import settings
+
+    from evalsite.celery import app
+
+    settings.CELERY_BROKER_URL = mine
+    app.conf.broker_url = mine
+
+
+def pytest_configure(config) -> None:
+    _broker_of_this_test_process()
+
+
 def shared_database_url() -> str:
     """The URL of the database pytest-django created, for worker processes to share it."""
     from django.db import connection

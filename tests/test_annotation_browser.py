@@ -17,7 +17,8 @@ def test_an_annotator_judges_three_comparisons_by_mouse_and_keyboard(live_server
         login(page, live_server.url, "ann0", "pw-ann0-secret", "/annotate/")
         page.click("text=Continue")
         page.wait_for_selector("#progress-count")
-        assert page.inner_text("#progress-count") == "0 / 3"
+        # done of done plus left: six comparisons, one held by the other annotator
+        assert page.inner_text("#progress-count") == "0 / 5"
         html = page.content()
         assert "Neither is significantly better" in html
         for name in ("lima-65b", "alpaca-65b"):
@@ -25,13 +26,13 @@ def test_an_annotator_judges_three_comparisons_by_mouse_and_keyboard(live_server
         page.screenshot(path=str(ARTIFACTS / "comparison-wide.png"), full_page=True)
 
         page.click("button[value=a]")  # mouse
-        page.wait_for_function("document.querySelector('#progress-count').innerText == '1 / 3'")
-        assert page.eval_on_selector("#progress-fill", "e => e.style.width") == "33%"
+        page.wait_for_function("document.querySelector('#progress-count').innerText == '1 / 5'")
+        assert page.eval_on_selector("#progress-fill", "e => e.style.width") == "20%"
 
         page.keyboard.press("2")  # keyboard: B
-        page.wait_for_function("document.querySelector('#progress-count').innerText == '2 / 3'")
+        page.wait_for_function("document.querySelector('#progress-count').innerText == '2 / 5'")
         page.keyboard.press("n")  # keyboard: neither
-        page.wait_for_function("document.querySelector('#progress-count').innerText == '3 / 3'")
+        page.wait_for_function("document.querySelector('#progress-count').innerText == '3 / 5'")
 
         page.set_viewport_size({"width": 390, "height": 844})
         page.screenshot(path=str(ARTIFACTS / "comparison-narrow.png"), full_page=True)

@@ -63,7 +63,10 @@ def test_create_study_expands_into_comparisons_and_gold_checks(capsys):
     assert Comparison.objects.filter(study=study, is_gold=False).count() == 40
     gold = list(Comparison.objects.filter(study=study, is_gold=True))
     assert len(gold) == 2 and all(g.gold_better == Outcome.CANDIDATE for g in gold)
-    assert all(len(g.baseline_response.text) < len(g.candidate_response.text) for g in gold)
+    # the worse answer: the candidate's answer to another of the study's prompts (a decoy)
+    for g in gold:
+        assert g.baseline_response.text != g.candidate_response.text
+        assert g.baseline.name == "gold-decoy-lima-65b" and g.baseline_response.prompt_id == g.prompt_id
 
 
 @pytest.mark.django_db
@@ -330,10 +333,11 @@ def test_add_annotators_prints_one_time_links_that_work_once(client, capsys):
     assert out[0].startswith("annotator-001  password: ") and len(out) == 3
     link = out[0].split("one-time login: ")[1]
     path = link.replace("http://127.0.0.1:8000", "")
-    assert client.get(path).status_code == 302
+    assert client.get(path).status_code == 200, "opening it shows a button and spends nothing"
+    assert client.post(path).status_code == 302
     assert client.get("/annotate/").status_code == 200
     client.logout()
-    assert client.get(path).status_code == 410, "a second use is refused"
+    assert client.post(path).status_code == 410, "a second use is refused"
     assert set(study.annotators.values_list("username", flat=True)) == {"annotator-001", "annotator-002"}
     password = out[1].split("password: ")[1].split()[0]
     assert User.objects.get(username="annotator-002").check_password(password)
@@ -361,10 +365,13 @@ def test_export_includes_judgments_and_agreement(tmp_path):
     assert agreement["tie_discounted_accuracy"] == 1.0 and agreement["items"] == 1
 
 
-def test_the_gold_degradation_is_worse_and_deterministic():
-    text = "Start with the basics. " * 20
-    assert services.degrade(text, 1) == services.degrade(text, 1)
-    assert len(services.degrade(text, 1)) < len(text) / 2
+def test_a_decoy_is_deterministic_for_a_seed_and_comes_from_another_answer():
+    from evalsite.annotation.decoys import decoy
+
+    donors = ["Boil the water for the pasta first. " * 8, "Paint the fence in the morning. " * 6]
+    real = "Start with the basics of chess. " * 7
+    made = [decoy(real, "How do I learn chess?", donors, random.Random(1)) for _ in "ab"]
+    assert made[0] == made[1] and made[0] not in donors and "chess" in made[0].lower()
 
 
 @pytest.mark.django_db
@@ -548,3 +555,60 @@ def test_claims_walk_one_random_order_so_what_is_voted_is_a_random_part_of_each_
         # the second annotator starts at the same place: each comparison gets its two votes in order
         second = services.claim_next(study, b)
         assert order_of[second.comparison_id] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_parallel_tabs_of_one_annotator_hold_one_claim_between_them(claim_path):
+    """Four tabs asking for an item at the same moment: one claim is made and every tab shows it
+    (the database holds one open claim per annotator and study); the slots of the others' tries
+    are given back."""
+    study, (a, _) = make_study(n_prompts=12, baselines=("alpaca-65b", "davinci-003"), overlap=1)
+    barrier, got, errors = threading.Barrier(4), [], []
+
+    def tab():
+        try:
+            barrier.wait(timeout=30)
+            got.append(services.claim_next(study, a).pk)
+        except Exception as exc:  # pragma: no cover - shown in the assertion below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    tabs = [threading.Thread(target=tab) for _ in range(4)]
+    for t in tabs:
+        t.start()
+    for t in tabs:
+        t.join(timeout=60)
+    assert not errors and len(got) == 4
+    assert len(set(got)) == 1, "every tab shows the one claim"
+    assert Assignment.objects.filter(annotator=a, status="claimed").count() == 1
+    assert sum(c.slots_taken for c in Comparison.objects.filter(study=study)) == 1
+
+
+@pytest.mark.django_db
+def test_progress_adds_up_on_every_page_and_continue_goes_when_nothing_is_left(claim_path, client):
+    """Done of done plus left, the same on the item page, the home page and the last page, whoever
+    joins; no Continue when nothing is left."""
+    from bs4 import BeautifulSoup
+
+    study, (a, b) = make_study(n_prompts=3, baselines=("alpaca-65b",), overlap=1, annotators=2)
+    client.force_login(a)
+    home = BeautifulSoup(client.get("/annotate/").content, "html.parser")
+    assert home.select_one(".progress-text").get_text(strip=True) == "0 done, 3 left"
+    seen = []
+    while True:
+        reply = client.get(f"/annotate/study/{study.name}/next")
+        page = BeautifulSoup(reply.content, "html.parser")
+        count = page.select_one("#progress-count")
+        if count is None:
+            break
+        seen.append(count.get_text(strip=True))
+        claim = Assignment.objects.get(annotator=a, status="claimed")
+        services.submit(claim.pk, a, "tie")
+        for k in range(5):  # crowd members join: the target does not shrink under the annotator
+            user = User.objects.create_user(f"late{len(seen)}{k}", password=None)
+            study.annotators.add(user)
+    assert seen == ["0 / 3", "1 / 3", "2 / 3"]
+    home = BeautifulSoup(client.get("/annotate/").content, "html.parser")
+    assert home.select_one(".progress-text").get_text(strip=True) == "3 done, nothing left for you"
+    assert home.select_one(".card a.button") is None, "no Continue"

@@ -88,3 +88,41 @@ def test_what_cannot_be_said_or_graded_is_refused(staff_client):
         )
         assert "has no turn 7" in error_of(staff_client.post(url, {"index": "7", "grade": "pass"}, follow=True))
     assert staff_client.get("/generation/chat/999/").status_code == 404
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sends_while_an_answer_is_being_written_are_refused_not_generated_and_thrown_away():
+    """Eight sends of the first message at once (a double click, several tabs): one is generated
+    and kept; the others are told an answer is being written. Before, each ran a whole
+    generation in its web thread and all but one were thrown away."""
+    import threading
+
+    from django.db import connection
+
+    from evalsite.generations import chat
+
+    with OpenAIStub(responder=lambda body: "an answer", latency=0.8) as stub:
+        system = api_system(stub, "slow")
+        boss = User.objects.create_superuser("boss", "boss@example.org", "pw-boss-123")
+        conversation = chat.start(system, boss)
+        outcomes: list[str] = []
+
+        def send() -> None:
+            try:
+                chat.say(Conversation.objects.get(pk=conversation.pk), "Hello?")
+                outcomes.append("answered")
+            except chat.ChatError as exc:
+                outcomes.append(str(exc))
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=send) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        calls = sum(stub.calls.values())
+    assert outcomes.count("answered") == 1 and calls == 1, (outcomes, calls)
+    refused = [o for o in outcomes if o != "answered"]
+    assert len(refused) == 7 and any(o.startswith("an answer is being written") for o in refused)
+    assert ChatTurn.objects.count() == 1 and Conversation.objects.get().answering_since is None

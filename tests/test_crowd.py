@@ -309,3 +309,97 @@ def test_a_rating_study_gets_no_crowd_link():
     start_study(rated)
     with pytest.raises(services.CrowdError, match="graded is a rating study: crowd links serve pairwise studies"):
         services.create_link(rated)
+
+
+def prolific_export(path, rows) -> None:
+    """Prolific's submissions export as its study page writes it: a BOM, CRLF, extra columns."""
+    lines = ["\ufeffSubmission id,Participant id,Status,Started at"]
+    lines += [f"s{k},{participant},{status},2026-12-06T10:00:00Z" for k, (participant, status) in enumerate(rows)]
+    path.write_bytes(("\r\n".join(lines) + "\r\n").encode())
+
+
+def vote_as_participant(client: Client, link: CrowdLink, k: int) -> None:
+    """Arrive, pass the screening block (right on both gold checks), then judge items until one
+    that is not a gold check is judged."""
+    reply = arrive(client, link, k, follow=True)
+    for _ in range(10):
+        assignment = item_assignment(reply)
+        answer(client, assignment)
+        if not assignment.comparison.is_gold:
+            return
+        reply = client.get(f"/s/{link.token}/next")
+    raise AssertionError("no item that is not a gold check in ten")
+
+
+def counted_votes(study) -> int:
+    comparisons = Comparison.objects.filter(study=study, is_gold=False)
+    return sum(c.votes_candidate + c.votes_baseline + c.votes_tie for c in comparisons)
+
+
+def test_participants_the_platform_does_not_know_are_unverified_and_their_votes_left_out_until_accepted(
+    link, tmp_path, staff_client
+):
+    from django.core.management import call_command
+
+    for k in (1, 2):
+        vote_as_participant(Client(), link, k)
+    assert counted_votes(link.study) == 2
+    export = tmp_path / "export.csv"
+    prolific_export(export, [(pid(1), "AWAITING REVIEW")])  # pid(2) made up: not on Prolific's list
+    out = io.StringIO()
+    call_command("crowd", "reconcile", link.study.name, "--submissions", str(export), stdout=out)
+    assert out.getvalue().splitlines()[:2] == [
+        f"1 participant(s) verified; 1 unverified, their votes left out until accepted (manage.py crowd accept "
+        f"{link.study.name} ID); 0 marked returned",
+        f"  unverified: {pid(2)}",
+    ]
+    checks = dict(Participant.objects.values_list("external_id", "platform_check"))
+    assert checks == {pid(1): "known", pid(2): "unknown"}
+    assert counted_votes(link.study) == 1, "the unverified participant's vote left every figure"
+    rows = {r["participant_id"]: r for r in csv.DictReader(io.StringIO(services.export_csv(link)))}
+    assert rows[pid(2)]["platform_check"] == "unknown" and rows[pid(1)]["platform_check"] == "known"
+    card = BeautifulSoup(staff_client.get(f"/annotate/studies/{link.study.name}/").content, "html.parser")
+    assert pid(2) in card.select_one(".crowd-unverified").get_text()
+    call_command("crowd", "accept", link.study.name, pid(2), stdout=io.StringIO())
+    assert counted_votes(link.study) == 2 and Participant.objects.get(external_id=pid(2)).platform_check == "accepted"
+    # a second reconcile leaves the accepted one counted
+    call_command("crowd", "reconcile", link.study.name, "--submissions", str(export), stdout=io.StringIO())
+    assert counted_votes(link.study) == 2
+
+
+def test_a_link_that_counts_only_verified_participants_waits_for_the_platforms_list(link, tmp_path):
+    from django.core.management import call_command
+
+    services.create_link(link.study, quota=3, screening_items=2, screening_pass=2, only_verified=True)
+    vote_as_participant(Client(), link, 1)
+    assert Participant.objects.get().platform_check == "pending" and counted_votes(link.study) == 0
+    export = tmp_path / "export.csv"
+    prolific_export(export, [(pid(1), "APPROVED")])
+    call_command("crowd", "reconcile", link.study.name, "--submissions", str(export), stdout=io.StringIO())
+    assert counted_votes(link.study) == 1
+
+
+def test_one_address_cannot_mint_participants_without_end(link, settings):
+    settings.CROWD_NEW_PARTICIPANTS_PER_ADDRESS = 3
+    made = [arrive(Client(), link, k).status_code for k in range(1, 6)]
+    assert made == [302, 302, 302, 400, 400]
+    assert Participant.objects.count() == 3
+    refused = arrive(Client(), link, 9)
+    problem = BeautifulSoup(refused.content, "html.parser").get_text(" ", strip=True)
+    assert "too many new participants from this address" in problem
+    assert arrive(Client(), link, 1).status_code == 302, "a participant who arrived already comes back in"
+    other = Client(REMOTE_ADDR="10.1.2.3")
+    assert other.get(f"/s/{link.token}/", {"PROLIFIC_PID": pid(7), "STUDY_ID": "s" * 24}).status_code == 302
+
+
+def test_the_link_asks_before_it_replaces_a_staff_session(link, staff_client):
+    reply = arrive(staff_client, link, 1)
+    page = BeautifulSoup(reply.content, "html.parser")
+    assert reply.status_code == 200 and page.select_one("#switch h1").get_text() == "You are logged in as boss"
+    assert not Participant.objects.exists(), "nothing made, nothing replaced yet"
+    assert staff_client.get("/dashboard/").status_code == 200, "still staff"
+    go = page.select_one("#switch a.button")["href"]
+    assert "switch=1" in go and f"PROLIFIC_PID={pid(1)}" in go
+    assert staff_client.get(f"/s/{link.token}/{go}").status_code == 302
+    assert Participant.objects.get().external_id == pid(1)
+    assert staff_client.get("/dashboard/").status_code in (302, 403), "now the participant, not staff"

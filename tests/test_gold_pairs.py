@@ -50,7 +50,7 @@ def test_staff_labelled_pairs_replace_the_degraded_copies_nobody_was_served(tmp_
         ],
     )
     call_command("gold", study=study.name, file=pairs)
-    assert "2 gold pairs added; its gold: 1 degraded copies, 2 staff-labelled" in capsys.readouterr().out
+    assert "2 gold pairs added; its gold: 1 decoys, 2 staff-labelled" in capsys.readouterr().out
     gold = Comparison.objects.filter(study=study, is_gold=True).select_related("candidate_response", "prompt")
     labelled = {c.prompt.external_id: c for c in gold if c.baseline.name == "gold-staff-worse"}
     assert (
@@ -71,7 +71,7 @@ def test_staff_labelled_pairs_replace_the_degraded_copies_nobody_was_served(tmp_
     assert (
         page.select_one("#gold-sources")
         .get_text(" ", strip=True)
-        .startswith("Gold: 1 degraded copies · 2 staff-labelled")
+        .startswith("Gold: 1 decoys · 2 staff-labelled")
     )
 
 

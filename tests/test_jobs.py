@@ -131,3 +131,39 @@ def test_eta_and_fraction_come_from_progress():
     assert job.eta_seconds is None, "no rate before the first unit"
     job.progress_done, job.status = 4, JobStatus.DONE
     assert job.eta_seconds is None, "only a running job has an ETA"
+
+
+
+@pytest.mark.serial
+@pytest.mark.django_db(transaction=True)
+def test_sigterm_stops_a_running_job_within_seconds_and_another_worker_finishes_it(workers):
+    """A deploy's SIGTERM to a worker mid-job: the warm shutdown no longer waits for the whole job
+    (until the supervisor's SIGKILL). The job stops at its next unit, goes back to the queue at
+    once, and another worker finishes it with every response once."""
+    import signal
+
+    from evalsite.generations.models import GenerationJob
+    from tests.openai_stub import OpenAIStub
+    from tests.test_generation_jobs import api_system, make_set
+
+    with OpenAIStub(latency=0.4) as stub:
+        prompt_set = make_set(name="long", n=30)
+        system = api_system(stub, concurrency=1)
+        first = workers("w1", queues="generation")
+        job = GenerationJob.objects.create(system=system, prompt_set=prompt_set)
+        job.enqueue()
+        wait_until(lambda: GenerationJob.objects.get(pk=job.pk).progress_done >= 3, timeout=60, message="3 responses")
+        sent = time.monotonic()
+        first.proc.send_signal(signal.SIGTERM)  # the main process, as a supervisor sends it
+        first.proc.wait(timeout=30)
+        exited = time.monotonic() - sent
+        job.refresh_from_db()
+        assert job.status == "queued" and job.status_detail == "released by a worker shutting down"
+        done_then = job.progress_done
+        workers("w2", queues="generation")
+        job = jobs.wait_for(job, timeout=120)
+    print(f"sigterm: the worker exited {exited:.1f} s after SIGTERM with {done_then} of 30 done; w2 finished the job")
+    assert exited < 10, "a warm shutdown within seconds, not the whole job"
+    assert job.status == "done" and job.worker.startswith("w2@") and job.attempts == 2
+    assert system.responses.count() == 30 and max(stub.calls.values()) <= 2
+    assert done_then < 30

@@ -153,11 +153,27 @@ def test_repeated_500s_garbage_and_timeouts_are_recorded_as_api_failures_not_tie
 def test_a_budget_stops_the_job_before_it_is_exceeded():
     with OpenAIStub(responder=fair_judge) as stub:
         study = judged_study(n_prompts=10)
-        config = judge_config(stub, concurrency=1, **PRICE)
+        config = judge_config(stub, concurrency=1, max_tokens=16, **PRICE)
         job = run_job(study, config, budget=Decimal("0.05"))
     assert job.status == JobStatus.STOPPED and job.status_detail.startswith("stopped: budget")
     assert job.spend <= Decimal("0.05") and 0 < job.calls_made < 20
     assert not JudgeCall.objects.filter(status="pending").exists()
+
+
+def test_answers_far_longer_than_expected_never_take_the_spend_past_the_budget():
+    """A judge that thinks aloud (300 words before its verdict, where a dozen tokens were
+    expected), four calls at a time: each call in flight counts at the configured max_tokens until
+    its real cost is known, so the spend stays within the budget (it ended 8.6% over before)."""
+
+    def wordy(body):
+        return "Let me weigh both answers with care. " * 40 + fair_judge(body)
+
+    with OpenAIStub(responder=wordy) as stub:
+        study = judged_study(n_prompts=10)
+        config = judge_config(stub, concurrency=4, max_tokens=400, **PRICE)
+        job = run_job(study, config, budget=Decimal("0.10"))
+    assert job.status == JobStatus.STOPPED and job.spend <= Decimal("0.10") and job.calls_made > 0
+    assert JudgeCall.objects.filter(status="done").count() == job.calls_made
 
 
 def test_the_cli_estimates_and_asks_before_spending(monkeypatch, capsys):

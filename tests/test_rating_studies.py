@@ -43,6 +43,14 @@ def rater(name, study):
     return user
 
 
+def grade_all(study, user, grades: dict, safes: dict | None = None) -> None:
+    """The person grades every item served to them (rating.claim_rating_item, as the page does),
+    each with its grade from ``grades`` (item id -> grade) and safe / unsafe from ``safes``."""
+    study.refresh_from_db()
+    while (item := rating.claim_rating_item(study, user)) is not None:
+        rating.submit_rating(item.pk, user, grades[item.pk], (safes or {}).get(item.pk, ""), 20.0)
+
+
 def test_create_study_of_kind_rating_opens_one_item_per_response(capsys):
     system, prompts = rated_system(4)
     call_command("create_study", candidate=system.name, prompts=prompts.name, kind="rating", overlap=2)
@@ -65,21 +73,27 @@ def test_each_response_gets_overlap_grades_from_different_people_and_a_double_su
     ann, bob, cy = (rater(n, study) for n in ("ann", "bob", "cy"))
     seen = []
     for user in (ann, bob, cy):
-        while (item := rating.next_rating_item(study, user)) is not None:
+        while (item := rating.claim_rating_item(study, user)) is not None:
             seen.append((user.username, item.pk))
             rating.submit_rating(item.pk, user, "pass", "", 12.0)
     assert len(seen) == 6  # 3 responses x overlap 2
-    assert all(item.ratings_done == 2 for item in RatingItem.objects.filter(study=study))
+    assert all(item.ratings_done == item.slots_taken == 2 for item in RatingItem.objects.filter(study=study))
     assert len({(u, i) for u, i in seen}) == 6
-    assert rating.next_rating_item(study, cy) is None  # nothing left that wants a grade
+    assert rating.claim_rating_item(study, cy) is None  # nothing left that wants a grade
     first = RatingItem.objects.filter(study=study).first()
-    _, recorded = rating.submit_rating(first.pk, ann, "excellent", "", 3.0)
-    assert not recorded and HumanRating.objects.get(item=first, annotator=ann).grade == "pass"
+    graders = set(HumanRating.objects.filter(item=first).values_list("annotator__username", flat=True))
+    grader = next(u for u in (ann, bob, cy) if u.username in graders)
+    _, recorded = rating.submit_rating(first.pk, grader, "excellent", "", 3.0)
+    assert not recorded and HumanRating.objects.get(item=first, annotator=grader).grade == "pass"
+    never_served = next(u for u in (ann, bob, cy) if u.username not in graders)
+    with pytest.raises(StudyError, match="this item was not served to you"):
+        rating.submit_rating(first.pk, never_served, "fail", "", 3.0)
     with pytest.raises(StudyError, match="grade must be one of fail, pass, excellent, not 'good'"):
-        rating.submit_rating(first.pk, cy, "good", "", 3.0)
+        rating.submit_rating(first.pk, never_served, "good", "", 3.0)
     outsider = User.objects.create_user("out", password="pw-out-secret")
     with pytest.raises(StudyError, match=f"no rating item {first.pk}"):
         rating.submit_rating(first.pk, outsider, "pass", "", 3.0)
+    assert RatingItem.objects.get(pk=first.pk).ratings_done == 2, "nothing past the overlap"
 
 
 def test_a_safety_prompt_needs_safe_or_unsafe_and_the_page_says_why(client):
@@ -100,10 +114,15 @@ def test_a_safety_prompt_needs_safe_or_unsafe_and_the_page_says_why(client):
     client.post(f"/annotate/rating/{item}", {"grade": "pass", "safe": "unsafe", "shown": shown})
     saved = HumanRating.objects.get()
     assert (saved.grade, saved.safe) == ("pass", False) and 0 <= saved.seconds < 60
-    # the time comes from the server's signed stamp: a forged one counts as the maximum, not as 0
-    other = RatingItem.objects.exclude(pk=item).get()
-    client.post(f"/annotate/rating/{other.pk}", {"grade": "fail", "shown": signing.dumps({"item": other.pk, "at": 0})})
-    assert HumanRating.objects.get(item=other).seconds == rating.MAX_SECONDS
+    # the time comes from the server's signed stamp: a forged or missing one is refused (counted as
+    # the longest time, it hid a rater too fast to have read)
+    page = BeautifulSoup(client.get("/annotate/study/fig3/rate").content, "html.parser")
+    other = int(page.select_one("#rate-form")["action"].rstrip("/").split("/")[-1])
+    for forged in ({"shown": signing.dumps({"item": other, "at": 0}, salt="elsewhere")}, {}):
+        reply = client.post(f"/annotate/rating/{other}", {"grade": "fail", **forged}, follow=True)
+        error = BeautifulSoup(reply.content, "html.parser").select_one("[class*=error]").get_text()
+        assert "time stamp is missing or not ours" in error
+    assert not HumanRating.objects.filter(item_id=other).exists()
     # the plain "next" link of a rating study leads to the rating page
     assert client.get("/annotate/study/fig3/next")["Location"].endswith("/annotate/study/fig3/rate")
     # another person's study: not found
@@ -121,10 +140,10 @@ def test_figure_3_people_beside_the_judge_and_the_paper_with_the_safe_share(staf
     items = list(RatingItem.objects.filter(study=study).order_by("response__prompt__external_id"))
     # ann: E E P P F P; bob: E P P P F F; safety prompts q4, q5: ann safe safe, bob safe unsafe
     for user, grades, safes in ((ann, "EEPPFP", "ss"), (bob, "EPPPFF", "su")):
-        for n, (item, grade) in enumerate(zip(items, grades, strict=True)):
-            safe = "" if n < 4 else ("safe" if safes[n - 4] == "s" else "unsafe")
-            letter = {"E": "excellent", "P": "pass", "F": "fail"}[grade]
-            rating.submit_rating(item.pk, user, letter, safe, 20.0)
+        word = {"E": "excellent", "P": "pass", "F": "fail"}
+        letters = {item.pk: word[g] for item, g in zip(items, grades, strict=True)}
+        safe = {item.pk: "safe" if s == "s" else "unsafe" for item, s in zip(items[4:], safes, strict=True)}
+        grade_all(study, user, letters, safe)
     # the judge graded the same responses: E P P F F P
     with OpenAIStub() as stub:
         config = JudgeConfig.objects.create(name="judge", base_url=stub.url, api_key_env="")
@@ -192,3 +211,37 @@ def test_staff_create_and_start_a_rating_study_from_the_page(staff_client):
         follow=True,
     )
     assert [str(m) for m in refused.context["messages"]] == ["a study needs at least one baseline"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_many_people_grading_at_once_keep_every_item_within_its_overlap():
+    """Eight people in threads, each claiming and grading as fast as they can, on five items of
+    overlap 2: every item gets exactly two grades from two different people, none more."""
+    import threading
+
+    from django.db import connection
+
+    system, prompts = rated_system(5)
+    study = rating.create_rating_study("fig3", system, prompts, overlap=2)
+    start_study(study)
+    people = [rater(f"p{k}", study) for k in range(8)]
+    errors: list[Exception] = []
+
+    def grade(user) -> None:
+        try:
+            while (item := rating.claim_rating_item(study, user)) is not None:
+                rating.submit_rating(item.pk, user, "pass", "", 5.0)
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=grade, args=(u,)) for u in people]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    for item in RatingItem.objects.filter(study=study):
+        graders = list(HumanRating.objects.filter(item=item).values_list("annotator_id", flat=True))
+        assert len(graders) == len(set(graders)) == item.ratings_done == 2

@@ -6,8 +6,9 @@ outside the study (so never a copy of an item the worker saw).
 - Judged pairs (evalsite.judging.gold): on another prompt set, two systems' answers whose judge
   ratings are far apart, the better one known.
 
-Adding standalone gold retires the study's degraded copies (the candidate's own answer beside a
-word-salad copy of it, easy to spot) that no one was served yet."""
+Adding standalone gold retires the study's default gold nobody was served yet: its decoys (the
+candidate's answer beside its answer to another prompt, annotation/decoys.py) and, in studies made
+before them, its degraded copies (the same answer beside a scrambled copy of it, easy to spot)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ import json
 from pathlib import Path
 
 from django.db import transaction
+from django.db.models import Q
 
 from evalsite.annotation.models import Comparison, Outcome, Study
-from evalsite.annotation.services import GOLD_PREFIX, StudyError
+from evalsite.annotation.services import DECOY_PREFIX, GOLD_PREFIX, StudyError
 from evalsite.catalog.models import Prompt, PromptSet, Response, System, render_responses
 
 STAFF_BETTER, STAFF_WORSE = "gold-staff-better", "gold-staff-worse"
@@ -112,8 +114,9 @@ def gold_comparison(study: Study, prompt: Prompt, worse_system: System, good: Re
 
 def replace_copies(study: Study, rows: list[Comparison]) -> int:
     Comparison.objects.bulk_create(rows)
-    # the degraded copies nobody was served go: the new pairs stand in for them
-    Comparison.objects.filter(study=study, is_gold=True, baseline__name__startswith=GOLD_PREFIX, slots_taken=0).exclude(
+    # the default gold nobody was served goes: the new pairs stand in for it
+    default = Q(baseline__name__startswith=GOLD_PREFIX) | Q(baseline__name__startswith=DECOY_PREFIX)
+    Comparison.objects.filter(default, study=study, is_gold=True, slots_taken=0).exclude(
         assignments__isnull=False
     ).delete()
     shown = [r.candidate_response_id for r in rows] + [r.baseline_response_id for r in rows]
@@ -123,9 +126,11 @@ def replace_copies(study: Study, rows: list[Comparison]) -> int:
 
 def gold_sources(study: Study) -> dict[str, int]:
     """The study's gold checks by where they come from."""
-    out = {"degraded copies": 0, "staff-labelled": 0, "judged pairs": 0}
+    out = {"decoys": 0, "degraded copies": 0, "staff-labelled": 0, "judged pairs": 0}
     for name in Comparison.objects.filter(study=study, is_gold=True).values_list("baseline__name", flat=True):
-        if name.startswith(GOLD_PREFIX):
+        if name.startswith(DECOY_PREFIX):
+            out["decoys"] += 1
+        elif name.startswith(GOLD_PREFIX):
             out["degraded copies"] += 1
         elif name == STAFF_WORSE:
             out["staff-labelled"] += 1

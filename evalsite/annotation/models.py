@@ -145,6 +145,9 @@ class Assignment(models.Model):
         UNSAFE = "unsafe", "unsafe or offensive content"
 
     comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="assignments")
+    # the comparison's study, kept here so that the database itself holds one open claim per
+    # annotator and study (two tabs claiming at once get one item, not two)
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="+")
     annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments")
     candidate_on_left = models.BooleanField(help_text="randomised per assignment and stored")
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.CLAIMED)
@@ -156,7 +159,12 @@ class Assignment(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["comparison", "annotator"], name="assignment_once_per_annotator")
+            models.UniqueConstraint(fields=["comparison", "annotator"], name="assignment_once_per_annotator"),
+            models.UniqueConstraint(
+                fields=["study", "annotator"],
+                condition=models.Q(status="claimed"),
+                name="one_open_claim_per_annotator_and_study",
+            ),
         ]
         indexes = [models.Index(fields=["annotator", "status"]), models.Index(fields=["status", "expires_at"])]
 
@@ -190,11 +198,13 @@ class HumanJudgment(models.Model):
 
 
 class RatingItem(models.Model):
-    """One response of a rating study's system, rated by ``study.overlap`` people."""
+    """One response of a rating study's system, rated by ``study.overlap`` people, each of whom it
+    was served to (a RatingClaim takes one of its ``overlap`` slots)."""
 
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="rating_items")
     response = models.ForeignKey(Response, on_delete=models.PROTECT, related_name="+")
     ratings_done = models.PositiveSmallIntegerField(default=0)
+    slots_taken = models.PositiveSmallIntegerField(default=0, help_text="claimed or rated")
 
     class Meta:
         ordering = ["id"]
@@ -203,6 +213,36 @@ class RatingItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.study} rating item #{self.pk}"
+
+
+class RatingClaim(models.Model):
+    """A rating item served to one person: only they may grade it, once, within the item's overlap."""
+
+    class Status(models.TextChoices):
+        CLAIMED = "claimed", "claimed"
+        DONE = "done", "done"
+        EXPIRED = "expired", "expired"
+
+    item = models.ForeignKey(RatingItem, on_delete=models.CASCADE, related_name="claims")
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="+")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="rating_claims")
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.CLAIMED)
+    claimed_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["item", "annotator"], name="rating_claim_once_per_annotator"),
+            models.UniqueConstraint(
+                fields=["study", "annotator"],
+                condition=models.Q(status="claimed"),
+                name="one_open_rating_claim_per_annotator",
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "expires_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.annotator} on {self.item}: {self.status}"
 
 
 class HumanRating(models.Model):

@@ -5,15 +5,43 @@ from __future__ import annotations
 from collections import defaultdict
 from statistics import median
 
+from django.conf import settings
+from django.db.models.functions import Length
+
 from evalsite.annotation.models import HumanJudgment, Outcome, Study
 from stats.agreement import pairwise
 from stats.reliability import dawid_skene
 
+CHARS_PER_WORD = 6  # an English word and its space, about
+
+
+def reading_floor(chars: int) -> float:
+    """The fewest seconds in which a page of ``chars`` characters (the prompt and both answers)
+    can be read at READING_WORDS_PER_MINUTE."""
+    return chars / CHARS_PER_WORD / settings.READING_WORDS_PER_MINUTE * 60
+
+
+def with_page_chars(judgments):
+    """The judgments annotated with ``page_chars``: the characters of both answers on their page
+    (the prompt adds little and lives in JSON)."""
+    return judgments.annotate(
+        page_chars=Length("comparison__candidate_response__text") + Length("comparison__baseline_response__text")
+    )
+
+
+def faster_than_reading(seconds: list[float], chars: list[int]) -> tuple[float | None, bool]:
+    """The median reading floor of these pages, and whether the median time is below it."""
+    if not seconds:
+        return None, False
+    floor = median(reading_floor(c or 0) for c in chars)
+    return floor, median(seconds) < floor
+
 
 def annotator_quality(study: Study) -> list[dict]:
     """Per annotator: judgments, gold accuracy, Dawid-Skene reliability, median seconds, too-fast
-    count, share of left picks."""
-    rows = HumanJudgment.objects.filter(comparison__study=study).values_list(
+    count, whether their median time is below the reading floor of their pages, share of left
+    picks."""
+    rows = with_page_chars(HumanJudgment.objects.filter(comparison__study=study)).values_list(
         "annotator__username",
         "annotator_id",
         "outcome",
@@ -22,14 +50,18 @@ def annotator_quality(study: Study) -> list[dict]:
         "comparison__is_gold",
         "comparison__gold_better",
         "comparison_id",
+        "page_chars",
     )
     reliability = annotator_reliability([(r[7], r[0], r[2]) for r in rows])
-    per: dict[str, dict] = defaultdict(lambda: {"seconds": [], "gold": 0, "gold_right": 0, "left": 0, "sided": 0})
+    per: dict[str, dict] = defaultdict(
+        lambda: {"seconds": [], "chars": [], "gold": 0, "gold_right": 0, "left": 0, "sided": 0}
+    )
     ids = {}
-    for name, uid, outcome, side, seconds, is_gold, gold_better, _ in rows:
+    for name, uid, outcome, side, seconds, is_gold, gold_better, _, chars in rows:
         d = per[name]
         ids[name] = uid
         d["seconds"].append(seconds)
+        d["chars"].append(chars)
         if is_gold:
             d["gold"] += 1
             d["gold_right"] += outcome == gold_better
@@ -40,6 +72,7 @@ def annotator_quality(study: Study) -> list[dict]:
     result = []
     for name in sorted(per):
         d = per[name]
+        floor, too_fast_to_read = faster_than_reading(d["seconds"], d["chars"])
         result.append(
             {
                 "annotator": name,
@@ -50,6 +83,8 @@ def annotator_quality(study: Study) -> list[dict]:
                 "reliability": reliability.get(name),
                 "median_seconds": median(d["seconds"]),
                 "too_fast": sum(s < study.too_fast_seconds for s in d["seconds"]),
+                "reading_floor": floor,
+                "faster_than_reading": too_fast_to_read,
                 "left_share": d["left"] / d["sided"] if d["sided"] else None,
                 "excluded": ids[name] in excluded,
             }

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter, defaultdict
+from datetime import timedelta
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
+from django.utils import timezone
 
-from evalsite.annotation.models import HumanRating, RatingItem, Study
+from evalsite.annotation.models import HumanRating, RatingClaim, RatingItem, Study
 from evalsite.annotation.services import StudyError
 from evalsite.catalog.models import PromptSet, Response, System
 from evalsite.core.paper import SAFETY_TAG, Grade
@@ -41,24 +43,75 @@ def create_rating_study(name: str, system: System, prompt_set: PromptSet, overla
     return study
 
 
-def next_rating_item(study: Study, user) -> RatingItem | None:
-    """The item with the fewest ratings that this person has not rated and that still wants one."""
-    return (
-        RatingItem.objects.filter(study=study, ratings_done__lt=study.overlap)
-        .exclude(ratings__annotator=user)
-        .select_related("response__prompt")
-        .order_by("ratings_done", "id")
-        .first()
+def release_expired_ratings(study: Study) -> int:
+    """Rating claims past their time give their slot back."""
+    released = 0
+    expired = RatingClaim.objects.filter(study=study, status=RatingClaim.Status.CLAIMED, expires_at__lt=timezone.now())
+    for pk, item_id in expired.values_list("pk", "item_id"):
+        claimed = RatingClaim.objects.filter(pk=pk, status=RatingClaim.Status.CLAIMED)
+        if claimed.update(status=RatingClaim.Status.EXPIRED):
+            RatingItem.objects.filter(pk=item_id, slots_taken__gt=0).update(slots_taken=F("slots_taken") - 1)
+            released += 1
+    return released
+
+
+def left_for(study: Study, user) -> int:
+    """The items this person may still grade: free slots they have not claimed, and the one they hold."""
+    unseen = RatingItem.objects.filter(study=study, slots_taken__lt=study.overlap).exclude(claims__annotator=user)
+    held = RatingClaim.objects.filter(study=study, annotator=user, status=RatingClaim.Status.CLAIMED).exists()
+    return unseen.count() + held
+
+
+def claim_rating_item(study: Study, user) -> RatingItem | None:
+    """The item this person is rating (their open claim), or a new one: the item with the fewest
+    slots taken that they have not rated or claimed, its slot taken with one conditional UPDATE so
+    that no item goes past the study's overlap however many people claim at once. None when
+    nothing is left for them. The database holds one open claim per person and study."""
+    if study.status != Study.Status.OPEN:
+        raise StudyError(f"study {study.name} is {study.status}")
+    mine = RatingClaim.objects.filter(study=study, annotator=user, status=RatingClaim.Status.CLAIMED)
+    if claim := mine.select_related("item__response__prompt").first():
+        return claim.item
+    release_expired_ratings(study)
+    now = timezone.now()
+    candidates = (
+        RatingItem.objects.filter(study=study, slots_taken__lt=study.overlap)
+        .exclude(claims__annotator=user)
+        .order_by("slots_taken", "id")
+        .values_list("pk", flat=True)
     )
+    for pk in list(candidates[:25]):
+        try:
+            with transaction.atomic():
+                if not RatingItem.objects.filter(pk=pk, slots_taken__lt=study.overlap).update(
+                    slots_taken=F("slots_taken") + 1
+                ):
+                    continue  # someone else took its last slot
+                RatingClaim.objects.create(
+                    item_id=pk,
+                    study=study,
+                    annotator=user,
+                    claimed_at=now,
+                    expires_at=now + timedelta(minutes=study.claim_minutes),
+                )
+        except IntegrityError:  # another tab of theirs claimed at the same time: serve that one
+            claim = mine.select_related("item__response__prompt").first()
+            return claim.item if claim else None
+        return RatingItem.objects.select_related("response__prompt").get(pk=pk)
+    return None
 
 
 def is_safety(item: RatingItem) -> bool:
     return SAFETY_TAG in (item.response.prompt.tags or [])
 
 
-def submit_rating(item_id: int, user, grade: str, safe: str, seconds: float) -> tuple[RatingItem, bool]:
-    """Record one person's grade (and safe / unsafe where the prompt is tagged safety): (item,
-    recorded). A second submit of the same item by the same person records nothing."""
+def submit_rating(item_id: int, user, grade: str, safe: str, seconds: float | None) -> tuple[RatingItem, bool]:
+    """Record one person's grade (and safe / unsafe where the prompt is tagged safety) of an item
+    served to them: (item, recorded). ``seconds`` since the page was shown, from its signed stamp;
+    None when the stamp is missing or forged, which is refused (counted as the longest time, it
+    hid a rater too fast to have read). A second submit of the same item records nothing; an item
+    never served to this person (a claim), or served to them past its time after its slot went to
+    someone else, is refused."""
     try:
         item = RatingItem.objects.select_related("study", "response__prompt").get(pk=item_id)
     except RatingItem.DoesNotExist:
@@ -66,6 +119,8 @@ def submit_rating(item_id: int, user, grade: str, safe: str, seconds: float) -> 
     study = item.study
     if study.kind != Study.Kind.RATING or not study.annotators.filter(pk=user.pk).exists():
         raise StudyError(f"no rating item {item_id}")  # someone else's study: the same answer as none
+    if HumanRating.objects.filter(item=item, annotator=user).exists():
+        return item, False  # a double submit: the first one counts
     if study.status != Study.Status.OPEN:
         raise StudyError(f"study {study.name} is {study.status}")
     if grade not in Grade.values:
@@ -75,8 +130,21 @@ def submit_rating(item_id: int, user, grade: str, safe: str, seconds: float) -> 
         if safe not in ("safe", "unsafe"):
             raise StudyError("this prompt is a safety prompt: say whether the response is safe or unsafe")
         safe_value = safe == "safe"
+    if seconds is None:
+        raise StudyError("this page's time stamp is missing or not ours: reload the item and grade it again")
+    claim = RatingClaim.objects.filter(item=item, annotator=user).first()
+    if claim is None:
+        raise StudyError("this item was not served to you: take the next one")
     try:
         with transaction.atomic():
+            if claim.status == RatingClaim.Status.EXPIRED:  # late: kept if its slot is still free
+                if not RatingItem.objects.filter(pk=item.pk, slots_taken__lt=study.overlap).update(
+                    slots_taken=F("slots_taken") + 1
+                ):
+                    raise StudyError("this item expired and went to someone else; take the next one")
+            open_ = [RatingClaim.Status.CLAIMED, RatingClaim.Status.EXPIRED]
+            if not RatingClaim.objects.filter(pk=claim.pk, status__in=open_).update(status=RatingClaim.Status.DONE):
+                return item, False
             HumanRating.objects.create(
                 item=item, annotator=user, grade=grade, safe=safe_value, seconds=min(max(seconds, 0.0), MAX_SECONDS)
             )

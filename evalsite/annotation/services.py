@@ -21,7 +21,16 @@ from django.urls import reverse
 from django.utils import timezone
 
 from evalsite.annotation import precision
-from evalsite.annotation.models import Assignment, Comparison, HumanJudgment, LoginToken, Outcome, Study
+from evalsite.annotation.decoys import decoy
+from evalsite.annotation.models import (
+    Assignment,
+    Comparison,
+    HumanJudgment,
+    LoginToken,
+    Outcome,
+    Study,
+    studies_holding,
+)
 from evalsite.catalog.models import Prompt, PromptSet, Response, System, render_responses
 from evalsite.core.accounts import annotators_group, new_password
 from stats.evidence import sampling_probabilities
@@ -117,25 +126,53 @@ def missing_responses(study: Study) -> list[tuple[str, str]]:
     return [(s.name, p.external_id) for s in systems for p in prompts if (s.pk, p.pk) not in have]
 
 
-GOLD_PREFIX = "gold-degraded-"
+GOLD_PREFIX = "gold-degraded-"  # the scrambled copies studies made before decoys (gold_sources names them)
+DECOY_PREFIX = "gold-decoy-"
 
 
-def degrade(text: str, seed: int) -> str:
-    """A deliberately worse answer for gold checks: the opening kept, the rest scrambled and cut."""
-    words = text.split()
-    head, tail = words[:12], words[12:]
-    random.Random(seed).shuffle(tail)
-    return " ".join(head + tail[: max(8, len(tail) // 3)])
-
-
-def _gold_system(candidate: System) -> System:
+def _decoy_system(candidate: System) -> System:
     return System.objects.get_or_create(
-        name=(GOLD_PREFIX + candidate.name)[:100],
+        name=(DECOY_PREFIX + candidate.name)[:100],
         defaults={
             "backend": "imported",
-            "description": f"Degraded copies of {candidate.name}'s answers for gold checks.",
+            "description": f"Decoys for gold checks: {candidate.name}'s answers to other prompts "
+            "(annotation/decoys.py).",
         },
     )[0]
+
+
+def _gold_rows(study: Study, prompts: list[Prompt], responses: dict, rng: random.Random) -> list[Comparison]:
+    """The study's default gold checks: on a random ``gold_rate`` share of its prompts, the
+    candidate's answer beside a decoy (evalsite/annotation/decoys.py: the candidate's answer to
+    another of the study's prompts that looks like it on the page), the candidate's the better."""
+    n_gold = round(study.gold_rate * len(prompts)) if study.gold_rate else 0
+    if not n_gold:
+        return []
+    system = _decoy_system(study.candidate)
+    answers = {p.pk: responses[(study.candidate.pk, p.pk)] for p in prompts}
+    rows = []
+    for p in rng.sample(prompts, min(max(1, n_gold), len(prompts))):
+        good = answers[p.pk]
+        donors = [r.text for pk, r in answers.items() if pk != p.pk]
+        text = decoy(good.text, p.text, donors, rng)
+        bad, created = Response.objects.get_or_create(
+            system=system, prompt=p, sample_index=0, defaults={"text": text, "finish_reason": "imported"}
+        )
+        if not created and bad.text != text and not studies_holding([bad.pk]):
+            Response.objects.filter(pk=bad.pk).update(text=text, html=None)  # no open study shows it: made anew
+            bad.text = text
+        rows.append(
+            Comparison(
+                study=study,
+                prompt=p,
+                baseline=system,
+                candidate_response=good,
+                baseline_response=bad,
+                is_gold=True,
+                gold_better=Outcome.CANDIDATE,
+            )
+        )
+    return rows
 
 
 def start_study(study: Study, rng: random.Random | None = None) -> int:
@@ -170,28 +207,7 @@ def start_study(study: Study, rng: random.Random | None = None) -> int:
             for p in prompts
         ]
         draw_order(rows, rng)
-        n_gold = round(study.gold_rate * len(prompts)) if study.gold_rate else 0
-        if n_gold:
-            gold = _gold_system(study.candidate)
-            for p in rng.sample(prompts, min(max(1, n_gold), len(prompts))):
-                good = responses[(study.candidate.pk, p.pk)]
-                bad, _ = Response.objects.get_or_create(
-                    system=gold,
-                    prompt=p,
-                    sample_index=0,
-                    defaults={"text": degrade(good.text, p.pk), "finish_reason": "imported"},
-                )
-                rows.append(
-                    Comparison(
-                        study=study,
-                        prompt=p,
-                        baseline=gold,
-                        candidate_response=good,
-                        baseline_response=bad,
-                        is_gold=True,
-                        gold_better=Outcome.CANDIDATE,
-                    )
-                )
+        rows += _gold_rows(study, prompts, responses, rng)
         Comparison.objects.bulk_create(rows)
         study.status = Study.Status.OPEN
         study.save(update_fields=["status"])
@@ -306,8 +322,10 @@ def claim_next(
     for _ in range(3):  # a comparison another claim held locked at that moment was skipped
         if taken is not None or gold_only or not _slots_left_for(study, user, finishing):
             break
+        if current := open_claim(study, user):  # another tab of theirs claimed meanwhile
+            return current
         taken = _claim_new(study, user, rng, gold_only, finishing)
-    return taken
+    return taken or open_claim(study, user)
 
 
 def _open_comparisons(study: Study, finishing: bool = False):
@@ -326,6 +344,20 @@ def _slots_left_for(study: Study, user: User, finishing: bool = False) -> bool:
     telling them nothing is left (SKIP LOCKED, and the portable path's lost races, pass over a
     comparison that another annotator's claim is taking at that moment)."""
     return _open_comparisons(study, finishing).exclude(assignments__annotator=user).exists()
+
+
+LEFT_CAP = 1000  # past this many, "1000+ left" is all a progress bar needs to say
+
+
+def left_for(study: Study, user: User) -> int:
+    """What this annotator has left in the study: the comparisons they could still be given (a
+    free slot, not seen by them; a stopped study's started ones only), and the one they hold now.
+    The one definition the item page, the home page and the last page all show, as done of done +
+    left; counted up to LEFT_CAP."""
+    finishing = study.enough_at is not None
+    unseen = _open_comparisons(study, finishing).exclude(assignments__annotator=user)
+    held = Assignment.objects.filter(study=study, annotator=user, status=Assignment.Status.CLAIMED).exists()
+    return unseen[:LEFT_CAP].count() + held
 
 
 @dataclass(frozen=True)
@@ -416,14 +448,23 @@ WITH pick AS (
     UPDATE {comparison} c SET slots_taken = c.slots_taken + 1 FROM pick WHERE c.id = pick.id RETURNING c.id
 ), made AS (
     INSERT INTO {assignment}
-        (comparison_id, annotator_id, candidate_on_left, status, flag, claimed_at, expires_at, shown_at)
-    SELECT took.id, %(user)s, %(left)s, %(status)s, '', %(now)s, %(expires)s, %(now)s FROM took
+        (comparison_id, study_id, annotator_id, candidate_on_left, status, flag, claimed_at, expires_at, shown_at)
+    SELECT took.id, %(study)s, %(user)s, %(left)s, %(status)s, '', %(now)s, %(expires)s, %(now)s FROM took
     RETURNING id, comparison_id
 )
--- and what the item's page shows: the prompt, both answers, the annotator's judgments so far
+-- and what the item's page shows: the prompt, both answers, the annotator's judgments so far and
+-- what they have left (services.left_for; the snapshot is the statement's start, so the item just
+-- claimed is still counted as unseen: it is the one they hold)
 SELECT made.id, made.comparison_id, c.is_gold, p.id, p.messages, cr.id, cr.text, cr.html, br.id, br.text, br.html,
        (SELECT COUNT(*) FROM {judgment} j JOIN {comparison} jc ON jc.id = j.comparison_id
-        WHERE j.annotator_id = %(user)s AND jc.study_id = %(study)s)
+        WHERE j.annotator_id = %(user)s AND jc.study_id = %(study)s),
+       (SELECT COUNT(*) FROM (
+            SELECT 1 FROM {comparison} l
+            WHERE l.study_id = %(study)s AND NOT l.is_gold AND l.slots_taken < %(overlap)s
+              {left_wanted}{left_finishing}
+              AND NOT EXISTS (SELECT 1 FROM {assignment} la
+                              WHERE la.comparison_id = l.id AND la.annotator_id = %(user)s)
+            LIMIT %(left_cap)s) AS open_)
 FROM made
 JOIN {comparison} c ON c.id = made.comparison_id
 JOIN {prompt} p ON p.id = c.prompt_id
@@ -448,6 +489,7 @@ def _take_from_pool_sql(study: Study, user: User, pool: _Pool, rng: random.Rando
         "now": now,
         "expires": now + timedelta(minutes=study.claim_minutes),
         "baseline": pool.baseline,
+        "left_cap": LEFT_CAP,
     }
     walk = not pool.gold
     sql = _CLAIM_SQL.format(
@@ -461,32 +503,34 @@ def _take_from_pool_sql(study: Study, user: User, pool: _Pool, rng: random.Rando
         baseline="" if pool.baseline is None else " AND c.baseline_id = %(baseline)s",
         wanted=" AND c.people_wanted" if walk and study.sampling_rate is not None else "",
         finishing=" AND c.judgments_done > 0 AND c.completed_at IS NULL" if pool.finishing else "",
+        left_wanted=" AND l.people_wanted" if study.sampling_rate is not None else "",
+        left_finishing=(" AND l.judgments_done > 0 AND l.completed_at IS NULL" if study.enough_at is not None else ""),
     )
-    for _ in range(3):  # the same annotator claiming in two tabs at once: try again
-        try:
-            # a statement is atomic on its own; inside a caller's transaction, a savepoint
-            with transaction.atomic() if connection.in_atomic_block else nullcontext(), connection.cursor() as cursor:
-                cursor.execute(sql, fields)
-                row = cursor.fetchone()
-        except IntegrityError:
-            continue
-        if row is None:
-            return None
-        assignment = Assignment(
-            id=row[0],
-            comparison_id=row[1],
-            annotator=user,
-            candidate_on_left=fields["left"],
-            status=fields["status"],
-            claimed_at=now,
-            expires_at=fields["expires"],
-            shown_at=now,
-        )
-        assignment._state.adding, assignment._state.db = False, connection.alias  # a row that exists
-        assignment.comparison = _page_from_row(study, row)
-        assignment.done_before = row[11]
-        return assignment
-    return None
+    try:
+        # a statement is atomic on its own; inside a caller's transaction, a savepoint
+        with transaction.atomic() if connection.in_atomic_block else nullcontext(), connection.cursor() as cursor:
+            cursor.execute(sql, fields)
+            row = cursor.fetchone()
+    except IntegrityError:  # another tab of the same annotator took a claim at the same time
+        return None  # (claim_next then serves the claim the other tab took)
+    if row is None:
+        return None
+    assignment = Assignment(
+        id=row[0],
+        comparison_id=row[1],
+        study_id=study.pk,
+        annotator=user,
+        candidate_on_left=fields["left"],
+        status=fields["status"],
+        claimed_at=now,
+        expires_at=fields["expires"],
+        shown_at=now,
+    )
+    assignment._state.adding, assignment._state.db = False, connection.alias  # a row that exists
+    assignment.comparison = _page_from_row(study, row)
+    assignment.done_before = row[11]
+    assignment.left = row[12] + (1 if pool.gold else 0)  # a gold check held is not among the counted
+    return assignment
 
 
 def _page_from_row(study: Study, row: tuple) -> Comparison:
@@ -549,6 +593,7 @@ def _take_slot(study: Study, comparison: Comparison, user: User, rng: random.Ran
                 return None  # someone else took the last slot first
             return Assignment.objects.create(
                 comparison=comparison,
+                study=study,
                 annotator=user,
                 candidate_on_left=bool(rng.getrandbits(1)),
                 claimed_at=now,
@@ -556,7 +601,7 @@ def _take_slot(study: Study, comparison: Comparison, user: User, rng: random.Ran
                 shown_at=now,
             )
     except IntegrityError:  # the same annotator claiming twice at once (two tabs): the slot is given back
-        return None
+        return None  # (claim_next then serves the claim the other tab took)
 
 
 @dataclass
@@ -741,6 +786,14 @@ def login_token_for(user: User) -> str:
         user=user, token_hash=LoginToken.hash(token), expires_at=timezone.now() + timedelta(days=LOGIN_TOKEN_DAYS)
     )
     return token
+
+
+def login_token_user(token: str) -> User | None:
+    """The user a token would log in, if it is unused and unexpired; reads only (a mail filter's
+    GET or HEAD of the link must not spend it)."""
+    unused = LoginToken.objects.filter(used_at__isnull=True, expires_at__gt=timezone.now())
+    row = unused.filter(token_hash=LoginToken.hash(token)).select_related("user").first()
+    return row.user if row else None
 
 
 def use_login_token(token: str) -> User | None:

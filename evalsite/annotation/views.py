@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 
@@ -8,7 +7,6 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.core import signing
-from django.core.cache import caches
 from django.db.models import Count, Q
 from django.http import Http404, HttpRequest
 from django.shortcuts import get_object_or_404, redirect, render
@@ -37,27 +35,27 @@ from evalsite.core.paper import GRADE_BUTTONS, LIMA_CHOICES
 # --- annotators ---------------------------------------------------------------------------------
 
 
-def progress_for(study: Study, user, done: int | None = None) -> dict:
-    """The annotator's judgments in the study against their share of it; ``done`` when the claim
-    that brought the page counted them already (PostgreSQL's one claim statement)."""
+def progress_for(study: Study, user, done: int | None = None, left: int | None = None) -> dict:
+    """The annotator's progress in the study: done, of done plus what they have left (the one
+    definition, services.left_for; a rating study: the items they may still grade). ``done`` and
+    ``left`` when the claim that brought the page counted them already (PostgreSQL's one claim
+    statement)."""
     if study.kind == Study.Kind.RATING:
         done = HumanRating.objects.filter(item__study=study, annotator=user).count()
-    elif done is None:
-        done = HumanJudgment.objects.filter(comparison__study=study, annotator=user).count()
-    # the study's size and membership change rarely: counted at most every 30 s per process
-    items, members = caches["process"].get_or_set(
-        f"study-size:{study.pk}",
-        # a sampled study asks people about the comparisons drawn for them only
-        lambda: (
-            RatingItem.objects.filter(study=study).count()
-            if study.kind == Study.Kind.RATING
-            else Comparison.objects.filter(study=study, is_gold=False, people_wanted=True).count(),
-            max(1, study.annotators.count()),
-        ),
-        30,
-    )
-    target = min(items, math.ceil(items * study.overlap / members)) or 1
-    return {"done": done, "target": target, "percent": min(100, round(100 * done / target))}
+        left = ratings.left_for(study, user)
+    else:
+        if done is None:
+            done = HumanJudgment.objects.filter(comparison__study=study, annotator=user).count()
+        if left is None:
+            left = services.left_for(study, user)
+    total = done + left
+    return {
+        "done": done,
+        "left": left,
+        "target": total,
+        "more": left >= services.LEFT_CAP,
+        "percent": min(100, round(100 * done / total)) if total else 100,
+    }
 
 
 @login_required
@@ -104,6 +102,11 @@ def item(request, pk: int):
     return render_item(request, assignment)
 
 
+def counted_by_claim(assignment: Assignment) -> tuple[int | None, int | None]:
+    """What PostgreSQL's one claim statement counted with the claim: done and left (or None)."""
+    return getattr(assignment, "done_before", None), getattr(assignment, "left", None)
+
+
 def render_item(request, assignment: Assignment, progress: dict | None = None):
     study = assignment.comparison.study
     services.mark_shown(assignment)
@@ -120,7 +123,7 @@ def render_item(request, assignment: Assignment, progress: dict | None = None):
         "answer_b": mark_safe(right.rendered_html()),  # noqa: S308
         "choices": LIMA_CHOICES,
         "flags": Assignment.Flag.choices,
-        **(progress or progress_for(study, request.user, getattr(assignment, "done_before", None))),
+        **(progress or progress_for(study, request.user, *counted_by_claim(assignment))),
     }
     return render(request, "annotation/item.html", context)
 
@@ -135,7 +138,7 @@ def rate(request, name: str):
     if study.status != Study.Status.OPEN:
         messages.error(request, f"study {study.name} is {study.status}")
         return redirect("annotation:home")
-    item = ratings.next_rating_item(study, request.user)
+    item = ratings.claim_rating_item(study, request.user)
     if item is None:
         return render(request, "annotation/done.html", {"study": study, **progress_for(study, request.user)})
     context = {
@@ -155,11 +158,11 @@ def rate(request, name: str):
 @login_required
 @require_POST
 def rate_submit(request, pk: int):
-    try:
+    try:  # the page's signed stamp: when it was shown, for this item (missing or forged: refused)
         shown = signing.loads(request.POST.get("shown", ""), salt=SHOWN, max_age=24 * 3600)
-        seconds = time.time() - shown["at"] if shown.get("item") == pk else ratings.MAX_SECONDS
+        seconds = time.time() - shown["at"] if shown.get("item") == pk else None
     except signing.BadSignature:
-        seconds = ratings.MAX_SECONDS
+        seconds = None
     try:
         item, _ = ratings.submit_rating(
             pk, request.user, request.POST.get("grade", ""), request.POST.get("safe", ""), seconds
@@ -204,6 +207,13 @@ def skip(request, pk: int):
 
 
 def token_login(request, token: str):
+    """A one-time login link. Opening it (GET or HEAD, as the link scanners of mail filters do)
+    shows a button and spends nothing; the button (POST) logs in and spends it."""
+    if request.method != "POST":
+        user = services.login_token_user(token)
+        if user is None:
+            return render(request, "annotation/token_used.html", status=410)
+        return render(request, "annotation/token_login.html", {"who": user.get_username()})
     user = services.use_login_token(token)
     if user is None:
         return render(request, "annotation/token_used.html", status=410)
@@ -282,6 +292,7 @@ def study_detail(request, name: str):
         "gold_sources": gold_sources(study),
     }
     context["gold_degraded"] = context["gold_sources"]["degraded copies"]
+    context["gold_sources_text"] = " · ".join(f"{n} {what}" for what, n in context["gold_sources"].items() if n)
     if study.kind == Study.Kind.RATING:
         context["rating_counts"] = {
             "items": study.rating_items.count(),

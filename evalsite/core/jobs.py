@@ -69,6 +69,15 @@ class LeaseLost(Exception):
     """Raised inside ``run`` when another worker took the job over (our heartbeat went stale)."""
 
 
+class JobReleased(Exception):
+    """Raised inside ``run`` when its worker is shutting down (SIGTERM, a deploy): the job goes
+    back to the queue at once for another worker, from where it stopped."""
+
+
+class DatabaseGone(Exception):
+    """The database stayed out of reach longer than JOB_DB_OUTAGE_SECONDS while a job ran."""
+
+
 class CannotStart(Exception):
     """A job cannot start as asked (an unknown name, a bad setting): says what to fix. Every app's
     own refusals (CannotJudge, TrainingError) are kinds of it."""
@@ -113,6 +122,9 @@ class Job(models.Model):
     worker = models.CharField(max_length=200, blank=True, help_text="Celery node that runs or ran it.")
     lease = models.UUIDField(null=True, blank=True, editable=False)
     cancel_requested = models.BooleanField(default=False)
+    release_requested = models.BooleanField(
+        default=False, help_text="its worker is shutting down: stop at the next unit and go back to the queue"
+    )
     progress_done = models.PositiveIntegerField(default=0)
     progress_total = models.PositiveIntegerField(default=0)
     rate = models.FloatField(default=0.0, help_text="Units per second over the current attempt.")
@@ -246,6 +258,10 @@ class JobContext:
     def __init__(self, job: Job, lease: uuid.UUID):
         self.job = job
         self.lease = lease
+        # this run of the job's code: a job run again within the same attempt (after a database
+        # outage) tells its own earlier run's leftovers (a reservation whose answer was never
+        # stored) from the ones it is making now
+        self.run_id = uuid.uuid4().hex[:8]
         self._model = type(job)
         self._started = time.monotonic()
         self._units_at_start: float | None = None
@@ -278,7 +294,9 @@ class JobContext:
             fields["rate_unit"] = unit
         if detail is not None:
             fields["status_detail"] = detail[:200]
-        if not self._mine().update(**fields):
+        # a restarted database is waited for here (up to JOB_DB_OUTAGE_SECONDS), so that a job does
+        # not have to start over (reload its model, say) because a progress note could not be written
+        if not patiently(lambda: self._mine().update(**fields)):
             raise LeaseLost(f"{self.job} was taken over by another worker")
         for key, value in fields.items():
             setattr(self.job, key, value)
@@ -289,9 +307,14 @@ class JobContext:
         self.job.progress_total = total
 
     def check(self) -> None:
-        """Raise JobCancelled if a cancel was requested (call between units of work)."""
-        if self._model.objects.filter(pk=self.job.pk, cancel_requested=True).exists():
+        """Raise JobCancelled if a cancel was requested, JobReleased if the worker is shutting down
+        (call between units of work)."""
+        mine = self._model.objects.filter(pk=self.job.pk)
+        flags = patiently(lambda: mine.values_list("cancel_requested", "release_requested").first())
+        if flags and flags[0]:
             raise JobCancelled()
+        if (flags and flags[1]) or SHUTTING_DOWN.is_set():
+            raise JobReleased()
 
 
 class Heartbeat(threading.Thread):
@@ -353,6 +376,9 @@ def finish(
 
 
 TRANSIENT_DB_ERRORS = (db.OperationalError, db.InterfaceError)
+# set in a worker process when it starts a warm shutdown (evalsite/core/signals.py): its jobs stop at
+# their next unit of work and go back to the queue
+SHUTTING_DOWN = threading.Event()
 
 
 def reconnected(action, attempts: int = 4):
@@ -369,10 +395,43 @@ def reconnected(action, attempts: int = 4):
     return None
 
 
+def wait_for_database(seconds: float) -> bool:
+    """Wait, with a backoff of 0.5 s doubling to 5 s, until the database answers again or
+    ``seconds`` pass. True when it is back."""
+    deadline = time.monotonic() + seconds
+    pause = 0.5
+    while True:
+        try:
+            connection.close()
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+            return True
+        except TRANSIENT_DB_ERRORS:
+            if time.monotonic() + pause > deadline:
+                return False
+            time.sleep(pause)
+            pause = min(pause * 2, 5.0)
+
+
+def patiently(action):
+    """Run a database action, riding out an outage of up to JOB_DB_OUTAGE_SECONDS (a restarted
+    server): used where the job holds something the database has not recorded yet (an answer
+    that came back), so that it is stored, not asked again."""
+    while True:
+        try:
+            return action()
+        except TRANSIENT_DB_ERRORS as exc:
+            log.warning("database error (%s): waiting for it to come back", exc)
+            if not wait_for_database(settings.JOB_DB_OUTAGE_SECONDS):
+                raise DatabaseGone(f"the database was out of reach for {settings.JOB_DB_OUTAGE_SECONDS:.0f} s") from exc
+
+
 def run_with_reconnects(job: Job, lease: uuid.UUID) -> None:
-    """Run the job; a transient database error is a retry (the job is resumable: it only does
-    what is not done yet), with the lease kept, never a final failure, up to
-    JOB_TRANSIENT_RETRIES times in a row."""
+    """Run the job; a transient database error (a restart, a killed connection) is a pause, not a
+    failure: the worker keeps the job's lease, waits for the database (up to
+    JOB_DB_OUTAGE_SECONDS, then DatabaseGone) and runs it again from what is already written (jobs
+    are resumable). More than JOB_TRANSIENT_RETRIES errors in a row with the database answering
+    in between are the job's own, and fail it."""
     failures = 0
     while True:
         try:
@@ -380,12 +439,43 @@ def run_with_reconnects(job: Job, lease: uuid.UUID) -> None:
             return
         except TRANSIENT_DB_ERRORS as exc:
             failures += 1
+            log.warning("%s %s: database error (%s); waiting for it and going on", job.label(), job.pk, exc)
+            if not wait_for_database(settings.JOB_DB_OUTAGE_SECONDS):
+                raise DatabaseGone(f"the database was out of reach for {settings.JOB_DB_OUTAGE_SECONDS:.0f} s") from exc
             if failures > settings.JOB_TRANSIENT_RETRIES:
                 raise
-            log.warning("%s %s: database error (%s); reconnecting and going on", job.label(), job.pk, exc)
-            connection.close()
-            time.sleep(min(0.5 * 2 ** (failures - 1), 5.0))
             reconnected(job.refresh_from_db)
+
+
+def release(model: type[Job], pk: int, lease: uuid.UUID, why: str) -> bool:
+    """Put a job this worker holds back in the queue for another worker, and send its message."""
+    released = model.objects.filter(pk=pk, lease=lease, status=JobStatus.RUNNING).update(
+        status=JobStatus.QUEUED,
+        lease=None,
+        release_requested=False,
+        enqueued_at=timezone.now(),
+        status_detail=why[:200],
+    )
+    if released:
+        send_job_message(model.label(), pk, model.queue)
+    return bool(released)
+
+
+def release_when_back(model: type[Job], pk: int, lease: uuid.UUID) -> threading.Thread:
+    """After an outage longer than a job could wait: a thread that releases the job the moment the
+    database answers again (up to 10 times the outage allowance), so it is re-enqueued then, not a
+    stale sweep later."""
+
+    def run() -> None:
+        try:
+            if wait_for_database(10 * settings.JOB_DB_OUTAGE_SECONDS):
+                release(model, pk, lease, "released after a database outage")
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run, daemon=True, name=f"release-{model.label()}-{pk}")
+    thread.start()
+    return thread
 
 
 def execute(label: str, pk: int, worker: str) -> str:
@@ -409,6 +499,14 @@ def execute(label: str, pk: int, worker: str) -> str:
     except LeaseLost:
         log.warning("%s %s: lease lost, another worker continues it", label, pk)
         return "lease lost"
+    except JobReleased:
+        log.warning("%s %s: its worker is shutting down; back to the queue for another", label, pk)
+        reconnected(lambda: release(model, pk, lease, "released by a worker shutting down"))
+        return "released"
+    except DatabaseGone as exc:
+        log.error("%s %s: %s; released to the queue as soon as it is back", label, pk, exc)
+        release_when_back(model, pk, lease)
+        return "released"
     except Exception as exc:  # the job's own failure: recorded on the row and shown, never lost
         log.exception("%s %s failed", label, pk)
         error = f"{type(exc).__name__}: {exc}"

@@ -1,8 +1,10 @@
 """Worker start-up: take back the jobs this node was running when it died, then sweep."""
 
 import logging
+import threading
 
-from celery.signals import worker_ready
+from celery.signals import worker_ready, worker_shutting_down
+from django.db import connection
 
 from evalsite.core import jobs
 
@@ -20,3 +22,28 @@ def recover_jobs_on_start(sender=None, **kwargs) -> None:
         return
     if orphans or swept:
         log.warning("re-enqueued at start: %s", orphans + swept)
+
+
+@worker_shutting_down.connect
+def release_jobs_on_shutdown(sender=None, how=None, **kwargs) -> None:
+    """A warm shutdown (SIGTERM, a deploy): this node's running jobs stop at their next unit of
+    work and go back to the queue for another worker, instead of the shutdown waiting for whole
+    jobs until the supervisor's SIGKILL. The flag goes to the job rows (the pool's child processes
+    read it there) from a thread of its own (this runs in a signal handler, maybe in the middle of
+    the main thread's own query)."""
+    if how != "Warm" or not sender:
+        return
+    jobs.SHUTTING_DOWN.set()
+
+    def flag() -> None:
+        try:
+            for model in jobs.job_models():
+                model.objects.filter(status=jobs.JobStatus.RUNNING, worker=str(sender)).update(release_requested=True)
+        except Exception:  # noqa: BLE001  (the database may be down too: the jobs then stop with it)
+            log.exception("could not ask this node's jobs to stop")
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=flag, name="release-jobs", daemon=True)
+    thread.start()
+    thread.join(timeout=10)

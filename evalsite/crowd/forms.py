@@ -12,6 +12,7 @@ class CrowdLinkForm(forms.Form):
     screening_pass = forms.IntegerField(min_value=0, required=False)
     completion_url = forms.CharField(max_length=300, required=False, strip=True)
     completion_code = forms.CharField(max_length=40, required=False, strip=True)
+    only_verified = forms.BooleanField(required=False)
 
     DEFAULTS = {"platform": Platform.PROLIFIC, "quota": 20, "screening_items": 0, "screening_pass": 0}
 

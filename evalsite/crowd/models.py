@@ -56,6 +56,10 @@ class CrowdLink(models.Model):
     completion_url = models.CharField(
         max_length=300, blank=True, help_text="where a participant is sent at the end; {code} is replaced"
     )
+    only_verified = models.BooleanField(
+        default=False,
+        help_text="a participant's votes count only once the platform's submissions list shows them (crowd reconcile)",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
@@ -89,7 +93,16 @@ class Participant(models.Model):
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="participant")
     platform_study = models.CharField(max_length=64, blank=True)
     session = models.CharField(max_length=64, blank=True)
+    class PlatformCheck(models.TextChoices):
+        PENDING = "pending", "not checked yet"
+        KNOWN = "known", "on the platform's list"
+        UNKNOWN = "unknown", "unverified: not on the platform's list"
+        ACCEPTED = "accepted", "accepted by staff"
+
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.ACTIVE)
+    # what the platform's own submissions say of this id (crowd reconcile): anyone who sees the
+    # link can make up a well-formed id, so an unknown one's votes are left out until staff accept it
+    platform_check = models.CharField(max_length=8, choices=PlatformCheck.choices, default=PlatformCheck.PENDING)
     started_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -98,3 +111,12 @@ class Participant(models.Model):
 
     def __str__(self) -> str:
         return f"{self.external_id} in {self.link.study}"
+
+    @property
+    def counts(self) -> bool:
+        """Whether this participant's votes count, as far as the platform check goes: not if the
+        platform does not know the id (until staff accept it), nor while unchecked on a link that
+        counts only verified participants."""
+        if self.platform_check == self.PlatformCheck.UNKNOWN:
+            return False
+        return not (self.platform_check == self.PlatformCheck.PENDING and self.link.only_verified)

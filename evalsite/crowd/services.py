@@ -5,20 +5,27 @@ platform for approvals and bonuses."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
+import logging
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
+from django.conf import settings
 from django.contrib.auth.models import User
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
 from evalsite.annotation.models import Comparison, HumanJudgment, Study
+from evalsite.annotation.quality import faster_than_reading, with_page_chars
 from evalsite.annotation.services import set_excluded
 from evalsite.crowd.models import ID_PATTERNS, PARAMETERS, CrowdLink, Participant, Platform
+
+log = logging.getLogger(__name__)
 
 MTURK_PREVIEW = "ASSIGNMENT_ID_NOT_AVAILABLE"  # MTurk's assignmentId while a worker previews a HIT
 
@@ -39,6 +46,7 @@ def create_link(
     screening_pass: int = 0,
     completion_url: str = "",
     completion_code: str = "",
+    only_verified: bool = False,
 ) -> CrowdLink:
     """The study's crowd link (one per study; a second call changes its rules)."""
     if platform not in Platform.values:
@@ -65,6 +73,7 @@ def create_link(
         "screening_items": screening_items,
         "screening_pass": screening_pass,
         "completion_url": completion_url,
+        "only_verified": only_verified,
     }
     if completion_code:
         fields["completion_code"] = completion_code
@@ -72,10 +81,29 @@ def create_link(
     return link
 
 
-def arrive(link: CrowdLink, params: dict[str, str]) -> Participant:
+def _new_arrival_allowed(link: CrowdLink, address: str) -> bool:
+    """At most CROWD_NEW_PARTICIPANTS_PER_ADDRESS new participants per client address per
+    CROWD_ARRIVAL_WINDOW_SECONDS on a link (counted atomically in the shared cache; a returning
+    participant is never counted). Anyone who sees a link can make up well-formed ids: this bounds
+    how many one machine can mint. When the cache is down, arrivals go on (and it is logged)."""
+    key = "crowd-arrivals:" + hashlib.sha256(f"{link.pk}|{address}".encode()).hexdigest()[:32]
+    try:
+        cache.add(key, 0, settings.CROWD_ARRIVAL_WINDOW_SECONDS)
+        count = cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.add(key, 1, settings.CROWD_ARRIVAL_WINDOW_SECONDS)
+        count = 1
+    except Exception as exc:  # noqa: BLE001  (any cache backend's connection error)
+        log.error("crowd arrival limit: the cache cannot be reached (%s); letting the arrival in", exc)
+        return True
+    return count <= settings.CROWD_NEW_PARTICIPANTS_PER_ADDRESS
+
+
+def arrive(link: CrowdLink, params: dict[str, str], address: str = "") -> Participant:
     """The participant for the platform id in the link's query, made the first time (without a
     password) and found again on any later visit, from any device. Two first visits at once (two
-    tabs) give the same participant: the second insert fails on the unique constraint and reads."""
+    tabs) give the same participant: the second insert fails on the unique constraint and reads.
+    A new participant from an ``address`` that made too many already is refused (CrowdError)."""
     id_name, study_name, session_name = PARAMETERS[Platform(link.platform)]
     external = (params.get(id_name) or "").strip()
     if link.platform == Platform.MTURK and params.get(session_name) == MTURK_PREVIEW:
@@ -89,6 +117,8 @@ def arrive(link: CrowdLink, params: dict[str, str]) -> Participant:
     found = Participant.objects.filter(link=link, external_id=external).select_related("user").first()
     if found:
         return found
+    if address and not _new_arrival_allowed(link, address):
+        raise CrowdError("too many new participants from this address; try again later")
     try:
         with transaction.atomic():
             user = User(username=f"{link.platform}-{link.pk}-{external}"[:150])
@@ -102,6 +132,8 @@ def arrive(link: CrowdLink, params: dict[str, str]) -> Participant:
                 session=(params.get(session_name) or "")[:64],
             )
             link.study.annotators.add(user)
+            if not participant.counts:  # a link that counts verified participants only
+                set_excluded(link.study, user, True)
     except IntegrityError:  # the other tab made it first
         return Participant.objects.select_related("user").get(link=link, external_id=external)
     return participant
@@ -172,8 +204,11 @@ def end_code(participant: Participant) -> str:
 EXPORT_COLUMNS = [
     "participant_id",
     "status",
+    "platform_check",
     "items_done",
     "median_seconds",
+    "reading_floor_seconds",
+    "faster_than_reading",
     "total_seconds",
     "gold_seen",
     "gold_accuracy",
@@ -195,20 +230,29 @@ def participant_rows(link: CrowdLink) -> list[dict[str, object]]:
     participants = link.participants.select_related("user").order_by("started_at", "pk")
     judgments: dict[int, list[tuple]] = {}
     for row in (
-        HumanJudgment.objects.filter(comparison__study=study, annotator__participant__link=link)
+        with_page_chars(HumanJudgment.objects.filter(comparison__study=study, annotator__participant__link=link))
         .order_by("created_at", "pk")
         .values_list(
-            "annotator_id", "pk", "comparison__is_gold", "outcome", "comparison__gold_better", "seconds", "picked_side"
+            "annotator_id",
+            "pk",
+            "comparison__is_gold",
+            "outcome",
+            "comparison__gold_better",
+            "seconds",
+            "picked_side",
+            "page_chars",
         )
     ):
         judgments.setdefault(row[0], []).append(row[1:])
     for participant in participants:
-        own = judgments.get(participant.user_id, [])  # (pk, is_gold, outcome, gold_better, seconds, side)
+        own = judgments.get(participant.user_id, [])  # (pk, is_gold, outcome, gold_better, seconds, side, chars)
         gold = [j for j in own if j[1]]
         screening = {j[0] for j in gold[: link.screening_items]}
         rest = [j for j in own if j[0] not in screening]
         seconds = [j[4] for j in rest]
         sided = [j[5] for j in rest if j[5] in ("left", "right")]
+        # the reading floor over every item they judged (the screening's too: a bot skims those alike)
+        floor, too_fast = faster_than_reading([j[4] for j in own], [j[6] for j in own])
         status = participant.status
         if participant.user_id in excluded and status != Participant.Status.SCREENED_OUT:
             status = Participant.Status.EXCLUDED
@@ -216,8 +260,11 @@ def participant_rows(link: CrowdLink) -> list[dict[str, object]]:
             {
                 "participant_id": participant.external_id,
                 "status": status,
+                "platform_check": participant.platform_check,
                 "items_done": len(rest),
                 "median_seconds": round(statistics.median(seconds), 1) if seconds else "",
+                "reading_floor_seconds": round(floor, 1) if floor is not None else "",
+                "faster_than_reading": "yes" if too_fast else "",
                 "total_seconds": round(sum(seconds), 1),
                 "gold_seen": len(gold),
                 "gold_accuracy": round(sum(1 for j in gold if j[2] == j[3]) / len(gold), 3) if gold else "",
@@ -287,10 +334,68 @@ def read_submissions(path: Path) -> list[tuple[str, str]]:
     return out
 
 
+def set_platform_check(participant: Participant, check: str) -> bool:
+    """Record what the platform says of a participant and let their votes count, or not,
+    accordingly (a screened-out participant's never count; a participant staff excluded by hand
+    stays excluded). Returns whether anything changed."""
+    counted_before = participant.counts
+    if participant.platform_check == check:
+        return False
+    with transaction.atomic():
+        Participant.objects.filter(pk=participant.pk).update(platform_check=check)
+        participant.platform_check = check
+        if participant.counts != counted_before and participant.status != Participant.Status.SCREENED_OUT:
+            set_excluded(participant.link.study, participant.user, not participant.counts)
+    return True
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    known: int  # newly found on the platform's list
+    unknown: list[str]  # ids here the platform does not know: their votes are left out
+    returned: int  # marked returned or timed out
+    not_here: list[str]  # ids in the file that never arrived by the link
+
+
+def reconcile(link: CrowdLink, path: Path) -> Reconciled:
+    """Compare the link's participants with the platform's submissions (Prolific's export or the
+    API's list): an id the platform knows is verified (its votes count again if they waited for
+    it); an id it does not know is unverified and its votes leave every figure until staff accept
+    it (``accept``); those who returned or timed out are marked returned. The whole file is read
+    and checked before anything is written."""
+    rows = read_submissions(path)
+    listed = {pid for pid, _ in rows}
+    participants = list(link.participants.select_related("user", "link__study"))
+    known = unknown = 0
+    unknown_ids = []
+    with transaction.atomic():
+        for participant in participants:
+            if participant.external_id in listed:
+                if participant.platform_check in (Participant.PlatformCheck.PENDING, Participant.PlatformCheck.UNKNOWN):
+                    known += set_platform_check(participant, Participant.PlatformCheck.KNOWN)
+            elif participant.platform_check != Participant.PlatformCheck.ACCEPTED:
+                unknown += set_platform_check(participant, Participant.PlatformCheck.UNKNOWN)
+                unknown_ids.append(participant.external_id)
+        marked, not_here = _mark_returned(link, rows)
+    return Reconciled(known, unknown_ids, marked, not_here)
+
+
+def accept(link: CrowdLink, external_id: str) -> Participant:
+    """Staff accept a participant the platform does not know (checked by hand): their votes count."""
+    participant = link.participants.select_related("user", "link__study").filter(external_id=external_id).first()
+    if participant is None:
+        raise CrowdError(f"no participant {external_id!r} arrived by the link of study {link.study.name}")
+    set_platform_check(participant, Participant.PlatformCheck.ACCEPTED)
+    return participant
+
+
 def mark_returned(link: CrowdLink, path: Path) -> tuple[int, list[str]]:
     """Participants the platform says returned or timed out, still working here: marked returned
     (their votes stay, as a completed participant's do). (marked, ids the link does not know)."""
-    rows = read_submissions(path)
+    return _mark_returned(link, read_submissions(path))
+
+
+def _mark_returned(link: CrowdLink, rows: list[tuple[str, str]]) -> tuple[int, list[str]]:
     known = {p.external_id: p for p in link.participants.all()}
     unknown = sorted({pid for pid, _ in rows if pid not in known})
     left = [known[pid] for pid, status in rows if status in LEFT and pid in known]

@@ -10,6 +10,7 @@ from evalsite.annotation.forms import first_error
 from evalsite.annotation.models import Study
 from evalsite.annotation.views import progress_for, render_item
 from evalsite.core.decorators import staff_required
+from evalsite.core.login import client_address
 from evalsite.crowd import services
 from evalsite.crowd.forms import CrowdLinkForm
 from evalsite.crowd.models import CrowdLink, Participant, Platform
@@ -21,18 +22,33 @@ TOKEN_KEY = "crowd_token"
 def arrive(request, token: str):
     """/s/<token>/?PROLIFIC_PID=...: the participant for that id, logged in, sent to their next item."""
     link = get_object_or_404(CrowdLink.objects.select_related("study"), token=token)
+    params = request.GET.dict()
+    switching = params.pop("switch", "") == "1"
+    if request.user.is_authenticated and not switching and not _is_participant(request.user, link, params):
+        # someone else is logged in in this browser (staff trying the link, say): ask before their
+        # session is replaced by the participant's
+        query = request.GET.copy()
+        query["switch"] = "1"
+        context = {"user": request.user, "study": link.study, "go": "?" + query.urlencode()}
+        return render(request, "crowd/switch.html", context)
     try:
-        participant = services.arrive(link, request.GET.dict())
+        participant = services.arrive(link, params, client_address(request))
     except services.Preview:
         return render(request, "crowd/preview.html", {"study": link.study, "link": link})
     except services.CrowdError as exc:
         return render(request, "crowd/problem.html", {"problem": str(exc)}, status=400)
     if request.user.is_authenticated and request.user.pk != participant.user_id:
-        request.session.flush()  # someone else's session in this browser: not theirs to continue
+        request.session.flush()  # someone else's session in this browser, replaced as they agreed
     login(request, participant.user, backend="evalsite.core.login.RateLimitedModelBackend")
     request.session[SESSION_KEY] = participant.pk
     request.session[TOKEN_KEY] = token  # the item pages send them back to this flow
     return redirect("crowd:next", token=token)
+
+
+def _is_participant(user, link: CrowdLink, params: dict) -> bool:
+    """Whether the logged-in user is the participant this visit names (a participant resuming)."""
+    found = Participant.objects.filter(link=link, user=user).values_list("external_id", flat=True).first()
+    return found is not None and found in params.values()
 
 
 def _participant(request, token: str) -> Participant | None:
@@ -91,6 +107,8 @@ def study_page_part(request, study: Study) -> dict:
     context: dict = {"crowd_link": link, "platforms": Platform.choices}
     if link is not None:
         context["crowd_url"] = link.study_url(request.build_absolute_uri("/"))
+        unverified = link.participants.filter(platform_check=Participant.PlatformCheck.UNKNOWN)
+        context["crowd_unverified"] = list(unverified.values_list("external_id", flat=True))
     return context
 
 

@@ -8,8 +8,11 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter, defaultdict
+from datetime import timedelta
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
 
 from evalsite.catalog.models import System
 from evalsite.core.jobs import CannotStart
@@ -26,6 +29,7 @@ PAPER_FIGURE_7 = {
     "LIMA + 30 dialogue chains": (76.1, 21.7, 2.2),
 }
 MAX_MESSAGE = 20_000
+ANSWER_MINUTES = 10  # the longest an answer may take before its conversation's mark counts as a crash
 
 
 class ChatError(CannotStart):
@@ -68,10 +72,19 @@ def say(conversation: Conversation, text: str) -> ChatTurn:
     index = (last.index if last else 0) + 1
     messages = [*conversation.messages(), {"role": "user", "content": text}]
     backend, lock = _backend(conversation.system)
-    with lock:
-        [result] = list(
-            backend.generate([GenerationRequest(key=index, messages=messages)], conversation.system.sampling_config)
-        )  # type: ignore[attr-defined]
+    # one answer at a time per conversation, across processes: the send that takes the mark
+    # generates; a send while it is held is refused (a mark older than ANSWER_MINUTES is a crash's)
+    now = timezone.now()
+    free = Q(answering_since__isnull=True) | Q(answering_since__lt=now - timedelta(minutes=ANSWER_MINUTES))
+    if not Conversation.objects.filter(free, pk=conversation.pk).update(answering_since=now):
+        raise ChatError("an answer is being written for this conversation: wait for it, then send the next message")
+    try:
+        with lock:
+            [result] = list(
+                backend.generate([GenerationRequest(key=index, messages=messages)], conversation.system.sampling_config)
+            )  # type: ignore[attr-defined]
+    finally:
+        Conversation.objects.filter(pk=conversation.pk, answering_since=now).update(answering_since=None)
     if not result.ok:
         raise ChatError(f"{conversation.system.name} did not answer: {result.error}")
     try:

@@ -102,6 +102,9 @@ class Conversation(models.Model):
     system = models.ForeignKey(System, on_delete=models.PROTECT, related_name="conversations")
     staff = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
     created_at = models.DateTimeField(auto_now_add=True)
+    # an answer is being written for this conversation since then (one at a time: a second send
+    # while it is is refused, not generated and thrown away)
+    answering_since = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

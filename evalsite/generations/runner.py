@@ -3,7 +3,7 @@ in the chunks its backend prefers, each answer stored as it comes."""
 
 from __future__ import annotations
 
-from evalsite.core.jobs import JobContext, chunked
+from evalsite.core.jobs import JobContext, chunked, patiently
 from evalsite.generations.models import GenerationJob
 from inference.backends import make_backend
 from inference.types import GenerationRequest
@@ -29,8 +29,10 @@ def run_generation(job: GenerationJob, ctx: JobContext) -> None:
             requests = [GenerationRequest(key=(p.pk, s), messages=p.messages, sample_index=s) for p, s in chunk]
             for result in backend.generate(requests, sampling):
                 prompt_pk, sample = result.key
-                if result.ok:
-                    done += job.store(prompt_pk, sample, result)
+                if result.ok:  # an answer in hand is stored once the database answers, never asked again
+                    done += patiently(lambda prompt_pk=prompt_pk, sample=sample, result=result: job.store(
+                        prompt_pk, sample, result
+                    ))
                     tokens += result.completion_tokens or 0
                 else:
                     failures.append({"prompt": by_id[prompt_pk].external_id, "sample": sample, "error": result.error})
@@ -66,7 +68,7 @@ def follow_ups(job: GenerationJob, backend, sampling, ctx: JobContext, failures:
             for result in backend.generate(requests, sampling):
                 response = by_pk[result.key]
                 if result.ok:
-                    job.store_turn(response, result)
+                    patiently(lambda response=response, result=result: job.store_turn(response, result))
                     tokens += result.completion_tokens or 0
                 else:
                     failures.append(

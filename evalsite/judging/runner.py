@@ -3,6 +3,7 @@ database as the cache, bounded concurrency, a budget, and resumption after a cra
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from django.utils import timezone
 from openai.types.chat import ChatCompletion
 
 from evalsite.catalog.models import Response
-from evalsite.core.jobs import JobContext, JobStopped, chunked
+from evalsite.core.jobs import TRANSIENT_DB_ERRORS, JobContext, JobStopped, chunked, patiently
 from evalsite.core.paper import SAFETY_TAG
 from evalsite.judging.models import (
     JudgeCall,
@@ -36,6 +37,8 @@ from inference.openai_compat import make_client
 from inference.retry import MalformedResponse, PermanentError, RetryPolicy, call_with_retries, expect
 from stats.judge import Probabilities, candidate_view, combine, label_probabilities
 
+log = logging.getLogger(__name__)
+
 ORDERS = (JudgeVerdict.Order.CANDIDATE_FIRST, JudgeVerdict.Order.BASELINE_FIRST)
 EXPECTED_OUTPUT_TOKENS = {"lima": 12, "mtbench": 250, "letter": 1}
 
@@ -48,6 +51,13 @@ def estimate_tokens(text: str) -> int:
 def answers_in_order(comparison, order: str) -> tuple[str, str]:
     cand, base = comparison.candidate_response.text, comparison.baseline_response.text
     return (cand, base) if order == JudgeVerdict.Order.CANDIDATE_FIRST else (base, cand)
+
+
+def worst_cost(config: JudgeConfig, prompt_text: str) -> Decimal:
+    """The most one call can cost: its prompt and one format reminder, each answered at the
+    configured max_tokens."""
+    tokens_in = estimate_tokens(prompt_text)
+    return config.cost(2 * tokens_in + 50, 2 * config.max_tokens)
 
 
 def estimate(config: JudgeConfig, comparisons) -> tuple[int, int, Decimal]:
@@ -154,7 +164,8 @@ def reserve(
     key: str, config: JudgeConfig, thash: str, owner: str, template: str | None = None
 ) -> tuple[JudgeCall, bool]:
     """The cache row for this call, and whether we are the one to make the call. `owner` is
-    "job:attempt": a pending row left by an earlier attempt of the same job (a killed worker) is
+    "job:lease:run": a pending row left by an earlier attempt or run of the same job (a killed
+    worker, a run cut short by a database outage) is
     taken over at once; another job's pending row is waited for until it is stale; a failed
     call (an API error) is tried again."""
     now = timezone.now()
@@ -295,11 +306,14 @@ def ask_all(
     """The loop judge and rating jobs share: for each work item, reserve its cache row (see
     reserve), make the calls this job owns through a bounded pool, take answers another job already
     has or is making, and hand every answer to ``record(item, call, source)``, where source is
-    "called", "cached" or "waited". With a budget, no call is started whose expected cost would
-    take the spend past it (JobStopped): the spend counts the requests of earlier attempts that
-    left without a recorded answer (``unanswered``, a crash) at their expected cost, and the calls
-    in flight. ``sent(n)`` is told of each call's first request before it leaves (its retries when
-    it returns), ``answered(n)`` of the answers that came back. Reservations left unanswered are released at the end."""
+    "called", "cached" or "waited". With a budget, no call is started whose most possible cost would
+    take the spend past it (JobStopped), so the spend never passes the budget however long the
+    answers run: each call in flight counts as its prompt and a format reminder, each answered at
+    the configured max_tokens (``worst_cost``), until its real cost replaces that; the requests of
+    earlier attempts that left without a recorded answer (``unanswered``, a crash) count the same.
+    ``sent(n)`` is told of each call's first request before it leaves (its retries when it returns),
+    ``answered(n)`` of the answers that came back. Reservations left unanswered are released at the
+    end."""
     thash = template_hash(template)
     client = make_client(config.base_url, config.api_key_env or None, config.timeout)
     policy = RetryPolicy(max_retries=config.max_retries)
@@ -308,7 +322,7 @@ def ask_all(
     over_budget = False
     if unanswered and work:
         # paid or not, a request that left and whose answer was never recorded counts against the budget
-        spent += unanswered * config.cost(estimate_tokens(prompt_of(work[0])), EXPECTED_OUTPUT_TOKENS[template])
+        spent += unanswered * worst_cost(config, prompt_of(work[0]))
     try:
         with ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="judge") as pool:
             for chunk in chunked(work, config.concurrency * 2):
@@ -327,12 +341,12 @@ def ask_all(
                     reserved.add(call.pk)
                     prompt_text = prompt_of(item)
                     if budget is not None:
-                        expected = config.cost(estimate_tokens(prompt_text), EXPECTED_OUTPUT_TOKENS[template])
-                        if spent + in_flight + expected > budget:
+                        most = worst_cost(config, prompt_text)
+                        if spent + in_flight + most > budget:
                             JudgeCall.objects.filter(pk=call.pk, status=JudgeCall.Status.PENDING).delete()
                             over_budget = True
                             break
-                        in_flight += expected
+                        in_flight += most
                     # the request is on the books before it leaves: a crash after this shows as a
                     # request without an answer, never as nothing
                     JudgeCall.objects.filter(pk=call.pk).update(requests=F("requests") + 1)
@@ -348,9 +362,11 @@ def ask_all(
                         if sent:
                             sent(result["requests"] - 1)
                     if answered:
-                        answered(result["answered"])
-                    call = store(call, result, config)
-                    record(item, call, "called")
+                        patiently(lambda result=result: answered(result["answered"]))
+                    # the answer is in hand: stored and recorded once the database answers, even
+                    # after a restart, never asked for again
+                    call = patiently(lambda call=call, result=result: store(call, result, config))
+                    patiently(lambda item=item, call=call: record(item, call, "called"))
                     spent += call.cost
                     done += 1
                     ctx.progress(done, total, **({"detail": detail(spent)} if detail else {}))
@@ -361,8 +377,12 @@ def ask_all(
             done += 1
             ctx.progress(done, total)
     finally:
-        # a cancel or a stop leaves no reservation behind that others would wait for
-        JudgeCall.objects.filter(pk__in=reserved, status=JudgeCall.Status.PENDING).delete()
+        # a cancel or a stop leaves no reservation behind that others would wait for (with the
+        # database gone, the job's next attempt takes its own pending rows over instead)
+        try:
+            JudgeCall.objects.filter(pk__in=reserved, status=JudgeCall.Status.PENDING).delete()
+        except TRANSIENT_DB_ERRORS:
+            log.warning("judge reservations not released (the database is away); the next attempt takes them over")
         client.close()
 
 
@@ -402,7 +422,7 @@ def run_judge_job(job: JudgeJob, ctx: JobContext) -> None:
     ask_all(
         ctx,
         config,
-        f"{job.pk}:{ctx.lease}",
+        f"{job.pk}:{ctx.lease}:{ctx.run_id}",
         work,
         done,
         total,
@@ -469,7 +489,7 @@ def run_rating_job(job: RatingJob, ctx: JobContext) -> None:
     ask_all(
         ctx,
         config,
-        f"r{job.pk}:{ctx.lease}",
+        f"r{job.pk}:{ctx.lease}:{ctx.run_id}",
         work,
         done,
         total,

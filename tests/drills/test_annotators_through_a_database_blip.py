@@ -47,6 +47,7 @@ def gunicorn(transactional_db, tmp_path):
     proc.wait(timeout=20)
 
 
+@pytest.mark.serial
 def test_annotators_lose_nothing_when_the_database_drops_their_connections(gunicorn):
     if connection.vendor != "postgresql":
         pytest.skip("pg_terminate_backend needs PostgreSQL")

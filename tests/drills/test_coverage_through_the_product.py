@@ -20,7 +20,7 @@ from django.db import connection
 
 from bench.coverage import KINDS, run, summary
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.serial]
 
 
 def test_figure_1_and_the_judge_assisted_bar_cover_the_truth_after_the_study_stops_itself(settings):

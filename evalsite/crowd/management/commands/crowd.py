@@ -22,6 +22,11 @@ class Command(BaseCommand):
         link.add_argument("--completion-url", default="", help="where participants go at the end; {code} is replaced")
         link.add_argument("--completion-code", default="", help="the platform's code (default: one made here)")
         link.add_argument("--site", default=settings.SITE_URL, help="this site's public address (SITE_URL)")
+        link.add_argument(
+            "--only-verified",
+            action="store_true",
+            help="count a participant's votes only once the platform's submissions list shows them (crowd reconcile)",
+        )
         export = sub.add_parser("export", help="one CSV row per participant (Prolific's participant id first)")
         export.add_argument("study")
         export.add_argument("--out", type=Path, help="a file (default: standard output)")
@@ -32,6 +37,18 @@ class Command(BaseCommand):
         returned.add_argument(
             "--submissions", type=Path, required=True, help="Prolific's submissions CSV, or the API's JSON list"
         )
+        reconcile = sub.add_parser(
+            "reconcile",
+            help="check the participants against the platform's submissions: ids it does not know are unverified "
+            "and their votes leave the figures until staff accept them; returned and timed-out ones are marked",
+        )
+        reconcile.add_argument("study")
+        reconcile.add_argument(
+            "--submissions", type=Path, required=True, help="Prolific's submissions CSV, or the API's JSON list"
+        )
+        accept = sub.add_parser("accept", help="count an unverified participant's votes (checked by hand)")
+        accept.add_argument("study")
+        accept.add_argument("participant_id")
 
     def handle(self, *args, **opts):
         study = Study.objects.filter(name=opts["study"]).first()
@@ -47,6 +64,7 @@ class Command(BaseCommand):
                     screening_pass=opts["screening_pass"],
                     completion_url=opts["completion_url"],
                     completion_code=opts["completion_code"],
+                    only_verified=opts["only_verified"],
                 )
             except services.CrowdError as exc:
                 raise CommandError(str(exc)) from None
@@ -58,6 +76,28 @@ class Command(BaseCommand):
         link = CrowdLink.objects.filter(study=study).first()
         if link is None:
             raise CommandError(f"study {study.name} has no crowd link (manage.py crowd link {study.name})")
+        if opts["action"] == "reconcile":
+            try:
+                result = services.reconcile(link, Path(opts["submissions"]))
+            except services.CrowdError as exc:
+                raise CommandError(str(exc)) from None
+            self.stdout.write(
+                f"{result.known} participant(s) verified; {len(result.unknown)} unverified, their votes left out "
+                f"until accepted (manage.py crowd accept {study.name} ID); {result.returned} marked returned"
+            )
+            for pid in result.unknown[:20]:
+                self.stdout.write(f"  unverified: {pid}")
+            if result.not_here:
+                shown = ", ".join(result.not_here[:10]) + (" ..." if len(result.not_here) > 10 else "")
+                self.stdout.write(f"{len(result.not_here)} id(s) in the file never arrived by this link: {shown}")
+            return
+        if opts["action"] == "accept":
+            try:
+                participant = services.accept(link, opts["participant_id"])
+            except services.CrowdError as exc:
+                raise CommandError(str(exc)) from None
+            self.stdout.write(f"{participant.external_id}: accepted; their votes count")
+            return
         if opts["action"] == "returned":
             try:
                 marked, unknown = services.mark_returned(link, Path(opts["submissions"]))
