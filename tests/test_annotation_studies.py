@@ -1,6 +1,7 @@
 import io
 import random
 import threading
+import time
 from contextlib import contextmanager
 from datetime import timedelta
 
@@ -612,3 +613,73 @@ def test_progress_adds_up_on_every_page_and_continue_goes_when_nothing_is_left(c
     home = BeautifulSoup(client.get("/annotate/").content, "html.parser")
     assert home.select_one(".progress-text").get_text(strip=True) == "3 done, nothing left for you"
     assert home.select_one(".card a.button") is None, "no Continue"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("one_statement", [True, False], ids=["one statement", "portable"])
+@pytest.mark.parametrize("action", ["submit", "skip"])
+def test_answering_while_another_tab_claims_past_a_locked_item_never_deadlocks(settings, one_statement, action):
+    """A claim statement can hold a lock on a comparison it passed over (PostgreSQL keeps the lock
+    on a row that FOR UPDATE locked and its recheck then refused) while it records its own claim,
+    which waits on whoever is changing this annotator's open claim. Answering (or skipping) that
+    claim must therefore take the comparison before the claim, as claiming does: in the other
+    order the two wait on each other and PostgreSQL kills one (CI saw it with three tabs). Here
+    the other tab's transaction holds the answered item's comparison while it claims."""
+    settings.CLAIM_IN_ONE_STATEMENT = settings.SUBMIT_IN_ONE_STATEMENT = one_statement
+    study, (a, _) = make_study(n_prompts=4, baselines=("alpaca-65b",), overlap=1)
+    held = services.claim_next(study, a)
+    locked, answering = threading.Event(), {}
+    errors, results = [], {}
+
+    def answer():
+        try:
+            assert locked.wait(30)
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                answering["pid"] = cursor.fetchone()[0]
+            if action == "submit":
+                results["answer"] = services.submit(held.pk, a, "a")
+            else:
+                results["answer"] = services.give_up(held.pk, a)
+        except Exception as exc:  # pragma: no cover - shown in the assertion below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    def other_tab():
+        try:
+            with transaction.atomic():
+                list(Comparison.objects.select_for_update().filter(pk=held.comparison_id))
+                locked.set()
+                waited = 0.0
+                while waited < 20:  # until the answer waits on this transaction (or has finished)
+                    with connection.cursor() as cursor:
+                        cursor.execute("SELECT pg_stat_clear_snapshot()")  # read afresh inside a transaction
+                        cursor.execute(
+                            "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", [answering.get("pid", -1)]
+                        )
+                        row = cursor.fetchone()
+                    if (row and row[0] == "Lock") or "answer" in results:
+                        break
+                    time.sleep(0.05)
+                    waited += 0.05
+                # the claim a tab makes when it looked for an open claim a moment before this one
+                # was taken (claim_next's _claim_new): it is refused, and the open one served
+                results["claim"] = services._claim_new(study, a, random.Random(1)) or services.open_claim(study, a)
+        except Exception as exc:  # pragma: no cover - shown in the assertion below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=other_tab), threading.Thread(target=answer)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors
+    assert results["claim"].pk == held.pk, "the other tab is served the claim still open"
+    held.refresh_from_db()
+    assert held.status == (Assignment.Status.DONE if action == "submit" else Assignment.Status.SKIPPED)
+    taken = dict(Comparison.objects.values_list("pk", "slots_taken"))
+    assert taken.pop(held.comparison_id) == (1 if action == "submit" else 0)
+    assert set(taken.values()) == {0}, "the refused claim gave its slot back"

@@ -137,6 +137,10 @@ def submit_rating(item_id: int, user, grade: str, safe: str, seconds: float | No
         raise StudyError("this item was not served to you: take the next one")
     try:
         with transaction.atomic():
+            # the item's row before the claim's, in the order claiming takes them: in the other
+            # order a claim from another tab, holding this item and recording its own claim, and
+            # this answer would wait on each other (annotation/services.py, _SUBMIT_SQL)
+            list(RatingItem.objects.select_for_update().filter(pk=item.pk).values_list("pk"))
             if claim.status == RatingClaim.Status.EXPIRED:  # late: kept if its slot is still free
                 if not RatingItem.objects.filter(pk=item.pk, slots_taken__lt=study.overlap).update(
                     slots_taken=F("slots_taken") + 1

@@ -622,6 +622,7 @@ def submit(assignment_pk: int, user: User, choice: str, reason: str = "") -> Sub
         # not an open claim of this user's: a replay, an expired claim, someone else's; the
         # portable path below says which
     with transaction.atomic():
+        _lock_comparison_of(assignment_pk)
         # only the assignment's row is locked: with the joined rows locked too, every submit in a
         # study would wait for the others on the study's row
         assignment = (
@@ -671,10 +672,19 @@ def submit(assignment_pk: int, user: User, choice: str, reason: str = "") -> Sub
     return SubmitResult(judgment, created=True, study_name=comparison.study.name)
 
 
+# The comparison's row is locked before the claim's: claiming takes them in that order (a claim
+# statement locks comparisons, some only passed over, then records the claim, which waits on
+# whoever is changing this annotator's open claim), so answering in the other order could wait on
+# a claim that waits on it (tests/test_annotation_studies.py, ..._never_deadlocks).
 _SUBMIT_SQL = """
-WITH a AS (
+WITH held AS (
+    SELECT c.id FROM {comparison} c
+    WHERE c.id = (SELECT comparison_id FROM {assignment}
+                  WHERE id = %(pk)s AND annotator_id = %(user)s AND status = %(claimed)s)
+    FOR UPDATE
+), a AS (
     UPDATE {assignment} SET status = %(done)s, finished_at = %(now)s
-    WHERE id = %(pk)s AND annotator_id = %(user)s AND status = %(claimed)s
+    WHERE id = %(pk)s AND annotator_id = %(user)s AND status = %(claimed)s AND EXISTS (SELECT 1 FROM held)
     RETURNING id, comparison_id, COALESCE(shown_at, claimed_at) AS since,
         CASE WHEN %(choice)s = 'tie' THEN %(tie)s
              WHEN (%(choice)s = 'a') = candidate_on_left THEN %(candidate)s ELSE %(baseline)s END AS outcome
@@ -753,11 +763,19 @@ def _submit_sql(assignment_pk: int, user: User, choice: str, reason: str) -> Sub
     return SubmitResult(judgment, created=True, study_name=study_name)
 
 
+def _lock_comparison_of(assignment_pk: int) -> None:
+    """Inside a transaction that will change a claim and its comparison: the comparison's row
+    first, in the order claiming takes them (see _SUBMIT_SQL)."""
+    comparison = Assignment.objects.filter(pk=assignment_pk).values("comparison_id")
+    list(Comparison.objects.select_for_update().filter(pk__in=Subquery(comparison)).values_list("pk"))
+
+
 def give_up(assignment_pk: int, user: User, flag: str = "") -> Assignment:
     """Skip (or flag) an item: it is not shown to this annotator again and its slot is freed."""
     if flag and flag not in Assignment.Flag.values:
         raise StudyError(f"unknown flag {flag!r}")
     with transaction.atomic():
+        _lock_comparison_of(assignment_pk)
         assignment = Assignment.objects.select_for_update().get(pk=assignment_pk, annotator=user)
         if assignment.status != Assignment.Status.CLAIMED:
             return assignment
