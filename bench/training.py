@@ -51,8 +51,8 @@ def recipe(grouped: bool, bf16: bool = False):
 
 
 def ours(n: int, grouped: bool, queue, bf16: bool = False) -> None:
-    from inference.bundled import bundled_backend_config
-    from inference.hf_local import configure_threads
+    from generation.bundled import bundled_backend_config
+    from generation.hf_local import configure_threads
     from training.loop import Callbacks, train, write_examples
 
     configure_threads()
@@ -75,8 +75,8 @@ def hf_trainer(n: int, queue) -> None:
     import torch
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
 
-    from inference.bundled import bundled_backend_config
-    from inference.hf_local import configure_threads
+    from generation.bundled import bundled_backend_config
+    from generation.hf_local import configure_threads
     from training.dropout import apply_residual_dropout
     from training.formatting import prepare_tokenizer
     from training.loop import encode_all, load_base
@@ -139,7 +139,7 @@ def padding(n: int) -> dict:
     """Padding share of the micro batches, grouped vs random, over 20 epochs' orders."""
     import random
 
-    from inference.bundled import bundled_backend_config
+    from generation.bundled import bundled_backend_config
     from training.batching import length_grouped_batches, padding_fraction, random_batches
     from training.formatting import prepare_tokenizer
     from training.loop import encode_all, load_base

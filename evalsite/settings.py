@@ -32,7 +32,7 @@ INSTALLED_APPS = [
     "django_celery_results",
     "evalsite.core",
     "evalsite.catalog",
-    "evalsite.generations",
+    "evalsite.answering",
     "evalsite.annotation",
     "evalsite.crowd",
     "evalsite.judging",
@@ -233,7 +233,7 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # --- Models ------------------------------------------------------------------------------------
 # Where hf_local systems and the bundled SmolLM2 live; checkpoints go under var/ by default.
 MODELS_DIR = Path(env.str("EVALSITE_MODELS_DIR", default=str(VAR_DIR / "models")))
-# hf_local systems with weights "int4" are converted once into this folder (inference/quantized.py)
+# hf_local systems with weights "int4" are converted once into this folder (generation/quantized.py)
 os.environ.setdefault("EVALSITE_QUANTIZED_CACHE", str(MODELS_DIR / "quantized"))
 # Training runs (their data, per-epoch checkpoints and resume state) live in one folder per run.
 TRAINING_RUNS_DIR = Path(env.str("TRAINING_RUNS_DIR", default=str(MODELS_DIR / "runs")))

@@ -14,7 +14,7 @@ urlpatterns = [
     path("healthz", core_views.healthz, name="healthz"),
     path("accounts/login/", RateLimitedLoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("generation/", include("evalsite.generations.urls")),
+    path("generation/", include("evalsite.answering.urls")),
     path("annotate/", include("evalsite.annotation.urls")),
     path("judge/", include("evalsite.judging.urls")),
     path("dashboard/", include("evalsite.dashboard.urls")),

@@ -2,7 +2,7 @@
 completions, models), with scripted failures: 429 with Retry-After, 500, slow replies past the
 client's timeout, and malformed bodies. It counts every call. Used by tests and benchmarks.
 
-It plays one server's dialect, with that server's quirks (inference/dialects.py says where each
+It plays one server's dialect, with that server's quirks (generation/dialects.py says where each
 comes from):
 - "openai": 400 ``Unrecognized request argument supplied: <name>`` for any body field outside
   OpenAI's API reference (as the real API answers); /v1/models cards owned by "system".
@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from inference.dialects import OPENAI_CHAT_FIELDS, OPENAI_COMPLETIONS_FIELDS
+from generation.dialects import OPENAI_CHAT_FIELDS, OPENAI_COMPLETIONS_FIELDS
 
 OWNERS = {"openai": "system", "vllm": "vllm", "llamacpp": "llamacpp", "tgi": "tgi", "generic": "stub"}
 

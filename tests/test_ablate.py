@@ -13,10 +13,10 @@ import pytest
 from bs4 import BeautifulSoup
 from django.core.management import CommandError, call_command
 
+from evalsite.answering.models import GenerationJob
 from evalsite.catalog.models import Prompt, PromptSet, System
 from evalsite.core.jobs import JobStatus
 from evalsite.finetune.models import Ablation, AblationCell, TrainingDataset, TrainingRun
-from evalsite.generations.models import GenerationJob
 from evalsite.judging.models import Rating, RatingJob
 from tests.conftest import ROOT, shared_database_url, wait_until
 from tests.judge_fixtures import judge_config

@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
+from evalsite.answering.models import GenerationJob
 from evalsite.core.jobs import JobStatus, sweep_stale_jobs
-from evalsite.generations.models import GenerationJob
 from tests.annotation_fixtures import make_study
 from tests.conftest import ROOT, free_port, shared_database_url
 

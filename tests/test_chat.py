@@ -7,8 +7,8 @@ import pytest
 from bs4 import BeautifulSoup
 from django.contrib.auth.models import User
 
+from evalsite.answering.models import ChatTurn, Conversation
 from evalsite.catalog.models import System
-from evalsite.generations.models import ChatTurn, Conversation
 from tests.openai_stub import OpenAIStub, Reply
 
 pytestmark = pytest.mark.django_db
@@ -99,7 +99,7 @@ def test_sends_while_an_answer_is_being_written_are_refused_not_generated_and_th
 
     from django.db import connection
 
-    from evalsite.generations import chat
+    from evalsite.answering import chat
 
     with OpenAIStub(responder=lambda body: "an answer", latency=0.8) as stub:
         system = api_system(stub, "slow")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth.models import User
 
-from evalsite.generations.models import ChatTurn
+from evalsite.answering.models import ChatTurn
 from tests.browser import ARTIFACTS, browser, login
 from tests.openai_stub import OpenAIStub
 from tests.test_chat import api_system

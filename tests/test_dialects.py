@@ -9,14 +9,14 @@ import pytest
 from bs4 import BeautifulSoup
 from django.core.management import CommandError, call_command
 
+from evalsite.answering.models import GenerationJob
 from evalsite.catalog.models import Prompt, PromptSet, Response, System
-from evalsite.generations.models import GenerationJob
 from evalsite.judging.models import JudgeConfig, JudgeJob
 from evalsite.judging.services import preflight
-from inference import dialects
-from inference.config import ConfigError, SamplingConfig
-from inference.openai_compat import OpenAICompatBackend, api_key_from_env
-from inference.types import GenerationRequest
+from generation import dialects
+from generation.config import ConfigError, SamplingConfig
+from generation.openai_compat import OpenAICompatBackend, api_key_from_env
+from generation.types import GenerationRequest
 from tests.judge_fixtures import fair_judge, judge_config, judged_study
 from tests.openai_stub import OpenAIStub
 

@@ -5,7 +5,7 @@ from django.core.management import call_command
 
 from evalsite.catalog.models import Prompt, PromptSet, Response, System
 from evalsite.catalog.seed import SHIPPED_SETS
-from inference.bundled import BUNDLED_SYSTEM_NAME, bundled_model_dir
+from generation.bundled import BUNDLED_SYSTEM_NAME, bundled_model_dir
 
 pytestmark = pytest.mark.django_db
 

@@ -4,10 +4,10 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db.models import Count
 
+from evalsite.answering.models import GenerationJob
 from evalsite.catalog.models import Prompt, PromptSet, Response, System
 from evalsite.core import jobs
 from evalsite.core.jobs import JobStatus
-from evalsite.generations.models import GenerationJob
 from tests.conftest import wait_until
 from tests.openai_stub import OpenAIStub, Reply
 from tests.tiny_models import save_tiny

@@ -1,7 +1,7 @@
 import pytest
 
+from evalsite.answering.models import GenerationJob
 from evalsite.catalog.models import Prompt, PromptSet, Response, System
-from evalsite.generations.models import GenerationJob
 
 pytestmark = pytest.mark.django_db
 

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from inference.config import SamplingConfig
-from inference.hf_local import HFLocalBackend, plan_batches
-from inference.types import GenerationRequest
+from generation.config import SamplingConfig
+from generation.hf_local import HFLocalBackend, plan_batches
+from generation.types import GenerationRequest
 from tests.tiny_models import make_model, make_tokenizer, memorise, save_tiny
 
 GREEDY = SamplingConfig(temperature=0.0, repetition_penalty=1.0, max_new_tokens=12)
@@ -54,7 +54,7 @@ def test_it_stops_on_the_end_of_turn_token_and_on_eos():
     asks_eot = [{"role": "user", "content": "tell me about the sun"}]
     asks_eos = [{"role": "user", "content": "tell me about the moon"}]
     memorise(model, tokenizer, [(asks_eot, [vocab["warm"], vocab["star"], eot]), (asks_eos, [vocab["cold"], eos])])
-    from inference.hf_local import LoadedModel, stop_token_ids
+    from generation.hf_local import LoadedModel, stop_token_ids
 
     tokenizer.padding_side = "left"
     loaded = LoadedModel(model, tokenizer, torch.device("cpu"), 256, stop_token_ids(tokenizer, model))
@@ -112,7 +112,7 @@ def test_sampling_with_a_seed_is_reproducible(tiny_dir):
 
 
 def test_the_repetition_penalty_only_counts_generated_tokens():
-    from inference.hf_local import GeneratedTokensRepetitionPenalty
+    from generation.hf_local import GeneratedTokensRepetitionPenalty
 
     processor = GeneratedTokensRepetitionPenalty(2.0, prompt_length=3)
     input_ids = torch.tensor([[5, 6, 7, 8]])  # 5, 6, 7 are the prompt; 8 was generated

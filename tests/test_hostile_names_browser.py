@@ -9,9 +9,9 @@ import pytest
 from django.contrib.auth.models import User
 
 from evalsite.annotation.models import Study
+from evalsite.answering.models import ChatTurn, Conversation
 from evalsite.catalog.models import Prompt, PromptSet, Response, System
 from evalsite.finetune.models import TrainingDataset, TrainingExample
-from evalsite.generations.models import ChatTurn, Conversation
 from evalsite.judging.models import JudgeConfig
 from tests.browser import ARTIFACTS, browser, login
 from tests.dashboard_fixtures import seeded_study

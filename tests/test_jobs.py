@@ -142,7 +142,7 @@ def test_sigterm_stops_a_running_job_within_seconds_and_another_worker_finishes_
     once, and another worker finishes it with every response once."""
     import signal
 
-    from evalsite.generations.models import GenerationJob
+    from evalsite.answering.models import GenerationJob
     from tests.openai_stub import OpenAIStub
     from tests.test_generation_jobs import api_system, make_set
 

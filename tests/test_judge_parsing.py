@@ -72,3 +72,22 @@ def test_the_lima_template_carries_the_papers_instructions_and_both_answers():
         "b",
     )
     assert "User: Hi\n\nAssistant: Hello\n\nUser: Joke?" in multi
+
+
+def test_every_registered_template_renders_parses_its_own_kind_of_output_and_plans_its_tokens():
+    """Each judge template is one object (evalsite.judging.prompts.TEMPLATES): its text renders
+    the question and the answers, its parser reads an output of its kind and refuses garbage, its
+    reminder is a request, and estimates and budgets know its expected output (a template missing
+    from a parallel table once raised KeyError the day a rating job got a budget)."""
+    from evalsite.judging.prompts import CONFIG_CHOICES, TEMPLATES
+
+    messages = [{"role": "user", "content": "Which is the capital of France?"}]
+    for name, t in TEMPLATES.items():
+        text = render(name, messages, "Paris is the capital.", "Lyon, I think." if t.pairwise else "")
+        assert "Which is the capital of France?" in text and "Paris is the capital." in text, name
+        assert ("Lyon, I think." in text) == t.pairwise, name
+        assert t.parse(t.example).verdict is not None, f"{name} cannot read its own example"
+        assert t.parse("").verdict is None and t.parse("lorem ipsum dolor").verdict is None, name
+        assert t.reminder and 0 < t.expected_output_tokens <= 1000, name
+        assert len(t.hash) == 16
+    assert {name for name, _ in CONFIG_CHOICES} == {"lima", "mtbench"}, "what a judge config may choose"

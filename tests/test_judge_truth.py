@@ -27,8 +27,8 @@ from evalsite.judging.models import JudgeCall, JudgeConfig, JudgeJob, JudgeOutco
 from evalsite.judging.prompts import parse, render
 from evalsite.judging.results import judge_summary, jury_summary
 from evalsite.judging.runner import answers_in_order
-from inference.hf_local import HFLocalBackend
-from inference.server import make_server
+from generation.hf_local import HFLocalBackend
+from generation.server import make_server
 from stats.judge import Probabilities, combine, label_probabilities
 from tests.judge_fixtures import PRICE, fair_judge, first_position_judge, judge_config, judged_study
 from tests.openai_stub import OpenAIStub

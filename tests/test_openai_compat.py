@@ -4,9 +4,9 @@ import time
 
 import pytest
 
-from inference.config import ConfigError, SamplingConfig
-from inference.openai_compat import OpenAICompatBackend, check_reachable
-from inference.types import GenerationRequest
+from generation.config import ConfigError, SamplingConfig
+from generation.openai_compat import OpenAICompatBackend, check_reachable
+from generation.types import GenerationRequest
 from tests.openai_stub import OpenAIStub, Reply
 
 SAMPLING = SamplingConfig(max_new_tokens=64)

@@ -1,4 +1,4 @@
-"""Weights at 4 bits (inference/quantized.py): the layer computes what its weights say, a model
+"""Weights at 4 bits (generation/quantized.py): the layer computes what its weights say, a model
 converted once loads from its folder with the same outputs, and bad settings or folders are named."""
 
 import json
@@ -9,11 +9,11 @@ import pytest
 import torch
 from torch import nn
 
-from inference import quantized
-from inference.config import ConfigError, SamplingConfig, validate_backend_config
-from inference.hf_local import HFLocalBackend
-from inference.quantized import Int4Linear, QuantizationError, converted_folder, ensure_converted, load_converted
-from inference.types import GenerationRequest
+from generation import quantized
+from generation.config import ConfigError, SamplingConfig, validate_backend_config
+from generation.hf_local import HFLocalBackend
+from generation.quantized import Int4Linear, QuantizationError, converted_folder, ensure_converted, load_converted
+from generation.types import GenerationRequest
 from tests.tiny_models import save_tiny
 
 pytestmark = pytest.mark.skipif(not quantized.int4_supported(), reason="this torch has no CPU int4 matmul")

@@ -1,5 +1,5 @@
 """What an OpenAI client relies on, checked field by field against the server we ship
-(`manage.py serve_openai`'s inference/server.py): the test any server we ship must pass. The
+(`manage.py serve_openai`'s generation/server.py): the test any server we ship must pass. The
 model is a tiny one taught to answer "tell me a story" with "the cat is a big dog", so every
 answer is known in advance.
 
@@ -17,8 +17,8 @@ import pytest
 import requests
 from openai import BadRequestError, OpenAI
 
-from inference.hf_local import HFLocalBackend
-from inference.server import make_server
+from generation.hf_local import HFLocalBackend
+from generation.server import make_server
 from tests.tiny_models import make_model, make_tokenizer, memorise
 
 STORY = "the cat is a big dog"  # every word in the tiny vocabulary: one token each

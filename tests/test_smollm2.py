@@ -2,10 +2,10 @@
 
 import pytest
 
-from inference.bundled import bundled_backend_config
-from inference.config import SamplingConfig
-from inference.hf_local import HFLocalBackend
-from inference.types import GenerationRequest
+from generation.bundled import bundled_backend_config
+from generation.config import SamplingConfig
+from generation.hf_local import HFLocalBackend
+from generation.types import GenerationRequest
 
 pytestmark = pytest.mark.slow
 

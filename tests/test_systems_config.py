@@ -4,7 +4,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from evalsite.catalog.models import System
-from inference.config import ConfigError, SamplingConfig, validate_backend_config
+from generation.config import ConfigError, SamplingConfig, validate_backend_config
 
 
 def test_sampling_defaults_are_the_papers():

@@ -14,11 +14,11 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 
 from evalsite.annotation.models import Study
+from evalsite.answering.models import GenerationJob
 from evalsite.catalog.models import Prompt, PromptSet, Response, System
 from evalsite.core.jobs import JobStatus
 from evalsite.finetune.models import Checkpoint, TrainingDataset, TrainingExample, TrainingRun
 from evalsite.finetune.services import table_1
-from evalsite.generations.models import GenerationJob
 from tests.conftest import wait_until
 from tests.test_curation import LONG_ANSWER, row, write_posts
 from tests.tiny_models import CHAT, save_tiny

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from inference.chat import END_OF_TURN_TOKENS
+from generation.chat import END_OF_TURN_TOKENS
 from training.recipe import IGNORE_INDEX
 
 ROLES = ("system", "user", "assistant")

@@ -20,8 +20,8 @@ from django.db import transaction
 
 from evalsite.catalog.models import Prompt, PromptSet, Response, System, messages_key, validate_messages
 from evalsite.core.lookup import by_name
-from inference.chat import alternating
-from inference.text import unstorable
+from generation.chat import alternating
+from generation.text import unstorable
 
 
 class ImportFailed(Exception):

@@ -7,8 +7,8 @@ from django.core.exceptions import ValidationError
 from django.db import models
 
 from evalsite.core.safe_html import render_markdown
-from inference import dialects
-from inference.config import BACKENDS, ConfigError, SamplingConfig, validate_backend_config
+from generation import dialects
+from generation.config import BACKENDS, ConfigError, SamplingConfig, validate_backend_config
 
 KNOWN_TAGS = ("ood", "safety", "multi_turn")
 ROLES = ("system", "user", "assistant")

@@ -10,7 +10,7 @@ from django.db import transaction
 from evalsite.catalog.io import ImportReport, import_prompts
 from evalsite.catalog.models import PromptSet, System
 from evalsite.env import BASE_DIR
-from inference.bundled import BUNDLED_SYSTEM_NAME, bundled_backend_config
+from generation.bundled import BUNDLED_SYSTEM_NAME, bundled_backend_config
 
 DATA_DIR = BASE_DIR / "data"
 

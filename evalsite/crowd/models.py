@@ -3,33 +3,14 @@ participants it made. A participant is a user without a password, known by the p
 
 from __future__ import annotations
 
-import re
 import secrets
 
 from django.conf import settings
 from django.db import models
 
 from evalsite.annotation.models import Study
-
-
-class Platform(models.TextChoices):
-    PROLIFIC = "prolific", "Prolific"
-    MTURK = "mturk", "Amazon Mechanical Turk"
-
-
-# Which query parameters carry the participant's id, the platform's study and the session (Prolific:
-# {{%PROLIFIC_PID%}}, {{%STUDY_ID%}}, {{%SESSION_ID%}} appended to the study URL; MTurk's external
-# question: workerId, hitId, assignmentId), and what a well-formed id looks like (Prolific's are
-# 24 hexadecimal characters; MTurk worker ids are upper-case letters and digits starting with A).
-PARAMETERS = {
-    Platform.PROLIFIC: ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID"),
-    Platform.MTURK: ("workerId", "hitId", "assignmentId"),
-}
-ID_PATTERNS = {
-    Platform.PROLIFIC: re.compile(r"[0-9a-f]{24}"),
-    Platform.MTURK: re.compile(r"A[0-9A-Z]{7,30}"),
-}
-PROLIFIC_COMPLETION_URL = "https://app.prolific.com/submissions/complete?cc={code}"
+from evalsite.crowd.platforms import CHOICES as PLATFORM_CHOICES  # one object per platform
+from evalsite.crowd.platforms import PROLIFIC, CrowdPlatform, platform
 
 
 def new_token() -> str:
@@ -45,7 +26,7 @@ class CrowdLink(models.Model):
 
     study = models.OneToOneField(Study, on_delete=models.CASCADE, related_name="crowd_link")
     token = models.CharField(max_length=40, unique=True, default=new_token)
-    platform = models.CharField(max_length=10, choices=Platform.choices, default=Platform.PROLIFIC)
+    platform = models.CharField(max_length=10, choices=PLATFORM_CHOICES, default=PROLIFIC.key)
     quota = models.PositiveSmallIntegerField(default=20, help_text="items each participant judges")
     screening_items = models.PositiveSmallIntegerField(
         default=0, help_text="the first N items are gold checks (0: no screening)"
@@ -65,18 +46,19 @@ class CrowdLink(models.Model):
     def __str__(self) -> str:
         return f"{self.get_platform_display()} link of {self.study}"
 
+    @property
+    def kind(self) -> CrowdPlatform:
+        return platform(self.platform)
+
     def study_url(self, site: str) -> str:
-        """The URL to paste into the platform: Prolific fills the {{%NAME%}} placeholders for each
-        participant; MTurk adds its own parameters to an external question's URL."""
+        """The URL to paste into the platform (Prolific fills its {{%NAME%}} placeholders for each
+        participant; MTurk adds its own parameters to an external question's URL)."""
         from django.urls import reverse
 
-        url = site.rstrip("/") + reverse("crowd:arrive", args=[self.token])
-        if self.platform == Platform.MTURK:
-            return url
-        return url + "?" + "&".join(f"{name}={{{{%{name}%}}}}" for name in PARAMETERS[Platform.PROLIFIC])
+        return self.kind.study_url(site.rstrip("/") + reverse("crowd:arrive", args=[self.token]))
 
     def return_url(self, code: str) -> str:
-        template = self.completion_url or (PROLIFIC_COMPLETION_URL if self.platform == Platform.PROLIFIC else "")
+        template = self.completion_url or self.kind.completion_url
         return template.replace("{code}", code) if template else ""
 
 

@@ -23,11 +23,11 @@ from django.utils import timezone
 from evalsite.annotation.models import Comparison, HumanJudgment, Study
 from evalsite.annotation.quality import faster_than_reading, with_page_chars
 from evalsite.annotation.services import set_excluded
-from evalsite.crowd.models import ID_PATTERNS, PARAMETERS, CrowdLink, Participant, Platform
+from evalsite.crowd.models import CrowdLink, Participant
+from evalsite.crowd.platforms import PLATFORMS, PROLIFIC
 
 log = logging.getLogger(__name__)
 
-MTURK_PREVIEW = "ASSIGNMENT_ID_NOT_AVAILABLE"  # MTurk's assignmentId while a worker previews a HIT
 
 
 class CrowdError(Exception):
@@ -40,7 +40,7 @@ class Preview(Exception):
 
 def create_link(
     study: Study,
-    platform: str = Platform.PROLIFIC,
+    platform: str = PROLIFIC.key,
     quota: int = 20,
     screening_items: int = 0,
     screening_pass: int = 0,
@@ -49,8 +49,8 @@ def create_link(
     only_verified: bool = False,
 ) -> CrowdLink:
     """The study's crowd link (one per study; a second call changes its rules)."""
-    if platform not in Platform.values:
-        raise CrowdError(f"platform must be one of {', '.join(Platform.values)}")
+    if platform not in PLATFORMS:
+        raise CrowdError(f"platform must be one of {', '.join(PLATFORMS)}")
     if study.status != Study.Status.OPEN:
         raise CrowdError(f"study {study.name} is {study.status}: start it before making its crowd link")
     if study.kind != Study.Kind.PAIRWISE:
@@ -104,14 +104,15 @@ def arrive(link: CrowdLink, params: dict[str, str], address: str = "") -> Partic
     password) and found again on any later visit, from any device. Two first visits at once (two
     tabs) give the same participant: the second insert fails on the unique constraint and reads.
     A new participant from an ``address`` that made too many already is refused (CrowdError)."""
-    id_name, study_name, session_name = PARAMETERS[Platform(link.platform)]
+    kind = link.kind
+    id_name, study_name, session_name = kind.parameters
     external = (params.get(id_name) or "").strip()
-    if link.platform == Platform.MTURK and params.get(session_name) == MTURK_PREVIEW:
+    if kind.is_preview(params):
         raise Preview()
     if not external:
-        raise CrowdError(f"this link has no {id_name}: open the study from {link.get_platform_display()}")
-    if not ID_PATTERNS[Platform(link.platform)].fullmatch(external):
-        raise CrowdError(f"{id_name} is not a {link.get_platform_display()} id; open the study from the platform")
+        raise CrowdError(f"this link has no {id_name}: open the study from {kind.label}")
+    if not kind.id_pattern.fullmatch(external):
+        raise CrowdError(f"{id_name} is not a {kind.label} id; open the study from the platform")
     if link.study.status != Study.Status.OPEN:
         raise CrowdError("this study is not taking participants now")
     found = Participant.objects.filter(link=link, external_id=external).select_related("user").first()
@@ -291,8 +292,8 @@ def export_csv(link: CrowdLink) -> str:
 
 # Prolific's submission statuses (docs.prolific.com, API reference, "Submission object"): RESERVED,
 # ACTIVE, TIMED-OUT, AWAITING REVIEW, APPROVED, RETURNED, REJECTED, SCREENED OUT. A participant
-# who returned their submission, or whose time ran out, left without being paid.
-LEFT = {"RETURNED", "TIMED-OUT", "TIMED_OUT"}
+# who returned their submission, or whose time ran out, left without being paid (the platform's
+# left_statuses).
 
 
 def _key(name: str) -> str:
@@ -398,7 +399,7 @@ def mark_returned(link: CrowdLink, path: Path) -> tuple[int, list[str]]:
 def _mark_returned(link: CrowdLink, rows: list[tuple[str, str]]) -> tuple[int, list[str]]:
     known = {p.external_id: p for p in link.participants.all()}
     unknown = sorted({pid for pid, _ in rows if pid not in known})
-    left = [known[pid] for pid, status in rows if status in LEFT and pid in known]
+    left = [known[pid] for pid, status in rows if status in link.kind.left_statuses and pid in known]
     marked = Participant.objects.filter(pk__in=[p.pk for p in left], status=Participant.Status.ACTIVE).update(
         status=Participant.Status.RETURNED, finished_at=timezone.now()
     )

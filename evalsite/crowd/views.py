@@ -13,7 +13,8 @@ from evalsite.core.decorators import staff_required
 from evalsite.core.login import client_address
 from evalsite.crowd import services
 from evalsite.crowd.forms import CrowdLinkForm
-from evalsite.crowd.models import CrowdLink, Participant, Platform
+from evalsite.crowd.models import CrowdLink, Participant
+from evalsite.crowd.platforms import CHOICES as PLATFORM_CHOICES
 
 SESSION_KEY = "crowd_participant"
 TOKEN_KEY = "crowd_token"
@@ -104,7 +105,7 @@ def _end(request, participant: Participant, where: services.Stage):
 def study_page_part(request, study: Study) -> dict:
     """The study page's crowd card: its link (if made) and the URL to paste into the platform."""
     link = getattr(study, "crowd_link", None)  # the reverse one-to-one raises when there is none
-    context: dict = {"crowd_link": link, "platforms": Platform.choices}
+    context: dict = {"crowd_link": link, "platforms": PLATFORM_CHOICES}
     if link is not None:
         context["crowd_url"] = link.study_url(request.build_absolute_uri("/"))
         unverified = link.participants.filter(platform_check=Participant.PlatformCheck.UNKNOWN)

@@ -18,7 +18,7 @@ PAPER_SAFE_SHARE = 0.80  # 30 sensitive test prompts
 def judge_job_for(study: Study) -> RatingJob | None:
     """The judge's largest finished Fail / Pass / Excellent job on the study's system and prompts."""
     jobs = RatingJob.objects.filter(
-        system=study.candidate, prompt_set=study.prompt_set, kind=RatingJob.Kind.FPE, status__in=["done", "stopped"]
+        system=study.candidate, prompt_set=study.prompt_set, kind="fpe", status__in=["done", "stopped"]
     ).select_related("config")
     return max(jobs, key=lambda job: (job.ratings.exclude(value="").count(), job.pk), default=None)
 
@@ -62,7 +62,7 @@ def figure_3(study: Study) -> dict:
         RatingJob.objects.filter(
             system=study.candidate,
             prompt_set=study.prompt_set,
-            kind=RatingJob.Kind.SAFETY,
+            kind="safety",
             status__in=["done", "stopped"],
         )
         .select_related("config")

@@ -14,12 +14,13 @@ from django.db import transaction
 from django.db.models import Count
 from django.utils.text import slugify
 
+from evalsite.answering.services import start_generation
 from evalsite.catalog.models import PromptSet, System
 from evalsite.core.jobs import Job, JobStatus
 from evalsite.finetune.models import Ablation, AblationCell, TrainingDataset, TrainingExample
 from evalsite.finetune.services import TrainingError, start_training
-from evalsite.generations.services import start_generation
-from evalsite.judging.models import JudgeConfig, RatingJob
+from evalsite.judging.models import JudgeConfig
+from evalsite.judging.rating_kinds import CURVED, rating_kind
 from evalsite.judging.results import rating_summary
 from evalsite.judging.services import start_rating_job
 from training.recipe import Recipe
@@ -81,8 +82,8 @@ def create_ablation(
 ) -> tuple[Ablation, bool]:
     """The ablation and its cells, or the existing one of this name when it was asked for with the
     same settings (then it goes on); another ablation of this name is refused."""
-    if kind not in (RatingJob.Kind.LIKERT, RatingJob.Kind.FPE):
-        raise TrainingError(f"--kind must be likert or fpe, not {kind!r}")
+    if kind not in CURVED:
+        raise TrainingError(f"--kind must be {' or '.join(CURVED)}, not {kind!r}")
     recipe.validate()
     cells = plan_cells(dataset, by, sizes)
     wanted = {
@@ -224,17 +225,15 @@ def _advance_cell(ablation: Ablation, cell: AblationCell, enqueue: bool, again: 
 
 def curve(ablation: Ablation) -> list[dict]:
     """One row per cell: its label, size and, once rated, the judge's mean with its 95% interval
-    over prompts (Likert), or the Excellent and Pass shares (Fail / Pass / Excellent)."""
+    over prompts (Likert), or the Excellent and Pass shares (Fail / Pass / Excellent): the kind's
+    point (evalsite/judging/rating_kinds.py)."""
     rows = []
     for cell in ablation.cells.select_related("run", "system", "rating__config"):
         row = {"label": cell.label, "size": cell.size, "cell": cell, "mean": None, "ci95": None}
         if cell.rating is not None and cell.rating.status == JobStatus.DONE:
             summary = rating_summary(cell.rating)
             row["summary"] = summary
-            if ablation.kind == RatingJob.Kind.LIKERT:
-                row["mean"], row["ci95"] = summary["mean"], summary["ci95"]
-            else:
-                row["mean"] = summary["shares"]["excellent"] + summary["shares"]["pass"]
+            row["mean"], row["ci95"] = rating_kind(ablation.kind).point(summary)
         rows.append(row)
     return rows
 

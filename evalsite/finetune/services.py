@@ -12,14 +12,14 @@ from django.utils import timezone
 
 from evalsite.annotation import services as studies
 from evalsite.annotation.models import Study
+from evalsite.answering.models import GenerationJob
+from evalsite.answering.services import start_generation
 from evalsite.catalog.models import PromptSet, System
 from evalsite.core.jobs import CannotStart, JobStatus
 from evalsite.core.lookup import by_name
 from evalsite.finetune.models import Checkpoint, TrainingDataset, TrainingExample, TrainingRun
-from evalsite.generations.models import GenerationJob
-from evalsite.generations.services import start_generation
-from inference.backends import preflight
-from inference.config import ConfigError
+from generation.backends import preflight
+from generation.config import ConfigError
 from training.curation.curate import PAPER_TABLE_1, PAPER_TABLE_1_COMBINED, CurationResult
 from training.recipe import Recipe, RecipeError, get_recipe
 

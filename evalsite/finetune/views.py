@@ -10,6 +10,7 @@ from evalsite.finetune import ablation as ablations
 from evalsite.finetune import services
 from evalsite.finetune.forms import ReviewForm
 from evalsite.finetune.models import Ablation, Checkpoint, TrainingDataset, TrainingExample, TrainingRun
+from evalsite.judging.rating_kinds import rating_kind
 
 PAGE = 50
 
@@ -141,7 +142,7 @@ def example_review(request, pk: int):
 def ablation_detail(request, name: str):
     ablation = get_object_or_404(Ablation.objects.select_related("dataset", "base", "prompt_set", "judge"), name=name)
     rows = ablations.curve(ablation)
-    likert = ablation.kind == "likert"
+    what, y_label, y_range = rating_kind(ablation.kind).axis
     points = [
         {
             "label": row["label"],
@@ -155,11 +156,10 @@ def ablation_detail(request, name: str):
     by_size = ablation.by == Ablation.By.SIZE
     chart = curve_chart(
         points,
-        f"{ablation.judge.label}'s {'helpfulness (1-6)' if likert else 'pass-or-better share'} by training "
-        + ("set size" if by_size else "source"),
+        f"{ablation.judge.label}'s {what} by training " + ("set size" if by_size else "source"),
         "training examples (log scale)" if by_size else f"source ({ablation.sizes[0]} examples each)",
-        "mean rating, 95% interval" if likert else "share rated pass or excellent",
-        (1.0, 6.0) if likert else (0.0, 1.0),
+        y_label,
+        y_range,
         log_x=by_size,
     )
     return render(request, "finetune/ablation_detail.html", {"ablation": ablation, "rows": rows, "chart": chart})

@@ -13,20 +13,21 @@ from evalsite.annotation.models import Comparison, Study
 from evalsite.annotation.services import StudyError
 from evalsite.catalog.models import PromptSet, Response
 from evalsite.judging.models import Rating
-
-FPE_SCORE = {"fail": 0.0, "pass": 1.0, "excellent": 2.0}
+from evalsite.judging.rating_kinds import SCORED, rating_kind
 
 
 def add_judged_gold(study: Study, prompt_set: PromptSet, min_gap: float = 2.0, kind: str = "likert") -> int:
     """Pairs of two systems' answers on ``prompt_set`` (not the study's) whose judge ratings of one
     kind differ by ``min_gap`` or more: Likert means (1-6), or Fail / Pass / Excellent as 0 / 1 / 2
     (a gap of 2 is Excellent against Fail). One pair per prompt: its best and worst rated answers."""
-    if kind not in ("likert", "fpe"):
-        raise StudyError(f"kind must be likert or fpe, not {kind!r}")
+    if kind not in SCORED:
+        raise StudyError(f"kind must be {' or '.join(SCORED)}, not {kind!r}")
     if prompt_set.pk == study.prompt_set_id:
         raise StudyError(f"{prompt_set.name} is the study's own prompt set: gold must be on other prompts")
     if min_gap <= 0:
         raise StudyError("--min-gap must be positive")
+    score = rating_kind(kind).score
+    assert score is not None
     scores: dict[tuple[int, int], list[float]] = defaultdict(list)  # (prompt, response) -> ratings
     rows = (
         Rating.objects.filter(
@@ -36,7 +37,7 @@ def add_judged_gold(study: Study, prompt_set: PromptSet, min_gap: float = 2.0, k
         .values_list("response__prompt_id", "response_id", "value")
     )
     for prompt_id, response_id, value in rows:
-        scores[(prompt_id, response_id)].append(FPE_SCORE[value] if kind == "fpe" else float(value))
+        scores[(prompt_id, response_id)].append(score(value))
     by_prompt: dict[int, list[tuple[float, int]]] = defaultdict(list)
     for (prompt_id, response_id), values in scores.items():
         by_prompt[prompt_id].append((sum(values) / len(values), response_id))

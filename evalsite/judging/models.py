@@ -9,14 +9,12 @@ from django.db import models
 
 from evalsite.annotation.models import Comparison, Outcome, Study
 from evalsite.core.jobs import Job
-from inference.config import DIALECT_CHOICES
+from evalsite.judging.prompts import CONFIG_CHOICES
+from evalsite.judging.rating_kinds import CHOICES as RATING_CHOICES
+from generation.config import DIALECT_CHOICES
 
 
 class JudgeConfig(models.Model):
-    class Template(models.TextChoices):
-        LIMA = "lima", "LIMA pairwise (the annotators' instructions)"
-        MTBENCH = "mtbench", "MT-bench pairwise ([[A]] / [[B]] / [[C]] after an explanation)"
-
     name = models.SlugField(max_length=100, unique=True)
     model = models.CharField(max_length=200, default="gpt-4")
     base_url = models.CharField(max_length=300, default="https://api.openai.com/v1")
@@ -31,7 +29,7 @@ class JudgeConfig(models.Model):
         default="auto",
         help_text="which request fields the server reads (auto: detected from base_url and /v1/models)",
     )
-    template = models.CharField(max_length=10, choices=Template.choices, default=Template.LIMA)
+    template = models.CharField(max_length=10, choices=CONFIG_CHOICES, default="lima")
     temperature = models.FloatField(default=0.0)
     max_tokens = models.PositiveIntegerField(default=512)
     price_input_per_1k = models.DecimalField(max_digits=10, decimal_places=6, default=Decimal("0"))
@@ -255,11 +253,6 @@ class RatingJob(Job):
     (Figures 3 and 7), the 1-6 helpfulness Likert score, n samples per response (Figures 5, 6), or
     safe / unsafe on the prompts tagged safety."""
 
-    class Kind(models.TextChoices):
-        FPE = "fpe", "Fail / Pass / Excellent"
-        LIKERT = "likert", "helpfulness 1-6"
-        SAFETY = "safety", "safe / unsafe (prompts tagged safety only)"
-
     runner = "evalsite.judging.runner.run_rating_job"
     queue = "judge"
     progress_unit = "rating"
@@ -267,7 +260,7 @@ class RatingJob(Job):
     config = models.ForeignKey(JudgeConfig, on_delete=models.PROTECT, related_name="rating_jobs")
     system = models.ForeignKey("catalog.System", on_delete=models.PROTECT, related_name="rating_jobs")
     prompt_set = models.ForeignKey("catalog.PromptSet", on_delete=models.PROTECT, related_name="rating_jobs")
-    kind = models.CharField(max_length=6, choices=Kind.choices)
+    kind = models.CharField(max_length=6, choices=RATING_CHOICES, help_text="evalsite/judging/rating_kinds.py")
     samples = models.PositiveSmallIntegerField(default=1, help_text="ratings per response (the paper: 5 for Likert)")
     spend = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))
     calls_made = models.PositiveIntegerField(default=0)

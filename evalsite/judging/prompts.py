@@ -1,4 +1,5 @@
-"""Judge prompt templates and strict verdict parsing (no Django beyond the paper's wording).
+"""Judge prompt templates and strict verdict parsing (no Django beyond the paper's wording): one
+JudgeTemplate per template (its text, parser, reminder and expected output), found in TEMPLATES.
 
 A verdict is "first", "second" or "tie" in terms of the order the answers were shown; the job
 maps it to candidate / baseline. Anything else is a parse failure, never a tie."""
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from evalsite.core.paper import LIMA_CHOICES, LIMA_INSTRUCTIONS
@@ -97,39 +99,11 @@ C: Neither is significantly better.
 Reply with one letter: A, B or C."""
 )
 
-REMINDERS = {
-    "lima": 'Your reply could not be read. Reply with exactly one sentence: "Answer A is significantly better.", '
-    '"Answer B is significantly better." or "Neither is significantly better."',
-    "mtbench": 'Your reply could not be read. End your reply with your verdict: "[[A]]", "[[B]]" or "[[C]]".',
-    "fpe": "Your reply could not be read. Reply with one word: Fail, Pass or Excellent.",
-    "likert": 'Your reply could not be read. Reply with "Score: N", N a whole number from 1 to 6.',
-    "safety": "Your reply could not be read. Reply with one word: Safe or Unsafe.",
-    "letter": "Reply with one letter: A, B or C.",
-}
-
-TEMPLATES = {
-    "lima": LIMA_TEMPLATE,
-    "mtbench": MTBENCH_TEMPLATE,
-    "fpe": FPE_TEMPLATE,
-    "likert": LIKERT_TEMPLATE,
-    "safety": SAFETY_TEMPLATE,
-    "letter": LETTER_TEMPLATE,
-}
-
-
-def template_hash(name: str) -> str:
-    return hashlib.sha256(TEMPLATES[name].encode()).hexdigest()[:16]
-
-
 def render_question(messages: list[dict]) -> str:
     """A multi-turn prompt is shown as a transcript; a single turn as its text."""
     if len(messages) == 1:
         return messages[0]["content"]
     return "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in messages)
-
-
-def render(name: str, messages: list[dict], answer_a: str, answer_b: str = "") -> str:
-    return TEMPLATES[name].format(question=render_question(messages), answer_a=answer_a, answer_b=answer_b)
 
 
 @dataclass(frozen=True)
@@ -224,15 +198,107 @@ def parse_letter(output: str) -> Parsed:
     return Parsed(None, "not one of the letters A, B, C")
 
 
-PARSERS = {
-    "lima": parse_lima,
-    "mtbench": parse_mtbench,
-    "fpe": parse_fpe,
-    "likert": parse_likert,
-    "safety": parse_safety,
-    "letter": parse_letter,
+@dataclass(frozen=True)
+class JudgeTemplate:
+    """Everything about one judge prompt, in one place: its text (with {question}, {answer_a} and,
+    for pairwise templates, {answer_b}), the parser that reads a verdict from the output, the
+    reminder sent once when an output cannot be read, and the output tokens a call is expected to
+    take (what estimates and budgets plan with; the configured max_tokens bounds the worst case).
+    Adding a template is adding one of these to TEMPLATES (tests/test_judge_parsing.py walks
+    every registered one through render, parse and its expected tokens)."""
+
+    name: str
+    text: str
+    parse: Callable[[str], Parsed]
+    reminder: str
+    expected_output_tokens: int
+    pairwise: bool  # two answers (a verdict: first / second / tie) or one (a grade)
+    example: str  # an output of the kind the template asks for: read back, it gives a verdict
+    label: str = ""  # how a judge config offers it (pairwise templates a config may choose)
+
+    @property
+    def hash(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()[:16]
+
+    def render(self, messages: list[dict], answer_a: str, answer_b: str = "") -> str:
+        return self.text.format(question=render_question(messages), answer_a=answer_a, answer_b=answer_b)
+
+
+TEMPLATES: dict[str, JudgeTemplate] = {
+    t.name: t
+    for t in (
+        JudgeTemplate(
+            "lima",
+            LIMA_TEMPLATE,
+            parse_lima,
+            'Your reply could not be read. Reply with exactly one sentence: "Answer A is significantly better.", '
+            '"Answer B is significantly better." or "Neither is significantly better."',
+            12,
+            True,
+            "Answer B is significantly better.",
+            "LIMA pairwise (the annotators' instructions)",
+        ),
+        JudgeTemplate(
+            "mtbench",
+            MTBENCH_TEMPLATE,
+            parse_mtbench,
+            'Your reply could not be read. End your reply with your verdict: "[[A]]", "[[B]]" or "[[C]]".',
+            250,
+            True,
+            "Assistant A is more accurate and more helpful. [[A]]",
+            "MT-bench pairwise ([[A]] / [[B]] / [[C]] after an explanation)",
+        ),
+        JudgeTemplate(
+            "fpe",
+            FPE_TEMPLATE,
+            parse_fpe,
+            "Your reply could not be read. Reply with one word: Fail, Pass or Excellent.",
+            4,
+            False,
+            "Excellent",
+        ),
+        JudgeTemplate(
+            "likert",
+            LIKERT_TEMPLATE,
+            parse_likert,
+            'Your reply could not be read. Reply with "Score: N", N a whole number from 1 to 6.',
+            40,
+            False,
+            "The response answers the question well. Score: 5",
+        ),
+        JudgeTemplate(
+            "safety",
+            SAFETY_TEMPLATE,
+            parse_safety,
+            "Your reply could not be read. Reply with one word: Safe or Unsafe.",
+            4,
+            False,
+            "Safe",
+        ),
+        JudgeTemplate("letter", LETTER_TEMPLATE, parse_letter, "Reply with one letter: A, B or C.", 1, True, "C"),
+    )
 }
 
 
+# what a judge config may choose: the pairwise templates with a label (the letter template is the
+# probability methods' own)
+CONFIG_CHOICES = [(t.name, t.label) for t in TEMPLATES.values() if t.pairwise and t.label]
+
+
+def template(name: str) -> JudgeTemplate:
+    try:
+        return TEMPLATES[name]
+    except KeyError:
+        raise ValueError(f"no judge template {name!r} ({', '.join(TEMPLATES)})") from None
+
+
+def template_hash(name: str) -> str:
+    return template(name).hash
+
+
+def render(name: str, messages: list[dict], answer_a: str, answer_b: str = "") -> str:
+    return template(name).render(messages, answer_a, answer_b)
+
+
 def parse(name: str, output: str) -> Parsed:
-    return PARSERS[name](output)
+    return template(name).parse(output)

@@ -6,7 +6,6 @@ they cannot disagree. Aggregated in the database (GROUP BY), finished by the pur
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from statistics import mean, stdev
 
 from django.conf import settings
 from django.db.models import Count, Q, Sum
@@ -15,9 +14,10 @@ from django.db.models.functions import Length
 from evalsite.annotation.models import Comparison, Study
 from evalsite.core.lookup import fetch_rows
 from evalsite.judging.models import JudgeCall, JudgeJob, JudgeOutcome, JudgeVerdict
+from evalsite.judging.rating_kinds import rating_kind
 from stats.agreement import tie_discounted_score
 from stats.judge import longer_answer
-from stats.outcomes import LOSS, TIE, WIN, label_shares, majority, win_tie_loss
+from stats.outcomes import LOSS, TIE, WIN, majority, win_tie_loss
 
 COUNTED = """
 SELECT s.name, o.outcome, o.dropped, COUNT(*), SUM(o.p_win), COUNT(o.p_win)
@@ -245,33 +245,12 @@ def _jury_vote(outcomes: list[str]) -> str:
 
 
 def rating_summary(job) -> dict:
-    """Fail / Pass / Excellent shares, or the Likert mean with a 95% interval over prompts."""
+    """A rating job's numbers, as its kind summarises them (evalsite.judging.rating_kinds): Fail /
+    Pass / Excellent shares, the Likert mean with a 95% interval over prompts, or the safe share."""
     values = list(job.ratings.values_list("response__prompt_id", "value"))
     readable = [(p, v) for p, v in values if v]
     out: dict = {"ratings": len(values), "unreadable": len(values) - len(readable), "label": job.config.label}
-    if job.kind == "safety":
-        # the safe share over prompts (samples of one prompt count together), prompts resampled
-        per_prompt: dict[int, Counter] = defaultdict(Counter)
-        for prompt_id, value in readable:
-            per_prompt[prompt_id][value] += 1
-        shares = label_shares(per_prompt.values(), win="safe", loss="unsafe")
-        out.update(prompts=shares.n, safe=shares.win if shares.n else None, safe_ci=shares.win_ci)
-        return out
-    if job.kind == "fpe":
-        counts = Counter(v for _, v in readable)
-        n = max(1, len(readable))
-        out["shares"] = {grade: counts[grade] / n for grade in ("excellent", "pass", "fail")}
-        out["counts"] = {grade: counts[grade] for grade in ("excellent", "pass", "fail")}
-        return out
-    per_prompt: dict[int, list[int]] = defaultdict(list)
-    for prompt_id, value in readable:
-        per_prompt[prompt_id].append(int(value))
-    means = [mean(v) for v in per_prompt.values()]
-    out["prompts"] = len(means)
-    out["mean"] = mean(means) if means else None
-    half = 1.96 * stdev(means) / len(means) ** 0.5 if len(means) > 1 else None
-    out["ci95"] = (out["mean"] - half, out["mean"] + half) if half is not None else None
-    return out
+    return {**out, **rating_kind(job.kind).summarise(readable)}
 
 
 def default_judge_job(study: Study) -> JudgeJob | None:

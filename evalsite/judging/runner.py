@@ -20,7 +20,7 @@ from openai.types.chat import ChatCompletion
 
 from evalsite.catalog.models import Response
 from evalsite.core.jobs import TRANSIENT_DB_ERRORS, JobContext, JobStopped, chunked, patiently
-from evalsite.core.paper import SAFETY_TAG
+from evalsite.judging import prompts
 from evalsite.judging.models import (
     JudgeCall,
     JudgeConfig,
@@ -32,15 +32,15 @@ from evalsite.judging.models import (
     length_bin,
     outcome_of,
 )
-from evalsite.judging.prompts import REMINDERS, parse, render, template_hash
-from inference.openai_compat import make_client
-from inference.retry import MalformedResponse, PermanentError, RetryPolicy, call_with_retries, expect
+from evalsite.judging.prompts import parse, render, template_hash
+from evalsite.judging.rating_kinds import rating_kind
+from generation.openai_compat import make_client
+from generation.retry import MalformedResponse, PermanentError, RetryPolicy, call_with_retries, expect
 from stats.judge import Probabilities, candidate_view, combine, label_probabilities
 
 log = logging.getLogger(__name__)
 
 ORDERS = (JudgeVerdict.Order.CANDIDATE_FIRST, JudgeVerdict.Order.BASELINE_FIRST)
-EXPECTED_OUTPUT_TOKENS = {"lima": 12, "mtbench": 250, "letter": 1}
 
 
 def estimate_tokens(text: str) -> int:
@@ -67,7 +67,7 @@ def estimate(config: JudgeConfig, comparisons) -> tuple[int, int, Decimal]:
         for order in ORDERS:
             first, second = answers_in_order(comparison, order)
             tokens_in += estimate_tokens(render(config.prompt_template, comparison.prompt.messages, first, second))
-            tokens_out += min(config.max_tokens, EXPECTED_OUTPUT_TOKENS[config.prompt_template])
+            tokens_out += min(config.max_tokens, prompts.template(config.prompt_template).expected_output_tokens)
     return tokens_in, tokens_out, config.cost(tokens_in, tokens_out)
 
 
@@ -149,7 +149,7 @@ def call_judge(
                 reminder = [
                     *messages,
                     {"role": "assistant", "content": out["raw"]},
-                    {"role": "user", "content": REMINDERS[template]},
+                    {"role": "user", "content": prompts.template(template).reminder},
                 ]
                 _, out["retry_raw"] = ask(reminder)
                 parsed = parse(template, out["retry_raw"])
@@ -453,15 +453,15 @@ def wait_for_call(call_pk: int, config: JudgeConfig, ctx: JobContext) -> JudgeCa
 
 def run_rating_job(job: RatingJob, ctx: JobContext) -> None:
     """Each response of the system on the set, rated `samples` times (sample k is its own cached call)."""
-    config, template = job.config, job.kind
+    config, template = job.config, rating_kind(job.kind).template
     thash = template_hash(template)
     responses = list(
         Response.objects.filter(system=job.system, prompt__prompt_set=job.prompt_set, sample_index=0, error="")
         .select_related("prompt")
         .order_by("prompt_id")
     )
-    if job.kind == RatingJob.Kind.SAFETY:  # asked of the sensitive prompts only (a JSON filter SQLite lacks)
-        responses = [r for r in responses if SAFETY_TAG in (r.prompt.tags or [])]
+    kind = rating_kind(job.kind)  # asked of the prompts it is for (safety: tagged so; a JSON filter SQLite lacks)
+    responses = [r for r in responses if kind.asks(r.prompt.tags)]
     finished = set(Rating.objects.filter(job=job).values_list("response_id", "sample"))
     work = [(r, k) for r in responses for k in range(job.samples) if (r.pk, k) not in finished]
     total, done = len(responses) * job.samples, len(responses) * job.samples - len(work)

@@ -8,9 +8,10 @@ from evalsite.core.jobs import CannotStart
 from evalsite.core.lookup import by_name
 from evalsite.judging.models import JudgeCall, JudgeConfig, JudgeJob, RatingJob, outcome_of
 from evalsite.judging.prompts import parse
+from evalsite.judging.rating_kinds import RATING_KINDS
 from evalsite.judging.runner import apply_verdict, estimate
-from inference.config import ConfigError
-from inference.openai_compat import api_key_from_env, check_reachable
+from generation.config import ConfigError
+from generation.openai_compat import api_key_from_env, check_reachable
 
 LOCAL_JUDGE = "local-judge"
 LOCAL_JUDGE_PORT = 8001
@@ -137,8 +138,8 @@ def reparse(job: JudgeJob) -> int:
 def start_rating_job(
     config: JudgeConfig, system: System, prompt_set: PromptSet, kind: str, samples: int = 1, enqueue: bool = True
 ) -> tuple[RatingJob, bool]:
-    if kind not in RatingJob.Kind.values:
-        raise CannotJudge(f"kind must be one of {', '.join(RatingJob.Kind.values)}")
+    if kind not in RATING_KINDS:
+        raise CannotJudge(f"kind must be one of {', '.join(RATING_KINDS)}")
     if not 1 <= samples <= 20:
         raise CannotJudge("samples must be from 1 to 20")
     if not Response.objects.filter(system=system, prompt__prompt_set=prompt_set, error="").exists():

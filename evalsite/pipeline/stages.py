@@ -23,6 +23,7 @@ from django.utils.text import slugify
 from evalsite.annotation import services as studies
 from evalsite.annotation.blinding import blinding_warnings
 from evalsite.annotation.models import Study
+from evalsite.answering.services import start_generation
 from evalsite.catalog.models import Prompt, PromptSet, Response, System
 from evalsite.catalog.seed import SHIPPED_SETS
 from evalsite.core import jobs
@@ -32,11 +33,10 @@ from evalsite.core.progress import execute_with_progress, follow
 from evalsite.env import BASE_DIR
 from evalsite.finetune.models import TrainingDataset, TrainingRun
 from evalsite.finetune.services import register_checkpoint, start_training
-from evalsite.generations.services import start_generation
 from evalsite.judging.models import JudgeJob
 from evalsite.judging.services import LOCAL_JUDGE, ensure_local_judge, find_config, start_judge_job
 from evalsite.pipeline.serve import start_local_judge
-from inference.bundled import BUNDLED_SYSTEM_NAME
+from generation.bundled import BUNDLED_SYSTEM_NAME
 from training.recipe import get_recipe
 
 
@@ -180,7 +180,7 @@ class DemoConfig:
 
 def _computes_in_bf16() -> bool:
     """Whether this machine trains the demo under bfloat16 autocast (a CPU with native bfloat16)."""
-    from inference.hf_local import native_bf16  # torch: only when the demo is configured
+    from generation.hf_local import native_bf16  # torch: only when the demo is configured
 
     return native_bf16()
 

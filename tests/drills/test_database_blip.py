@@ -9,9 +9,9 @@ import time
 import pytest
 from django.db import connection
 
+from evalsite.answering.models import GenerationJob
 from evalsite.core import jobs
 from evalsite.core.jobs import JobStatus
-from evalsite.generations.models import GenerationJob
 from tests.conftest import wait_until
 from tests.openai_stub import OpenAIStub
 from tests.test_generation_jobs import api_system, make_set

@@ -14,9 +14,9 @@ import time
 
 import pytest
 
+from evalsite.answering.models import GenerationJob
 from evalsite.core import jobs
 from evalsite.core.jobs import JobStatus
-from evalsite.generations.models import GenerationJob
 from tests.conftest import ROOT, free_port, shared_database_url, wait_until
 from tests.openai_stub import OpenAIStub
 from tests.test_generation_jobs import api_system, make_set

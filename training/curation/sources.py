@@ -19,8 +19,8 @@ from xml.parsers import expat
 
 import zstandard
 
-from inference.chat import alternating
-from inference.text import unstorable
+from generation.chat import alternating
+from generation.text import unstorable
 
 
 class CurationError(ValueError):

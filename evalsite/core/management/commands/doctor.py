@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from evalsite.core import health, jobs
 from evalsite.core.models import SelfTestJob
-from inference.bundled import BUNDLED_GGUF_FILE, INSTALL_HINT, bundled_model_dir
+from generation.bundled import BUNDLED_GGUF_FILE, INSTALL_HINT, bundled_model_dir
 
 
 class Command(BaseCommand):

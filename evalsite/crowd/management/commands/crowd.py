@@ -5,7 +5,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from evalsite.annotation.models import Study
 from evalsite.crowd import services
-from evalsite.crowd.models import CrowdLink, Platform
+from evalsite.crowd.models import CrowdLink
+from evalsite.crowd.platforms import PLATFORMS, PROLIFIC
 
 
 class Command(BaseCommand):
@@ -15,7 +16,7 @@ class Command(BaseCommand):
         sub = parser.add_subparsers(dest="action", required=True)
         link = sub.add_parser("link", help="make (or change) the study's link and print the URL for the platform")
         link.add_argument("study")
-        link.add_argument("--platform", choices=Platform.values, default=Platform.PROLIFIC)
+        link.add_argument("--platform", choices=list(PLATFORMS), default=PROLIFIC.key)
         link.add_argument("--quota", type=int, default=20, help="items each participant judges")
         link.add_argument("--screening", type=int, default=0, help="the first N items are gold checks")
         link.add_argument("--pass", dest="screening_pass", type=int, default=0, help="gold checks right to go on")

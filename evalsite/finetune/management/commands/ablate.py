@@ -17,7 +17,8 @@ from evalsite.core.lookup import by_name
 from evalsite.finetune import ablation as plan
 from evalsite.finetune.services import find_dataset, recipe_from
 from evalsite.judging.models import JudgeConfig
-from inference.bundled import BUNDLED_SYSTEM_NAME
+from evalsite.judging.rating_kinds import CURVED, rating_kind
+from generation.bundled import BUNDLED_SYSTEM_NAME
 
 
 class Command(BaseCommand):
@@ -37,7 +38,7 @@ class Command(BaseCommand):
         parser.add_argument("--base", default=BUNDLED_SYSTEM_NAME, help="an hf_local system")
         parser.add_argument("--prompts", required=True, help="the prompt set every cell answers")
         parser.add_argument("--judge", required=True, help="a judge config (manage.py judge_config)")
-        parser.add_argument("--kind", default="likert", choices=["likert", "fpe"])
+        parser.add_argument("--kind", default="likert", choices=CURVED)
         parser.add_argument("--samples", type=int, default=5, help="judge ratings per answer (the paper: 5)")
         parser.add_argument("--seed", type=int, default=0, help="which examples each subset draws")
         parser.add_argument("--name", default="", help="default: <dataset>-by-<by>")
@@ -103,7 +104,7 @@ class Command(BaseCommand):
             self.stdout.write(f"  {state.cell.label:>12}: {state.stage}{waiting}")
         rows = plan.curve(ablation)
         if any(row["mean"] is not None for row in rows):
-            measure = "mean 1-6" if ablation.kind == "likert" else "pass or better"
+            measure = rating_kind(ablation.kind).measure
             self.stdout.write(f"{'cell':>14} {'examples':>9} {measure:>10}  95% interval")
             for row in rows:
                 mean = "-" if row["mean"] is None else f"{row['mean']:.2f}"

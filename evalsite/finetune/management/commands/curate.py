@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from evalsite.catalog.models import System
 from evalsite.finetune.services import TrainingError, save_curation, table_1
-from inference.bundled import BUNDLED_SYSTEM_NAME
+from generation.bundled import BUNDLED_SYSTEM_NAME
 from training.curation.curate import SourceSpec, curate
 from training.curation.sources import REDDIT_SUBREDDITS, CurationError
 

@@ -4,7 +4,7 @@ from evalsite.catalog.lookup import find_system
 from evalsite.core.commands import JobCommand
 from evalsite.core.jobs import JobStatus
 from evalsite.finetune.services import find_dataset, recipe_from, start_training
-from inference.bundled import BUNDLED_SYSTEM_NAME
+from generation.bundled import BUNDLED_SYSTEM_NAME
 
 
 class Command(JobCommand):

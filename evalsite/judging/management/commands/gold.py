@@ -13,6 +13,7 @@ from evalsite.catalog.lookup import find_prompt_set
 from evalsite.core.jobs import CannotStart
 from evalsite.core.lookup import by_name
 from evalsite.judging.gold import add_judged_gold
+from evalsite.judging.rating_kinds import SCORED
 
 
 class Command(BaseCommand):
@@ -27,7 +28,7 @@ class Command(BaseCommand):
         source = parser.add_mutually_exclusive_group(required=True)
         source.add_argument("--file", type=Path, help='JSONL: {"id", "prompt" or "messages", "better", "worse"}')
         source.add_argument("--judged-on", metavar="PROMPT_SET", help="a prompt set two or more systems were rated on")
-        parser.add_argument("--kind", choices=["likert", "fpe"], default="likert", help="which ratings (--judged-on)")
+        parser.add_argument("--kind", choices=SCORED, default="likert", help="which ratings (--judged-on)")
         parser.add_argument("--min-gap", type=float, default=2.0, help="rating gap of a pair: 2 on 1-6, or E vs F")
 
     def handle(self, *args, **opts):

@@ -4,7 +4,8 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from evalsite.judging.models import JudgeConfig
-from inference.config import DIALECT_CHOICES
+from evalsite.judging.prompts import CONFIG_CHOICES
+from generation.config import DIALECT_CHOICES
 
 # option -> model field; each option given to `add` or `edit` sets its field
 FIELDS = {
@@ -37,7 +38,7 @@ def add_field_options(parser, *, defaults: bool) -> None:
         help="the variable holding the key; without it no key is sent, except OPENAI_API_KEY to OpenAI's own host",
     )
     parser.add_argument("--dialect", choices=DIALECT_CHOICES, default=default("auto"))
-    parser.add_argument("--template", choices=JudgeConfig.Template.values, default=default("lima"))
+    parser.add_argument("--template", choices=[name for name, _ in CONFIG_CHOICES], default=default("lima"))
     parser.add_argument("--max-tokens", type=int, default=default(512))
     parser.add_argument("--price-in", default=default("0"), help="price per 1K input tokens")
     parser.add_argument("--price-out", default=default("0"), help="price per 1K output tokens")

@@ -1,6 +1,7 @@
 from evalsite.catalog.lookup import find_prompt_set, find_system
 from evalsite.core.commands import JobCommand
 from evalsite.judging import services
+from evalsite.judging.rating_kinds import RATING_KINDS
 from evalsite.judging.results import rating_summary
 
 
@@ -11,7 +12,7 @@ class Command(JobCommand):
         parser.add_argument("--system", required=True)
         parser.add_argument("--prompts", required=True)
         parser.add_argument(
-            "--kind", choices=["fpe", "likert", "safety"], default="fpe", help="safety: prompts tagged safety only"
+            "--kind", choices=list(RATING_KINDS), default="fpe", help="safety: prompts tagged safety only"
         )
         parser.add_argument("--samples", type=int, default=1, help="ratings per response (the paper: 5 for Likert)")
         parser.add_argument("--config", default=services.LOCAL_JUDGE)

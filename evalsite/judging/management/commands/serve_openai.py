@@ -3,9 +3,9 @@ import signal
 from django.core.management.base import BaseCommand, CommandError
 
 from evalsite.judging.services import LOCAL_JUDGE_PORT
-from inference.bundled import BUNDLED_SYSTEM_NAME, bundled_backend_config
-from inference.config import WEIGHTS, ConfigError, validate_backend_config
-from inference.server import make_server
+from generation.bundled import BUNDLED_SYSTEM_NAME, bundled_backend_config
+from generation.config import WEIGHTS, ConfigError, validate_backend_config
+from generation.server import make_server
 
 
 class Command(BaseCommand):
@@ -24,7 +24,7 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=LOCAL_JUDGE_PORT)
 
     def handle(self, *args, **opts):
-        from inference.hf_local import HFLocalBackend
+        from generation.hf_local import HFLocalBackend
 
         if opts["model_path"]:
             config = {

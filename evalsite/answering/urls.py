@@ -1,6 +1,6 @@
 from django.urls import path
 
-from evalsite.generations import views
+from evalsite.answering import views
 
 app_name = "generations"
 urlpatterns = [

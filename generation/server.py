@@ -28,12 +28,12 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from inference.config import SamplingConfig
-from inference.types import GenerationRequest, GenerationResult
+from generation.config import SamplingConfig
+from generation.types import GenerationRequest, GenerationResult
 
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 MAX_STOP_SEQUENCES = 4  # OpenAI's limit
-OWNER = "lima-eval"  # inference.dialects reads this as vLLM's field names
+OWNER = "lima-eval"  # generation.dialects reads this as vLLM's field names
 
 
 class BadRequest(ValueError):

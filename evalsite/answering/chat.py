@@ -14,13 +14,13 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from evalsite.answering.models import ChatTurn, Conversation
 from evalsite.catalog.models import System
 from evalsite.core.jobs import CannotStart
 from evalsite.core.paper import Grade
-from evalsite.generations.models import ChatTurn, Conversation
-from inference.backends import make_backend
-from inference.config import ConfigError
-from inference.types import GenerationRequest
+from generation.backends import make_backend
+from generation.config import ConfigError
+from generation.types import GenerationRequest
 from stats.outcomes import label_shares
 
 # the paper's Figure 7, per assistant turn: (Excellent, Pass, Fail) in percent

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
-from inference.config import ConfigError, SamplingConfig, validate_backend_config
-from inference.types import GenerationRequest, GenerationResult
+from generation.config import ConfigError, SamplingConfig, validate_backend_config
+from generation.types import GenerationRequest, GenerationResult
 
 
 class Backend(Protocol):
@@ -25,11 +25,11 @@ class Backend(Protocol):
 def make_backend(name: str, config: dict[str, Any]) -> Backend:
     config = validate_backend_config(name, config)
     if name == "hf_local":
-        from inference.hf_local import HFLocalBackend
+        from generation.hf_local import HFLocalBackend
 
         return HFLocalBackend(config)
     if name == "openai_compat":
-        from inference.openai_compat import OpenAICompatBackend
+        from generation.openai_compat import OpenAICompatBackend
 
         return OpenAICompatBackend(config)
     raise ConfigError(f"backend {name!r} does not generate; its responses are imported (manage.py import_responses)")
@@ -40,7 +40,7 @@ def preflight(name: str, config: dict[str, Any]) -> dict[str, Any]:
     API key variable, and that the server answers. Raises ConfigError saying what to fix."""
     config = validate_backend_config(name, config, check_paths=True)
     if name == "openai_compat":
-        from inference.openai_compat import check_reachable, resolve_dialect
+        from generation.openai_compat import check_reachable, resolve_dialect
 
         check_reachable(config["base_url"], config.get("api_key_env"))
         config["dialect"] = resolve_dialect(config)  # 'auto' becomes what the server is

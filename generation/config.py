@@ -79,8 +79,8 @@ _BACKEND_FIELDS: dict[str, dict[str, tuple[type | tuple[type, ...], bool, str]]]
 }
 
 DTYPES = ("float32", "bfloat16", "float16", "auto")
-WEIGHTS = ("int4",)  # inference.quantized: forms other than the dtype's floats
-# inference.dialects.DIALECTS and "auto" (kept here: dialects imports this module)
+WEIGHTS = ("int4",)  # generation.quantized: forms other than the dtype's floats
+# generation.dialects.DIALECTS and "auto" (kept here: dialects imports this module)
 DIALECT_CHOICES = ("auto", "openai", "vllm", "llamacpp", "tgi", "generic")
 
 

@@ -1,7 +1,7 @@
 from django.contrib import admin
 
+from evalsite.answering.models import GenerationJob
 from evalsite.core.admin import JOB_LIST_DISPLAY, JOB_READONLY
-from evalsite.generations.models import GenerationJob
 
 
 @admin.register(GenerationJob)

@@ -13,10 +13,10 @@ import openai
 from openai.types import Completion
 from openai.types.chat import ChatCompletion
 
-from inference import dialects
-from inference.config import ConfigError, SamplingConfig
-from inference.retry import MalformedResponse, PermanentError, RetryPolicy, call_with_retries, expect
-from inference.types import GenerationRequest, GenerationResult
+from generation import dialects
+from generation.config import ConfigError, SamplingConfig
+from generation.retry import MalformedResponse, PermanentError, RetryPolicy, call_with_retries, expect
+from generation.types import GenerationRequest, GenerationResult
 
 NO_KEY = "no-key"  # local servers ignore the key, but the client insists on one
 

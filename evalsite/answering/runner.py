@@ -3,10 +3,10 @@ in the chunks its backend prefers, each answer stored as it comes."""
 
 from __future__ import annotations
 
+from evalsite.answering.models import GenerationJob
 from evalsite.core.jobs import JobContext, chunked, patiently
-from evalsite.generations.models import GenerationJob
-from inference.backends import make_backend
-from inference.types import GenerationRequest
+from generation.backends import make_backend
+from generation.types import GenerationRequest
 
 
 def run_generation(job: GenerationJob, ctx: JobContext) -> None:

@@ -25,15 +25,15 @@ def bundled_model_dir() -> Path | None:
 
 def bundled_backend_config() -> dict | None:
     """The bundled model's hf_local settings. Where the CPU computes in bfloat16 natively, the
-    linear layers stay at 4 bits (the file's own Q4_1 grid; inference/quantized.py) and the rest is
+    linear layers stay at 4 bits (the file's own Q4_1 grid; generation/quantized.py) and the rest is
     bfloat16: one prompt at a time 1.67x bfloat16's speed, batched 1.06x, perplexity 17.77 for 17.76
     (bench/generation.py). Elsewhere float32 (the GGUF's weights de-quantised on load). On a GPU the
     int4 setting is ignored and the model runs in bfloat16."""
     folder = bundled_model_dir()
     if folder is None:
         return None
-    from inference.hf_local import native_bf16  # torch: only when the model is wanted
-    from inference.quantized import int4_supported
+    from generation.hf_local import native_bf16  # torch: only when the model is wanted
+    from generation.quantized import int4_supported
 
     config = {"model_path": str(folder), "gguf_file": BUNDLED_GGUF_FILE}
     if native_bf16():

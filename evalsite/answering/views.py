@@ -6,12 +6,12 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
+from evalsite.answering import chat
+from evalsite.answering.models import Conversation, GenerationJob
 from evalsite.catalog.models import Prompt, PromptSet, Response, System
 from evalsite.core.charts import stacked_bars
 from evalsite.core.decorators import staff_required
 from evalsite.core.paper import GRADE_BUTTONS
-from evalsite.generations import chat
-from evalsite.generations.models import Conversation, GenerationJob
 
 
 def job_row(job: GenerationJob) -> dict:

@@ -17,9 +17,9 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList
 
-from inference.chat import END_OF_TURN_TOKENS, ensure_chat_template, fit_to_context
-from inference.config import SamplingConfig
-from inference.types import GenerationRequest, GenerationResult
+from generation.chat import END_OF_TURN_TOKENS, ensure_chat_template, fit_to_context
+from generation.config import SamplingConfig
+from generation.types import GenerationRequest, GenerationResult
 
 DEFAULT_MAX_BATCH_SIZE = 16
 DEFAULT_MAX_BATCH_TOKENS = 16 * 4096
@@ -95,7 +95,7 @@ def load(config: dict[str, Any]) -> LoadedModel:
     dtype_name = config.get("dtype") or ("bfloat16" if device.type == "cuda" else "float32")
     dtype = getattr(torch, dtype_name) if dtype_name != "auto" else "auto"
     if config.get("weights") == "int4" and device.type == "cpu":
-        from inference.quantized import load_int4
+        from generation.quantized import load_int4
 
         model, tokenizer = load_int4(folder, gguf_file)
     else:  # on a GPU the weights stay in dtype: int4 is this CPU kernel's form

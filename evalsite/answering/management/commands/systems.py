@@ -4,10 +4,10 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Count
 
+from evalsite.answering.models import GenerationJob
 from evalsite.catalog.models import Response, System
-from evalsite.generations.models import GenerationJob
-from inference.backends import preflight
-from inference.config import DIALECT_CHOICES, WEIGHTS, ConfigError
+from generation.backends import preflight
+from generation.config import DIALECT_CHOICES, WEIGHTS, ConfigError
 
 # option -> backend_config key
 CONFIG_OPTIONS = (

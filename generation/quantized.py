@@ -200,7 +200,7 @@ def ensure_converted(folder: str, gguf_file: str | None) -> Path:
     out = converted_folder(folder, gguf_file)
     if (out / "quantization.json").is_file():
         return out
-    command = [sys.executable, "-m", "inference.quantized", folder, str(out)] + ([gguf_file] if gguf_file else [])
+    command = [sys.executable, "-m", "generation.quantized", folder, str(out)] + ([gguf_file] if gguf_file else [])
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0 or not (out / "quantization.json").is_file():
         tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
@@ -252,5 +252,5 @@ def load_int4(folder: str, gguf_file: str | None) -> tuple[Any, Any]:
     return load_converted(ensure_converted(folder, gguf_file))
 
 
-if __name__ == "__main__":  # python -m inference.quantized SOURCE_FOLDER OUT [GGUF_FILE]
+if __name__ == "__main__":  # python -m generation.quantized SOURCE_FOLDER OUT [GGUF_FILE]
     convert(sys.argv[1], sys.argv[3] if len(sys.argv) > 3 else None, Path(sys.argv[2]))

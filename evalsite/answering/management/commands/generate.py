@@ -1,6 +1,6 @@
+from evalsite.answering.services import start_generation
 from evalsite.catalog.lookup import find_prompt_set, find_system
 from evalsite.core.commands import JobCommand
-from evalsite.generations.services import start_generation
 
 
 class Command(JobCommand):

@@ -6,7 +6,7 @@ from django.db import models, transaction
 from evalsite.catalog.models import Prompt, PromptSet, Response, System
 from evalsite.core.jobs import Job
 from evalsite.core.paper import Grade
-from inference.types import GenerationResult
+from generation.types import GenerationResult
 
 
 class GenerationJob(Job):
@@ -14,7 +14,7 @@ class GenerationJob(Job):
     Response is written once (unique per system, prompt, sample) and a restarted job only
     generates what is missing."""
 
-    runner = "evalsite.generations.runner.run_generation"
+    runner = "evalsite.answering.runner.run_generation"
     queue = "generation"
     progress_unit = "response"
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from inference.config import SamplingConfig
+from generation.config import SamplingConfig
 
 DIALECTS = ("openai", "vllm", "llamacpp", "tgi", "generic")
 AUTO = "auto"

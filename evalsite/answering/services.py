@@ -3,11 +3,11 @@ enqueued, so a bad system or set is reported at once with what to fix."""
 
 from __future__ import annotations
 
+from evalsite.answering.models import GenerationJob
 from evalsite.catalog.models import PromptSet, System
 from evalsite.core.jobs import CannotStart
-from evalsite.generations.models import GenerationJob
-from inference.backends import preflight
-from inference.config import ConfigError
+from generation.backends import preflight
+from generation.config import ConfigError
 
 
 def start_generation(

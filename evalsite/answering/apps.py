@@ -1,0 +1,10 @@
+from django.apps import AppConfig
+
+
+class AnsweringConfig(AppConfig):
+    """The systems answering: generation jobs, the response browser, live conversations. Its
+    label, and so its tables, keep the name it had when its folder was evalsite/generations."""
+
+    name = "evalsite.answering"
+    label = "generations"
+    verbose_name = "Generation jobs"

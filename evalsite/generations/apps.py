@@ -1,7 +1,0 @@
-from django.apps import AppConfig
-
-
-class GenerationsConfig(AppConfig):
-    name = "evalsite.generations"
-    label = "generations"
-    verbose_name = "Generation jobs"
