@@ -1,6 +1,7 @@
 """An annotator's session in a real browser (Chromium through Playwright) against a live server."""
 
 import pytest
+from playwright.sync_api import expect
 
 from evalsite.annotation import services
 from evalsite.annotation.models import HumanJudgment
@@ -26,13 +27,13 @@ def test_an_annotator_judges_three_comparisons_by_mouse_and_keyboard(live_server
         page.screenshot(path=str(ARTIFACTS / "comparison-wide.png"), full_page=True)
 
         page.click("button[value=a]")  # mouse
-        page.wait_for_function("document.querySelector('#progress-count').innerText == '1 / 5'")
+        expect(page.locator("#progress-count")).to_have_text("1 / 5")  # (no eval: the page's CSP)
         assert page.eval_on_selector("#progress-fill", "e => e.style.width") == "20%"
 
         page.keyboard.press("2")  # keyboard: B
-        page.wait_for_function("document.querySelector('#progress-count').innerText == '2 / 5'")
+        expect(page.locator("#progress-count")).to_have_text("2 / 5")  # (no eval: the page's CSP)
         page.keyboard.press("n")  # keyboard: neither
-        page.wait_for_function("document.querySelector('#progress-count').innerText == '3 / 5'")
+        expect(page.locator("#progress-count")).to_have_text("3 / 5")  # (no eval: the page's CSP)
 
         page.set_viewport_size({"width": 390, "height": 844})
         page.screenshot(path=str(ARTIFACTS / "comparison-narrow.png"), full_page=True)
