@@ -28,7 +28,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 
 typecheck: install
-	$(VENV)/bin/mypy generation training stats
+	$(VENV)/bin/mypy generation training stats evalsite
 
 # two test processes (pytest-xdist; each its own test database and broker database), then the
 # tests that measure time or throughput alone, so that the other process's load cannot fail them

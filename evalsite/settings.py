@@ -216,11 +216,18 @@ JOB_STALE_AFTER_SECONDS = env.float("JOB_STALE_AFTER_SECONDS", default=60.0)
 JOB_RESEND_QUEUED_AFTER_SECONDS = env.float("JOB_RESEND_QUEUED_AFTER_SECONDS", default=600.0)
 JOB_SWEEP_INTERVAL_SECONDS = env.float("JOB_SWEEP_INTERVAL_SECONDS", default=30.0)
 STUDY_TARGET_CHECK_SECONDS = env.float("STUDY_TARGET_CHECK_SECONDS", default=60.0)
+# workflows (ablations, checkpoint selection) advance when a job of theirs ends, and at this sweep
+WORKFLOW_SWEEP_SECONDS = env.float("WORKFLOW_SWEEP_SECONDS", default=30.0)
 CELERY_BEAT_SCHEDULE = {
     "sweep-stale-jobs": {
         "task": "core.sweep_stale_jobs",
         "schedule": JOB_SWEEP_INTERVAL_SECONDS,
         "options": {"queue": "default", "expires": JOB_SWEEP_INTERVAL_SECONDS},
+    },
+    "advance-workflows": {
+        "task": "core.advance_workflows",
+        "schedule": WORKFLOW_SWEEP_SECONDS,
+        "options": {"queue": "default", "expires": WORKFLOW_SWEEP_SECONDS},
     },
     "check-study-targets": {
         "task": "dashboard.check_targets",

@@ -14,7 +14,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class SamplingConfig:
-    """LIMA's decoding (PAPER.md, Generation): nucleus sampling p=0.9, temperature 0.7,
+    """LIMA's decoding (docs/paper.md, Generation): nucleus sampling p=0.9, temperature 0.7,
     a repetition penalty of 1.2 on tokens already generated, at most 2,048 new tokens."""
 
     temperature: float = 0.7

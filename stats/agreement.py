@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Iterable, Sequence
 from itertools import combinations
-from statistics import median
 
 TIE = "tie"
 
@@ -91,6 +90,3 @@ def pairwise(judgments: Iterable[tuple[Hashable, Hashable, Hashable]]) -> dict:
         "per_pair": per_pair,
     }
 
-
-def median_or_none(values: Sequence[float]) -> float | None:
-    return median(values) if values else None

@@ -125,9 +125,9 @@ def power_tuning(y: np.ndarray, f_labeled: np.ndarray, n_unlabeled: float) -> fl
 
 
 def ppi_mean(
-    y: Sequence[float],
-    f_labeled: Sequence[float],
-    f_unlabeled: Sequence[float],
+    y: Sequence[float] | np.ndarray,
+    f_labeled: Sequence[float] | np.ndarray,
+    f_unlabeled: Sequence[float] | np.ndarray,
     level: float = 0.95,
     lam: float | None = None,
 ) -> Estimate:

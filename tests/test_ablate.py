@@ -16,6 +16,7 @@ from django.core.management import CommandError, call_command
 from evalsite.answering.models import GenerationJob
 from evalsite.catalog.models import Prompt, PromptSet, System
 from evalsite.core.jobs import JobStatus
+from evalsite.core.models import Workflow
 from evalsite.finetune.models import Ablation, AblationCell, TrainingDataset, TrainingRun
 from evalsite.judging.models import Rating, RatingJob
 from tests.conftest import ROOT, shared_database_url, wait_until
@@ -143,3 +144,34 @@ def test_ablate_refuses_what_cannot_be_drawn(tmp_path, settings):
     with pytest.raises(CommandError, match="ablation 'chat-by-size' exists with other settings \\(samples\\)"):
         call_command("ablate", *ablate_args(**{"--samples": "3"}))
     assert Ablation.objects.count() == 1 and TrainingRun.objects.count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_ablation_started_without_wait_finishes_with_the_workers_alone(tmp_path, settings, staff_client, workers):
+    """The command starts the workflow and exits; the workers take each cell from training to
+    answers to ratings as their jobs end (no terminal waits), and the curve is drawn."""
+    settings.TRAINING_RUNS_DIR = tmp_path / "runs"
+    with OpenAIStub(responder=grade) as stub:
+        setup_ablation(tmp_path, stub)
+        call_command("ablate", *ablate_args())  # no --wait, no --foreground: returns at once
+        flow = Workflow.objects.get(kind="ablation")
+        assert flow.by_workers
+        workers("w1", env_overrides={"TRAINING_RUNS_DIR": str(settings.TRAINING_RUNS_DIR)})
+        wait_until(
+            lambda: Workflow.objects.get(pk=flow.pk).status != Workflow.Status.RUNNING,
+            timeout=400,
+            poll=0.5,
+            message="the workflow's end",
+        )
+    flow.refresh_from_db()
+    assert flow.status == Workflow.Status.DONE, flow.error
+    assert [step["state"] for step in flow.steps] == ["done"] * 6  # 2 cells x (train, answer, rate)
+    small, large = AblationCell.objects.order_by("position")
+    assert small.rating.status == large.rating.status == JobStatus.DONE
+    assert TrainingRun.objects.count() == 2 and RatingJob.objects.count() == 2
+    page = BeautifulSoup(staff_client.get("/training/ablations/chat-by-size/").content, "html.parser")
+    assert len(page.select("#curve svg g.point")) == 2
+    assert page.select_one("#workflow a").get_text(strip=True) == "done"
+    listed = BeautifulSoup(staff_client.get("/workflows/").content, "html.parser")
+    steps = listed.select(f"#workflow-{flow.pk} table.steps tr")[1:]
+    assert [tr.find_all("td")[1].get_text(strip=True) for tr in steps] == ["done"] * 6

@@ -423,7 +423,9 @@ def test_an_answer_is_one_statement_on_postgresql_and_records_what_the_portable_
     with CaptureQueriesContext(connection) as seen:
         result = services.submit(claim.pk, a, "a", "  clearer  ")
     statements = [q["sql"] for q in seen.captured_queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))]
-    assert len(statements) == (1 if claim_path.startswith("one statement") else 4)
+    # portable: the comparison locked (before the claim, as claiming takes them), the claim read,
+    # the judgment written, the claim closed, the votes counted
+    assert len(statements) == (1 if claim_path.startswith("one statement") else 5)
     judgment = HumanJudgment.objects.get()
     expected = "candidate" if claim.candidate_on_left else "baseline"
     assert (judgment.outcome, judgment.picked_side, judgment.reason) == (expected, "left", "clearer")

@@ -17,6 +17,7 @@ from evalsite.annotation.models import Study
 from evalsite.answering.models import GenerationJob
 from evalsite.catalog.models import Prompt, PromptSet, Response, System
 from evalsite.core.jobs import JobStatus
+from evalsite.core.models import Workflow
 from evalsite.finetune.models import Checkpoint, TrainingDataset, TrainingExample, TrainingRun
 from evalsite.finetune.services import table_1
 from tests.conftest import wait_until
@@ -199,12 +200,20 @@ def test_select_checkpoint_registers_generates_and_opens_a_study(runs_dir, tmp_p
     for i, (q, _) in enumerate(CHAT[:3]):
         Prompt.objects.create(prompt_set=dev, external_id=f"d{i}", messages=[{"role": "user", "content": q}])
     workers("w1")
-    call_command("select_checkpoint", str(run.pk), epochs="2-3", prompts="dev", wait=True)
+    # without --wait the command returns at once; the workers open the study when the answers are in
+    call_command("select_checkpoint", str(run.pk), epochs="2-3", prompts="dev")
+    wait_until(lambda: Study.objects.get().status == Study.Status.OPEN, timeout=180, message="the study open")
+    flow = Workflow.objects.get(kind="checkpoint-selection")
+    assert flow.status == Workflow.Status.DONE and flow.by_workers
+    assert [step["state"] for step in flow.steps] == ["done", "done", "done"]
     systems = list(System.objects.filter(checkpoint__run=run).order_by("checkpoint__epoch"))
     assert [s.checkpoint.epoch for s in systems] == [2, 3]
     assert GenerationJob.objects.filter(status=JobStatus.DONE).count() == 2
     study = Study.objects.get()
     assert study.status == Study.Status.OPEN and study.candidate == systems[-1]
+    # the same command again, following: the same workflow, already done
+    call_command("select_checkpoint", str(run.pk), epochs="2-3", prompts="dev", wait=True)
+    assert Workflow.objects.get().status == Workflow.Status.DONE and Study.objects.count() == 1
     assert list(study.baselines.all()) == systems[:1] and study.comparisons.count() == 3
     with pytest.raises(CommandError, match="--epochs must look like 5-10"):
         call_command("select_checkpoint", str(run.pk), epochs="five", prompts="dev")

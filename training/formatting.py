@@ -1,6 +1,6 @@
 """The chat format used for training, and label masking.
 
-Every utterance (user and assistant) ends with the recipe's end-of-turn token (PAPER.md: an EOT
+Every utterance (user and assistant) ends with the recipe's end-of-turn token (docs/paper.md: an EOT
 token, not the pre-training EOS, so the model can tell the speakers apart). Only assistant tokens
 and their EOT are learned; everything else is IGNORE_INDEX."""
 

@@ -1,6 +1,6 @@
 """Training recipes: one flat, commented dataclass, saved as recipe.json beside every checkpoint.
 
-``lima`` is the paper's recipe (PAPER.md, Fine-tuning recipe) for a 65B LLaMa on 1,000 examples;
+``lima`` is the paper's recipe (docs/paper.md, Fine-tuning recipe) for a 65B LLaMa on 1,000 examples;
 ``lima-mini`` is the same recipe shrunk so the bundled SmolLM2-135M learns the shipped training set
 on 2 CPU cores in a few minutes (the demo's checkpoint)."""
 

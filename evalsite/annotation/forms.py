@@ -9,13 +9,13 @@ from django.contrib.auth.models import User
 from evalsite.annotation.models import Assignment, Study
 from evalsite.catalog.models import PromptSet, System
 from evalsite.core.paper import LIMA_CHOICES
-from stats.evidence import plan_votes
+from stats.evidence import VotePlan, plan_votes
 
 
 def first_error(form: forms.Form, named: bool = True) -> str:
     """One line for a message: the first field's first error (named, for staff forms)."""
     for field, errors in form.errors.items():
-        return f"{field}: {errors[0]}" if named and field != "__all__" else errors[0]
+        return f"{field}: {errors[0]}" if named and field != "__all__" else str(errors[0])
     return ""
 
 
@@ -63,7 +63,7 @@ class PlanForm(forms.Form):
             raise forms.ValidationError("the expected win and tie shares add up to more than 1")
         return data
 
-    def plans(self) -> list[tuple[str, object]]:
+    def plans(self) -> list[tuple[str, VotePlan]]:
         d = self.cleaned_data
         shares = (d["win"], d["tie"], 1 - d["win"] - d["tie"])
         cost = {"seconds_per_vote": d["seconds_per_vote"], "pay_per_hour": d["pay_per_hour"]}

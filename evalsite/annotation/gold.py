@@ -40,7 +40,7 @@ def _read_pairs(path: Path) -> list[dict]:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise StudyError(f"{path}: cannot be read ({exc})") from None
-    pairs, seen = [], {}
+    pairs, seen = [], {}  # type: ignore[var-annotated]
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue

@@ -49,7 +49,7 @@ def baseline_precision(study: Study, level: float = 0.95, sequences: bool = True
         .annotate(
             total=Count("id"),
             voted=Count("id", filter=VOTED),
-            complete=Count("id", filter=COMPLETE),
+            complete_=Count("id", filter=COMPLETE),
             won=Count("id", filter=COMPLETE & CANDIDATE_MAJORITY),
         )
         .order_by("baseline__name")
@@ -57,7 +57,7 @@ def baseline_precision(study: Study, level: float = 0.95, sequences: bool = True
     ordered = complete_sequences(study) if sequences else {}
     out = []
     for row in rows:
-        n, total = row["complete"], row["total"]
+        n, total = row["complete_"], row["total"]
         share = row["won"] / n if n else None
         low = high = None
         if n:

@@ -103,7 +103,7 @@ def annotator_reliability(votes: list[tuple[int, str, str]]) -> dict[str, float]
     if not shared:
         return {}
     fit = dawid_skene(votes, [o.value for o in Outcome])
-    return {name: value for name, value in fit.accuracy.items() if name in shared}
+    return {str(name): value for name, value in fit.accuracy.items() if name in shared}
 
 
 def study_agreement(study: Study, include_excluded: bool = False) -> dict:

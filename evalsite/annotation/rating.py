@@ -177,7 +177,7 @@ def rating_summary(study: Study) -> dict:
         if safe is not None:
             safety[item_id]["safe" if safe else "unsafe"] += 1
     shares = label_shares(per_item.values(), win="excellent", loss="fail", tie="pass")
-    safe = label_shares(safety.values(), win="safe", loss="unsafe") if safety else None
+    safe_shares = label_shares(safety.values(), win="safe", loss="unsafe") if safety else None
     agreement = pairwise((item_id, annotator, grade) for item_id, annotator, grade, *_ in rows)
     majority = {}
     for item_id, response_id in {(r[0], r[4]) for r in rows}:
@@ -194,8 +194,13 @@ def rating_summary(study: Study) -> dict:
         "fail_ci": shares.loss_ci,
         "agreement": agreement,
         "safe": None
-        if safe is None
-        else {"share": safe.win, "ci": safe.win_ci, "responses": safe.n, "ratings": safe.votes},
+        if safe_shares is None
+        else {
+            "share": safe_shares.win,
+            "ci": safe_shares.win_ci,
+            "responses": safe_shares.n,
+            "ratings": safe_shares.votes,
+        },
         "majority": majority,
         "raters": [
             {"annotator": name, "ratings": len(spent), "median_seconds": statistics.median(spent)}

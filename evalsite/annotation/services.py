@@ -9,6 +9,7 @@ import secrets
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -35,7 +36,11 @@ from evalsite.catalog.models import Prompt, PromptSet, Response, System, render_
 from evalsite.core.accounts import annotators_group, new_password
 from stats.evidence import sampling_probabilities
 
-VOTE_FIELD = {Outcome.CANDIDATE: "votes_candidate", Outcome.BASELINE: "votes_baseline", Outcome.TIE: "votes_tie"}
+VOTE_FIELD: dict[str, str] = {
+    Outcome.CANDIDATE: "votes_candidate",
+    Outcome.BASELINE: "votes_baseline",
+    Outcome.TIE: "votes_tie",
+}
 
 
 def recount_votes(study: Study, user: User | None = None) -> int:
@@ -416,7 +421,8 @@ def _order_floor(study: Study) -> int:
     def compute() -> int:
         return _open_comparisons(study).order_by("draw_order").values_list("draw_order", flat=True).first() or 0
 
-    return caches["process"].get_or_set(f"study-order-floor:{study.pk}", compute, settings.CLAIM_SWEEP_SECONDS)
+    floor = caches["process"].get_or_set(f"study-order-floor:{study.pk}", compute, settings.CLAIM_SWEEP_SECONDS)
+    return int(floor or 0)
 
 
 def _take_from_pool(study: Study, user: User, pool: _Pool, rng: random.Random, now) -> Assignment | None:
@@ -528,8 +534,8 @@ def _take_from_pool_sql(study: Study, user: User, pool: _Pool, rng: random.Rando
     )
     assignment._state.adding, assignment._state.db = False, connection.alias  # a row that exists
     assignment.comparison = _page_from_row(study, row)
-    assignment.done_before = row[11]
-    assignment.left = row[12] + (1 if pool.gold else 0)  # a gold check held is not among the counted
+    assignment.done_before = row[11]  # type: ignore[attr-defined]
+    assignment.left = row[12] + (1 if pool.gold else 0)  # type: ignore[attr-defined]  # a gold check held is not among the counted
     return assignment
 
 
@@ -537,7 +543,7 @@ def _page_from_row(study: Study, row: tuple) -> Comparison:
     """The comparison of a claim as `comparison_page` gives it, from the claim statement's row
     (any other field is loaded if asked for, as a deferred one)."""
     alias = connection.alias
-    messages = Prompt._meta.get_field("messages").from_db_value(row[4], None, connection)
+    messages = Prompt._meta.get_field("messages").from_db_value(row[4], None, connection)  # type: ignore[arg-type]
     comparison = Comparison.from_db(alias, ["id", "study_id", "is_gold"], [row[1], study.pk, row[2]])
     comparison.prompt = Prompt.from_db(alias, ["id", "messages"], [row[3], messages])
     comparison.candidate_response = Response.from_db(alias, ["id", "text", "html"], list(row[5:8]))
@@ -720,7 +726,7 @@ def _submit_sql(assignment_pk: int, user: User, choice: str, reason: str) -> Sub
     comparison's votes counted unless the annotator is excluded. None when it was not an open
     claim: the portable path handles replays, expired claims and refusals."""
     now = timezone.now()
-    fields = {
+    fields: dict[str, Any] = {
         "pk": assignment_pk,
         "user": user.pk,
         "choice": choice,
@@ -858,7 +864,8 @@ def invite_annotator(study: Study, email: str) -> User:
 
 def next_annotator_names(prefix: str, count: int) -> list[str]:
     taken = set(User.objects.filter(username__startswith=prefix).values_list("username", flat=True))
-    names, i = [], 1
+    names: list[str] = []
+    i = 1
     while len(names) < count:
         name = f"{prefix}{i:03d}"
         if name not in taken:

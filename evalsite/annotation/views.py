@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth import login
@@ -275,7 +276,7 @@ STUDY_PAGE_PARTS: list[Callable[[HttpRequest, Study], dict]] = []
 def study_detail(request, name: str):
     study = get_object_or_404(Study.objects.select_related("candidate", "prompt_set"), name=name)
     agreement = study_agreement(study)
-    context = {
+    context: dict[str, Any] = {
         "study": study,
         "missing": services.missing_responses(study) if study.status == Study.Status.DRAFT else [],
         # one row per (comparison, judgment) after the join: count comparisons once each

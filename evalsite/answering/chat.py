@@ -82,7 +82,7 @@ def say(conversation: Conversation, text: str) -> ChatTurn:
         with lock:
             [result] = list(
                 backend.generate([GenerationRequest(key=index, messages=messages)], conversation.system.sampling_config)
-            )  # type: ignore[attr-defined]
+            )
     finally:
         Conversation.objects.filter(pk=conversation.pk, answering_since=now).update(answering_since=None)
     if not result.ok:

@@ -14,8 +14,8 @@ def run_generation(job: GenerationJob, ctx: JobContext) -> None:
     done = total - len(todo)
     ctx.progress(done, total, detail=f"{len(todo)} to generate")
     if job.system.backend == "imported":
-        failures = [{"prompt": p.external_id, "sample": s, "error": "no imported response"} for p, s in todo]
-        job.record(failures, job.tokens_generated, done, total)
+        missing = [{"prompt": p.external_id, "sample": s, "error": "no imported response"} for p, s in todo]
+        job.record(missing, job.tokens_generated, done, total)
         return
     ctx.progress(done, total, detail=f"loading {job.system.name}")
     backend = make_backend(job.system.backend, job.system.backend_config)

@@ -133,7 +133,7 @@ class System(models.Model):
         """What of its sampling this system's server is not sent, or is sent under another name."""
         if self.dialect in (None, dialects.AUTO):
             return []
-        return dialects.describe(self.dialect, self.sampling_config)
+        return dialects.describe(str(self.dialect), self.sampling_config)
 
 
 class Response(models.Model):

@@ -12,10 +12,6 @@ def annotators_group() -> Group:
     return Group.objects.get_or_create(name=ANNOTATORS_GROUP)[0]
 
 
-def is_annotator(user) -> bool:
-    return user.is_authenticated and user.groups.filter(name=ANNOTATORS_GROUP).exists()
-
-
 def new_password() -> str:
     return secrets.token_urlsafe(12)
 

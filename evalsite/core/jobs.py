@@ -29,13 +29,14 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
 from itertools import islice
-from typing import ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from django import db
 from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import close_old_connections, connection, models, transaction
+from django.dispatch import Signal
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -86,7 +87,7 @@ class CannotStart(Exception):
 class JobQuerySet(models.QuerySet):
     def start_or_join(
         self, *, enqueue: bool = True, defaults: dict | None = None, resume: Iterable[str] = (), **identity
-    ) -> tuple[Job, bool]:
+    ) -> tuple[Any, bool]:  # (the queryset's model, as its callers declare it)
         """The one way to start a job: the active job with this identity (fields and values) is
         joined, never doubled; else, with ``resume`` (statuses such as failed), the latest job of
         the same identity in one of them is queued again; else a new one is created with
@@ -478,9 +479,23 @@ def release_when_back(model: type[Job], pk: int, lease: uuid.UUID) -> threading.
     return thread
 
 
+ENDED = (JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.STOPPED)
+# sent by the process that ran a job once it ended (label, pk, status): the workflows go on
+# (core/signals.py connects evalsite/core/workflows.py), so the next step of a chain starts
+# without anyone waiting
+job_ended = Signal()
+
+
 def execute(label: str, pk: int, worker: str) -> str:
     """Run one job to its end in this process. Used by the Celery task and by ``--foreground``
     commands, so both take the same path."""
+    outcome = _execute(label, pk, worker)
+    if outcome in ENDED:
+        job_ended.send_robust(sender=None, label=label, pk=pk, status=outcome)
+    return outcome
+
+
+def _execute(label: str, pk: int, worker: str) -> str:
     model = apps.get_model(label)
     claimed = claim(model, pk, worker)
     if claimed is None:
@@ -569,7 +584,10 @@ def sweep_stale_jobs(now=None) -> list[tuple[str, int]]:
     return swept
 
 
-def wait_for(job: Job, poll: float = 0.5, timeout: float | None = None, on_progress=None, until=None) -> Job:
+J = TypeVar("J", bound=Job)
+
+
+def wait_for(job: J, poll: float = 0.5, timeout: float | None = None, on_progress=None, until=None) -> J:
     """Block until a job leaves the queued/running states (used by ``--wait`` options), or until
     ``until()`` says there is no point waiting longer."""
     deadline = time.monotonic() + timeout if timeout else None

@@ -4,7 +4,7 @@ with nh3 so raw HTML in a response can never run in an annotator's browser."""
 import threading
 from functools import lru_cache
 
-import markdown as md
+import markdown as md  # type: ignore[import-untyped]
 import nh3
 
 ALLOWED_TAGS = {

@@ -1,12 +1,14 @@
-"""Worker start-up: take back the jobs this node was running when it died, then sweep."""
+"""Worker start-up: take back the jobs this node was running when it died, sweep, and take the
+workflows on (a job may have ended while no worker was there to advance them)."""
 
 import logging
 import threading
 
 from celery.signals import worker_ready, worker_shutting_down
 from django.db import connection
+from django.dispatch import receiver
 
-from evalsite.core import jobs
+from evalsite.core import jobs, workflows
 
 log = logging.getLogger(__name__)
 
@@ -17,11 +19,17 @@ def recover_jobs_on_start(sender=None, **kwargs) -> None:
     try:
         orphans = jobs.requeue_orphans_of(hostname) if hostname else []
         swept = jobs.sweep_stale_jobs()
+        workflows.advance_running()
     except Exception:  # a worker must still start when the database is briefly unreachable
         log.exception("job recovery at worker start failed; the periodic sweep will retry")
         return
     if orphans or swept:
         log.warning("re-enqueued at start: %s", orphans + swept)
+
+
+@receiver(jobs.job_ended)
+def advance_workflows_when_a_job_ends(sender=None, label: str = "", pk: int = 0, **kwargs) -> None:
+    workflows.job_ended(label, pk)
 
 
 @worker_shutting_down.connect

@@ -16,6 +16,15 @@ def sweep_stale_jobs() -> int:
     return len(jobs.sweep_stale_jobs())
 
 
+@shared_task(name="core.advance_workflows", ignore_result=True)
+def advance_workflows() -> int:
+    """Beat's sweep of the workflows (evalsite/core/workflows.py): one whose job ended while no
+    worker could advance it (killed between the two, the database away) goes on within a period."""
+    from evalsite.core import workflows
+
+    return workflows.advance_running()
+
+
 @shared_task(name="core.ping")
 def ping(value: str = "pong") -> dict:
     """A round trip through broker, worker and result backend (used by doctor and tests)."""

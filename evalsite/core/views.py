@@ -1,5 +1,12 @@
+from django.conf import settings
+from django.core.exceptions import ObjectDoesNotExist
 from django.db import DatabaseError, connection
 from django.http import JsonResponse
+from django.shortcuts import render
+
+from evalsite.core import workflows
+from evalsite.core.decorators import staff_required
+from evalsite.core.models import Workflow
 
 
 def healthz(request):
@@ -11,3 +18,19 @@ def healthz(request):
     except DatabaseError as exc:
         return JsonResponse({"ok": False, "database": f"unreachable: {type(exc).__name__}"}, status=503)
     return JsonResponse({"ok": True})
+
+
+@staff_required
+def workflow_list(request):
+    """Every workflow with its steps as the last advance found them (reading changes no row)."""
+    rows = []
+    for flow in Workflow.objects.all()[:200]:
+        kind = workflows.KINDS.get(flow.kind)
+        try:
+            link = kind.link(flow.subject_id) if kind else ""
+        except ObjectDoesNotExist:
+            link = ""
+        steps = workflows.steps_of(flow)
+        done = sum(step.state == "done" for step in steps)
+        rows.append({"flow": flow, "link": link, "steps": steps, "done": done})
+    return render(request, "core/workflows.html", {"rows": rows, "sweep": int(settings.WORKFLOW_SWEEP_SECONDS)})

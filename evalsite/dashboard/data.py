@@ -5,6 +5,7 @@ reach Python are a handful per baseline, however many judgments there are."""
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from typing import Any
 
 import numpy as np
 from django.db import connection
@@ -106,7 +107,7 @@ def person_person(
     for p in (patterns if patterns is not None else human_patterns(study)).values():
         merged.update(p)
     accuracy, pairs = tie_discounted_from_patterns(merged)
-    result = {
+    result: dict[str, Any] = {
         "tie_discounted_accuracy": accuracy,
         "pairs": pairs,
         "fleiss_kappa": fleiss_from_patterns(merged),
@@ -327,10 +328,10 @@ def drill_down(study: Study, baseline: str, outcome: str, limit: int = 200, job:
     ):
         votes[cid].append({"annotator": name, "outcome": o, "reason": reason})
     verdicts: dict[int, list] = defaultdict(list)
-    for cid, job, order, o, raw in JudgeVerdict.objects.filter(comparison__in=ids).values_list(
+    for cid, job_id, order, o, raw in JudgeVerdict.objects.filter(comparison__in=ids).values_list(
         "comparison_id", "job_id", "order", "outcome", "call__raw_output"
     ):
-        verdicts[cid].append({"job": job, "order": order, "outcome": o, "raw": raw})
+        verdicts[cid].append({"job": job_id, "order": order, "outcome": o, "raw": raw})
     return [{"comparison": c, "votes": votes[c.pk], "verdicts": verdicts[c.pk]} for c in comparisons]
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -187,8 +187,8 @@ def sampled_estimates(rows: list[Row], assisted: bool) -> tuple[list[np.ndarray]
     terms, lams = [], []
     for k in range(3):
         y = [r.people[k] if r.people is not None else 0.0 for r in kept]
-        f = [r.judge[k] if with_judge else 0.0 for r in kept]
-        f_mean = float(np.mean([r.judge[k] for r in rows])) if with_judge else None
+        f = [r.judge[k] if with_judge and r.judge is not None else 0.0 for r in kept]
+        f_mean = float(np.mean([r.judge[k] for r in rows if r.judge is not None])) if with_judge else None
         t, lam = sampled_terms(y, f, drawn, pi, None if with_judge else 0.0, f_mean)
         terms.append(t)
         lams.append(lam)
@@ -198,7 +198,7 @@ def sampled_estimates(rows: list[Row], assisted: bool) -> tuple[list[np.ndarray]
 def _walk(rows: list[Row]) -> np.ndarray:
     """The walked prefix of a sampled study: every comparison in its order up to the first one
     drawn for people that does not have all its votes yet."""
-    return walked([r.order for r in rows], [r.wanted for r in rows], [r.people is not None for r in rows])
+    return walked([r.order or 0 for r in rows], [r.wanted for r in rows], [r.people is not None for r in rows])
 
 
 def _share_row(estimates: list) -> dict:
@@ -279,7 +279,7 @@ def length_control(per: dict[str, list[Row]]) -> list[dict]:
             if len(kept) < 5:
                 row[who] = None
                 continue
-            outcomes = [float(o[0] + o[1] / 2) for o, _ in kept]
+            outcomes = [float(o[0] + o[1] / 2) for o, _ in kept]  # type: ignore[index]
             lc = length_controlled_win_rate(outcomes, [length for _, length in kept])
             k = len(STYLE_FEATURES)
             styles = [v.style for v in items if v[index] is not None]
@@ -376,7 +376,7 @@ def evidence(study: Study, job: JudgeJob | None, rule: str = "majority") -> dict
     rule, never on the job the page shows. Reads only."""
     per = study_rows(study, job, rule)
     majority = per if rule == "majority" else study_rows(study, job, "majority")
-    result = {
+    result: dict[str, Any] = {
         "assisted": judge_assisted(predicted(per)) if usable(job) else {},
         "assisted_waits": _waits(study, job),
         "people_weighted": people_weighted(per) if study.sampling_rate is not None else {},
@@ -384,7 +384,7 @@ def evidence(study: Study, job: JudgeJob | None, rule: str = "majority") -> dict
         "calibration": calibration(majority) if job else None,
         "complete": _completeness(per),
     }
-    if result["calibration"] is not None:
+    if result["calibration"] is not None and job is not None:
         result["calibration"]["self_preference"] = self_preference(study, job, majority)
     result["status"] = study_status(study)
     return result
@@ -451,8 +451,8 @@ def anytime_intervals(per: dict[str, list[Row]], level: float = 0.95) -> dict[st
                 continue
             pi_min = min(r.pi for r in rows if r.pi)
             y = [r.people[0] if r.people is not None else 0.0 for r in kept]
-            f = [r.judge[0] if with_judge else 0.0 for r in kept]
-            f_mean = float(np.mean([r.judge[0] for r in rows])) if with_judge else None
+            f = [r.judge[0] if with_judge and r.judge is not None else 0.0 for r in kept]
+            f_mean = float(np.mean([r.judge[0] for r in rows if r.judge is not None])) if with_judge else None
             e = sampled_sequence(y, f, drawn, [r.pi for r in kept], pi_min, f_mean, planned, alpha)
             out[name] = {"estimate": e, "n": sum(drawn), "walked": len(kept), "judge": with_judge}
             continue
@@ -461,8 +461,11 @@ def anytime_intervals(per: dict[str, list[Row]], level: float = 0.95) -> dict[st
         done = sorted((r for r in rows if r.people is not None), key=lambda r: (r.completed, r.order or 0))
         if len(done) < 2:
             continue
-        f_mean = float(np.mean([r.judge[0] for r in rows]))
-        e = assisted_sequence([r.people[0] for r in done], [r.judge[0] for r in done], f_mean, planned, alpha)
+        judged = [r.judge for r in rows if r.judge is not None]
+        f_mean = float(np.mean([j[0] for j in judged]))
+        people = [float(r.people[0]) for r in done if r.people is not None]
+        judge = [float(r.judge[0]) for r in done if r.judge is not None]
+        e = assisted_sequence(people, judge, f_mean, planned, alpha)
         out[name] = {"estimate": e, "n": len(done), "judge": True}
     return out
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import IO
 
+from django.http import HttpResponse
+
 from evalsite.annotation.models import Study
 from evalsite.core.charts import stacked_bars
 from evalsite.dashboard import data
@@ -117,7 +119,7 @@ class StudyFigures:
             )
         return figures
 
-    def write_csv(self, handle: IO[str]) -> None:
+    def write_csv(self, handle: IO[str] | HttpResponse) -> None:
         writer = csv.DictWriter(handle, fieldnames=TABLE_COLUMNS, lineterminator="\n")
         writer.writeheader()
         for row in self.table():

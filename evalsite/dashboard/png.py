@@ -18,8 +18,10 @@ class PngUnavailable(RuntimeError):
 def svg_to_png(svg: str, scale: float = 2.0) -> bytes:
     if not Path(CHROMIUM).exists():
         raise PngUnavailable(f"PNG export needs Chromium at {CHROMIUM} (apt-get install chromium), or set CHROMIUM")
-    width = int(float(re.search(r'width="([\d.]+)"', svg).group(1)))
-    height = int(float(re.search(r'height="([\d.]+)"', svg).group(1)))
+    size = re.search(r'width="([\d.]+)"', svg), re.search(r'height="([\d.]+)"', svg)
+    if size[0] is None or size[1] is None:
+        raise ValueError("an SVG without a width and a height cannot be drawn as a PNG")
+    width, height = int(float(size[0].group(1))), int(float(size[1].group(1)))
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

@@ -11,7 +11,7 @@ from evalsite.judging.results import rating_summary as rating_summary_of_job
 from stats.agreement import cohen_kappa
 from stats.outcomes import label_shares
 
-PAPER_FIGURE_3 = (50, 38, 12)  # Excellent / Pass / Fail, LIMA 65B on 50 test prompts (PAPER.md)
+PAPER_FIGURE_3 = (50, 38, 12)  # Excellent / Pass / Fail, LIMA 65B on 50 test prompts (docs/paper.md)
 PAPER_SAFE_SHARE = 0.80  # 30 sensitive test prompts
 
 

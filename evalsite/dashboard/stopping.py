@@ -87,7 +87,7 @@ def mark_enough(study: Study, rows: list[dict]) -> bool:
     if settings.STUDY_ENOUGH_EMAILS:
         send_mail(
             f"Study {study.name} has enough votes",
-            f"Every baseline's win share is known to +-{study.target_half_width * 100:.0f} points "
+            f"Every baseline's win share is known to +-{(study.target_half_width or 0) * 100:.0f} points "
             "(anytime-valid 95% intervals); the study starts no new comparison and finishes the ones "
             "already started.\n\n" + "\n".join(lines) + "\n",
             settings.DEFAULT_FROM_EMAIL,

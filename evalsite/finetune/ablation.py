@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import transaction
 from django.db.models import Count
@@ -181,7 +182,7 @@ def _advance_cell(ablation: Ablation, cell: AblationCell, enqueue: bool, again: 
         if TrainingDataset.objects.filter(name=name).exists():
             return CellState(cell, "failed", None, f"a dataset named {name!r} exists that is not this cell's")
     subset = cell.subset or _subset(cell)
-    run = _refresh(cell.run)
+    run: Any = _refresh(cell.run)
     if run is not None and run.status in FAILED and not again:
         return CellState(cell, "failed", run, f"{run} ended {run.status}: {run.error}")
     if run is None or run.status in again:
@@ -229,11 +230,13 @@ def curve(ablation: Ablation) -> list[dict]:
     point (evalsite/judging/rating_kinds.py)."""
     rows = []
     for cell in ablation.cells.select_related("run", "system", "rating__config"):
-        row = {"label": cell.label, "size": cell.size, "cell": cell, "mean": None, "ci95": None}
+        row: dict[str, Any] = {"label": cell.label, "size": cell.size, "cell": cell, "mean": None, "ci95": None}
         if cell.rating is not None and cell.rating.status == JobStatus.DONE:
             summary = rating_summary(cell.rating)
             row["summary"] = summary
-            row["mean"], row["ci95"] = rating_kind(ablation.kind).point(summary)
+            point = rating_kind(ablation.kind).point
+            if point is not None:
+                row["mean"], row["ci95"] = point(summary)
         rows.append(row)
     return rows
 

@@ -1,4 +1,4 @@
-"""TrainingExample -> TrainingDataset -> TrainingRun -> Checkpoint (DESIGN.md). A checkpoint
+"""TrainingExample -> TrainingDataset -> TrainingRun -> Checkpoint (docs/design.md). A checkpoint
 becomes a System in one step, and from then on it is evaluated like any other system."""
 
 from __future__ import annotations
@@ -135,6 +135,7 @@ class Checkpoint(models.Model):
             locked = Checkpoint.objects.select_for_update().get(pk=self.pk)
             if locked.system_id:
                 system = locked.system
+                assert system is not None
                 if kind == System.Kind.CANDIDATE and system.kind != kind:
                     system.kind = kind
                     system.save(update_fields=["kind"])

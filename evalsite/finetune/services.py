@@ -96,7 +96,8 @@ def save_curation(
         dataset = TrainingDataset.objects.create(name=name, description=description)
         rows = []
         for candidate in result.kept:
-            inputs_tokens = sum(count(m["content"]) for m in candidate.messages[:-1])
+            messages = candidate.messages or []  # a kept example has its messages (the filters set them)
+            inputs_tokens = sum(int(count(m["content"])) for m in messages[:-1])
             rows.append(
                 TrainingExample(
                     dataset=dataset,
@@ -106,7 +107,7 @@ def save_curation(
                     messages=candidate.messages,
                     meta={**candidate.meta, "where": candidate.where, "score": candidate.score},
                     input_tokens=inputs_tokens,
-                    output_tokens=count(candidate.messages[-1]["content"]),
+                    output_tokens=count(messages[-1]["content"]),
                 )
             )
         for candidate, reason in result.rejected:
@@ -221,6 +222,7 @@ def start_training(
     recipe.validate()
     if not dataset.trainable().exists():
         raise TrainingError(f"dataset {dataset.name} has no example that is not rejected")
+    run: TrainingRun
     with transaction.atomic():  # the run's folder is named before its message leaves
         run, started = TrainingRun.objects.start_or_join(
             dataset=dataset, base=base, recipe=recipe.to_dict(), resume=() if new else RESUMABLE, enqueue=enqueue

@@ -6,10 +6,12 @@ from django.views.decorators.http import require_POST
 
 from evalsite.core.charts import curve_chart, line_chart
 from evalsite.core.decorators import staff_required
+from evalsite.core.models import Workflow
 from evalsite.finetune import ablation as ablations
 from evalsite.finetune import services
 from evalsite.finetune.forms import ReviewForm
 from evalsite.finetune.models import Ablation, Checkpoint, TrainingDataset, TrainingExample, TrainingRun
+from evalsite.finetune.workflows import ABLATION
 from evalsite.judging.rating_kinds import rating_kind
 
 PAGE = 50
@@ -162,4 +164,6 @@ def ablation_detail(request, name: str):
         y_range,
         log_x=by_size,
     )
-    return render(request, "finetune/ablation_detail.html", {"ablation": ablation, "rows": rows, "chart": chart})
+    workflow = Workflow.objects.filter(kind=ABLATION.name, subject_id=ablation.pk).first()
+    context = {"ablation": ablation, "rows": rows, "chart": chart, "workflow": workflow}
+    return render(request, "finetune/ablation_detail.html", context)

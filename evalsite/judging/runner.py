@@ -300,8 +300,8 @@ def ask_all(
     spent: Decimal = Decimal(0),
     unanswered: int = 0,
     detail: Callable[[Decimal], str] | None = None,
-    sent: Callable[[int], None] | None = None,
-    answered: Callable[[int], None] | None = None,
+    sent: Callable[[int], object] | None = None,
+    answered: Callable[[int], object] | None = None,
 ) -> None:
     """The loop judge and rating jobs share: for each work item, reserve its cache row (see
     reserve), make the calls this job owns through a bounded pool, take answers another job already
@@ -369,7 +369,7 @@ def ask_all(
                     patiently(lambda item=item, call=call: record(item, call, "called"))
                     spent += call.cost
                     done += 1
-                    ctx.progress(done, total, **({"detail": detail(spent)} if detail else {}))
+                    ctx.progress(done, total, detail=detail(spent) if detail else None)
                 if over_budget:
                     raise JobStopped(f"stopped: budget ({spent:.4f} of {budget} spent)")
         for item, call_pk in deferred:

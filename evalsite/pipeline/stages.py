@@ -376,7 +376,9 @@ def fresh_logins(config: DemoConfig | None = None) -> list[str]:
 
 def _annotators_exist(config: DemoConfig) -> bool:
     study = Study.objects.filter(name=config.study).first()
-    return bool(study) and study.annotators.filter(username__startswith="demo-annotator-").count() >= config.annotators
+    if study is None:
+        return False
+    return study.annotators.filter(username__startswith="demo-annotator-").count() >= config.annotators
 
 
 def demo_stages(config: DemoConfig | None = None) -> list[Stage]:

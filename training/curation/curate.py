@@ -23,7 +23,7 @@ from training.curation.sources import (
     read_wikihow,
 )
 
-# PAPER.md, Table 1: (examples, avg input tokens, avg output tokens)
+# docs/paper.md, Table 1: (examples, avg input tokens, avg output tokens)
 PAPER_TABLE_1: dict[str, tuple[int, int | None, int | None]] = {
     "stackexchange_stem": (200, 117, 523),
     "stackexchange_other": (200, 119, 530),

@@ -1,4 +1,4 @@
-"""The paper's curation filters (PAPER.md, Training data) as small functions.
+"""The paper's curation filters (docs/paper.md, Training data) as small functions.
 
 A filter takes a Candidate (and a random generator, for the ones that choose) and returns None to
 keep it or a short reason to reject it; a few also rewrite it (strip HTML, pick the prompt).

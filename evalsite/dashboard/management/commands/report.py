@@ -36,7 +36,7 @@ class Command(BaseCommand):
         built = figures.build(study, opts["rule"], job, paper=not opts["no_paper"])
         built.result["breakdowns"] = data.breakdowns(study, data.counting(built.rule))
         svgs = built.svgs()
-        out: Path = opts["out"]
+        out = Path(opts["out"])
         out.mkdir(parents=True, exist_ok=True)
         for key, svg in svgs.items():
             (out / f"{key}.svg").write_text(svg)

@@ -11,11 +11,13 @@ from django.db import close_old_connections
 
 from evalsite.catalog.lookup import find_system
 from evalsite.catalog.models import PromptSet
-from evalsite.core import jobs
+from evalsite.core import jobs, workflows
 from evalsite.core.jobs import CannotStart
 from evalsite.core.lookup import by_name
+from evalsite.core.models import Workflow
 from evalsite.finetune import ablation as plan
 from evalsite.finetune.services import find_dataset, recipe_from
+from evalsite.finetune.workflows import ABLATION
 from evalsite.judging.models import JudgeConfig
 from evalsite.judging.rating_kinds import CURVED, rating_kind
 from generation.bundled import BUNDLED_SYSTEM_NAME
@@ -59,30 +61,30 @@ class Command(BaseCommand):
             for model, pk in jobs.release_orphans_of(worker):
                 self.stdout.write(f"  {model.label()} {pk} was left running by a killed ablate: again")
         try:
-            states = plan.advance(ablation, enqueue=not opts["foreground"], retry=True)
-            while True:
-                failed = plan.failed_cells(states)
-                if failed:
-                    raise CommandError("cells failed: " + "; ".join(failed) + " (run the command again to retry)")
-                if all(s.stage == "done" for s in states) or not (opts["foreground"] or opts["wait"]):
-                    break
+            # a workflow (evalsite/core/workflows.py): the workers take it on from each job's end,
+            # so the command may exit now; --wait only follows it, --foreground runs its jobs here
+            flow = workflows.start(ABLATION.name, ablation.pk, by_workers=not opts["foreground"], retry=True)
+            while flow.status == Workflow.Status.RUNNING and (opts["foreground"] or opts["wait"]):
                 if opts["foreground"]:
                     # one job, then look again: here the cells finish one after another, each
                     # point of the curve as soon as it can be
-                    waiting = plan.stage_jobs(states)
+                    waiting = plan.stage_jobs(plan.advance(ablation, enqueue=False))
                     if waiting:
                         self.stdout.write(f"  running {waiting[0]}")
                         jobs.execute(waiting[0].label(), waiting[0].pk, worker=worker)
                     else:  # what is left runs elsewhere (a worker took it): follow it
                         time.sleep(2.0)
                         close_old_connections()
+                    flow = workflows.advance(flow.pk)
                 else:
                     time.sleep(2.0)
                     close_old_connections()
-                states = plan.advance(ablation, enqueue=not opts["foreground"])
+                    flow.refresh_from_db()
         except CannotStart as exc:
             raise CommandError(str(exc)) from exc
-        self._report(ablation, states)
+        if flow.status == Workflow.Status.FAILED:
+            raise CommandError(f"cells failed: {flow.error} (run the command again to retry)")
+        self._report(ablation, flow)
 
     def _create(self, opts):
         recipe = recipe_from(opts["recipe"], opts["set"])
@@ -98,10 +100,10 @@ class Command(BaseCommand):
             name, dataset, opts["by"], sizes, base, recipe, prompts, judge, opts["kind"], opts["samples"], opts["seed"]
         )
 
-    def _report(self, ablation, states) -> None:
-        for state in states:
-            waiting = f" ({state.job}: {state.job.status})" if state.job is not None else ""
-            self.stdout.write(f"  {state.cell.label:>12}: {state.stage}{waiting}")
+    def _report(self, ablation, flow) -> None:
+        for step in workflows.steps_of(flow):
+            if step.state != "waiting":
+                self.stdout.write(f"  {step.name:>30}: {step.state}{f' ({step.job})' if step.job else ''}")
         rows = plan.curve(ablation)
         if any(row["mean"] is not None for row in rows):
             measure = rating_kind(ablation.kind).measure
@@ -110,8 +112,10 @@ class Command(BaseCommand):
                 mean = "-" if row["mean"] is None else f"{row['mean']:.2f}"
                 ci = f"[{row['ci95'][0]:.2f}, {row['ci95'][1]:.2f}]" if row["ci95"] else ""
                 self.stdout.write(f"{row['label']:>14} {row['size']:>9} {mean:>10}  {ci}")
-        if all(s.stage == "done" for s in states):
+        if flow.status == Workflow.Status.DONE:
             where = f"/training/ablations/{ablation.name}/"
             self.stdout.write(self.style.SUCCESS(f"{ablation.name}: every cell rated; the curve: {where}"))
         else:
-            self.stdout.write("the jobs are on the queues: follow them with --wait, or run this command again")
+            self.stdout.write(
+                f"the workers carry it on from here (workflow {flow.pk}, /workflows/): follow it with --wait"
+            )

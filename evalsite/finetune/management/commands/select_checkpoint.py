@@ -1,12 +1,16 @@
+import time
+
 from django.core.management.base import BaseCommand, CommandError
+from django.db import close_old_connections
 
 from evalsite.annotation import services as studies
 from evalsite.catalog.lookup import find_prompt_set
-from evalsite.core import jobs
+from evalsite.core import workflows
 from evalsite.core.jobs import CannotStart
-from evalsite.core.progress import follow
+from evalsite.core.models import Workflow
 from evalsite.finetune.services import find_run, parse_epochs, select_checkpoints
-from evalsite.judging.services import CannotJudge, find_config, start_judge_job
+from evalsite.finetune.workflows import CHECKPOINT_SELECTION
+from evalsite.judging.services import CannotJudge, find_config
 
 
 class Command(BaseCommand):
@@ -20,31 +24,43 @@ class Command(BaseCommand):
         parser.add_argument("--epochs", default="5-10", help="range of epochs (paper: 5-10)")
         parser.add_argument("--prompts", default="lima-style-dev", help="the dev prompt set")
         parser.add_argument("--judge", help="judge config to run on the study as well")
-        parser.add_argument("--wait", action="store_true", help="wait for the answers, then open the study")
+        parser.add_argument(
+            "--wait", action="store_true", help="follow it until the study is open (the workers open it either way)"
+        )
 
     def handle(self, *args, **opts):
         try:
             run = find_run(opts["run"])
+            config = find_config(opts["judge"]) if opts["judge"] else None
             systems, gen_jobs, study = select_checkpoints(
                 run, parse_epochs(opts["epochs"]), find_prompt_set(opts["prompts"])
             )
-        except (CannotStart, studies.StudyError) as exc:
+        except (CannotStart, CannotJudge, studies.StudyError) as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(f"checkpoints as systems: {', '.join(s.name for s in systems)}")
         self.stdout.write(f"study {study.name}: {study.candidate.name} against the others")
-        if not opts["wait"]:
-            self.stdout.write("when the generation jobs are done, open it: manage.py select_checkpoint ... --wait")
+        # a workflow (evalsite/core/workflows.py): the study opens, and the judge job starts, when
+        # the last answers are in, whoever is waiting; --wait only follows it
+        Workflow.objects.get_or_create(
+            kind=CHECKPOINT_SELECTION.name,
+            subject_id=study.pk,
+            defaults={
+                "title": CHECKPOINT_SELECTION.title(study.pk),
+                "params": {"generations": [job.pk for job in gen_jobs], "judge": config.pk if config else None},
+            },
+        )
+        flow = workflows.start(CHECKPOINT_SELECTION.name, study.pk, retry=True)
+        if opts["wait"]:
+            while flow.status == Workflow.Status.RUNNING:
+                time.sleep(1.0)
+                close_old_connections()
+                flow.refresh_from_db()
+        for step in workflows.steps_of(flow):
+            self.stdout.write(f"  {step.name}: {step.state}{f' ({step.detail})' if step.detail else ''}")
+        if flow.status == Workflow.Status.FAILED:
+            raise CommandError(f"{flow}: {flow.error}")
+        if flow.status == Workflow.Status.RUNNING:
+            self.stdout.write(f"the workers open the study when the answers are in (workflow {flow.pk}, /workflows/)")
             return
-        for job in gen_jobs:
-            if follow(job).status != jobs.JobStatus.DONE:
-                raise CommandError(f"{job} did not finish; the study stays a draft")
-        try:
-            if study.status == study.Status.DRAFT:
-                n = studies.start_study(study)
-                self.stdout.write(self.style.SUCCESS(f"study {study.name} open with {n} comparisons"))
-            if opts["judge"]:
-                judge_job, _ = start_judge_job(study, find_config(opts["judge"]))
-                self.stdout.write(f"judge job: {judge_job}")
-        except (studies.StudyError, CannotJudge) as exc:
-            raise CommandError(str(exc)) from exc
+        self.stdout.write(self.style.SUCCESS(f"study {study.name} is open"))
         self.stdout.write("compare them on the study's dashboard, then: manage.py register_checkpoint RUN --epoch N")

@@ -96,7 +96,7 @@ class Command(JobCommand):
             if job.status == jobs.JobStatus.FAILED:
                 raise CommandError(f"{job} failed: {job.error}")
 
-    def report(self, job: JudgeJob) -> None:
+    def report(self, job: JudgeJob) -> None:  # type: ignore[override]
         s = judge_summary(job)
         money = s["money"]
         self.stdout.write(f"{job}: {job.status} {job.status_detail}")
