@@ -1,7 +1,8 @@
-"""Residual dropout (docs/paper.md, Fine-tuning recipe): dropout on the output of every sub-layer (attention and MLP), just
-before it is added to the residual stream, with p rising linearly with depth from ``bottom`` at
-layer 0 to ``top`` at the last layer. Added with forward hooks, so any decoder whose blocks hold
-an attention and an MLP module works; hooks are not saved with the weights."""
+"""Residual dropout (docs/paper.md, Fine-tuning recipe): dropout on the output of every sub-layer
+(attention and MLP), just before it is added to the residual stream, with p rising linearly with
+depth from ``bottom`` at layer 0 to ``top`` at the last layer. Added with forward hooks, so any
+decoder whose blocks hold an attention and an MLP module works; hooks are not saved with the
+weights."""
 
 from __future__ import annotations
 
