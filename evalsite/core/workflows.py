@@ -56,6 +56,11 @@ class Step:
             detail = f"{job} ended {job.status}: {job.error}".strip(": ")
         return cls(name, state, f"{job.label()}:{job.pk}", detail)
 
+    def job_ref(self) -> tuple[str, int]:
+        """(label, pk) of the job it waits for, as ``jobs.execute`` takes them."""
+        label, _, pk = self.job.rpartition(":")
+        return label, int(pk)
+
 
 class WorkflowKind(Protocol):
     name: str
@@ -82,11 +87,15 @@ def kind_of(workflow: Workflow) -> WorkflowKind:
         raise LookupError(f"no workflow kind {workflow.kind!r} (known: {', '.join(sorted(KINDS))})") from None
 
 
-def start(kind: str, subject_id: int, by_workers: bool = True, retry: bool = False) -> Workflow:
-    """The workflow of this subject (made the first time), taken one step further now. Started
-    again (``retry``), a failed one runs again from its failed step."""
+def start(
+    kind: str, subject_id: int, by_workers: bool = True, retry: bool = False, params: dict | None = None
+) -> Workflow:
+    """The workflow of this subject (made the first time, with ``params``), taken one step further
+    now. Started again (``retry``), a failed one runs again from its failed step."""
     workflow, _ = Workflow.objects.get_or_create(
-        kind=kind, subject_id=subject_id, defaults={"title": KINDS[kind].title(subject_id), "by_workers": by_workers}
+        kind=kind,
+        subject_id=subject_id,
+        defaults={"title": KINDS[kind].title(subject_id), "by_workers": by_workers, "params": params or {}},
     )
     if workflow.by_workers != by_workers:
         Workflow.objects.filter(pk=workflow.pk).update(by_workers=by_workers)
@@ -104,7 +113,7 @@ def advance(pk: int, retry: bool = False) -> Workflow:
                 steps = kind_of(workflow).advance(workflow, enqueue=workflow.by_workers, retry=retry)
         except Exception as exc:  # a step that cannot start at all (its inputs are gone): shown, not raised
             log.exception("workflow %s could not advance", workflow)
-            steps, error = list(map(_as_step, workflow.steps)), f"{type(exc).__name__}: {exc}"
+            steps, error = steps_of(workflow), f"{type(exc).__name__}: {exc}"
         else:
             failed = [f"{s.name}: {s.detail}" for s in steps if s.state == "failed"]
             error = "; ".join(failed)
@@ -120,29 +129,31 @@ def advance(pk: int, retry: bool = False) -> Workflow:
     return workflow
 
 
-def _as_step(row: dict) -> Step:
-    return Step(**row)
-
-
-def advance_running() -> int:
-    """Every running workflow the workers carry, one step further (beat's sweep and the end of
-    every job). One another process is advancing is waited for, not skipped: that process may have
-    looked at the job that just ended before it ended."""
+def advance_running(waiting_on: str | None = None) -> int:
+    """Every running workflow the workers carry, one step further (beat's sweep, a worker's
+    start); with ``waiting_on`` ("label:pk"), only those whose steps wait on that job (every job
+    a workflow starts is in the steps its advance recorded). One another process is advancing is
+    waited for, not skipped: that process may have looked at the job that just ended before it
+    ended."""
     running = Workflow.objects.filter(status=Workflow.Status.RUNNING, by_workers=True)
-    pks = list(running.values_list("pk", flat=True))
+    pks = [
+        pk
+        for pk, steps in running.values_list("pk", "steps")
+        if waiting_on is None or any(step.get("job") == waiting_on for step in steps)
+    ]
     for pk in pks:
         advance(pk)
     return len(pks)
 
 
 def job_ended(label: str, pk: int) -> None:
-    """Called by the process that ran a job once it ended, whatever its end: the workflows go on
-    (a failure here is logged, never the job's; beat's sweep tries again)."""
+    """Called by the process that ran a job once it ended, whatever its end: the workflows that
+    wait on it go on (a failure here is logged, never the job's; beat's sweep tries again)."""
     try:
-        advance_running()
+        advance_running(waiting_on=f"{label}:{pk}")
     except Exception:
         log.exception("advancing the workflows after %s %s", label, pk)
 
 
 def steps_of(workflow: Workflow) -> list[Step]:
-    return [_as_step(row) for row in workflow.steps]
+    return [Step(**row) for row in workflow.steps]

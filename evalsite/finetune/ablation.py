@@ -240,11 +240,3 @@ def curve(ablation: Ablation) -> list[dict]:
         rows.append(row)
     return rows
 
-
-def stage_jobs(states: list[CellState]) -> list[Job]:
-    """The queued jobs the cells wait for (what a foreground ablation runs next)."""
-    return [s.job for s in states if s.job is not None and s.job.status == JobStatus.QUEUED]
-
-
-def failed_cells(states: list[CellState]) -> list[str]:
-    return [f"{state.cell.label}: {state.detail}" for state in states if state.stage == "failed"]

@@ -43,17 +43,11 @@ class AblationWorkflow:
                 if state.stage == "failed" and (state.job is None or state.job == jobs[stage]):
                     steps.append(Step(name, "failed", detail=state.detail))
                     break
-                if n < reached:
-                    steps.append(Step(name, "done", *_job(jobs[stage])))
-                elif n == reached:
-                    steps.append(Step.of_job(name, state.job))
+                if n <= reached:  # a stage before the cell's is done, and so is its job
+                    steps.append(Step.of_job(name, jobs[stage] if n < reached else state.job))
                 else:
                     steps.append(Step(name, "waiting"))
         return steps
-
-
-def _job(job) -> tuple[str]:
-    return (f"{job.label()}:{job.pk}",) if job is not None else ("",)
 
 
 class CheckpointSelection:

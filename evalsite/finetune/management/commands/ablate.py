@@ -68,10 +68,10 @@ class Command(BaseCommand):
                 if opts["foreground"]:
                     # one job, then look again: here the cells finish one after another, each
                     # point of the curve as soon as it can be
-                    waiting = plan.stage_jobs(plan.advance(ablation, enqueue=False))
+                    waiting = [step for step in workflows.steps_of(flow) if step.state == "queued"]
                     if waiting:
-                        self.stdout.write(f"  running {waiting[0]}")
-                        jobs.execute(waiting[0].label(), waiting[0].pk, worker=worker)
+                        self.stdout.write(f"  running {waiting[0].name} ({waiting[0].job})")
+                        jobs.execute(*waiting[0].job_ref(), worker=worker)
                     else:  # what is left runs elsewhere (a worker took it): follow it
                         time.sleep(2.0)
                         close_old_connections()

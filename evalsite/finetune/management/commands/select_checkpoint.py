@@ -41,15 +41,8 @@ class Command(BaseCommand):
         self.stdout.write(f"study {study.name}: {study.candidate.name} against the others")
         # a workflow (evalsite/core/workflows.py): the study opens, and the judge job starts, when
         # the last answers are in, whoever is waiting; --wait only follows it
-        Workflow.objects.get_or_create(
-            kind=CHECKPOINT_SELECTION.name,
-            subject_id=study.pk,
-            defaults={
-                "title": CHECKPOINT_SELECTION.title(study.pk),
-                "params": {"generations": [job.pk for job in gen_jobs], "judge": config.pk if config else None},
-            },
-        )
-        flow = workflows.start(CHECKPOINT_SELECTION.name, study.pk, retry=True)
+        params = {"generations": [job.pk for job in gen_jobs], "judge": config.pk if config else None}
+        flow = workflows.start(CHECKPOINT_SELECTION.name, study.pk, retry=True, params=params)
         if opts["wait"]:
             while flow.status == Workflow.Status.RUNNING:
                 time.sleep(1.0)
