@@ -62,7 +62,7 @@ def env() -> dict:
 SETUP = """
 from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import User
-from evalsite.annotation import services
+from evalsite.annotation import studies
 from evalsite.catalog.models import Prompt, PromptSet, Response, System
 from evalsite.core.accounts import annotators_group
 N, A = {prompts}, {annotators}
@@ -85,10 +85,10 @@ def answer(k, i):
             + f"A longer explanation of case {{i}}, with *emphasis* and a `literal`, follows. " * 20)
 Response.objects.bulk_create([Response(system=s, prompt=p, text=answer(k, i)) for k, s in enumerate([cand, *bases])
                               for i, p in enumerate(prompts)])
-study = services.create_study("bench", cand, bases, ps, overlap=3, gold_rate=0.05, assignment="{assignment}")
-services.start_study(study)
+study = studies.create_study("bench", cand, bases, ps, overlap=3, gold_rate=0.05, assignment="{assignment}")
+studies.start_study(study)
 if {sampled}:  # a sampled study (`study sample`): every comparison drawn, walked in the study's order
-    services.plan_sampling(study, {{}}, 1.0)
+    studies.plan_sampling(study, {{}}, 1.0)
 hashed = make_password("bench-password")
 users = User.objects.bulk_create([User(username=f"b{{i:03d}}", password=hashed) for i in range(A + 64)])
 crowd = User.objects.bulk_create([User(username=f"c{{i:04d}}", password=hashed) for i in range({crowd})])
@@ -123,13 +123,13 @@ from django.contrib.auth.models import User
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
-from evalsite.annotation import services
+from evalsite.annotation import answers, claims
 from evalsite.annotation.models import Assignment, Comparison, Study
 study = Study.objects.get(name="bench")
 
 def naive_claim(study, user, rng):
     # the same work around the choice of item as ours: the open claim looked for, the page loaded
-    if current := services.open_claim(study, user):
+    if current := claims.open_claim(study, user):
         return current
     with transaction.atomic():
         c = (Comparison.objects.select_for_update()
@@ -142,7 +142,7 @@ def naive_claim(study, user, rng):
         a = Assignment.objects.create(comparison=c, study_id=c.study_id, annotator=user,
                                       candidate_on_left=bool(rng.getrandbits(1)),
                                       claimed_at=now, expires_at=now + timedelta(minutes=30), shown_at=now)
-    a.comparison = services.comparison_page(c.pk)
+    a.comparison = claims.comparison_page(c.pk)
     return a
 
 def run(claim, users, seconds):
@@ -153,7 +153,7 @@ def run(claim, users, seconds):
             a = claim(study, user, rng)
             if a is None:
                 break
-            services.submit(a.pk, user, "tie")
+            answers.submit(a.pk, user, "tie")
             n += 1
         done.append(n)
         connection.close()
@@ -164,7 +164,7 @@ def run(claim, users, seconds):
     return sum(done) / (time.monotonic() - t0)
 
 users = list(User.objects.filter(username__startswith="b1").order_by("username"))[:{threads} * 2]
-ours = run(lambda s, u, rng: services.claim_next(s, u, rng=rng, member_checked=True), users[:{threads}], {seconds})
+ours = run(lambda s, u, rng: claims.claim_next(s, u, rng=rng, member_checked=True), users[:{threads}], {seconds})
 naive = run(naive_claim, users[{threads}:], {seconds})
 print(json.dumps({{"threads": {threads}, "ours_per_s": ours, "naive_per_s": naive,
                   "ratio": ours / naive if naive else None}}))

@@ -46,8 +46,8 @@ ITEM = re.compile(r'action="/annotate/item/(\d+)/judge"')
 AREAS = [
     ("markdown / sanitising", ("markdown", "nh3", "safe_html")),
     ("template rendering", ("django/template", "templatetags")),
-    ("claim and progress", ("annotation/services.py:claim", "open_claim", "_claim", "_take_from_pool", "progress_for")),
-    ("submit", ("annotation/services.py:submit", "annotation/forms.py")),
+    ("claim and progress", ("annotation/claims.py:", "open_claim", "_claim", "_take_from_pool", "progress_for")),
+    ("submit", ("annotation/answers.py:", "annotation/forms.py")),
     ("session and user", ("contrib/sessions", "contrib/auth", "core/sessions", "core/login")),
     ("CSRF", ("middleware/csrf",)),
     ("database driver and ORM", ("psycopg", "django/db")),

@@ -1,6 +1,6 @@
 """Coverage through the product's own path: simulated people with a known truth (bench/world.py)
 vote on PostgreSQL through the claim and submit the annotator's page calls
-(evalsite.annotation.services.claim_next / submit), a judge job's verdicts are recorded as the
+(annotation.claims.claim_next, annotation.answers.submit), a judge job's verdicts are recorded as the
 runner records them (evalsite.judging.runner.record), the periodic task (dashboard.check_targets)
 stops each study at its target, and the final Figure 1 is read as the page reads it
 (evalsite.dashboard.figures.build): does its 95% interval, and the judge-assisted one, hold the
@@ -148,13 +148,13 @@ class Rig:
 
 
 def rig(setup: Setup, kind: str) -> Rig:
-    from evalsite.annotation import services
+    from evalsite.annotation import studies
     from evalsite.annotation.models import Comparison
     from evalsite.judging.models import JudgeConfig, JudgeJob
     from evalsite.judging.runner import record
 
     overlap, assignment, _ = KINDS[kind]
-    study = services.create_study(
+    study = studies.create_study(
         f"coverage-{kind}",
         setup.candidate,
         setup.baselines,
@@ -164,7 +164,7 @@ def rig(setup: Setup, kind: str) -> Rig:
         assignment=assignment,
     )
     study.annotators.set(setup.users)
-    services.start_study(study)
+    studies.start_study(study)
     config, _ = JudgeConfig.objects.get_or_create(
         name="simulated-judge", defaults={"model": "simulated-judge", "base_url": "http://127.0.0.1:9/v1"}
     )
@@ -189,7 +189,7 @@ def fresh(r: Rig, seed: int) -> None:
     from django.core.cache import caches
     from django.db import connection
 
-    from evalsite.annotation import services
+    from evalsite.annotation import studies
     from evalsite.annotation.models import Assignment, Comparison, HumanJudgment, Study
 
     HumanJudgment.objects.filter(comparison__study=r.study).delete()
@@ -200,7 +200,7 @@ def fresh(r: Rig, seed: int) -> None:
         completed_at=None, sampling_probability=None, people_wanted=True,
     )
     comparisons = list(rows.only("pk"))
-    services.draw_order(comparisons, random.Random(seed))
+    studies.draw_order(comparisons, random.Random(seed))
     values = ", ".join(f"({c.pk}, {c.draw_order})" for c in comparisons)
     with connection.cursor() as cursor:
         table = Comparison._meta.db_table
@@ -216,7 +216,7 @@ def one_study(setup: Setup, r: Rig, rng: np.random.Generator, target: float, che
     """The rig's study from a fresh start to its stop, through the product's path; its outcomes."""
     from django.core.management import call_command
 
-    from evalsite.annotation import services
+    from evalsite.annotation import answers, claims
     from evalsite.annotation.models import Comparison
     from evalsite.dashboard import figures
     from evalsite.dashboard.stopping import set_target
@@ -237,7 +237,7 @@ def one_study(setup: Setup, r: Rig, rng: np.random.Generator, target: float, che
     while idle < len(users):
         user = users[(votes + idle) % len(users)]
         study.refresh_from_db(fields=["enough_at", "status"])
-        claim = services.claim_next(study, user, member_checked=True)
+        claim = claims.claim_next(study, user, member_checked=True)
         if claim is None:
             idle += 1
             continue
@@ -245,7 +245,7 @@ def one_study(setup: Setup, r: Rig, rng: np.random.Generator, target: float, che
         b, i = r.where[claim.comparison_id]
         said = int(setup.world.votes(rng, b, i)[0, 0])
         choice = "tie" if said == TIE else ("a" if (said == WIN) == claim.candidate_on_left else "b")
-        services.submit(claim.pk, user, choice)
+        answers.submit(claim.pk, user, choice)
         votes += 1
         if votes % check_every == 0:
             check_targets()

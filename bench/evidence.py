@@ -127,7 +127,7 @@ def ever_miss(rng, n: int, reps: int, judge: dict) -> dict:
 
 def _uncertainty(world, counted: np.ndarray) -> np.ndarray:
     """The product's stand-in for the judge's expected error without probabilities: 0.1 where both
-    orders agree on a winner, 0.25 otherwise (dashboard/evidence.py: uncertainty_by_comparison)."""
+    orders agree on a winner, 0.25 otherwise (dashboard/estimates.py: uncertainty_by_comparison)."""
     decided = counted[:, TIE] < 0.5
     return np.where(decided, 0.1, 0.25)
 

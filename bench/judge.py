@@ -35,7 +35,7 @@ django.setup()
 
 from django.core.management import call_command  # noqa: E402
 
-from evalsite.annotation import services as annotation  # noqa: E402
+from evalsite.annotation import studies  # noqa: E402
 from evalsite.catalog.models import Prompt, PromptSet, Response, System  # noqa: E402
 from evalsite.core import jobs  # noqa: E402
 from evalsite.judging import services  # noqa: E402
@@ -56,8 +56,8 @@ def make_study():
         )
         Response.objects.create(system=cand, prompt=p, text=f"A careful answer to question {i}.")
         Response.objects.create(system=base, prompt=p, text=f"A short reply {i}.")
-    study = annotation.create_study("bench", cand, [base], prompt_set, gold_rate=0)
-    annotation.start_study(study)
+    study = studies.create_study("bench", cand, [base], prompt_set, gold_rate=0)
+    studies.start_study(study)
     return study
 
 
@@ -104,8 +104,8 @@ def bundled(report: dict, n_prompts: int, concurrency: int) -> None:
             Response.objects.create(system=system, prompt_id=result.key, text=result.text)
         answers[name] = system
     report["bundled_generation_s"] = round(time.monotonic() - started, 1)
-    study = annotation.create_study("bundled", answers["sampled"], [answers["greedy"]], prompt_set, gold_rate=0)
-    annotation.start_study(study)
+    study = studies.create_study("bundled", answers["sampled"], [answers["greedy"]], prompt_set, gold_rate=0)
+    studies.start_study(study)
     server = make_server(backend, "smollm2-135m-instruct", port=0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/v1"

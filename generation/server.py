@@ -33,6 +33,7 @@ from generation.types import GenerationRequest, GenerationResult
 
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 MAX_STOP_SEQUENCES = 4  # OpenAI's limit
+DEFAULT_PORT = 8001  # where `manage.py serve_openai` listens unless told, and the local judge looks
 OWNER = "lima-eval"  # generation.dialects reads this as vLLM's field names
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypedDict
 
 import numpy as np
 
@@ -32,6 +33,18 @@ def majority(pattern: Pattern) -> str:
     return WIN if cand == top else LOSS if base == top else TIE
 
 
+class SharesDict(TypedDict):
+    """Shares.as_dict(): what pages, figures and exports read."""
+
+    n: int
+    votes: int
+    win: float
+    tie: float
+    loss: float
+    win_ci: tuple[float, float] | None
+    loss_ci: tuple[float, float] | None
+
+
 @dataclass(frozen=True)
 class Shares:
     n: int  # prompts (comparisons) counted
@@ -42,7 +55,7 @@ class Shares:
     win_ci: tuple[float, float] | None = None
     loss_ci: tuple[float, float] | None = None
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> SharesDict:
         return {
             "n": self.n,
             "votes": self.votes,

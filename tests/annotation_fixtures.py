@@ -6,7 +6,7 @@ from datetime import timedelta
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from evalsite.annotation import services
+from evalsite.annotation import answers, studies
 from evalsite.annotation.models import Assignment
 from evalsite.catalog.models import Prompt, PromptSet, Response, System
 from evalsite.core.accounts import annotators_group
@@ -35,7 +35,7 @@ def make_study(
         )
         for k, system in enumerate(systems):
             Response.objects.create(system=system, prompt=prompt, text=f"A short reply about {i}, take {k}.")
-    study = services.create_study(name, candidate, systems, prompt_set, overlap=overlap, gold_rate=gold_rate)
+    study = studies.create_study(name, candidate, systems, prompt_set, overlap=overlap, gold_rate=gold_rate)
     users = []
     for k in range(annotators):
         user = User.objects.create_user(f"ann{k}", password=f"pw-ann{k}-secret")
@@ -43,9 +43,9 @@ def make_study(
         study.annotators.add(user)
         users.append(user)
     if start:
-        services.start_study(study)
+        studies.start_study(study)
         if SAMPLE_RATE is not None:  # no judge: every comparison equally unsure
-            services.plan_sampling(study, {}, SAMPLE_RATE, random.Random(0))
+            studies.plan_sampling(study, {}, SAMPLE_RATE, random.Random(0))
     return study, users
 
 
@@ -62,4 +62,4 @@ def vote(user, comparison, choice, seconds=None, on_left=True):
         expires_at=now + timedelta(hours=1),
         shown_at=None if seconds is None else now - timedelta(seconds=seconds),
     )
-    services.submit(assignment.pk, user, choice)
+    answers.submit(assignment.pk, user, choice)

@@ -3,7 +3,7 @@
 import pytest
 from playwright.sync_api import expect
 
-from evalsite.annotation import services
+from evalsite.annotation import claims
 from evalsite.annotation.models import HumanJudgment
 from tests.annotation_fixtures import make_study
 from tests.browser import ARTIFACTS, browser, login
@@ -12,7 +12,7 @@ from tests.browser import ARTIFACTS, browser, login
 @pytest.mark.django_db(transaction=True)
 def test_an_annotator_judges_three_comparisons_by_mouse_and_keyboard(live_server):
     study, (a, b) = make_study(n_prompts=6, baselines=("alpaca-65b",), annotators=2)
-    others = services.claim_next(study, b)
+    others = claims.claim_next(study, b)
     with browser() as chromium:
         page = chromium.new_page(viewport={"width": 1280, "height": 900})
         login(page, live_server.url, "ann0", "pw-ann0-secret", "/annotate/")

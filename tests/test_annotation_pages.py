@@ -1,7 +1,7 @@
 import pytest
 from django.test import Client
 
-from evalsite.annotation import services
+from evalsite.annotation import answers, claims, studies
 from evalsite.annotation.models import Assignment, HumanJudgment
 from evalsite.catalog.models import Response
 from tests.annotation_fixtures import make_study
@@ -46,7 +46,7 @@ def test_answers_are_rendered_once_as_sanitised_markdown_when_the_study_opens():
         "<script>alert('x')</script><img src=x onerror=alert(1)>**bold**"
     )
     assert Response.objects.filter(html__isnull=False).count() == 0
-    services.start_study(study)
+    studies.start_study(study)
     assert Response.objects.filter(html__isnull=True).count() == 0, "every answer of the study rendered at start"
     html = logged_in(a).get(f"/annotate/study/{study.name}/next").content.decode()
     for shown in ("<li>first</li>", "<pre><code", "print(1 &lt; 2)", "<table>", "<td>2</td>", "<strong>bold</strong>"):
@@ -77,7 +77,7 @@ def test_posting_a_choice_records_it_and_serves_the_next_item():
 
 def test_another_annotators_assignment_is_a_404_to_read_and_to_answer():
     study, (a, b) = make_study(n_prompts=2)
-    claim = services.claim_next(study, a)
+    claim = claims.claim_next(study, a)
     intruder = logged_in(b)
     assert intruder.get(f"/annotate/item/{claim.pk}/").status_code == 404
     assert intruder.post(f"/annotate/item/{claim.pk}/judge", {"choice": "a"}).status_code == 404
@@ -87,7 +87,7 @@ def test_another_annotators_assignment_is_a_404_to_read_and_to_answer():
 
 def test_forms_need_a_csrf_token():
     study, (a, _) = make_study(n_prompts=1)
-    claim = services.claim_next(study, a)
+    claim = claims.claim_next(study, a)
     client = Client(enforce_csrf_checks=True)
     client.force_login(a)
     assert client.post(f"/annotate/item/{claim.pk}/judge", {"choice": "a"}).status_code == 403
@@ -96,18 +96,18 @@ def test_forms_need_a_csrf_token():
 
 def test_skip_and_flag_free_the_slot_and_are_not_shown_again():
     study, (a, b) = make_study(n_prompts=1, baselines=("alpaca-65b",))
-    claim = services.claim_next(study, a)
+    claim = claims.claim_next(study, a)
     logged_in(a).post(f"/annotate/item/{claim.pk}/skip", {"flag": "unsafe"})
     claim.refresh_from_db()
     assert (claim.status, claim.flag) == ("flagged", "unsafe")
-    assert services.claim_next(study, a) is None
-    assert services.claim_next(study, b) is not None
+    assert claims.claim_next(study, a) is None
+    assert claims.claim_next(study, b) is not None
 
 
 def test_an_unknown_flag_is_refused_and_said_once_on_the_item_page():
     study, (a, _) = make_study(n_prompts=1, baselines=("alpaca-65b",))
     client = logged_in(a)
-    claim = services.claim_next(study, a)
+    claim = claims.claim_next(study, a)
     page = client.post(f"/annotate/item/{claim.pk}/skip", {"flag": "boring"}, follow=True).content.decode()
     assert page.count("unknown flag") == 1 and 'class="message error"' in page
     claim.refresh_from_db()
@@ -126,7 +126,7 @@ def test_annotators_cannot_open_staff_pages():
 def test_staff_see_quality_and_agreement_and_can_exclude(staff_client):
     study, (a, b) = make_study(n_prompts=1, baselines=("alpaca-65b",), overlap=2)
     for user in (a, b):
-        services.submit(services.claim_next(study, user).pk, user, "tie")
+        answers.submit(claims.claim_next(study, user).pk, user, "tie")
     html = staff_client.get(f"/annotate/studies/{study.name}/").content.decode()
     assert "tie-discounted accuracy <strong>1.000</strong>" in html
     staff_client.post(f"/annotate/studies/{study.name}/exclude", {"user_id": a.pk, "exclude": "1"})
@@ -192,6 +192,6 @@ def test_the_study_page_gives_each_annotator_a_reliability_and_finds_the_one_who
 def test_with_one_vote_per_comparison_no_reliability_is_claimed(staff_client):
     study, (a, b) = make_study(n_prompts=4, baselines=("alpaca-65b",), overlap=1)
     for user in (a, b):
-        services.submit(services.claim_next(study, user).pk, user, "a")
+        answers.submit(claims.claim_next(study, user).pk, user, "a")
     reply = staff_client.get(f"/annotate/studies/{study.name}/")
     assert [q["reliability"] for q in reply.context["quality"]] == [None, None]

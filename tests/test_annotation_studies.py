@@ -12,7 +12,7 @@ from django.db import OperationalError, connection, transaction
 from django.db.models import Count
 from django.utils import timezone
 
-from evalsite.annotation import services
+from evalsite.annotation import answers, claims, studies
 from evalsite.annotation.models import Assignment, Comparison, HumanJudgment, Outcome, Study
 from evalsite.annotation.quality import annotator_quality, study_agreement
 from evalsite.catalog.models import Prompt, Response, System
@@ -96,31 +96,31 @@ def test_create_study_bad_input(baselines, message):
 def test_an_annotator_gets_each_comparison_once_and_never_beyond_the_overlap(claim_path):
     study, (a, b) = make_study(n_prompts=5, baselines=("alpaca-65b",), overlap=1)
     seen = []
-    while (assignment := services.claim_next(study, a)) is not None:
-        services.submit(assignment.pk, a, "tie")
+    while (assignment := claims.claim_next(study, a)) is not None:
+        answers.submit(assignment.pk, a, "tie")
         seen.append(assignment.comparison_id)
     assert len(seen) == len(set(seen)) == 5
-    assert services.claim_next(study, b) is None, "overlap 1: nothing left for the second annotator"
+    assert claims.claim_next(study, b) is None, "overlap 1: nothing left for the second annotator"
 
 
 @pytest.mark.django_db
 def test_an_open_claim_is_served_again_until_answered():
     study, (a, _) = make_study(n_prompts=3)
-    first = services.claim_next(study, a)
-    assert services.claim_next(study, a) == first
+    first = claims.claim_next(study, a)
+    assert claims.claim_next(study, a) == first
 
 
 @pytest.mark.django_db
 def test_expired_claims_return_to_the_pool(claim_path):
     study, (a, b) = make_study(n_prompts=1, baselines=("alpaca-65b",), overlap=1)
-    claim = services.claim_next(study, a)
-    assert services.claim_next(study, b) is None
+    claim = claims.claim_next(study, a)
+    assert claims.claim_next(study, b) is None
     Assignment.objects.filter(pk=claim.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
-    taken = services.claim_next(study, b)
+    taken = claims.claim_next(study, b)
     assert taken is not None and taken.comparison_id == claim.comparison_id
     assert Assignment.objects.get(pk=claim.pk).status == "expired"
-    with pytest.raises(services.StudyError, match="expired and went to another annotator"):
-        services.submit(claim.pk, a, "a")
+    with pytest.raises(studies.StudyError, match="expired and went to another annotator"):
+        answers.submit(claim.pk, a, "a")
 
 
 @pytest.mark.django_db
@@ -129,31 +129,31 @@ def test_expired_claims_are_swept_at_most_every_claim_sweep_seconds_while_items_
 
     settings.CLAIM_SWEEP_SECONDS = 60
     study, (a, b) = make_study(n_prompts=4, baselines=("alpaca-65b",), overlap=1)
-    claim = services.claim_next(study, a)  # the first claim sweeps
+    claim = claims.claim_next(study, a)  # the first claim sweeps
     Assignment.objects.filter(pk=claim.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
-    services.submit(services.claim_next(study, b).pk, b, "a")
+    answers.submit(claims.claim_next(study, b).pk, b, "a")
     assert Assignment.objects.get(pk=claim.pk).status == "claimed", "no scan on every claim"
     caches["process"].delete(f"claim-sweep:{study.pk}")  # the sweep interval has passed
-    services.submit(services.claim_next(study, b).pk, b, "a")
+    answers.submit(claims.claim_next(study, b).pk, b, "a")
     assert Assignment.objects.get(pk=claim.pk).status == "expired"
 
 
 @pytest.mark.django_db
 def test_a_late_answer_on_an_expired_claim_is_kept_if_the_slot_is_still_free(claim_path):
     study, (a, _) = make_study(n_prompts=1, baselines=("alpaca-65b",), overlap=1)
-    claim = services.claim_next(study, a)
+    claim = claims.claim_next(study, a)
     Assignment.objects.filter(pk=claim.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
-    services.release_expired(study)
-    result = services.submit(claim.pk, a, "b")
+    claims.release_expired(study)
+    result = answers.submit(claim.pk, a, "b")
     assert result.created and Comparison.objects.get().slots_taken == 1
 
 
 @pytest.mark.django_db
 def test_double_submit_records_one_judgment(claim_path):
     study, (a, _) = make_study(n_prompts=2)
-    claim = services.claim_next(study, a)
-    first = services.submit(claim.pk, a, "a")
-    second = services.submit(claim.pk, a, "b")
+    claim = claims.claim_next(study, a)
+    first = answers.submit(claim.pk, a, "a")
+    second = answers.submit(claim.pk, a, "b")
     assert first.created and not second.created and second.judgment.pk == first.judgment.pk
     assert HumanJudgment.objects.count() == 1 and Comparison.objects.get(pk=claim.comparison_id).judgments_done == 1
 
@@ -161,9 +161,9 @@ def test_double_submit_records_one_judgment(claim_path):
 @pytest.mark.django_db
 def test_the_choice_maps_to_the_candidate_whatever_side_it_was_shown_on(claim_path):
     study, (a, _) = make_study(n_prompts=2, baselines=("alpaca-65b",))
-    claim = services.claim_next(study, a)
+    claim = claims.claim_next(study, a)
     Assignment.objects.filter(pk=claim.pk).update(candidate_on_left=False)
-    judgment = services.submit(claim.pk, a, "b").judgment  # B, the right side, held the candidate
+    judgment = answers.submit(claim.pk, a, "b").judgment  # B, the right side, held the candidate
     assert (judgment.outcome, judgment.picked_side) == ("candidate", "right")
 
 
@@ -196,16 +196,16 @@ def test_a_submit_does_not_wait_for_the_study_row(claim_path):
     if connection.vendor != "postgresql":
         pytest.skip("row locks and lock_timeout are PostgreSQL's")
     study, (a, _) = make_study(n_prompts=2, baselines=("alpaca-65b",))
-    claim = services.claim_next(study, a)
+    claim = claims.claim_next(study, a)
     with connection.cursor() as cursor:
         cursor.execute("SET lock_timeout = '2s'")
     with rows_locked_elsewhere(Study.objects.filter(pk=study.pk)):
-        assert services.submit(claim.pk, a, "a").created
+        assert answers.submit(claim.pk, a, "a").created
     # the check itself: a row the submit does write (the comparison's vote counts) makes it wait
-    other = services.claim_next(study, a)
+    other = claims.claim_next(study, a)
     with rows_locked_elsewhere(Comparison.objects.filter(pk=other.comparison_id)):
         with pytest.raises(OperationalError, match="lock timeout"):
-            services.submit(other.pk, a, "a")
+            answers.submit(other.pk, a, "a")
     assert HumanJudgment.objects.count() == 1, "nothing written half-way"
 
 
@@ -214,10 +214,10 @@ def test_left_right_randomisation_is_balanced(claim_path):
     study, (a, _) = make_study(n_prompts=200, baselines=("alpaca-65b", "davinci-003"), overlap=1)
     rng = random.Random(20230518)
     lefts = n = 0
-    while (claim := services.claim_next(study, a, rng=rng)) is not None:
+    while (claim := claims.claim_next(study, a, rng=rng)) is not None:
         lefts += claim.candidate_on_left
         n += 1
-        services.submit(claim.pk, a, "tie")
+        answers.submit(claim.pk, a, "tie")
     assert n == 400
     # two-sided binomial test at about 1%: |k - n/2| < 2.58 * sqrt(n) / 2
     assert abs(lefts - n / 2) < 2.58 * (n**0.5) / 2, f"{lefts} of {n} on the left"
@@ -230,8 +230,8 @@ def test_concurrent_claims_never_exceed_the_overlap(claim_path):
 
     def annotate(user):
         try:
-            while (claim := services.claim_next(study, user)) is not None:
-                services.submit(claim.pk, user, random.choice(["a", "b", "tie"]))
+            while (claim := claims.claim_next(study, user)) is not None:
+                answers.submit(claim.pk, user, random.choice(["a", "b", "tie"]))
         except Exception as exc:  # pragma: no cover - shown in the assertion below
             errors.append(exc)
         finally:
@@ -256,9 +256,9 @@ def test_one_annotator_claiming_from_two_tabs_at_once_gets_each_item_once_and_le
 
     def tab():
         try:
-            while (claim := services.claim_next(study, a)) is not None:
+            while (claim := claims.claim_next(study, a)) is not None:
                 served.append(claim.comparison_id)
-                services.submit(claim.pk, a, "tie")
+                answers.submit(claim.pk, a, "tie")
         except Exception as exc:  # pragma: no cover - shown in the assertion below
             errors.append(exc)
         finally:
@@ -280,9 +280,9 @@ def test_gold_checks_are_served_at_the_studys_rate(claim_path):
     rng = random.Random(7)
     gold = 0
     for _ in range(100):
-        claim = services.claim_next(study, a, rng=rng)
+        claim = claims.claim_next(study, a, rng=rng)
         gold += claim.comparison.is_gold
-        services.submit(claim.pk, a, "tie")
+        answers.submit(claim.pk, a, "tie")
     # 100 draws at 10% (binomial sd 3). The draws are not reproducible (how many numbers a claim
     # takes from rng depends on which rows the database hands back), so the bounds must hold by
     # chance too: 4..16 failed about 3% of runs; 1..22 fails about 1 in 7,000 and still catches
@@ -320,7 +320,7 @@ def test_agreement_on_a_hand_computed_study_and_exclusion_keeps_judgments():
     agreement = study_agreement(study)
     assert agreement["items"] == 2 and agreement["pairs"] == 6
     assert agreement["tie_discounted_accuracy"] == pytest.approx(0.5)
-    services.set_excluded(study, users[2], True)
+    studies.set_excluded(study, users[2], True)
     agreement = study_agreement(study)
     assert agreement["pairs"] == 2 and agreement["tie_discounted_accuracy"] == pytest.approx(0.5)  # (c,c)=1, (b,c)=0
     assert HumanJudgment.objects.filter(annotator=users[2]).count() == 2, "excluded, not deleted"
@@ -358,7 +358,7 @@ def test_export_includes_judgments_and_agreement(tmp_path):
 
     study, (a, b) = make_study(n_prompts=1, baselines=("alpaca-65b",), overlap=2)
     for user in (a, b):
-        services.submit(services.claim_next(study, user).pk, user, "tie")
+        answers.submit(claims.claim_next(study, user).pk, user, "tie")
     call_command("export", out=tmp_path)
     judgments = [json.loads(x) for x in (tmp_path / "human_judgments.jsonl").read_text().splitlines()]
     assert [j["outcome"] for j in judgments] == ["tie", "tie"] and judgments[0]["baseline"] == "alpaca-65b"
@@ -379,20 +379,20 @@ def test_a_decoy_is_deterministic_for_a_seed_and_comes_from_another_answer():
 def test_annotators_not_in_a_study_cannot_claim_from_it():
     study, _ = make_study(n_prompts=1)
     stranger = User.objects.create_user("stranger")
-    with pytest.raises(services.StudyError, match="not an annotator of this study"):
-        services.claim_next(study, stranger)
+    with pytest.raises(studies.StudyError, match="not an annotator of this study"):
+        claims.claim_next(study, stranger)
     assert not System.objects.filter(name__startswith="gold").exists()
 
 
 @pytest.mark.django_db
 def test_an_excluded_annotators_new_votes_are_kept_but_not_counted(claim_path):
     study, (a, b) = make_study(n_prompts=1, baselines=("alpaca-65b",), overlap=2)
-    services.set_excluded(study, b, True)
-    services.submit(services.claim_next(study, a).pk, a, "tie")
-    services.submit(services.claim_next(study, b).pk, b, "tie")
+    studies.set_excluded(study, b, True)
+    answers.submit(claims.claim_next(study, a).pk, a, "tie")
+    answers.submit(claims.claim_next(study, b).pk, b, "tie")
     comparison = Comparison.objects.get()
     assert (comparison.votes_tie, comparison.judgments_done) == (1, 2)
-    services.set_excluded(study, b, False)
+    studies.set_excluded(study, b, False)
     comparison.refresh_from_db()
     assert comparison.votes_tie == 2
 
@@ -408,9 +408,9 @@ def test_adaptive_assignment_hands_out_the_baseline_known_least_well(settings):
         vote(a, comparison, "a")
     taken = []
     for _ in range(10):  # davinci stays the wider one: 10 votes against alpaca's 20
-        claim = services.claim_next(study, b)
+        claim = claims.claim_next(study, b)
         taken.append(claim.comparison.baseline.name)
-        services.submit(claim.pk, b, "tie")
+        answers.submit(claim.pk, b, "tie")
     assert taken == ["davinci-003"] * 10
 
 
@@ -419,9 +419,9 @@ def test_an_answer_is_one_statement_on_postgresql_and_records_what_the_portable_
     from django.test.utils import CaptureQueriesContext
 
     study, (a, _) = make_study(n_prompts=2, baselines=("alpaca-65b",), overlap=1)
-    claim = services.claim_next(study, a)
+    claim = claims.claim_next(study, a)
     with CaptureQueriesContext(connection) as seen:
-        result = services.submit(claim.pk, a, "a", "  clearer  ")
+        result = answers.submit(claim.pk, a, "a", "  clearer  ")
     statements = [q["sql"] for q in seen.captured_queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))]
     # portable: the comparison locked (before the claim, as claiming takes them), the claim read,
     # the judgment written, the claim closed, the votes counted
@@ -467,7 +467,7 @@ def test_the_next_page_on_postgresql_is_four_statements(settings, client):
     client.force_login(a)
     client.get(f"/annotate/study/{study.name}/next")  # warm: the sweep, the study's size cached
     assignment = Assignment.objects.get(annotator=a)
-    services.submit(assignment.pk, a, "a")
+    answers.submit(assignment.pk, a, "a")
     with CaptureQueriesContext(connection) as seen:
         reply = client.get(f"/annotate/study/{study.name}/next")
     statements = [
@@ -541,9 +541,9 @@ def test_claims_walk_one_random_order_so_what_is_voted_is_a_random_part_of_each_
     assert by_pk != sorted(by_pk), "not the file's order (a chance of 1 in 60!)"
     claimed = []
     for _ in range(16):
-        claim = services.claim_next(study, a)
+        claim = claims.claim_next(study, a)
         claimed.append(claim.comparison_id)
-        services.submit(claim.pk, a, "a")
+        answers.submit(claim.pk, a, "a")
     order_of = {c.pk: c.draw_order for c in comparisons}
     if study.assignment == Study.AssignmentPolicy.ADAPTIVE:  # per baseline, still in the study's order
         for baseline in ("alpaca-65b", "davinci-003"):
@@ -556,7 +556,7 @@ def test_claims_walk_one_random_order_so_what_is_voted_is_a_random_part_of_each_
         assert claimed == sorted(claimed, key=order_of.get)
         assert sorted(order_of[pk] for pk in claimed) == list(range(1, 17)), "the first 16 of the order"
         # the second annotator starts at the same place: each comparison gets its two votes in order
-        second = services.claim_next(study, b)
+        second = claims.claim_next(study, b)
         assert order_of[second.comparison_id] == 1
 
 
@@ -571,7 +571,7 @@ def test_parallel_tabs_of_one_annotator_hold_one_claim_between_them(claim_path):
     def tab():
         try:
             barrier.wait(timeout=30)
-            got.append(services.claim_next(study, a).pk)
+            got.append(claims.claim_next(study, a).pk)
         except Exception as exc:  # pragma: no cover - shown in the assertion below
             errors.append(exc)
         finally:
@@ -607,7 +607,7 @@ def test_progress_adds_up_on_every_page_and_continue_goes_when_nothing_is_left(c
             break
         seen.append(count.get_text(strip=True))
         claim = Assignment.objects.get(annotator=a, status="claimed")
-        services.submit(claim.pk, a, "tie")
+        answers.submit(claim.pk, a, "tie")
         for k in range(5):  # crowd members join: the target does not shrink under the annotator
             user = User.objects.create_user(f"late{len(seen)}{k}", password=None)
             study.annotators.add(user)
@@ -629,7 +629,7 @@ def test_answering_while_another_tab_claims_past_a_locked_item_never_deadlocks(s
     the other tab's transaction holds the answered item's comparison while it claims."""
     settings.CLAIM_IN_ONE_STATEMENT = settings.SUBMIT_IN_ONE_STATEMENT = one_statement
     study, (a, _) = make_study(n_prompts=4, baselines=("alpaca-65b",), overlap=1)
-    held = services.claim_next(study, a)
+    held = claims.claim_next(study, a)
     locked, answering = threading.Event(), {}
     errors, results = [], {}
 
@@ -640,9 +640,9 @@ def test_answering_while_another_tab_claims_past_a_locked_item_never_deadlocks(s
                 cursor.execute("SELECT pg_backend_pid()")
                 answering["pid"] = cursor.fetchone()[0]
             if action == "submit":
-                results["answer"] = services.submit(held.pk, a, "a")
+                results["answer"] = answers.submit(held.pk, a, "a")
             else:
-                results["answer"] = services.give_up(held.pk, a)
+                results["answer"] = answers.give_up(held.pk, a)
         except Exception as exc:  # pragma: no cover - shown in the assertion below
             errors.append(exc)
         finally:
@@ -667,7 +667,7 @@ def test_answering_while_another_tab_claims_past_a_locked_item_never_deadlocks(s
                     waited += 0.05
                 # the claim a tab makes when it looked for an open claim a moment before this one
                 # was taken (claim_next's _claim_new): it is refused, and the open one served
-                results["claim"] = services._claim_new(study, a, random.Random(1)) or services.open_claim(study, a)
+                results["claim"] = claims._claim_new(study, a, random.Random(1)) or claims.open_claim(study, a)
         except Exception as exc:  # pragma: no cover - shown in the assertion below
             errors.append(exc)
         finally:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from django.core.cache import caches
 
-from evalsite.annotation import services
+from evalsite.annotation import claims
 from evalsite.annotation.models import HumanJudgment
 from tests.annotation_fixtures import make_study
 from tests.conftest import free_port
@@ -32,7 +32,7 @@ def test_an_annotator_keeps_judging_while_the_cache_is_down(client, redis_down):
     assert client.post("/accounts/login/", login).status_code == 302
     page = client.get(f"/annotate/study/{study.name}/next")
     assert page.status_code in (200, 302)
-    claim = services.claim_next(study, annotator)
+    claim = claims.claim_next(study, annotator)
     assert client.get(f"/annotate/item/{claim.pk}/").status_code == 200
     client.post(f"/annotate/item/{claim.pk}/judge", {"choice": "a"})
     assert HumanJudgment.objects.filter(assignment=claim).count() == 1

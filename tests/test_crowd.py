@@ -14,7 +14,7 @@ from django.db import connection
 from django.test import Client
 
 from evalsite.annotation.models import Assignment, Comparison, HumanJudgment
-from evalsite.annotation.services import create_study
+from evalsite.annotation.studies import create_study
 from evalsite.crowd import services
 from evalsite.crowd.models import CrowdLink, Participant
 from tests.annotation_fixtures import make_study
@@ -301,7 +301,7 @@ def test_participants_prolific_says_returned_or_timed_out_are_marked_returned_an
 
 def test_a_rating_study_gets_no_crowd_link():
     from evalsite.annotation.rating import create_rating_study
-    from evalsite.annotation.services import start_study
+    from evalsite.annotation.studies import start_study
     from evalsite.catalog.models import PromptSet, System
 
     study, _ = make_study(n_prompts=2, baselines=("alpaca-65b",))

@@ -236,7 +236,7 @@ def test_reddit_joins_a_submission_with_its_top_level_top_comment(tmp_path):
     )
     broken = tmp_path / "broken.jsonl"
     broken.write_text(json.dumps({"id": "a1", "title": "t"}) + "\n{not json\n")
-    with pytest.raises(CurationError, match=f"{broken}:2: not JSON"):
+    with pytest.raises(CurationError, match=f"{broken}:2: not valid JSON"):
         list(read_reddit([broken]))
     neither = tmp_path / "neither.jsonl"
     neither.write_text(json.dumps({"id": "z", "text": "?"}) + "\n")

@@ -142,7 +142,7 @@ def test_the_evidence_panels_in_the_browser(live_server):
 
 def test_style_features_are_counted_in_the_rendered_answers():
     from evalsite.catalog.models import Response, render_responses
-    from evalsite.dashboard.evidence import study_rows
+    from evalsite.dashboard.estimates import study_rows
 
     study, job = half_voted_study()
     comparison = Comparison.objects.filter(study=study).order_by("prompt__id").first()

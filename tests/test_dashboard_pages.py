@@ -5,7 +5,7 @@ import json
 import pytest
 from bs4 import BeautifulSoup
 
-from evalsite.annotation import services
+from evalsite.annotation import studies
 from evalsite.dashboard import data
 from tests.dashboard_fixtures import seeded_study
 
@@ -42,7 +42,7 @@ def test_every_vote_counts_when_asked():
 
 def test_excluded_annotators_are_left_out():
     study, job, (a, b) = seeded_study()
-    services.set_excluded(study, b, True)
+    studies.set_excluded(study, b, True)
     alpaca = by_baseline(data.dashboard(study, "majority", job)["human"])["alpaca-65b"]
     assert (alpaca["win"], alpaca["tie"], alpaca["loss"]) == (0.5, 0.25, 0.25)  # a alone: a, a, b, tie
 

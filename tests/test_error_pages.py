@@ -18,9 +18,9 @@ def error_page(response) -> BeautifulSoup:
 def test_another_annotators_item_is_the_sites_404_page(client, settings):
     settings.DEBUG = False
     study, (owner, intruder) = make_study(n_prompts=2, overlap=1)
-    from evalsite.annotation import services
+    from evalsite.annotation import claims
 
-    claim = services.claim_next(study, owner)
+    claim = claims.claim_next(study, owner)
     client.force_login(intruder)
     reply = client.get(f"/annotate/item/{claim.pk}/")
     assert reply.status_code == 404

@@ -6,7 +6,7 @@ from bs4 import BeautifulSoup
 from django.contrib.auth.models import User
 from django.test import Client
 
-from evalsite.annotation import services
+from evalsite.annotation import claims
 from evalsite.annotation.models import Assignment, HumanJudgment, Study
 from evalsite.catalog.models import PromptSet, System
 from evalsite.finetune.models import TrainingDataset, TrainingExample
@@ -23,7 +23,7 @@ def test_a_choice_that_is_not_one_of_the_three_is_refused_and_nothing_recorded()
     study, (a, _) = make_study(n_prompts=1, baselines=("alpaca-65b",))
     client = Client()
     client.force_login(a)
-    claim = services.claim_next(study, a)
+    claim = claims.claim_next(study, a)
     reply = client.post(f"/annotate/item/{claim.pk}/judge", {"choice": "both"}, follow=True)
     assert messages_on(reply) == ["choose A, B or neither"]
     assert not HumanJudgment.objects.exists()
@@ -35,7 +35,7 @@ def test_a_reason_longer_than_the_page_allows_is_refused():
     study, (a, _) = make_study(n_prompts=1, baselines=("alpaca-65b",))
     client = Client()
     client.force_login(a)
-    claim = services.claim_next(study, a)
+    claim = claims.claim_next(study, a)
     reply = client.post(f"/annotate/item/{claim.pk}/judge", {"choice": "a", "reason": "x" * 2001}, follow=True)
     assert messages_on(reply) == ["Ensure this value has at most 2000 characters (it has 2001)."]
     assert not HumanJudgment.objects.exists()

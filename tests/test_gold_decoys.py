@@ -97,7 +97,7 @@ def test_a_decoy_keeps_no_opening_words_and_the_real_answers_layout():
 def test_a_study_serves_decoys_as_its_gold_and_a_page_reading_bot_fails_the_screening(client):
     """The product's path: a study of the shipped answers with gold checks; a crowd participant
     who picks the longer answer off each page (the item page's own HTML) is screened out."""
-    from evalsite.annotation import services
+    from evalsite.annotation import studies
     from evalsite.annotation.models import Comparison
     from evalsite.catalog.models import Prompt, PromptSet, Response, System
     from evalsite.crowd import services as crowd
@@ -110,8 +110,8 @@ def test_a_study_serves_decoys_as_its_gold_and_a_page_reading_bot_fails_the_scre
         prompt = Prompt.objects.create(prompt_set=prompt_set, external_id=row["id"], messages=row["messages"])
         Response.objects.create(system=candidate, prompt=prompt, text=row["reference_answer"])
         Response.objects.create(system=baseline, prompt=prompt, text="A short reply.")
-    study = services.create_study("gold", candidate, [baseline], prompt_set, gold_rate=0.25)
-    services.start_study(study, random.Random(3))
+    study = studies.create_study("gold", candidate, [baseline], prompt_set, gold_rate=0.25)
+    studies.start_study(study, random.Random(3))
     gold = list(
         Comparison.objects.filter(study=study, is_gold=True).select_related("candidate_response", "baseline_response")
     )

@@ -10,7 +10,7 @@ import pytest
 from bs4 import BeautifulSoup
 from django.core.management import CommandError, call_command
 
-from evalsite.annotation import services
+from evalsite.annotation import answers, claims
 from evalsite.annotation.models import Comparison
 from evalsite.catalog.models import Prompt, PromptSet, Response, System
 from evalsite.judging.models import JudgeCall, JudgeConfig, Rating, RatingJob
@@ -62,10 +62,10 @@ def test_staff_labelled_pairs_replace_the_degraded_copies_nobody_was_served(tmp_
     # served like any gold check, and scored: the better answer picked is right
     claim = None
     for _ in range(60):
-        claim = services.claim_next(study, a, gold_only=True)
+        claim = claims.claim_next(study, a, gold_only=True)
         if claim and claim.comparison_id == labelled["g2"].pk:
             break
-        services.submit(claim.pk, a, "tie")
+        answers.submit(claim.pk, a, "tie")
     assert claim.comparison_id == labelled["g2"].pk
     page = BeautifulSoup(staff_client.get(f"/annotate/studies/{study.name}/").content, "html.parser")
     assert (
@@ -78,7 +78,7 @@ def test_staff_labelled_pairs_replace_the_degraded_copies_nobody_was_served(tmp_
 @pytest.mark.parametrize(
     "lines, message",
     [
-        (['{"id": "a", "prompt": "Q?", "better": "x", "worse": "y"}', "{not json"], "gold.jsonl:2: not JSON"),
+        (['{"id": "a", "prompt": "Q?", "better": "x", "worse": "y"}', "{not json"], "gold.jsonl:2: not valid JSON"),
         ([{"id": "a", "prompt": "Q?", "better": "x"}], "gold.jsonl:1: needs a non-empty 'worse' answer"),
         ([{"id": "a", "better": "x", "worse": "y"}], "gold.jsonl:1: needs a non-empty 'prompt'"),
         ([{"id": "a", "prompt": "Q?", "better": "x", "worse": "x "}], "'better' and 'worse' are the same text"),

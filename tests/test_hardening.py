@@ -76,7 +76,7 @@ def test_check_deploy_is_clean_with_the_readmes_production_variables(tmp_path):
 
 @pytest.mark.django_db
 def test_every_page_has_a_content_security_policy_and_its_scripts_the_nonce(client):
-    from evalsite.annotation import services
+    from evalsite.annotation import claims
     from tests.annotation_fixtures import make_study
 
     study, (annotator, _) = make_study(n_prompts=2)
@@ -89,7 +89,7 @@ def test_every_page_has_a_content_security_policy_and_its_scripts_the_nonce(clie
     nonce = directives["script-src"].split("'nonce-")[1].split("'")[0]
     scripts = BeautifulSoup(reply.content, "html.parser").select("script")
     assert scripts and all(s.get("nonce") == nonce for s in scripts), "every inline script may run"
-    assert services.left_for(study, annotator) >= 1
+    assert claims.left_for(study, annotator) >= 1
 
 
 @pytest.mark.django_db

@@ -5,7 +5,7 @@ from django.core.management import call_command
 from evalsite.catalog.models import Prompt
 from evalsite.judging.models import JudgeCall, Rating, RatingJob
 from evalsite.judging.prompts import parse_fpe, parse_likert, parse_safety
-from evalsite.judging.results import rating_summary
+from evalsite.judging.results import rating_job_summary
 from tests.judge_fixtures import judge_config, judged_study
 from tests.openai_stub import OpenAIStub
 
@@ -57,7 +57,7 @@ def test_fail_pass_excellent_shares_from_the_judge():
             "rate", system="lima-65b", prompts="lima-study-prompts", kind="fpe", config="gpt-4-stub", foreground=True
         )
     job = RatingJob.objects.get()
-    s = rating_summary(job)
+    s = rating_job_summary(job)
     assert s["counts"] == {"excellent": 2, "pass": 1, "fail": 1} and s["shares"]["excellent"] == 0.5
 
 
@@ -77,7 +77,7 @@ def test_likert_samples_are_separate_calls_and_give_a_mean_with_a_95_percent_int
         )
         assert sum(stub.calls.values()) == 12 and len(stub.calls) == 4, "3 samples of each of 4 prompts"
     job = RatingJob.objects.get()
-    s = rating_summary(job)
+    s = rating_job_summary(job)
     assert s["ratings"] == 12 and s["prompts"] == 4
     assert s["mean"] == pytest.approx(sum([4, 5, 6, 3, 4, 5] * 2) / 12)
     low, high = s["ci95"]
@@ -107,7 +107,7 @@ def test_the_judge_says_safe_or_unsafe_on_the_safety_prompts_only(staff_client):
         )
         assert sum(stub.calls.values()) == 4, "the untagged prompt is not asked"
     job = RatingJob.objects.get()
-    s = rating_summary(job)
+    s = rating_job_summary(job)
     assert s["prompts"] == 4 and s["safe"] == pytest.approx(0.75)
     low, high = s["safe_ci"]
     assert low < 0.75 < high

@@ -16,9 +16,10 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from evalsite.annotation import services as annotation
+from evalsite.annotation import studies
 from evalsite.annotation.models import Comparison
 from evalsite.core import jobs
+from evalsite.core.figures import FIGURES
 from evalsite.core.jobs import JobStatus
 from evalsite.dashboard import data
 from evalsite.judging import services
@@ -136,6 +137,10 @@ def test_a_position_biased_judge_gets_a_warning_with_its_numbers(staff_client):
     assert "The judge's two orders agreed on 0% of 4 comparisons" in warnings[0]
     assert "The first-shown answer won 8 of 8 decided verdicts: a strong position bias." in warnings
     assert "4 comparisons are not counted (orders disagree: 4)." in warnings
+    # the registry's Figure 2 carries them: its notes, and its CSV's leading # lines
+    chart = FIGURES["figure2"].draw(study)
+    assert list(chart.notes) == warnings
+    assert chart.csv().splitlines()[: len(warnings)] == [f"# note: {w}" for w in warnings]
     page = BeautifulSoup(staff_client.get(f"/judge/jobs/{job.pk}/").content, "html.parser")
     assert len(page.select(".judge-warnings li")) == 3
     assert page.select_one("td.spent").get_text().startswith("0.0000")
@@ -298,7 +303,7 @@ def test_any_sequence_of_judging_reparsing_and_excluding_leaves_every_surface_wi
             JudgeCall.objects.filter(pk=call.pk).update(raw_output=text, retry_output="")
         call_command("judge", reparse=job.pk)
     if exclude:
-        annotation.set_excluded(study, study.annotators.first(), True)
+        studies.set_excluded(study, study.annotators.first(), True)
     capsys.readouterr()
     call_command("judge", reparse=job.pk)  # the command's own report
     cli = capsys.readouterr().out

@@ -40,7 +40,7 @@ def test_the_built_wheel_installs_in_a_fresh_venv_and_imports_every_package(tmp_
     assert installed.returncode == 0, installed.stderr[-3000:]
     code = "; ".join(f"import {p}" for p in PACKAGES) + "; print(" + ", ".join(f"{p}.__file__" for p in PACKAGES) + ")"
     code += "; import django; django.setup(); import stats.intervals, generation.server, training.recipe"
-    code += "; import evalsite.core.jobs, evalsite.dashboard.evidence"
+    code += "; import evalsite.core.jobs, evalsite.dashboard.estimates"
     env = {"DJANGO_SETTINGS_MODULE": "evalsite.settings", "EVALSITE_VAR_DIR": str(tmp_path / "var"), "PATH": "/usr/bin"}
     run = [str(python), "-c", code]
     imported = subprocess.run(run, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)

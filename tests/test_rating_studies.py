@@ -4,6 +4,10 @@ with intervals beside the judge's grades of the same responses and the paper's."
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+
 import pytest
 from bs4 import BeautifulSoup
 from django.contrib.auth.models import User
@@ -13,7 +17,7 @@ from django.test import Client
 
 from evalsite.annotation import rating
 from evalsite.annotation.models import HumanRating, RatingItem, Study
-from evalsite.annotation.services import StudyError, start_study
+from evalsite.annotation.studies import StudyError, start_study
 from evalsite.catalog.models import Prompt, PromptSet, Response, System
 from evalsite.core.accounts import annotators_group
 from evalsite.judging.models import JudgeCall, JudgeConfig, Rating, RatingJob
@@ -132,7 +136,7 @@ def test_a_safety_prompt_needs_safe_or_unsafe_and_the_page_says_why(client):
     assert stranger.post(f"/annotate/rating/{item}", {"grade": "pass"}).status_code == 404
 
 
-def test_figure_3_people_beside_the_judge_and_the_paper_with_the_safe_share(staff_client):
+def test_figure_3_people_beside_the_judge_and_the_paper_with_the_safe_share(staff_client, tmp_path):
     system, prompts = rated_system(6, safety=(4, 5))
     study = rating.create_rating_study("fig3", system, prompts, overlap=2)
     Study.objects.filter(pk=study.pk).update(status=Study.Status.OPEN)
@@ -162,7 +166,7 @@ def test_figure_3_people_beside_the_judge_and_the_paper_with_the_safe_share(staf
         )
         Rating.objects.create(job=safety, response=item.response, call=call, value=value)
 
-    summary = rating.rating_summary(study)
+    summary = rating.people_rating_summary(study)
     assert summary["ratings"] == 12 and summary["responses"] == 6
     assert summary["excellent"] == pytest.approx(3 / 12) and summary["fail"] == pytest.approx(3 / 12)
     low, high = summary["excellent_ci"]
@@ -189,6 +193,28 @@ def test_figure_3_people_beside_the_judge_and_the_paper_with_the_safe_share(staf
     line = staff_page.select_one("#rating-study")
     assert line.select_one(".rated").get_text() == "6" and line.select_one(".grades").get_text() == "12"
     assert line.find("a")["href"] == "/dashboard/fig3/"
+
+    # Figure 3 from the registry in every form: the exports and the report say the same numbers,
+    # under the grades' own names
+    table = list(csv.DictReader(io.StringIO(staff_client.get("/dashboard/fig3/export/figure3.csv").content.decode())))
+    assert [r["label"] for r in table] == ["people", "gpt-4"]
+    assert float(table[0]["excellent"]) == pytest.approx(3 / 12, abs=1e-4)
+    assert float(table[1]["fail"]) == pytest.approx(2 / 6, abs=1e-4)
+    assert float(table[0]["excellent_low"]) < 0.25 < float(table[0]["excellent_high"])
+    exported = json.loads(staff_client.get("/dashboard/fig3/export/figure3.json").content)
+    assert exported["figure"] == "figure3" and exported["rows"][1]["pass"] == pytest.approx(3 / 6)
+    svg = staff_client.get("/dashboard/fig3/export/figure3.svg")
+    assert svg["Content-Type"] == "image/svg+xml" and "50/38/12" in [
+        t.get_text() for t in BeautifulSoup(svg.content, "html.parser").find_all("text")
+    ]
+    assert staff_client.get("/dashboard/fig3/export/figure1.svg").status_code == 404, "a rating study has no Figure 1"
+    out = tmp_path / "report"
+    call_command("report", "fig3", out=out, no_png=True)
+    assert list(csv.DictReader((out / "figure3.csv").open())) == table
+    report = BeautifulSoup((out / "index.html").read_text(), "html.parser")
+    assert "gpt-4" in [t.get_text() for t in report.select("#figure-3 svg text")]
+    assert report.select_one("#safety strong").get_text() == "0.75"
+    assert not report.select("a[href^='/']"), "the report stands alone: no link into the site"
 
 
 def test_staff_create_and_start_a_rating_study_from_the_page(staff_client):

@@ -11,7 +11,7 @@ from django.db import connection
 
 from evalsite.annotation.models import Comparison
 from evalsite.crowd import services as crowd
-from evalsite.dashboard.evidence import study_status
+from evalsite.dashboard.estimates import study_status
 from evalsite.dashboard.stopping import set_target
 from evalsite.judging.models import JudgeConfig, JudgeJob, RatingJob
 from tests.annotation_fixtures import make_study, vote

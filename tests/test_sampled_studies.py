@@ -7,9 +7,9 @@ import pytest
 from bs4 import BeautifulSoup
 from django.core.management import CommandError, call_command
 
-from evalsite.annotation import services
+from evalsite.annotation import answers, claims
 from evalsite.annotation.models import Comparison, Study
-from evalsite.annotation.views import progress_for
+from evalsite.annotation.pages import progress_for
 from evalsite.dashboard import figures
 from evalsite.judging.models import JudgeConfig, JudgeJob
 from tests.annotation_fixtures import make_study, vote
@@ -48,9 +48,9 @@ def test_people_get_only_the_drawn_comparisons_in_the_studys_order_and_the_unsur
     assert progress_for(study, annotator)["target"] == len(wanted), "the annotator's share: the drawn ones"
 
     handed = []
-    while (assignment := services.claim_next(study, annotator)) is not None:
+    while (assignment := claims.claim_next(study, annotator)) is not None:
         handed.append(Comparison.objects.get(pk=assignment.comparison_id))
-        services.submit(assignment.pk, annotator, "a")
+        answers.submit(assignment.pk, annotator, "a")
     assert [c.pk for c in handed] == [c.pk for c in sorted(wanted, key=lambda c: c.draw_order)]
 
     with pytest.raises(CommandError, match="has claims or votes already"):

@@ -7,10 +7,10 @@ import pytest
 from bs4 import BeautifulSoup
 from django.core.management import CommandError, call_command
 
-from evalsite.annotation import precision, services
+from evalsite.annotation import answers, claims, precision
 from evalsite.annotation.models import Comparison, Study
 from evalsite.dashboard import data
-from evalsite.dashboard.evidence import study_status
+from evalsite.dashboard.estimates import study_status
 from evalsite.dashboard.stopping import set_target
 from evalsite.dashboard.tasks import check_targets
 from stats.evidence import confidence_sequence, cs_planned_n
@@ -65,14 +65,14 @@ def test_a_comparison_counts_once_it_has_all_its_votes():
 def test_a_study_that_reaches_its_target_hands_out_no_new_item_and_tells_staff(settings, mailoutbox, client):
     settings.STUDY_ENOUGH_EMAILS = ["lead@example.org"]
     study, (a, b) = voted_study(wins=28, losses=12, n_prompts=60, target=0.25)
-    open_claim = services.claim_next(study, b)  # b is mid-item when the target is reached
+    open_claim = claims.claim_next(study, b)  # b is mid-item when the target is reached
     assert check_targets() == 1 and check_targets() == 0, "marked once"
     study.refresh_from_db()
     assert study.enough_at is not None
     assert len(mailoutbox) == 1 and mailoutbox[0].to == ["lead@example.org"] and "alpaca-65b: 70%" in mailoutbox[0].body
-    assert services.claim_next(study, b) == open_claim, "an item already out may be finished"
-    services.submit(open_claim.pk, b, "tie")
-    assert services.claim_next(study, b) is None
+    assert claims.claim_next(study, b) == open_claim, "an item already out may be finished"
+    answers.submit(open_claim.pk, b, "tie")
+    assert claims.claim_next(study, b) is None
     client.force_login(b)
     done = BeautifulSoup(client.get(f"/annotate/study/{study.name}/next").content, "html.parser")
     assert done.select_one(".done-reason").get_text().startswith(f"{study.name} has all the votes it needs")

@@ -93,7 +93,7 @@ def test_a_malformed_file_saves_nothing_and_names_the_line(db, tmp_path):
     good = chat_file(tmp_path)
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"messages": [{"role": "user", "content": "q"}], "reference_answer": "a"}) + "\n{oops\n")
-    with pytest.raises(CommandError, match=f"{bad}:2: not JSON .*nothing was saved"):
+    with pytest.raises(CommandError, match=f"{bad}:2: not valid JSON .*nothing was saved"):
         call_command("curate", name="broken", jsonl=[good, str(bad)], tokenizer="none")
     assert not TrainingDataset.objects.exists() and not TrainingExample.objects.exists()
     with pytest.raises(CommandError, match=f"{good}:1: example id 'c0' was already used at {good}:1"):

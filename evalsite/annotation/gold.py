@@ -3,7 +3,7 @@ outside the study (so never a copy of an item the worker saw).
 
 - Staff-labelled pairs from a JSONL file: one pair per line, ``{"id": ..., "prompt": "..."``
   (or ``"messages": [...]``)``, "better": "...", "worse": "..."}``; extra fields are kept out.
-- Judged pairs (evalsite.judging.gold): on another prompt set, two systems' answers whose judge
+- Judged pairs (evalsite.judging.judged_gold): on another prompt set, two systems' answers whose judge
   ratings are far apart, the better one known.
 
 Adding standalone gold retires the study's default gold nobody was served yet: its decoys (the
@@ -19,8 +19,9 @@ from django.db import transaction
 from django.db.models import Q
 
 from evalsite.annotation.models import Comparison, Outcome, Study
-from evalsite.annotation.services import DECOY_PREFIX, GOLD_PREFIX, StudyError
+from evalsite.annotation.studies import DECOY_PREFIX, GOLD_PREFIX, StudyError
 from evalsite.catalog.models import Prompt, PromptSet, Response, System, render_responses
+from generation.records import RecordError, json_records
 
 STAFF_BETTER, STAFF_WORSE = "gold-staff-better", "gold-staff-worse"
 
@@ -36,21 +37,13 @@ def _gold_systems() -> tuple[System, System]:
 
 def _read_pairs(path: Path) -> list[dict]:
     """The file's pairs, every line checked before anything is written (errors say FILE:LINE)."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise StudyError(f"{path}: cannot be read ({exc})") from None
     pairs, seen = [], {}  # type: ignore[var-annotated]
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
+    try:
+        rows = list(json_records(path))
+    except RecordError as exc:
+        raise StudyError(str(exc)) from None
+    for number, row in rows:
         where = f"{path}:{number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise StudyError(f"{where}: not JSON ({exc.msg})") from None
-        if not isinstance(row, dict):
-            raise StudyError(f"{where}: each line is one JSON object")
         messages = row.get("messages") or ([{"role": "user", "content": row["prompt"]}] if row.get("prompt") else None)
         if not isinstance(messages, list) or not all(isinstance(m, dict) and m.get("content") for m in messages):
             raise StudyError(f"{where}: needs a non-empty 'prompt' (or 'messages')")

@@ -13,7 +13,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from evalsite.annotation.models import HumanRating, RatingClaim, RatingItem, Study
-from evalsite.annotation.services import StudyError
+from evalsite.annotation.studies import StudyError
 from evalsite.catalog.models import PromptSet, Response, System
 from evalsite.core.paper import SAFETY_TAG, Grade
 from stats.agreement import pairwise
@@ -139,7 +139,7 @@ def submit_rating(item_id: int, user, grade: str, safe: str, seconds: float | No
         with transaction.atomic():
             # the item's row before the claim's, in the order claiming takes them: in the other
             # order a claim from another tab, holding this item and recording its own claim, and
-            # this answer would wait on each other (annotation/services.py, _SUBMIT_SQL)
+            # this answer would wait on each other (annotation/answers.py, _SUBMIT_SQL)
             list(RatingItem.objects.select_for_update().filter(pk=item.pk).values_list("pk"))
             if claim.status == RatingClaim.Status.EXPIRED:  # late: kept if its slot is still free
                 if not RatingItem.objects.filter(pk=item.pk, slots_taken__lt=study.overlap).update(
@@ -158,7 +158,7 @@ def submit_rating(item_id: int, user, grade: str, safe: str, seconds: float | No
     return item, True
 
 
-def rating_summary(study: Study) -> dict:
+def people_rating_summary(study: Study) -> dict:
     """People's grades: shares of Excellent / Pass / Fail over responses (every vote counts, the
     responses resampled for the 95% interval), agreement where two or more people graded a
     response, and the safe share on safety prompts with its interval."""

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 from django.contrib import messages
@@ -9,13 +8,13 @@ from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.core import signing
 from django.db.models import Count, Q
-from django.http import Http404, HttpRequest
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
+from evalsite.annotation import answers, claims, members
 from evalsite.annotation import rating as ratings
-from evalsite.annotation import services
 from evalsite.annotation.blinding import blinding_warnings
 from evalsite.annotation.forms import (
     ExcludeForm,
@@ -27,36 +26,15 @@ from evalsite.annotation.forms import (
     first_error,
 )
 from evalsite.annotation.gold import gold_sources
-from evalsite.annotation.models import Assignment, Comparison, HumanJudgment, HumanRating, RatingItem, Study
+from evalsite.annotation.models import Assignment, Comparison, HumanRating, RatingItem, Study
+from evalsite.annotation.pages import STUDY_PAGE_PARTS, progress_for, render_item
 from evalsite.annotation.quality import annotator_quality, study_agreement
+from evalsite.annotation.studies import StudyError, create_study, missing_responses, set_excluded, start_study
 from evalsite.catalog.models import PromptSet, System
 from evalsite.core.decorators import staff_required
-from evalsite.core.paper import GRADE_BUTTONS, LIMA_CHOICES
+from evalsite.core.paper import GRADE_BUTTONS
 
 # --- annotators ---------------------------------------------------------------------------------
-
-
-def progress_for(study: Study, user, done: int | None = None, left: int | None = None) -> dict:
-    """The annotator's progress in the study: done, of done plus what they have left (the one
-    definition, services.left_for; a rating study: the items they may still grade). ``done`` and
-    ``left`` when the claim that brought the page counted them already (PostgreSQL's one claim
-    statement)."""
-    if study.kind == Study.Kind.RATING:
-        done = HumanRating.objects.filter(item__study=study, annotator=user).count()
-        left = ratings.left_for(study, user)
-    else:
-        if done is None:
-            done = HumanJudgment.objects.filter(comparison__study=study, annotator=user).count()
-        if left is None:
-            left = services.left_for(study, user)
-    total = done + left
-    return {
-        "done": done,
-        "left": left,
-        "target": total,
-        "more": left >= services.LEFT_CAP,
-        "percent": min(100, round(100 * done / total)) if total else 100,
-    }
 
 
 @login_required
@@ -74,8 +52,8 @@ def next_item(request, name: str):
     if study.kind == Study.Kind.RATING:
         return redirect("annotation:rate", name=study.name)
     try:
-        assignment = services.claim_next(study, request.user, member_checked=True)
-    except services.StudyError as exc:
+        assignment = claims.claim_next(study, request.user, member_checked=True)
+    except StudyError as exc:
         messages.error(request, str(exc))
         return redirect("annotation:home")
     if assignment is None:
@@ -101,32 +79,6 @@ def item(request, pk: int):
     if assignment.status != Assignment.Status.CLAIMED:
         return redirect("annotation:next", name=assignment.comparison.study.name)
     return render_item(request, assignment)
-
-
-def counted_by_claim(assignment: Assignment) -> tuple[int | None, int | None]:
-    """What PostgreSQL's one claim statement counted with the claim: done and left (or None)."""
-    return getattr(assignment, "done_before", None), getattr(assignment, "left", None)
-
-
-def render_item(request, assignment: Assignment, progress: dict | None = None):
-    study = assignment.comparison.study
-    services.mark_shown(assignment)
-    comparison = assignment.comparison
-    left, right = comparison.candidate_response, comparison.baseline_response
-    if not assignment.candidate_on_left:
-        left, right = right, left
-    context = {
-        "assignment": assignment,
-        "study": study,
-        "messages_": comparison.prompt.messages,
-        # only the texts, as sanitised HTML: no system name, no response id reaches the page
-        "answer_a": mark_safe(left.rendered_html()),  # noqa: S308
-        "answer_b": mark_safe(right.rendered_html()),  # noqa: S308
-        "choices": LIMA_CHOICES,
-        "flags": Assignment.Flag.choices,
-        **(progress or progress_for(study, request.user, *counted_by_claim(assignment))),
-    }
-    return render(request, "annotation/item.html", context)
 
 
 SHOWN = "rating-shown"
@@ -168,7 +120,7 @@ def rate_submit(request, pk: int):
         item, _ = ratings.submit_rating(
             pk, request.user, request.POST.get("grade", ""), request.POST.get("safe", ""), seconds
         )
-    except services.StudyError as exc:
+    except StudyError as exc:
         study = RatingItem.objects.filter(pk=pk, study__annotators=request.user).values_list("study__name", flat=True)
         if not study:
             raise Http404("no such item") from None
@@ -183,11 +135,11 @@ def judge(request, pk: int):
     form = JudgeForm(request.POST)
     try:
         if not form.is_valid():
-            raise services.StudyError(first_error(form, named=False))
-        result = services.submit(pk, request.user, form.cleaned_data["choice"], form.cleaned_data["reason"])
+            raise StudyError(first_error(form, named=False))
+        result = answers.submit(pk, request.user, form.cleaned_data["choice"], form.cleaned_data["reason"])
     except Assignment.DoesNotExist:
         raise Http404("no such item") from None  # someone else's, or none: the same answer
-    except services.StudyError as exc:
+    except StudyError as exc:
         messages.error(request, str(exc))
         return redirect("annotation:next", name=own_assignment(request, pk).comparison.study.name)
     return redirect("annotation:next", name=result.study_name)
@@ -200,9 +152,9 @@ def skip(request, pk: int):
     form = SkipForm(request.POST)
     try:
         if not form.is_valid():
-            raise services.StudyError(first_error(form, named=False))
-        services.give_up(assignment.pk, request.user, form.cleaned_data["flag"])
-    except services.StudyError as exc:
+            raise StudyError(first_error(form, named=False))
+        answers.give_up(assignment.pk, request.user, form.cleaned_data["flag"])
+    except StudyError as exc:
         messages.error(request, str(exc))
     return redirect("annotation:next", name=assignment.comparison.study.name)
 
@@ -211,11 +163,11 @@ def token_login(request, token: str):
     """A one-time login link. Opening it (GET or HEAD, as the link scanners of mail filters do)
     shows a button and spends nothing; the button (POST) logs in and spends it."""
     if request.method != "POST":
-        user = services.login_token_user(token)
+        user = members.login_token_user(token)
         if user is None:
             return render(request, "annotation/token_used.html", status=410)
         return render(request, "annotation/token_login.html", {"who": user.get_username()})
-    user = services.use_login_token(token)
+    user = members.use_login_token(token)
     if user is None:
         return render(request, "annotation/token_used.html", status=410)
     login(request, user, backend="evalsite.core.login.RateLimitedModelBackend")
@@ -231,14 +183,14 @@ def studies(request):
         form = StudyForm(request.POST)
         try:
             if not form.is_valid():
-                raise services.StudyError(first_error(form))
+                raise StudyError(first_error(form))
             data = form.cleaned_data
             if data["kind"] == Study.Kind.RATING:
                 study = ratings.create_rating_study(
                     data["name"], data["candidate"], data["prompt_set"], overlap=data["overlap"]
                 )
                 return redirect("annotation:study", name=study.name)
-            study = services.create_study(
+            study = create_study(
                 data["name"],
                 data["candidate"],
                 list(data["baselines"]),
@@ -247,7 +199,7 @@ def studies(request):
                 gold_rate=data["gold_rate"] or 0.0,
                 assignment=data["assignment"] or None,
             )
-        except services.StudyError as exc:
+        except StudyError as exc:
             messages.error(request, str(exc))
             return redirect("annotation:studies")
         return redirect("annotation:study", name=study.name)
@@ -267,18 +219,13 @@ def studies(request):
     return render(request, "annotation/studies.html", context)
 
 
-# Apps above this one add parts to the study page (the crowd app: its link card): each a function
-# (request, study) -> template context, registered in its AppConfig.ready().
-STUDY_PAGE_PARTS: list[Callable[[HttpRequest, Study], dict]] = []
-
-
 @staff_required
 def study_detail(request, name: str):
     study = get_object_or_404(Study.objects.select_related("candidate", "prompt_set"), name=name)
     agreement = study_agreement(study)
     context: dict[str, Any] = {
         "study": study,
-        "missing": services.missing_responses(study) if study.status == Study.Status.DRAFT else [],
+        "missing": missing_responses(study) if study.status == Study.Status.DRAFT else [],
         # one row per (comparison, judgment) after the join: count comparisons once each
         "counts": Comparison.objects.filter(study=study).aggregate(
             comparisons=Count("id", filter=Q(is_gold=False), distinct=True),
@@ -309,10 +256,10 @@ def study_detail(request, name: str):
 def study_start(request, name: str):
     study = get_object_or_404(Study, name=name)
     try:
-        n = services.start_study(study)
+        n = start_study(study)
         what = "responses to grade" if study.kind == Study.Kind.RATING else "comparisons"
         messages.success(request, f"study opened with {n} {what}")
-    except services.StudyError as exc:
+    except StudyError as exc:
         messages.error(request, str(exc))
     return redirect("annotation:study", name=name)
 
@@ -324,7 +271,7 @@ def study_exclude(request, name: str):
     form = ExcludeForm(request.POST)
     if not form.is_valid():
         raise Http404("no such annotator")
-    services.set_excluded(study, form.cleaned_data["user_id"], form.cleaned_data["exclude"])
+    set_excluded(study, form.cleaned_data["user_id"], form.cleaned_data["exclude"])
     return redirect("annotation:study", name=name)
 
 
@@ -337,6 +284,6 @@ def study_invite(request, name: str):
         messages.error(request, first_error(form, named=False))
         return redirect("annotation:study", name=name)
     email = form.cleaned_data["email"]
-    user = services.invite_annotator(study, email)
+    user = members.invite_annotator(study, email)
     messages.success(request, f"invited {email} as {user.username}")
     return redirect("annotation:study", name=name)

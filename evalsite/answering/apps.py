@@ -8,3 +8,6 @@ class AnsweringConfig(AppConfig):
     name = "evalsite.answering"
     label = "generations"
     verbose_name = "Generation jobs"
+
+    def ready(self) -> None:
+        from evalsite.answering import chat  # noqa: F401  (registers Figure 7)

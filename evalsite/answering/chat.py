@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from evalsite.answering.models import ChatTurn, Conversation
 from evalsite.catalog.models import System
+from evalsite.core.figures import Chart, Figure, graded_chart, graded_row, register
 from evalsite.core.jobs import CannotStart
 from evalsite.core.paper import Grade
 from generation.backends import make_backend
@@ -128,10 +129,37 @@ def figure_7() -> dict:
     for system in sorted(per_conversation):
         shares = label_shares(per_conversation[system].values(), win="excellent", loss="fail", tie="pass")
         # a bar's n is its graded turns; the intervals resample its conversations
-        bars.append({"baseline": system, **shares.as_dict(), "n": shares.votes, "conversations": shares.n})
+        bars.append({**graded_row(system, {**shares.as_dict(), "n": shares.votes}), "conversations": shares.n})
         for index, counts in sorted(per_turn[system].items()):
             total = sum(counts.values())
             turns.append(
                 {"system": system, "turn": index, "graded": total, **{g: counts[g] / total for g in Grade.values}}
             )
     return {"bars": bars, "turns": turns}
+
+
+def figure_7_chart(figure: dict | None = None) -> Chart | None:
+    """Figure 7 from figure_7's result: each system's graded turns, beside the paper's."""
+    figure = figure_7() if figure is None else figure
+    if not figure["bars"]:
+        return None
+    chart = graded_chart(
+        "figure7",
+        "Figure 7: assistant turns graded in live conversations",
+        figure["bars"],
+        paper=PAPER_FIGURE_7,
+        paper_title="The paper (10 conversations with LIMA 65B)",
+    )
+    return chart
+
+
+register(
+    Figure(
+        "figure7",
+        "Figure 7",
+        "assistant turns of live conversations graded Excellent / Pass / Fail, per system",
+        "site",
+        "generations:chat_index",
+        lambda _subject=None, paper=True: figure_7_chart(),
+    )
+)

@@ -9,7 +9,6 @@ from django.views.decorators.http import require_POST
 from evalsite.answering import chat
 from evalsite.answering.models import Conversation, GenerationJob
 from evalsite.catalog.models import Prompt, PromptSet, Response, System
-from evalsite.core.charts import stacked_bars
 from evalsite.core.decorators import staff_required
 from evalsite.core.paper import GRADE_BUTTONS
 
@@ -122,18 +121,11 @@ def chat_index(request):
             return redirect("generations:chat_index")
         return redirect("generations:chat", pk=conversation.pk)
     figure = chat.figure_7()
-    svg = stacked_bars(
-        figure["bars"],
-        "Figure 7: assistant turns graded in live conversations",
-        "",
-        paper=chat.PAPER_FIGURE_7,
-        legend=["Excellent", "Pass", "Fail"],
-        paper_title="The paper (10 conversations with LIMA 65B)",
-    )
+    chart = chat.figure_7_chart(figure)
     context = {
         "conversations": Conversation.objects.select_related("system", "staff").annotate(n=Count("turns"))[:100],
         "systems": System.objects.exclude(backend="imported").order_by("name"),
-        "chart": mark_safe(svg) if figure["bars"] else "",  # noqa: S308 - built from escaped values
+        "chart": mark_safe(chart.svg) if chart else "",  # noqa: S308 - built from escaped values
         "turns": figure["turns"],
     }
     return render(request, "generations/chat_index.html", context)

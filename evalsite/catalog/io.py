@@ -8,7 +8,6 @@ sample index)."""
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from django.db import transaction
 from evalsite.catalog.models import Prompt, PromptSet, Response, System, messages_key, validate_messages
 from evalsite.core.lookup import by_name
 from generation.chat import alternating
-from generation.text import unstorable
+from generation.records import RecordError, json_records
 
 
 class ImportFailed(Exception):
@@ -29,80 +28,20 @@ class ImportFailed(Exception):
 
 
 def read_records(path: Path) -> Iterator[tuple[int, dict]]:
-    """Yield (line number, object) for each record of a file of JSON lines or of one JSON array of
-    objects (AlpacaEval's and just-eval's files are arrays), told apart by the content, not the
-    name; a UTF-8 byte order mark is skipped. Errors raise ImportFailed with FILE:LINE. JSON lines
-    are read line by line (bounded memory), each decoded on its own so that a bad byte is reported
-    on its line; an array is read whole and each element is named by the line it starts on."""
+    """(line number, object) for each record of a file of JSON lines or of one JSON array of
+    objects (generation.records: UTF-8, objects, storable texts), refused above
+    IMPORT_MAX_FILE_BYTES. Errors raise ImportFailed with FILE:LINE."""
     try:
-        handle = path.open("rb")
         size = path.stat().st_size
     except OSError as exc:
         raise ImportFailed(f"{path}: cannot read: {exc.strerror}") from exc
     if size > settings.IMPORT_MAX_FILE_BYTES:
         limit = settings.IMPORT_MAX_FILE_BYTES / 2**20
         raise ImportFailed(f"{path}: {size / 2**20:,.1f} MB is more than IMPORT_MAX_FILE_BYTES ({limit:,.1f} MB)")
-    with handle:
-        head = handle.read(4096)
-        handle.seek(0)
-        if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"["):
-            yield from _array_records(path, handle.read())
-            return
-        for lineno, raw in enumerate(handle, start=1):
-            try:
-                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
-            except UnicodeDecodeError as exc:
-                raise ImportFailed(f"{path}:{lineno}: not UTF-8 text (byte {exc.start + 1})") from exc
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ImportFailed(f"{path}:{lineno}: not valid JSON ({exc.msg} at column {exc.colno})") from exc
-            if not isinstance(obj, dict):
-                raise ImportFailed(f"{path}:{lineno}: each line must be a JSON object")
-            yield lineno, obj
-
-
-def _array_records(path: Path, data: bytes) -> Iterator[tuple[int, dict]]:
     try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        lineno = data.count(b"\n", 0, exc.start) + 1
-        raise ImportFailed(f"{path}:{lineno}: not UTF-8 text (byte {exc.start + 1})") from exc
-    decoder = json.JSONDecoder()
-    whitespace = re.compile(r"[ \t\r\n]*")
-
-    def skip(pos: int) -> int:
-        return whitespace.match(text, pos).end()  # type: ignore[union-attr]
-
-    def fail(pos: int, reason: str) -> ImportFailed:
-        return ImportFailed(f"{path}:{text.count(chr(10), 0, pos) + 1}: not valid JSON ({reason})")
-
-    pos = skip(skip(0) + 1)  # past the opening bracket
-    if text.startswith("]", pos):
-        pos = skip(pos + 1)
-    else:
-        while True:
-            try:
-                obj, end = decoder.raw_decode(text, pos)
-            except json.JSONDecodeError as exc:
-                raise ImportFailed(f"{path}:{exc.lineno}: not valid JSON ({exc.msg} at column {exc.colno})") from exc
-            lineno = text.count("\n", 0, pos) + 1
-            if not isinstance(obj, dict):
-                raise ImportFailed(f"{path}:{lineno}: each element of the array must be a JSON object")
-            yield lineno, obj
-            pos = skip(end)
-            if text.startswith(",", pos):
-                pos = skip(pos + 1)
-            elif text.startswith("]", pos):
-                pos = skip(pos + 1)
-                break
-            else:
-                reason = "expected ',' or ']' after an element" if pos < len(text) else "the array is not closed"
-                raise fail(pos, reason)
-    if pos < len(text):
-        raise fail(pos, "extra data after the array")
+        yield from json_records(path)
+    except RecordError as exc:
+        raise ImportFailed(str(exc)) from None
 
 
 # --- prompts -----------------------------------------------------------------------------------
@@ -152,15 +91,8 @@ MAX_TAG_LENGTH = 50
 MAX_COUNT = 2**31 - 1  # token counts: PositiveIntegerField
 
 
-def check_storable(where: str, obj: dict) -> None:
-    problem = unstorable(obj)
-    if problem:
-        raise ImportFailed(f"{where}: {problem}")
-
-
 def parse_prompt_line(path: Path, lineno: int, obj: dict) -> PromptRecord:
     where = f"{path}:{lineno}"
-    check_storable(where, obj)
     kind = prompt_format(obj)
     if kind is None:
         raise ImportFailed(
@@ -403,7 +335,6 @@ def _optional_count(where: str, obj: dict, key: str) -> int | None:
 
 def parse_response_line(path: Path, lineno: int, obj: dict) -> ResponseRecord:
     where = f"{path}:{lineno}"
-    check_storable(where, obj)
     text = _one_of(where, obj, RESPONSE_TEXT_KEYS)
     if text is None:
         raise ImportFailed(f"{where}: missing the response text ('response', 'output' or 'text')")

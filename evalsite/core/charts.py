@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 COLOURS = {"win": "#3f7d4e", "tie": "#b9bec8", "loss": "#b5483f"}
 PAPER_COLOURS = {"win": "#9cc5a5", "tie": "#dde0e5", "loss": "#e0a39d"}
@@ -50,7 +52,7 @@ def render(root: ET.Element) -> str:
 
 
 def stacked_bars(
-    rows: list[dict],
+    rows: Sequence[Mapping[str, Any]],
     title: str,
     candidate: str,
     paper: dict[str, tuple] | None = None,

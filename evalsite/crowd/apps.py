@@ -7,7 +7,7 @@ class CrowdConfig(AppConfig):
     verbose_name = "Crowd platforms (Prolific, MTurk)"
 
     def ready(self) -> None:
-        from evalsite.annotation.views import STUDY_PAGE_PARTS
+        from evalsite.annotation.pages import STUDY_PAGE_PARTS
         from evalsite.crowd.views import study_page_part
 
         STUDY_PAGE_PARTS.append(study_page_part)

@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from evalsite.annotation.models import Comparison, HumanJudgment, Study
 from evalsite.annotation.quality import faster_than_reading, with_page_chars
-from evalsite.annotation.services import set_excluded
+from evalsite.annotation.studies import set_excluded
 from evalsite.crowd.models import CrowdLink, Participant
 from evalsite.crowd.platforms import PLATFORMS, PROLIFIC
 

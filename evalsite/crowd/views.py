@@ -5,10 +5,10 @@ from django.contrib.auth import login
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
-from evalsite.annotation import services as annotation
+from evalsite.annotation import claims, studies
 from evalsite.annotation.forms import first_error
 from evalsite.annotation.models import Study
-from evalsite.annotation.views import progress_for, render_item
+from evalsite.annotation.pages import progress_for, render_item
 from evalsite.core.decorators import staff_required
 from evalsite.core.login import client_address
 from evalsite.crowd import services
@@ -78,8 +78,8 @@ def next_item(request, token: str):
         return _end(request, participant, where)
     try:
         screening = where.name == "screening"
-        assignment = annotation.claim_next(study, request.user, member_checked=True, gold_only=screening)
-    except annotation.StudyError as exc:
+        assignment = claims.claim_next(study, request.user, member_checked=True, gold_only=screening)
+    except studies.StudyError as exc:
         return render(request, "crowd/problem.html", {"problem": str(exc)}, status=409)
     if assignment is None:
         return render(request, "annotation/done.html", {"study": study, **progress_for(study, request.user)})

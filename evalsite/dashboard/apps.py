@@ -5,3 +5,7 @@ class DashboardConfig(AppConfig):
     name = "evalsite.dashboard"
     label = "dashboard"
     verbose_name = "Dashboard"
+
+    def ready(self) -> None:
+        # registered: Figures 1-3 and the site's charts
+        from evalsite.dashboard import figures  # noqa: F401

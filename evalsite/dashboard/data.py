@@ -5,7 +5,6 @@ reach Python are a handful per baseline, however many judgments there are."""
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from typing import Any
 
 import numpy as np
 from django.db import connection
@@ -13,15 +12,30 @@ from django.db import connection
 from evalsite.annotation.models import Comparison, HumanJudgment, Study
 from evalsite.annotation.quality import annotator_reliability
 from evalsite.core.lookup import fetch_rows
-from evalsite.dashboard.evidence import evidence
+from evalsite.dashboard.estimates import evidence
+from evalsite.dashboard.payloads import (
+    AnnotatorAgreement,
+    Breakdowns,
+    Dashboard,
+    DrillRow,
+    JudgePanel,
+    LeaderRow,
+    PersonJudge,
+    PersonPerson,
+    ShareRow,
+    Verdict,
+    Vote,
+    share_row,
+)
 from evalsite.judging.models import JudgeJob, JudgeVerdict, RatingJob
-from evalsite.judging.results import default_judge_job, judge_summary, jury_summary, rating_summary
+from evalsite.judging.results import default_judge_job, judge_summary, jury_summary, rating_job_summary
 from stats.agreement import tie_discounted_score
 from stats.outcomes import (
     LOSS,
     TIE,
     WIN,
     Pattern,
+    SharesDict,
     bradley_terry_from_counts,
     fleiss_from_patterns,
     shares_of_rows,
@@ -94,20 +108,20 @@ def human_patterns(study: Study) -> dict[str, dict[Pattern, int]]:
     return out
 
 
-def figure(patterns: dict[str, dict[Pattern, int]], rule: str = "majority") -> list[dict]:
+def figure(patterns: dict[str, dict[Pattern, int]], rule: str = "majority") -> list[ShareRow]:
     """One bar per baseline, ordered as in the paper: the candidate's best result on top."""
-    rows = [{"baseline": name, **win_tie_loss(p, rule).as_dict()} for name, p in patterns.items()]
+    rows = [share_row(name, win_tie_loss(p, rule).as_dict()) for name, p in patterns.items()]
     return sorted(rows, key=lambda r: (-r["win"], r["baseline"]))
 
 
 def person_person(
     study: Study, patterns: dict[str, dict[Pattern, int]] | None = None, per_annotator: bool = True
-) -> dict:
+) -> PersonPerson:
     merged: Counter = Counter()
     for p in (patterns if patterns is not None else human_patterns(study)).values():
         merged.update(p)
     accuracy, pairs = tie_discounted_from_patterns(merged)
-    result: dict[str, Any] = {
+    result: PersonPerson = {
         "tie_discounted_accuracy": accuracy,
         "pairs": pairs,
         "fleiss_kappa": fleiss_from_patterns(merged),
@@ -118,7 +132,7 @@ def person_person(
     return result
 
 
-def annotator_agreement(study: Study) -> list[dict]:
+def annotator_agreement(study: Study) -> list[AnnotatorAgreement]:
     per: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
     for name, own, c, b, t, n in fetch_rows(PER_ANNOTATOR, [study.pk, study.pk]):
         votes = {WIN: c, LOSS: b, TIE: t}
@@ -131,7 +145,7 @@ def annotator_agreement(study: Study) -> list[dict]:
     ]
 
 
-def person_judge(job: JudgeJob, study: Study) -> dict:
+def person_judge(job: JudgeJob, study: Study) -> PersonJudge:
     score = n = 0.0
     confusion: Counter = Counter()
     for c, b, t, judge, count in fetch_rows(PERSON_JUDGE, [job.pk]):
@@ -161,7 +175,7 @@ def counting(rule: str) -> str:
     return "all" if rule == "reliability" else rule
 
 
-def reliability_figure(study: Study) -> tuple[list[dict], dict[str, float]] | None:
+def reliability_figure(study: Study) -> tuple[list[ShareRow], dict[str, float]] | None:
     """Figure 1 with every vote weighted by its annotator's Dawid-Skene reliability (fitted on
     this study's votes): each comparison counts once, as its weighted vote shares; an annotator
     who shares no comparison with anyone weighs the fitted annotators' mean. None where no
@@ -187,17 +201,17 @@ def reliability_figure(study: Study) -> tuple[list[dict], dict[str, float]] | No
     for baseline, by_comparison in per.items():
         matrix = np.array(list(by_comparison.values()))
         matrix = matrix / matrix.sum(1, keepdims=True)
-        rows.append({"baseline": baseline, **shares_of_rows(matrix, votes=counted[baseline]).as_dict()})
+        rows.append(share_row(baseline, shares_of_rows(matrix, votes=counted[baseline]).as_dict()))
     return sorted(rows, key=lambda r: (-r["win"], r["baseline"])), weights
 
 
-def dashboard(study: Study, rule: str = "majority", job: JudgeJob | None = None, details: bool = True) -> dict:
+def dashboard(study: Study, rule: str = "majority", job: JudgeJob | None = None, details: bool = True) -> Dashboard:
     """Everything the page shows. Without `details`, the two agreement tables that scan every
     judgment (per annotator, person-judge) are left out: the page loads them in a second request.
     Rule "reliability" weighs each vote by its annotator's reliability in Figure 1 (the rest of
     the page counts every vote, as rule "all")."""
     human = human_patterns(study)
-    data: dict = {
+    data: Dashboard = {
         "study": study,
         "rule": rule,
         "human": figure(human, counting(rule)),
@@ -206,9 +220,9 @@ def dashboard(study: Study, rule: str = "majority", job: JudgeJob | None = None,
         "reliability": None,
     }
     if rule == "reliability":
-        weighted = reliability_figure(study)
-        if weighted is not None:
-            data["human"], data["reliability"] = weighted
+        reweighted = reliability_figure(study)
+        if reweighted is not None:
+            data["human"], data["reliability"] = reweighted
         rule = counting(rule)
     job = job or default_judge_job(study)
     if job:
@@ -218,14 +232,15 @@ def dashboard(study: Study, rule: str = "majority", job: JudgeJob | None = None,
         row["assisted"] = data["evidence"]["assisted"].get(row["baseline"])
         if weighted := data["evidence"]["people_weighted"].get(row["baseline"]):
             # a sampled study: its votes went where the judge was unsure, so they are weighted back
-            row.update({k: weighted[k] for k in ("win", "tie", "loss", "win_ci", "loss_ci")}, weighted=True)
+            row["win"], row["tie"], row["loss"] = weighted["win"], weighted["tie"], weighted["loss"]
+            row["win_ci"], row["loss_ci"], row["weighted"] = weighted["win_ci"], weighted["loss_ci"], True
     return data
 
 
-def judge_panel(job: JudgeJob, study: Study, details: bool = True) -> dict:
+def judge_panel(job: JudgeJob, study: Study, details: bool = True) -> JudgePanel:
     """What the page, the report and the exports show of the judge: judge_summary's numbers."""
     summary = judge_summary(job)
-    return {
+    return {  # judge_summary's other keys pass through
         **summary,
         "figure": summary["per_baseline"],
         "scorecard": {
@@ -270,12 +285,14 @@ def _tag_condition() -> str:
     return "EXISTS (SELECT 1 FROM json_each(p.tags) WHERE json_each.value = %s)"
 
 
-def breakdowns(study: Study, rule: str = "majority", tags: tuple[str, ...] = ("ood", "safety", "multi_turn")) -> dict:
+def breakdowns(
+    study: Study, rule: str = "majority", tags: tuple[str, ...] = ("ood", "safety", "multi_turn")
+) -> Breakdowns:
     """Win / tie / loss by prompt source and by tag (all baselines together)."""
     by_source: dict[str, Counter] = defaultdict(Counter)
     for source, c, b, t, n in fetch_rows(BY_SOURCE, [study.pk]):
         by_source[source or "(none)"][(int(c), int(b), int(t))] += int(n)
-    by_tag: dict[str, dict] = {}
+    by_tag: dict[str, SharesDict] = {}
     for tag in tags:
         sql = f"""SELECT c.votes_candidate, c.votes_baseline, c.votes_tie, COUNT(*)
                   FROM annotation_comparison c JOIN catalog_prompt p ON p.id = c.prompt_id
@@ -296,7 +313,9 @@ MAJORITY_SQL = """CASE WHEN c.votes_candidate > c.votes_baseline AND c.votes_can
                        ELSE 'tie' END"""
 
 
-def drill_down(study: Study, baseline: str, outcome: str, limit: int = 200, job: JudgeJob | None = None) -> list[dict]:
+def drill_down(
+    study: Study, baseline: str, outcome: str, limit: int = 200, job: JudgeJob | None = None
+) -> list[DrillRow]:
     """The comparisons behind one bar segment (the people's majority outcome, or with ``job`` the
     judge's counted one: Figure 2's bars), with both responses, every vote and every verdict of
     the study's judge jobs."""
@@ -322,12 +341,12 @@ def drill_down(study: Study, baseline: str, outcome: str, limit: int = 200, job:
         .select_related("prompt", "candidate_response", "baseline_response")
         .order_by("pk")
     )
-    votes: dict[int, list] = defaultdict(list)
+    votes: dict[int, list[Vote]] = defaultdict(list)
     for cid, name, o, reason in HumanJudgment.objects.filter(comparison__in=ids).values_list(
         "comparison_id", "annotator__username", "outcome", "reason"
     ):
         votes[cid].append({"annotator": name, "outcome": o, "reason": reason})
-    verdicts: dict[int, list] = defaultdict(list)
+    verdicts: dict[int, list[Verdict]] = defaultdict(list)
     for cid, job_id, order, o, raw in JudgeVerdict.objects.filter(comparison__in=ids).values_list(
         "comparison_id", "job_id", "order", "outcome", "call__raw_output"
     ):
@@ -346,7 +365,7 @@ GROUP BY cand.name, base.name, {MAJORITY_SQL}
 """
 
 
-def leaderboard(bootstrap: int = 200) -> list[dict]:
+def leaderboard(bootstrap: int = 200) -> list[LeaderRow]:
     """Bradley-Terry strengths of every system across every study (people's majority outcome per
     comparison), with bootstrap intervals; the first system is the strongest."""
     cells: dict[tuple[str, str, str], int] = {}
@@ -356,7 +375,7 @@ def leaderboard(bootstrap: int = 200) -> list[dict]:
         games[cand] += int(n)
         games[base] += int(n)
     strengths = bradley_terry_from_counts(cells, bootstrap=bootstrap)
-    rows = [
+    rows: list[LeaderRow] = [
         {"system": name, "strength": s, "low": lo, "high": hi, "comparisons": games[name]}
         for name, (s, lo, hi) in strengths.items()
     ]
@@ -369,5 +388,5 @@ def absolute_ratings() -> list[dict]:
     for job in RatingJob.objects.filter(status__in=["done", "stopped"]).select_related(
         "system", "prompt_set", "config"
     ):
-        out.append({"job": job, **rating_summary(job)})
+        out.append({"job": job, **rating_job_summary(job)})
     return out

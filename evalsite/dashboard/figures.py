@@ -1,21 +1,25 @@
 """One builder of a study's figures and tables. The dashboard page, its CSV / JSON / SVG / PNG
 exports and `manage.py report` all render what `build` returns, so a number cannot differ
-between them."""
+between them. The figures the dashboard owns are registered in core.figures at the end: Figures
+1 and 2 of a pairwise study, Figure 3 of a rating study, and the site's charts of every finished
+rating job."""
 
 from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import IO
+from typing import IO, Any
 
 from django.http import HttpResponse
 
 from evalsite.annotation.models import Study
-from evalsite.core.charts import stacked_bars
-from evalsite.dashboard import data
+from evalsite.core.charts import means_with_intervals, stacked_bars
+from evalsite.core.figures import Chart, Figure, GradedRow, graded_chart, register
+from evalsite.dashboard import data, ratings
+from evalsite.dashboard.payloads import Dashboard, JudgePanel
 from evalsite.judging.models import JudgeJob
 
 # the figures' table, one row per figure and baseline, in every export
@@ -44,7 +48,7 @@ def _share(value: float | None) -> float | None:
     return None if value is None else float(value)  # whole in the JSON; 4 decimals in the CSV
 
 
-def _row(figure: str, annotator: str, r: dict) -> dict:
+def _row(figure: str, annotator: str, r: Mapping[str, Any]) -> dict[str, Any]:
     win_low, win_high = r["win_ci"] or (None, None)
     loss_low, loss_high = r["loss_ci"] or (None, None)
     assisted = annotator == ASSISTED
@@ -73,20 +77,20 @@ class StudyFigures:
 
     study: Study
     rule: str
-    result: dict
+    result: Dashboard
     paper: bool
 
     @property
-    def judge(self) -> dict | None:
+    def judge(self) -> JudgePanel | None:
         return self.result["judge"]
 
-    def table(self) -> list[dict]:
+    def table(self) -> list[dict[str, Any]]:
         rows = []
         for r in self.result["human"]:
             # a sampled study's votes are weighted back by their chances (evidence.people_weighted)
             rows.append(_row("1 (human)", WEIGHTED if r.get("weighted") else "people", r))
-            if r.get("assisted"):
-                rows.append(_row("1 (human)", ASSISTED, {"baseline": r["baseline"], **r["assisted"]}))
+            if assisted := r.get("assisted"):
+                rows.append(_row("1 (human)", ASSISTED, {"baseline": r["baseline"], **assisted}))
         if self.judge:
             rows += [_row("2 (judge)", self.judge["label"], r) for r in self.judge["figure"]]
         return rows
@@ -171,3 +175,117 @@ def build(
     if rule not in RULES:
         rule = "majority"
     return StudyFigures(study, rule, data.dashboard(study, rule, job, details=details), paper)
+
+
+# --- the registry's entries (core.figures) ----------------------------------------------------
+
+FIGURE_TITLES = {"figure1": "Figure 1: human preference", "figure2": "Figure 2: the judge as the annotator"}
+
+
+def study_chart(built: StudyFigures, key: str, **svg_links: Any) -> Chart | None:
+    """Figure 1 or 2 of a built study: its SVG (segments linked as ``svg_links`` say), its rows of
+    the figures' table and, for Figure 2, the judge's warnings."""
+    svgs = built.svgs(**svg_links)
+    if key not in svgs:
+        return None
+    figure = "1 (human)" if key == "figure1" else "2 (judge)"
+    notes = tuple(built.judge["warnings"]) if key == "figure2" and built.judge else ()
+    rows = [row for row in built.table() if row["figure"] == figure]
+    return Chart(key, FIGURE_TITLES[key], svgs[key], TABLE_COLUMNS, rows, notes)
+
+
+def _pairwise(key: str) -> Callable[..., Chart | None]:
+    def draw(study: Study, paper: bool = True) -> Chart | None:
+        if study.kind != Study.Kind.PAIRWISE:
+            return None
+        return study_chart(build(study, paper=paper, details=False), key)
+
+    return draw
+
+
+def figure_3_chart(study: Study, result: dict, paper: bool = True) -> Chart:
+    """Figure 3 from ratings.figure_3's result: the people's grades, the judge's, the paper's."""
+    return graded_chart(
+        "figure3",
+        f"Figure 3: {study.candidate.name}'s answers graded",
+        result["rows"],
+        paper={"LIMA 65B, the authors": ratings.PAPER_FIGURE_3} if paper else None,
+        paper_title="The paper (50 prompts, graded by the authors)",
+    )
+
+
+def _figure_3(study: Study, paper: bool = True) -> Chart | None:
+    if study.kind != Study.Kind.RATING:
+        return None
+    result = ratings.figure_3(study)
+    return figure_3_chart(study, result, paper) if result["rows"] else None
+
+
+def _quality(_subject: object = None, paper: bool = True) -> Chart | None:
+    """Every finished Fail / Pass / Excellent rating job of the judge, one bar each."""
+    rows: list[GradedRow] = [
+        {
+            "label": f"{r['job'].system} ({r['job'].prompt_set})",
+            "n": r["ratings"],
+            **r["shares"],  # type: ignore[typeddict-item]
+            "excellent_ci": None,  # a job's shares, without an interval (the job's page has its counts)
+            "fail_ci": None,
+        }
+        for r in data.absolute_ratings()
+        if r["job"].kind == "fpe"
+    ]
+    return graded_chart("quality", "Absolute quality (Figures 3 and 7)", rows) if rows else None
+
+
+def _helpfulness(_subject: object = None, paper: bool = True) -> Chart | None:
+    """Every finished Likert rating job: its mean helpfulness and 95% interval."""
+    rows = [
+        {"label": f"{r['job'].system} ({r['job'].prompt_set})", "n": r["ratings"], "mean": r["mean"], "ci95": r["ci95"]}
+        for r in data.absolute_ratings()
+        if r["job"].kind == "likert" and r.get("mean") is not None
+    ]
+    if not rows:
+        return None
+    title = "Helpfulness 1-6, mean and 95% CI (Figures 5 and 6)"
+    table = [{**{k: r[k] for k in ("label", "n", "mean")}, "low": r["ci95"][0], "high": r["ci95"][1]} for r in rows]
+    return Chart("helpfulness", title, means_with_intervals(rows, title), ("label", "n", "mean", "low", "high"), table)
+
+
+for entry in (
+    Figure(
+        "figure1",
+        "Figure 1",
+        "people's preference for the candidate over each baseline",
+        "study",
+        "dashboard:study",
+        _pairwise("figure1"),
+    ),
+    Figure(
+        "figure2",
+        "Figure 2",
+        "the judge's preference, both orders counted",
+        "study",
+        "dashboard:study",
+        _pairwise("figure2"),
+    ),
+    Figure(
+        "figure3",
+        "Figure 3",
+        "the candidate's answers graded Excellent / Pass / Fail, by people and the judge",
+        "rating study",
+        "dashboard:study",
+        _figure_3,
+    ),
+    Figure(
+        "quality", "Figures 3 and 7", "every finished Excellent / Pass / Fail job", "site", "dashboard:index", _quality
+    ),
+    Figure(
+        "helpfulness",
+        "Figures 5 and 6",
+        "every finished helpfulness (1-6) job",
+        "site",
+        "dashboard:index",
+        _helpfulness,
+    ),
+):
+    register(entry)

@@ -5,9 +5,10 @@ Excellent rating job of the study's system on its prompt set)."""
 from __future__ import annotations
 
 from evalsite.annotation.models import Study
-from evalsite.annotation.rating import rating_summary
+from evalsite.annotation.rating import people_rating_summary
+from evalsite.core.figures import GradedRow, graded_row
 from evalsite.judging.models import Rating, RatingJob
-from evalsite.judging.results import rating_summary as rating_summary_of_job
+from evalsite.judging.results import rating_job_summary
 from stats.agreement import cohen_kappa
 from stats.outcomes import label_shares
 
@@ -24,18 +25,18 @@ def judge_job_for(study: Study) -> RatingJob | None:
 
 
 def figure_3(study: Study) -> dict:
-    people = rating_summary(study)
-    rows = []
+    people = people_rating_summary(study)
+    rows: list[GradedRow] = []
     if people["responses"]:
         rows.append(
             {
-                "baseline": "people",
+                "label": "people",
                 "n": people["responses"],
-                "win": people["excellent"],
-                "tie": people["pass"],
-                "loss": people["fail"],
-                "win_ci": people["excellent_ci"],
-                "loss_ci": people["fail_ci"],
+                "excellent": people["excellent"],
+                "pass": people["pass"],
+                "fail": people["fail"],
+                "excellent_ci": people["excellent_ci"],
+                "fail_ci": people["fail_ci"],
             }
         )
     job = judge_job_for(study)
@@ -50,7 +51,7 @@ def figure_3(study: Study) -> dict:
         }
         shares = label_shares(({v: 1} for v in grades.values()), win="excellent", loss="fail", tie="pass")
         if shares.n:
-            rows.append({"baseline": job.config.label, **shares.as_dict()})
+            rows.append(graded_row(job.config.label, shares.as_dict()))
         both = [(people["majority"][r], grades[r]) for r in grades if r in people["majority"]]
         judge = {
             "job": job,
@@ -69,5 +70,5 @@ def figure_3(study: Study) -> dict:
         .order_by("-pk")
         .first()
     )
-    judge_safe = {"job": safety_job, **rating_summary_of_job(safety_job)} if safety_job else None
+    judge_safe = {"job": safety_job, **rating_job_summary(safety_job)} if safety_job else None
     return {"rows": rows, "people": people, "judge": judge, "judge_safe": judge_safe, "paper_safe": PAPER_SAFE_SHARE}

@@ -18,7 +18,8 @@ from django.core.mail import send_mail
 from django.utils import timezone
 
 from evalsite.annotation.models import Study
-from evalsite.dashboard.evidence import study_status, usable
+from evalsite.dashboard.estimates import study_status, usable
+from evalsite.dashboard.payloads import StudyStatus
 from evalsite.judging.models import JudgeJob
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ def record_judge(study: Study) -> JudgeJob | None:
     return None
 
 
-def decide(study: Study) -> dict:
+def decide(study: Study) -> StudyStatus:
     """Record the rule's judge if one just became usable, read the status, and stop the study (no
     new comparison is started; the started ones are finished) the first time every baseline is
     within its target. Returns the status it decided on."""

@@ -10,11 +10,10 @@ from django.utils.safestring import mark_safe
 
 from evalsite.annotation.models import Study
 from evalsite.catalog.models import PromptSet, System
-from evalsite.core.charts import means_with_intervals, stacked_bars
 from evalsite.core.decorators import staff_required
+from evalsite.core.figures import FIGURES, Chart
 from evalsite.dashboard import data, figures, ratings
 from evalsite.dashboard.png import PngUnavailable, svg_to_png
-from evalsite.dashboard.ratings import PAPER_FIGURE_3
 from evalsite.judging.models import JudgeJob
 
 
@@ -67,36 +66,14 @@ def drill(request, name: str):
 
 @staff_required
 def index(request):
-    ratings = data.absolute_ratings()
-    fpe = [
-        {
-            "baseline": f"{r['job'].system} ({r['job'].prompt_set})",
-            "n": r["ratings"],
-            "win": r["shares"]["excellent"],
-            "tie": r["shares"]["pass"],
-            "loss": r["shares"]["fail"],
-        }
-        for r in ratings
-        if r["job"].kind == "fpe"
-    ]
-    likert = [
-        {"label": f"{r['job'].system} ({r['job'].prompt_set})", "mean": r["mean"], "ci95": r["ci95"]}
-        for r in ratings
-        if r["job"].kind == "likert" and r.get("mean") is not None
-    ]
+    charts = {key: FIGURES[key].draw(None) for key in ("quality", "helpfulness")}
     context = {
         "studies": Study.objects.exclude(status="draft"),
         "leaderboard": data.leaderboard(),
-        "fpe_chart": mark_safe(
-            stacked_bars(fpe, "Absolute quality (Figures 3 and 7)", "", legend=["Excellent", "Pass", "Fail"])
-        )
-        if fpe
-        else "",
-        "likert_chart": mark_safe(means_with_intervals(likert, "Helpfulness 1-6, mean and 95% CI (Figures 5 and 6)"))
-        if likert
-        else "",
-        "ratings": ratings,
-    }  # noqa: S308 (the charts are built from escaped values)
+        # the charts are built from escaped values
+        **{f"{key}_chart": mark_safe(chart.svg) if chart else "" for key, chart in charts.items()},  # noqa: S308
+        "ratings": data.absolute_ratings(),
+    }
     return render(request, "dashboard/index.html", context)
 
 
@@ -129,20 +106,16 @@ def _rating_study(request, study: Study):
     """Figure 3: people's Fail / Pass / Excellent shares with intervals, beside the judge's grades
     of the same responses and the paper's; agreement; the safe share on safety prompts."""
     result = ratings.figure_3(study)
-    chart = stacked_bars(
-        result["rows"],
-        f"Figure 3: {study.candidate.name}'s answers graded",
-        "",
-        paper={"LIMA 65B, the authors": PAPER_FIGURE_3} if request.GET.get("paper", "1") == "1" else None,
-        legend=["Excellent", "Pass", "Fail"],
-        paper_title="The paper (50 prompts, graded by the authors)",
-    )
-    context = {"study": study, "chart": mark_safe(chart), **result}  # noqa: S308 (escaped values)
+    chart = figures.figure_3_chart(study, result, paper=request.GET.get("paper", "1") == "1")
+    context = {"study": study, "chart": mark_safe(chart.svg), **result}  # noqa: S308 (escaped values)
     return render(request, "dashboard/rating.html", context)
 
 
 @staff_required
 def export(request, name: str, fmt: str):
+    rated = Study.objects.filter(name=name, kind=Study.Kind.RATING).select_related("candidate", "prompt_set").first()
+    if rated is not None:
+        return _export_chart(name, fmt, FIGURES["figure3"].draw(rated, paper=request.GET.get("paper", "1") == "1"))
     built = _figures(request, name)
     if fmt == "json":
         return HttpResponse(built.json(), content_type="application/json")
@@ -164,3 +137,28 @@ def export(request, name: str, fmt: str):
         response["Content-Disposition"] = f'attachment; filename="{name}-{fmt}"'
         return response
     return HttpResponse(json.dumps({"error": f"no export {fmt}"}), status=404, content_type="application/json")
+
+
+def _export_chart(name: str, fmt: str, chart: Chart | None) -> HttpResponse:
+    """One registered figure's exports (``figure3.svg``, ``.png``, ``.csv``, ``.json``; ``csv`` and
+    ``json`` alone as for a pairwise study): the CSV leads with its notes as # lines."""
+    key, _, kind = fmt.partition(".")
+    if not kind and chart is not None:
+        key, kind = chart.key, fmt
+    if chart is None or key != chart.key or kind not in ("svg", "png", "csv", "json"):
+        return HttpResponse(json.dumps({"error": f"no export {fmt}"}), status=404, content_type="application/json")
+    if kind == "json":
+        return HttpResponse(chart.json(), content_type="application/json")
+    if kind == "csv":
+        response = HttpResponse(chart.csv(), content_type="text/csv")
+        response["Content-Disposition"] = f'attachment; filename="{name}-{chart.key}.csv"'
+        return response
+    if kind == "svg":
+        response = HttpResponse(chart.svg, content_type="image/svg+xml")
+    else:
+        try:
+            response = HttpResponse(svg_to_png(chart.svg), content_type="image/png")
+        except PngUnavailable as exc:
+            return HttpResponse(str(exc), status=501, content_type="text/plain")
+    response["Content-Disposition"] = f'attachment; filename="{name}-{fmt}"'
+    return response

@@ -17,12 +17,14 @@ from django.utils.text import slugify
 
 from evalsite.answering.services import start_generation
 from evalsite.catalog.models import PromptSet, System
+from evalsite.core.charts import curve_chart
+from evalsite.core.figures import Chart, Figure, register
 from evalsite.core.jobs import Job, JobStatus
 from evalsite.finetune.models import Ablation, AblationCell, TrainingDataset, TrainingExample
 from evalsite.finetune.services import TrainingError, start_training
 from evalsite.judging.models import JudgeConfig
 from evalsite.judging.rating_kinds import CURVED, rating_kind
-from evalsite.judging.results import rating_summary
+from evalsite.judging.results import rating_job_summary
 from evalsite.judging.services import start_rating_job
 from training.recipe import Recipe
 
@@ -232,7 +234,7 @@ def curve(ablation: Ablation) -> list[dict]:
     for cell in ablation.cells.select_related("run", "system", "rating__config"):
         row: dict[str, Any] = {"label": cell.label, "size": cell.size, "cell": cell, "mean": None, "ci95": None}
         if cell.rating is not None and cell.rating.status == JobStatus.DONE:
-            summary = rating_summary(cell.rating)
+            summary = rating_job_summary(cell.rating)
             row["summary"] = summary
             point = rating_kind(ablation.kind).point
             if point is not None:
@@ -240,3 +242,49 @@ def curve(ablation: Ablation) -> list[dict]:
         rows.append(row)
     return rows
 
+
+
+def curve_figure(ablation: Ablation, rows: list[dict] | None = None) -> Chart:
+    """Figure 5 (by source: evenly spaced categories) or Figure 6 (by size: a log2 axis, the paper
+    doubles the examples per point): the judge's score of each cell's model with its 95% interval
+    over prompts; a cell not measured yet is a hollow mark on the axis."""
+    rows = curve(ablation) if rows is None else rows
+    what, y_label, y_range = rating_kind(ablation.kind).axis
+    points = [
+        {
+            "label": row["label"],
+            "x": row["size"],
+            "y": row["mean"],
+            "low": row["ci95"][0] if row["ci95"] else None,
+            "high": row["ci95"][1] if row["ci95"] else None,
+        }
+        for row in rows
+    ]
+    by_size = ablation.by == Ablation.By.SIZE
+    title = f"{ablation.judge.label}'s {what} by training " + ("set size" if by_size else "source")
+    svg = curve_chart(
+        points,
+        title,
+        "training examples (log scale)" if by_size else f"source ({ablation.sizes[0]} examples each)",
+        y_label,
+        y_range,
+        log_x=by_size,
+    )
+    key = "figure6" if by_size else "figure5"
+    return Chart(key, title, svg, ("label", "x", "y", "low", "high"), points)
+
+
+for _key, _by, _paper, _shows in (
+    ("figure5", Ablation.By.SOURCE, "Figure 5", "the judge's grades of models trained on each source"),
+    ("figure6", Ablation.By.SIZE, "Figure 6", "the judge's grades of models trained on more and more examples"),
+):
+    register(
+        Figure(
+            _key,
+            _paper,
+            _shows,
+            "ablation",
+            "finetune:ablation_detail",
+            lambda ablation, paper=True, by=_by: curve_figure(ablation) if ablation.by == by else None,
+        )
+    )

@@ -7,4 +7,5 @@ class FinetuneConfig(AppConfig):
     verbose_name = "Training"
 
     def ready(self) -> None:
-        from evalsite.finetune import workflows  # noqa: F401  (registers the ablation and checkpoint selection)
+        # registered: the ablation and checkpoint selection as workflows, Figures 5 and 6
+        from evalsite.finetune import ablation, workflows  # noqa: F401

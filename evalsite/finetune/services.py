@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from evalsite.annotation import services as studies
+from evalsite.annotation import studies
 from evalsite.annotation.models import Study
 from evalsite.answering.models import GenerationJob
 from evalsite.answering.services import start_generation

@@ -4,7 +4,7 @@ from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from evalsite.core.charts import curve_chart, line_chart
+from evalsite.core.charts import line_chart
 from evalsite.core.decorators import staff_required
 from evalsite.core.models import Workflow
 from evalsite.finetune import ablation as ablations
@@ -12,7 +12,6 @@ from evalsite.finetune import services
 from evalsite.finetune.forms import ReviewForm
 from evalsite.finetune.models import Ablation, Checkpoint, TrainingDataset, TrainingExample, TrainingRun
 from evalsite.finetune.workflows import ABLATION
-from evalsite.judging.rating_kinds import rating_kind
 
 PAGE = 50
 
@@ -144,26 +143,7 @@ def example_review(request, pk: int):
 def ablation_detail(request, name: str):
     ablation = get_object_or_404(Ablation.objects.select_related("dataset", "base", "prompt_set", "judge"), name=name)
     rows = ablations.curve(ablation)
-    what, y_label, y_range = rating_kind(ablation.kind).axis
-    points = [
-        {
-            "label": row["label"],
-            "x": row["size"],
-            "y": row["mean"],
-            "low": row["ci95"][0] if row["ci95"] else None,
-            "high": row["ci95"][1] if row["ci95"] else None,
-        }
-        for row in rows
-    ]
-    by_size = ablation.by == Ablation.By.SIZE
-    chart = curve_chart(
-        points,
-        f"{ablation.judge.label}'s {what} by training " + ("set size" if by_size else "source"),
-        "training examples (log scale)" if by_size else f"source ({ablation.sizes[0]} examples each)",
-        y_label,
-        y_range,
-        log_x=by_size,
-    )
+    chart = ablations.curve_figure(ablation, rows)
     workflow = Workflow.objects.filter(kind=ABLATION.name, subject_id=ablation.pk).first()
-    context = {"ablation": ablation, "rows": rows, "chart": chart, "workflow": workflow}
+    context = {"ablation": ablation, "rows": rows, "chart": chart.svg, "workflow": workflow}
     return render(request, "finetune/ablation_detail.html", context)

@@ -4,7 +4,7 @@ job on it if one was asked for). Registered in FinetuneConfig.ready."""
 
 from __future__ import annotations
 
-from evalsite.annotation import services as studies
+from evalsite.annotation import studies
 from evalsite.annotation.models import Study
 from evalsite.answering.models import GenerationJob
 from evalsite.answering.services import start_generation

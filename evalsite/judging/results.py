@@ -6,6 +6,7 @@ they cannot disagree. Aggregated in the database (GROUP BY), finished by the pur
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Count, Q, Sum
@@ -61,7 +62,7 @@ def judge_summary(job: JudgeJob) -> dict:
         else:
             dropped[why] += n
             dropped_per[baseline][why] += n
-    per_baseline = []
+    per_baseline: list[dict[str, Any]] = []
     for name in sorted(set(patterns) | set(dropped_per)):
         shares = win_tie_loss(patterns[name], "majority").as_dict()
         total, counted = soft[name]
@@ -244,7 +245,7 @@ def _jury_vote(outcomes: list[str]) -> str:
     return counts[0][0]
 
 
-def rating_summary(job) -> dict:
+def rating_job_summary(job) -> dict:
     """A rating job's numbers, as its kind summarises them (evalsite.judging.rating_kinds): Fail /
     Pass / Excellent shares, the Likert mean with a 95% interval over prompts, or the safe share."""
     values = list(job.ratings.values_list("response__prompt_id", "value"))

@@ -8,6 +8,7 @@ import math
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -74,13 +75,30 @@ def estimate(config: JudgeConfig, comparisons) -> tuple[int, int, Decimal]:
 TOP_LOGPROBS = 20  # OpenAI's most; the three labels are always among them for a judge that follows the template
 
 
+@dataclass
+class JudgeReply:
+    """What one judgment brought back, before it is stored on its JudgeCall row."""
+
+    raw: str = ""  # the judge's first answer
+    retry_raw: str = ""  # its answer to the format reminder, if one was sent
+    verdict: str = ""  # A, B or C; empty when none could be read
+    parse_error: str = ""
+    error: str = ""  # the call failed (an API error after its retries, a malformed reply)
+    tokens_in: int = 0
+    tokens_out: int = 0
+    requests: int = 0  # HTTP requests made (retries and the reminder included)
+    answered: int = 0  # of those, the ones that came back (an error status counts)
+    p: Probabilities | None = None  # the probability methods: P(A), P(B), P(C)
+    latency: float = 0.0
+
+
 def call_judge(
     client,
     config: JudgeConfig,
     prompt_text: str,
     policy: RetryPolicy,
     template: str | None = None,
-) -> dict:
+) -> JudgeReply:
     """One judgment: the text method with one format reminder if the first answer cannot be
     parsed; the probability methods (logprobs, score) with one request for one token and its
     top_logprobs, read as P(A), P(B), P(C). Counts its HTTP requests (``requests``, retries and
@@ -88,12 +106,11 @@ def call_judge(
     template = template or config.prompt_template
     started = time.monotonic()
     messages = [{"role": "user", "content": prompt_text}]
-    out: dict = {"raw": "", "retry_raw": "", "verdict": "", "parse_error": "", "error": "", "in": 0, "out": 0}
-    out["requests"] = out["answered"] = 0
+    out = JudgeReply()
     probabilities = template == "letter"
 
     def request(msgs: list[dict]):
-        out["requests"] += 1
+        out.requests += 1
         try:
             if probabilities:
                 reply = client.chat.completions.create(
@@ -111,9 +128,9 @@ def call_judge(
                     model=config.model, messages=msgs, temperature=config.temperature, max_tokens=config.max_tokens
                 )
         except openai.APIStatusError:
-            out["answered"] += 1  # it answered, with an error
+            out.answered += 1  # it answered, with an error
             raise
-        out["answered"] += 1
+        out.answered += 1
         expect(reply, ChatCompletion)  # a proxy's HTML page with a 200 is retried, then a failed verdict
         if not reply.choices or reply.choices[0].message is None or not reply.choices[0].message.content:
             # an empty or null reply is a transient fault (retried), as generation treats it
@@ -124,12 +141,12 @@ def call_judge(
         reply = call_with_retries(lambda: request(msgs), policy)
         text = reply.choices[0].message.content
         usage = reply.usage
-        out["in"] += usage.prompt_tokens if usage else estimate_tokens(" ".join(m["content"] for m in msgs))
-        out["out"] += usage.completion_tokens if usage else estimate_tokens(text)
+        out.tokens_in += usage.prompt_tokens if usage else estimate_tokens(" ".join(m["content"] for m in msgs))
+        out.tokens_out += usage.completion_tokens if usage else estimate_tokens(text)
         return reply, text
 
     try:
-        reply, out["raw"] = ask(messages)
+        reply, out.raw = ask(messages)
         if probabilities:
             logprobs = reply.choices[0].logprobs
             if logprobs is None or not logprobs.content:
@@ -139,24 +156,24 @@ def call_judge(
             top = [(t.token, t.logprob) for t in (logprobs.content[0].top_logprobs or [])]
             p = label_probabilities(top or [(logprobs.content[0].token, logprobs.content[0].logprob)])
             if p is None:
-                out["parse_error"] = "none of A, B, C among the most probable next tokens"
+                out.parse_error = "none of A, B, C among the most probable next tokens"
             else:
-                out["p"] = p
-                out["verdict"] = p.hard(config.tie_margin)
+                out.p = p
+                out.verdict = p.hard(config.tie_margin)
         else:
-            parsed = parse(template, out["raw"])
+            parsed = parse(template, out.raw)
             if parsed.verdict is None:
                 reminder = [
                     *messages,
-                    {"role": "assistant", "content": out["raw"]},
+                    {"role": "assistant", "content": out.raw},
                     {"role": "user", "content": prompts.template(template).reminder},
                 ]
-                _, out["retry_raw"] = ask(reminder)
-                parsed = parse(template, out["retry_raw"])
-            out["verdict"], out["parse_error"] = parsed.verdict or "", parsed.reason
+                _, out.retry_raw = ask(reminder)
+                parsed = parse(template, out.retry_raw)
+            out.verdict, out.parse_error = parsed.verdict or "", parsed.reason
     except (PermanentError, MalformedResponse) as exc:
-        out["error"] = str(exc)
-    out["latency"] = time.monotonic() - started
+        out.error = str(exc)
+    out.latency = time.monotonic() - started
     return out
 
 
@@ -197,15 +214,15 @@ def reserve(
     return call, False
 
 
-def store(call: JudgeCall, result: dict, config: JudgeConfig) -> JudgeCall:
-    call.raw_output, call.retry_output = result["raw"], result["retry_raw"]
-    call.verdict, call.parse_error, call.error = result["verdict"], result["parse_error"][:200], result["error"]
-    call.input_tokens, call.output_tokens = result["in"], result["out"]
-    p = result.get("p")
+def store(call: JudgeCall, result: JudgeReply, config: JudgeConfig) -> JudgeCall:
+    call.raw_output, call.retry_output = result.raw, result.retry_raw
+    call.verdict, call.parse_error, call.error = result.verdict, result.parse_error[:200], result.error
+    call.input_tokens, call.output_tokens = result.tokens_in, result.tokens_out
+    p = result.p
     call.p_first, call.p_second, call.p_tie = (p.first, p.second, p.tie) if p else (None, None, None)
-    call.cost = config.cost(result["in"], result["out"])
-    call.latency_seconds = result["latency"]
-    call.status = JudgeCall.Status.FAILED if result["error"] else JudgeCall.Status.DONE
+    call.cost = config.cost(result.tokens_in, result.tokens_out)
+    call.latency_seconds = result.latency
+    call.status = JudgeCall.Status.FAILED if result.error else JudgeCall.Status.DONE
     call.save(
         update_fields=[
             "raw_output",
@@ -357,12 +374,12 @@ def ask_all(
                 for future in as_completed(futures):
                     item, call = futures[future]
                     result = future.result()
-                    if result["requests"] > 1:  # retries and a format reminder
-                        JudgeCall.objects.filter(pk=call.pk).update(requests=F("requests") + result["requests"] - 1)
+                    if result.requests > 1:  # retries and a format reminder
+                        JudgeCall.objects.filter(pk=call.pk).update(requests=F("requests") + result.requests - 1)
                         if sent:
-                            sent(result["requests"] - 1)
+                            sent(result.requests - 1)
                     if answered:
-                        patiently(lambda result=result: answered(result["answered"]))
+                        patiently(lambda result=result: answered(result.answered))
                     # the answer is in hand: stored and recorded once the database answers, even
                     # after a restart, never asked for again
                     call = patiently(lambda call=call, result=result: store(call, result, config))

@@ -4,7 +4,7 @@ from django.views.decorators.http import require_POST
 
 from evalsite.core.decorators import staff_required
 from evalsite.judging.models import JudgeJob, JudgeVerdict, RatingJob
-from evalsite.judging.results import judge_summary, rating_summary
+from evalsite.judging.results import judge_summary, rating_job_summary
 
 
 @staff_required
@@ -33,7 +33,7 @@ def rating_detail(request, pk: int):
     job = get_object_or_404(RatingJob.objects.select_related("system", "prompt_set", "config"), pk=pk)
     ratings = job.ratings.select_related("call", "response__prompt").order_by("response_id", "sample")
     page = Paginator(ratings, 50).get_page(request.GET.get("page"))
-    return render(request, "judging/rating_detail.html", {"job": job, "summary": rating_summary(job), "page": page})
+    return render(request, "judging/rating_detail.html", {"job": job, "summary": rating_job_summary(job), "page": page})
 
 
 @staff_required

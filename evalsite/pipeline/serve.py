@@ -16,7 +16,7 @@ from django.conf import settings
 
 from evalsite.core.health import wait_for_http
 from evalsite.env import BASE_DIR
-from evalsite.judging.services import LOCAL_JUDGE_PORT
+from generation.server import DEFAULT_PORT as LOCAL_JUDGE_PORT
 
 
 def start_local_judge() -> subprocess.Popen:

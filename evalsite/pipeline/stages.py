@@ -20,7 +20,7 @@ from django.db import DatabaseError, transaction
 from django.urls import reverse
 from django.utils.text import slugify
 
-from evalsite.annotation import services as studies
+from evalsite.annotation import members, studies
 from evalsite.annotation.blinding import blinding_warnings
 from evalsite.annotation.models import Study
 from evalsite.answering.services import start_generation
@@ -350,7 +350,7 @@ def _annotators(config: DemoConfig, state: DemoState) -> None:
     study = Study.objects.get(name=config.study)
     base = settings.SITE_URL.rstrip("/")
     for username in [f"demo-annotator-{i}" for i in range(1, config.annotators + 1)]:
-        user, password, token = studies.add_annotator(study, username)
+        user, password, token = members.add_annotator(study, username)
         link = base + reverse("annotation:token_login", args=[token])
         state.lines.append(f"annotator: {user.username} / {password or '(set at the first run)'}   one-time: {link}")
 
@@ -365,11 +365,11 @@ def fresh_logins(config: DemoConfig | None = None) -> list[str]:
     study = Study.objects.filter(name=config.study).first()
     if study is not None:
         for user in study.annotators.filter(username__startswith="demo-annotator-").order_by("username"):
-            link = base + reverse("annotation:token_login", args=[studies.login_token_for(user)])
+            link = base + reverse("annotation:token_login", args=[members.login_token_for(user)])
             lines.append(f"annotator: {user.username} (password as shown at the first run)   one-time: {link}")
     staff = User.objects.filter(username="admin", is_superuser=True).first()
     if staff is not None:
-        link = base + reverse("annotation:token_login", args=[studies.login_token_for(staff)])
+        link = base + reverse("annotation:token_login", args=[members.login_token_for(staff)])
         lines.append(f"staff login: admin (password as shown at the first run)   one-time: {link}")
     return lines
 

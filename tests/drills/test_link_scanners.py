@@ -9,7 +9,7 @@ import pytest
 from bs4 import BeautifulSoup
 from django.test import Client
 
-from evalsite.annotation import services
+from evalsite.annotation import members
 from tests.annotation_fixtures import make_study
 
 pytestmark = pytest.mark.django_db
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db
 
 def test_a_scanner_fetching_the_link_first_leaves_it_for_the_person(mailoutbox):
     study, _ = make_study(n_prompts=2, annotators=0)
-    services.invite_annotator(study, "rater@example.org")
+    members.invite_annotator(study, "rater@example.org")
     path = "/annotate/login/" + mailoutbox[0].body.split("/annotate/login/")[1].split()[0]
     scanner = Client()
     fetched = [scanner.head(path).status_code, scanner.get(path).status_code, scanner.get(path).status_code]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import gzip
 import io
-import json
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from xml.parsers import expat
 import zstandard
 
 from generation.chat import alternating
+from generation.records import RecordError, json_records
 from generation.text import unstorable
 
 
@@ -59,19 +59,6 @@ def open_binary(path: Path) -> BinaryIO:
     if path.suffix == ".gz":
         return gzip.GzipFile(fileobj=handle, mode="rb")  # type: ignore[return-value]
     return handle
-
-
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(line number, text) of each line; a line that is not UTF-8 is named by its number."""
-    with open_binary(path) as handle:
-        try:
-            for lineno, raw in enumerate(handle, start=1):
-                try:
-                    yield lineno, raw.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    raise CurationError(f"{path}:{lineno}: not UTF-8 text (byte {exc.start + 1})") from None
-        except (OSError, EOFError, zstandard.ZstdError) as exc:
-            raise CurationError(f"{path}: cannot be read ({exc})") from None
 
 
 def _int(where: str, value: str | None, name: str) -> int:
@@ -234,20 +221,16 @@ def read_wikihow(path: Path) -> Iterator[Candidate]:
 
 
 def _json_rows(path: Path) -> Iterator[tuple[str, int, dict[str, Any]]]:
-    for lineno, line in _lines(path):
-        if not line.strip():
-            continue
-        where = f"{path}:{lineno}"
+    """(FILE:LINE, line number, object) of each record of a JSON-lines file, compressed or not
+    (generation.records: UTF-8, objects, storable texts)."""
+    with open_binary(path) as handle:
         try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise CurationError(f"{where}: not JSON ({exc.msg})") from None
-        if not isinstance(obj, dict):
-            raise CurationError(f"{where}: expected a JSON object")
-        problem = unstorable(obj)
-        if problem:
-            raise CurationError(f"{where}: {problem}")
-        yield where, lineno, obj
+            for lineno, obj in json_records(path, handle):
+                yield f"{path}:{lineno}", lineno, obj
+        except RecordError as exc:
+            raise CurationError(str(exc)) from None
+        except (OSError, EOFError, zstandard.ZstdError) as exc:
+            raise CurationError(f"{path}: cannot be read ({exc})") from None
 
 
 # -- Reddit: Pushshift / Arctic Shift NDJSON dumps ------------------------------------------------

@@ -2,7 +2,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.urls import reverse
 
-from evalsite.annotation import services
+from evalsite.annotation import members
 from evalsite.annotation.models import Study
 
 
@@ -22,8 +22,8 @@ class Command(BaseCommand):
         if not 1 <= opts["count"] <= 1000:
             raise CommandError("--count must be between 1 and 1000")
         base = settings.SITE_URL.rstrip("/")
-        for username in services.next_annotator_names(opts["prefix"], opts["count"]):
-            user, password, token = services.add_annotator(study, username)
+        for username in members.next_annotator_names(opts["prefix"], opts["count"]):
+            user, password, token = members.add_annotator(study, username)
             link = base + reverse("annotation:token_login", args=[token])
             self.stdout.write(f"{user.username}  password: {password}  one-time login: {link}")
         self.stdout.write("(shown once: passwords and links are not stored in clear)")

@@ -2,11 +2,11 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils.text import slugify
 
-from evalsite.annotation import rating, services
+from evalsite.annotation import rating, studies
 from evalsite.annotation.blinding import blinding_warnings
 from evalsite.annotation.forms import PlanForm, first_error
 from evalsite.annotation.models import Study
-from evalsite.catalog.lookup import find_prompt_set, find_system
+from evalsite.catalog.find import find_prompt_set, find_system
 from evalsite.core.jobs import CannotStart
 
 
@@ -57,8 +57,8 @@ class Command(BaseCommand):
             prompt_set = find_prompt_set(opts["prompts"])
             with transaction.atomic():  # a study that cannot start is not left behind
                 if opts["target"] is not None and not 0 < opts["target"] < 0.5:
-                    raise services.StudyError("--target is a half-width between 0 and 0.5, e.g. 0.05")
-                study = services.create_study(
+                    raise studies.StudyError("--target is a half-width between 0 and 0.5, e.g. 0.05")
+                study = studies.create_study(
                     name,
                     candidate,
                     baselines,
@@ -69,8 +69,8 @@ class Command(BaseCommand):
                 )
                 if opts["target"] is not None:
                     Study.objects.filter(pk=study.pk).update(target_half_width=opts["target"])
-                n = 0 if opts["draft"] else services.start_study(study)
-        except (CannotStart, services.StudyError) as exc:
+                n = 0 if opts["draft"] else studies.start_study(study)
+        except (CannotStart, studies.StudyError) as exc:
             raise CommandError(str(exc)) from exc
         state = "draft" if opts["draft"] else f"open with {n} comparisons"
         self.stdout.write(self.style.SUCCESS(f"study {study.name}: {state}"))
@@ -84,8 +84,8 @@ class Command(BaseCommand):
                 study = rating.create_rating_study(
                     name, find_system(opts["candidate"]), find_prompt_set(opts["prompts"]), opts["overlap"]
                 )
-                n = 0 if opts["draft"] else services.start_study(study)
-        except (CannotStart, services.StudyError) as exc:
+                n = 0 if opts["draft"] else studies.start_study(study)
+        except (CannotStart, studies.StudyError) as exc:
             raise CommandError(str(exc)) from exc
         state = "draft" if opts["draft"] else f"open with {n} responses to rate"
         self.stdout.write(self.style.SUCCESS(f"rating study {study.name}: {state}"))

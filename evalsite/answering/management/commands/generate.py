@@ -1,5 +1,5 @@
 from evalsite.answering.services import start_generation
-from evalsite.catalog.lookup import find_prompt_set, find_system
+from evalsite.catalog.find import find_prompt_set, find_system
 from evalsite.core.commands import JobCommand
 
 

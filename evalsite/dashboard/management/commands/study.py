@@ -3,8 +3,8 @@ import random
 from django.core.management.base import BaseCommand, CommandError
 
 from evalsite.annotation.models import Study
-from evalsite.annotation.services import StudyError, plan_sampling
-from evalsite.dashboard.evidence import study_status, uncertainty_by_comparison, usable
+from evalsite.annotation.studies import StudyError, plan_sampling
+from evalsite.dashboard.estimates import study_status, uncertainty_by_comparison, usable
 from evalsite.dashboard.stopping import decide, set_target
 from evalsite.judging.models import JudgeJob
 from evalsite.judging.results import default_judge_job

@@ -9,7 +9,7 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections
 
-from evalsite.catalog.lookup import find_system
+from evalsite.catalog.find import find_system
 from evalsite.catalog.models import PromptSet
 from evalsite.core import jobs, workflows
 from evalsite.core.jobs import CannotStart

@@ -3,8 +3,8 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections
 
-from evalsite.annotation import services as studies
-from evalsite.catalog.lookup import find_prompt_set
+from evalsite.annotation import studies
+from evalsite.catalog.find import find_prompt_set
 from evalsite.core import workflows
 from evalsite.core.jobs import CannotStart
 from evalsite.core.models import Workflow

@@ -1,6 +1,6 @@
 from django.core.management.base import CommandError
 
-from evalsite.catalog.lookup import find_system
+from evalsite.catalog.find import find_system
 from evalsite.core.commands import JobCommand
 from evalsite.core.jobs import JobStatus
 from evalsite.finetune.services import find_dataset, recipe_from, start_training

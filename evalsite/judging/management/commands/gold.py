@@ -8,11 +8,11 @@ from django.core.management.base import BaseCommand, CommandError
 
 from evalsite.annotation.gold import add_labelled_gold, gold_sources
 from evalsite.annotation.models import Study
-from evalsite.annotation.services import StudyError
-from evalsite.catalog.lookup import find_prompt_set
+from evalsite.annotation.studies import StudyError
+from evalsite.catalog.find import find_prompt_set
 from evalsite.core.jobs import CannotStart
 from evalsite.core.lookup import by_name
-from evalsite.judging.gold import add_judged_gold
+from evalsite.judging.judged_gold import add_judged_gold
 from evalsite.judging.rating_kinds import SCORED
 
 

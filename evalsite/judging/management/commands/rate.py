@@ -1,8 +1,8 @@
-from evalsite.catalog.lookup import find_prompt_set, find_system
+from evalsite.catalog.find import find_prompt_set, find_system
 from evalsite.core.commands import JobCommand
 from evalsite.judging import services
 from evalsite.judging.rating_kinds import RATING_KINDS
-from evalsite.judging.results import rating_summary
+from evalsite.judging.results import rating_job_summary
 
 
 class Command(JobCommand):
@@ -23,4 +23,4 @@ class Command(JobCommand):
         return services.start_rating_job(config, system, prompt_set, opts["kind"], opts["samples"], enqueue=enqueue)
 
     def report(self, job):
-        self.stdout.write(f"{job}: {job.status}; {rating_summary(job)}")
+        self.stdout.write(f"{job}: {job.status}; {rating_job_summary(job)}")

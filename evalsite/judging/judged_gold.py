@@ -10,7 +10,7 @@ from django.db import transaction
 
 from evalsite.annotation.gold import gold_comparison, replace_copies
 from evalsite.annotation.models import Comparison, Study
-from evalsite.annotation.services import StudyError
+from evalsite.annotation.studies import StudyError
 from evalsite.catalog.models import PromptSet, Response
 from evalsite.judging.models import Rating
 from evalsite.judging.rating_kinds import SCORED, rating_kind

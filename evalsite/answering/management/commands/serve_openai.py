@@ -2,10 +2,9 @@ import signal
 
 from django.core.management.base import BaseCommand, CommandError
 
-from evalsite.judging.services import LOCAL_JUDGE_PORT
 from generation.bundled import BUNDLED_SYSTEM_NAME, bundled_backend_config
 from generation.config import WEIGHTS, ConfigError, validate_backend_config
-from generation.server import make_server
+from generation.server import DEFAULT_PORT, make_server
 
 
 class Command(BaseCommand):
@@ -21,7 +20,7 @@ class Command(BaseCommand):
         parser.add_argument("--weights", choices=WEIGHTS, help="int4: the linear layers at 4 bits on CPU")
         parser.add_argument("--name", help="the model name the server answers to")
         parser.add_argument("--host", default="127.0.0.1")
-        parser.add_argument("--port", type=int, default=LOCAL_JUDGE_PORT)
+        parser.add_argument("--port", type=int, default=DEFAULT_PORT)
 
     def handle(self, *args, **opts):
         from generation.hf_local import HFLocalBackend

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from typing import Any, NamedTuple
+from typing import NamedTuple, TypedDict
 
 import numpy as np
 
 from evalsite.annotation import precision
 from evalsite.annotation.models import Study
 from evalsite.core.lookup import fetch_rows
+from evalsite.dashboard.payloads import Assisted, Evidence, StudyStatus, Weighted
 from evalsite.judging.models import JudgeJob
 from stats.evidence import (
     STYLE_FEATURES,
@@ -201,7 +202,21 @@ def _walk(rows: list[Row]) -> np.ndarray:
     return walked([r.order or 0 for r in rows], [r.wanted for r in rows], [r.people is not None for r in rows])
 
 
-def _share_row(estimates: list) -> dict:
+class _Estimated(TypedDict):
+    win: float
+    tie: float
+    loss: float
+    win_ci: tuple[float, float]
+    loss_ci: tuple[float, float]
+    lam: float
+
+
+class _Worth(TypedDict):
+    effective_n: float
+    worth: int
+
+
+def _share_row(estimates: list) -> _Estimated:
     win, tie, loss = estimates
     return {
         "win": win.value,
@@ -213,7 +228,7 @@ def _share_row(estimates: list) -> dict:
     }
 
 
-def _worth(estimate, people: int) -> dict:
+def _worth(estimate, people: int) -> _Worth:
     """How many people's votes the judge was worth on the win share: the effective sample size of
     the judge-assisted estimate (the people-only votes that would have given its precision) less
     the people's votes it used; 0 when it was worth nothing (then the bar is the people's own)."""
@@ -221,14 +236,14 @@ def _worth(estimate, people: int) -> dict:
     return {"effective_n": effective, "worth": max(round(effective - people), 0)}
 
 
-def judge_assisted(per: dict[str, list[Row]]) -> dict[str, dict]:
+def judge_assisted(per: dict[str, list[Row]]) -> dict[str, Assisted]:
     """Per baseline, the people's shares from their votes on the comparisons that have all of
     them and the judge's on the others (PPI++ per outcome; the weight on the judge chosen from the
     data), with intervals at one look that hold at any n (an exact binomial interval at the
     estimate's effective sample size). ``per``: a usable job's rows, ``predicted``.
     The comparisons people finished must be a random part of the study, as the study's random
     order makes them; a sampled study's are weighted back by their chances (active inference)."""
-    out = {}
+    out: dict[str, Assisted] = {}
     for name, rows in per.items():
         if not rows or any(r.judge is None for r in rows):
             continue
@@ -253,11 +268,11 @@ def judge_assisted(per: dict[str, list[Row]]) -> dict[str, dict]:
     return out
 
 
-def people_weighted(per: dict[str, list[Row]]) -> dict[str, dict]:
+def people_weighted(per: dict[str, list[Row]]) -> dict[str, Weighted]:
     """A sampled study's people-only shares: the votes weighted back by their chances over the
     walked prefix (Horvitz-Thompson). Counting the votes as they stand would report the comparisons
     where the judge was unsure, not the study."""
-    out = {}
+    out: dict[str, Weighted] = {}
     for name, rows in per.items():
         if not _sampled(rows):
             continue
@@ -369,24 +384,24 @@ def self_preference(study: Study, job: JudgeJob, per: dict[str, list[Row]]) -> l
     return out
 
 
-def evidence(study: Study, job: JudgeJob | None, rule: str = "majority") -> dict:
+def evidence(study: Study, job: JudgeJob | None, rule: str = "majority") -> Evidence:
     """What the page shows beside Figures 1 and 2 for the judge job ``job`` (the one the page
     shows): the judge-assisted bars (only from a usable job), length control, calibration; and the
     study's own precision and stop state, which depend on the judge the study fixed for its stop
     rule, never on the job the page shows. Reads only."""
     per = study_rows(study, job, rule)
     majority = per if rule == "majority" else study_rows(study, job, "majority")
-    result: dict[str, Any] = {
+    result: Evidence = {
         "assisted": judge_assisted(predicted(per)) if usable(job) else {},
         "assisted_waits": _waits(study, job),
         "people_weighted": people_weighted(per) if study.sampling_rate is not None else {},
         "length_control": length_control(per),
         "calibration": calibration(majority) if job else None,
         "complete": _completeness(per),
+        "status": study_status(study),
     }
     if result["calibration"] is not None and job is not None:
         result["calibration"]["self_preference"] = self_preference(study, job, majority)
-    result["status"] = study_status(study)
     return result
 
 
@@ -470,7 +485,7 @@ def anytime_intervals(per: dict[str, list[Row]], level: float = 0.95) -> dict[st
     return out
 
 
-def study_status(study: Study) -> dict:
+def study_status(study: Study) -> StudyStatus:
     """Whether the study knows each baseline's win share to its target, at every look (betting
     confidence sequences): with the judge's help when the study's stop rule has a usable judge job
     (Study.target_judge_job, fixed before looking: one interval per baseline, not the narrower of
