@@ -9,9 +9,11 @@ from django.core.management import CommandError, call_command
 
 from evalsite.annotation import answers, claims, precision
 from evalsite.annotation.models import Comparison, Study
+from evalsite.core.models import Workflow
+from evalsite.core.workflows import advance_running
 from evalsite.dashboard import data
 from evalsite.dashboard.estimates import study_status
-from evalsite.dashboard.stopping import set_target
+from evalsite.dashboard.stopping import STOP, set_target
 from evalsite.dashboard.tasks import check_targets
 from stats.evidence import confidence_sequence, cs_planned_n
 from tests.annotation_fixtures import make_study, vote
@@ -60,6 +62,28 @@ def test_a_comparison_counts_once_it_has_all_its_votes():
     assert (row["n"], row["partial"], row["win"]) == (5, 1, pytest.approx(0.8))
     assert Comparison.objects.get(pk=first.pk).completed_at is not None
     assert Comparison.objects.get(pk=second.pk).completed_at is None
+
+
+def test_a_studys_stop_is_a_workflow_the_workers_carry_to_its_end(staff_client):
+    study, _ = voted_study(wins=28, losses=12, n_prompts=60, target=0.25)
+    flow = Workflow.objects.get(kind=STOP, subject_id=study.pk)
+    assert flow.status == Workflow.Status.RUNNING and flow.steps[0]["state"] == "waiting"
+    assert Study.objects.get(pk=study.pk).enough_at is None, "setting a target decides nothing"
+    assert advance_running() >= 1  # beat's sweep of the workflows, as after any job's end
+    flow.refresh_from_db()
+    assert flow.status == Workflow.Status.DONE and flow.steps[0]["state"] == "done"
+    assert flow.steps[0]["detail"].startswith("every baseline within +-25 points")
+    assert Study.objects.get(pk=study.pk).enough_at is not None
+    card = BeautifulSoup(staff_client.get("/workflows/").content, "html.parser").select_one(f"#workflow-{flow.pk}")
+    assert card.select_one("h2 a")["href"] == f"/dashboard/{study.name}/"
+    assert [td.get_text() for td in card.select(".steps tr td")][:2] == ["enough votes", "done"]
+    # a tighter target later: the same workflow runs again and says how far the study is
+    set_target(Study.objects.get(pk=study.pk), 0.02)
+    assert check_targets() == 0
+    flow.refresh_from_db()
+    assert flow.status == Workflow.Status.RUNNING and flow.steps[0]["state"] == "running"
+    assert flow.steps[0]["detail"].startswith("alpaca-65b: 70% +-") and "(target +-2 points)" in flow.steps[0]["detail"]
+    assert Workflow.objects.filter(kind=STOP).count() == 1
 
 
 def test_a_study_that_reaches_its_target_hands_out_no_new_item_and_tells_staff(settings, mailoutbox, client):

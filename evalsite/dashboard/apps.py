@@ -7,5 +7,5 @@ class DashboardConfig(AppConfig):
     verbose_name = "Dashboard"
 
     def ready(self) -> None:
-        # registered: Figures 1-3 and the site's charts
-        from evalsite.dashboard import figures  # noqa: F401
+        # registered: Figures 1-3 and the site's charts; the study's stop as a workflow
+        from evalsite.dashboard import figures, stopping  # noqa: F401

@@ -2,6 +2,11 @@
 STUDY_TARGET_CHECK_SECONDS) and the commands that say they decide (``study decide``, ``study
 target``) call ``decide``; pages, exports and reports only read ``evidence.study_status``.
 
+A study with a target has a workflow (``StudyStop``, core/workflows.py) that the workers carry to
+the stop: made when the target is set (``set_target``; for a study created with ``create_study
+--target``, by the first check), advanced by the periodic task, by the workflows' sweep and when
+the judge job the rule waits for ends; /workflows/ shows where it stands.
+
 The rule is fixed before looking: each baseline's anytime-valid interval of the candidate's win
 share (betting confidence sequences, valid at every look) within +-target, from the people's votes
 alone or with the judge job fixed on the study (``Study.target_judge_job``): the job usable when
@@ -12,12 +17,17 @@ nothing: the page's job is not the rule's."""
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 
 from django.conf import settings
 from django.core.mail import send_mail
+from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from evalsite.annotation.models import Study
+from evalsite.core.models import Workflow
+from evalsite.core.workflows import Step, register
 from evalsite.dashboard.estimates import study_status, usable
 from evalsite.dashboard.payloads import StudyStatus
 from evalsite.judging.models import JudgeJob
@@ -35,13 +45,31 @@ def first_usable_job(study: Study) -> JudgeJob | None:
 
 def set_target(study: Study, half_width: float | None) -> None:
     """Set (or clear) the study's target; the stop rule's judge is fixed now: the study's first
-    usable judge job if it has one, else none until one finishes (``decide`` records it)."""
+    usable judge job if it has one, else none until one finishes (``decide`` records it). The
+    study's stop workflow is (re)started, its first look left to the checks: setting a target
+    decides nothing."""
     job = first_usable_job(study) if half_width is not None else None
-    Study.objects.filter(pk=study.pk).update(
-        target_half_width=half_width, enough_at=None, target_judge_job=job.pk if job else None
-    )
-    study.target_half_width, study.enough_at = half_width, None
-    study.target_judge_job = job.pk if job else None
+    with transaction.atomic():
+        Study.objects.filter(pk=study.pk).update(
+            target_half_width=half_width, enough_at=None, target_judge_job=job.pk if job else None
+        )
+        study.target_half_width, study.enough_at = half_width, None
+        study.target_judge_job = job.pk if job else None
+        if half_width is not None:
+            first = Step("enough votes", "waiting", detail="the first check is to come")
+            Workflow.objects.update_or_create(
+                kind=STOP,
+                subject_id=study.pk,
+                defaults={
+                    "title": StudyStop().title(study.pk),
+                    "status": Workflow.Status.RUNNING,
+                    "by_workers": True,
+                    "params": {"target": half_width},
+                    "steps": [asdict(first)],
+                    "error": "",
+                    "finished_at": None,
+                },
+            )
 
 
 def record_judge(study: Study) -> JudgeJob | None:
@@ -95,3 +123,53 @@ def mark_enough(study: Study, rows: list[dict]) -> bool:
             settings.STUDY_ENOUGH_EMAILS,
         )
     return True
+
+
+STOP = "study-stop"
+
+
+class StudyStop:
+    """A study's way to its stop: one step, "enough votes", running while some baseline's
+    anytime-valid interval is wider than the target (its detail says how far), done when every
+    one is within it (or when the target is cleared, or the study closed first)."""
+
+    name = STOP
+
+    def title(self, subject_id: int) -> str:
+        study = Study.objects.get(pk=subject_id)
+        return f"stop of study {study.name} at +-{(study.target_half_width or 0) * 100:.0f} points"
+
+    def link(self, subject_id: int) -> str:
+        return reverse("dashboard:study", args=[Study.objects.get(pk=subject_id).name])
+
+    def advance(self, workflow: Workflow, enqueue: bool, retry: bool) -> list[Step]:
+        study = Study.objects.get(pk=workflow.subject_id)
+        if study.target_half_width is None:
+            return [Step("enough votes", "done", detail="no target: the study runs until staff close it")]
+        status = decide(study)
+        if status["enough"]:
+            at = f" at {study.enough_at:%Y-%m-%d %H:%M} UTC" if study.enough_at else ""
+            return [Step("enough votes", "done", detail=f"every baseline within +-{_points(study)}{at}")]
+        if study.status != Study.Status.OPEN:
+            return [Step("enough votes", "done", detail=f"the study is {study.status} before it had enough")]
+        widest = max(status["rows"], key=lambda r: r["half_width"], default=None)
+        detail = "no complete comparison yet"
+        if widest is not None and widest["win"] is not None:
+            more = f"; about {widest['more']} more complete comparisons" if widest["more"] else ""
+            detail = (
+                f"{widest['baseline']}: {widest['win']:.0%} +-{widest['half_width'] * 100:.1f} points "
+                f"(target +-{_points(study)}){more}"
+            )
+        # the judge job the rule will read once it finishes: its end advances this workflow at once
+        waiting = None
+        if study.target_judge_job is None:
+            waiting = study.judge_jobs.filter(status__in=["queued", "running"], comparison_ids=[]).first()
+        job = f"{waiting.label()}:{waiting.pk}" if waiting else ""
+        return [Step("enough votes", "running", job, detail)]
+
+
+def _points(study: Study) -> str:
+    return f"{(study.target_half_width or 0) * 100:.0f} points"
+
+
+register(StudyStop())
