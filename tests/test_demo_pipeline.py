@@ -16,6 +16,7 @@ from playwright.sync_api import expect
 
 from evalsite.annotation.models import Comparison, HumanJudgment, Study
 from evalsite.catalog.models import Prompt, PromptSet, Response, System
+from evalsite.core.models import Workflow
 from evalsite.finetune.models import TrainingDataset, TrainingRun
 from evalsite.judging.models import JudgeConfig, JudgeJob, JudgeVerdict
 from stats.outcomes import majority
@@ -116,6 +117,12 @@ def test_the_demo_pipeline_runs_on_postgres_and_redis_with_a_worker_per_queue(
     # the jobs ran on the worker of their queue
     assert run.worker.startswith("training-worker@")
     assert judge_job.worker.startswith("judge-worker@")
+    # the chain from curation to judge was one workflow the workers carried, every link done
+    flow = Workflow.objects.get(kind="demo")
+    assert flow.status == Workflow.Status.DONE and flow.by_workers
+    # curate, train, register, the API baseline, 3 x generate, open the study, judge
+    assert [s["state"] for s in flow.steps] == ["done"] * 9
+    assert flow.steps[-1]["job"] == f"{JudgeJob.label()}:{judge_job.pk}"
     credentials = dict(re.findall(r"annotator: (demo-annotator-\d) / (\S+)", printed))
     assert set(credentials) == {"demo-annotator-1", "demo-annotator-2"}
 

@@ -128,7 +128,16 @@ def test_the_demo_pipeline_runs_on_the_embedded_default_and_a_second_run_skips_i
     assert not first_links & set(again.values())
     assert second.stdout.count("already done, skipped") == 11
     assert (tmp_path / "var" / "models" / "runs" / "run-0001" / "epoch-01" / "recipe.json").exists()
+    # from the curation to the judge, one workflow the demo's own process carried (no worker here)
+    shown = manage(env, "shell", "--no-imports", "-c", SHOW_DEMO_WORKFLOW)
+    assert shown.stdout.split() == ["done", "False", "7", "7"], shown.stdout + shown.stderr
     served_without_debug_pages(env)
+
+
+SHOW_DEMO_WORKFLOW = (
+    "from evalsite.core.models import Workflow; w = Workflow.objects.get(kind='demo'); "
+    "print(w.status, w.by_workers, sum(s['state'] == 'done' for s in w.steps), len(w.steps))"
+)
 
 
 def served_without_debug_pages(env) -> None:

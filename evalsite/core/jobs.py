@@ -212,6 +212,11 @@ def registry() -> dict[str, str]:
     return {model.label(): model.runner for model in job_models()}
 
 
+def find_job(label: str, pk: int) -> Job | None:
+    """The job a workflow's step names ("label:pk", Job.label()), if it still exists."""
+    return apps.get_model(label)._default_manager.filter(pk=pk).first()
+
+
 @functools.cache
 def runner_of(model: type[Job]) -> Callable[[Job, JobContext], None]:
     if not model.runner:

@@ -19,6 +19,11 @@ from evalsite.env import BASE_DIR
 from generation.server import DEFAULT_PORT as LOCAL_JUDGE_PORT
 
 
+def local_judge_listening() -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", LOCAL_JUDGE_PORT)) == 0
+
+
 def start_local_judge() -> subprocess.Popen:
     """`manage.py serve_openai` (the bundled SmolLM2 behind /v1/chat/completions) for the judge."""
     logs = Path(settings.VAR_DIR) / "logs"
@@ -34,9 +39,8 @@ def start_local_judge() -> subprocess.Popen:
     while time.monotonic() < deadline:
         if server.poll() is not None:
             raise RuntimeError(f"the local judge server exited; see {logs / 'local-judge.log'}")
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", LOCAL_JUDGE_PORT)) == 0:
-                return server
+        if local_judge_listening():
+            return server
         time.sleep(0.5)
     os.killpg(server.pid, signal.SIGTERM)
     raise RuntimeError(f"the local judge did not listen on port {LOCAL_JUDGE_PORT} within 120 s")

@@ -26,16 +26,18 @@ from evalsite.annotation.models import Study
 from evalsite.answering.services import start_generation
 from evalsite.catalog.models import Prompt, PromptSet, Response, System
 from evalsite.catalog.seed import SHIPPED_SETS
-from evalsite.core import jobs
+from evalsite.core import jobs, workflows
 from evalsite.core.accounts import ensure_staff_user
 from evalsite.core.health import pending_migrations
+from evalsite.core.models import Workflow
 from evalsite.core.progress import execute_with_progress, follow
+from evalsite.core.workflows import Step
 from evalsite.env import BASE_DIR
 from evalsite.finetune.models import TrainingDataset, TrainingRun
 from evalsite.finetune.services import register_checkpoint, start_training
 from evalsite.judging.models import JudgeJob
 from evalsite.judging.services import LOCAL_JUDGE, ensure_local_judge, find_config, start_judge_job
-from evalsite.pipeline.serve import start_local_judge
+from evalsite.pipeline.serve import local_judge_listening, start_local_judge
 from generation.bundled import BUNDLED_SYSTEM_NAME
 from training.recipe import get_recipe
 
@@ -162,6 +164,14 @@ class DemoConfig:
             use_workers=get("DEMO_USE_WORKERS", "").lower() in ("1", "true", "yes"),
         )
 
+    def to_params(self) -> dict:
+        """As a workflow keeps it (a worker that carries the demo has none of its DEMO_* settings)."""
+        return {**{f: getattr(self, f) for f in self.__dataclass_fields__}, "train_file": str(self.train_file)}
+
+    @classmethod
+    def from_params(cls, params: dict) -> DemoConfig:
+        return cls(**{**params, "train_file": Path(params["train_file"])})
+
     @property
     def dataset(self) -> str:
         return "demo-train"
@@ -220,7 +230,7 @@ def batch_worker_name() -> str:
     return f"demo-batch@{socket.gethostname()}"
 
 
-def _curate(config: DemoConfig, state: DemoState) -> None:
+def _curate(config: DemoConfig) -> None:
     call_command("curate", name=config.dataset, jsonl=[str(config.train_file)], tokenizer=config.base)
 
 
@@ -232,14 +242,14 @@ def _recipe(config: DemoConfig):
     return get_recipe(config.recipe).with_overrides(config.recipe_set)
 
 
-def _train(config: DemoConfig, state: DemoState) -> None:
+def _train(config: DemoConfig, enqueue: bool) -> jobs.Job:
     run, _ = start_training(
         TrainingDataset.objects.get(name=config.dataset),
         System.objects.get(name=config.base),
         _recipe(config),
-        enqueue=False,
+        enqueue=enqueue,
     )
-    _run_job(run, config)
+    return run
 
 
 def _trained(config: DemoConfig) -> bool:
@@ -248,26 +258,37 @@ def _trained(config: DemoConfig) -> bool:
     ).exists()
 
 
-def _register(config: DemoConfig, state: DemoState) -> None:
-    run = TrainingRun.objects.filter(
+def _last_run(config: DemoConfig) -> TrainingRun:
+    return TrainingRun.objects.filter(
         dataset__name=config.dataset, base__name=config.base, recipe=_recipe(config).to_dict(), status="done"
     ).latest("pk")
+
+
+def _register(config: DemoConfig) -> None:
+    run = _last_run(config)
     last = run.checkpoints.order_by("-epoch").first()
-    system = register_checkpoint(run, last.epoch, config.candidate)
+    if last is None:
+        raise RuntimeError(f"training run {run.pk} saved no checkpoint")
+    register_checkpoint(run, last.epoch, config.candidate)
     # the demo keeps answers short so the whole pipeline fits a laptop's half hour
     for name in (config.candidate, config.base):
         limited = System.objects.get(name=name)
         if "max_new_tokens" not in limited.sampling:
             limited.sampling = {**limited.sampling, "max_new_tokens": config.max_new_tokens}
             limited.save(update_fields=["sampling"])
-    state.lines.append(f"candidate: {system.name} (epoch {last.epoch} of run {run.pk})")
+
+
+def _registered_lines(config: DemoConfig, state: DemoState) -> None:
+    run = _last_run(config)
+    last = run.checkpoints.order_by("-epoch").first()
+    state.lines.append(f"candidate: {config.candidate} (epoch {last.epoch if last else '?'} of run {run.pk})")
 
 
 def _registered(config: DemoConfig) -> bool:
     return System.objects.filter(name=config.candidate, kind="candidate").exists()
 
 
-def _openai_baselines(config: DemoConfig, state: DemoState) -> None:
+def _openai_baselines(config: DemoConfig) -> None:
     for model in config.openai_baselines:
         System.objects.get_or_create(
             name=openai_system_name(model),
@@ -289,14 +310,14 @@ def _openai_registered(config: DemoConfig) -> bool:
     return System.objects.filter(name__in=names).count() == len(names)
 
 
-def _generate(config: DemoConfig, system_name: str) -> Callable[[DemoState], None]:
-    def run(state: DemoState) -> None:
+def _generate(config: DemoConfig, system_name: str) -> Callable[[bool], jobs.Job]:
+    def start(enqueue: bool) -> jobs.Job:
         job, _ = start_generation(
-            System.objects.get(name=system_name), PromptSet.objects.get(name=config.test_set), enqueue=False
+            System.objects.get(name=system_name), PromptSet.objects.get(name=config.test_set), enqueue=enqueue
         )
-        _run_job(job, config)
+        return job
 
-    return run
+    return start
 
 
 def _generated(config: DemoConfig, system_name: str) -> Callable[[], bool]:
@@ -310,7 +331,7 @@ def _generated(config: DemoConfig, system_name: str) -> Callable[[], bool]:
     return done
 
 
-def _study(config: DemoConfig, state: DemoState) -> None:
+def _study(config: DemoConfig) -> None:
     with transaction.atomic():
         study = Study.objects.filter(name=config.study).first() or studies.create_study(
             config.study,
@@ -320,8 +341,13 @@ def _study(config: DemoConfig, state: DemoState) -> None:
             overlap=2,
             gold_rate=0.05,
         )
-        n = studies.start_study(study) if study.status == Study.Status.DRAFT else study.comparisons.count()
-    state.lines.append(f"study: {config.study}, {n} comparisons, 2 annotators each")
+        if study.status == Study.Status.DRAFT:
+            studies.start_study(study)
+
+
+def _study_lines(config: DemoConfig, state: DemoState) -> None:
+    study = Study.objects.get(name=config.study)
+    state.lines.append(f"study: {config.study}, {study.comparisons.count()} comparisons, 2 annotators each")
     state.lines.extend(f"blinding: {warning}" for warning in blinding_warnings(study))
 
 
@@ -329,21 +355,189 @@ def _study_open(config: DemoConfig) -> bool:
     return Study.objects.filter(name=config.study, status=Study.Status.OPEN).exists()
 
 
-def _judge(config: DemoConfig, state: DemoState) -> None:
-    judge = ensure_local_judge() if config.judge == LOCAL_JUDGE else find_config(config.judge)
-    server = start_local_judge() if judge.is_local else None
-    try:
-        job, _ = start_judge_job(Study.objects.get(name=config.study), judge, enqueue=False)
-        _run_job(job, config)
-    finally:
-        if server is not None:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(30)
-    state.lines.append(f"judge: {judge.label}, both orders of every comparison")
+def _judge_config(config: DemoConfig):
+    return ensure_local_judge() if config.judge == LOCAL_JUDGE else find_config(config.judge)
+
+
+def _judge(config: DemoConfig, enqueue: bool) -> jobs.Job | None:
+    """The judge job; none yet while the local judge's server (which the demo's own process
+    starts when the chain reaches this step) does not listen."""
+    judge = _judge_config(config)
+    if judge.is_local and not local_judge_listening():
+        return None
+    job, _ = start_judge_job(Study.objects.get(name=config.study), judge, enqueue=enqueue)
+    return job
+
+
+def _judge_lines(config: DemoConfig, state: DemoState) -> None:
+    state.lines.append(f"judge: {_judge_config(config).label}, both orders of every comparison")
 
 
 def _judged(config: DemoConfig) -> bool:
     return JudgeJob.objects.filter(study__name=config.study, config__name=config.judge, status="done").exists()
+
+
+# --- the chain of jobs, as a workflow (core/workflows.py) ------------------------------------------
+#
+# From the curation to the judge, the demo is one workflow: each link is quick work done where the
+# workflow advances (curate, register, open the study) or a job started or joined there (train,
+# generate, judge). On the embedded default the demo's own process advances it and runs each job
+# here (no worker); with DEMO_USE_WORKERS=1 the workers carry it from one job's end to the next,
+# and the demo's stages only follow. /workflows/ shows where it stands either way.
+
+DEMO_WORKFLOW = "demo"
+DEMO_SUBJECT = 1  # one demo per site
+
+
+@dataclass(frozen=True)
+class Link:
+    name: str
+    kind: str  # its key in STAGE_SECONDS
+    is_done: Callable[[], bool]
+    work: Callable[[], None] | None = None  # quick work, done where the workflow advances
+    start: Callable[[bool], jobs.Job | None] | None = None  # (enqueue) -> its job; None: not yet
+    waiting_for: str = ""  # why start gave none
+    report: Callable[[DemoState], None] = lambda state: None  # lines for the demo's summary
+
+
+def chain(config: DemoConfig) -> list[Link]:
+    links = [
+        Link(
+            f"curate {config.train_file.name} into dataset {config.dataset}",
+            "curate",
+            lambda: _curated(config),
+            work=lambda: _curate(config),
+        ),
+        Link(
+            f"fine-tune {config.base} with {config.recipe}",
+            "train",
+            lambda: _trained(config),
+            start=lambda enqueue: _train(config, enqueue),
+        ),
+        Link(
+            f"register the last checkpoint as candidate {config.candidate}",
+            "register",
+            lambda: _registered(config),
+            work=lambda: _register(config),
+            report=lambda state: _registered_lines(config, state),
+        ),
+    ]
+    if config.openai_baselines:
+        links.append(
+            Link(
+                "register the OpenAI-compatible baselines",
+                "",
+                lambda: _openai_registered(config),
+                work=lambda: _openai_baselines(config),
+            )
+        )
+    for name in [config.candidate, *config.baselines()]:
+        links.append(
+            Link(
+                f"generate {config.test_set} with {name}",
+                "generate",
+                _generated(config, name),
+                start=_generate(config, name),
+            )
+        )
+    links += [
+        Link(
+            f"open study {config.study}",
+            "study",
+            lambda: _study_open(config),
+            work=lambda: _study(config),
+            report=lambda state: _study_lines(config, state),
+        ),
+        Link(
+            f"judge study {config.study} with {config.judge}",
+            "judge",
+            lambda: _judged(config),
+            start=lambda enqueue: _judge(config, enqueue),
+            waiting_for="the local judge's server, which the demo starts",
+            report=lambda state: _judge_lines(config, state),
+        ),
+    ]
+    return links
+
+
+class DemoPipeline:
+    """The demo's chain as a workflow kind: the first link not done is done now (quick work) or
+    has its job started or joined; the links after it wait."""
+
+    name = DEMO_WORKFLOW
+
+    def title(self, subject_id: int) -> str:
+        return "the demo: curate, fine-tune, answer, open the study, judge"
+
+    def link(self, subject_id: int) -> str:
+        return reverse("dashboard:index")
+
+    def advance(self, workflow: Workflow, enqueue: bool, retry: bool) -> list[Step]:
+        config = DemoConfig.from_params(workflow.params)
+        before = {step.name: step for step in workflows.steps_of(workflow)}
+        steps: list[Step] = []
+        for link in chain(config):
+            if steps and steps[-1].state != "done":
+                steps.append(Step(link.name, "waiting"))
+            elif link.is_done():  # the job that did it, as the last advance recorded it
+                steps.append(Step(link.name, "done", before[link.name].job if link.name in before else ""))
+            elif link.work is not None:
+                link.work()
+                steps.append(Step(link.name, "done"))
+            else:
+                steps.append(self._job_step(link, before.get(link.name), enqueue, retry))
+        return steps
+
+    @staticmethod
+    def _job_step(link: Link, before: Step | None, enqueue: bool, retry: bool) -> Step:
+        if before is not None and before.job and not retry:
+            ended = jobs.find_job(*before.job_ref())
+            if ended is not None and ended.status == jobs.JobStatus.DONE:
+                # its job finished without doing the link's work (answers with errors): say so
+                # rather than start it again and again; running the demo again retries
+                return Step(link.name, "failed", before.job, f"{ended} finished, but the step is not done")
+        assert link.start is not None
+        job = link.start(enqueue)
+        return Step.of_job(link.name, job, detail="" if job else f"waiting for {link.waiting_for}")
+
+
+workflows.register(DemoPipeline())
+
+
+def _through_workflow(config: DemoConfig, link: Link) -> Callable[[DemoState], None]:
+    """A link as a stage of `make demo`: the workflow advanced until this link is done, its job
+    run here (the embedded default) or followed on the workers (DEMO_USE_WORKERS=1)."""
+
+    def run(state: DemoState) -> None:
+        server = None
+        try:
+            # this run's settings, before anything advances it
+            Workflow.objects.filter(kind=DEMO_WORKFLOW, subject_id=DEMO_SUBJECT).update(params=config.to_params())
+            flow = workflows.start(
+                DEMO_WORKFLOW, DEMO_SUBJECT, by_workers=config.use_workers, retry=True, params=config.to_params()
+            )
+            while True:
+                step = next(s for s in workflows.steps_of(flow) if s.name == link.name)
+                if step.state == "done":
+                    break
+                if flow.status == Workflow.Status.FAILED:
+                    raise RuntimeError(flow.error)
+                if step.job:
+                    job = jobs.find_job(*step.job_ref())
+                    if job is not None:
+                        _run_job(job, config)
+                elif link.kind == "judge" and server is None and _judge_config(config).is_local:
+                    server = start_local_judge()
+                else:
+                    time.sleep(1.0)  # an earlier link still running elsewhere
+                flow = workflows.advance(flow.pk)
+        finally:
+            if server is not None:
+                os.killpg(server.pid, signal.SIGTERM)
+                server.wait(30)
+        link.report(state)
+
+    return run
 
 
 def _annotators(config: DemoConfig, state: DemoState) -> None:
@@ -387,54 +581,16 @@ def demo_stages(config: DemoConfig | None = None) -> list[Stage]:
         Stage("migrate the database", _migrate, _migrated, "migrate"),
         Stage("load the shipped prompt sets and register the bundled model", _seed, _seeded, "seed"),
         Stage("create the staff user", _staff, _staff_exists, "staff"),
-        Stage(
-            f"curate {config.train_file.name} into dataset {config.dataset}",
-            lambda s: _curate(config, s),
-            lambda: _curated(config),
-            "curate",
-        ),
-        Stage(
-            f"fine-tune {config.base} with {config.recipe}",
-            lambda s: _train(config, s),
-            lambda: _trained(config),
-            "train",
-        ),
-        Stage(
-            f"register the last checkpoint as candidate {config.candidate}",
-            lambda s: _register(config, s),
-            lambda: _registered(config),
-            "register",
-        ),
     ]
-    if config.openai_baselines:
-        stages.append(
-            Stage(
-                "register the OpenAI-compatible baselines",
-                lambda s: _openai_baselines(config, s),
-                lambda: _openai_registered(config),
-            )
-        )
-    for name in [config.candidate, *config.baselines()]:
-        stages.append(
-            Stage(
-                f"generate {config.test_set} with {name}", _generate(config, name), _generated(config, name), "generate"
-            )
-        )
-    stages += [
-        Stage(f"open study {config.study}", lambda s: _study(config, s), lambda: _study_open(config), "study"),
-        Stage(
-            f"judge study {config.study} with {config.judge}",
-            lambda s: _judge(config, s),
-            lambda: _judged(config),
-            "judge",
-        ),
+    stages += [Stage(link.name, _through_workflow(config, link), link.is_done, link.kind) for link in chain(config)]
+    stages.append(
         Stage(
             "create demo annotator accounts",
             lambda s: _annotators(config, s),
             lambda: _annotators_exist(config),
             "annotators",
-        ),
-    ]
+        )
+    )
     return stages
 
 
