@@ -118,6 +118,10 @@ def test_the_demo_pipeline_runs_on_the_embedded_default_and_a_second_run_skips_i
         assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
         second = manage(env, "demo", "--no-serve", timeout=300)
     assert "judge study demo with stub: done in" in first.stdout
+    # the quick links the workflow did on its way are told as done, and their lines are in the summary
+    assert "register the last checkpoint as candidate tiny-lima-mini: done on the way" in first.stdout
+    assert "candidate: tiny-lima-mini (epoch 1 of run 1)" in first.stdout
+    assert "study: demo, 3 comparisons" in first.stdout
     assert "annotator: demo-annotator-1 / " in first.stdout and "staff login: admin / " in first.stdout
     assert "training #1" in first.stderr and "100%" in first.stderr  # the progress bars
     assert second.returncode == 0 and "done in" not in second.stdout

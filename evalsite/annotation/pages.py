@@ -11,9 +11,9 @@ from django.shortcuts import render
 from django.utils.safestring import mark_safe
 
 from evalsite.annotation import claims
-from evalsite.annotation import rating as ratings
 from evalsite.annotation.answers import mark_shown
-from evalsite.annotation.models import Assignment, HumanJudgment, HumanRating, Study
+from evalsite.annotation.kinds import study_kind
+from evalsite.annotation.models import Assignment, Study
 from evalsite.core.paper import LIMA_CHOICES
 
 
@@ -22,14 +22,9 @@ def progress_for(study: Study, user, done: int | None = None, left: int | None =
     definition, claims.left_for; a rating study: the items they may still grade). ``done`` and
     ``left`` when the claim that brought the page counted them already (PostgreSQL's one claim
     statement)."""
-    if study.kind == Study.Kind.RATING:
-        done = HumanRating.objects.filter(item__study=study, annotator=user).count()
-        left = ratings.left_for(study, user)
-    else:
-        if done is None:
-            done = HumanJudgment.objects.filter(comparison__study=study, annotator=user).count()
-        if left is None:
-            left = claims.left_for(study, user)
+    if done is None or left is None:
+        counted = study_kind(study).progress(study, user)
+        done, left = counted[0] if done is None else done, counted[1] if left is None else left
     total = done + left
     return {
         "done": done,

@@ -26,7 +26,8 @@ from evalsite.annotation.forms import (
     first_error,
 )
 from evalsite.annotation.gold import gold_sources
-from evalsite.annotation.models import Assignment, Comparison, HumanRating, RatingItem, Study
+from evalsite.annotation.kinds import study_kind
+from evalsite.annotation.models import Assignment, Comparison, RatingItem, Study
 from evalsite.annotation.pages import STUDY_PAGE_PARTS, progress_for, render_item
 from evalsite.annotation.quality import annotator_quality, study_agreement
 from evalsite.annotation.studies import StudyError, create_study, missing_responses, set_excluded, start_study
@@ -49,8 +50,8 @@ def next_item(request, name: str):
     if crowd_token := request.session.get("crowd_token"):  # a crowd participant: quota and screening
         return redirect("crowd:next", token=crowd_token)
     study = get_object_or_404(Study, name=name, annotators=request.user)
-    if study.kind == Study.Kind.RATING:
-        return redirect("annotation:rate", name=study.name)
+    if (page := study_kind(study).page) != "annotation:next":  # a rating study: its own page
+        return redirect(page, name=study.name)
     try:
         assignment = claims.claim_next(study, request.user, member_checked=True)
     except StudyError as exc:
@@ -241,11 +242,8 @@ def study_detail(request, name: str):
     }
     context["gold_degraded"] = context["gold_sources"]["degraded copies"]
     context["gold_sources_text"] = " · ".join(f"{n} {what}" for what, n in context["gold_sources"].items() if n)
-    if study.kind == Study.Kind.RATING:
-        context["rating_counts"] = {
-            "items": study.rating_items.count(),
-            "grades": HumanRating.objects.filter(item__study=study).count(),
-        }
+    if counts := study_kind(study).counts:
+        context["rating_counts"] = counts(study)
     for part in STUDY_PAGE_PARTS:
         context.update(part(request, study))
     return render(request, "annotation/study.html", context)
@@ -257,8 +255,7 @@ def study_start(request, name: str):
     study = get_object_or_404(Study, name=name)
     try:
         n = start_study(study)
-        what = "responses to grade" if study.kind == Study.Kind.RATING else "comparisons"
-        messages.success(request, f"study opened with {n} {what}")
+        messages.success(request, f"study opened with {n} {study_kind(study).items}")
     except StudyError as exc:
         messages.error(request, str(exc))
     return redirect("annotation:study", name=name)

@@ -20,6 +20,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from evalsite.annotation.kinds import study_kind
 from evalsite.annotation.models import Comparison, HumanJudgment, Study
 from evalsite.annotation.quality import faster_than_reading, with_page_chars
 from evalsite.annotation.studies import set_excluded
@@ -53,7 +54,7 @@ def create_link(
         raise CrowdError(f"platform must be one of {', '.join(PLATFORMS)}")
     if study.status != Study.Status.OPEN:
         raise CrowdError(f"study {study.name} is {study.status}: start it before making its crowd link")
-    if study.kind != Study.Kind.PAIRWISE:
+    if not study_kind(study).pairs:
         raise CrowdError(f"study {study.name} is a {study.kind} study: crowd links serve pairwise studies")
     if quota < 1:
         raise CrowdError("quota must be at least 1 item")

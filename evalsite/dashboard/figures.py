@@ -15,6 +15,7 @@ from typing import IO, Any
 
 from django.http import HttpResponse
 
+from evalsite.annotation.kinds import study_kind
 from evalsite.annotation.models import Study
 from evalsite.core.charts import means_with_intervals, stacked_bars
 from evalsite.core.figures import Chart, Figure, GradedRow, graded_chart, register
@@ -196,7 +197,7 @@ def study_chart(built: StudyFigures, key: str, **svg_links: Any) -> Chart | None
 
 def _pairwise(key: str) -> Callable[..., Chart | None]:
     def draw(study: Study, paper: bool = True) -> Chart | None:
-        if study.kind != Study.Kind.PAIRWISE:
+        if not study_kind(study).pairs:
             return None
         return study_chart(build(study, paper=paper, details=False), key)
 
@@ -215,7 +216,7 @@ def figure_3_chart(study: Study, result: dict, paper: bool = True) -> Chart:
 
 
 def _figure_3(study: Study, paper: bool = True) -> Chart | None:
-    if study.kind != Study.Kind.RATING:
+    if study_kind(study).figures != "rating study":
         return None
     result = ratings.figure_3(study)
     return figure_3_chart(study, result, paper) if result["rows"] else None

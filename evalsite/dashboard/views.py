@@ -8,10 +8,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.safestring import mark_safe
 
+from evalsite.annotation.kinds import study_kind
 from evalsite.annotation.models import Study
 from evalsite.catalog.models import PromptSet, System
 from evalsite.core.decorators import staff_required
-from evalsite.core.figures import FIGURES, Chart
+from evalsite.core.figures import FIGURES, Chart, for_subject
 from evalsite.dashboard import data, figures, ratings
 from evalsite.dashboard.png import PngUnavailable, svg_to_png
 from evalsite.judging.models import JudgeJob
@@ -79,9 +80,9 @@ def index(request):
 
 @staff_required
 def study(request, name: str):
-    rated = Study.objects.filter(name=name, kind=Study.Kind.RATING).select_related("candidate", "prompt_set").first()
-    if rated is not None:
-        return _rating_study(request, rated)
+    graded = _graded_study(name)
+    if graded is not None:
+        return _rating_study(request, graded)
     if request.GET.get("panel") == "agreement":  # the second request: the tables that scan every judgment
         built = _figures(request, name, details=True)
         result = {**built.result, "breakdowns": data.breakdowns(built.study, data.counting(built.rule))}
@@ -102,6 +103,12 @@ def study(request, name: str):
     return render(request, template, context)
 
 
+def _graded_study(name: str) -> Study | None:
+    """The study of this name when its items are not pairs (a rating study), else None."""
+    study = Study.objects.filter(name=name).select_related("candidate", "prompt_set").first()
+    return study if study is not None and not study_kind(study).pairs else None
+
+
 def _rating_study(request, study: Study):
     """Figure 3: people's Fail / Pass / Excellent shares with intervals, beside the judge's grades
     of the same responses and the paper's; agreement; the safe share on safety prompts."""
@@ -113,9 +120,12 @@ def _rating_study(request, study: Study):
 
 @staff_required
 def export(request, name: str, fmt: str):
-    rated = Study.objects.filter(name=name, kind=Study.Kind.RATING).select_related("candidate", "prompt_set").first()
-    if rated is not None:
-        return _export_chart(name, fmt, FIGURES["figure3"].draw(rated, paper=request.GET.get("paper", "1") == "1"))
+    graded = _graded_study(name)
+    if graded is not None:  # its figures from the registry: figure3.svg, .png, .csv, .json
+        key = fmt.partition(".")[0] if "." in fmt else None
+        figure = next((f for f in for_subject(study_kind(graded).figures) if key in (None, f.key)), None)
+        chart = figure.draw(graded, paper=request.GET.get("paper", "1") == "1") if figure else None
+        return _export_chart(name, fmt, chart)
     built = _figures(request, name)
     if fmt == "json":
         return HttpResponse(built.json(), content_type="application/json")

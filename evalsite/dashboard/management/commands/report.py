@@ -5,6 +5,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.safestring import mark_safe
 
+from evalsite.annotation.kinds import study_kind
 from evalsite.annotation.models import Study
 from evalsite.dashboard import data, figures, ratings
 from evalsite.dashboard.png import PngUnavailable, svg_to_png
@@ -38,7 +39,7 @@ class Command(BaseCommand):
             raise CommandError(f"no study {opts['study']!r} (or no such judge job for it)") from None
         out = Path(opts["out"])
         out.mkdir(parents=True, exist_ok=True)
-        if study.kind == Study.Kind.RATING:
+        if not study_kind(study).pairs:  # a rating study: Figure 3
             self._rating_report(study, out, opts)
             return
         built = figures.build(study, opts["rule"], job, paper=not opts["no_paper"])

@@ -7,6 +7,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from evalsite.annotation.gold import add_labelled_gold, gold_sources
+from evalsite.annotation.kinds import study_kind
 from evalsite.annotation.models import Study
 from evalsite.annotation.studies import StudyError
 from evalsite.catalog.find import find_prompt_set
@@ -34,7 +35,7 @@ class Command(BaseCommand):
     def handle(self, *args, **opts):
         try:
             study = by_name(Study, opts["study"], CannotStart, "make one with manage.py create_study")
-            if study.kind != Study.Kind.PAIRWISE:
+            if not study_kind(study).pairs:
                 raise StudyError(f"study {study.name} is a {study.kind} study: gold pairs are for pairwise studies")
             if opts["file"]:
                 added = add_labelled_gold(study, Path(opts["file"]))

@@ -1,0 +1,64 @@
+"""What differs between the two kinds of study, one object each (as judging/rating_kinds.py does
+for the judge's rating kinds), so that code asks what a study's kind can do instead of testing
+``study.kind`` where it happens to need it:
+
+- pairwise (the paper's Figures 1 and 2): a candidate against baselines, people pick A, B or
+  neither, one comparison at a time;
+- rating (Figure 3): the candidate's answers graded Excellent / Pass / Fail, one at a time.
+
+Adding a kind: a ``Study.Kind`` value, how its items are made (studies.start_study) and answered,
+and one ``StudyKind`` here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.contrib.auth.models import User
+
+from evalsite.annotation import claims, rating
+from evalsite.annotation.models import HumanJudgment, HumanRating, Study
+
+
+@dataclass(frozen=True)
+class StudyKind:
+    value: str
+    items: str  # what people answer, plural: "comparisons", "responses to grade"
+    page: str  # the annotator's page: a URL name that takes the study's name
+    figures: str  # the subject its figures are drawn for (core.figures.SUBJECTS)
+    pairs: bool  # its items are pairs: crowd links, gold pairs and judge jobs serve it
+    progress: Callable[[Study, User], tuple[int, int]]  # (done, left) of one annotator
+    counts: Callable[[Study], dict[str, int]] | None = None  # extra counts for the staff's study page
+
+
+def _pairwise_progress(study: Study, user: User) -> tuple[int, int]:
+    done = HumanJudgment.objects.filter(comparison__study=study, annotator=user).count()
+    return done, claims.left_for(study, user)
+
+
+def _rating_progress(study: Study, user: User) -> tuple[int, int]:
+    return HumanRating.objects.filter(item__study=study, annotator=user).count(), rating.left_for(study, user)
+
+
+def _rating_counts(study: Study) -> dict[str, int]:
+    return {"items": study.rating_items.count(), "grades": HumanRating.objects.filter(item__study=study).count()}
+
+
+KINDS: dict[str, StudyKind] = {
+    Study.Kind.PAIRWISE: StudyKind(
+        Study.Kind.PAIRWISE, "comparisons", "annotation:next", "study", True, _pairwise_progress
+    ),
+    Study.Kind.RATING: StudyKind(
+        Study.Kind.RATING,
+        "responses to grade",
+        "annotation:rate",
+        "rating study",
+        False,
+        _rating_progress,
+        _rating_counts,
+    ),
+}
+
+
+def study_kind(study: Study) -> StudyKind:
+    return KINDS[study.kind]
