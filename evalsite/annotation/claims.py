@@ -7,7 +7,8 @@ slot with a conditional UPDATE, record the claim, load the page; five round trip
 PostgreSQL one statement that does all of it (CLAIM_IN_ONE_STATEMENT). SQLite cannot run that
 statement (no INSERT or UPDATE inside WITH, no FOR UPDATE SKIP LOCKED), so one implementation for
 both databases would be the portable one; the one statement is kept because it halves the web
-server's CPU per annotator cycle on PostgreSQL (bench/annotation_profile.py: 7.3 ms vs 13.8 ms,
+server's CPU per annotator cycle on PostgreSQL (bench/annotation_profile.py, the two alternated in
+one run: 8.4 ms vs 20.3 ms, 0.41, on 2026-12-07; 7.3 vs 13.8 ms, 0.53, the run before;
 bench/results/annotation-profile.json), and tests run both paths on PostgreSQL."""
 
 from __future__ import annotations
