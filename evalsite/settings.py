@@ -143,7 +143,10 @@ READING_WORDS_PER_MINUTE = env.float("READING_WORDS_PER_MINUTE", default=600.0)
 # can make up well-formed platform ids; `crowd reconcile` checks them against the platform)
 CROWD_NEW_PARTICIPANTS_PER_ADDRESS = env.int("CROWD_NEW_PARTICIPANTS_PER_ADDRESS", default=10)
 CROWD_ARRIVAL_WINDOW_SECONDS = env.int("CROWD_ARRIVAL_WINDOW_SECONDS", default=3600)
-SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000")
+# where people reach the site: the base of every printed or mailed link (one-time logins, crowd
+# links); unset, the demo's address (DEMO_PORT, 8000 by default; `manage.py demo --port` too)
+DEMO_PORT = env.int("DEMO_PORT", default=8000)
+SITE_URL = env.str("SITE_URL", default=f"http://127.0.0.1:{DEMO_PORT}")
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

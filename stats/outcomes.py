@@ -12,9 +12,9 @@ bootstrap used before collapsed to zero width at extreme shares (29 safe of 30 s
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypedDict
+from typing import TypedDict, TypeVar
 
 import numpy as np
 
@@ -22,6 +22,7 @@ from stats.intervals import share_interval
 
 WIN, LOSS, TIE = "candidate", "baseline", "tie"
 Pattern = tuple[int, int, int]  # (candidate votes, baseline votes, tie votes)
+K = TypeVar("K", bound=Hashable)
 
 
 def majority(pattern: Pattern) -> str:
@@ -170,6 +171,108 @@ def fleiss_from_patterns(patterns: Mapping[Pattern, int]) -> float | None:
     p_bar = per_item / items
     p_e = float(((cat / totals) ** 2).sum())
     return None if p_e == 1 else (p_bar - p_e) / (1 - p_e)
+
+
+JudgePattern = tuple[int, int, int, str]  # a comparison's people's votes (as Pattern) and the judge's outcome
+
+
+def judge_kappa_from_patterns(patterns: Mapping[JudgePattern, int]) -> float | None:
+    """Cohen's kappa between each person's vote and the judge's outcome on the same comparison
+    (every vote a pair with the judge), from (candidate, baseline, tie votes, judge outcome) counts."""
+    confusion: Counter = Counter()
+    for (c, b, t, judge), count in patterns.items():
+        for human, votes in ((WIN, c), (LOSS, b), (TIE, t)):
+            confusion[(human, judge)] += votes * count
+    labels = [WIN, TIE, LOSS]
+    total = sum(confusion.values())
+    if not total:
+        return None
+    observed = sum(confusion[(x, x)] for x in labels) / total
+    expected = (
+        sum(sum(confusion[(x, y)] for y in labels) * sum(confusion[(y, x)] for y in labels) for x in labels) / total**2
+    )
+    return (observed - expected) / (1 - expected) if expected < 1 else None
+
+
+def cluster_bootstrap(
+    statistic: Callable[[Mapping[K, int]], float | None],
+    counts: Mapping[K, int],
+    draws: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float] | None:
+    """A percentile interval for ``statistic`` over comparisons resampled with replacement, the
+    comparisons given as counts per kind (their vote pattern, with the judge's outcome): each draw
+    is a multinomial of the same total over the kinds, so the votes of one comparison move together
+    (they are not independent pairs). Seeded: the same rows give the same interval. None under two
+    comparisons, or when the statistic is undefined in more than 5% of the draws."""
+    drawn = _resampled(counts, draws, seed)
+    if drawn is None:
+        return None
+    keys, samples = drawn
+    values = [statistic({k: int(c) for k, c in zip(keys, sample, strict=True) if c}) for sample in samples]
+    return _percentiles(np.array([np.nan if v is None else v for v in values], dtype=float), draws, level)
+
+
+def _resampled(counts: Mapping[K, int], draws: int, seed: int) -> tuple[list[K], np.ndarray] | None:
+    """The kinds, and ``draws`` multinomial resamples of the comparisons' counts per kind."""
+    keys = list(counts)
+    n = sum(counts.values())
+    if n < 2:
+        return None
+    p = np.array([counts[k] for k in keys], dtype=float) / n
+    return keys, np.random.default_rng(seed).multinomial(n, p, size=draws)
+
+
+def _percentiles(values: np.ndarray, draws: int, level: float) -> tuple[float, float] | None:
+    values = values[np.isfinite(values)]
+    if len(values) < 0.95 * draws:
+        return None
+    low, high = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])
+    return float(low), float(high)
+
+
+def fleiss_interval(
+    patterns: Mapping[Pattern, int], draws: int = 2000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float] | None:
+    """cluster_bootstrap(fleiss_from_patterns, ...), the draws computed at once (numpy): the
+    dashboard shows it on every load."""
+    drawn = _resampled({k: n for k, n in patterns.items() if sum(k) >= 2}, draws, seed)
+    if drawn is None:
+        return None
+    keys, samples = drawn
+    votes = np.array(keys, dtype=float)  # kinds x (candidate, baseline, tie)
+    per_kind = votes.sum(1)
+    agreement = (votes * (votes - 1)).sum(1) / (per_kind * (per_kind - 1))
+    items = samples.sum(1)
+    p_bar = samples @ agreement / items
+    shares = (samples @ votes) / (samples @ per_kind)[:, None]
+    p_e = (shares**2).sum(1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kappa = np.where(p_e < 1, (p_bar - p_e) / (1 - p_e), np.nan)
+    return _percentiles(kappa, draws, level)
+
+
+def judge_kappa_interval(
+    patterns: Mapping[JudgePattern, int], draws: int = 2000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float] | None:
+    """cluster_bootstrap(judge_kappa_from_patterns, ...), the draws computed at once (numpy)."""
+    drawn = _resampled(patterns, draws, seed)
+    if drawn is None:
+        return None
+    keys, samples = drawn
+    labels = [WIN, TIE, LOSS]
+    cells = np.zeros((len(keys), 9))  # each kind's votes in the (person, judge) confusion, flattened
+    for row, (c, b, t, judge) in enumerate(keys):
+        for human, votes in ((WIN, c), (LOSS, b), (TIE, t)):
+            cells[row, labels.index(human) * 3 + labels.index(judge)] += votes
+    confusion = (samples @ cells).reshape(-1, 3, 3)
+    total = confusion.sum((1, 2))
+    observed = np.trace(confusion, axis1=1, axis2=2) / total
+    expected = (confusion.sum(2) * confusion.sum(1)).sum(1) / total**2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kappa = np.where((total > 0) & (expected < 1), (observed - expected) / (1 - expected), np.nan)
+    return _percentiles(kappa, draws, level)
 
 
 def bradley_terry(wins: Mapping[tuple[str, str], float], iterations: int = 500, tol: float = 1e-10) -> dict[str, float]:

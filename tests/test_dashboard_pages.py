@@ -66,7 +66,9 @@ def test_the_page_shows_the_figures_with_the_papers_numbers(staff_client):
     assert "<td>alpaca-65b</td><td>4</td>" in html and "25%" in html and "75%" in html
     assert "crowd-crowd 82%" in html
     panel = staff_client.get(f"/dashboard/{study.name}/?job={job.pk}&panel=agreement").content.decode()
-    assert "<td>ann0</td><td>8</td><td>0.938</td>" in panel and "Person-judge (gpt-4)" in panel
+    assert "<td>ann0</td><td>8</td><td>0.938</td>" in panel
+    judge_line = BeautifulSoup(panel, "html.parser").select_one("#judge-kappa").get_text(" ", strip=True)
+    assert judge_line.startswith("People with gpt-4: Cohen's kappa")
     fragment = staff_client.get(f"/dashboard/{study.name}/?job={job.pk}&fragment=1").content.decode()
     assert "<html" not in fragment and "Figure 1" in fragment
 

@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
+import subprocess
+import sys
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
@@ -242,3 +246,34 @@ def test_on_a_fresh_machine_a_check_that_needs_tables_counts_as_to_do_in_the_est
     minutes = (STAGE_SECONDS["migrate"] + STAGE_SECONDS["train"]) / 60
     assert printed[0].startswith(f"about {minutes:.0f} min to go")
     assert printed[-1].startswith("[2/2] seed: done in")
+
+
+SHOW_SITE_URL = "from django.conf import settings; print(settings.SITE_URL)"
+
+
+@pytest.mark.django_db
+def test_printed_links_point_where_the_demo_serves(monkeypatch, settings):
+    from evalsite.pipeline.management.commands.demo import serves_at
+    from evalsite.pipeline.stages import fresh_logins
+
+    # DEMO_PORT alone: the site's address follows it
+    env = {key: value for key, value in os.environ.items() if key != "SITE_URL"} | {"DEMO_PORT": "8123"}
+    root = Path(__file__).resolve().parent.parent
+    shown = subprocess.run(
+        [sys.executable, "manage.py", "shell", "--no-imports", "-c", SHOW_SITE_URL],
+        cwd=root, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert shown.stdout.split()[-1] == "http://127.0.0.1:8123", shown.stderr
+    # `demo --port`: the one-time links it prints, and the ones its server and worker make
+    User.objects.create_superuser("admin", "admin@example.org", "first-run-password-1")
+    monkeypatch.delenv("SITE_URL", raising=False)
+    serves_at("0.0.0.0", 8124)
+    [line] = fresh_logins()
+    assert "one-time: http://127.0.0.1:8124/annotate/login/" in line
+    assert os.environ["SITE_URL"] == "http://127.0.0.1:8124", "inherited by the web server and the worker"
+    # where SITE_URL says where people reach the site, it is what every link says
+    monkeypatch.setenv("SITE_URL", "https://eval.example.org")
+    settings.SITE_URL = "https://eval.example.org"
+    serves_at("127.0.0.1", 8125)
+    [line] = fresh_logins()
+    assert "one-time: https://eval.example.org/annotate/login/" in line

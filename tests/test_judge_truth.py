@@ -31,6 +31,7 @@ from evalsite.judging.runner import answers_in_order
 from generation.hf_local import HFLocalBackend
 from generation.server import make_server
 from stats.judge import Probabilities, combine, label_probabilities
+from tests.annotation_fixtures import make_study, vote
 from tests.judge_fixtures import PRICE, fair_judge, first_position_judge, judge_config, judged_study
 from tests.openai_stub import OpenAIStub
 from tests.tiny_models import save_tiny
@@ -144,6 +145,30 @@ def test_a_position_biased_judge_gets_a_warning_with_its_numbers(staff_client):
     page = BeautifulSoup(staff_client.get(f"/judge/jobs/{job.pk}/").content, "html.parser")
     assert len(page.select(".judge-warnings li")) == 3
     assert page.select_one("td.spent").get_text().startswith("0.0000")
+
+
+def test_a_judge_no_better_than_chance_is_flagged_in_the_agreement_card_not_flattered(staff_client):
+    """The demo's case: a judge whose two orders never agree counts every comparison as a tie. Its
+    raw agreement with people who always pick a side is 0.5 (a tie against a side scores half), a
+    number beside the paper's 78% that looks like something; chance-corrected it is 0, and the card
+    says so before any number."""
+    study, (ann, _) = make_study(n_prompts=12, baselines=("alpaca-65b",), overlap=1)
+    for i, comparison in enumerate(Comparison.objects.filter(study=study, is_gold=False).order_by("pk")):
+        vote(ann, comparison, "a" if i % 3 else "b")
+    with OpenAIStub(responder=first_position_judge) as stub:
+        job = run_job(study, judge_config(stub))
+    panel = BeautifulSoup(
+        staff_client.get(f"/dashboard/{study.name}/?job={job.pk}&panel=agreement").content, "html.parser"
+    )
+    flags = [li.get_text(" ", strip=True) for li in panel.select(".agreement-flags li")]
+    assert flags[0].startswith("gpt-4 agrees with the people little beyond chance: Cohen's kappa 0.00")
+    assert "over 12 comparisons" in flags[0]
+    assert any(flag.startswith("The judge's two orders agreed on 0% of 12 comparisons") for flag in flags[1:])
+    line = panel.select_one("#judge-kappa").get_text(" ", strip=True)
+    assert line.startswith("People with gpt-4: Cohen's kappa 0.00")
+    assert "raw agreement (tie-discounted accuracy) 0.50" in line
+    page = BeautifulSoup(staff_client.get(f"/dashboard/{study.name}/?job={job.pk}").content, "html.parser")
+    assert "raw agreement only" in page.select_one("#paper-agreement").get_text(), "the paper's 78% is a raw share"
 
 
 # -- the cache, the books ---------------------------------------------------------------------------

@@ -60,3 +60,60 @@ def test_pairwise_agreement_overall_and_per_pair():
     assert result["tie_discounted_accuracy"] == pytest.approx(2.0 / 4)
     assert result["per_pair"][("ann", "bob")]["n"] == 2
     assert result["per_pair"][("ann", "bob")]["tie_discounted_accuracy"] == 0.5
+
+
+def test_the_judges_kappa_and_its_interval_agree_with_statsmodels_where_every_vote_is_its_own_comparison():
+    """One vote per comparison (overlap 1): the pairs are independent, so the comparisons' bootstrap
+    should land near statsmodels' asymptotic interval, and the kappa is the same number."""
+    import numpy as np
+    from statsmodels.stats.inter_rater import cohens_kappa as reference
+
+    from stats.outcomes import LOSS, TIE, WIN, cluster_bootstrap, judge_kappa_from_patterns
+
+    labels = [WIN, TIE, LOSS]  # rows: the person's vote; columns: the judge's outcome
+    table = np.array([[40, 10, 5], [8, 30, 7], [6, 9, 35]])
+    vote_of = {WIN: (1, 0, 0), TIE: (0, 0, 1), LOSS: (0, 1, 0)}
+    patterns = {(*vote_of[h], j): int(table[r, c]) for r, h in enumerate(labels) for c, j in enumerate(labels)}
+    expected = reference(table)
+    assert judge_kappa_from_patterns(patterns) == pytest.approx(expected.kappa)
+    low, high = cluster_bootstrap(judge_kappa_from_patterns, patterns)
+    assert low == pytest.approx(expected.kappa_low, abs=0.03) and high == pytest.approx(expected.kappa_upp, abs=0.03)
+
+
+def test_a_comparisons_votes_move_together_in_the_bootstrap():
+    """Two votes per comparison that always agree are one unit, not two independent pairs: the
+    interval over comparisons is the one of half as many pairs, wider than if each vote were a unit."""
+    from stats.outcomes import LOSS, WIN, cluster_bootstrap, judge_kappa_from_patterns
+
+    per_comparison = {(2, 0, 0, WIN): 30, (0, 2, 0, LOSS): 30, (2, 0, 0, LOSS): 10, (0, 2, 0, WIN): 10}
+    as_single_votes = {(1, 0, 0, WIN): 60, (0, 1, 0, LOSS): 60, (1, 0, 0, LOSS): 20, (0, 1, 0, WIN): 20}
+    assert judge_kappa_from_patterns(per_comparison) == pytest.approx(judge_kappa_from_patterns(as_single_votes))
+    clustered = cluster_bootstrap(judge_kappa_from_patterns, per_comparison)
+    naive = cluster_bootstrap(judge_kappa_from_patterns, as_single_votes)
+    assert clustered[1] - clustered[0] > 1.3 * (naive[1] - naive[0])
+    assert cluster_bootstrap(judge_kappa_from_patterns, {(1, 0, 0, WIN): 1}) is None, "one comparison: no interval"
+
+
+def test_the_dashboards_vectorised_intervals_are_the_plain_bootstrap():
+    from stats.outcomes import (
+        cluster_bootstrap,
+        fleiss_from_patterns,
+        fleiss_interval,
+        judge_kappa_from_patterns,
+        judge_kappa_interval,
+    )
+
+    people = {
+        (c, b, t): 10 + 7 * c + 3 * b for c in range(4) for b in range(4) for t in range(4) if 2 <= c + b + t <= 3
+    }
+    assert fleiss_interval(people) == pytest.approx(cluster_bootstrap(fleiss_from_patterns, people))
+    judged = {
+        (c, b, t, j): 5 + 5 * c + 20 * (j == "tie")
+        for c in range(3)
+        for b in range(3)
+        for t in range(3)
+        if c + b + t == 2
+        for j in ("candidate", "baseline", "tie")
+    }
+    assert judge_kappa_interval(judged) == pytest.approx(cluster_bootstrap(judge_kappa_from_patterns, judged))
+    assert fleiss_interval({(1, 0, 0): 40}) is None, "one vote per comparison: no agreement between people"

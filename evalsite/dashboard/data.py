@@ -34,10 +34,14 @@ from stats.outcomes import (
     LOSS,
     TIE,
     WIN,
+    JudgePattern,
     Pattern,
     SharesDict,
     bradley_terry_from_counts,
     fleiss_from_patterns,
+    fleiss_interval,
+    judge_kappa_from_patterns,
+    judge_kappa_interval,
     shares_of_rows,
     tie_discounted_from_patterns,
     win_tie_loss,
@@ -125,6 +129,7 @@ def person_person(
         "tie_discounted_accuracy": accuracy,
         "pairs": pairs,
         "fleiss_kappa": fleiss_from_patterns(merged),
+        "fleiss_kappa_ci": fleiss_interval(merged),
         "per_annotator": None,
     }
     if per_annotator:
@@ -146,24 +151,48 @@ def annotator_agreement(study: Study) -> list[AnnotatorAgreement]:
 
 
 def person_judge(job: JudgeJob, study: Study) -> PersonJudge:
+    """Each person's vote against the judge's counted outcome on the same comparison: raw agreement
+    (tie-discounted, the paper's measure) and Cohen's kappa, chance-corrected, with a 95% interval
+    that resamples comparisons (a comparison's votes move together)."""
     score = n = 0.0
-    confusion: Counter = Counter()
+    patterns: dict[JudgePattern, int] = {}
     for c, b, t, judge, count in fetch_rows(PERSON_JUDGE, [job.pk]):
+        patterns[(int(c), int(b), int(t), judge)] = int(count)
         for human, votes in ((WIN, c), (LOSS, b), (TIE, t)):
-            confusion[(human, judge)] += votes * count
             score += votes * count * tie_discounted_score(human, judge)
             n += votes * count
-    labels = [WIN, TIE, LOSS]
-    total = sum(confusion.values())
-    kappa = None
-    if total:
-        observed = sum(confusion[(x, x)] for x in labels) / total
-        expected = (
-            sum(sum(confusion[(x, y)] for y in labels) * sum(confusion[(y, x)] for y in labels) for x in labels)
-            / total**2
-        )
-        kappa = (observed - expected) / (1 - expected) if expected < 1 else None
-    return {"tie_discounted_accuracy": score / n if n else None, "pairs": int(n), "cohen_kappa": kappa}
+    return {
+        "tie_discounted_accuracy": score / n if n else None,
+        "pairs": int(n),
+        "cohen_kappa": judge_kappa_from_patterns(patterns),
+        "cohen_kappa_ci": judge_kappa_interval(patterns),
+        "comparisons": sum(patterns.values()),
+    }
+
+
+KAPPA_SLIGHT = 0.2  # Landis and Koch's "slight" agreement: below it, little beyond chance
+
+
+def judge_flags(judge: JudgePanel | None) -> list[str]:
+    """What the agreement card says about the judge before any number: its agreement with the
+    people beyond chance (kappa, not the raw share, which a judge that always says "tie" or always
+    picks one side can make look good), and its own warnings (orders that disagree, position bias)."""
+    if not judge:
+        return []
+    flags = []
+    pj = judge.get("person_judge")
+    if pj is not None:
+        kappa, ci = pj["cohen_kappa"], pj["cohen_kappa_ci"]
+        label = judge.get("label", "the judge")
+        if kappa is None:
+            flags.append(f"{label} and the people share no counted comparison yet: its agreement is unknown.")
+        elif kappa < KAPPA_SLIGHT or (ci is not None and ci[0] <= 0):
+            interval = f" (95% interval {ci[0]:.2f} to {ci[1]:.2f})" if ci else ""
+            flags.append(
+                f"{label} agrees with the people little beyond chance: Cohen's kappa {kappa:.2f}{interval} over "
+                f"{pj['comparisons']} comparisons. Its raw agreement says little here; read Figure 2 with care."
+            )
+    return flags + list(judge.get("warnings") or [])
 
 
 OUTCOME_COLUMN = {WIN: 0, TIE: 1, LOSS: 2}

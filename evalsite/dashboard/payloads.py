@@ -61,16 +61,19 @@ class AnnotatorAgreement(TypedDict):
 
 
 class PersonPerson(TypedDict):
-    tie_discounted_accuracy: float | None  # the paper's measure (a tie against a side scores 0.5)
+    tie_discounted_accuracy: float | None  # raw: the paper's measure (a tie against a side scores 0.5)
     pairs: int
-    fleiss_kappa: float | None
+    fleiss_kappa: float | None  # chance-corrected (0: chance, 1: perfect)
+    fleiss_kappa_ci: Interval | None  # 95%, comparisons resampled
     per_annotator: list[AnnotatorAgreement] | None  # None: left for the page's second request
 
 
 class PersonJudge(TypedDict):
-    tie_discounted_accuracy: float | None
-    pairs: int
-    cohen_kappa: float | None
+    tie_discounted_accuracy: float | None  # raw
+    pairs: int  # (person's vote, judge's outcome) pairs
+    cohen_kappa: float | None  # chance-corrected
+    cohen_kappa_ci: Interval | None  # 95%, comparisons resampled
+    comparisons: int
 
 
 class StudyStatus(TypedDict):

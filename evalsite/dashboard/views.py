@@ -86,7 +86,9 @@ def study(request, name: str):
     if request.GET.get("panel") == "agreement":  # the second request: the tables that scan every judgment
         built = _figures(request, name, details=True)
         result = {**built.result, "breakdowns": data.breakdowns(built.study, data.counting(built.rule))}
-        return render(request, "dashboard/_agreement.html", {**result, "paper_agreement": data.PAPER_AGREEMENT})
+        flags = data.judge_flags(built.judge)
+        context = {**result, "paper_agreement": data.PAPER_AGREEMENT, "judge_flags": flags}
+        return render(request, "dashboard/_agreement.html", context)
     built = _figures(request, name, details=False)
     links = {"link": _drill_link(name), "judge_link": _drill_link(name, built.judge["job"] if built.judge else None)}
     svgs = {k: mark_safe(v) for k, v in built.svgs(**links).items()}  # noqa: S308 (escaped values)

@@ -530,8 +530,10 @@ def _through_workflow(config: DemoConfig, link: Link) -> Callable[[DemoState], N
                     job = jobs.find_job(*step.job_ref())
                     if job is not None:
                         _run_job(job, config)
-                elif link.kind == "judge" and server is None and _judge_config(config).is_local:
-                    server = start_local_judge()
+                elif link.kind == "judge" and _judge_config(config).is_local and server is None:
+                    server = start_local_judge()  # the link waits for it
+                elif server is not None and server.poll() is not None:
+                    raise RuntimeError("the local judge's server exited; see var/logs/local-judge.log")
                 else:
                     time.sleep(1.0)  # an earlier link still running elsewhere
                 flow = workflows.advance(flow.pk)

@@ -58,6 +58,7 @@ class Command(BaseCommand):
                 "figure1": mark_safe(svgs["figure1"]),  # noqa: S308 (the SVG is built from escaped values)
                 "figure2": mark_safe(svgs.get("figure2", "")),  # noqa: S308
                 "paper_agreement": data.PAPER_AGREEMENT,
+                "judge_flags": data.judge_flags(built.judge),
                 "generated": timezone.now(),
             },
         )

@@ -1,5 +1,6 @@
 import os
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from evalsite.pipeline.serve import serve
@@ -12,9 +13,10 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--no-serve", action="store_true", help="run the batch stages only")
         parser.add_argument("--host", default="127.0.0.1")
-        parser.add_argument("--port", type=int, default=int(os.environ.get("DEMO_PORT", "8000")))
+        parser.add_argument("--port", type=int, default=settings.DEMO_PORT, help="default: DEMO_PORT, else 8000")
 
     def handle(self, *args, **opts):
+        serves_at(opts["host"], opts["port"])
         try:
             state = run_stages(self.stdout.write)
         except StageFailed as exc:
@@ -31,3 +33,11 @@ class Command(BaseCommand):
         code = serve(opts["host"], opts["port"], self.stdout.write)
         if code:
             raise CommandError("the demo's server stopped")
+
+
+def serves_at(host: str, port: int) -> None:
+    """Unless SITE_URL says where people reach the site, the links the demo prints, and those its
+    web server and worker make (they inherit the environment), point where it serves."""
+    if "SITE_URL" not in os.environ:
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        os.environ["SITE_URL"] = settings.SITE_URL = f"http://{shown}:{port}"
