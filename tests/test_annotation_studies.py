@@ -510,6 +510,18 @@ def test_a_study_whose_candidate_is_cut_at_the_limit_far_more_often_is_warned_ab
         stdout=out,
     )
     assert "blinding: 14 of 20 answers of lima-65b were cut" in out.getvalue()
+    # and it travels with the study's numbers: in Figure 1 itself (the SVG, so the PNG and the
+    # report) and in `study status`
+    from bs4 import BeautifulSoup
+
+    from evalsite.dashboard import figures
+
+    second = Study.objects.get(name="second")
+    caption = BeautifulSoup(figures.build(second).svgs()["figure1"], "html.parser").select("g.notes text")
+    assert caption[0].get_text() == "Read with care:" and caption[1].get_text().startswith("14 of 20 answers of lima")
+    status = io.StringIO()
+    call_command("study", "status", "second", stdout=status)
+    assert "  14 of 20 answers of lima-65b were cut at the token limit" in status.getvalue()
 
 
 @pytest.mark.django_db

@@ -138,7 +138,18 @@ def test_a_position_biased_judge_gets_a_warning_with_its_numbers(staff_client):
     assert "The judge's two orders agreed on 0% of 4 comparisons" in warnings[0]
     assert "The first-shown answer won 8 of 8 decided verdicts: a strong position bias." in warnings
     assert "4 comparisons are not counted (orders disagree: 4)." in warnings
-    # the registry's Figure 2 carries them: its notes, and its CSV's leading # lines
+    # Figure 2 carries them wherever it goes: its SVG (and so the PNG drawn from it), the CSV's
+    # leading # lines, the JSON, the registry's chart
+    svg = BeautifulSoup(staff_client.get(f"/dashboard/{study.name}/export/figure2.svg").content, "html.parser")
+    caption = " ".join(t.get_text() for t in svg.select("g.notes text"))
+    assert "The first-shown answer won 8 of 8 decided verdicts: a strong position bias." in caption
+    lines = staff_client.get(f"/dashboard/{study.name}/export/csv").content.decode().splitlines()
+    notes = [line for line in lines if line.startswith("#")]
+    assert [line for line in notes if line.startswith("# note (Figure 2): ")] == [
+        f"# note (Figure 2): {w}" for w in warnings
+    ]
+    assert lines[: len(notes)] == notes and lines[len(notes)].startswith("figure,annotator,baseline")
+    assert staff_client.get(f"/dashboard/{study.name}/export/json").json()["notes"]["figure2"] == warnings
     chart = FIGURES["figure2"].draw(study)
     assert list(chart.notes) == warnings
     assert chart.csv().splitlines()[: len(warnings)] == [f"# note: {w}" for w in warnings]

@@ -8,10 +8,12 @@ name can close an attribute and open a script."""
 from __future__ import annotations
 
 import math
+import textwrap
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+NOTE_CHARS = 118  # a caption line's characters at 11 px across a bar figure's 780 px
 COLOURS = {"win": "#3f7d4e", "tie": "#b9bec8", "loss": "#b5483f"}
 PAPER_COLOURS = {"win": "#9cc5a5", "tie": "#dde0e5", "loss": "#e0a39d"}
 SVG_NS = "http://www.w3.org/2000/svg"
@@ -59,12 +61,16 @@ def stacked_bars(
     link=None,
     legend: list[str] | None = None,
     paper_title: str = "The paper (LIMA 65B, 300 prompts)",
+    notes: Sequence[str] = (),
 ) -> str:
-    """`link(baseline, outcome)` gives the drill-down address of a bar segment, if any."""
+    """`link(baseline, outcome)` gives the drill-down address of a bar segment, if any. ``notes``
+    (what a reader must know, as the page warns it) are drawn under the figure, so that every copy
+    of it (the SVG, the PNG drawn from it, the report) carries them."""
     label_w, bar_w, top = 170, 520, 54
     row_h = 58 if any(r.get("assisted") for r in rows) else 46
     extra = len(paper or {}) * 26 + (30 if paper else 0)
-    height = top + row_h * max(1, len(rows)) + 40 + extra
+    caption = [line for note in notes for line in textwrap.wrap(note, NOTE_CHARS)]
+    height = top + row_h * max(1, len(rows)) + 40 + extra + (24 + 15 * len(caption) if caption else 0)
     width = label_w + bar_w + 90
     root = svg(width, height, title)
     add(root, "text", title, x=0, y=18, font_size=16, font_weight=600)
@@ -147,6 +153,12 @@ def stacked_bars(
             add(root, "text", name, x=label_w - 8, y=y + 14, text_anchor="end", fill="#5b6475")
             bar(y, win / 100, tie / 100, loss / 100, PAPER_COLOURS, 18, False)
             add(root, "text", f"{win}/{tie}/{loss}", x=label_w + bar_w + 6, y=y + 14, fill="#5b6475", font_size=11)
+    if caption:
+        y0 = top + row_h * max(1, len(rows)) + 34 + extra
+        group = add(root, "g", class_="notes", fill="#b3261e", font_size=11)
+        add(group, "text", "Read with care:", x=0, y=y0, font_weight=600)
+        for k, line in enumerate(caption, start=1):
+            add(group, "text", line, x=0, y=y0 + 15 * k)
     return render(root)
 
 

@@ -7,6 +7,7 @@ rating job."""
 from __future__ import annotations
 
 import csv
+import functools
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import IO, Any
 
 from django.http import HttpResponse
 
+from evalsite.annotation.blinding import blinding_warnings
 from evalsite.annotation.kinds import study_kind
 from evalsite.annotation.models import Study
 from evalsite.core.charts import means_with_intervals, stacked_bars
@@ -96,6 +98,17 @@ class StudyFigures:
             rows += [_row("2 (judge)", self.judge["label"], r) for r in self.judge["figure"]]
         return rows
 
+    @functools.cached_property
+    def notes(self) -> dict[str, list[str]]:
+        """What a reader of each figure must know, as the page warns it, carried by every form of
+        the figure (its SVG and the PNG drawn from it, the CSV's leading # lines, the JSON, the
+        report): Figure 1, what could unblind the people (answers cut at the token limit, lengths);
+        Figure 2, the judge's warnings (orders that disagree, position bias, unreadable verdicts)."""
+        return {
+            "figure1": blinding_warnings(self.study),
+            "figure2": list(self.judge["warnings"]) if self.judge and self.judge.get("warnings") else [],
+        }
+
     def human_table(self) -> list[dict]:
         """Figure 1's rows: the table under it on the page and in the report."""
         return [row for row in self.table() if row["figure"] == "1 (human)"]
@@ -112,6 +125,7 @@ class StudyFigures:
                 candidate,
                 data.PAPER["human"] if self.paper else None,
                 link=link,
+                notes=self.notes["figure1"],
             )
         }
         if self.judge:
@@ -121,10 +135,15 @@ class StudyFigures:
                 candidate,
                 data.PAPER["gpt4"] if self.paper else None,
                 link=judge_link,
+                notes=self.notes["figure2"],
             )
         return figures
 
     def write_csv(self, handle: IO[str] | HttpResponse) -> None:
+        """The figures' table, led by their notes as # lines (pandas: ``read_csv(..., comment="#")``)."""
+        for key, notes in self.notes.items():
+            for note in notes:
+                handle.write(f"# note ({FIGURE_TITLES[key].split(':')[0]}): {note}\n")
         writer = csv.DictWriter(handle, fieldnames=TABLE_COLUMNS, lineterminator="\n")
         writer.writeheader()
         for row in self.table():
@@ -140,6 +159,7 @@ class StudyFigures:
             "study": self.study.name,
             "rule": self.rule,
             "figures": self.table(),
+            "notes": self.notes,
             "person_person": self.result["person_person"],
             "judge": None,
             "breakdowns": self.result.get("breakdowns") or data.breakdowns(self.study, data.counting(self.rule)),
@@ -190,7 +210,7 @@ def study_chart(built: StudyFigures, key: str, **svg_links: Any) -> Chart | None
     if key not in svgs:
         return None
     figure = "1 (human)" if key == "figure1" else "2 (judge)"
-    notes = tuple(built.judge["warnings"]) if key == "figure2" and built.judge else ()
+    notes = tuple(built.notes[key])
     rows = [row for row in built.table() if row["figure"] == figure]
     return Chart(key, FIGURE_TITLES[key], svgs[key], TABLE_COLUMNS, rows, notes)
 

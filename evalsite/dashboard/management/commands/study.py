@@ -2,12 +2,13 @@ import random
 
 from django.core.management.base import BaseCommand, CommandError
 
+from evalsite.annotation.blinding import blinding_warnings
 from evalsite.annotation.models import Study
 from evalsite.annotation.studies import StudyError, plan_sampling
 from evalsite.dashboard.estimates import study_status, uncertainty_by_comparison, usable
 from evalsite.dashboard.stopping import decide, set_target
 from evalsite.judging.models import JudgeJob
-from evalsite.judging.results import default_judge_job
+from evalsite.judging.results import default_judge_job, judge_summary
 
 
 class Command(BaseCommand):
@@ -102,6 +103,13 @@ class Command(BaseCommand):
             )
         elif s["target"]:
             self.stdout.write(f"not yet: about {s['more_votes']} more voted comparisons on the widest baseline")
+        # what the dashboard's figures carry, said here too: what could unblind the people, and the
+        # rule's judge's own warnings
+        caveats = blinding_warnings(study) + (judge_summary(s["judge"])["warnings"] if s["judge"] else [])
+        if caveats:
+            self.stdout.write(self.style.WARNING("read with care:"))
+            for caveat in caveats:
+                self.stdout.write(self.style.WARNING(f"  {caveat}"))
 
     def set_target(self, study: Study, text: str) -> None:
         if text == "none":
