@@ -12,6 +12,7 @@ admin.site.site_title = "LIMA-style evaluation"
 urlpatterns = [
     path("", dashboard_views.home, name="home"),
     path("healthz", core_views.healthz, name="healthz"),
+    path("favicon.ico", core_views.favicon, name="favicon"),
     path("workflows/", core_views.workflow_list, name="workflows"),
     path("accounts/login/", RateLimitedLoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

@@ -153,6 +153,7 @@ def test_the_demo_pipeline_runs_on_postgres_and_redis_with_a_worker_per_queue(
         staff.screenshot(path=str(ARTIFACTS / "demo-dashboard.png"), full_page=True)
         staff.goto(f"{live_server.url}/training/runs/{run.pk}/")
         assert staff.locator("#loss svg > polyline").count() == 1  # the train loss per step
+        assert "5 examples trained on, 1 held out" in staff.inner_text("#run-progress")
         # lima-mini holds one of the six examples out: its loss on the base and after each epoch
         assert staff.locator("#loss svg g.second-series circle").count() == 3
         staff.screenshot(path=str(ARTIFACTS / "demo-training-run.png"), full_page=True)

@@ -173,7 +173,9 @@ def served_without_debug_pages(env) -> None:
         assert requests.get(f"{base}/accounts/login/", timeout=10).status_code == 200
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=60)
+        said = proc.communicate(timeout=60)[0].decode()
+    # it says what it stops, and that it has
+    assert "stopping the web server and the worker" in said and said.rstrip().endswith("stopped")
 
 
 def test_a_malformed_demo_setting_is_refused_before_any_stage_runs(monkeypatch):

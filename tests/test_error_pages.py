@@ -41,3 +41,9 @@ def test_logout_lands_on_the_sites_login(annotator_client):
     reply = annotator_client.post("/accounts/logout/")
     assert reply.status_code == 302 and reply["Location"] == "/accounts/login/"
 
+
+
+def test_the_icon_a_browser_asks_for_every_session_is_there(client):
+    reply = client.get("/favicon.ico")  # asked for without a session: no login in the way
+    assert reply.status_code == 200 and reply["Content-Type"] == "image/svg+xml"
+    assert len(BeautifulSoup(reply.content, "html.parser").select("svg rect")) == 2

@@ -64,6 +64,18 @@ def test_creating_a_study_with_a_system_that_does_not_exist_names_the_field(staf
     assert not Study.objects.filter(name="third").exists()
 
 
+def test_the_new_study_form_offers_no_gold_checks_system_and_refuses_one_posted(staff_client):
+    study, _ = make_study(n_prompts=4, baselines=("alpaca-65b",), gold_rate=0.5)  # its start made decoys
+    decoy = System.objects.get(name__startswith="gold-decoy-")
+    page = BeautifulSoup(staff_client.get("/annotate/studies/").content, "html.parser")
+    offered = [option.get_text() for option in page.select("select[name=baselines] option")]
+    assert "alpaca-65b" in offered and not [name for name in offered if name.startswith("gold-")]
+    form = {"name": "with-decoy", "kind": "pairwise", "candidate": study.candidate.pk, "baselines": [decoy.pk]}
+    reply = staff_client.post("/annotate/studies/", {**form, "prompt_set": study.prompt_set.pk}, follow=True)
+    assert messages_on(reply)[0].startswith("baselines: Select a valid choice.")
+    assert not Study.objects.filter(name="with-decoy").exists()
+
+
 def test_an_invite_without_an_address_is_refused_and_nobody_is_created(staff_client, mailoutbox):
     study, _ = make_study(n_prompts=1, annotators=0)
     users = User.objects.count()
@@ -112,6 +124,13 @@ def test_create_study_plan_prints_the_votes_and_creates_nothing():
     assert lines[0].startswith("2 baseline(s), each win share near 50% to +-5 points")
     assert [line.split()[0] for line in lines[1:]] == ["people", "people", "judge-assisted"]
     assert "385 votes a baseline" in lines[1] and not Study.objects.exists()
+    assert not [line for line in lines if "too few" in line], "no such prompt set: nothing to say about its size"
+    # a set that cannot supply the votes is said to be too small, with its size
+    make_study(n_prompts=61, baselines=("alpaca-65b",), name="small", start=False)
+    out = StringIO()
+    call_command("create_study", candidate="x", baselines="a", prompts="small-prompts", plan=True, stdout=out)
+    said = "small-prompts has 61 prompts, so at most 61 comparisons a baseline: too few for +-5 points"
+    assert said in out.getvalue()
     with pytest.raises(CommandError, match="three shares that add up to 1"):
         call_command("create_study", candidate="x", baselines="a", prompts="p", plan=True, expected="0.5,0.5,0.5")
 

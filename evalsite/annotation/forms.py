@@ -7,7 +7,8 @@ from django import forms
 from django.contrib.auth.models import User
 
 from evalsite.annotation.models import Assignment, Study
-from evalsite.catalog.models import PromptSet, System
+from evalsite.annotation.studies import comparable_systems
+from evalsite.catalog.models import PromptSet
 from evalsite.core.paper import LIMA_CHOICES
 from stats.evidence import VotePlan, plan_votes
 
@@ -38,8 +39,8 @@ class SkipForm(forms.Form):
 class StudyForm(forms.Form):
     name = forms.SlugField(max_length=100)
     kind = forms.ChoiceField(choices=Study.Kind.choices, required=False)
-    candidate = forms.ModelChoiceField(System.objects.all())
-    baselines = forms.ModelMultipleChoiceField(System.objects.all(), required=False)
+    candidate = forms.ModelChoiceField(comparable_systems())
+    baselines = forms.ModelMultipleChoiceField(comparable_systems(), required=False)
     prompt_set = forms.ModelChoiceField(PromptSet.objects.all())
     overlap = forms.IntegerField(min_value=1, max_value=20, initial=1)
     gold_rate = forms.FloatField(min_value=0.0, max_value=0.5, initial=0.05, required=False)

@@ -19,11 +19,9 @@ from django.db import transaction
 from django.db.models import Q
 
 from evalsite.annotation.models import Comparison, Outcome, Study
-from evalsite.annotation.studies import DECOY_PREFIX, GOLD_PREFIX, StudyError
+from evalsite.annotation.studies import DECOY_PREFIX, GOLD_PREFIX, STAFF_BETTER, STAFF_WORSE, StudyError
 from evalsite.catalog.models import Prompt, PromptSet, Response, System, render_responses
 from generation.records import RecordError, json_records
-
-STAFF_BETTER, STAFF_WORSE = "gold-staff-better", "gold-staff-worse"
 
 
 def _gold_systems() -> tuple[System, System]:

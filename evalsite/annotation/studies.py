@@ -114,6 +114,14 @@ def missing_responses(study: Study) -> list[tuple[str, str]]:
 
 GOLD_PREFIX = "gold-degraded-"  # the scrambled copies studies made before decoys (gold_sources names them)
 DECOY_PREFIX = "gold-decoy-"
+STAFF_BETTER, STAFF_WORSE = "gold-staff-better", "gold-staff-worse"  # staff-labelled gold pairs (gold.py)
+
+
+def comparable_systems():
+    """The systems a study may compare: not those that only hold gold checks' answers (decoys,
+    degraded copies, staff-labelled pairs), which the new-study form used to offer as baselines."""
+    gold = Q(name__startswith=DECOY_PREFIX) | Q(name__startswith=GOLD_PREFIX) | Q(name__in=[STAFF_BETTER, STAFF_WORSE])
+    return System.objects.exclude(gold)
 
 
 def _decoy_system(candidate: System) -> System:

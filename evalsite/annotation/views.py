@@ -30,8 +30,15 @@ from evalsite.annotation.kinds import study_kind
 from evalsite.annotation.models import Assignment, Comparison, RatingItem, Study
 from evalsite.annotation.pages import STUDY_PAGE_PARTS, progress_for, render_item
 from evalsite.annotation.quality import annotator_quality, study_agreement
-from evalsite.annotation.studies import StudyError, create_study, missing_responses, set_excluded, start_study
-from evalsite.catalog.models import PromptSet, System
+from evalsite.annotation.studies import (
+    StudyError,
+    comparable_systems,
+    create_study,
+    missing_responses,
+    set_excluded,
+    start_study,
+)
+from evalsite.catalog.models import PromptSet
 from evalsite.core.decorators import staff_required
 from evalsite.core.paper import GRADE_BUTTONS
 
@@ -211,7 +218,7 @@ def studies(request):
     plan = PlanForm(request.GET if "target" in request.GET else None)
     context = {
         "studies": rows,
-        "systems": System.objects.order_by("-kind", "name"),
+        "systems": comparable_systems().order_by("-kind", "name"),
         "prompt_sets": PromptSet.objects.all(),
         "plan_form": plan,
         "plans": plan.plans() if plan.is_bound and plan.is_valid() else None,

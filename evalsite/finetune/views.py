@@ -49,6 +49,7 @@ def run_detail(request, pk: int):
         first_label="train, dropout on",
     )
     heldout_by_epoch = {epoch: loss for epoch, loss, _ in run.heldout_history}
+    heldout_examples = run.heldout_history[0][2] if run.heldout_history else 0
     recipe = sorted(run.recipe.items())
     checkpoints = list(run.checkpoints.select_related("system"))
     # the paper picked between epochs 5 and 10; a shorter run offers what it has
@@ -63,7 +64,8 @@ def run_detail(request, pk: int):
         "checkpoints": checkpoints,
         "selection": selection,
         "base_heldout": heldout_by_epoch.get(0),
-        "heldout_examples": run.heldout_history[0][2] if run.heldout_history else 0,
+        "heldout_examples": heldout_examples,
+        "trained_on": run.examples_used - heldout_examples,  # examples_used counts the held-out ones too
     }
     return render(request, "finetune/run_detail.html", {**context, "percent": 100 * run.fraction_done})
 

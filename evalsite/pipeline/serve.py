@@ -46,6 +46,9 @@ def start_local_judge() -> subprocess.Popen:
     raise RuntimeError(f"the local judge did not listen on port {LOCAL_JUDGE_PORT} within 120 s")
 
 
+STOP_SECONDS = 5.0
+
+
 def serve(host: str, port: int, write: Callable[[str], None]) -> int:
     """Start one worker (all queues, with the periodic sweep) and the web server; run until
     Ctrl-C, then stop both."""
@@ -111,11 +114,17 @@ def serve(host: str, port: int, write: Callable[[str], None]) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
+        write("stopping the web server and the worker (a job it was running is taken up again next time) ...")
         for proc in (web, worker):
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
+        # a worker's warm shutdown waits for its job to end; the demo's jobs resume from what the
+        # database holds, so after STOP_SECONDS it is killed rather than waited for
+        deadline = time.monotonic() + STOP_SECONDS
         for proc in (web, worker):
             try:
-                proc.wait(timeout=15)
+                proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        write("stopped")

@@ -7,6 +7,7 @@ from evalsite.annotation.blinding import blinding_warnings
 from evalsite.annotation.forms import PlanForm, first_error
 from evalsite.annotation.models import Study
 from evalsite.catalog.find import find_prompt_set, find_system
+from evalsite.catalog.models import PromptSet
 from evalsite.core.jobs import CannotStart
 
 
@@ -113,8 +114,22 @@ class Command(BaseCommand):
             f"{baselines} baseline(s), each win share near {shares[0]:.0%} to +-{data['target'] * 100:.0f} points, "
             f"{opts['seconds_per_vote']:.0f} s a vote, {opts['pay_per_hour']:.2f} an hour:"
         )
-        for label, p in form.plans():
+        plans = form.plans()
+        for label, p in plans:
             self.stdout.write(
                 f"  {label:<44} {p.per_baseline:>6,} votes a baseline, {p.votes:>7,} in all, "
                 f"{p.hours:>7.1f} annotator-hours, {p.cost:>9.2f}"
             )
+        # each prompt gives a baseline one comparison: a set smaller than the plan cannot reach the target
+        prompt_set = PromptSet.objects.filter(name=opts["prompts"]).first()
+        if prompt_set is not None:
+            supply = prompt_set.prompts.count()
+            short = [label for label, p in plans if p.per_baseline > supply]
+            if short:
+                self.stdout.write(
+                    self.style.WARNING(
+                        f"{prompt_set.name} has {supply} prompts, so at most {supply} comparisons a baseline: too few "
+                        f"for +-{data['target'] * 100:.0f} points ({'; '.join(short)}); add prompts, widen the "
+                        "target, or expect the study to end before it"
+                    )
+                )
