@@ -242,8 +242,9 @@ def _figure_3(study: Study, paper: bool = True) -> Chart | None:
     return figure_3_chart(study, result, paper) if result["rows"] else None
 
 
-def _quality(_subject: object = None, paper: bool = True) -> Chart | None:
-    """Every finished Fail / Pass / Excellent rating job of the judge, one bar each."""
+def _quality(ratings: list[dict] | None = None, paper: bool = True) -> Chart | None:
+    """Every finished Fail / Pass / Excellent rating job of the judge, one bar each. ``ratings``:
+    data.absolute_ratings() when the caller has it already (the index shows its table too)."""
     rows: list[GradedRow] = [
         {
             "label": f"{r['job'].system} ({r['job'].prompt_set})",
@@ -252,17 +253,18 @@ def _quality(_subject: object = None, paper: bool = True) -> Chart | None:
             "excellent_ci": None,  # a job's shares, without an interval (the job's page has its counts)
             "fail_ci": None,
         }
-        for r in data.absolute_ratings()
+        for r in (data.absolute_ratings() if ratings is None else ratings)
         if r["job"].kind == "fpe"
     ]
     return graded_chart("quality", "Absolute quality (Figures 3 and 7)", rows) if rows else None
 
 
-def _helpfulness(_subject: object = None, paper: bool = True) -> Chart | None:
-    """Every finished Likert rating job: its mean helpfulness and 95% interval."""
+def _helpfulness(ratings: list[dict] | None = None, paper: bool = True) -> Chart | None:
+    """Every finished Likert rating job: its mean helpfulness and 95% interval (``ratings`` as
+    _quality's)."""
     rows = [
         {"label": f"{r['job'].system} ({r['job'].prompt_set})", "n": r["ratings"], "mean": r["mean"], "ci95": r["ci95"]}
-        for r in data.absolute_ratings()
+        for r in (data.absolute_ratings() if ratings is None else ratings)
         if r["job"].kind == "likert" and r.get("mean") is not None
     ]
     if not rows:

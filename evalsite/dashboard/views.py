@@ -67,13 +67,14 @@ def drill(request, name: str):
 
 @staff_required
 def index(request):
-    charts = {key: FIGURES[key].draw(None) for key in ("quality", "helpfulness")}
+    ratings = data.absolute_ratings()  # one summary per rating job, for the two charts and the table
+    charts = {key: FIGURES[key].draw(ratings) for key in ("quality", "helpfulness")}
     context = {
         "studies": Study.objects.exclude(status="draft"),
         "leaderboard": data.leaderboard(),
         # the charts are built from escaped values
         **{f"{key}_chart": mark_safe(chart.svg) if chart else "" for key, chart in charts.items()},  # noqa: S308
-        "ratings": data.absolute_ratings(),
+        "ratings": ratings,
     }
     return render(request, "dashboard/index.html", context)
 
