@@ -64,6 +64,11 @@ class Step:
 
 class WorkflowKind(Protocol):
     name: str
+    # whether beat's sweep (and a worker's start) advances it; False for a kind a periodic task of
+    # its own drives at its own pace (a study's stop: dashboard.check_targets), which would
+    # otherwise do its work twice as often as that task's setting says. A job's end advances it
+    # either way.
+    swept: bool
 
     def title(self, subject_id: int) -> str: ...
 
@@ -138,12 +143,17 @@ def advance_running(waiting_on: str | None = None) -> int:
     running = Workflow.objects.filter(status=Workflow.Status.RUNNING, by_workers=True)
     pks = [
         pk
-        for pk, steps in running.values_list("pk", "steps")
-        if waiting_on is None or any(step.get("job") == waiting_on for step in steps)
+        for pk, kind, steps in running.values_list("pk", "kind", "steps")
+        if (any(step.get("job") == waiting_on for step in steps) if waiting_on else _swept(kind))
     ]
     for pk in pks:
         advance(pk)
     return len(pks)
+
+
+def _swept(kind: str) -> bool:
+    known = KINDS.get(kind)
+    return known is None or known.swept  # an unknown kind is advanced, to say so on its row
 
 
 def job_ended(label: str, pk: int) -> None:

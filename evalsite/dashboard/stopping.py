@@ -4,8 +4,9 @@ target``) call ``decide``; pages, exports and reports only read ``evidence.study
 
 A study with a target has a workflow (``StudyStop``, core/workflows.py) that the workers carry to
 the stop: made when the target is set (``set_target``; for a study created with ``create_study
---target``, by the first check), advanced by the periodic task, by the workflows' sweep and when
-the judge job the rule waits for ends; /workflows/ shows where it stands.
+--target``, by the first check), advanced by the periodic task (not by the workflows' sweep: the
+task is its sweep, at its own pace) and when the judge job the rule waits for ends; /workflows/
+shows where it stands.
 
 The rule is fixed before looking: each baseline's anytime-valid interval of the candidate's win
 share (betting confidence sequences, valid at every look) within +-target, from the people's votes
@@ -134,6 +135,7 @@ class StudyStop:
     one is within it (or when the target is cleared, or the study closed first)."""
 
     name = STOP
+    swept = False  # check_targets drives it every STUDY_TARGET_CHECK_SECONDS: a decision reads every vote
 
     def title(self, subject_id: int) -> str:
         study = Study.objects.get(pk=subject_id)

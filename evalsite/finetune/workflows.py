@@ -24,6 +24,7 @@ class AblationWorkflow:
     (finetune/ablation.py ``advance``, one start-or-join per step)."""
 
     name = "ablation"
+    swept = True
 
     def title(self, subject_id: int) -> str:
         return f"ablation {Ablation.objects.get(pk=subject_id).name}"
@@ -56,6 +57,7 @@ class CheckpointSelection:
     the study; ``params``: the generation jobs' ids and the judge config's."""
 
     name = "checkpoint-selection"
+    swept = True
 
     def title(self, subject_id: int) -> str:
         return f"checkpoint selection {Study.objects.get(pk=subject_id).name}"

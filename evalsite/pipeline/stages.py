@@ -466,6 +466,7 @@ class DemoPipeline:
     has its job started or joined; the links after it wait."""
 
     name = DEMO_WORKFLOW
+    swept = True
 
     def title(self, subject_id: int) -> str:
         return "the demo: curate, fine-tune, answer, open the study, judge"
