@@ -15,6 +15,7 @@ from evalsite.finetune.models import TrainingDataset, TrainingExample
 from evalsite.judging.models import JudgeConfig
 from tests.browser import ARTIFACTS, browser, login
 from tests.dashboard_fixtures import seeded_study
+from tests.site_pages import staff_pages
 
 HOSTILE = '"><img src=x onerror=alert(1)>\' onload="alert(document.domain)//'
 
@@ -46,29 +47,7 @@ def test_no_staff_page_runs_a_script_from_a_name(live_server):
     chief = User.objects.create_superuser("chief", "chief@example.org", "chief-password-1")
     talk = Conversation.objects.create(system=System.objects.first(), staff=chief)
     ChatTurn.objects.create(conversation=talk, index=1, user_text=HOSTILE, assistant_text=HOSTILE, grade="pass")
-    prompt = Prompt.objects.first()
-    pages = [
-        "/",
-        "/dashboard/",
-        f"/dashboard/{study.name}/",
-        f"/dashboard/{study.name}/?job={job.pk}&rule=all",
-        f"/dashboard/{study.name}/drill?baseline={System.objects.exclude(kind='candidate').first().name}&outcome=candidate",
-        "/judge/jobs/",
-        f"/judge/jobs/{job.pk}/",
-        "/generation/jobs/",
-        "/generation/chat/",
-        f"/generation/chat/{talk.pk}/",
-        "/generation/responses/",
-        f"/generation/responses/set/{prompt.prompt_set.name}/",
-        f"/generation/responses/prompt/{prompt.pk}/",
-        "/annotate/studies/",
-        f"/annotate/studies/{study.name}/",
-        "/training/",
-        f"/training/datasets/{dataset.name}/",
-        f"/training/examples/{example.pk}/",
-        "/admin/catalog/system/",
-        "/admin/judging/judgeconfig/",
-    ]
+    pages = staff_pages(study, job, dataset=dataset, example=example, conversation=talk)
     dialogs: list[str] = []
     with browser() as chromium:
         page = chromium.new_page(viewport={"width": 1300, "height": 900})
