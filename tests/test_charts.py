@@ -33,3 +33,23 @@ def test_interval_whiskers_stay_below_the_labels_and_let_clicks_through_to_the_b
             assert bottom < baseline - 10 or top > baseline + 3, "a whisker crosses a percentage label"
     for label in labels:  # a label lets clicks through to its segment's link
         assert label.get("pointer-events") == "none"
+
+
+def test_every_name_fits_left_of_its_bar_and_a_very_long_one_is_cut_with_its_whole_text_kept():
+    """Figure 7's paper rows ("LIMA, zero-shot (no dialogue in training)") were clipped on the left."""
+    from evalsite.answering.chat import PAPER_FIGURE_7
+    from evalsite.core.charts import CHAR_W
+
+    long_name = "a-system-with-a-name-far-longer-than-any-bar-label-should-be"
+    rows = [
+        {"baseline": name, "n": 3, "win": 0.5, "tie": 0.2, "loss": 0.3, "win_ci": (0.1, 0.9), "loss_ci": (0.0, 0.7)}
+        for name in ("lima-7b", long_name)
+    ]
+    root = ET.fromstring(stacked_bars(rows, "Figure 7", "", paper=PAPER_FIGURE_7, legend=["E", "P", "F"]))
+    right_aligned = [t for t in root.iter(f"{{{SVG_NS}}}text") if t.get("text-anchor") == "end"]
+    names = {t.text for t in right_aligned}
+    assert set(PAPER_FIGURE_7) <= names and "lima-7b" in names
+    for text in right_aligned:
+        assert float(text.get("x")) - CHAR_W * len(text.text) >= 0, f"{text.text!r} starts left of the figure"
+    [cut] = [t for t in right_aligned if t.text.endswith("\u2026")]
+    assert long_name.startswith(cut.text[:-1]) and cut.find(f"{{{SVG_NS}}}title").text == long_name

@@ -17,6 +17,8 @@ NOTE_CHARS = 118  # a caption line's characters at 11 px across a bar figure's 7
 COLOURS = {"win": "#3f7d4e", "tie": "#b9bec8", "loss": "#b5483f"}
 PAPER_COLOURS = {"win": "#9cc5a5", "tie": "#dde0e5", "loss": "#e0a39d"}
 SVG_NS = "http://www.w3.org/2000/svg"
+CHAR_W = 7  # a 13 px label's mean character width, as the legend spaces its entries
+LABEL_MAX_CHARS = 46  # a bar's label longer than this is cut (its full text in the element's title)
 INTERVAL_Y = 29  # a row's interval whiskers (26-32) from the row's top: the bar spans 4-32, its labels ~12-25
 
 
@@ -30,6 +32,21 @@ def add(parent: ET.Element, tag: str, text: str | None = None, **attrs: object) 
     if text is not None:
         element.text = text
     return element
+
+
+def label(parent: ET.Element, text: str, **attrs: object) -> ET.Element:
+    """A bar's name, cut with an ellipsis past LABEL_MAX_CHARS; a reader hovering it sees it whole."""
+    if len(text) <= LABEL_MAX_CHARS:
+        return add(parent, "text", text, **attrs)
+    element = add(parent, "text", text[: LABEL_MAX_CHARS - 1] + "\u2026", **attrs)
+    add(element, "title", text)
+    return element
+
+
+def label_width(names: Sequence[str], least: int = 170) -> int:
+    """Room on the left for the longest name (right-aligned against its bar), so none is clipped."""
+    longest = max((min(len(n), LABEL_MAX_CHARS) for n in names), default=0)
+    return max(least, CHAR_W * longest + 16)
 
 
 def svg(width: int, height: int, title: str, font_size: int = 13) -> ET.Element:
@@ -66,7 +83,8 @@ def stacked_bars(
     """`link(baseline, outcome)` gives the drill-down address of a bar segment, if any. ``notes``
     (what a reader must know, as the page warns it) are drawn under the figure, so that every copy
     of it (the SVG, the PNG drawn from it, the report) carries them."""
-    label_w, bar_w, top = 170, 520, 54
+    label_w = label_width([str(r["baseline"]) for r in rows] + list(paper or {}))
+    bar_w, top = 520, 54
     row_h = 58 if any(r.get("assisted") for r in rows) else 46
     extra = len(paper or {}) * 26 + (30 if paper else 0)
     caption = [line for note in notes for line in textwrap.wrap(note, NOTE_CHARS)]
@@ -114,13 +132,13 @@ def stacked_bars(
 
     for i, row in enumerate(rows):
         y = top + i * row_h
-        add(root, "text", str(row["baseline"]), x=label_w - 8, y=y + 18, text_anchor="end")
+        label(root, str(row["baseline"]), x=label_w - 8, y=y + 18, text_anchor="end")
         add(root, "text", f"n = {row['n']}", x=label_w - 8, y=y + 33, text_anchor="end", fill="#5b6475", font_size=11)
         bar(y + 4, row["win"], row["tie"], row["loss"], COLOURS, 28, True, row["baseline"])
         assisted = row.get("assisted")
         if assisted:  # the people's shares estimated with the judge's help, under the people's own
-            label = f"judge-assisted, +{assisted['judge_only']}"
-            add(root, "text", label, x=label_w - 8, y=y + 45, text_anchor="end", fill="#5b6475", font_size=10)
+            side = f"judge-assisted, +{assisted['judge_only']}"
+            add(root, "text", side, x=label_w - 8, y=y + 45, text_anchor="end", fill="#5b6475", font_size=10)
             bar(y + 36, assisted["win"], assisted["tie"], assisted["loss"], PAPER_COLOURS, 10, False)
             low, high = assisted["win_ci"]
             add(
@@ -150,7 +168,7 @@ def stacked_bars(
         add(root, "text", paper_title, x=0, y=y0, font_weight=600, fill="#5b6475")
         for k, (name, (win, tie, loss)) in enumerate(paper.items()):
             y = y0 + 10 + k * 26
-            add(root, "text", name, x=label_w - 8, y=y + 14, text_anchor="end", fill="#5b6475")
+            label(root, name, x=label_w - 8, y=y + 14, text_anchor="end", fill="#5b6475")
             bar(y, win / 100, tie / 100, loss / 100, PAPER_COLOURS, 18, False)
             add(root, "text", f"{win}/{tie}/{loss}", x=label_w + bar_w + 6, y=y + 14, fill="#5b6475", font_size=11)
     if caption:
@@ -164,7 +182,8 @@ def stacked_bars(
 
 def means_with_intervals(rows: list[dict], title: str, low: float = 1, high: float = 6) -> str:
     """Likert means (Figures 5 and 6): a dot per row and its 95% interval."""
-    label_w, plot_w, row_h, top = 200, 420, 30, 40
+    label_w = label_width([str(r["label"]) for r in rows], least=200)
+    plot_w, row_h, top = 420, 30, 40
     height = top + row_h * max(1, len(rows)) + 30
     width = label_w + plot_w + 80
 
@@ -178,7 +197,7 @@ def means_with_intervals(rows: list[dict], title: str, low: float = 1, high: flo
         add(root, "text", str(tick), x=x(tick), y=height - 8, text_anchor="middle", fill="#5b6475")
     for i, row in enumerate(rows):
         y = top + i * row_h + 10
-        add(root, "text", str(row["label"]), x=label_w - 8, y=y + 4, text_anchor="end")
+        label(root, str(row["label"]), x=label_w - 8, y=y + 4, text_anchor="end")
         if row.get("ci95"):
             a, b = row["ci95"]
             add(root, "line", x1=x(a), y1=y, x2=x(b), y2=y, stroke="#1d2330", stroke_width=1.5)
