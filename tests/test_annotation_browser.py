@@ -45,3 +45,31 @@ def test_an_annotator_judges_three_comparisons_by_mouse_and_keyboard(live_server
 
     sides = list(HumanJudgment.objects.filter(annotator=a).order_by("pk").values_list("picked_side", flat=True))
     assert sides == ["left", "right", "none"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_answer_from_a_stale_tab_says_it_was_not_counted(live_server):
+    study, (a, _) = make_study(n_prompts=3, baselines=("alpaca-65b",), annotators=2)
+    with browser() as chromium:
+        context = chromium.new_context(viewport={"width": 1280, "height": 900})
+        first = context.new_page()
+        login(first, live_server.url, "ann0", "pw-ann0-secret", "/annotate/")
+        first.goto(f"{live_server.url}/annotate/study/{study.name}/next")
+        second = context.new_page()  # the same comparison in a second tab (one open claim each)
+        second.goto(f"{live_server.url}/annotate/study/{study.name}/next")
+        question = first.locator(".card .md").first.inner_text()
+        assert second.locator(".card .md").first.inner_text() == question
+        with first.expect_navigation():
+            first.click("button[value=a]")
+        expect(first.locator(".message")).to_have_count(0)
+        with second.expect_navigation():
+            second.click("button[value=b]")
+        warning = second.locator(".message.warning")
+        expect(warning).to_have_text(
+            "Not counted: you had already answered that comparison (Answer A is significantly better, in another "
+            "tab or an earlier visit); your first answer stands."
+        )
+        assert warning.is_visible()
+        expect(second.locator("#progress-count")).to_have_text("1 / 3")
+        second.screenshot(path=str(ARTIFACTS / "comparison-not-counted.png"), full_page=True)
+    assert list(HumanJudgment.objects.filter(annotator=a).values_list("picked_side", flat=True)) == ["left"]

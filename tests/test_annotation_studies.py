@@ -119,7 +119,7 @@ def test_expired_claims_return_to_the_pool(claim_path):
     taken = claims.claim_next(study, b)
     assert taken is not None and taken.comparison_id == claim.comparison_id
     assert Assignment.objects.get(pk=claim.pk).status == "expired"
-    with pytest.raises(studies.StudyError, match="expired and went to another annotator"):
+    with pytest.raises(studies.StudyError, match="^not counted: this comparison waited too long and went to another"):
         answers.submit(claim.pk, a, "a")
 
 
@@ -156,6 +156,27 @@ def test_double_submit_records_one_judgment(claim_path):
     second = answers.submit(claim.pk, a, "b")
     assert first.created and not second.created and second.judgment.pk == first.judgment.pk
     assert HumanJudgment.objects.count() == 1 and Comparison.objects.get(pk=claim.comparison_id).judgments_done == 1
+
+
+@pytest.mark.django_db
+def test_an_answer_to_a_closed_study_is_refused_and_says_it_was_not_counted(claim_path):
+    study, (a, _) = make_study(n_prompts=2, baselines=("alpaca-65b",))
+    claim = claims.claim_next(study, a)
+    Study.objects.filter(pk=study.pk).update(status=Study.Status.CLOSED)
+    with pytest.raises(studies.StudyError, match=r"^not counted: study lima-study is closed"):
+        answers.submit(claim.pk, a, "a")
+    assert HumanJudgment.objects.count() == 0 and Comparison.objects.get(pk=claim.comparison_id).judgments_done == 0
+
+
+@pytest.mark.django_db
+def test_a_second_answer_with_another_choice_says_the_first_one_stands(claim_path):
+    study, (a, _) = make_study(n_prompts=2)
+    claim = claims.claim_next(study, a)
+    first = answers.submit(claim.pk, a, "a")
+    assert first.not_counted("a") == ""
+    assert answers.submit(claim.pk, a, "a").not_counted("a") == "", "the same answer twice loses nothing"
+    said = answers.submit(claim.pk, a, "tie").not_counted("tie")
+    assert said.startswith("Not counted:") and "(Answer A is significantly better," in said
 
 
 @pytest.mark.django_db

@@ -271,3 +271,23 @@ def test_many_people_grading_at_once_keep_every_item_within_its_overlap():
     for item in RatingItem.objects.filter(study=study):
         graders = list(HumanRating.objects.filter(item=item).values_list("annotator_id", flat=True))
         assert len(graders) == len(set(graders)) == item.ratings_done == 2
+
+
+def test_a_second_grade_from_a_stale_tab_says_the_first_one_stands(client):
+    system, prompts = rated_system(2)
+    study = rating.create_rating_study("fig3", system, prompts)
+    Study.objects.filter(pk=study.pk).update(status=Study.Status.OPEN)
+    client.force_login(rater("ann", study))
+    page = BeautifulSoup(client.get("/annotate/study/fig3/rate").content, "html.parser")
+    item = int(page.select_one("#rate-form")["action"].rstrip("/").split("/")[-1])
+    shown = page.select_one("input[name=shown]")["value"]
+    for grade in ("pass", "pass"):  # the same grade twice (a double click) loses nothing: no word
+        reply = client.post(f"/annotate/rating/{item}", {"grade": grade, "shown": shown}, follow=True)
+        assert BeautifulSoup(reply.content, "html.parser").select(".message") == []
+    reply = client.post(f"/annotate/rating/{item}", {"grade": "fail", "shown": shown}, follow=True)
+    [said] = BeautifulSoup(reply.content, "html.parser").select(".message.warning")
+    assert said.get_text() == (
+        "Not counted: you had already graded that answer (Pass, in another tab or an earlier visit); your first "
+        "grade stands."
+    )
+    assert list(HumanRating.objects.values_list("grade", flat=True)) == ["pass"]

@@ -16,6 +16,9 @@ from django.utils import timezone
 
 from evalsite.annotation.models import Assignment, Comparison, HumanJudgment, Outcome, Study
 from evalsite.annotation.studies import VOTE_FIELD, StudyError
+from evalsite.core.paper import LIMA_CHOICES
+
+SIDE_OF = {"a": "left", "b": "right", "tie": "none"}  # the choice an annotator clicked: the side it picked
 
 
 @dataclass
@@ -23,6 +26,18 @@ class SubmitResult:
     judgment: HumanJudgment
     created: bool
     study_name: str
+
+    def not_counted(self, choice: str) -> str:
+        """What to tell a person whose answer was not the one recorded: the comparison was already
+        answered (another tab, a page kept open) with another choice. Empty when nothing was lost
+        (the answer recorded now, or the same answer sent twice)."""
+        if self.created or self.judgment.picked_side == SIDE_OF[choice]:
+            return ""
+        first = next(c for c, side in SIDE_OF.items() if side == self.judgment.picked_side)
+        return (
+            f"Not counted: you had already answered that comparison ({LIMA_CHOICES[first]}, in another tab or "
+            "an earlier visit); your first answer stands."
+        )
 
 
 def submit(assignment_pk: int, user: User, choice: str, reason: str = "") -> SubmitResult:
@@ -45,16 +60,22 @@ def submit(assignment_pk: int, user: User, choice: str, reason: str = "") -> Sub
             .only(
                 *("comparison", "annotator", "candidate_on_left", "status", "claimed_at", "shown_at"),
                 *("comparison__is_gold", "comparison__study", "comparison__study__name", "comparison__study__overlap"),
+                "comparison__study__status",
             )
             .get(pk=assignment_pk, annotator=user)
         )
         if assignment.status == Assignment.Status.DONE:
             return SubmitResult(assignment.judgment, created=False, study_name=assignment.comparison.study.name)
         comparison = assignment.comparison
+        if comparison.study.status != Study.Status.OPEN:
+            study = comparison.study
+            raise StudyError(f"not counted: study {study.name} is {study.status} and takes no more answers")
         if assignment.status == Assignment.Status.EXPIRED:
             limit = {} if comparison.is_gold else {"slots_taken__lt": comparison.study.overlap}
             if not Comparison.objects.filter(pk=comparison.pk, **limit).update(slots_taken=F("slots_taken") + 1):
-                raise StudyError("this item expired and went to another annotator; take the next one")
+                raise StudyError(
+                    "not counted: this comparison waited too long and went to another annotator; here is the next one"
+                )
         elif assignment.status != Assignment.Status.CLAIMED:
             raise StudyError(f"this item was {assignment.status}")
         now = timezone.now()
@@ -95,7 +116,8 @@ WITH held AS (
     SELECT c.id FROM {comparison} c
     WHERE c.id = (SELECT comparison_id FROM {assignment}
                   WHERE id = %(pk)s AND annotator_id = %(user)s AND status = %(claimed)s)
-    FOR UPDATE
+      AND EXISTS (SELECT 1 FROM {study} s WHERE s.id = c.study_id AND s.status = %(open)s)
+    FOR UPDATE OF c
 ), a AS (
     UPDATE {assignment} SET status = %(done)s, finished_at = %(now)s
     WHERE id = %(pk)s AND annotator_id = %(user)s AND status = %(claimed)s AND EXISTS (SELECT 1 FROM held)
@@ -138,11 +160,12 @@ def _submit_sql(assignment_pk: int, user: User, choice: str, reason: str) -> Sub
         "pk": assignment_pk,
         "user": user.pk,
         "choice": choice,
-        "side": {"a": "left", "b": "right", "tie": "none"}[choice],
+        "side": SIDE_OF[choice],
         "reason": reason.strip()[:2000],
         "now": now,
         "done": Assignment.Status.DONE,
         "claimed": Assignment.Status.CLAIMED,
+        "open": Study.Status.OPEN,
         "candidate": Outcome.CANDIDATE,
         "baseline": Outcome.BASELINE,
         "tie": Outcome.TIE,

@@ -158,6 +158,18 @@ def submit_rating(item_id: int, user, grade: str, safe: str, seconds: float | No
     return item, True
 
 
+def not_counted(item: RatingItem, user, grade: str) -> str:
+    """What to tell a person whose grade was not recorded because the item was graded already (in
+    another tab, an earlier visit) with another grade; empty when nothing was lost."""
+    first = HumanRating.objects.filter(item=item, annotator=user).values_list("grade", flat=True).first()
+    if first is None or first == grade:
+        return ""
+    return (
+        f"Not counted: you had already graded that answer ({Grade(first).label}, in another tab or an earlier "
+        "visit); your first grade stands."
+    )
+
+
 def people_rating_summary(study: Study) -> dict:
     """People's grades: shares of Excellent / Pass / Fail over responses (every vote counts, the
     responses resampled for the 95% interval), agreement where two or more people graded a

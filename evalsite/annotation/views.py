@@ -125,9 +125,10 @@ def rate_submit(request, pk: int):
     except signing.BadSignature:
         seconds = None
     try:
-        item, _ = ratings.submit_rating(
-            pk, request.user, request.POST.get("grade", ""), request.POST.get("safe", ""), seconds
-        )
+        grade = request.POST.get("grade", "")
+        item, recorded = ratings.submit_rating(pk, request.user, grade, request.POST.get("safe", ""), seconds)
+        if not recorded and (lost := ratings.not_counted(item, request.user, grade)):
+            messages.warning(request, lost)
     except StudyError as exc:
         study = RatingItem.objects.filter(pk=pk, study__annotators=request.user).values_list("study__name", flat=True)
         if not study:
@@ -145,6 +146,8 @@ def judge(request, pk: int):
         if not form.is_valid():
             raise StudyError(first_error(form, named=False))
         result = answers.submit(pk, request.user, form.cleaned_data["choice"], form.cleaned_data["reason"])
+        if lost := result.not_counted(form.cleaned_data["choice"]):
+            messages.warning(request, lost)
     except Assignment.DoesNotExist:
         raise Http404("no such item") from None  # someone else's, or none: the same answer
     except StudyError as exc:
