@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 from generation.config import ConfigError, SamplingConfig, validate_backend_config
@@ -20,6 +20,24 @@ class Backend(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+OnText = Callable[[str], None]  # called with the answer's text so far, each time it grows
+
+
+def stream_one(
+    backend: Backend, request: GenerationRequest, sampling: SamplingConfig, on_text: OnText
+) -> GenerationResult:
+    """One answer, its text handed to ``on_text`` as it is generated (the whole text so far, each
+    time it grows) where the backend can stream (a local model: every decoding step; a server:
+    every chunk of its event stream); a backend that cannot hands it over once, whole."""
+    streamer = getattr(backend, "stream_one", None)
+    if streamer is not None:
+        return streamer(request, sampling, on_text)
+    [result] = list(backend.generate([request], sampling))
+    if result.ok:
+        on_text(result.text)
+    return result
 
 
 def make_backend(name: str, config: dict[str, Any]) -> Backend:

@@ -9,13 +9,14 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList
+from transformers.generation.streamers import BaseStreamer
 
 from generation.chat import END_OF_TURN_TOKENS, ensure_chat_template, fit_to_context
 from generation.config import SamplingConfig
@@ -154,6 +155,33 @@ def plan_batches(
     return batches
 
 
+class _TextStreamer(BaseStreamer):
+    """transformers' streamer for one answer: ``generate`` hands it the prompt, then each new token;
+    the tokens so far are decoded (up to a stop token) and handed on whenever the text grows."""
+
+    def __init__(self, loaded: LoadedModel, on_text: Callable[[str], None]):
+        self.loaded, self.on_text = loaded, on_text
+        self.prompt_seen, self.stopped, self.text = False, False, ""
+        self.tokens: list[int] = []
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self.prompt_seen:  # the first call is the prompt
+            self.prompt_seen = True
+            return
+        for token in value.reshape(-1).tolist():
+            if self.stopped or token in self.loaded.stop_ids:
+                self.stopped = True
+                return
+            self.tokens.append(token)
+        text = self.loaded.tokenizer.decode(self.tokens, skip_special_tokens=True).strip()
+        if text != self.text and not text.endswith("\ufffd"):  # a character's bytes split over tokens: wait
+            self.text = text
+            self.on_text(text)
+
+    def end(self) -> None:
+        pass
+
+
 class HFLocalBackend:
     def __init__(self, config: dict[str, Any], loaded: LoadedModel | None = None):
         configure_threads()
@@ -189,8 +217,22 @@ class HFLocalBackend:
         for batch_no, batch in enumerate(batches):
             yield from self._generate_batch([items[i] for i in batch], sampling, max_new, batch_no)
 
+    def stream_one(
+        self, request: GenerationRequest, sampling: SamplingConfig, on_text: Callable[[str], None]
+    ) -> GenerationResult:
+        """One answer, its text handed to ``on_text`` after every decoding step that adds to it."""
+        [item] = self._prepare([request], sampling)
+        max_new = min(sampling.max_new_tokens, self.loaded.context_length - 1)
+        [result] = list(self._generate_batch([item], sampling, max_new, 0, _TextStreamer(self.loaded, on_text)))
+        return result
+
     def _generate_batch(
-        self, items: list[_Item], sampling: SamplingConfig, max_new: int, batch_no: int
+        self,
+        items: list[_Item],
+        sampling: SamplingConfig,
+        max_new: int,
+        batch_no: int,
+        streamer: BaseStreamer | None = None,
     ) -> Iterator[GenerationResult]:
         lm = self.loaded
         pad = lm.tokenizer.pad_token_id
@@ -217,7 +259,7 @@ class HFLocalBackend:
         started = time.monotonic()
         with torch.inference_mode():
             output = lm.model.generate(
-                input_ids=input_ids.to(lm.device), attention_mask=attention.to(lm.device), **kwargs
+                input_ids=input_ids.to(lm.device), attention_mask=attention.to(lm.device), streamer=streamer, **kwargs
             )
         elapsed = time.monotonic() - started
         new_tokens = output[:, width:].tolist()

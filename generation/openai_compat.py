@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
@@ -15,7 +15,7 @@ from openai.types.chat import ChatCompletion
 
 from generation import dialects
 from generation.config import ConfigError, SamplingConfig
-from generation.retry import MalformedResponse, PermanentError, RetryPolicy, call_with_retries, expect
+from generation.retry import MalformedResponse, PermanentError, RetryPolicy, call_with_retries, describe, expect
 from generation.types import GenerationRequest, GenerationResult
 
 NO_KEY = "no-key"  # local servers ignore the key, but the client insists on one
@@ -91,12 +91,7 @@ class OpenAICompatBackend:
         return self.concurrency * 4
 
     def _request(self, request: GenerationRequest, sampling: SamplingConfig) -> dict[str, Any]:
-        fields = dialects.sampling_fields(self.dialect, sampling)
-        common: dict[str, Any] = {"model": self.model, **fields.body}
-        if "seed" in common:
-            common["seed"] += request.sample_index
-        if fields.extra_body:
-            common["extra_body"] = fields.extra_body
+        common = self._body(request, sampling)
         if self.api == "chat":
             reply = self.client.chat.completions.create(messages=request.messages, **common)  # type: ignore[arg-type]
             expect(reply, ChatCompletion)
@@ -121,6 +116,63 @@ class OpenAICompatBackend:
             "completion_tokens": usage.completion_tokens if usage else None,
             "model": reply.model,
         }
+
+    def _body(self, request: GenerationRequest, sampling: SamplingConfig) -> dict[str, Any]:
+        fields = dialects.sampling_fields(self.dialect, sampling)
+        common: dict[str, Any] = {"model": self.model, **fields.body}
+        if "seed" in common:
+            common["seed"] += request.sample_index
+        if fields.extra_body:
+            common["extra_body"] = fields.extra_body
+        return common
+
+    def stream_one(
+        self, request: GenerationRequest, sampling: SamplingConfig, on_text: Callable[[str], None]
+    ) -> GenerationResult:
+        """One answer streamed (``stream: true``, server-sent events of chunks, as OpenAI's API
+        reference and the servers that copy it send them), its text handed to ``on_text`` at every
+        chunk that adds to it. Opening the stream is retried as any call is; a stream broken half
+        way is an error (its partial text is not an answer)."""
+        started = time.monotonic()
+        common = self._body(request, sampling)
+
+        def open_stream() -> Any:
+            if self.api == "chat":
+                return self.client.chat.completions.create(messages=request.messages, stream=True, **common)  # type: ignore[arg-type]
+            return self.client.completions.create(
+                prompt=completion_prompt(request.messages), stop=COMPLETION_STOP, stream=True, **common
+            )
+
+        text, finish, model = "", "stop", self.model
+        try:
+            chunks = call_with_retries(open_stream, self.policy)
+            for chunk in chunks:
+                model = getattr(chunk, "model", None) or model
+                for choice in chunk.choices or []:
+                    piece = (
+                        choice.delta.content if self.api == "chat" and choice.delta else getattr(choice, "text", None)
+                    )
+                    if piece:
+                        text += piece
+                        on_text(text.strip())
+                    finish = choice.finish_reason or finish
+        except PermanentError as exc:
+            return GenerationResult(
+                request.key, finish_reason="error", error=str(exc), latency_seconds=time.monotonic() - started
+            )
+        except (openai.APIError, ValueError) as exc:  # the stream broke, or a chunk was not JSON
+            error = f"the stream broke after {len(text)} characters: {describe(exc)}"
+            return GenerationResult(
+                request.key, finish_reason="error", error=error, latency_seconds=time.monotonic() - started
+            )
+        return GenerationResult(
+            key=request.key,
+            text=text.strip(),
+            finish_reason=finish,
+            latency_seconds=time.monotonic() - started,
+            notes="" if text.strip() else "empty response",
+            metadata={"model": model, "dialect": self.dialect, "streamed": True},
+        )
 
     def _one(self, request: GenerationRequest, sampling: SamplingConfig) -> GenerationResult:
         started = time.monotonic()

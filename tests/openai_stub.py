@@ -12,7 +12,12 @@ comes from):
 - "tgi": reads ``presence_penalty`` as ``repetition_penalty - 2``; ``GET /info`` names its router.
 - "generic" (default): reads nothing beyond the standard fields, ignores the rest.
 Every server honours ``stop`` (the text ends before the first stop sequence). The repetition
-penalty each request was actually given is recorded in ``penalties``."""
+penalty each request was actually given is recorded in ``penalties``.
+
+``stream: true`` is answered as OpenAI's API reference describes chat completion chunks (and as
+generation/server.py, vLLM and llama.cpp's server send them): ``text/event-stream``, a first
+chunk whose delta holds the role, the text word by word (``stream_delay`` seconds apart), a chunk
+with the finish reason and an empty delta, then ``data: [DONE]``."""
 
 from __future__ import annotations
 
@@ -75,8 +80,10 @@ class OpenAIStub:
         responder: Callable[[dict], str] | None = None,
         dialect: str = "generic",
         letter_probabilities: Callable[[dict], dict[str, float]] | None = None,
+        stream_delay: float = 0.0,
     ):
         self.dialect = dialect
+        self.stream_delay = stream_delay
         # logprobs requests (a judge's one-letter verdict): {"A": p, "B": p, "C": p}; by default
         # 0.8 on the letter the responder's text starts with
         self.letter_probabilities = letter_probabilities
@@ -235,6 +242,9 @@ class OpenAIStub:
                 text = apply_stop(stub.responder(body), body.get("stop"))
                 usage = {"prompt_tokens": len(prompt_text(body).split()), "completion_tokens": len(text.split())}
                 usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+                if body.get("stream") is True and self.path.endswith("/chat/completions"):
+                    self._stream(body, text)
+                    return
                 if self.path.endswith("/chat/completions"):
                     choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
                     obj = "chat.completion"
@@ -253,5 +263,31 @@ class OpenAIStub:
                     "usage": usage,
                 }
                 self._send(200, json.dumps(payload).encode())
+
+            def _stream(self, body: dict, text: str) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Cache-Control", "no-cache")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.close_connection = True
+                base = {"id": "stub-s", "object": "chat.completion.chunk", "created": int(time.time())}
+                base["model"] = body.get("model", "stub")
+
+                def event(delta: dict, finish: str | None = None) -> None:
+                    choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+                    self.wfile.write(b"data: " + json.dumps({**base, "choices": [choice]}).encode() + b"\n\n")
+                    self.wfile.flush()
+
+                try:
+                    event({"role": "assistant", "content": ""})
+                    for k, word in enumerate(text.split(" ")):
+                        time.sleep(stub.stream_delay)
+                        event({"content": word if k == 0 else " " + word})
+                    event({}, "stop")
+                    self.wfile.write(b"data: [DONE]\n\n")
+                    self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
 
         return Handler

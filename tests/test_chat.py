@@ -3,6 +3,8 @@ grades each answer before the next message, and Figure 7 counts the graded turns
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from bs4 import BeautifulSoup
 from django.contrib.auth.models import User
@@ -27,6 +29,21 @@ def error_of(reply) -> str:
     return BeautifulSoup(reply.content, "html.parser").select_one(".message.error").get_text(" ", strip=True)
 
 
+def answered(client, url: str, index: int, seen: list | None = None, seconds: float = 30) -> dict:
+    """The turn once its answer is written (or failed), read as the chat page reads it; ``seen``
+    collects every (state, text) it passed through."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        turn = client.get(f"{url}turn/{index}.json").json()
+        if seen is not None and (turn["state"], turn["text"]) not in seen:
+            seen.append((turn["state"], turn["text"]))
+        if turn["state"] in ("done", "failed"):
+            return turn
+        time.sleep(0.02)
+    raise AssertionError(f"turn {index} still {turn['state']} after {seconds} s")
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_conversation_sends_the_whole_history_and_each_turn_is_graded(staff_client):
     with OpenAIStub(responder=lambda body: f"reply {len(body['messages'])}") as stub:
         api_system(stub, "lima-zero")
@@ -35,12 +52,14 @@ def test_a_conversation_sends_the_whole_history_and_each_turn_is_graded(staff_cl
         assert reply["Location"] == f"/generation/chat/{conversation.pk}/"
         url = reply["Location"]
         staff_client.post(url, {"message": "Hello there"})
+        assert answered(staff_client, url, 1)["state"] == "done"
         # the next message waits for the answer's grade
         refused = staff_client.post(url, {"message": "And then?"}, follow=True)
         assert "grade answer 1 first" in error_of(refused)
         assert page(staff_client, url).select_one("#say textarea").has_attr("disabled")
         staff_client.post(url, {"index": "1", "grade": "pass"})
         staff_client.post(url, {"message": "And then?"})
+        answered(staff_client, url, 2)
         staff_client.post(url, {"index": "2", "grade": "excellent"})
         last = stub.bodies[-1]["messages"]
     assert [m["content"] for m in last] == ["Hello there", "reply 1", "And then?"]
@@ -71,6 +90,7 @@ def test_figure_7_per_system_with_the_papers_bars_and_per_turn_shares(staff_clie
     assert ["with-dialogue", "1", "2", "50%", "50%", "0%"] in rows
 
 
+@pytest.mark.django_db(transaction=True)
 def test_what_cannot_be_said_or_graded_is_refused(staff_client):
     with OpenAIStub() as stub:
         stub.script("boom", Reply(status=500))
@@ -80,11 +100,21 @@ def test_what_cannot_be_said_or_graded_is_refused(staff_client):
         assert "only has imported responses" in error_of(refused) and not Conversation.objects.exists()
         url = staff_client.post("/generation/chat/", {"system": "api"})["Location"]
         assert "the message is empty" in error_of(staff_client.post(url, {"message": "  "}, follow=True))
-        assert "api did not answer" in error_of(staff_client.post(url, {"message": "boom"}, follow=True))
         assert not ChatTurn.objects.exists()
+        staff_client.post(url, {"message": "boom"})
+        failed = answered(staff_client, url, 1)
+        assert failed["state"] == "failed" and failed["error"].startswith("api did not answer: ")
+        shown = page(staff_client, url)
+        assert shown.select_one("#turn-1 .answer-error").get_text(strip=True) == failed["error"]
+        assert not shown.select_one("#say textarea").has_attr("disabled"), "a failed answer: the person may send again"
+        assert "turn 1 has no answer to grade" in error_of(
+            staff_client.post(url, {"index": "1", "grade": "pass"}, follow=True)
+        )
         staff_client.post(url, {"message": "fine"})
+        assert answered(staff_client, url, 2)["text"] == "Answer to: fine"
+        assert [m["content"] for m in stub.bodies[-1]["messages"]] == ["fine"], "a failed turn is not history"
         assert "grade must be one of fail, pass, excellent" in error_of(
-            staff_client.post(url, {"index": "1", "grade": "great"}, follow=True)
+            staff_client.post(url, {"index": "2", "grade": "great"}, follow=True)
         )
         assert "has no turn 7" in error_of(staff_client.post(url, {"index": "7", "grade": "pass"}, follow=True))
     assert staff_client.get("/generation/chat/999/").status_code == 404
@@ -126,3 +156,40 @@ def test_sends_while_an_answer_is_being_written_are_refused_not_generated_and_th
     refused = [o for o in outcomes if o != "answered"]
     assert len(refused) == 7 and any(o.startswith("an answer is being written") for o in refused)
     assert ChatTurn.objects.count() == 1 and Conversation.objects.get().answering_since is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_answer_is_shown_as_it_is_written_and_send_waits_for_it(staff_client):
+    """The page reads the turn while the system writes it: the text grows (a prefix of the answer
+    each time), Send stays disabled, then the whole answer with its grade buttons."""
+    words = "Paris is the capital of France and has been for a very long time".split()
+    with OpenAIStub(responder=lambda body: " ".join(words), stream_delay=0.08) as stub:
+        api_system(stub, "streamer")
+        url = staff_client.post("/generation/chat/", {"system": "streamer"})["Location"]
+        staff_client.post(url, {"message": "Capital of France?"})
+        while_writing = page(staff_client, url)
+        seen: list[tuple[str, str]] = []
+        turn = answered(staff_client, url, 1, seen)
+    assert while_writing.select_one("#send").has_attr("disabled") and while_writing.select_one("#id_message").has_attr(
+        "disabled"
+    )
+    assert while_writing.select_one("#writing")["data-src"] == f"{url}turn/1.json"
+    assert turn == {"state": "done", "label": "answered", "text": " ".join(words), "error": ""}
+    partial = [text for state, text in seen if state == "writing" and text]
+    assert len(partial) >= 3, f"the answer grew in front of the reader: {seen}"
+    assert all(" ".join(words).startswith(text) for text in partial) and partial[0] != partial[-1]
+    done = page(staff_client, url)
+    assert done.select_one("#writing") is None and done.select_one("#turn-1 #grade-form") is not None
+
+
+def test_a_turn_whose_model_is_loading_says_so_and_sending_waits(staff_client):
+    with OpenAIStub() as stub:
+        system = api_system(stub, "big-model")
+    conversation = Conversation.objects.create(system=system, staff=User.objects.get(username="boss"))
+    ChatTurn.objects.create(conversation=conversation, index=1, user_text="Hello?", state=ChatTurn.State.LOADING)
+    shown = page(staff_client, f"/generation/chat/{conversation.pk}/")
+    assert shown.select_one("#answer-state").get_text(strip=True) == (
+        "loading the model: the first answer after the site starts waits for it…"
+    )
+    assert shown.select_one("#send").has_attr("disabled")
+    assert shown.select_one("#id_message")["placeholder"] == "Wait for the answer above"

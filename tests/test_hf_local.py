@@ -69,6 +69,35 @@ def test_it_stops_on_the_end_of_turn_token_and_on_eos():
     assert (results["eos"].text, results["eos"].finish_reason, results["eos"].completion_tokens) == ("cold", "stop", 1)
 
 
+def test_a_streamed_answer_grows_token_by_token_and_ends_as_the_whole_answer(tiny_dir):
+    backend = HFLocalBackend({"model_path": str(tiny_dir)})
+    backend.loaded.stop_ids = []  # all twelve tokens: twelve steps to watch
+    seen: list[str] = []
+    streamed = backend.stream_one(req(0, "tell me a joke about the cat"), GREEDY, seen.append)
+    whole = run(backend, [req(0, "tell me a joke about the cat")])[0]
+    assert streamed.text == whole.text and streamed.completion_tokens == whole.completion_tokens == 12
+    assert len(seen) >= 6, "handed on as it grew, not once at the end"
+    assert all(later.startswith(earlier) for earlier, later in zip(seen, seen[1:], strict=False)), "grows"
+    assert seen[-1] == whole.text
+
+
+def test_a_streamed_answer_stops_at_the_end_of_turn_token_as_the_batch_does():
+    tokenizer = make_tokenizer()
+    model = make_model(tokenizer, seed=1)
+    vocab = tokenizer.get_vocab()
+    asks = [{"role": "user", "content": "tell me about the sun"}]
+    memorise(model, tokenizer, [(asks, [vocab["warm"], vocab["star"], vocab["<|im_end|>"]])])
+    from generation.hf_local import LoadedModel, stop_token_ids
+
+    tokenizer.padding_side = "left"
+    loaded = LoadedModel(model, tokenizer, torch.device("cpu"), 256, stop_token_ids(tokenizer, model))
+    seen: list[str] = []
+    result = HFLocalBackend({"model_path": "unused"}, loaded=loaded).stream_one(
+        GenerationRequest(0, asks), GREEDY, seen.append
+    )
+    assert (result.text, result.finish_reason, seen) == ("warm star", "stop", ["warm", "warm star"])
+
+
 def test_without_a_stop_token_it_ends_at_max_new_tokens(tiny_dir):
     backend = HFLocalBackend({"model_path": str(tiny_dir)})
     backend.loaded.stop_ids = []  # nothing can stop it

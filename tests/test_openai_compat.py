@@ -1,5 +1,6 @@
 """The openai_compat backend against a real local HTTP server speaking the OpenAI protocol."""
 
+import json
 import time
 
 import pytest
@@ -122,3 +123,25 @@ def test_a_200_html_page_from_a_proxy_is_retried_and_then_recorded_not_raised():
         results = run(backend(stub, max_retries=1), requests("proxied", "fine"))
     assert results["fine"].ok and not results["proxied"].ok
     assert "not a ChatCompletion" in results["proxied"].error and stub.calls["proxied"] == 2
+
+
+def test_a_streamed_answer_grows_with_each_chunk_and_a_refusal_on_opening_is_retried():
+    with OpenAIStub(responder=lambda body: "Paris is the capital of **France**.", stream_delay=0.01) as stub:
+        stub.script("capital?", Reply(status=429, retry_after="0"), Reply())
+        seen: list[str] = []
+        [request] = requests("capital?")
+        result = backend(stub).stream_one(request, SamplingConfig(), seen.append)
+    assert (result.ok, result.text, result.finish_reason) == (True, "Paris is the capital of **France**.", "stop")
+    assert seen == ["Paris", "Paris is", "Paris is the", "Paris is the capital", "Paris is the capital of", result.text]
+    assert stub.calls["capital?"] == 2 and all(body["stream"] is True for body in stub.bodies)
+
+
+def test_a_stream_broken_half_way_is_an_error_not_an_answer():
+    piece = {"index": 0, "delta": {"content": "Half"}, "finish_reason": None}
+    chunk = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "m", "choices": [piece]}
+    chunk = b"data: " + json.dumps(chunk).encode() + b"\n\n"
+    with OpenAIStub() as stub:
+        stub.script("broken?", Reply(body=chunk + b"data: {not json\n\n", content_type="text/event-stream"))
+        [request] = requests("broken?")
+        result = backend(stub, max_retries=0).stream_one(request, SamplingConfig(), lambda text: None)
+    assert not result.ok and result.error.startswith("the stream broke after 4 characters")

@@ -1,16 +1,19 @@
 """Live conversations with a system (the paper's Figure 7: the authors held ten conversations
-with LIMA and graded every assistant turn). The staff page sends a message, the system answers
-in the same request (its backend kept loaded in this process between messages), the person grades
-the answer before sending the next one; Figure 7 counts every graded turn per system."""
+with LIMA and graded every assistant turn). The staff page sends a message; the system's answer is
+written in a thread of the web process (its backend kept loaded there between messages) and
+stored as it grows, so the page shows it streaming, says "loading the model" before the first
+one, and keeps Send disabled until it is done; the person grades each answer before sending the
+next one; Figure 7 counts every graded turn per system."""
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import Counter, defaultdict
 from datetime import timedelta
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -19,7 +22,7 @@ from evalsite.catalog.models import System
 from evalsite.core.figures import Chart, Figure, graded_chart, graded_row, register
 from evalsite.core.jobs import CannotStart
 from evalsite.core.paper import Grade
-from generation.backends import make_backend
+from generation.backends import make_backend, stream_one
 from generation.config import ConfigError
 from generation.types import GenerationRequest
 from stats.outcomes import label_shares
@@ -30,6 +33,7 @@ PAPER_FIGURE_7 = {
     "LIMA + 30 dialogue chains": (76.1, 21.7, 2.2),
 }
 MAX_MESSAGE = 20_000
+SAVE_SECONDS = 0.2  # how often an answer being written is stored for the page to show
 ANSWER_MINUTES = 10  # the longest an answer may take before its conversation's mark counts as a crash
 
 
@@ -41,10 +45,20 @@ _backends: dict[tuple[int, str], tuple[object, threading.Lock]] = {}
 _backends_lock = threading.Lock()
 
 
+def _key(system: System) -> tuple[int, str]:
+    return (system.pk, json.dumps([system.backend, system.backend_config], sort_keys=True))
+
+
+def _loaded(system: System) -> bool:
+    """Whether this process holds the system's backend already (no model to load first)."""
+    with _backends_lock:
+        return _key(system) in _backends
+
+
 def _backend(system: System):
     """The system's backend, made once per process and configuration (a local model stays loaded
     between messages), with a lock: one generation at a time per backend."""
-    key = (system.pk, json.dumps([system.backend, system.backend_config], sort_keys=True))
+    key = _key(system)
     with _backends_lock:
         if key not in _backends:
             try:
@@ -60,46 +74,124 @@ def start(system: System, staff) -> Conversation:
     return Conversation.objects.create(system=system, staff=staff)
 
 
-def say(conversation: Conversation, text: str) -> ChatTurn:
-    """Send the person's message and store the system's answer as the next turn."""
+def send(conversation: Conversation, text: str) -> ChatTurn:
+    """The person's message as the conversation's next turn, its answer not yet written (``write``
+    writes it; the page shows it as it grows). Refused while an answer is being written for this
+    conversation, and until the last answer is graded."""
     text = text.strip()
     if not text:
         raise ChatError("the message is empty")
     if len(text) > MAX_MESSAGE:
         raise ChatError(f"the message is longer than {MAX_MESSAGE:,} characters")
-    last = conversation.turns.order_by("-index").first()
-    if last is not None and not last.grade:
-        raise ChatError(f"grade answer {last.index} first (Fail, Pass or Excellent): each turn is judged")
-    index = (last.index if last else 0) + 1
-    messages = [*conversation.messages(), {"role": "user", "content": text}]
-    backend, lock = _backend(conversation.system)
-    # one answer at a time per conversation, across processes: the send that takes the mark
-    # generates; a send while it is held is refused (a mark older than ANSWER_MINUTES is a crash's)
+    # one answer at a time per conversation, across processes: the send that takes the mark gets
+    # its answer written; a send while it is held is refused (a mark older than ANSWER_MINUTES is a
+    # crash's: its turn is marked failed)
     now = timezone.now()
-    free = Q(answering_since__isnull=True) | Q(answering_since__lt=now - timedelta(minutes=ANSWER_MINUTES))
+    stale = now - timedelta(minutes=ANSWER_MINUTES)
+    free = Q(answering_since__isnull=True) | Q(answering_since__lt=stale)
     if not Conversation.objects.filter(free, pk=conversation.pk).update(answering_since=now):
         raise ChatError("an answer is being written for this conversation: wait for it, then send the next message")
     try:
-        with lock:
-            [result] = list(
-                backend.generate([GenerationRequest(key=index, messages=messages)], conversation.system.sampling_config)
-            )
-    finally:
-        Conversation.objects.filter(pk=conversation.pk, answering_since=now).update(answering_since=None)
-    if not result.ok:
-        raise ChatError(f"{conversation.system.name} did not answer: {result.error}")
-    try:
+        unfinished = [ChatTurn.State.LOADING, ChatTurn.State.WRITING]
+        conversation.turns.filter(state__in=unfinished).update(
+            state=ChatTurn.State.FAILED, error=f"the answer stopped: nothing was written for {ANSWER_MINUTES} minutes"
+        )
+        last = conversation.turns.order_by("-index").first()
+        answered = conversation.turns.filter(state=ChatTurn.State.DONE).order_by("-index").first()
+        if answered is not None and not answered.grade:
+            raise ChatError(f"grade answer {answered.index} first (Fail, Pass or Excellent): each turn is judged")
+        loaded = _loaded(conversation.system)
         with transaction.atomic():
             return ChatTurn.objects.create(
                 conversation=conversation,
-                index=index,
+                index=(last.index if last else 0) + 1,
                 user_text=text,
-                assistant_text=result.text,
-                finish_reason=result.finish_reason,
-                latency_seconds=result.latency_seconds,
+                state=ChatTurn.State.WRITING if loaded else ChatTurn.State.LOADING,
             )
     except IntegrityError:
+        _release(conversation, now)
         raise ChatError("this message was already sent (the page was submitted twice)") from None
+    except ChatError:
+        _release(conversation, now)
+        raise
+
+
+def _release(conversation: Conversation, mark) -> None:
+    Conversation.objects.filter(pk=conversation.pk, answering_since=mark).update(answering_since=None)
+
+
+class _Progress:
+    """Stores the answer's text as it grows, at most every SAVE_SECONDS (the page reads it)."""
+
+    def __init__(self, turn_pk: int):
+        self.turn_pk, self.saved_at, self.text = turn_pk, 0.0, ""
+
+    def __call__(self, text: str) -> None:
+        self.text = text
+        if time.monotonic() - self.saved_at >= SAVE_SECONDS:
+            self.saved_at = time.monotonic()
+            ChatTurn.objects.filter(pk=self.turn_pk, state=ChatTurn.State.WRITING).update(assistant_text=text)
+
+
+def write(turn_pk: int) -> ChatTurn:
+    """Write a sent turn's answer: the system's backend loaded (once per process: the turn says
+    "loading the model" meanwhile), then the answer streamed into the turn as it is generated,
+    and the conversation free for the next message. A failure is the turn's error, shown on the
+    page; the person may send again."""
+    turn = ChatTurn.objects.select_related("conversation__system").get(pk=turn_pk)
+    conversation, system = turn.conversation, turn.conversation.system
+    mark = conversation.answering_since
+    try:
+        backend, lock = _backend(system)
+        ChatTurn.objects.filter(pk=turn.pk).update(state=ChatTurn.State.WRITING)
+        messages = [*conversation.messages(before=turn.index), {"role": "user", "content": turn.user_text}]
+        with lock:
+            result = stream_one(
+                backend,
+                GenerationRequest(key=turn.index, messages=messages),
+                system.sampling_config,
+                _Progress(turn.pk),
+            )
+        if result.ok:
+            changes = {
+                "state": ChatTurn.State.DONE,
+                "assistant_text": result.text,
+                "finish_reason": result.finish_reason,
+                "latency_seconds": result.latency_seconds,
+            }
+        else:
+            changes = {"state": ChatTurn.State.FAILED, "error": f"{system.name} did not answer: {result.error}"}
+    except Exception as exc:  # a model that cannot load, a backend that breaks: said on the turn
+        changes = {"state": ChatTurn.State.FAILED, "error": f"{system.name} did not answer: {exc}"}
+    finally:
+        if mark is not None:
+            _release(conversation, mark)
+    ChatTurn.objects.filter(pk=turn.pk).update(**changes)
+    turn.refresh_from_db()
+    return turn
+
+
+def answer_in_background(turn: ChatTurn) -> threading.Thread:
+    """Write the turn's answer in a thread of this process (the request that sent the message
+    returns at once; the page follows the answer as it grows)."""
+
+    def run() -> None:
+        try:
+            write(turn.pk)
+        finally:
+            connections.close_all()  # this thread's own connection
+
+    thread = threading.Thread(target=run, name=f"chat-answer-{turn.pk}", daemon=True)
+    thread.start()
+    return thread
+
+
+def say(conversation: Conversation, text: str) -> ChatTurn:
+    """Send the person's message and write its answer, in this thread; a failed answer is an error."""
+    turn = write(send(conversation, text).pk)
+    if turn.state == ChatTurn.State.FAILED:
+        raise ChatError(turn.error)
+    return turn
 
 
 def grade(conversation: Conversation, index: int, value: str) -> ChatTurn:
@@ -108,6 +200,8 @@ def grade(conversation: Conversation, index: int, value: str) -> ChatTurn:
     turn = conversation.turns.filter(index=index).first()
     if turn is None:
         raise ChatError(f"conversation {conversation.pk} has no turn {index}")
+    if turn.state != ChatTurn.State.DONE:
+        raise ChatError(f"turn {index} has no answer to grade ({turn.get_state_display()})")
     ChatTurn.objects.filter(pk=turn.pk).update(grade=value)
     turn.grade = value
     return turn

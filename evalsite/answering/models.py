@@ -112,18 +112,28 @@ class Conversation(models.Model):
     def __str__(self) -> str:
         return f"conversation #{self.pk} with {self.system}"
 
-    def messages(self) -> list[dict[str, str]]:
+    def messages(self, before: int | None = None) -> list[dict[str, str]]:
+        """The conversation so far as chat messages: the answered turns (before turn ``before``)."""
         out: list[dict[str, str]] = []
-        for turn in self.turns.order_by("index"):
+        turns = self.turns.filter(state=ChatTurn.State.DONE).order_by("index")
+        for turn in turns if before is None else turns.filter(index__lt=before):
             out += [{"role": "user", "content": turn.user_text}, {"role": "assistant", "content": turn.assistant_text}]
         return out
 
 
 class ChatTurn(models.Model):
+    class State(models.TextChoices):
+        LOADING = "loading", "loading the model"
+        WRITING = "writing", "writing"
+        DONE = "done", "answered"
+        FAILED = "failed", "not answered"
+
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="turns")
     index = models.PositiveSmallIntegerField(help_text="1 for the first exchange")
     user_text = models.TextField()
-    assistant_text = models.TextField(blank=True)
+    assistant_text = models.TextField(blank=True, help_text="While it is written: the text so far")
+    state = models.CharField(max_length=8, choices=State.choices, default=State.DONE)
+    error = models.TextField(blank=True, help_text="Why the system did not answer (a failed turn)")
     finish_reason = models.CharField(max_length=40, blank=True)
     latency_seconds = models.FloatField(null=True, blank=True)
     grade = models.CharField(max_length=10, choices=Grade.choices, blank=True)

@@ -7,7 +7,7 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from evalsite.answering import chat
-from evalsite.answering.models import Conversation, GenerationJob
+from evalsite.answering.models import ChatTurn, Conversation, GenerationJob
 from evalsite.catalog.models import Prompt, PromptSet, Response, System
 from evalsite.core.decorators import staff_required
 from evalsite.core.paper import GRADE_BUTTONS
@@ -140,16 +140,27 @@ def chat_view(request, pk: int):
                 index = request.POST.get("index", "")
                 chat.grade(conversation, int(index) if index.isdigit() else -1, request.POST["grade"])
             else:
-                chat.say(conversation, request.POST.get("message", ""))
+                chat.answer_in_background(chat.send(conversation, request.POST.get("message", "")))
         except chat.ChatError as exc:
             messages.error(request, str(exc))
         return redirect("generations:chat", pk=pk)
     turns = list(conversation.turns.order_by("index"))
-    waiting = next((t for t in turns if not t.grade), None)
+    writing = next((t for t in turns if t.state in (ChatTurn.State.LOADING, ChatTurn.State.WRITING)), None)
+    ungraded = next((t for t in turns if t.state == ChatTurn.State.DONE and not t.grade), None)
     context = {
         "conversation": conversation,
         "turns": turns,
-        "waiting": waiting,
+        "writing": writing,
+        "ungraded": ungraded,
         "grades": GRADE_BUTTONS,
     }
     return render(request, "generations/chat.html", context)
+
+
+@staff_required
+def chat_turn(request, pk: int, index: int):
+    """The answer of one turn as it is written (the chat page reads it every few hundred ms)."""
+    turn = get_object_or_404(ChatTurn, conversation_id=pk, index=index)
+    return JsonResponse(
+        {"state": turn.state, "label": turn.get_state_display(), "text": turn.assistant_text, "error": turn.error}
+    )
