@@ -84,6 +84,10 @@ def test_figure_7_per_system_with_the_papers_bars_and_per_turn_shares(staff_clie
     shown = page(staff_client, "/generation/chat/")
     labels = [t.get_text() for t in shown.select("#figure-7 svg text")]
     assert "zero-shot" in labels and "with-dialogue" in labels and "45.2/19.1/35.7" in labels
+    # a handful of graded turns: each bar says it rests on too few to read
+    caption = " ".join(t.get_text() for t in shown.select("#figure-7 svg g.notes text"))
+    assert "Too few votes for zero-shot so far (5 graded turns)" in caption
+    assert "Too few votes for with-dialogue so far (3 graded turns)" in caption
     rows = [[td.get_text(strip=True) for td in tr.find_all("td")] for tr in shown.select("#per-turn tr")[1:]]
     # zero-shot turn 1: fail, excellent -> 50% excellent, 0% pass, 50% fail; turn 3: one fail
     assert ["zero-shot", "1", "2", "50%", "0%", "50%"] in rows and ["zero-shot", "3", "1", "0%", "0%", "100%"] in rows

@@ -4,6 +4,7 @@ import json
 
 import pytest
 from bs4 import BeautifulSoup
+from django.core.management import call_command
 
 from evalsite.annotation import studies
 from evalsite.dashboard import data
@@ -31,6 +32,42 @@ def test_figure_1_and_2_numbers_for_a_seeded_study():
     assert (judge["win"], judge["tie"]) == (pytest.approx(2 / 3), pytest.approx(1 / 3))
     assert judge["dropped"] == {"one order unreadable": 1} and result["judge"]["dropped"] == {"one order unreadable": 1}
     assert (result["judge"]["consistency"], result["judge"]["pairs_with_both_orders"]) == (pytest.approx(2 / 3), 3)
+
+
+def test_a_bar_on_too_few_votes_says_so_in_every_form_of_its_figure(staff_client):
+    """Four comparisons a baseline: the 95% interval on a win share spans most of the bar, and the
+    page, the SVG (so the PNG), the CSV, the JSON and study status all say so."""
+    study, job, _ = seeded_study()
+    human = by_baseline(data.dashboard(study, "majority", job)["human"])
+    low, high = human["alpaca-65b"]["win_ci"]
+    expected = (
+        f"Too few votes for alpaca-65b so far (4 comparisons): its win share is known only to within "
+        f"{low * 100:.0f}-{high * 100:.0f}% (95% interval); more votes narrow it."
+    )
+    page = BeautifulSoup(staff_client.get(f"/dashboard/{study.name}/").content, "html.parser")
+    assert expected in [li.get_text() for li in page.select("#figure1 .figure-notes li")]
+    svg = BeautifulSoup(staff_client.get(f"/dashboard/{study.name}/export/figure1.svg").content, "html.parser")
+    caption = " ".join(t.get_text() for t in svg.select("g.notes text"))
+    assert "Too few votes for alpaca-65b so far (4 comparisons)" in caption
+    lines = staff_client.get(f"/dashboard/{study.name}/export/csv").content.decode().splitlines()
+    assert f"# note (Figure 1): {expected}" in lines
+    notes = staff_client.get(f"/dashboard/{study.name}/export/json").json()["notes"]
+    assert expected in notes["figure1"]
+    # the judge's bar for alpaca rests on 3 comparisons: Figure 2 says so too
+    assert any(n.startswith("Too few votes for alpaca-65b so far (3 comparisons)") for n in notes["figure2"])
+    status = io.StringIO()
+    call_command("study", "status", study.name, stdout=status)
+    said = status.getvalue().splitlines()
+    assert "read with care:" in said
+    assert any(line.startswith("  Too few votes for alpaca-65b so far (4 complete comparisons)") for line in said)
+
+
+def test_a_bar_with_enough_votes_has_no_such_note():
+    from evalsite.core.figures import few_votes
+
+    assert few_votes("alpaca-65b", 300, (0.44, 0.56), "win share", "comparisons") is None
+    assert few_votes("alpaca-65b", 0, None, "win share", "comparisons") is None
+    assert few_votes("alpaca-65b", 12, (0.2, 0.7), "win share", "comparisons").startswith("Too few votes")
 
 
 def test_every_vote_counts_when_asked():

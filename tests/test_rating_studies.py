@@ -5,7 +5,6 @@ with intervals beside the judge's grades of the same responses and the paper's."
 from __future__ import annotations
 
 import csv
-import io
 import json
 
 import pytest
@@ -196,13 +195,22 @@ def test_figure_3_people_beside_the_judge_and_the_paper_with_the_safe_share(staf
 
     # Figure 3 from the registry in every form: the exports and the report say the same numbers,
     # under the grades' own names
-    table = list(csv.DictReader(io.StringIO(staff_client.get("/dashboard/fig3/export/figure3.csv").content.decode())))
+    exported_csv = staff_client.get("/dashboard/fig3/export/figure3.csv").content.decode().splitlines()
+    notes = [line for line in exported_csv if line.startswith("#")]
+    assert exported_csv[: len(notes)] == notes, "the notes lead"
+    # six responses: both bars too thin to read, and the figure says so wherever it goes
+    assert [n.split(" so far")[0] for n in notes] == [
+        "# note: Too few votes for people",
+        "# note: Too few votes for gpt-4",
+    ]
+    table = list(csv.DictReader(exported_csv[len(notes) :]))
     assert [r["label"] for r in table] == ["people", "gpt-4"]
     assert float(table[0]["excellent"]) == pytest.approx(3 / 12, abs=1e-4)
     assert float(table[1]["fail"]) == pytest.approx(2 / 6, abs=1e-4)
     assert float(table[0]["excellent_low"]) < 0.25 < float(table[0]["excellent_high"])
     exported = json.loads(staff_client.get("/dashboard/fig3/export/figure3.json").content)
     assert exported["figure"] == "figure3" and exported["rows"][1]["pass"] == pytest.approx(3 / 6)
+    assert exported["notes"] == [n.removeprefix("# note: ") for n in notes]
     svg = staff_client.get("/dashboard/fig3/export/figure3.svg")
     assert svg["Content-Type"] == "image/svg+xml" and "50/38/12" in [
         t.get_text() for t in BeautifulSoup(svg.content, "html.parser").find_all("text")
@@ -210,7 +218,7 @@ def test_figure_3_people_beside_the_judge_and_the_paper_with_the_safe_share(staf
     assert staff_client.get("/dashboard/fig3/export/figure1.svg").status_code == 404, "a rating study has no Figure 1"
     out = tmp_path / "report"
     call_command("report", "fig3", out=out, no_png=True)
-    assert list(csv.DictReader((out / "figure3.csv").open())) == table
+    assert list(csv.DictReader(line for line in (out / "figure3.csv").open() if not line.startswith("#"))) == table
     report = BeautifulSoup((out / "index.html").read_text(), "html.parser")
     assert "gpt-4" in [t.get_text() for t in report.select("#figure-3 svg text")]
     assert report.select_one("#safety strong").get_text() == "0.75"

@@ -243,6 +243,7 @@ def figure_7_chart(figure: dict | None = None) -> Chart | None:
         figure["bars"],
         paper=PAPER_FIGURE_7,
         paper_title="The paper (10 conversations with LIMA 65B)",
+        unit="graded turns",
     )
     return chart
 

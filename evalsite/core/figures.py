@@ -59,6 +59,20 @@ class Chart:
         return json.dumps(self.as_dict(), indent=2, default=str)
 
 
+WIDE = 0.30  # a 95% interval wider than 30 points (fewer than about 40 answers): a rough guess
+
+
+def few_votes(label: str, n: int | None, ci: tuple[float, float] | None, share: str, unit: str) -> str | None:
+    """A figure's note when a bar rests on too few votes to read: its 95% interval spans more than
+    WIDE. None when the interval is narrower, or when there is no vote (no bar) or no interval."""
+    if not n or ci is None or ci[1] - ci[0] <= WIDE:
+        return None
+    return (
+        f"Too few votes for {label} so far ({n} {unit}): its {share} is known only to within "
+        f"{ci[0] * 100:.0f}-{ci[1] * 100:.0f}% (95% interval); more votes narrow it."
+    )
+
+
 def _cell(value: object) -> object:
     if value is None:
         return ""
@@ -144,7 +158,12 @@ def graded_chart(
     paper: dict[str, tuple] | None = None,
     paper_title: str = "",
     notes: tuple[str, ...] = (),
+    unit: str = "answers graded",
 ) -> Chart:
+    """Excellent / Pass / Fail bars; a bar on too few answers to read (few_votes, ``unit`` what its
+    n counts) adds its note to ``notes``."""
+    few = [few_votes(r["label"], r["n"], r["excellent_ci"], "Excellent share", unit) for r in rows]
+    notes = (*notes, *(note for note in few if note))
     bars = [
         {
             "baseline": r["label"],
@@ -157,7 +176,9 @@ def graded_chart(
         }
         for r in rows
     ]
-    svg = stacked_bars(bars, title, "", paper=paper, legend=["Excellent", "Pass", "Fail"], paper_title=paper_title)
+    svg = stacked_bars(
+        bars, title, "", paper=paper, legend=["Excellent", "Pass", "Fail"], paper_title=paper_title, notes=notes
+    )
     table = [
         {
             **{k: r[k] for k in ("label", "n", "excellent", "pass", "fail")},  # type: ignore[literal-required]

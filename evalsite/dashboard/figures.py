@@ -20,7 +20,7 @@ from evalsite.annotation.blinding import blinding_warnings
 from evalsite.annotation.kinds import study_kind
 from evalsite.annotation.models import Study
 from evalsite.core.charts import means_with_intervals, stacked_bars
-from evalsite.core.figures import Chart, Figure, GradedRow, graded_chart, register
+from evalsite.core.figures import Chart, Figure, GradedRow, few_votes, graded_chart, register
 from evalsite.dashboard import data, ratings
 from evalsite.dashboard.payloads import Dashboard, JudgePanel
 from evalsite.judging.models import JudgeJob
@@ -103,11 +103,16 @@ class StudyFigures:
         """What a reader of each figure must know, as the page warns it, carried by every form of
         the figure (its SVG and the PNG drawn from it, the CSV's leading # lines, the JSON, the
         report): Figure 1, what could unblind the people (answers cut at the token limit, lengths);
-        Figure 2, the judge's warnings (orders that disagree, position bias, unreadable verdicts)."""
-        return {
-            "figure1": blinding_warnings(self.study),
-            "figure2": list(self.judge["warnings"]) if self.judge and self.judge.get("warnings") else [],
-        }
+        Figure 2, the judge's warnings (orders that disagree, position bias, unreadable verdicts);
+        both, the bars resting on too few votes to read."""
+
+        def few(rows: list) -> list[str]:  # bars too thin to read (core.figures.few_votes)
+            notes = (few_votes(r["baseline"], r["n"], r.get("win_ci"), "win share", "comparisons") for r in rows)
+            return [note for note in notes if note]
+
+        judge = self.judge
+        figure2 = list(judge.get("warnings") or []) + few(judge["figure"]) if judge else []
+        return {"figure1": blinding_warnings(self.study) + few(self.result["human"]), "figure2": figure2}
 
     def human_table(self) -> list[dict]:
         """Figure 1's rows: the table under it on the page and in the report."""

@@ -99,6 +99,7 @@ def study(request, name: str):
         **svgs,
         "paper": built.paper,
         "human_table": built.human_table(),
+        "figure1_notes": built.notes["figure1"],  # drawn under the figure too; here readable on a phone
         "paper_agreement": data.PAPER_AGREEMENT,
         "jobs": built.study.judge_jobs.all(),
         "precision": built.result["evidence"]["status"],

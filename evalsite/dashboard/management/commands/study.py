@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from evalsite.annotation.blinding import blinding_warnings
 from evalsite.annotation.models import Study
 from evalsite.annotation.studies import StudyError, plan_sampling
+from evalsite.core.figures import few_votes
 from evalsite.dashboard.estimates import study_status, uncertainty_by_comparison, usable
 from evalsite.dashboard.stopping import decide, set_target
 from evalsite.judging.models import JudgeJob
@@ -106,6 +107,10 @@ class Command(BaseCommand):
         # what the dashboard's figures carry, said here too: what could unblind the people, and the
         # rule's judge's own warnings
         caveats = blinding_warnings(study) + (judge_summary(s["judge"])["warnings"] if s["judge"] else [])
+        for r in s["rows"]:  # and the bars too thin to read (at the anytime-valid intervals above)
+            interval = None if r["low"] is None else (r["low"], r["high"])
+            if note := few_votes(r["baseline"], r["n"], interval, "win share", "complete comparisons"):
+                caveats.append(note)
         if caveats:
             self.stdout.write(self.style.WARNING("read with care:"))
             for caveat in caveats:
