@@ -146,6 +146,10 @@ CROWD_ARRIVAL_WINDOW_SECONDS = env.int("CROWD_ARRIVAL_WINDOW_SECONDS", default=3
 # where people reach the site: the base of every printed or mailed link (one-time logins, crowd
 # links); unset, the demo's address (DEMO_PORT, 8000 by default; `manage.py demo --port` too)
 DEMO_PORT = env.int("DEMO_PORT", default=8000)
+# set by `manage.py demo` for its own web server: one machine by design (SQLite, the filesystem
+# broker, DEBUG off so annotators see the site's error pages), so the checks that warn a deployment
+# about those (core.W001, core.W002) stay quiet for it
+ONE_MACHINE = env.bool("EVALSITE_ONE_MACHINE", default=False)
 SITE_URL = env.str("SITE_URL", default=f"http://127.0.0.1:{DEMO_PORT}")
 
 LANGUAGE_CODE = "en-us"

@@ -53,3 +53,16 @@ def test_every_name_fits_left_of_its_bar_and_a_very_long_one_is_cut_with_its_who
         assert float(text.get("x")) - CHAR_W * len(text.text) >= 0, f"{text.text!r} starts left of the figure"
     [cut] = [t for t in right_aligned if t.text.endswith("\u2026")]
     assert long_name.startswith(cut.text[:-1]) and cut.find(f"{{{SVG_NS}}}title").text == long_name
+
+
+def test_a_training_runs_loss_chart_labels_its_steps_on_the_x_axis():
+    from evalsite.core.charts import line_chart, nice_ticks
+
+    points = [(step, 2.5 - step / 40) for step in range(1, 31)]
+    root = ET.fromstring(line_chart(points, "Loss", "optimiser step", "loss", marks=[10, 20]))
+    ticks = root.findall(".//svg:g[@class='x-tick']", NS)
+    labels = [t.find("svg:text", NS).text for t in ticks]
+    assert labels == ["5", "10", "15", "20", "25", "30"]
+    xs = [float(t.find("svg:text", NS).get("x")) for t in ticks]
+    assert xs == sorted(xs) and 56 <= xs[0] and xs[-1] <= 640 - 16
+    assert nice_ticks(3, 1200) == [200, 400, 600, 800, 1000, 1200] and nice_ticks(0, 1)[:3] == [0, 0.2, 0.4]

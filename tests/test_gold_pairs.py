@@ -71,7 +71,7 @@ def test_staff_labelled_pairs_replace_the_degraded_copies_nobody_was_served(tmp_
     assert (
         page.select_one("#gold-sources")
         .get_text(" ", strip=True)
-        .startswith("Gold: 1 decoys · 2 staff-labelled")
+        .startswith("Gold: 1 decoy · 2 staff-labelled pairs.")
     )
 
 

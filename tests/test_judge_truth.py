@@ -366,3 +366,19 @@ def test_any_sequence_of_judging_reparsing_and_excluding_leaves_every_surface_wi
     for baseline, (count, win, tie, loss) in expected.items():
         assert f"  {baseline:<24} {count:>5} {pct(win):>6} {pct(tie):>6} {pct(loss):>6}" in cli
     assert JudgeOutcome.objects.filter(job=job).count() == len(texts) // 2
+
+
+def test_the_job_page_says_ties_are_mostly_a_judge_disagreeing_with_itself(staff_client):
+    """A judge that always picks the first-shown answer, its disagreements counted as ties: the
+    per-baseline table's ties are its own disagreement, and the page says so beside them."""
+    with OpenAIStub(responder=first_position_judge) as stub:
+        study = judged_study(n_prompts=4)
+        job = run_job(study, judge_config(stub), policy="tie")
+    page = BeautifulSoup(staff_client.get(f"/judge/jobs/{job.pk}/").content, "html.parser")
+    [row] = [[td.get_text() for td in tr.find_all("td")][:5] for tr in page.select("table.judge-per-baseline tr")[1:]]
+    assert row[1:] == ["4", "0%", "100%", "0%"]
+    legend = page.select_one(".per-baseline-legend").get_text(" ", strip=True)
+    assert legend.endswith(
+        "a comparison whose orders disagree counts as a tie , so with the orders agreeing on 0% of comparisons the "
+        "ties are mostly the judge disagreeing with itself, not a verdict."
+    )

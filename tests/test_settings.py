@@ -115,3 +115,18 @@ def test_the_wsgi_app_loads_its_views_then_freezes_them_out_of_full_collections(
     assert result.returncode == 0, result.stderr
     frozen, views_loaded, still_tracked = result.stdout.split()
     assert views_loaded == "True" and int(frozen) > 20_000 and int(still_tracked) < int(frozen) / 10
+
+
+def test_the_demos_own_server_is_not_warned_about_being_one_machine(tmp_path):
+    """With DEBUG off on SQLite and the filesystem broker a deployment is warned (core.W001,
+    core.W002); the demo's web server runs that way on purpose and starts without them."""
+    from evalsite.pipeline.serve import web_environment
+
+    (tmp_path / "var").mkdir()
+    deployed = run_manage(["check"], tmp_path, DEBUG="0", SECRET_KEY="x" * 50)
+    assert deployed.returncode == 0
+    assert "core.W001" in deployed.stderr and "core.W002" in deployed.stderr
+    demo = web_environment()
+    assert demo["EVALSITE_ONE_MACHINE"] == "1" and demo["DEBUG"] == "0"
+    quiet = run_manage(["check"], tmp_path, DEBUG="0", SECRET_KEY="x" * 50, EVALSITE_ONE_MACHINE="1")
+    assert quiet.returncode == 0 and "core.W00" not in quiet.stderr + quiet.stdout

@@ -115,9 +115,22 @@ def replace_copies(study: Study, rows: list[Comparison]) -> int:
     return len(rows)
 
 
+SOURCE_NAMES = {  # a kind of gold check: its name for one, and for several
+    "decoys": ("decoy", "decoys"),
+    "degraded copies": ("degraded copy", "degraded copies"),
+    "staff-labelled": ("staff-labelled pair", "staff-labelled pairs"),
+    "judged pairs": ("judged pair", "judged pairs"),
+}
+
+
+def describe_sources(counts: dict[str, int]) -> str:
+    """gold_sources' counts in words: "1 decoy · 2 staff-labelled pairs" (the kinds it has)."""
+    return " · ".join(f"{n} {SOURCE_NAMES[kind][n != 1]}" for kind, n in counts.items() if n)
+
+
 def gold_sources(study: Study) -> dict[str, int]:
     """The study's gold checks by where they come from."""
-    out = {"decoys": 0, "degraded copies": 0, "staff-labelled": 0, "judged pairs": 0}
+    out = dict.fromkeys(SOURCE_NAMES, 0)
     for name in Comparison.objects.filter(study=study, is_gold=True).values_list("baseline__name", flat=True):
         if name.startswith(DECOY_PREFIX):
             out["decoys"] += 1

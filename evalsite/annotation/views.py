@@ -25,7 +25,7 @@ from evalsite.annotation.forms import (
     StudyForm,
     first_error,
 )
-from evalsite.annotation.gold import gold_sources
+from evalsite.annotation.gold import describe_sources, gold_sources
 from evalsite.annotation.kinds import study_kind
 from evalsite.annotation.models import Assignment, Comparison, RatingItem, Study
 from evalsite.annotation.pages import STUDY_PAGE_PARTS, progress_for, render_item
@@ -251,7 +251,7 @@ def study_detail(request, name: str):
         "gold_sources": gold_sources(study),
     }
     context["gold_degraded"] = context["gold_sources"]["degraded copies"]
-    context["gold_sources_text"] = " · ".join(f"{n} {what}" for what, n in context["gold_sources"].items() if n)
+    context["gold_sources_text"] = describe_sources(context["gold_sources"])
     if counts := study_kind(study).counts:
         context["rating_counts"] = counts(study)
     for part in STUDY_PAGE_PARTS:

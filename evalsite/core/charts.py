@@ -262,6 +262,11 @@ def line_chart(
         return "{:.1f},{:.1f}".format(*xy(x, y))
 
     _axes(root, left, top, plot_w, plot_h, height, (y0, y1), x_label, y_label)
+    for value in nice_ticks(x0, x1):  # the x axis's labelled ticks (optimiser steps)
+        x, _ = xy(value, y0)
+        group = add(root, "g", class_="x-tick")
+        add(group, "line", x1=x, y1=top + plot_h, x2=x, y2=top + plot_h + 4, stroke="#888")
+        add(group, "text", _short(value), x=x, y=top + plot_h + 15, text_anchor="middle")
     for mark in marks:
         x = left + (mark - x0) / (x1 - x0) * plot_w
         add(root, "line", x1=float(x), y1=top, x2=float(x), y2=top + plot_h, stroke="#ccc", stroke_dasharray=3)
@@ -281,6 +286,21 @@ def line_chart(
         add(root, "circle", cx=legend_x + 175, cy=legend_y, r=4, fill="#c06a1b")
         add(root, "text", label, x=legend_x + 183, y=legend_y + 4)
     return render(root)
+
+
+def nice_ticks(low: float, high: float, most: int = 6) -> list[float]:
+    """Round values between ``low`` and ``high`` (a step of 1, 2 or 5 times a power of ten), at
+    most ``most`` of them: where an axis's labelled ticks go."""
+    if high <= low:
+        return [low]
+    power = 10.0 ** math.floor(math.log10((high - low) / most))
+    for step in (m * power for m in (1, 2, 5, 10, 20, 50)):
+        first = math.ceil(low / step - 1e-9) * step
+        count = int((high - first) / step + 1e-9) + 1
+        if count <= most:
+            digits = max(0, -math.floor(math.log10(step)))
+            return [round(first + k * step, digits) for k in range(count)]
+    return [low, high]
 
 
 def _short(value: float) -> str:

@@ -49,7 +49,8 @@ def check_configuration(app_configs=None, **kwargs):
             )
         )
     engine = settings.DATABASES["default"]["ENGINE"]
-    if not settings.DEBUG and engine.endswith("sqlite3"):
+    deployed = not settings.DEBUG and not settings.ONE_MACHINE  # the demo is one machine on purpose
+    if deployed and engine.endswith("sqlite3"):
         problems.append(
             Warning(
                 "DEBUG is off but the database is SQLite.",
@@ -57,7 +58,7 @@ def check_configuration(app_configs=None, **kwargs):
                 id="core.W001",
             )
         )
-    if not settings.DEBUG and scheme == "filesystem":
+    if deployed and scheme == "filesystem":
         problems.append(
             Warning(
                 "DEBUG is off but the broker is the local filesystem: workers on other hosts cannot reach it.",

@@ -19,6 +19,20 @@ from evalsite.env import BASE_DIR
 from generation.server import DEFAULT_PORT as LOCAL_JUDGE_PORT
 
 
+def web_environment() -> dict[str, str]:
+    """The demo's web server's environment: DEBUG off (the site annotators use shows its own error
+    pages, never Django's debug pages, which list every URL), plain-HTTP cookies, and marked one
+    machine (its SQLite and filesystem broker are the point, not a deployment's mistake)."""
+    return dict(
+        os.environ,
+        DEBUG="0",
+        SECRET_KEY=settings.SECRET_KEY,
+        SESSION_COOKIE_SECURE="0",
+        CSRF_COOKIE_SECURE="0",
+        EVALSITE_ONE_MACHINE="1",
+    )
+
+
 def local_judge_listening() -> bool:
     with socket.socket() as probe:
         return probe.connect_ex(("127.0.0.1", LOCAL_JUDGE_PORT)) == 0
@@ -83,19 +97,11 @@ def serve(host: str, port: int, write: Callable[[str], None]) -> int:
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    # the site annotators use shows its own error pages, never Django's debug pages (which list
-    # every URL); --insecure serves the static files that DEBUG would have
-    web_env = dict(
-        os.environ,
-        DEBUG="0",
-        SECRET_KEY=settings.SECRET_KEY,
-        SESSION_COOKIE_SECURE="0",
-        CSRF_COOKIE_SECURE="0",
-    )
+    # --insecure serves the static files that DEBUG would have
     web = subprocess.Popen(
         [python, "manage.py", "runserver", f"{host}:{port}", "--noreload", "--insecure"],
         cwd=BASE_DIR,
-        env=web_env,
+        env=web_environment(),
         start_new_session=True,
     )
     try:
