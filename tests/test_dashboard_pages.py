@@ -245,3 +245,35 @@ def test_figure_2_bars_drill_down_to_the_judges_outcomes_and_the_pngs_are_linked
         f"/dashboard/{study.name}/export/figure1.png?rule=majority",
         f"/dashboard/{study.name}/export/figure2.png?job={job.pk}",
     ]
+
+
+def test_the_staff_home_says_where_to_start_and_what_to_do_next(staff_client):
+    from tests.annotation_fixtures import make_study
+
+    def steps():
+        page = BeautifulSoup(staff_client.get("/").content, "html.parser")
+        card = page.select_one("#start-here")
+        return [
+            (a.get_text(), p.get_text(" ", strip=True))
+            for a, p in zip(
+                [s.select_one("strong a") for s in card.select(".start-study")],
+                card.select(".start-study .next-step"),
+                strict=True,
+            )
+        ] or [("", card.select_one(".next-step").get_text(" ", strip=True))]
+
+    assert steps()[0][1].startswith("No study yet: make demo makes one end to end")
+    study, _ = make_study(n_prompts=3, baselines=("alpaca-65b",), start=False)
+    assert steps() == [("lima-study", "Next: start it on its page (it checks every answer is there first).")]
+    studies.start_study(study)
+    assert steps()[0][1].startswith("Next: bring people to vote")
+    page = BeautifulSoup(staff_client.get("/").content, "html.parser")
+    assert page.select_one("#start-here .start-study strong a")["href"] == "/dashboard/lima-study/"
+
+
+def test_the_staff_home_sends_a_judged_study_to_its_figures(staff_client):
+    seeded_study()
+    page = BeautifulSoup(staff_client.get("/").content, "html.parser")
+    [study] = page.select("#start-here .start-study")
+    assert "8 of 8 comparisons complete" in study.select_one(".muted").get_text()
+    assert study.select_one(".next-step").get_text().startswith("Next: read its figures on the dashboard")

@@ -24,10 +24,36 @@ def home(request):
     if not request.user.is_staff:
         return redirect("annotation:home")
     context = {
+        "start": start_here(),
         "prompt_sets": PromptSet.objects.annotate(n=Count("prompts")),
         "systems": System.objects.annotate(n=Count("responses")),
     }
     return render(request, "dashboard/home.html", context)
+
+
+def start_here(most: int = 3) -> list[dict]:
+    """The newest studies (the demo's among them) and, for each, the next thing to do: start it,
+    bring people to vote, run the judge, or read its figures."""
+    rows = []
+    studies = Study.objects.select_related("candidate").order_by("-created_at")[:most]
+    for study in studies:
+        kind = study_kind(study)
+        if kind.pairs:
+            items = study.comparisons.filter(is_gold=False)
+            total, done = items.count(), items.filter(completed_at__isnull=False).count()
+        else:
+            total, done = study.rating_items.count(), study.rating_items.filter(ratings_done__gte=study.overlap).count()
+        judged = kind.pairs and study.judge_jobs.filter(status="done").exists()
+        if study.status == Study.Status.DRAFT:
+            step = "start it on its page (it checks every answer is there first)"
+        elif done == 0:
+            step = "bring people to vote: one-time links or a crowd link from its page; annotators answer at /annotate/"
+        elif kind.pairs and not judged:
+            step = f"run the judge over it: manage.py judge --study {study.name} (Figure 2)"
+        else:
+            step = "read its figures on the dashboard; `manage.py study status` says when it knows enough"
+        rows.append({"study": study, "kind": kind, "done": done, "total": total, "step": step})
+    return rows
 
 
 def _figures(request, name: str, details: bool = True) -> figures.StudyFigures:
