@@ -3,6 +3,7 @@ study's dashboard page is timed (aggregation in the database) against the same n
 by a Python loop over the rows.
 
     .venv/bin/python bench/dashboard.py [--prompts 100000]
+    .venv/bin/python bench/dashboard.py --smoke      # 200 prompts, seconds: that it still runs (make test)
 
 100,000 prompts x 5 baselines = 500,000 comparisons, each judged by 2 annotators (1M judgments)
 and by the judge in both orders (1M verdicts). Uses the database evalsite_dash (recreated)."""
@@ -20,7 +21,8 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DB = "evalsite_dash"
+SMOKE = "--smoke" in sys.argv
+DB = "evalsite_dash_smoke" if SMOKE else "evalsite_dash"
 sys.path.insert(0, str(ROOT))
 os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{DB}"
 os.environ["ALLOWED_HOSTS"] = "testserver"
@@ -69,33 +71,38 @@ def fill(prompts: int) -> dict:
     steps = [
         (
             "prompts",
-            f"""INSERT INTO catalog_prompt (external_id, messages, source, tags, reference_answer, created_at, prompt_set_id)
+            f"""INSERT INTO catalog_prompt (external_id, messages, source, tags, reference_answer, created_at, prompt_set_id,
+                                            follow_ups)
             SELECT 'p' || g, '[{{"role": "user", "content": "question"}}]'::jsonb,
-                   CASE WHEN g % 4 = 0 THEN 'askreddit' ELSE 'authors' END, '[]'::jsonb, '', now(), {prompt_set.pk}
+                   CASE WHEN g % 4 = 0 THEN 'askreddit' ELSE 'authors' END, '[]'::jsonb, '', now(), {prompt_set.pk},
+                   '[]'::jsonb
             FROM generate_series(1, {prompts}) g""",
         ),
         (
             "responses",
             """INSERT INTO catalog_response (sample_index, text, finish_reason, error, notes, metadata, created_at,
-                                                  prompt_id, system_id)
-            SELECT 0, repeat('x', (50 + ((p.id * 7 + s.id * 131) % 900))::int), 'stop', '', '', '{}'::jsonb, now(), p.id, s.id
+                                                  prompt_id, system_id, turns)
+            SELECT 0, repeat('x', (50 + ((p.id * 7 + s.id * 131) % 900))::int), 'stop', '', '', '{}'::jsonb, now(), p.id, s.id,
+                   '[]'::jsonb
             FROM catalog_prompt p CROSS JOIN catalog_system s""",
         ),
         (
             "comparisons",
             f"""INSERT INTO annotation_comparison (is_gold, gold_better, slots_taken, judgments_done, baseline_id,
                                                           baseline_response_id, candidate_response_id, prompt_id, study_id,
-                                                          votes_candidate, votes_baseline, votes_tie)
-            SELECT false, '', 2, 2, rb.system_id, rb.id, rc.id, rc.prompt_id, {study.pk}, 0, 0, 0
+                                                          votes_candidate, votes_baseline, votes_tie, people_wanted,
+                                                          draw_order, completed_at)
+            SELECT false, '', 2, 2, rb.system_id, rb.id, rc.id, rc.prompt_id, {study.pk}, 0, 0, 0, true,
+                   row_number() OVER (ORDER BY md5(rc.id || '-' || rb.id)), now()
             FROM catalog_response rc JOIN catalog_response rb ON rb.prompt_id = rc.prompt_id AND rb.system_id <> rc.system_id
             WHERE rc.system_id = {cand.pk}""",
         ),
         (
             "assignments",
             f"""INSERT INTO annotation_assignment (candidate_on_left, status, flag, claimed_at, expires_at,
-                                                          shown_at, finished_at, annotator_id, comparison_id)
+                                                          shown_at, finished_at, annotator_id, comparison_id, study_id)
             SELECT random() < 0.5, 'done', '', now(), now(), now(), now(),
-                   (ARRAY{user_ids})[1 + ((c.id * 2 + k) % 100)], c.id
+                   (ARRAY{user_ids})[1 + ((c.id * 2 + k) % 100)], c.id, c.study_id
             FROM annotation_comparison c CROSS JOIN generate_series(0, 1) k""",
         ),
         (
@@ -121,10 +128,10 @@ def fill(prompts: int) -> dict:
             "judge calls",
             """INSERT INTO judging_judgecall (key, model, template, template_hash, status, reserved_at, reserved_by,
                                                      raw_output, retry_output, verdict, parse_error, error, input_tokens,
-                                                     output_tokens, cost, created_at)
+                                                     output_tokens, cost, created_at, requests)
             SELECT md5(c.id || '-' || o), 'gpt-4', 'lima', 'x', 'done', now(), '', 'Answer A is significantly better.', '',
                    CASE WHEN random() < 0.55 THEN 'first' WHEN random() < 0.7 THEN 'second' ELSE 'tie' END, '', '', 600, 9,
-                   0.01854, now()
+                   0.01854, now(), 1
             FROM annotation_comparison c CROSS JOIN generate_series(0, 1) o""",
         ),
         (
@@ -220,7 +227,10 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--reuse", action="store_true", help="time the database filled by an earlier run")
+    parser.add_argument("--smoke", action="store_true", help="200 prompts, one run, nothing written: that it runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.prompts, args.repeat = 200, 1
     if args.reuse:
         import django
 
@@ -301,6 +311,9 @@ def main() -> None:
         f"its second request, per-annotator and person-judge agreement (scans every judgment): "
         f"median {report['agreement_panel_s'] * 1000:.0f} ms"
     )
+    if args.smoke:
+        psql(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+        return
     out = ROOT / "bench" / "results" / "dashboard.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"written to {out}")
