@@ -118,3 +118,11 @@ def test_the_readme_examples_run_as_written(tmp_path, monkeypatch):
     assert Prompt.objects.get(prompt_set__name="mt-bench").follow_ups == ["Now in limericks."]
     assert {d.name for d in TrainingDataset.objects.all()} == {"lima", "stem", "wikihow", "stories"}
     assert all(d.trainable().exists() for d in TrainingDataset.objects.all())
+
+
+def test_every_picture_the_readme_shows_is_in_the_repository():
+    text = (ROOT / "README.md").read_text()
+    pictures = re.findall(r"(?:\]\(|src=\")(docs/screenshots/[^)\"]+\.png)", text)
+    assert len(pictures) >= 8, pictures  # the walk-through: home, comparison and dashboard at two widths, and more
+    missing = [p for p in pictures if not (ROOT / p).is_file()]
+    assert missing == []
