@@ -29,11 +29,14 @@ from urllib.parse import urlencode
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from bench import private_redis  # noqa: E402
+
 PG = "postgres://postgres@127.0.0.1:5432"
 DB = "evalsite_bench"
 PORT = 8765
 BASE = f"http://127.0.0.1:{PORT}"
-CACHE = "redis://127.0.0.1:6379/13"
+REDIS = ""  # the bench's own redis-server (bench/private_redis.py), started by main()
 CSRF = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 ITEM = re.compile(r'action="/annotate/item/(\d+)/judge"')
 
@@ -48,9 +51,9 @@ def env() -> dict:
             "ALLOWED_HOSTS": "127.0.0.1",
             "SESSION_COOKIE_SECURE": "0",
             "CSRF_COOKIE_SECURE": "0",
-            "CELERY_BROKER_URL": "redis://127.0.0.1:6379/14",
+            "CELERY_BROKER_URL": f"{REDIS}/1",
             # as deployed: a cache shared by the web processes (login limits, sessions read from it)
-            "CACHE_URL": CACHE,
+            "CACHE_URL": f"{REDIS}/0",
             "LOG_LEVEL": "WARNING",
             "DB_CONN_MAX_AGE": "600",
             "LOGIN_MAX_FAILURES": "1000",
@@ -190,9 +193,6 @@ def manage(*args: str, stdin: str | None = None) -> str:
 
 
 def recreate_database() -> None:
-    import redis
-
-    redis.Redis.from_url(CACHE).flushdb()
     for sql in (f"DROP DATABASE IF EXISTS {DB}", f"CREATE DATABASE {DB}"):
         subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", sql], check=True, timeout=60)
 
@@ -427,6 +427,8 @@ def main() -> None:
     parser.add_argument("--client-processes", type=int, default=1, help="load-generator processes")
     args = parser.parse_args()
 
+    global REDIS
+    REDIS = private_redis.start()  # never the machine's shared Redis
     recreate_database()
     manage("migrate", "-v0")
     ready, sessions = (

@@ -24,8 +24,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 DB = "evalsite_profile"
-CACHE = "redis://127.0.0.1:6379/12"
+from bench import annotation, private_redis  # noqa: E402
 from bench.annotation import SETUP, env  # noqa: E402
+
+annotation.REDIS = private_redis.start()  # the profile's own Redis, never the machine's shared one
+CACHE = f"{annotation.REDIS}/0"
 
 # as bench/annotation.py deploys it (DEBUG off, sessions and the login limit in Redis), on our own
 # database and Redis database, with the test client's host allowed
@@ -57,9 +60,6 @@ AREAS = [
 
 
 def recreate_database() -> None:
-    import redis
-
-    redis.Redis.from_url(CACHE).flushdb()
     for sql in (f"DROP DATABASE IF EXISTS {DB}", f"CREATE DATABASE {DB}"):
         subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", sql], check=True, timeout=60)
 

@@ -108,8 +108,8 @@ class Command(BaseCommand):
         # rule's judge's own warnings
         caveats = blinding_warnings(study) + (judge_summary(s["judge"])["warnings"] if s["judge"] else [])
         for r in s["rows"]:  # and the bars too thin to read (at the anytime-valid intervals above)
-            interval = None if r["low"] is None else (r["low"], r["high"])
-            if note := few_votes(r["baseline"], r["n"], interval, "win share", "complete comparisons"):
+            bounds = None if r["low"] is None else (r["low"], r["high"])
+            if note := few_votes(r["baseline"], r["n"], bounds, "win share", "complete comparisons"):
                 caveats.append(note)
         if caveats:
             self.stdout.write(self.style.WARNING("read with care:"))
