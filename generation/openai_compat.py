@@ -160,7 +160,7 @@ class OpenAICompatBackend:
             return GenerationResult(
                 request.key, finish_reason="error", error=str(exc), latency_seconds=time.monotonic() - started
             )
-        except (openai.APIError, ValueError) as exc:  # the stream broke, or a chunk was not JSON
+        except Exception as exc:  # noqa: BLE001 - the stream broke (a reset, a timeout, a chunk not JSON): an error result
             error = f"the stream broke after {len(text)} characters: {describe(exc)}"
             return GenerationResult(
                 request.key, finish_reason="error", error=error, latency_seconds=time.monotonic() - started

@@ -163,10 +163,11 @@ def write(turn_pk: int) -> ChatTurn:
             changes = {"state": ChatTurn.State.FAILED, "error": f"{system.name} did not answer: {result.error}"}
     except Exception as exc:  # a model that cannot load, a backend that breaks: said on the turn
         changes = {"state": ChatTurn.State.FAILED, "error": f"{system.name} did not answer: {exc}"}
+    try:  # the turn finished before the conversation is free: a send in between would take it for a crash's
+        ChatTurn.objects.filter(pk=turn.pk).update(**changes)
     finally:
         if mark is not None:
             _release(conversation, mark)
-    ChatTurn.objects.filter(pk=turn.pk).update(**changes)
     turn.refresh_from_db()
     return turn
 
