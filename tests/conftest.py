@@ -39,34 +39,6 @@ def pytest_configure(config) -> None:
     _broker_of_this_test_process()
 
 
-# The files that take longest, slowest first (measured with --durations: the demo pipelines, worker
-# kills, training, the real SmolLM2). `make test` runs two processes that each take a whole file
-# at a time (--dist loadfile) in collection order: a long file left for last keeps one core busy
-# while the other waits (the last 8% of the suite took 3.7 of its 12.8 minutes).
-HEAVY_FIRST = (
-    "test_embedded.py",
-    "test_training_runs.py",
-    "test_demo_pipeline.py",
-    "test_annotation_studies.py",
-    "test_quantized.py",
-    "test_jobs.py",
-    "test_ablate.py",
-    "test_smollm2.py",
-    "test_redis_restart.py",
-    "test_judge_jobs.py",
-    "test_generation_jobs.py",
-    "test_training_library.py",
-    "test_layout_browser.py",
-    "test_worker_killed.py",
-    "test_crowd_browser.py",
-)
-
-
-def pytest_collection_modifyitems(config, items) -> None:
-    rank = {name: k for k, name in enumerate(HEAVY_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the others keep their order
-
-
 def shared_database_url() -> str:
     """The URL of the database pytest-django created, for worker processes to share it."""
     from django.db import connection
