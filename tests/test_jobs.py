@@ -167,3 +167,35 @@ def test_sigterm_stops_a_running_job_within_seconds_and_another_worker_finishes_
     assert job.status == "done" and job.worker.startswith("w2@") and job.attempts == 2
     assert system.responses.count() == 30 and max(stub.calls.values()) <= 2
     assert done_then < 30
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_same_job_started_from_several_places_at_once_is_made_once():
+    """The demo's process and a worker advancing one workflow both start its judge job: both found
+    no active job (FOR UPDATE locks rows, not their absence) and made two (seen once in CI)."""
+    import threading
+
+    from django.db import connection
+
+    from evalsite.answering.models import GenerationJob
+    from evalsite.catalog.models import PromptSet, System
+
+    system = System.objects.create(name="racer", backend="imported")
+    prompt_set = PromptSet.objects.create(name="race-set")
+    barrier, made = threading.Barrier(6), []
+
+    def start() -> None:
+        try:
+            barrier.wait(timeout=10)
+            job, started = GenerationJob.objects.start_or_join(system=system, prompt_set=prompt_set, enqueue=False)
+            made.append((job.pk, started))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=start) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert GenerationJob.objects.filter(system=system).count() == 1
+    assert len({pk for pk, _ in made}) == 1 and sum(started for _, started in made) == 1

@@ -22,6 +22,7 @@ already in the database, because after a crash it starts again from the top.
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import threading
 import time
@@ -94,6 +95,7 @@ class JobQuerySet(models.QuerySet):
         ``defaults``. With ``enqueue`` its message goes to the workers when the outermost
         transaction commits (call inside one to finish the row first). Returns (job, started)."""
         with transaction.atomic():
+            _lock_identity(self.model, identity)
             mine = self.select_for_update().filter(**identity)
             active = mine.filter(status__in=ACTIVE_STATUSES).first()
             if active:
@@ -110,6 +112,20 @@ class JobQuerySet(models.QuerySet):
             if enqueue:
                 job.enqueue()
         return job, True
+
+
+def _lock_identity(model: type[models.Model], identity: dict[str, Any]) -> None:
+    """Until the transaction ends, hold a lock on this job identity: two starts of the same job at
+    once (the demo's process and a worker advancing one workflow) would otherwise both find no
+    active job (FOR UPDATE locks rows, not their absence) and both create one. PostgreSQL: an
+    advisory lock keyed by a hash of the identity; SQLite takes its one write lock at BEGIN
+    (transaction_mode IMMEDIATE) already."""
+    if connection.vendor != "postgresql":
+        return
+    text = model._meta.label + repr(sorted((k, getattr(v, "pk", v)) for k, v in identity.items()))
+    key = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big", signed=True)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
 
 
 class Job(models.Model):
