@@ -190,6 +190,8 @@ def test_report_writes_a_self_contained_html_with_figures_and_tables(tmp_path):
     html = (tmp_path / "index.html").read_text()
     assert "<svg" in html and "Figure 1: human preference" in html and "Figure 2: gpt-4 as the annotator" in html
     assert "<link" not in html and "<script" not in html and "src=" not in html, "self-contained"
+    links = [a.get("href") or a.get("xlink:href") for a in BeautifulSoup(html, "html.parser").find_all("a")]
+    assert [href for href in links if href and href.startswith("/")] == [], "no link into the site: it stands alone"
     assert (tmp_path / "figure1.svg").read_text().startswith("<svg")
     assert (tmp_path / "figure1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "alpaca-65b" in (tmp_path / "figures.csv").read_text()
