@@ -124,10 +124,9 @@ class _Progress:
     """Stores the answer's text as it grows, at most every SAVE_SECONDS (the page reads it)."""
 
     def __init__(self, turn_pk: int):
-        self.turn_pk, self.saved_at, self.text = turn_pk, 0.0, ""
+        self.turn_pk, self.saved_at = turn_pk, 0.0
 
     def __call__(self, text: str) -> None:
-        self.text = text
         if time.monotonic() - self.saved_at >= SAVE_SECONDS:
             self.saved_at = time.monotonic()
             ChatTurn.objects.filter(pk=self.turn_pk, state=ChatTurn.State.WRITING).update(assistant_text=text)
