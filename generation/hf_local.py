@@ -155,6 +155,18 @@ def plan_batches(
     return batches
 
 
+def left_padded(prompts: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids and attention mask for prompts of several lengths, padded on the left so that
+    every prompt ends at the last column (where the next token is read)."""
+    width = max(len(p) for p in prompts)
+    input_ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+    attention = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        input_ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
+        attention[row, width - len(prompt) :] = 1
+    return input_ids, attention
+
+
 class _TextStreamer(BaseStreamer):
     """transformers' streamer for one answer: ``generate`` hands it the prompt, then each new token;
     the tokens so far are decoded (up to a stop token) and handed on whenever the text grows."""
@@ -194,7 +206,7 @@ class HFLocalBackend:
     def preferred_chunk(self) -> int:
         return self.max_batch_size * 4
 
-    def _prepare(self, requests: Sequence[GenerationRequest], sampling: SamplingConfig) -> list[_Item]:
+    def prepare(self, requests: Sequence[GenerationRequest], sampling: SamplingConfig) -> list[_Item]:
         budget = max(1, self.loaded.context_length - sampling.max_new_tokens)
         items = []
         for request in requests:
@@ -211,7 +223,7 @@ class HFLocalBackend:
 
     def generate(self, requests: Sequence[GenerationRequest], sampling: SamplingConfig) -> Iterator[GenerationResult]:
         """Yield one result per request, batch by batch (shortest prompts first)."""
-        items = self._prepare(requests, sampling)
+        items = self.prepare(requests, sampling)
         max_new = min(sampling.max_new_tokens, self.loaded.context_length - 1)
         batches = plan_batches([len(i.input_ids) for i in items], max_new, self.max_batch_size, self.max_batch_tokens)
         for batch_no, batch in enumerate(batches):
@@ -221,7 +233,7 @@ class HFLocalBackend:
         self, request: GenerationRequest, sampling: SamplingConfig, on_text: Callable[[str], None]
     ) -> GenerationResult:
         """One answer, its text handed to ``on_text`` after every decoding step that adds to it."""
-        [item] = self._prepare([request], sampling)
+        [item] = self.prepare([request], sampling)
         max_new = min(sampling.max_new_tokens, self.loaded.context_length - 1)
         [result] = list(self._generate_batch([item], sampling, max_new, 0, _TextStreamer(self.loaded, on_text)))
         return result
@@ -236,12 +248,8 @@ class HFLocalBackend:
     ) -> Iterator[GenerationResult]:
         lm = self.loaded
         pad = lm.tokenizer.pad_token_id
-        width = max(len(i.input_ids) for i in items)
-        input_ids = torch.full((len(items), width), pad, dtype=torch.long)
-        attention = torch.zeros((len(items), width), dtype=torch.long)
-        for row, item in enumerate(items):  # left padding: every prompt ends at the last column
-            input_ids[row, width - len(item.input_ids) :] = torch.tensor(item.input_ids)
-            attention[row, width - len(item.input_ids) :] = 1
+        input_ids, attention = left_padded([i.input_ids for i in items], pad)
+        width = input_ids.shape[1]
         kwargs: dict[str, Any] = {
             "max_new_tokens": max_new,
             "eos_token_id": lm.stop_ids or None,
@@ -281,7 +289,7 @@ class HFLocalBackend:
     def _next_token(self, request: GenerationRequest) -> tuple[torch.Tensor, int]:
         """Log probabilities of the next token after the prompt: one forward pass, no generation."""
         sampling = SamplingConfig(temperature=0.0, repetition_penalty=1.0, max_new_tokens=1)
-        item = self._prepare([request], sampling)[0]
+        item = self.prepare([request], sampling)[0]
         lm = self.loaded
         with torch.inference_mode():
             # the last position's logits only: the output layer over the whole prompt is a fifth of
@@ -309,14 +317,9 @@ class HFLocalBackend:
         """label_logprobs for several prompts in one forward pass: left-padded, with the position
         ids a padded row needs (a plain forward, unlike generate, does not derive them)."""
         sampling = SamplingConfig(temperature=0.0, repetition_penalty=1.0, max_new_tokens=1)
-        items = self._prepare(requests, sampling)
+        items = self.prepare(requests, sampling)
         lm = self.loaded
-        width = max(len(i.input_ids) for i in items)
-        input_ids = torch.full((len(items), width), lm.tokenizer.pad_token_id or 0, dtype=torch.long)
-        attention = torch.zeros((len(items), width), dtype=torch.long)
-        for row, item in enumerate(items):
-            input_ids[row, width - len(item.input_ids) :] = torch.tensor(item.input_ids)
-            attention[row, width - len(item.input_ids) :] = 1
+        input_ids, attention = left_padded([i.input_ids for i in items], lm.tokenizer.pad_token_id or 0)
         positions = (attention.cumsum(-1) - 1).clamp(min=0)
         with torch.inference_mode():
             logits = lm.model(

@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 
 
@@ -24,4 +26,18 @@ def test_the_dashboard_bench_still_runs_on_todays_schema():
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "2,000 human judgments and 2,000 judge verdicts on 1,000 comparisons" in done.stdout
+    assert "written to" not in done.stdout
+
+
+@pytest.mark.slow
+def test_the_serving_bench_still_runs():
+    """bench/serving.py streams the bundled model through `manage.py serve_openai` at two
+    concurrencies and reads each answer's first token and usage from the event stream."""
+    done = subprocess.run(
+        [sys.executable, "bench/serving.py", "--smoke"], cwd=ROOT, capture_output=True, text=True, timeout=400
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines[:2]] == ["c1", "c2"], done.stdout
+    assert all("first token p50" in line for line in lines[:2])
     assert "written to" not in done.stdout
