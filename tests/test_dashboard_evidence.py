@@ -149,8 +149,9 @@ def test_style_features_are_counted_in_the_rendered_answers():
     styled = "## Plan\n\nFirst:\n\n- **one**\n- two\n- three\n\n### Then\n\n**done** <h2>raw</h2>"
     Response.objects.filter(pk=comparison.candidate_response_id).update(text=styled, html=None, completion_tokens=30)
     render_responses(Response.objects.filter(pk=comparison.candidate_response_id))
-    [row] = [r for r in study_rows(study, job, "majority")["alpaca-65b"] if r.pk == comparison.pk]
+    rows = study_rows(study, job, "majority")["alpaca-65b"]
+    [style] = rows.style[rows.pk == comparison.pk]
     # the styled one: length 30 tokens, 3 headers (the raw <h2> is kept by the sanitiser and shows
     # as one), 3 list items, 2 bold spans; the baseline has none
-    assert row.style[:4] == (30.0, 3.0, 3.0, 2.0)
-    assert row.style[5:] == (0.0, 0.0, 0.0)
+    assert style[:4].tolist() == [30.0, 3.0, 3.0, 2.0]
+    assert style[5:].tolist() == [0.0, 0.0, 0.0]

@@ -17,14 +17,16 @@ lengths): a few hundred to a few thousand rows per study, never a scan of judgme
 from __future__ import annotations
 
 import math
-from collections import Counter, defaultdict
-from typing import NamedTuple, TypedDict
+import warnings
+from dataclasses import dataclass, replace
+from typing import TypedDict
 
 import numpy as np
 
 from evalsite.annotation import precision
 from evalsite.annotation.models import Study
-from evalsite.core.lookup import fetch_rows
+from evalsite.catalog.models import System
+from evalsite.core.columns import as_float, epoch, fetch_columns
 from evalsite.dashboard.payloads import Assisted, Evidence, StudyStatus, Weighted
 from evalsite.judging.models import JudgeJob
 from stats.evidence import (
@@ -54,87 +56,120 @@ def _count(column: str, *tags: str) -> str:
     )
 
 
-def _style(alias: str) -> str:
+def _style(alias: str) -> list[str]:
     """One response's style features, in STYLE_FEATURES' order (length in tokens)."""
-    return ", ".join(
-        [
-            f"COALESCE({alias}.completion_tokens, LENGTH({alias}.text) / {CHARS_PER_TOKEN})",
-            _count(f"{alias}.html", "h1", "h2", "h3", "h4", "h5", "h6"),
-            _count(f"{alias}.html", "li"),
-            _count(f"{alias}.html", "strong"),
-        ]
-    )
+    return [
+        f"COALESCE({alias}.completion_tokens, LENGTH({alias}.text) / {CHARS_PER_TOKEN})",
+        _count(f"{alias}.html", "h1", "h2", "h3", "h4", "h5", "h6"),
+        _count(f"{alias}.html", "li"),
+        _count(f"{alias}.html", "strong"),
+    ]
 
 
-ROWS = f"""
-SELECT s.name, c.votes_candidate, c.votes_baseline, c.votes_tie, o.outcome, o.p_win,
-       o.cand_first_p_tie, o.base_first_p_tie,
-       c.draw_order, c.sampling_probability, c.people_wanted, c.completed_at, c.id,
-       {_style("cr")}, {_style("br")}
+MISSING = -1.0  # a column's value where SQL has NULL (every real value here is >= 0)
+OUTCOME_CODES = {"candidate": 0, "tie": 1, "baseline": 2}
+
+
+def _rows_query() -> tuple[str, list[str]]:
+    """One row per comparison, every column a float (codes for texts, MISSING for NULL), read as
+    numpy columns (evalsite.core.columns)."""
+    outcome = " ".join(f"WHEN '{name}' THEN {code}" for name, code in OUTCOME_CODES.items())
+    columns = {
+        "baseline": "c.baseline_id",
+        "votes_candidate": "c.votes_candidate",
+        "votes_baseline": "c.votes_baseline",
+        "votes_tie": "c.votes_tie",
+        "outcome": f"CASE o.outcome {outcome} ELSE {MISSING} END",
+        "p_win": f"COALESCE(o.p_win, {MISSING})",
+        "p_tie_a": f"COALESCE(o.cand_first_p_tie, {MISSING})",
+        "p_tie_b": f"COALESCE(o.base_first_p_tie, {MISSING})",
+        "order": f"COALESCE(c.draw_order, {MISSING})",
+        "pi": f"COALESCE(c.sampling_probability, {MISSING})",
+        "wanted": "CASE WHEN c.people_wanted THEN 1 ELSE 0 END",
+        "completed": f"COALESCE({epoch('c.completed_at')}, {MISSING})",
+        "pk": "c.id",
+        **{f"cand_{i}": sql for i, sql in enumerate(_style("cr"))},
+        **{f"base_{i}": sql for i, sql in enumerate(_style("br"))},
+    }
+    select = ", ".join(as_float(sql) for sql in columns.values())
+    sql = f"""
+SELECT {select}
 FROM annotation_comparison c
-JOIN catalog_system s ON s.id = c.baseline_id
 JOIN catalog_response cr ON cr.id = c.candidate_response_id
 JOIN catalog_response br ON br.id = c.baseline_response_id
 LEFT JOIN judging_judgeoutcome o ON o.comparison_id = c.id AND o.job_id = %s
 WHERE c.study_id = %s AND NOT c.is_gold
 ORDER BY c.draw_order, c.id
 """
+    return sql, list(columns)
 
 
-def _fixed(*shares: float) -> np.ndarray:
-    array = np.array(shares)
-    array.flags.writeable = False  # shared by every row with this outcome: read only
-    return array
+@dataclass(frozen=True)
+class Rows:
+    """One baseline's comparisons as columns, in the study's random order: the people's shares of
+    (win, tie, loss) (NaN until a comparison has all its votes), the judge's (NaN: not judged),
+    the candidate's length minus the baseline's (tokens), its place in the random order (NaN:
+    none), in a sampled study its chance of being asked of people (NaN: none) and whether it was,
+    both answers' STYLE_FEATURES (the candidate's, then the baseline's), when it got its last vote
+    (seconds; NaN: not complete) and its id."""
+
+    people: np.ndarray  # (n, 3)
+    judge: np.ndarray  # (n, 3)
+    length: np.ndarray
+    order: np.ndarray
+    pi: np.ndarray
+    wanted: np.ndarray  # bool
+    style: np.ndarray  # (n, 2 * len(STYLE_FEATURES))
+    completed: np.ndarray
+    pk: np.ndarray  # int
+
+    def __len__(self) -> int:
+        return len(self.pk)
+
+    @property
+    def voted(self) -> np.ndarray:
+        """Whether each comparison has all its votes (its people's shares are known)."""
+        return ~np.isnan(self.people[:, 0])
+
+    @property
+    def judged(self) -> np.ndarray:
+        return ~np.isnan(self.judge[:, 0])
+
+    def take(self, index) -> Rows:
+        return Rows(**{name: getattr(self, name)[index] for name in self.__dataclass_fields__})
 
 
-# one comparison's outcome as shares of (win, tie, loss), made once: a study of 500,000
-# comparisons reads a million of them per page
-AS_WIN, AS_TIE, AS_LOSS = _fixed(1.0, 0.0, 0.0), _fixed(0.0, 1.0, 0.0), _fixed(0.0, 0.0, 1.0)
-AS_SHARES = {"candidate": AS_WIN, "tie": AS_TIE, "baseline": AS_LOSS}
-
-
-def _people(c: int, b: int, t: int, rule: str) -> np.ndarray | None:
-    """The people's outcome of one comparison as shares of (win, tie, loss): the majority (a
-    draw is a tie) or, with rule "all", the vote shares."""
+def _people(c: np.ndarray, b: np.ndarray, t: np.ndarray, complete: np.ndarray, rule: str) -> np.ndarray:
+    """The people's outcome of each comparison as shares of (win, tie, loss): the majority (a
+    draw is a tie) or, with rule "all", the vote shares; NaN where not complete or unvoted."""
     total = c + b + t
-    if not total:
-        return None
+    known = complete & (total > 0)
     if rule == "all":
-        return np.array([c, t, b], dtype=float) / total
-    if c > b and c > t:
-        return AS_WIN
-    if b > c and b > t:
-        return AS_LOSS
-    return AS_TIE
+        with np.errstate(invalid="ignore", divide="ignore"):
+            shares = np.column_stack([c, t, b]) / total[:, None]
+    else:
+        win, loss = (c > b) & (c > t), (b > c) & (b > t)
+        shares = np.column_stack([win, ~win & ~loss, loss]).astype(float)
+    shares[~known] = np.nan
+    return shares
 
 
-def _judge(outcome: str | None, p_win, p_ties: list) -> np.ndarray | None:
-    """The judge's view of one comparison as (win, tie, loss): its probabilities where it gave
-    them, else its counted verdict."""
-    if p_win is not None:
-        ties = [p for p in p_ties if p is not None]
-        tie = min(float(np.mean(ties)) if ties else 0.0, 1.0 - p_win)
-        return np.array([p_win, tie, 1.0 - p_win - tie])
-    if outcome:
-        return AS_SHARES[outcome]
-    return None
-
-
-class Row(NamedTuple):
-    """One comparison: the people's shares (None until it has all its votes), the judge's (None:
-    not judged), the candidate's length minus the baseline's (tokens), its place in the study's
-    random order, in a sampled study its chance of being asked of people and whether it was, and
-    when it got its last vote."""
-
-    people: np.ndarray | None
-    judge: np.ndarray | None
-    length: float
-    order: int | None = None
-    pi: float | None = None
-    wanted: bool = True
-    style: tuple = ()  # STYLE_FEATURES of the candidate's answer, then of the baseline's
-    completed: object = None  # a datetime; None: not complete
-    pk: int = 0
+def _judge(outcome: np.ndarray, p_win: np.ndarray, p_ties: np.ndarray) -> np.ndarray:
+    """The judge's view of each comparison as (win, tie, loss): its probabilities where it gave
+    them (the tie's the mean of the orders' that have one, at most 1 - p_win), else its counted
+    verdict; NaN where it has neither."""
+    view = np.full((len(outcome), 3), np.nan)
+    counted = outcome != MISSING
+    view[counted] = np.eye(3)[outcome[counted].astype(int)]
+    soft = p_win != MISSING
+    if soft.any():
+        ties = np.where(p_ties != MISSING, p_ties, np.nan)
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a row with no tie probability: nanmean of nothing
+            tie = np.nan_to_num(np.nanmean(ties, axis=1), nan=0.0)
+        tie = np.minimum(tie, 1.0 - p_win)
+        view[soft] = np.column_stack([p_win, tie, 1.0 - p_win - tie])[soft]
+    return view
 
 
 def uncertainty_by_comparison(job: JudgeJob) -> dict[int, float | None]:
@@ -157,61 +192,82 @@ def usable(job: JudgeJob | None) -> bool:
     return job is not None and job.status == "done" and not job.comparison_ids
 
 
-def study_rows(study: Study, job: JudgeJob | None, rule: str) -> dict[str, list[Row]]:
+def study_rows(study: Study, job: JudgeJob | None, rule: str) -> dict[str, Rows]:
     """Per baseline, its comparisons in the study's random order, with the judge's view where
     ``job`` gave one (any job: calibration and length control read the verdicts themselves)."""
-    per: dict[str, list[Row]] = defaultdict(list)
-    for name, c, b, t, outcome, p_win, p_tie_a, p_tie_b, order, pi, wanted, completed, pk, *style in fetch_rows(
-        ROWS, [job.pk if job else -1, study.pk]
-    ):
-        people = _people(int(c), int(b), int(t), rule) if completed is not None else None
-        judge = _judge(outcome, p_win, [p_tie_a, p_tie_b])
-        features = tuple(float(v or 0) for v in style)
-        length = features[0] - features[len(STYLE_FEATURES)]
-        per[name].append(Row(people, judge, length, order, pi, bool(wanted), features, completed, pk))
-    return per
+    sql, names = _rows_query()
+    col = fetch_columns(sql, [job.pk if job else -1, study.pk], names)
+    k = len(STYLE_FEATURES)
+    style = np.column_stack([col[f"cand_{i}"] for i in range(k)] + [col[f"base_{i}"] for i in range(k)])
+    complete = col["completed"] != MISSING
+    rows = Rows(
+        people=_people(col["votes_candidate"], col["votes_baseline"], col["votes_tie"], complete, rule),
+        judge=_judge(col["outcome"], col["p_win"], np.column_stack([col["p_tie_a"], col["p_tie_b"]])),
+        length=style[:, 0] - style[:, k],
+        order=np.where(col["order"] != MISSING, col["order"], np.nan),
+        pi=np.where(col["pi"] != MISSING, col["pi"], np.nan),
+        wanted=col["wanted"] == 1,
+        style=style,
+        completed=np.where(complete, col["completed"], np.nan),
+        pk=col["pk"].astype(np.int64),
+    )
+    names_of = dict(System.objects.filter(pk__in=set(col["baseline"].astype(int).tolist())).values_list("pk", "name"))
+    return {names_of[pk]: rows.take(col["baseline"] == pk) for pk in sorted(names_of, key=names_of.__getitem__)}
 
 
-def predicted(per: dict[str, list[Row]]) -> dict[str, list[Row]]:
+def predicted(per: dict[str, Rows]) -> dict[str, Rows]:
     """The rows of a usable job with the judge's view as a prediction on every comparison: where
     the judge could not judge one, its mean over the baseline's others (a prediction like any
     other: the estimates stay unbiased, the judge's mean over every comparison known)."""
     out = {}
     for name, rows in per.items():
-        seen = [r.judge for r in rows if r.judge is not None]
-        mean = np.mean(seen, axis=0) if seen else np.full(3, 1 / 3)
-        out[name] = [r if r.judge is not None else r._replace(judge=mean) for r in rows]
+        judged = rows.judged
+        mean = rows.judge[judged].mean(axis=0) if judged.any() else np.full(3, 1 / 3)
+        out[name] = replace(rows, judge=np.where(judged[:, None], rows.judge, mean))
     return out
 
 
-def _sampled(rows: list[Row]) -> bool:
-    return bool(rows) and all(r.order is not None and r.pi is not None for r in rows)
+def _sampled(rows: Rows) -> bool:
+    return bool(len(rows)) and not np.isnan(rows.order).any() and not np.isnan(rows.pi).any()
 
 
-def sampled_estimates(rows: list[Row], assisted: bool) -> tuple[list[np.ndarray], int, int, float]:
+def _judged_all(rows: Rows) -> bool:
+    return bool(len(rows)) and bool(rows.judged.all())
+
+
+def _sampled_parts(rows: Rows, k: int, with_judge: bool) -> tuple[Rows, np.ndarray, np.ndarray, float | None]:
+    """A sampled study's walked prefix and, for outcome ``k``, the people's values there (0 where
+    not drawn), the judge's (0 without one) and the judge's mean over every comparison."""
+    kept = rows.take(_walk(rows))
+    y = np.nan_to_num(kept.people[:, k])
+    f = np.nan_to_num(kept.judge[:, k]) if with_judge else np.zeros(len(kept))
+    f_mean = float(rows.judge[rows.judged, k].mean()) if with_judge else None
+    return kept, y, f, f_mean
+
+
+def sampled_estimates(rows: Rows, assisted: bool) -> tuple[list[np.ndarray], int, int, float]:
     """A sampled study's per-comparison terms of (win, tie, loss) over the walked prefix
     (stats.evidence.walked): with the judge's help where ``assisted`` (the rows carry a usable
     job's view), else people alone (Horvitz-Thompson). Returns the terms per outcome, the people's
     comparisons among them, the walked comparisons and the judge's weight on the win share."""
-    kept = [rows[i] for i in _walk(rows)]
-    with_judge = assisted and all(r.judge is not None for r in rows)
-    drawn = [r.wanted and r.people is not None for r in kept]
-    pi = [r.pi for r in kept]
+    with_judge = assisted and _judged_all(rows)
     terms, lams = [], []
+    drawn = np.zeros(0, dtype=bool)
+    walked_n = 0
     for k in range(3):
-        y = [r.people[k] if r.people is not None else 0.0 for r in kept]
-        f = [r.judge[k] if with_judge and r.judge is not None else 0.0 for r in kept]
-        f_mean = float(np.mean([r.judge[k] for r in rows if r.judge is not None])) if with_judge else None
-        t, lam = sampled_terms(y, f, drawn, pi, None if with_judge else 0.0, f_mean)
+        kept, y, f, f_mean = _sampled_parts(rows, k, with_judge)
+        drawn = kept.wanted & kept.voted
+        t, lam = sampled_terms(y, f, drawn, kept.pi, None if with_judge else 0.0, f_mean)
         terms.append(t)
         lams.append(lam)
-    return terms, sum(drawn), len(kept), lams[0]
+        walked_n = len(kept)
+    return terms, int(drawn.sum()), walked_n, lams[0]
 
 
-def _walk(rows: list[Row]) -> np.ndarray:
+def _walk(rows: Rows) -> np.ndarray:
     """The walked prefix of a sampled study: every comparison in its order up to the first one
     drawn for people that does not have all its votes yet."""
-    return walked([r.order or 0 for r in rows], [r.wanted for r in rows], [r.people is not None for r in rows])
+    return walked(np.nan_to_num(rows.order), rows.wanted, rows.voted)
 
 
 class _Estimated(TypedDict):
@@ -248,7 +304,7 @@ def _worth(estimate, people: int) -> _Worth:
     return {"effective_n": effective, "worth": max(round(effective - people), 0)}
 
 
-def judge_assisted(per: dict[str, list[Row]]) -> dict[str, Assisted]:
+def judge_assisted(per: dict[str, Rows]) -> dict[str, Assisted]:
     """Per baseline, the people's shares from their votes on the comparisons that have all of
     them and the judge's on the others (PPI++ per outcome; the weight on the judge chosen from the
     data), with intervals at one look that hold at any n (an exact binomial interval at the
@@ -257,7 +313,7 @@ def judge_assisted(per: dict[str, list[Row]]) -> dict[str, Assisted]:
     order makes them; a sampled study's are weighted back by their chances (active inference)."""
     out: dict[str, Assisted] = {}
     for name, rows in per.items():
-        if not rows or any(r.judge is None for r in rows):
+        if not _judged_all(rows):
             continue
         if _sampled(rows):
             terms, n, walked_n, lam = sampled_estimates(rows, assisted=True)
@@ -267,20 +323,18 @@ def judge_assisted(per: dict[str, list[Row]]) -> dict[str, Assisted]:
             worth = _worth(estimates[0], n)
             out[name] = {**_share_row(estimates), "lam": lam, "n": n, "judge_only": walked_n - n, **worth}
             continue
-        labelled = [(r.people, r.judge) for r in rows if r.people is not None]
-        unlabelled = [r.judge for r in rows if r.people is None]
-        if len(labelled) < 2 or not unlabelled:  # the judge adds nothing where people judged everything
+        voted = rows.voted
+        n, others = int(voted.sum()), int((~voted).sum())
+        if n < 2 or not others:  # the judge adds nothing where people judged everything
             continue
-        y = np.array([p for p, _ in labelled])
-        f = np.array([j for _, j in labelled])
-        fu = np.array(unlabelled).reshape(-1, 3)
+        y, f, fu = rows.people[voted], rows.judge[voted], rows.judge[~voted]
         estimates = [ppi_mean(y[:, k], f[:, k], fu[:, k]) for k in range(3)]
-        worth = _worth(estimates[0], len(labelled))
-        out[name] = {**_share_row(estimates), "n": len(labelled), "judge_only": len(unlabelled), **worth}
+        worth = _worth(estimates[0], n)
+        out[name] = {**_share_row(estimates), "n": n, "judge_only": others, **worth}
     return out
 
 
-def people_weighted(per: dict[str, list[Row]]) -> dict[str, Weighted]:
+def people_weighted(per: dict[str, Rows]) -> dict[str, Weighted]:
     """A sampled study's people-only shares: the votes weighted back by their chances over the
     walked prefix (Horvitz-Thompson). Counting the votes as they stand would report the comparisons
     where the judge was unsure, not the study."""
@@ -295,25 +349,24 @@ def people_weighted(per: dict[str, list[Row]]) -> dict[str, Weighted]:
     return out
 
 
-def length_control(per: dict[str, list[Row]]) -> list[dict]:
+def length_control(per: dict[str, Rows]) -> list[dict]:
     """Per baseline, people's and the judge's win rates (a tie is half) as counted and controlled
     for the length difference (AlpacaEval 2), with how much 100 more tokens move each."""
-    rows = []
-    for name, items in sorted(per.items()):
+    out = []
+    k = len(STYLE_FEATURES)
+    for name, rows in sorted(per.items()):
         row: dict = {"baseline": name}
-        for who, index in (("people", 0), ("judge", 1)):
-            kept = [(v[index], v.length) for v in items if v[index] is not None]
-            if len(kept) < 5:
+        for who, shares, known in (("people", rows.people, rows.voted), ("judge", rows.judge, rows.judged)):
+            if known.sum() < 5:
                 row[who] = None
                 continue
-            outcomes = [float(o[0] + o[1] / 2) for o, _ in kept]  # type: ignore[index]
-            lc = length_controlled_win_rate(outcomes, [length for _, length in kept])
-            k = len(STYLE_FEATURES)
-            styles = [v.style for v in items if v[index] is not None]
+            outcomes = shares[known, 0] + shares[known, 1] / 2
+            lc = length_controlled_win_rate(outcomes, rows.length[known])
+            styles = rows.style[known]
             sc = style_controlled_win_rate(
                 outcomes,
-                {feature: [f[i] for f in styles] for i, feature in enumerate(STYLE_FEATURES)},
-                {feature: [f[k + i] for f in styles] for i, feature in enumerate(STYLE_FEATURES)},
+                {feature: styles[:, i] for i, feature in enumerate(STYLE_FEATURES)},
+                {feature: styles[:, k + i] for i, feature in enumerate(STYLE_FEATURES)},
             )
             row[who] = {
                 "raw": lc.raw,
@@ -328,49 +381,45 @@ def length_control(per: dict[str, list[Row]]) -> list[dict]:
                 },
             }
         row["both"] = [row["people"], row["judge"]]
-        rows.append(row)
-    return rows
+        out.append(row)
+    return out
 
 
-def calibration(per: dict[str, list[Row]]) -> dict | None:
+def calibration(per: dict[str, Rows]) -> dict | None:
     """The judge against this study's people, comparison by comparison (the people's majority,
     the judge's counted verdict): confusion matrix, agreement with and without ties, Cohen's kappa,
     and the same for "always the longer answer"."""
-    confusion: Counter = Counter()
+    matrix = np.zeros((3, 3), dtype=np.int64)
     longer_agrees = longer_n = 0
-    for items in per.values():
-        for people, judge, length, *_ in items:
-            if people is None or judge is None:
-                continue
-            p, j = OUTCOMES[int(np.argmax(people))], OUTCOMES[int(np.argmax(judge))]
-            confusion[(p, j)] += 1
-            if length and p != TIE:
-                longer_n += 1
-                longer_agrees += (p == WIN) == (length > 0)
-    total = sum(confusion.values())
+    for rows in per.values():
+        both = rows.voted & rows.judged
+        p, j = rows.people[both].argmax(axis=1), rows.judge[both].argmax(axis=1)
+        matrix += np.bincount(p * 3 + j, minlength=9).reshape(3, 3)
+        length = rows.length[both]
+        decided = (length != 0) & (p != OUTCOMES.index(TIE))
+        longer_n += int(decided.sum())
+        longer_agrees += int(((p[decided] == OUTCOMES.index(WIN)) == (length[decided] > 0)).sum())
+    total = int(matrix.sum())
     if not total:
         return None
-    agree = sum(confusion[(x, x)] for x in OUTCOMES)
-    no_ties = {k: v for k, v in confusion.items() if TIE not in k}
-    expected = (
-        sum(sum(confusion[(x, y)] for y in OUTCOMES) * sum(confusion[(y, x)] for y in OUTCOMES) for x in OUTCOMES)
-        / total**2
-    )
+    agree = int(np.trace(matrix))
+    tie = OUTCOMES.index(TIE)
+    sides = [i for i in range(3) if i != tie]
+    no_ties = matrix[np.ix_(sides, sides)]
+    expected = float(matrix.sum(axis=1) @ matrix.sum(axis=0)) / total**2
     return {
         "labels": ["candidate", "tie", "baseline"],
-        "matrix": [[confusion[(p, j)] for j in OUTCOMES] for p in OUTCOMES],
+        "matrix": matrix.tolist(),
         "n": total,
         "agreement": agree / total,
-        "agreement_without_ties": (
-            sum(v for (p, j), v in no_ties.items() if p == j) / sum(no_ties.values()) if no_ties else None
-        ),
+        "agreement_without_ties": float(np.trace(no_ties)) / int(no_ties.sum()) if no_ties.sum() else None,
         "cohen_kappa": (agree / total - expected) / (1 - expected) if expected < 1 else None,
         "longer_answer_agreement": longer_agrees / longer_n if longer_n else None,
         "longer_answer_n": longer_n,
     }
 
 
-def self_preference(study: Study, job: JudgeJob, per: dict[str, list[Row]]) -> list[dict]:
+def self_preference(study: Study, job: JudgeJob, per: dict[str, Rows]) -> list[dict]:
     """Where the judge's own model is one of the study's systems: how often the judge prefers it
     and how often people do, over the comparisons both judged (the judge's outcome, the people's
     majority)."""
@@ -380,17 +429,18 @@ def self_preference(study: Study, job: JudgeJob, per: dict[str, list[Row]]) -> l
     for system in own:
         is_candidate = system.pk == study.candidate_id
         side = 0 if is_candidate else 2  # the candidate wins, or this baseline does
-        rows = [r for name, items in per.items() if is_candidate or name == system.name for r in items]
-        both = [(r.people, r.judge) for r in rows if r.people is not None and r.judge is not None]
-        if not both:
+        parts = [rows for name, rows in per.items() if is_candidate or name == system.name]
+        people = np.concatenate([r.people[r.voted & r.judged, side] for r in parts]) if parts else np.zeros(0)
+        judge = np.concatenate([r.judge[r.voted & r.judged, side] for r in parts]) if parts else np.zeros(0)
+        if not len(people):
             continue
         out.append(
             {
                 "system": system.name,
                 "role": "candidate" if is_candidate else "baseline",
-                "judge": float(np.mean([j[side] for _, j in both])),
-                "people": float(np.mean([p[side] for p, _ in both])),
-                "n": len(both),
+                "judge": float(judge.mean()),
+                "people": float(people.mean()),
+                "n": len(people),
             }
         )
     return out
@@ -442,10 +492,9 @@ def _waits(study: Study, job: JudgeJob | None) -> str:
     )
 
 
-def _completeness(per: dict[str, list[Row]]) -> dict:
+def _completeness(per: dict[str, Rows]) -> dict:
     """How many comparisons count (all their votes in) of those voted at all, over the baselines."""
-    complete = sum(r.people is not None for rows in per.values() for r in rows)
-    return {"complete": complete}
+    return {"complete": sum(int(rows.voted.sum()) for rows in per.values())}
 
 
 def stop_judge(study: Study) -> JudgeJob | None:
@@ -457,7 +506,7 @@ def stop_judge(study: Study) -> JudgeJob | None:
     return job if usable(job) else None
 
 
-def anytime_intervals(per: dict[str, list[Row]], level: float = 0.95) -> dict[str, dict]:
+def anytime_intervals(per: dict[str, Rows], level: float = 0.95) -> dict[str, dict]:
     """Per baseline, the anytime-valid interval of the candidate's win share (by the people's
     majority) with the judge's help when the rows carry a usable job's predictions: PPI++ terms
     y - lam f + lam * mean(f) over the complete comparisons in the order they were completed, lam
@@ -469,30 +518,25 @@ def anytime_intervals(per: dict[str, list[Row]], level: float = 0.95) -> dict[st
     alpha = 1 - level
     for name, rows in per.items():
         planned = cs_planned_n(len(rows))
-        with_judge = bool(rows) and all(r.judge is not None for r in rows)
+        with_judge = _judged_all(rows)
         if _sampled(rows):
-            prefix = _walk(rows)
-            kept = [rows[i] for i in prefix]
-            drawn = [r.wanted and r.people is not None for r in kept]
-            if sum(drawn) < 2:
+            kept, y, f, f_mean = _sampled_parts(rows, 0, with_judge)
+            drawn = kept.wanted & kept.voted
+            if drawn.sum() < 2:
                 continue
-            pi_min = min(r.pi for r in rows if r.pi)
-            y = [r.people[0] if r.people is not None else 0.0 for r in kept]
-            f = [r.judge[0] if with_judge and r.judge is not None else 0.0 for r in kept]
-            f_mean = float(np.mean([r.judge[0] for r in rows if r.judge is not None])) if with_judge else None
-            e = sampled_sequence(y, f, drawn, [r.pi for r in kept], pi_min, f_mean, planned, alpha)
-            out[name] = {"estimate": e, "n": sum(drawn), "walked": len(kept), "judge": with_judge}
+            pi_min = float(rows.pi[rows.pi > 0].min())
+            e = sampled_sequence(y, f, drawn, kept.pi, pi_min, f_mean, planned, alpha)
+            out[name] = {"estimate": e, "n": int(drawn.sum()), "walked": len(kept), "judge": with_judge}
             continue
         if not with_judge:
             continue  # people alone: precision.baseline_precision's sequence
-        done = sorted((r for r in rows if r.people is not None), key=lambda r: (r.completed, r.order or 0))
-        if len(done) < 2:
+        voted = np.flatnonzero(rows.voted)
+        if len(voted) < 2:
             continue
-        judged = [r.judge for r in rows if r.judge is not None]
-        f_mean = float(np.mean([j[0] for j in judged]))
-        people = [float(r.people[0]) for r in done if r.people is not None]
-        judge = [float(r.judge[0]) for r in done if r.judge is not None]
-        e = assisted_sequence(people, judge, f_mean, planned, alpha)
+        # in the order the comparisons were completed (ties by the study's order)
+        done = voted[np.lexsort((np.nan_to_num(rows.order[voted]), rows.completed[voted]))]
+        f_mean = float(rows.judge[:, 0].mean())
+        e = assisted_sequence(rows.people[done, 0], rows.judge[done, 0], f_mean, planned, alpha)
         out[name] = {"estimate": e, "n": len(done), "judge": True}
     return out
 
