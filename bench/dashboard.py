@@ -80,11 +80,15 @@ def fill(prompts: int) -> dict:
         ),
         (
             "responses",
+            # rendered, as a study renders its answers when it opens: the HTML and the style counted in it
             """INSERT INTO catalog_response (sample_index, text, finish_reason, error, notes, metadata, created_at,
-                                                  prompt_id, system_id, turns)
-            SELECT 0, repeat('x', (50 + ((p.id * 7 + s.id * 131) % 900))::int), 'stop', '', '', '{}'::jsonb, now(), p.id, s.id,
-                   '[]'::jsonb
-            FROM catalog_prompt p CROSS JOIN catalog_system s""",
+                                                  prompt_id, system_id, turns, html, style_length, style_headers,
+                                                  style_lists, style_bold)
+            SELECT 0, x.text, 'stop', '', '', '{}'::jsonb, now(), x.prompt_id, x.system_id, '[]'::jsonb,
+                   '<p>' || x.text || '</p>', LENGTH(x.text) / 4, 0, 0, 0
+            FROM (SELECT repeat('x', (50 + ((p.id * 7 + s.id * 131) % 900))::int) AS text, p.id AS prompt_id,
+                         s.id AS system_id
+                  FROM catalog_prompt p CROSS JOIN catalog_system s) x""",
         ),
         (
             "comparisons",
@@ -266,6 +270,7 @@ def main() -> None:
     client = Client()
     client.login(username="chief", password="chief-password")
     url = f"/dashboard/{study.name}/?job={job.pk}"
+    load_before = os.getloadavg()[0]
     page_times = []
     for _ in range(args.repeat):
         started = time.monotonic()
@@ -298,6 +303,8 @@ def main() -> None:
         "ratio": naive / page,
         "agreement_panel_s": statistics.median(panel_times),
         "panel_runs": panel_times,
+        "load_1min_before": load_before,
+        "load_1min_after": os.getloadavg()[0],
     }
     print(
         f"{report['human_judgments']:,} human judgments and {report['judge_verdicts']:,} judge verdicts on "

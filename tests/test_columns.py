@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from evalsite.core.columns import as_float, epoch, fetch_columns
+from evalsite.core.columns import epoch, fetch_columns
 from evalsite.dashboard.estimates import study_rows
 from tests.test_dashboard_evidence import half_voted_study
 from tests.test_embedded import embedded_env, manage
@@ -17,21 +17,18 @@ from tests.test_embedded import embedded_env, manage
 pytestmark = pytest.mark.django_db
 
 
-def test_postgresql_binary_copy_gives_every_value_exactly():
-    sql = f"""SELECT {as_float("v.a")}, {as_float("v.b")}, {as_float(epoch("v.t"))}
-              FROM (VALUES (1, -2.5, TIMESTAMP WITH TIME ZONE '2026-01-01 00:00:01.25+00'),
-                           (2199023255552, 0.1, TIMESTAMP WITH TIME ZONE '1970-01-01 00:00:00+00')) AS v(a, b, t)
-              WHERE v.a > %s ORDER BY v.a"""
-    columns = fetch_columns(sql, [0], ["a", "b", "t"])
-    assert columns["a"].tolist() == [1.0, 2.0**41]
-    assert columns["b"].tolist() == [-2.5, 0.1]
-    assert columns["t"].tolist() == [1767225601.25, 0.0]
-    assert fetch_columns(sql, [10**13], ["a", "b", "t"])["a"].shape == (0,)
-
-
-def test_a_null_column_is_refused_not_misread():
-    with pytest.raises(ValueError, match="non-null float8"):
-        fetch_columns(f"SELECT {as_float('NULL')}, {as_float('1')}", [], ["a", "b"])
+def test_postgresql_gives_every_value_exactly_and_null_as_nan():
+    source = """FROM (VALUES (1, -2.5, TIMESTAMP WITH TIME ZONE '2026-01-01 00:00:01.25+00'),
+                             (2199023255552, NULL, NULL),
+                             (3, 0.1, TIMESTAMP WITH TIME ZONE '1970-01-01 00:00:00+00')) AS v(a, b, t)
+                WHERE v.a > %s"""
+    columns = {"a": "v.a", "b": "v.b", "t": epoch("v.t")}
+    got = fetch_columns(columns, source, "v.a DESC", [0])
+    assert got["a"].tolist() == [2.0**41, 3.0, 1.0], "every row, in the order asked, none dropped for its NULL"
+    assert np.isnan(got["b"][0]) and got["b"][1:].tolist() == [0.1, -2.5]
+    assert np.isnan(got["t"][0]) and got["t"][1:].tolist() == [0.0, 1767225601.25]
+    empty = fetch_columns(columns, source, "v.a", [10**13])
+    assert [v.shape for v in empty.values()] == [(0,), (0,), (0,)]
 
 
 SHELL = """

@@ -155,3 +155,9 @@ def test_style_features_are_counted_in_the_rendered_answers():
     # as one), 3 list items, 2 bold spans; the baseline has none
     assert style[:4].tolist() == [30.0, 3.0, 3.0, 2.0]
     assert style[5:].tolist() == [0.0, 0.0, 0.0]
+    stored = Response.objects.get(pk=comparison.candidate_response_id)
+    assert (stored.style_length, stored.style_headers, stored.style_lists, stored.style_bold) == (30, 3, 3, 2)
+    # an answer rendered before the style was stored (the migration counts it in SQL the same way)
+    Response.objects.all().update(style_length=None, style_headers=None, style_lists=None, style_bold=None)
+    again = study_rows(study, job, "majority")["alpaca-65b"]
+    assert again.style.tolist() == rows.style.tolist()

@@ -11,11 +11,11 @@ votes would count two split votes as a tie (a win share of 0.45 read as 0.36).""
 
 from __future__ import annotations
 
-from collections import defaultdict
-
+import numpy as np
 from django.db.models import Count, F, Q
 
 from evalsite.annotation.models import Comparison, Study
+from evalsite.core.columns import fetch_columns
 from stats.evidence import confidence_sequence, cs_planned_n
 from stats.intervals import clopper_pearson
 
@@ -24,18 +24,17 @@ COMPLETE = Q(completed_at__isnull=False)
 CANDIDATE_MAJORITY = Q(votes_candidate__gt=F("votes_baseline")) & Q(votes_candidate__gt=F("votes_tie"))
 
 
-def complete_sequences(study: Study) -> dict[int, list[float]]:
+def complete_sequences(study: Study) -> dict[int, np.ndarray]:
     """Per baseline id: 1 where the candidate won the people's majority, else 0, for every complete
     comparison in the order it was completed (what the confidence sequence reads)."""
-    out: dict[int, list[float]] = defaultdict(list)
-    rows = (
-        Comparison.objects.filter(COMPLETE, study=study, is_gold=False)
-        .order_by("completed_at", "id")
-        .values_list("baseline_id", "votes_candidate", "votes_baseline", "votes_tie")
+    col = fetch_columns(
+        {"baseline": "baseline_id", "c": "votes_candidate", "b": "votes_baseline", "t": "votes_tie"},
+        "FROM annotation_comparison WHERE study_id = %s AND NOT is_gold AND completed_at IS NOT NULL",
+        "completed_at, id",
+        [study.pk],
     )
-    for baseline, c, b, t in rows.iterator(chunk_size=5000):
-        out[baseline].append(float(c > b and c > t))
-    return out
+    won = ((col["c"] > col["b"]) & (col["c"] > col["t"])).astype(float)
+    return {int(pk): won[col["baseline"] == pk] for pk in np.unique(col["baseline"])}
 
 
 def baseline_precision(study: Study, level: float = 0.95, sequences: bool = True) -> list[dict]:

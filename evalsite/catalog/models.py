@@ -157,6 +157,13 @@ class Response(models.Model):
     # the text as sanitised HTML, rendered once (a long answer takes milliseconds to render, and
     # the comparison page shows each answer to several annotators); NULL until first needed
     html = models.TextField(null=True, blank=True, editable=False)
+    # the answer's style (stats.evidence.STYLE_FEATURES), counted when its HTML is rendered, so that
+    # style control reads four numbers instead of every answer's text: its length in tokens (the
+    # completion's count, else characters / 4), Markdown headers, list items and bold spans
+    style_length = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    style_headers = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    style_lists = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    style_bold = models.PositiveIntegerField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -182,19 +189,42 @@ class Response(models.Model):
     def rendered_html(self) -> str:
         """The text as sanitised HTML; rendered and stored the first time it is asked for."""
         if self.html is None:
-            self.html = render_markdown(self.text)
-            Response.objects.filter(pk=self.pk).update(html=self.html)
-        return self.html
+            self.render()
+            Response.objects.filter(pk=self.pk).update(html=self.html, **{f: getattr(self, f) for f in STYLE_FIELDS})
+        return self.html  # type: ignore[return-value]
+
+    def render(self) -> None:
+        """Its HTML and the style counted in it (not saved)."""
+        self.html = render_markdown(self.text)
+        self.style_length, self.style_headers, self.style_lists, self.style_bold = self.style()
+
+    def style(self) -> tuple[int, int, int, int]:
+        """Its STYLE_FEATURES as ``render`` counts them (from its HTML, rendered here if it has
+        none yet; nothing is saved)."""
+        html = self.html if self.html is not None else render_markdown(self.text)
+        tokens = self.completion_tokens
+        return (tokens if tokens is not None else len(self.text) // CHARS_PER_TOKEN, *style_counts(html))
+
+
+CHARS_PER_TOKEN = 4  # a length in tokens estimated from characters, where the response has no count
+STYLE_FIELDS = ("style_length", "style_headers", "style_lists", "style_bold")
+STYLE_TAGS = (("h1", "h2", "h3", "h4", "h5", "h6"), ("li",), ("strong",))  # headers, list items, bold
+
+
+def style_counts(html: str) -> tuple[int, int, int]:
+    """How often the rendered HTML opens a header, a list item, a bold span."""
+    return tuple(sum(html.count(f"<{tag}") for tag in tags) for tags in STYLE_TAGS)  # type: ignore[return-value]
 
 
 def render_responses(responses: models.QuerySet[Response], batch: int = 500) -> int:
-    """Render and store the HTML of the responses that have none yet (a study does it for its
-    responses when it opens, so no annotator waits for it). Returns how many were rendered."""
+    """Render and store the HTML (and the style counted in it) of the responses that have none
+    yet (a study does it for its responses when it opens, so no annotator waits for it). Returns
+    how many were rendered."""
     done = 0
-    pending = responses.filter(html__isnull=True).only("pk", "text").order_by("pk")
+    pending = responses.filter(html__isnull=True).only("pk", "text", "completion_tokens").order_by("pk")
     while rows := list(pending[:batch]):
         for row in rows:
-            row.html = render_markdown(row.text)
-        Response.objects.bulk_update(rows, ["html"])
+            row.render()
+        Response.objects.bulk_update(rows, ["html", *STYLE_FIELDS])
         done += len(rows)
     return done

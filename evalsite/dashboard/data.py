@@ -266,6 +266,21 @@ def dashboard(study: Study, rule: str = "majority", job: JudgeJob | None = None,
     return data
 
 
+def agreement(study: Study, rule: str = "majority", job: JudgeJob | None = None) -> dict:
+    """The page's second request, alone (not the figures and the evidence again): the judge's
+    agreement with the people and its flags, each annotator's agreement with the others, and the
+    breakdowns by prompt source and tag; the tables that scan every judgment."""
+    job = job or default_judge_job(study)
+    judge = judge_panel(job, study, details=True) if job else None
+    return {
+        "judge": judge,
+        "judge_flags": judge_flags(judge),
+        "person_person": {"per_annotator": annotator_agreement(study)},
+        "breakdowns": breakdowns(study, counting(rule)),
+        "paper_agreement": PAPER_AGREEMENT,
+    }
+
+
 def judge_panel(job: JudgeJob, study: Study, details: bool = True) -> JudgePanel:
     """What the page, the report and the exports show of the judge: judge_summary's numbers."""
     summary = judge_summary(job)

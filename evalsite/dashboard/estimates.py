@@ -25,8 +25,8 @@ import numpy as np
 
 from evalsite.annotation import precision
 from evalsite.annotation.models import Study
-from evalsite.catalog.models import System
-from evalsite.core.columns import as_float, epoch, fetch_columns
+from evalsite.catalog.models import STYLE_FIELDS, Response, System
+from evalsite.core.columns import epoch, fetch_columns
 from evalsite.dashboard.payloads import Assisted, Evidence, StudyStatus, Weighted
 from evalsite.judging.models import JudgeJob
 from stats.evidence import (
@@ -44,64 +44,54 @@ from stats.evidence import (
 from stats.outcomes import LOSS, TIE, WIN
 
 OUTCOMES = (WIN, TIE, LOSS)
-CHARS_PER_TOKEN = 4  # lengths in tokens, estimated from characters when the response has no count
 
 
-def _count(column: str, *tags: str) -> str:
-    """SQL (PostgreSQL and SQLite alike) for how often the rendered HTML in ``column`` opens one of
-    ``tags``: its length less its length with the tag taken out, over the tag's length."""
-    return " + ".join(
-        f"(LENGTH(COALESCE({column}, '')) - LENGTH(REPLACE(COALESCE({column}, ''), '<{t}', ''))) / {len(t) + 1}"
-        for t in tags
-    )
-
-
-def _style(alias: str) -> list[str]:
-    """One response's style features, in STYLE_FEATURES' order (length in tokens)."""
-    return [
-        f"COALESCE({alias}.completion_tokens, LENGTH({alias}.text) / {CHARS_PER_TOKEN})",
-        _count(f"{alias}.html", "h1", "h2", "h3", "h4", "h5", "h6"),
-        _count(f"{alias}.html", "li"),
-        _count(f"{alias}.html", "strong"),
-    ]
-
-
-MISSING = -1.0  # a column's value where SQL has NULL (every real value here is >= 0)
 OUTCOME_CODES = {"candidate": 0, "tie": 1, "baseline": 2}
 
-
-def _rows_query() -> tuple[str, list[str]]:
-    """One row per comparison, every column a float (codes for texts, MISSING for NULL), read as
-    numpy columns (evalsite.core.columns)."""
-    outcome = " ".join(f"WHEN '{name}' THEN {code}" for name, code in OUTCOME_CODES.items())
-    columns = {
-        "baseline": "c.baseline_id",
-        "votes_candidate": "c.votes_candidate",
-        "votes_baseline": "c.votes_baseline",
-        "votes_tie": "c.votes_tie",
-        "outcome": f"CASE o.outcome {outcome} ELSE {MISSING} END",
-        "p_win": f"COALESCE(o.p_win, {MISSING})",
-        "p_tie_a": f"COALESCE(o.cand_first_p_tie, {MISSING})",
-        "p_tie_b": f"COALESCE(o.base_first_p_tie, {MISSING})",
-        "order": f"COALESCE(c.draw_order, {MISSING})",
-        "pi": f"COALESCE(c.sampling_probability, {MISSING})",
-        "wanted": "CASE WHEN c.people_wanted THEN 1 ELSE 0 END",
-        "completed": f"COALESCE({epoch('c.completed_at')}, {MISSING})",
-        "pk": "c.id",
-        **{f"cand_{i}": sql for i, sql in enumerate(_style("cr"))},
-        **{f"base_{i}": sql for i, sql in enumerate(_style("br"))},
-    }
-    select = ", ".join(as_float(sql) for sql in columns.values())
-    sql = f"""
-SELECT {select}
+# One row per comparison, read as numpy columns (evalsite.core.columns): texts as codes, NULL NaN
+ROWS_FROM = """
 FROM annotation_comparison c
 JOIN catalog_response cr ON cr.id = c.candidate_response_id
 JOIN catalog_response br ON br.id = c.baseline_response_id
 LEFT JOIN judging_judgeoutcome o ON o.comparison_id = c.id AND o.job_id = %s
 WHERE c.study_id = %s AND NOT c.is_gold
-ORDER BY c.draw_order, c.id
 """
-    return sql, list(columns)
+
+
+def _row_columns() -> dict[str, str]:
+    outcome = " ".join(f"WHEN '{name}' THEN {code}" for name, code in OUTCOME_CODES.items())
+    return {
+        "baseline": "c.baseline_id",
+        "votes_candidate": "c.votes_candidate",
+        "votes_baseline": "c.votes_baseline",
+        "votes_tie": "c.votes_tie",
+        "outcome": f"CASE o.outcome {outcome} END",
+        "p_win": "o.p_win",
+        "p_tie_a": "o.cand_first_p_tie",
+        "p_tie_b": "o.base_first_p_tie",
+        "order": "c.draw_order",
+        "pi": "c.sampling_probability",
+        "wanted": "CASE WHEN c.people_wanted THEN 1 ELSE 0 END",
+        "completed": epoch("c.completed_at"),
+        "pk": "c.id",
+        "cand_response": "c.candidate_response_id",
+        "base_response": "c.baseline_response_id",
+        **{f"cand_{i}": f"cr.{field}" for i, field in enumerate(STYLE_FIELDS)},
+        **{f"base_{i}": f"br.{field}" for i, field in enumerate(STYLE_FIELDS)},
+    }
+
+
+def _fill_style(style: np.ndarray, responses: np.ndarray) -> None:
+    """Where an answer's style was not stored (an answer never rendered, or rendered before its
+    style was kept), count it here from the answer (Response.style; nothing is saved). The query
+    never reads the answers' texts: a join that carries them holds a million texts in its hash."""
+    missing = np.isnan(style)
+    if not missing.any():
+        return
+    ids = {int(pk) for pk in responses[missing.any(axis=1)]}
+    counted = {r.pk: r.style() for r in Response.objects.filter(pk__in=ids).only("text", "html", "completion_tokens")}
+    for row in np.flatnonzero(missing.any(axis=1)):
+        style[row] = counted[int(responses[row])]
 
 
 @dataclass(frozen=True)
@@ -159,14 +149,13 @@ def _judge(outcome: np.ndarray, p_win: np.ndarray, p_ties: np.ndarray) -> np.nda
     them (the tie's the mean of the orders' that have one, at most 1 - p_win), else its counted
     verdict; NaN where it has neither."""
     view = np.full((len(outcome), 3), np.nan)
-    counted = outcome != MISSING
+    counted = ~np.isnan(outcome)
     view[counted] = np.eye(3)[outcome[counted].astype(int)]
-    soft = p_win != MISSING
+    soft = ~np.isnan(p_win)
     if soft.any():
-        ties = np.where(p_ties != MISSING, p_ties, np.nan)
-        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # a row with no tie probability: nanmean of nothing
-            tie = np.nan_to_num(np.nanmean(ties, axis=1), nan=0.0)
+            tie = np.nan_to_num(np.nanmean(p_ties, axis=1), nan=0.0)
         tie = np.minimum(tie, 1.0 - p_win)
         view[soft] = np.column_stack([p_win, tie, 1.0 - p_win - tie])[soft]
     return view
@@ -195,20 +184,23 @@ def usable(job: JudgeJob | None) -> bool:
 def study_rows(study: Study, job: JudgeJob | None, rule: str) -> dict[str, Rows]:
     """Per baseline, its comparisons in the study's random order, with the judge's view where
     ``job`` gave one (any job: calibration and length control read the verdicts themselves)."""
-    sql, names = _rows_query()
-    col = fetch_columns(sql, [job.pk if job else -1, study.pk], names)
+    col = fetch_columns(_row_columns(), ROWS_FROM, "c.draw_order, c.id", [job.pk if job else -1, study.pk])
     k = len(STYLE_FEATURES)
-    style = np.column_stack([col[f"cand_{i}"] for i in range(k)] + [col[f"base_{i}"] for i in range(k)])
-    complete = col["completed"] != MISSING
+    candidate = np.column_stack([col[f"cand_{i}"] for i in range(k)])
+    baseline = np.column_stack([col[f"base_{i}"] for i in range(k)])
+    _fill_style(candidate, col["cand_response"])
+    _fill_style(baseline, col["base_response"])
+    style = np.column_stack([candidate, baseline])
+    complete = ~np.isnan(col["completed"])
     rows = Rows(
         people=_people(col["votes_candidate"], col["votes_baseline"], col["votes_tie"], complete, rule),
         judge=_judge(col["outcome"], col["p_win"], np.column_stack([col["p_tie_a"], col["p_tie_b"]])),
         length=style[:, 0] - style[:, k],
-        order=np.where(col["order"] != MISSING, col["order"], np.nan),
-        pi=np.where(col["pi"] != MISSING, col["pi"], np.nan),
+        order=col["order"],
+        pi=col["pi"],
         wanted=col["wanted"] == 1,
         style=style,
-        completed=np.where(complete, col["completed"], np.nan),
+        completed=col["completed"],
         pk=col["pk"].astype(np.int64),
     )
     names_of = dict(System.objects.filter(pk__in=set(col["baseline"].astype(int).tolist())).values_list("pk", "name"))

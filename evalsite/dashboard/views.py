@@ -56,13 +56,19 @@ def start_here(most: int = 3) -> list[dict]:
     return rows
 
 
-def _figures(request, name: str, details: bool = True) -> figures.StudyFigures:
+def _study_and_job(request, name: str) -> tuple[Study, JudgeJob | None]:
+    """The study of the address and the judge job it asks for (?job=), if any."""
     study = get_object_or_404(Study.objects.select_related("candidate"), name=name)
     job = None
     if request.GET.get("job"):
         if not request.GET["job"].isdigit():
             raise Http404("job must be a judge job's number")
         job = get_object_or_404(JudgeJob, pk=request.GET["job"], study=study)
+    return study, job
+
+
+def _figures(request, name: str, details: bool = True) -> figures.StudyFigures:
+    study, job = _study_and_job(request, name)
     paper = request.GET.get("paper", "1") == "1"
     return figures.build(study, request.GET.get("rule", "majority"), job, paper=paper, details=details)
 
@@ -111,11 +117,9 @@ def study(request, name: str):
     if graded is not None:
         return _rating_study(request, graded)
     if request.GET.get("panel") == "agreement":  # the second request: the tables that scan every judgment
-        built = _figures(request, name, details=True)
-        result = {**built.result, "breakdowns": data.breakdowns(built.study, data.counting(built.rule))}
-        flags = data.judge_flags(built.judge)
-        context = {**result, "paper_agreement": data.PAPER_AGREEMENT, "judge_flags": flags}
-        return render(request, "dashboard/_agreement.html", context)
+        study, job = _study_and_job(request, name)
+        panel = data.agreement(study, request.GET.get("rule", "majority"), job)
+        return render(request, "dashboard/_agreement.html", panel)
     built = _figures(request, name, details=False)
     links = {"link": _drill_link(name), "judge_link": _drill_link(name, built.judge["job"] if built.judge else None)}
     svgs = {k: mark_safe(v) for k, v in built.svgs(**links).items()}  # noqa: S308 (escaped values)
