@@ -7,6 +7,7 @@ checked: judgments equal accepted submits, no assignment
 judged twice, no comparison beyond its overlap.
 
     .venv/bin/python bench/annotation.py [--annotators 100] [--seconds 60] [--workers 4] [--crowd 1000]
+    .venv/bin/python bench/annotation.py --smoke   # 32 annotators, a second or three each step, nothing written
 
 Traffic goes to 127.0.0.1 only; every loop is bounded in time."""
 
@@ -425,7 +426,11 @@ def main() -> None:
     parser.add_argument("--worker-class", default="gthread", help="gunicorn worker class")
     parser.add_argument("--prompts", type=int, default=5000, help="per baseline (2), overlap 3: enough for every step")
     parser.add_argument("--client-processes", type=int, default=1, help="load-generator processes")
+    parser.add_argument("--smoke", action="store_true", help="a few annotators for a few seconds, nothing written")
     args = parser.parse_args()
+    if args.smoke:  # that it still runs (make test), not a measurement
+        args.annotators, args.seconds, args.stress_seconds, args.crowd, args.crowd_seconds = 32, 3, 1, 0, 0
+        args.claim_seconds, args.workers, args.threads, args.prompts = 1, 1, 4, 400
 
     global REDIS
     REDIS = private_redis.start()  # never the machine's shared Redis
@@ -598,9 +603,10 @@ def main() -> None:
         f"ORDER BY random() FOR UPDATE {claims['naive_per_s']:.1f}/s -> "
         + (f"{claims['ratio']:.1f}x" if claims["ratio"] else "no ratio (the study ran out of items)")
     )
-    out = Path(args.out)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"written to {out}")
+    if not args.smoke:
+        out = Path(args.out)
+        out.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"written to {out}")
     if not ok:
         raise SystemExit(1)
 

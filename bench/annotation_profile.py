@@ -5,8 +5,10 @@ session and user, the page's template, progress, claim, submit, Markdown) and as
 
     .venv/bin/python bench/annotation_profile.py [--cycles 300] [--prompts 600]
 
-Writes bench/results/annotation-profile.json. Uses its own database (evalsite_profile) and Redis
-database 12, both emptied first; runs alone (its figures are CPU times)."""
+    .venv/bin/python bench/annotation_profile.py --smoke   # 12 cycles, 60 prompts, nothing written (make test)
+
+Writes bench/results/annotation-profile.json. Uses its own database (evalsite_profile, emptied
+first) and its own redis-server (bench/private_redis.py); runs alone (its figures are CPU times)."""
 
 from __future__ import annotations
 
@@ -99,7 +101,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--cycles", type=int, default=300)
     parser.add_argument("--prompts", type=int, default=1500)
+    parser.add_argument("--smoke", action="store_true", help="12 cycles, 60 prompts, nothing written")
     args = parser.parse_args()
+    warm = 30
+    if args.smoke:
+        args.cycles, args.prompts, warm = 12, 60, 2
     recreate_database()
     import django
 
@@ -116,7 +122,7 @@ def main() -> None:
         {"username": "b000", "password": "bench-password", "csrfmiddlewaretoken": CSRF.search(login).group(1)},
     )
     assert reply.status_code == 302, "login"
-    for _ in range(30):  # warm: templates compiled, connections open, caches filled
+    for _ in range(warm):  # warm: templates compiled, connections open, caches filled
         cycle(client)
     from django.test import override_settings
 
@@ -169,7 +175,8 @@ def main() -> None:
         "load_1min": os.getloadavg()[0],
     }
     out = ROOT / "bench" / "results" / "annotation-profile.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    if not args.smoke:
+        out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"CPU per next + submit, in process: {plain_ms:.2f} ms (wall {wall_ms:.2f} ms) over {args.cycles} cycles")
     print(f"SQL statements: next {queries['next']}, judge {queries['judge']}")
     print(
@@ -184,7 +191,8 @@ def main() -> None:
     print("top own time (under cProfile):")
     for row in results["top_own_profiled"]:
         print(f"  {row['ms_per_cycle']:7.3f} ms  {row['function']}")
-    print(f"written to {out.relative_to(ROOT)}")
+    if not args.smoke:
+        print(f"written to {out.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":
