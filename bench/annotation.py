@@ -7,7 +7,7 @@ checked: judgments equal accepted submits, no assignment
 judged twice, no comparison beyond its overlap.
 
     .venv/bin/python bench/annotation.py [--annotators 100] [--seconds 60] [--workers 4] [--crowd 1000]
-    .venv/bin/python bench/annotation.py --smoke   # 32 annotators, a second or three each step, nothing written
+    .venv/bin/python bench/annotation.py --smoke   # 4 annotators, a second or two each step, nothing written
 
 Traffic goes to 127.0.0.1 only; every loop is bounded in time."""
 
@@ -429,8 +429,8 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="a few annotators for a few seconds, nothing written")
     args = parser.parse_args()
     if args.smoke:  # that it still runs (make test), not a measurement
-        args.annotators, args.seconds, args.stress_seconds, args.crowd, args.crowd_seconds = 32, 3, 1, 0, 0
-        args.claim_seconds, args.workers, args.threads, args.prompts = 1, 1, 4, 400
+        args.annotators, args.seconds, args.stress_seconds, args.crowd, args.crowd_seconds = 4, 2, 1, 0, 0
+        args.claim_seconds, args.workers, args.threads, args.prompts = 1, 1, 4, 150
 
     global REDIS
     REDIS = private_redis.start()  # never the machine's shared Redis
@@ -562,7 +562,7 @@ def main() -> None:
                 f"{c['cores_busy']:.2f} cores busy"
             )
         report["stress"] = []
-        for concurrency in (4, 8, 16, 32):
+        for concurrency in [c for c in (4, 8, 16, 32) if c <= args.annotators]:
             users = [f"b{i:03d}" for i in range(concurrency)]
             stats = run_crowd(users, args.stress_seconds, (0.0, 0.0), min(concurrency, args.client_processes))
             took = stats.seconds

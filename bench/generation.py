@@ -3,6 +3,7 @@
 sequential against a local server with 200 ms latency.
 
     .venv/bin/python bench/generation.py                      # bundled SmolLM2-135M (GGUF), CPU
+    .venv/bin/python bench/generation.py --smoke              # 2 prompts, 4 tokens, int4: that it runs
     .venv/bin/python bench/generation.py --arch DIR --ignore-eos   # same architecture, random weights
 
 First, per weight form (--forms float32,bfloat16,int4): one prompt at a time (single-stream
@@ -249,7 +250,11 @@ def main() -> None:
     parser.add_argument("--forms", default="float32,bfloat16,int4", help="weight forms measured one prompt at a time")
     parser.add_argument("--single-prompts", type=int, default=8)
     parser.add_argument("--perplexity-examples", type=int, default=30)
+    parser.add_argument("--smoke", action="store_true", help="2 prompts, 4 tokens, int4 only, nothing written")
     args = parser.parse_args()
+    if args.smoke:  # that it still runs (make test), not a measurement
+        args.prompts, args.max_new_tokens, args.batch_size, args.forms, args.dtype = 2, 4, 2, "int4", "int4"
+        args.single_prompts, args.perplexity_examples, args.skip_api = 1, 1, True
 
     report: dict = {
         "machine": platform.node(),
@@ -318,6 +323,8 @@ def main() -> None:
             f"{a['concurrency_8_s']:.2f} s, ratio {a['speedup']:.2f}x ({a['calls']} calls)"
         )
     report["load_1min_after"] = os.getloadavg()[0]
+    if args.smoke:
+        return
     out = args.out or ROOT / "bench" / "results" / f"generation-{b['device'].split(':')[0]}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")

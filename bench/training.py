@@ -5,6 +5,7 @@ with plain random batches to show what grouping by length saves.
 
     .venv/bin/python bench/training.py            # bundled SmolLM2-135M, data/train.jsonl (61 examples)
     .venv/bin/python bench/training.py --quick    # 16 examples
+    .venv/bin/python bench/training.py --smoke    # 2 short examples, nothing written (make test)
     .venv/bin/python bench/training.py --precision  # float32 vs bfloat16 autocast, alternated
 
 Tokens/s counts real (non-padding) tokens over the training steps only (loading and saving
@@ -15,7 +16,9 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -24,7 +27,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-MICRO, BATCH, MAX_LENGTH = 4, 8, 512
+# the smoke form (make test): a tiny random model built here, two short examples; the spawned
+# processes read it from the environment
+SMOKE = os.environ.get("BENCH_TRAINING_SMOKE_MODEL")
+MICRO, BATCH, MAX_LENGTH = (1, 2, 64) if SMOKE else (4, 8, 512)
+
+
+def base_config() -> dict:
+    from generation.bundled import bundled_backend_config
+
+    return {"model_path": SMOKE} if SMOKE else bundled_backend_config()  # type: ignore[return-value]
 
 
 def examples(n: int) -> list[dict]:
@@ -51,7 +63,6 @@ def recipe(grouped: bool, bf16: bool = False):
 
 
 def ours(n: int, grouped: bool, queue, bf16: bool = False) -> None:
-    from generation.bundled import bundled_backend_config
     from generation.hf_local import configure_threads
     from training.loop import Callbacks, train, write_examples
 
@@ -59,7 +70,7 @@ def ours(n: int, grouped: bool, queue, bf16: bool = False) -> None:
     reports = []
     with tempfile.TemporaryDirectory() as folder:
         write_examples(Path(folder), examples(n))
-        train(Path(folder), bundled_backend_config(), recipe(grouped, bf16), Callbacks(on_step=reports.append))
+        train(Path(folder), base_config(), recipe(grouped, bf16), Callbacks(on_step=reports.append))
     last = reports[-1]
     queue.put(
         {
@@ -75,7 +86,6 @@ def hf_trainer(n: int, queue) -> None:
     import torch
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
 
-    from generation.bundled import bundled_backend_config
     from generation.hf_local import configure_threads
     from training.dropout import apply_residual_dropout
     from training.formatting import prepare_tokenizer
@@ -83,7 +93,7 @@ def hf_trainer(n: int, queue) -> None:
 
     configure_threads()
     spec = recipe(False)
-    tokenizer, model = load_base(bundled_backend_config())
+    tokenizer, model = load_base(base_config())
     prepare_tokenizer(tokenizer, model, spec.eot_token)
     encoded, _ = encode_all(tokenizer, examples(n), spec)
     apply_residual_dropout(model, spec.residual_dropout_top)
@@ -139,12 +149,11 @@ def padding(n: int) -> dict:
     """Padding share of the micro batches, grouped vs random, over 20 epochs' orders."""
     import random
 
-    from generation.bundled import bundled_backend_config
     from training.batching import length_grouped_batches, padding_fraction, random_batches
     from training.formatting import prepare_tokenizer
     from training.loop import encode_all, load_base
 
-    tokenizer, model = load_base(bundled_backend_config())
+    tokenizer, model = load_base(base_config())
     prepare_tokenizer(tokenizer, model, "<EOT>")
     encoded, _ = encode_all(tokenizer, examples(n), recipe(True))
     lengths = [len(e.input_ids) for e in encoded]
@@ -160,7 +169,6 @@ def padding(n: int) -> dict:
 def precision(n: int, device: str, rounds: int = 2) -> None:
     """Our loop in float32 and under bfloat16 autocast (recipe bf16), alternated: tokens/s and the
     loss curve of each (does the cheaper arithmetic learn the same?)."""
-    import os
 
     load_before = os.getloadavg()[0]
     runs: dict[str, list[dict]] = {"float32": [], "bfloat16": []}
@@ -190,8 +198,18 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--precision", action="store_true", help="float32 vs bfloat16 autocast, alternated")
+    parser.add_argument("--smoke", action="store_true", help="2 short examples, nothing written")
     args = parser.parse_args()
     n = 16 if args.quick else 61
+    if args.smoke:  # that it still runs (make test), not a measurement: this file again, on a tiny model
+        from tests.tiny_models import save_tiny
+
+        with tempfile.TemporaryDirectory() as folder:
+            env = dict(os.environ, BENCH_TRAINING_SMOKE_MODEL=str(save_tiny(Path(folder) / "tiny")))
+            done = subprocess.run([sys.executable, __file__, "--quick"], env=env, timeout=600)
+        raise SystemExit(done.returncode)
+    if SMOKE:
+        n = 2
     import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -228,6 +246,8 @@ def main() -> None:
         f"length grouping: {summary['grouped_vs_random']}x tokens/s; padding {pad['random']:.1%} -> "
         f"{pad['grouped']:.1%} of the token slots computed"
     )
+    if SMOKE:
+        return
     out = ROOT / "bench" / "results" / f"training-{device}.json"
     out.write_text(
         json.dumps({"machine": platform.machine(), "examples": n, "runs": results, **summary}, indent=2) + "\n"
