@@ -15,7 +15,15 @@ import pytest
 from tests.conftest import ROOT
 
 BENCHES = sorted(p.name for p in (ROOT / "bench").glob("*.py") if "def main(" in p.read_text())
-HERE = {"dashboard.py", "annotation.py", "annotation_profile.py", "coverage.py", "evidence.py", "judge.py"}
+HERE = {
+    "dashboard.py",
+    "annotation.py",
+    "annotation_profile.py",
+    "coverage.py",
+    "evidence.py",
+    "judge.py",
+    "ranking.py",
+}
 
 
 def run_smoke(script: str, timeout: int = 400) -> str:
@@ -57,9 +65,10 @@ def test_the_annotation_benches_still_run():
 @pytest.mark.parametrize(
     ("script", "says"),
     [
-        ("coverage.py", "\"coverage_people\""),
+        ("coverage.py", '"coverage_people"'),
         ("evidence.py", "votes to +-5 points"),
         ("judge.py", "duplicate calls over the whole run: 0"),
+        ("ranking.py", "votes to settle the top"),
     ],
 )
 def test_the_statistics_and_judge_benches_still_run(script, says):
