@@ -15,7 +15,7 @@ own token budget, the model's stop tokens and the request's stop sequences (the 
 first one; a possible beginning of one is held back from the stream until it is known not to be
 one). Greedy answers are those hf_local's batched ``generate`` gives (a test compares them).
 
-docs/generation.md says how the server and the chat use it."""
+The README's Performance section has the measured figures (bench/serving.py)."""
 
 from __future__ import annotations
 
