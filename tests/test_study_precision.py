@@ -12,7 +12,7 @@ from evalsite.annotation.models import Comparison, Study
 from evalsite.core.models import Workflow
 from evalsite.core.workflows import advance_running
 from evalsite.dashboard import data
-from evalsite.dashboard.estimates import study_status
+from evalsite.dashboard.estimates import people_precision, study_rows, study_status
 from evalsite.dashboard.stopping import STOP, set_target
 from evalsite.dashboard.tasks import check_targets
 from stats.evidence import confidence_sequence, cs_planned_n
@@ -62,6 +62,10 @@ def test_a_comparison_counts_once_it_has_all_its_votes():
     assert (row["n"], row["partial"], row["win"]) == (5, 1, pytest.approx(0.8))
     assert Comparison.objects.get(pk=first.pk).completed_at is not None
     assert Comparison.objects.get(pk=second.pk).completed_at is None
+    # the page computes the same lines from the rows it has read already (not a second scan)
+    from_rows = people_precision(study, study_rows(study, None, "majority"))
+    assert from_rows == [pytest.approx(row)]
+    assert data.dashboard(study)["evidence"]["status"]["rows"][0]["low"] == pytest.approx(row["low"])
 
 
 def test_a_studys_stop_is_a_workflow_the_workers_carry_to_its_end(staff_client):

@@ -54,29 +54,44 @@ def baseline_precision(study: Study, level: float = 0.95, sequences: bool = True
         .order_by("baseline__name")
     )
     ordered = complete_sequences(study) if sequences else {}
-    out = []
-    for row in rows:
-        n, total = row["complete_"], row["total"]
-        share = row["won"] / n if n else None
-        low = high = None
-        if n:
-            if sequences:
-                e = confidence_sequence(ordered[row["baseline_id"]], planned_n=cs_planned_n(total), alpha=1 - level)
-                low, high = e.low, e.high
-            else:
-                low, high = clopper_pearson(row["won"], n, level)
-        out.append(
-            {
-                "baseline": row["baseline__name"],
-                "baseline_id": row["baseline_id"],
-                "n": n,
-                "voted": row["voted"],
-                "partial": row["voted"] - n,
-                "comparisons": total,
-                "win": share,
-                "half_width": (high - low) / 2 if low is not None and high is not None else float("inf"),
-                "low": low,
-                "high": high,
-            }
+    return [
+        precision_row(
+            row["baseline__name"],
+            row["baseline_id"],
+            row["total"],
+            row["voted"],
+            ordered.get(row["baseline_id"]) if sequences else None,
+            row["won"],
+            row["complete_"],
+            level,
         )
-    return out
+        for row in rows
+    ]
+
+
+def precision_row(
+    name: str, baseline_id: int, total: int, voted: int, sequence, won: int, n: int, level: float = 0.95
+) -> dict:
+    """One baseline's line of ``baseline_precision``: from its counts and, for the anytime-valid
+    interval, its complete comparisons' 1 (the candidate's majority) or 0 in the order they were
+    completed (``sequence``; None: the exact one-look interval instead)."""
+    share = won / n if n else None
+    low = high = None
+    if n:
+        if sequence is not None:
+            e = confidence_sequence(sequence, planned_n=cs_planned_n(total), alpha=1 - level)
+            low, high = e.low, e.high
+        else:
+            low, high = clopper_pearson(won, n, level)
+    return {
+        "baseline": name,
+        "baseline_id": baseline_id,
+        "n": n,
+        "voted": voted,
+        "partial": voted - n,
+        "comparisons": total,
+        "win": share,
+        "half_width": (high - low) / 2 if low is not None and high is not None else float("inf"),
+        "low": low,
+        "high": high,
+    }

@@ -101,7 +101,7 @@ class Rows:
     the candidate's length minus the baseline's (tokens), its place in the random order (NaN:
     none), in a sampled study its chance of being asked of people (NaN: none) and whether it was,
     both answers' STYLE_FEATURES (the candidate's, then the baseline's), when it got its last vote
-    (seconds; NaN: not complete) and its id."""
+    (seconds; NaN: not complete), its id, its baseline's id and how many votes it has."""
 
     people: np.ndarray  # (n, 3)
     judge: np.ndarray  # (n, 3)
@@ -112,6 +112,8 @@ class Rows:
     style: np.ndarray  # (n, 2 * len(STYLE_FEATURES))
     completed: np.ndarray
     pk: np.ndarray  # int
+    baseline: np.ndarray  # the baseline's id (the same on every row)
+    votes: np.ndarray  # the votes it has, all outcomes
 
     def __len__(self) -> int:
         return len(self.pk)
@@ -202,6 +204,8 @@ def study_rows(study: Study, job: JudgeJob | None, rule: str) -> dict[str, Rows]
         style=style,
         completed=col["completed"],
         pk=col["pk"].astype(np.int64),
+        baseline=col["baseline"].astype(np.int64),
+        votes=col["votes_candidate"] + col["votes_baseline"] + col["votes_tie"],
     )
     names_of = dict(System.objects.filter(pk__in=set(col["baseline"].astype(int).tolist())).values_list("pk", "name"))
     return {names_of[pk]: rows.take(col["baseline"] == pk) for pk in sorted(names_of, key=names_of.__getitem__)}
@@ -452,7 +456,7 @@ def evidence(study: Study, job: JudgeJob | None, rule: str = "majority") -> Evid
         "length_control": length_control(per),
         "calibration": calibration(majority) if job else None,
         "complete": _completeness(per),
-        "status": study_status(study),
+        "status": study_status(study, majority),
     }
     if result["calibration"] is not None and job is not None:
         result["calibration"]["self_preference"] = self_preference(study, job, majority)
@@ -533,13 +537,31 @@ def anytime_intervals(per: dict[str, Rows], level: float = 0.95) -> dict[str, di
     return out
 
 
-def study_status(study: Study) -> StudyStatus:
+def people_precision(study: Study, majority: dict[str, Rows], level: float = 0.95) -> list[dict]:
+    """precision.baseline_precision from rows already read (by the people's majority): the same
+    counts and the same sequence (the complete comparisons in the order they were completed), so
+    the page does not read every comparison twice."""
+    out = []
+    for name, rows in sorted(majority.items()):
+        complete = np.flatnonzero(~np.isnan(rows.completed))
+        order = complete[np.lexsort((rows.pk[complete], rows.completed[complete]))]
+        won = np.nan_to_num(rows.people[order, 0]) == 1.0
+        out.append(
+            precision.precision_row(
+                name, int(rows.baseline[0]), len(rows), int((rows.votes > 0).sum()), won.astype(float),
+                int(won.sum()), len(order), level,
+            )
+        )  # fmt: skip
+    return out
+
+
+def study_status(study: Study, majority: dict[str, Rows] | None = None) -> StudyStatus:
     """Whether the study knows each baseline's win share to its target, at every look (betting
     confidence sequences): with the judge's help when the study's stop rule has a usable judge job
     (Study.target_judge_job, fixed before looking: one interval per baseline, not the narrower of
     two), else from the people's votes alone; a sampled study always through its walked prefix.
     Reads only: the stop itself is decided in evalsite/dashboard/stopping.py."""
-    rows = precision.baseline_precision(study)
+    rows = people_precision(study, majority) if majority is not None else precision.baseline_precision(study)
     job = stop_judge(study)
     sampled = study.sampling_rate is not None
     helped: dict[str, dict] = {}
