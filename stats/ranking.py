@@ -74,6 +74,8 @@ def pair_shares(
     pair = a * k + b
     n = np.bincount(pair, minlength=k * k).astype(float)
     keep = np.flatnonzero(n >= 2)
+    judged: np.ndarray
+    f_sum: np.ndarray
     if judge is not None:
         ja, jb, jf = oriented(*judge)
         jpair = ja * k + jb

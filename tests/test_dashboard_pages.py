@@ -160,6 +160,9 @@ def test_the_index_shows_a_leaderboard_and_absolute_ratings(staff_client):
     assert rows[-1]["system"] == "davinci-003" and strength["lima-65b"] > strength["davinci-003"] + 0.5
     assert strength["lima-65b"] == pytest.approx(strength["alpaca-65b"], abs=0.05)
     assert all(r["low"] <= r["strength"] <= r["high"] for r in rows)
+    # four votes a pair cannot order three systems: every rank-set holds each system's place and more
+    assert all(r["rank_low"] <= place <= r["rank_high"] for place, r in enumerate(rows, 1))
+    assert all(r["rank_high"] > r["rank_low"] for r in rows)
     rating_job = RatingJob.objects.create(
         config=job.config, system=study.candidate, prompt_set=study.prompt_set, kind="fpe", status="done"
     )
@@ -180,6 +183,8 @@ def test_the_index_shows_a_leaderboard_and_absolute_ratings(staff_client):
     html = staff_client.get("/dashboard/").content.decode()
     assert "Absolute quality (Figures 3 and 7)" in html and "Excellent" in html
     assert html.index("<td>lima-65b</td>") < html.index("<td>davinci-003</td>")
+    shown = [td.get_text() for td in BeautifulSoup(html, "html.parser").select("#leaderboard td.rank-set")]
+    assert shown == [f"{r['rank_low']} to {r['rank_high']}" for r in rows]
 
 
 def test_report_writes_a_self_contained_html_with_figures_and_tables(tmp_path):

@@ -46,6 +46,7 @@ from stats.outcomes import (
     tie_discounted_from_patterns,
     win_tie_loss,
 )
+from stats.ranking import bradley_terry_from_shares, pair_shares, rank_sets
 
 # The paper's Figure 1 (people) and Figure 2 (GPT-4), % of 300 prompts: LIMA wins / tie / loses.
 PAPER = {
@@ -419,11 +420,39 @@ def leaderboard(bootstrap: int = 200) -> list[LeaderRow]:
         games[cand] += int(n)
         games[base] += int(n)
     strengths = bradley_terry_from_counts(cells, bootstrap=bootstrap)
+    ranks = leaderboard_rank_sets(cells)
     rows: list[LeaderRow] = [
-        {"system": name, "strength": s, "low": lo, "high": hi, "comparisons": games[name]}
+        {
+            "system": name,
+            "strength": s,
+            "low": lo,
+            "high": hi,
+            "comparisons": games[name],
+            "rank_low": ranks[name][0],
+            "rank_high": ranks[name][1],
+        }
         for name, (s, lo, hi) in strengths.items()
     ]
     return sorted(rows, key=lambda r: -r["strength"])
+
+
+def leaderboard_rank_sets(cells: dict[tuple[str, str, str], int]) -> dict[str, tuple[int, int]]:
+    """Each system's rank-set (the ranks it may hold; 1 the strongest) from the same outcomes
+    (stats.ranking: the people's share per pair, Bradley-Terry, intervals on every difference that
+    hold for every pair at once and at every look, tuned for the studies' comparisons)."""
+    names = sorted({name for a, b, _ in cells for name in (a, b)})
+    if len(names) < 2:
+        return dict.fromkeys(names, (1, 1))
+    index = {name: k for k, name in enumerate(names)}
+    keys = [key for key, n in cells.items() if n > 0]
+    counts = [cells[key] for key in keys]
+    first = np.repeat([index[a] for a, _, _ in keys], counts)
+    second = np.repeat([index[b] for _, b, _ in keys], counts)
+    y = np.repeat([{"win": 1.0, "tie": 0.5, "loss": 0.0}[o] for _, _, o in keys], counts)
+    shares = pair_shares(len(names), (first, second, y, np.zeros(len(y))))
+    planned = Comparison.objects.filter(is_gold=False).count()  # the studies' size, fixed by their design
+    sets = rank_sets(bradley_terry_from_shares(len(names), shares), len(y), planned_n=max(planned, len(y)))
+    return {name: (int(sets.low[k]), int(sets.high[k])) for name, k in index.items()}
 
 
 def absolute_ratings() -> list[dict]:

@@ -144,6 +144,8 @@ class LeaderRow(TypedDict):
     low: float
     high: float
     comparisons: int
+    rank_low: int  # its rank-set: the ranks it may hold (1 the strongest)
+    rank_high: int
 
 
 class Vote(TypedDict):
