@@ -16,12 +16,13 @@ paper measures it (measured and reported).
 The judge has judged every prompt of every pair. Beside it, labelled as the best case, an oracle
 judge (each prompt's true chance, no position bias).
 
-A run: people vote one at a time on a pair (uniform, or active: among the pairs whose order is not
-yet known and that bear on the top rank, with a floor of 10% uniform), on a prompt drawn at random
+A run: people vote one at a time on a pair (uniform, or active: the strongest system so far against
+each system that may still be first and is not yet ordered against it, with a floor of 10%
+uniform), on a prompt drawn at random
 from the pair's pool; every 25 votes the rank-sets are read (a look), and the run stops when one
 system's rank-set is {1} or at 4,000 votes.
 
-    .venv/bin/python bench/ranking.py [--runs 100]
+    .venv/bin/python bench/ranking.py [--runs 200]
     .venv/bin/python bench/ranking.py --smoke     # 4 runs of at most 400 votes, nothing written
 
 Writes bench/results/ranking.json."""
@@ -117,18 +118,23 @@ def run(world: World, rng, with_judge: bool, active: bool, max_votes: int) -> di
             continue
         people = (np.array(first), np.array(second), np.array(y), np.array(f))
         shares = pair_shares(k, people, (all_first, all_second, all_f) if with_judge else None)
-        sets = rank_sets(bradley_terry_from_shares(k, shares), n, ALPHA, planned_n=max_votes)
+        strengths = bradley_terry_from_shares(k, shares)
+        sets = rank_sets(strengths, n, ALPHA, planned_n=max_votes)
         covered.append(sets.covers(THETA))
         top = sets.settled_top()
         if top is not None:
             settled_at, settled = n, top
             break
-        # active: the pairs not yet ordered between systems that may still be first
+        # active: the leader (the strongest so far) against each system that may still be first
+        # and is not yet ordered against it: the pairs whose order settles the top
+        leader = int(np.argmax(strengths.theta)) if strengths.connected else -1
         contenders = np.flatnonzero(sets.low == 1)
         candidates = [
             p
             for p, (i, j) in enumerate(world.pairs)
-            if (i in contenders or j in contenders) and not (sets.stronger[i, j] or sets.stronger[j, i])
+            if leader in (i, j)
+            and (j if i == leader else i) in contenders
+            and not (sets.stronger[i, j] or sets.stronger[j, i])
         ] or list(range(len(world.pairs)))
     return {"votes": settled_at or max_votes, "settled": settled, "covered": covered, "lam": shares.lam}
 
@@ -158,7 +164,7 @@ def configuration(name, world_args, with_judge, active, runs, max_votes, seed) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--max-votes", type=int, default=4000)
     parser.add_argument("--noise", type=float, default=1.9, help="the judge's view: logit noise")
     parser.add_argument("--position", type=float, default=0.5, help="the judge's first-position bonus (logit)")
@@ -202,7 +208,8 @@ def main() -> None:
         "load_1min": os.getloadavg()[0],
     }
     print(
-        f"judge agrees with a person's vote {agreement:.1%} of the time (noise {args.noise}, position {args.position})"
+        f"the judge's agreement with a person's vote, tie-discounted: {agreement:.1%} (noise {args.noise}, "
+        f"position {args.position})"
     )
     for r in rows:
         print(
