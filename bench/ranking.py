@@ -59,7 +59,9 @@ def sigmoid(x):
 class World:
     """The pools, the people's chances per prompt, and the judge's verdicts on every prompt."""
 
-    def __init__(self, rng: np.random.Generator, noise: float, position: float, oracle: bool = False):
+    def __init__(
+        self, rng: np.random.Generator, noise: float, position: float, oracle: bool = False, soft: bool = False
+    ):
         k = len(THETA)
         self.pairs = [(i, j) for i in range(k) for j in range(i + 1, k)]
         self.chance = {}
@@ -72,6 +74,9 @@ class World:
                 self.judge[(i, j)] = TIE * 0.5 + (1 - TIE) * p
                 continue
             view = logit + rng.normal(0, noise, POOL)
+            if soft:  # its probability verdicts (the score method): P(i better) in each order, averaged
+                self.judge[(i, j)] = (sigmoid(view + position) + 1 - sigmoid(-view + position)) / 2
+                continue
             first = sigmoid(view + position) > 0.5  # i shown first: does the judge pick i?
             second = sigmoid(-view + position) > 0.5  # j shown first: does it pick j?
             self.judge[(i, j)] = np.where(first & ~second, 1.0, np.where(~first & second, 0.0, 0.5))
@@ -181,6 +186,10 @@ def main() -> None:
         configuration("people alone, active pairs", realistic, False, True, args.runs, args.max_votes, args.seed),
         configuration("people + judge, uniform pairs", realistic, True, False, args.runs, args.max_votes, args.seed),
         configuration("people + judge, active pairs", realistic, True, True, args.runs, args.max_votes, args.seed),
+        configuration(
+            "people + the judge's probabilities, active pairs", (*realistic, False, True), True, True, args.runs,
+            args.max_votes, args.seed,
+        ),  # fmt: skip
         configuration(
             "best case: people + oracle judge, active pairs",
             (0, 0, True),
