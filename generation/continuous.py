@@ -24,7 +24,7 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -137,9 +137,13 @@ class DecodeLoop:
         self.stop_ids = set(self.loaded.stop_ids)
         threading.Thread(target=self._run, name="decode-loop", daemon=True).start()
 
-    def submit(self, request: GenerationRequest, sampling: SamplingConfig, stop: tuple[str, ...] = ()) -> Stream:
-        """Queue one answer; read its ``events`` or wait on ``done``."""
-        [item] = self.backend.prepare([request], sampling)
+    def submit(
+        self, request: GenerationRequest, sampling: SamplingConfig, stop: tuple[str, ...] = (), fit: bool = False
+    ) -> Stream:
+        """Queue one answer; read its ``events`` or wait on ``done``. With ``fit`` (no limit was
+        asked for) the prompt keeps all it can of the context and the answer has the rest, up to
+        ``sampling.max_new_tokens``; else the prompt is cut to leave room for that many."""
+        [item] = self.backend.prepare([request], replace(sampling, max_new_tokens=1) if fit else sampling)
         room = self.loaded.context_length - len(item.input_ids)
         generator = None
         if sampling.temperature > 0:

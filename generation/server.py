@@ -53,6 +53,7 @@ class Parsed:
     include_usage: bool
     top_logprobs: int | None = None  # logprobs asked for: how many alternatives
     labels: list[str] | None = None  # our extension: the log probability of exactly these next tokens
+    limit_given: bool = True  # max_tokens was given; else it is what the context leaves (as vLLM)
 
 
 def _number(body: dict, name: str, default: float, low: float, high: float) -> float:
@@ -138,6 +139,7 @@ def parse(body: Any, chat: bool) -> Parsed:
             raise BadRequest("'label_tokens' must be a list of 1 to 20 texts", "label_tokens", "invalid_value")
     name = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
     max_tokens = body.get(name)
+    limit_given = max_tokens is not None
     max_tokens = 512 if max_tokens is None else max_tokens
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
         raise BadRequest(f"'{name}' must be a whole number >= 1", name, "invalid_value")
@@ -161,7 +163,8 @@ def parse(body: Any, chat: bool) -> Parsed:
     if not isinstance(options, dict):
         raise BadRequest("'stream_options' must be an object", "stream_options", "invalid_type")
     request = GenerationRequest(0, messages, text=text)
-    return Parsed(request, sampling, stop, stream, bool(options.get("include_usage")), top_logprobs, labels)
+    include_usage = bool(options.get("include_usage"))
+    return Parsed(request, sampling, stop, stream, include_usage, top_logprobs, labels, limit_given)
 
 
 class Batcher:
@@ -281,7 +284,7 @@ def make_server(
             if parsed.top_logprobs is not None:
                 self._logprobs(parsed)
                 return
-            stream = decoder.submit(parsed.request, parsed.sampling, tuple(parsed.stop))
+            stream = decoder.submit(parsed.request, parsed.sampling, tuple(parsed.stop), not parsed.limit_given)
             if parsed.stream:
                 self._stream(chat, stream, parsed.include_usage)
                 return

@@ -200,3 +200,14 @@ def test_an_answer_whose_caller_went_away_stops_at_the_next_step(served):
         assert result.finish_reason == "cancelled" and result.completion_tokens < len(LONG.split())
     finally:
         delay["s"] = 0.0
+
+
+def test_without_max_tokens_the_prompt_keeps_its_place_and_the_answer_has_the_rest(served):
+    """As vLLM: no max_tokens means what the context leaves, not a fixed 512 that on a short
+    context cut the prompt to its last token (the tiny model's context is 256)."""
+    url, backend, _ = served
+    body = {"model": "tiny", "messages": [{"role": "user", "content": "tell me a story"}], "temperature": 0}
+    reply = requests.post(f"{url}/chat/completions", json=body, timeout=30).json()
+    [item] = backend.prepare([GenerationRequest(0, body["messages"])], SamplingConfig(max_new_tokens=1))
+    assert reply["usage"]["prompt_tokens"] == len(item.input_ids) > 1
+    assert reply["choices"][0]["message"]["content"] == STORY
