@@ -12,7 +12,9 @@ them must be known); a comparison it could not judge takes its mean for that bas
 prediction like any other, so the estimate stays unbiased.
 
 One row per comparison is read (votes counters, the judge's outcome and probability, both answers'
-lengths): a few hundred to a few thousand rows per study, never a scan of judgments or calls."""
+stored style), as numpy columns (evalsite/core/columns.py: one binary value on PostgreSQL, no
+Python object per row; 500,000 comparisons in about 2.7 s, bench/dashboard.py), never a scan of
+judgments or calls; every estimate works on the columns."""
 
 from __future__ import annotations
 
