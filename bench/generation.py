@@ -320,7 +320,7 @@ def main() -> None:
             f"perplexity of the reference answers {r['perplexity']:.2f} ({r['perplexity_tokens']} tokens)"
         )
     peer = args.llama_bench or os.environ.get("LLAMA_BENCH") or shutil.which("llama-bench")
-    if peer and not args.smoke and not args.arch:
+    if peer and Path(peer).is_file() and not args.smoke and not args.arch:
         report["llamacpp"] = llama_bench(peer)
         ours = forms.get("int4", next(iter(forms.values())))["tokens_per_s"]
         report["one_prompt_ours_int4_over_llamacpp"] = ours / report["llamacpp"]["tg128_tokens_per_s"]
