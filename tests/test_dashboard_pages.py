@@ -283,4 +283,6 @@ def test_the_staff_home_sends_a_judged_study_to_its_figures(staff_client):
     page = BeautifulSoup(staff_client.get("/").content, "html.parser")
     [study] = page.select("#start-here .start-study")
     assert "8 of 8 comparisons complete" in study.select_one(".muted").get_text()
-    assert study.select_one(".next-step").get_text().startswith("Next: read its figures on the dashboard")
+    step = study.select_one(".next-step").get_text()
+    assert step.startswith("Next: read its figures on the dashboard")
+    assert "manage.py study status lima-study says" in step and "`" not in step, "a command, not Markdown"

@@ -51,7 +51,7 @@ def start_here(most: int = 3) -> list[dict]:
         elif kind.pairs and not judged:
             step = f"run the judge over it: manage.py judge --study {study.name} (Figure 2)"
         else:
-            step = "read its figures on the dashboard; `manage.py study status` says when it knows enough"
+            step = f"read its figures on the dashboard; manage.py study status {study.name} says when it knows enough"
         rows.append({"study": study, "kind": kind, "done": done, "total": total, "step": step})
     return rows
 
