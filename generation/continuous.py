@@ -25,13 +25,14 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
-from transformers import DynamicCache
+from transformers import DynamicCache, TemperatureLogitsWarper, TopPLogitsWarper
 
 from generation.config import SamplingConfig
+from generation.hf_local import GeneratedTokensRepetitionPenalty, left_padded
 from generation.types import GenerationRequest, GenerationResult
 
 log = logging.getLogger(__name__)
@@ -217,8 +218,6 @@ class DecodeLoop:
         self._drop_finished()
 
     def _prefill(self, new: list[Stream]) -> tuple[torch.Tensor, DynamicCache, torch.Tensor]:
-        from generation.hf_local import left_padded
-
         lm = self.loaded
         ids, mask = left_padded([s.input_ids for s in new], lm.tokenizer.pad_token_id or 0)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
@@ -274,25 +273,23 @@ class DecodeLoop:
         self._drop_finished()
 
     def _sample(self, rows: list[Stream], logits: torch.Tensor) -> torch.Tensor:
-        """Each row's next token: the repetition penalty on its generated tokens, then greedy or
-        temperature and top-p (transformers' way: the smallest set of tokens whose probability
-        reaches top_p) with its own generator."""
+        """Each row's next token, as hf_local's ``generate`` chooses it: the repetition penalty on
+        its generated tokens (hf_local's processor), then greedy, or transformers' temperature and
+        top-p warpers and a draw with the row's own generator."""
         logits = logits.float().cpu()
         chosen = logits.argmax(-1)
         for i, row in enumerate(rows):
-            penalty = row.sampling.repetition_penalty
-            if penalty != 1.0 and row.tokens:
-                seen = torch.tensor(sorted(set(row.tokens)))
-                picked = logits[i, seen]
-                logits[i, seen] = torch.where(picked < 0, picked * penalty, picked / penalty)
-                chosen[i] = logits[i].argmax()
+            scores = logits[i : i + 1]
+            generated = torch.tensor([row.tokens], dtype=torch.long).reshape(1, -1)
+            if row.sampling.repetition_penalty != 1.0 and row.tokens:
+                penalty = GeneratedTokensRepetitionPenalty(row.sampling.repetition_penalty, 0)
+                scores = penalty(cast(torch.LongTensor, generated), cast(torch.FloatTensor, scores))
+                chosen[i] = scores.argmax()
             if row.sampling.temperature > 0:
-                probs = torch.softmax(logits[i] / row.sampling.temperature, -1)
+                scores = TemperatureLogitsWarper(row.sampling.temperature)(generated, scores)
                 if row.sampling.top_p < 1.0:
-                    ordered, order = probs.sort(descending=True)
-                    keep = (ordered.cumsum(-1) - ordered) < row.sampling.top_p
-                    probs = torch.zeros_like(probs).scatter(0, order[keep], ordered[keep])
-                chosen[i] = torch.multinomial(probs, 1, generator=row.generator)[0]
+                    scores = TopPLogitsWarper(row.sampling.top_p)(generated, scores)
+                chosen[i] = torch.multinomial(torch.softmax(scores[0], -1), 1, generator=row.generator)[0]
         return chosen
 
     def _take(self, row: Stream, token: int) -> None:
