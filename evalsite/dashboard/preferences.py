@@ -22,20 +22,13 @@ from collections.abc import Iterator
 
 from evalsite.annotation.models import Comparison, Study
 from evalsite.judging.models import JudgeJob
+from stats.outcomes import majority
 
 FORMATS = ("conversational", "standard")
 
 
 class PreferenceError(ValueError):
     """A request the export cannot answer; the text says why."""
-
-
-def _majority(c: int, b: int, t: int) -> str:
-    if c > b and c > t:
-        return "candidate"
-    if b > c and b > t:
-        return "baseline"
-    return "tie"
 
 
 def preference_lines(
@@ -59,7 +52,7 @@ def preference_lines(
     for comparison in comparisons.iterator(chunk_size=500):
         votes = (comparison.votes_candidate, comparison.votes_baseline, comparison.votes_tie)
         if verdicts is None:
-            outcome = _majority(*votes)
+            outcome = majority(votes)
         elif comparison.pk in verdicts:
             outcome = verdicts[comparison.pk]
         else:
