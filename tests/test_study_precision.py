@@ -189,6 +189,13 @@ def test_with_a_judge_fixed_on_the_study_it_stops_on_the_judge_assisted_interval
     assert status["judge"] == job and row["judge_assisted"]
     assert row["half_width"] < 0.85 * people["half_width"], "a judge that predicts the people narrows the interval"
     assert row["win"] == pytest.approx(0.7)
+    # the page showing the rule's own judge reads the study once and says the same
+    [shown] = data.dashboard(study, job=job)["evidence"]["status"]["rows"]
+    assert (shown["low"], shown["high"], shown["judge_assisted"]) == (
+        pytest.approx(row["low"]),
+        pytest.approx(row["high"]),
+        True,
+    )
     out = StringIO()
     call_command("study", "status", study.name, stdout=out)
     assert out.getvalue().splitlines()[0] == (

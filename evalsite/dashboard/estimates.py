@@ -458,7 +458,7 @@ def evidence(study: Study, job: JudgeJob | None, rule: str = "majority") -> Evid
         "length_control": length_control(per),
         "calibration": calibration(majority) if job else None,
         "complete": _completeness(per),
-        "status": study_status(study, majority),
+        "status": study_status(study, majority, job),
     }
     if result["calibration"] is not None and job is not None:
         result["calibration"]["self_preference"] = self_preference(study, job, majority)
@@ -557,18 +557,23 @@ def people_precision(study: Study, majority: dict[str, Rows], level: float = 0.9
     return out
 
 
-def study_status(study: Study, majority: dict[str, Rows] | None = None) -> StudyStatus:
+def study_status(
+    study: Study, majority: dict[str, Rows] | None = None, majority_job: JudgeJob | None = None
+) -> StudyStatus:
     """Whether the study knows each baseline's win share to its target, at every look (betting
     confidence sequences): with the judge's help when the study's stop rule has a usable judge job
     (Study.target_judge_job, fixed before looking: one interval per baseline, not the narrower of
     two), else from the people's votes alone; a sampled study always through its walked prefix.
-    Reads only: the stop itself is decided in evalsite/dashboard/stopping.py."""
+    Reads only: the stop itself is decided in evalsite/dashboard/stopping.py. ``majority``: the
+    study's rows by the people's majority already read with ``majority_job``'s verdicts (the page's),
+    used instead of reading them again where that is the stop rule's judge too."""
     rows = people_precision(study, majority) if majority is not None else precision.baseline_precision(study)
     job = stop_judge(study)
     sampled = study.sampling_rate is not None
     helped: dict[str, dict] = {}
     if job or sampled:
-        rows_now = study_rows(study, job, "majority")
+        same_judge = (majority_job.pk if majority_job else None) == (job.pk if job else None)
+        rows_now = majority if majority is not None and same_judge else study_rows(study, job, "majority")
         helped = anytime_intervals(predicted(rows_now) if job else rows_now)
     target = study.target_half_width
     for row in rows:
