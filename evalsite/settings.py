@@ -251,6 +251,9 @@ MODELS_DIR = Path(env.str("EVALSITE_MODELS_DIR", default=str(VAR_DIR / "models")
 os.environ.setdefault("EVALSITE_QUANTIZED_CACHE", str(MODELS_DIR / "quantized"))
 # Training runs (their data, per-epoch checkpoints and resume state) live in one folder per run.
 TRAINING_RUNS_DIR = Path(env.str("TRAINING_RUNS_DIR", default=str(MODELS_DIR / "runs")))
+# Systems (names, comma-separated) a worker of the live queue loads as it starts, so that the first
+# chat answer after the site starts does not wait for its model (evalsite/answering/chat.py)
+CHAT_PRELOAD_SYSTEMS = env.str("CHAT_PRELOAD_SYSTEMS", default="")
 # Empty: a worker trains in its own process. A command line (e.g. "accelerate launch --config_file
 # training/accelerate/fsdp.yaml") runs the same training as `<launcher> -m training train ...`
 # on as many GPUs and hosts as that config names; the job follows its progress file.

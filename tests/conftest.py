@@ -144,6 +144,12 @@ def workers(worker_env, tmp_path):
         worker.stop()
 
 
+@pytest.fixture
+def live_worker(workers):
+    """A worker of the live queue, as the site runs one: threads sharing the loaded backends."""
+    return workers("live", queues="live", pool="threads", concurrency=4)
+
+
 def free_port() -> int:
     """A loopback port nothing listens on (yet): for a server the test starts, or a dead one."""
     with socket.socket() as s:

@@ -16,6 +16,7 @@ from tests.conftest import ROOT
 
 BENCHES = sorted(p.name for p in (ROOT / "bench").glob("*.py") if "def main(" in p.read_text())
 HERE = {
+    "chat.py",
     "dashboard.py",
     "annotation.py",
     "annotation_profile.py",
@@ -73,3 +74,11 @@ def test_the_annotation_benches_still_run():
 )
 def test_the_statistics_and_judge_benches_still_run(script, says):
     assert says in run_smoke(script)
+
+
+def test_the_chat_bench_still_runs():
+    """A live worker started twice (preloaded and not) writes chat answers through the chat's own
+    path, and the same messages streamed in the bench's process give the same answers."""
+    out = run_smoke("chat.py")
+    assert "same answers: True" in out.splitlines()[-1]
+    assert [line.split(",")[0] for line in out.splitlines() if line.startswith("warm")] == ["warm", "warm"]

@@ -1,5 +1,6 @@
 """A staff member holds a live conversation with a system (an OpenAI-compatible server here),
-grades each answer before the next message, and Figure 7 counts the graded turns per system."""
+grades each answer before the next message, and Figure 7 counts the graded turns per system. The
+answers are written by a real worker of the live queue, never by the web process."""
 
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ def answered(client, url: str, index: int, seen: list | None = None, seconds: fl
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_conversation_sends_the_whole_history_and_each_turn_is_graded(staff_client):
+def test_a_conversation_sends_the_whole_history_and_each_turn_is_graded(staff_client, live_worker):
     with OpenAIStub(responder=lambda body: f"reply {len(body['messages'])}") as stub:
         api_system(stub, "lima-zero")
         reply = staff_client.post("/generation/chat/", {"system": "lima-zero"})
@@ -95,7 +96,7 @@ def test_figure_7_per_system_with_the_papers_bars_and_per_turn_shares(staff_clie
 
 
 @pytest.mark.django_db(transaction=True)
-def test_what_cannot_be_said_or_graded_is_refused(staff_client):
+def test_what_cannot_be_said_or_graded_is_refused(staff_client, live_worker):
     with OpenAIStub() as stub:
         stub.script("boom", Reply(status=500))
         api_system(stub, "api")
@@ -163,7 +164,7 @@ def test_sends_while_an_answer_is_being_written_are_refused_not_generated_and_th
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_answer_is_shown_as_it_is_written_and_send_waits_for_it(staff_client):
+def test_the_answer_is_shown_as_it_is_written_and_send_waits_for_it(staff_client, live_worker):
     """The page reads the turn while the system writes it: the text grows (a prefix of the answer
     each time), Send stays disabled, then the whole answer with its grade buttons."""
     words = "Paris is the capital of France and has been for a very long time".split()
@@ -193,7 +194,65 @@ def test_a_turn_whose_model_is_loading_says_so_and_sending_waits(staff_client):
     ChatTurn.objects.create(conversation=conversation, index=1, user_text="Hello?", state=ChatTurn.State.LOADING)
     shown = page(staff_client, f"/generation/chat/{conversation.pk}/")
     assert shown.select_one("#answer-state").get_text(strip=True) == (
-        "loading the model: the first answer after the site starts waits for it…"
+        "loading the model: the first answer after the worker starts waits for it…"
     )
     assert shown.select_one("#send").has_attr("disabled")
     assert shown.select_one("#id_message")["placeholder"] == "Wait for the answer above"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_web_process_writes_no_answer_a_live_worker_does_when_it_comes(staff_client, workers):
+    """With no worker of the live queue the turn waits, saying so (the web process never loads a
+    model or generates); a worker started later takes the message and writes the answer."""
+    import threading
+
+    with OpenAIStub(responder=lambda body: "written by the worker") as stub:
+        api_system(stub, "api")
+        url = staff_client.post("/generation/chat/", {"system": "api"})["Location"]
+        staff_client.post(url, {"message": "Hello?"})
+        time.sleep(1.0)
+        assert ChatTurn.objects.get().state == ChatTurn.State.QUEUED and sum(stub.calls.values()) == 0
+        assert not [t for t in threading.enumerate() if t.name.startswith("chat-")]
+        shown = page(staff_client, url)
+        assert shown.select_one("#answer-state").get_text(strip=True) == "waiting for a worker of the live queue…"
+        assert shown.select_one("#send").has_attr("disabled")
+        worker = workers("live", queues="live", pool="threads", concurrency=2)
+        turn = answered(staff_client, url, 1)
+    assert turn["state"] == "done" and turn["text"] == "written by the worker"
+    assert "live.chat_answer" in worker.output()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_live_worker_preloads_its_systems_so_the_first_answer_does_not_wait_for_a_model(
+    staff_client, workers, tmp_path
+):
+    """CHAT_PRELOAD_SYSTEMS: the worker loads the model as it starts; the first answer goes
+    straight to writing. A system it did not preload is loaded at its first answer, saying so."""
+    from tests.tiny_models import save_tiny
+
+    folder = save_tiny(tmp_path / "tiny")
+    for name in ("warm", "cold"):
+        System.objects.create(
+            name=name,
+            backend="hf_local",
+            backend_config={"model_path": str(folder)},
+            sampling={"max_new_tokens": 8, "temperature": 0},
+        )
+    worker = workers(
+        "live", queues="live", pool="threads", concurrency=2, env_overrides={"CHAT_PRELOAD_SYSTEMS": "warm, nope"}
+    )
+    deadline = time.monotonic() + 60
+    while "chat preload: warm is loaded" not in worker.output():
+        assert time.monotonic() < deadline, worker.output()[-3000:]
+        time.sleep(0.1)
+    assert "no system named 'nope' that can answer" in worker.output()
+    states = {}
+    for name in ("warm", "cold"):
+        url = staff_client.post("/generation/chat/", {"system": name})["Location"]
+        staff_client.post(url, {"message": "hello there"})
+        seen: list[tuple[str, str]] = []
+        assert answered(staff_client, url, 1, seen, seconds=60)["state"] == "done"
+        states[name] = {state for state, _ in seen}
+    assert "loading" not in states["warm"], states
+    loads = [line.split("chat turn ")[1] for line in worker.output().splitlines() if "first" in line]
+    assert [load.split(": ")[1] for load in loads] == ["loading cold first"], loads

@@ -15,7 +15,7 @@ from tests.test_chat import api_system
 
 
 @pytest.mark.django_db(transaction=True)
-def test_in_chromium_a_message_is_sent_and_its_answer_graded_with_a_key(live_server, monkeypatch):
+def test_in_chromium_a_message_is_sent_and_its_answer_graded_with_a_key(live_server, live_worker, monkeypatch):
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     User.objects.create_superuser("chief", "chief@example.org", "chief-password-1")
     answer = "Paris is the capital of **France**, on the Seine, and has been for a very long time."

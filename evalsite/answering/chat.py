@@ -1,18 +1,21 @@
 """Live conversations with a system (the paper's Figure 7: the authors held ten conversations
-with LIMA and graded every assistant turn). The staff page sends a message; the system's answer is
-written in a thread of the web process (its backend kept loaded there between messages) and
-stored as it grows, so the page shows it streaming, says "loading the model" before the first
-one, and keeps Send disabled until it is done; the person grades each answer before sending the
-next one; Figure 7 counts every graded turn per system."""
+with LIMA and graded every assistant turn). The staff page sends a message; its answer is written
+by a worker of the ``live`` queue, never by the web process: that worker keeps each system's
+backend loaded between messages (and may load some when it starts: CHAT_PRELOAD_SYSTEMS), and
+stores the answer as it grows, so the page shows it streaming, says "waiting for a worker" and
+then "loading the model" while either is so, and keeps Send disabled until it is done; the person
+grades each answer before sending the next one; Figure 7 counts every graded turn per system."""
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections import Counter, defaultdict
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import IntegrityError, connections, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -20,7 +23,7 @@ from django.utils import timezone
 from evalsite.answering.models import ChatTurn, Conversation
 from evalsite.catalog.models import System
 from evalsite.core.figures import Chart, Figure, graded_chart, graded_row, register
-from evalsite.core.jobs import CannotStart
+from evalsite.core.jobs import BROKER_RETRY, CannotStart
 from evalsite.core.paper import Grade
 from generation.backends import make_backend, stream_one
 from generation.config import ConfigError
@@ -35,6 +38,10 @@ PAPER_FIGURE_7 = {
 MAX_MESSAGE = 20_000
 SAVE_SECONDS = 0.2  # how often an answer being written is stored for the page to show
 ANSWER_MINUTES = 10  # the longest an answer may take before its conversation's mark counts as a crash
+LIVE_QUEUE = "live"  # the Celery queue whose workers write chat answers (evalsite/celery.py routes live.*)
+ANSWER_TASK = "live.chat_answer"
+
+log = logging.getLogger(__name__)
 
 
 class ChatError(CannotStart):
@@ -42,7 +49,8 @@ class ChatError(CannotStart):
 
 
 _backends: dict[tuple[int, str], tuple[object, threading.Lock]] = {}
-_backends_lock = threading.Lock()
+_loading: dict[tuple[int, str], threading.Lock] = {}
+_backends_lock = threading.Lock()  # guards the two dicts, never held while a model loads
 
 
 def _key(system: System) -> tuple[int, str]:
@@ -57,15 +65,25 @@ def _loaded(system: System) -> bool:
 
 def _backend(system: System):
     """The system's backend, made once per process and configuration (a local model stays loaded
-    between messages), with a lock: one generation at a time per backend."""
+    between messages in the worker that wrote its last answer), with a lock: one generation at a
+    time per backend. Two answers for a system being loaded wait for the one load; an answer for
+    another system does not."""
     key = _key(system)
     with _backends_lock:
-        if key not in _backends:
-            try:
-                _backends[key] = (make_backend(system.backend, system.backend_config), threading.Lock())
-            except ConfigError as exc:
-                raise ChatError(f"system {system.name}: {exc}") from exc
-        return _backends[key]
+        if key in _backends:
+            return _backends[key]
+        loading = _loading.setdefault(key, threading.Lock())
+    with loading:
+        with _backends_lock:
+            if key in _backends:
+                return _backends[key]
+        try:
+            made = make_backend(system.backend, system.backend_config)
+        except ConfigError as exc:
+            raise ChatError(f"system {system.name}: {exc}") from exc
+        with _backends_lock:
+            _backends[key] = (made, threading.Lock())
+            return _backends[key]
 
 
 def start(system: System, staff) -> Conversation:
@@ -92,21 +110,19 @@ def send(conversation: Conversation, text: str) -> ChatTurn:
     if not Conversation.objects.filter(free, pk=conversation.pk).update(answering_since=now):
         raise ChatError("an answer is being written for this conversation: wait for it, then send the next message")
     try:
-        unfinished = [ChatTurn.State.LOADING, ChatTurn.State.WRITING]
-        conversation.turns.filter(state__in=unfinished).update(
+        conversation.turns.filter(state__in=ChatTurn.UNFINISHED).update(
             state=ChatTurn.State.FAILED, error=f"the answer stopped: nothing was written for {ANSWER_MINUTES} minutes"
         )
         last = conversation.turns.order_by("-index").first()
         answered = conversation.turns.filter(state=ChatTurn.State.DONE).order_by("-index").first()
         if answered is not None and not answered.grade:
             raise ChatError(f"grade answer {answered.index} first (Fail, Pass or Excellent): each turn is judged")
-        loaded = _loaded(conversation.system)
         with transaction.atomic():
             return ChatTurn.objects.create(
                 conversation=conversation,
                 index=(last.index if last else 0) + 1,
                 user_text=text,
-                state=ChatTurn.State.WRITING if loaded else ChatTurn.State.LOADING,
+                state=ChatTurn.State.QUEUED,
             )
     except IntegrityError:
         _release(conversation, now)
@@ -136,11 +152,17 @@ def write(turn_pk: int) -> ChatTurn:
     """Write a sent turn's answer: the system's backend loaded (once per process: the turn says
     "loading the model" meanwhile), then the answer streamed into the turn as it is generated,
     and the conversation free for the next message. A failure is the turn's error, shown on the
-    page; the person may send again."""
+    page; the person may send again. A turn already written (a message delivered twice) is left
+    as it is."""
     turn = ChatTurn.objects.select_related("conversation__system").get(pk=turn_pk)
+    if turn.state != ChatTurn.State.QUEUED:
+        return turn
     conversation, system = turn.conversation, turn.conversation.system
     mark = conversation.answering_since
     try:
+        if not _loaded(system):
+            log.info("chat turn %s: loading %s first", turn.pk, system.name)
+            ChatTurn.objects.filter(pk=turn.pk).update(state=ChatTurn.State.LOADING)
         backend, lock = _backend(system)
         ChatTurn.objects.filter(pk=turn.pk).update(state=ChatTurn.State.WRITING)
         messages = [*conversation.messages(before=turn.index), {"role": "user", "content": turn.user_text}]
@@ -171,17 +193,63 @@ def write(turn_pk: int) -> ChatTurn:
     return turn
 
 
-def answer_in_background(turn: ChatTurn) -> threading.Thread:
-    """Write the turn's answer in a thread of this process (the request that sent the message
-    returns at once; the page follows the answer as it grows)."""
+def request_answer(turn: ChatTurn) -> None:
+    """Ask a worker of the live queue to write the turn's answer, once the turn is committed (the
+    request that sent the message returns at once; the page follows the answer as it grows). A
+    broker that cannot be reached fails the turn at once, saying so, and frees the conversation:
+    the person sends the message again."""
+    mark = Conversation.objects.filter(pk=turn.conversation_id).values_list("answering_since", flat=True).first()
 
+    def send_message() -> None:
+        from evalsite.celery import app
+
+        try:
+            app.send_task(ANSWER_TASK, args=[turn.pk], queue=LIVE_QUEUE, retry=True, retry_policy=BROKER_RETRY)
+        except Exception as exc:  # noqa: BLE001  (kombu's and the transports' connection errors)
+            log.error("chat turn %s: the broker cannot be reached (%s)", turn.pk, exc.__class__.__name__)
+            ChatTurn.objects.filter(pk=turn.pk, state=ChatTurn.State.QUEUED).update(
+                state=ChatTurn.State.FAILED,
+                error="the workers cannot be reached (the message broker is down): send the message again",
+            )
+            if mark is not None:
+                _release(turn.conversation, mark)
+
+    transaction.on_commit(send_message)
+
+
+def preload(names: list[str]) -> list[str]:
+    """Load these systems' backends in this process now (a live worker at its start), so that the
+    first answer after the site starts does not wait for its model; returns what it loaded. A name
+    that is not a system, or one that cannot load, is logged and skipped."""
+    loaded = []
+    for name in names:
+        system = System.objects.filter(name=name).first()
+        if system is None or system.backend == "imported":
+            log.warning("chat preload: no system named %r that can answer", name)
+            continue
+        try:
+            _backend(system)
+        except Exception as exc:  # noqa: BLE001  (a model that cannot load is said when it is asked)
+            log.warning("chat preload: %s did not load: %s", name, exc)
+            continue
+        log.info("chat preload: %s is loaded", name)
+        loaded.append(name)
+    return loaded
+
+
+def preload_configured() -> threading.Thread | None:
+    """Preload CHAT_PRELOAD_SYSTEMS in a thread of this worker (it takes messages meanwhile: an
+    answer for a system being loaded waits for it, saying "loading the model")."""
+    names = [n.strip() for n in settings.CHAT_PRELOAD_SYSTEMS.split(",") if n.strip()]
+    if not names:
+        return None
     def run() -> None:
         try:
-            write(turn.pk)
+            preload(names)
         finally:
             connections.close_all()  # this thread's own connection
 
-    thread = threading.Thread(target=run, name=f"chat-answer-{turn.pk}", daemon=True)
+    thread = threading.Thread(target=run, name="chat-preload", daemon=True)
     thread.start()
     return thread
 

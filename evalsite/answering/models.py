@@ -123,10 +123,13 @@ class Conversation(models.Model):
 
 class ChatTurn(models.Model):
     class State(models.TextChoices):
+        QUEUED = "queued", "waiting for a worker"
         LOADING = "loading", "loading the model"
         WRITING = "writing", "writing"
         DONE = "done", "answered"
         FAILED = "failed", "not answered"
+
+    UNFINISHED = (State.QUEUED, State.LOADING, State.WRITING)
 
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="turns")
     index = models.PositiveSmallIntegerField(help_text="1 for the first exchange")

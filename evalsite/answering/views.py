@@ -140,12 +140,12 @@ def chat_view(request, pk: int):
                 index = request.POST.get("index", "")
                 chat.grade(conversation, int(index) if index.isdigit() else -1, request.POST["grade"])
             else:
-                chat.answer_in_background(chat.send(conversation, request.POST.get("message", "")))
+                chat.request_answer(chat.send(conversation, request.POST.get("message", "")))
         except chat.ChatError as exc:
             messages.error(request, str(exc))
         return redirect("generations:chat", pk=pk)
     turns = list(conversation.turns.order_by("index"))
-    writing = next((t for t in turns if t.state in (ChatTurn.State.LOADING, ChatTurn.State.WRITING)), None)
+    writing = next((t for t in turns if t.state in ChatTurn.UNFINISHED), None)
     ungraded = next((t for t in turns if t.state == ChatTurn.State.DONE and not t.grade), None)
     context = {
         "conversation": conversation,

@@ -1,5 +1,5 @@
-"""The demo's processes: the local judge's server while the judge stage runs, then one worker
-and the web server until Ctrl-C."""
+"""The demo's processes: the local judge's server while the judge stage runs, then two workers
+(the batch queues; the live queue, which writes chat answers) and the web server until Ctrl-C."""
 
 from __future__ import annotations
 
@@ -63,9 +63,28 @@ def start_local_judge() -> subprocess.Popen:
 STOP_SECONDS = 5.0
 
 
-def serve(host: str, port: int, write: Callable[[str], None]) -> int:
-    """Start one worker (all queues, with the periodic sweep) and the web server; run until
-    Ctrl-C, then stop both."""
+def start_worker(name: str, queues: str, options: list[str], log: Path, env: dict[str, str] | None = None):
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "evalsite", "worker", "-n", f"{name}@%h", "-Q", queues, *options]
+        + ["-l", "info"],
+        cwd=BASE_DIR,
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def live_environment(preload: str) -> dict[str, str]:
+    """The live worker's environment: it loads ``preload`` (the demo's candidate) as it starts,
+    unless CHAT_PRELOAD_SYSTEMS says otherwise."""
+    return {**os.environ, "CHAT_PRELOAD_SYSTEMS": os.environ.get("CHAT_PRELOAD_SYSTEMS", preload)}
+
+
+def serve(host: str, port: int, write: Callable[[str], None], preload: str = "") -> int:
+    """Start one worker for the batch queues (with the periodic sweep), one for the live queue
+    (chat answers, from threads that share its loaded models; ``preload`` loaded as it starts)
+    and the web server; run until Ctrl-C, then stop all three."""
     python = sys.executable
 
     stopping = []
@@ -73,29 +92,9 @@ def serve(host: str, port: int, write: Callable[[str], None]) -> int:
     signal.signal(signal.SIGTERM, lambda signum, frame: stopping.append(signum))
     var_logs = Path(settings.VAR_DIR) / "logs"
     var_logs.mkdir(parents=True, exist_ok=True)
-    worker_log = (var_logs / "worker.log").open("ab")
-    worker = subprocess.Popen(
-        [
-            python,
-            "-m",
-            "celery",
-            "-A",
-            "evalsite",
-            "worker",
-            "-B",
-            "-n",
-            "demo@%h",
-            "-c",
-            "2",
-            "-Q",
-            "generation,judge,training,default",
-            "-l",
-            "info",
-        ],
-        cwd=BASE_DIR,
-        stdout=worker_log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+    worker = start_worker("demo", "generation,judge,training,default", ["-B", "-c", "2"], var_logs / "worker.log")
+    live = start_worker(
+        "live", "live", ["-P", "threads", "-c", "4"], var_logs / "live-worker.log", live_environment(preload)
     )
     # --insecure serves the static files that DEBUG would have
     web = subprocess.Popen(
@@ -109,25 +108,25 @@ def serve(host: str, port: int, write: Callable[[str], None]) -> int:
             write(f"the web server did not answer on {host}:{port}; is the port taken?")
             return 1
         write(f"site:   http://{host}:{port}/   (admin: http://{host}:{port}/admin/)")
-        write(f"worker: log in {var_logs / 'worker.log'}")
+        write(f"workers: logs in {var_logs / 'worker.log'} and {var_logs / 'live-worker.log'} (chat answers)")
         write("Press Ctrl-C to stop.")
-        while web.poll() is None and worker.poll() is None and not stopping:
+        while web.poll() is None and worker.poll() is None and live.poll() is None and not stopping:
             time.sleep(0.5)
         if stopping:
             return 0
-        write("the web server or the worker stopped; shutting down (see the logs above)")
+        write("the web server or a worker stopped; shutting down (see the logs above)")
         return 1
     except KeyboardInterrupt:
         return 0
     finally:
-        write("stopping the web server and the worker (a job it was running is taken up again next time) ...")
-        for proc in (web, worker):
+        write("stopping the web server and the workers (a job they were running is taken up again next time) ...")
+        for proc in (web, worker, live):
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
         # a worker's warm shutdown waits for its job to end; the demo's jobs resume from what the
         # database holds, so after STOP_SECONDS it is killed rather than waited for
         deadline = time.monotonic() + STOP_SECONDS
-        for proc in (web, worker):
+        for proc in (web, worker, live):
             try:
                 proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
             except subprocess.TimeoutExpired:

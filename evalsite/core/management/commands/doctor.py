@@ -45,7 +45,8 @@ class Command(BaseCommand):
                     "workers",
                     None,
                     "none answered in 2 s; start one: "
-                    "celery -A evalsite worker -Q generation,judge,training,default -B",
+                    "celery -A evalsite worker -Q generation,judge,training,default -B "
+                    "(and for chat answers: celery -A evalsite worker -Q live -P threads)",
                 )
         folder = bundled_model_dir()
         if folder:

@@ -4,7 +4,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from evalsite.pipeline.serve import serve
-from evalsite.pipeline.stages import StageFailed, fresh_logins, run_stages
+from evalsite.pipeline.stages import DemoConfig, StageFailed, fresh_logins, run_stages
 
 
 class Command(BaseCommand):
@@ -30,7 +30,7 @@ class Command(BaseCommand):
             self.stdout.write("forgotten a password? manage.py changepassword admin (or demo-annotator-1, ...)")
         if opts["no_serve"]:
             return
-        code = serve(opts["host"], opts["port"], self.stdout.write)
+        code = serve(opts["host"], opts["port"], self.stdout.write, preload=DemoConfig.from_env().candidate)
         if code:
             raise CommandError("the demo's server stopped")
 
