@@ -10,10 +10,11 @@ every pair it could afford, both orders, counted as one verdict.
 1. Per pair, the people's share with the judge's help (PPI++ for a mean, the judge's mean over
    the pair's every judged prompt known: Angelopoulos, Duchi and Zrnic 2023): lam * mean(f over
    the pair) + mean(y - lam f over the people's votes), unbiased whatever the judge; lam = 0 gives
-   the people alone. One lam for all pairs, the variance-minimising one from the pairs' pooled
-   within-pair covariances, clipped to [0, 1]. Working pair by pair keeps every estimate unbiased
-   however unevenly the votes were spread over the pairs (active sampling chooses pairs, never
-   prompts): what "AutoEval done right" (Boyeau et al., ICML 2025) needs of its labelled sample.
+   the people alone. One lam for all pairs: the one in [0, 1] that makes the strengths below
+   most precise (PPI++'s power tuning, aimed at the ranking rather than at one mean). Working
+   pair by pair keeps every estimate unbiased however unevenly the votes were spread over the
+   pairs (active sampling chooses pairs, never prompts): what "AutoEval done right" (Boyeau et
+   al., ICML 2025) needs of its labelled sample.
 2. Bradley-Terry from the pairs' estimates: weighted least squares of logit(p_ij) on
    theta_i - theta_j, each weighted by its estimate's precision on the logit scale (the delta
    method), with the covariance of theta.
@@ -68,58 +69,104 @@ def pair_shares(
     outcome for ``first`` (1, 0.5, 0) and the judge's on the same battle (its mean over the two
     orders, in [0, 1]; ignored without ``judge``), and ``judge`` = (first, second, f) over every
     battle the judge judged (the people's included). Without ``judge``, or with ``lam`` 0: the
-    people's shares alone. Pairs without two people's votes are left out."""
-    a, b, y = oriented(people[0], people[1], people[2])
-    _, _, f = oriented(people[0], people[1], people[3]) if judge is not None else (a, b, np.zeros(len(a)))
-    pair = a * k + b
-    n = np.bincount(pair, minlength=k * k).astype(float)
-    keep = np.flatnonzero(n >= 2)
-    judged: np.ndarray
-    f_sum: np.ndarray
-    if judge is not None:
-        ja, jb, jf = oriented(*judge)
-        jpair = ja * k + jb
-        judged = np.bincount(jpair, minlength=k * k).astype(float)
-        f_sum = np.bincount(jpair, weights=jf, minlength=k * k)
-        keep = keep[judged[keep] >= 2]
-    else:
-        judged = np.zeros(k * k)
-        f_sum = np.zeros(k * k)
-    y_mean = np.bincount(pair, weights=y, minlength=k * k) / np.maximum(n, 1)
-    f_mean_people = np.bincount(pair, weights=f, minlength=k * k) / np.maximum(n, 1)
+    people's shares alone. Pairs without two people's votes are left out.
+
+    ``lam`` None with a judge: the weight that makes the Bradley-Terry strengths most precise (the
+    smallest total variance of theta, over a grid of weights in [0, 1] and PPI++'s pooled one),
+    so that the judge is given no weight where it would make the ranking less precise: a pair all
+    one way has almost no spread in the people's votes, and the judge's noise added to it would
+    widen it. Every weight gives an unbiased share; choosing it from the same votes is PPI++'s
+    practice (asymptotically the chosen weight's variance holds)."""
+    parts = _Parts(k, people, judge)
     if judge is None:
-        lam = 0.0
-    elif lam is None:
-        lam = _power_tuning(pair, y - y_mean[pair], f - f_mean_people[pair], n, judged, keep)
-    f_all = f_sum / np.maximum(judged, 1)
-    rect = y - lam * f
-    rect_mean = np.bincount(pair, weights=rect, minlength=k * k) / np.maximum(n, 1)
-    rect_var = np.bincount(pair, weights=(rect - rect_mean[pair]) ** 2, minlength=k * k) / np.maximum(n - 1, 1)
-    share = lam * f_all + rect_mean
-    variance = rect_var / np.maximum(n, 1)
-    if judge is not None and lam:
-        jf_var = np.bincount(jpair, weights=(jf - f_all[jpair]) ** 2, minlength=k * k) / np.maximum(judged - 1, 1)
-        variance = variance + lam**2 * jf_var / np.maximum(judged, 1)
-    # a pair whose votes all agree has no spread: the variance of a share that near the edge
-    floor = 1.0 / (np.maximum(n, 1) * (np.maximum(n, 1) + 2))
-    variance = np.maximum(variance, floor)
-    return PairShares(
-        keep // k, keep % k, share[keep], variance[keep], n[keep].astype(int), judged[keep].astype(int), float(lam)
-    )
+        return parts.at(0.0)
+    if lam is not None:
+        return parts.at(lam)
+    grid = sorted({*np.linspace(0.0, 1.0, 21).tolist(), parts.pooled_lam()})
+    best, best_spread = parts.at(0.0), math.inf
+    for value in grid:
+        shares = parts.at(value)
+        strengths = bradley_terry_from_shares(k, shares)
+        spread = float(np.trace(strengths.cov)) if strengths.connected else math.inf
+        if spread < best_spread:
+            best, best_spread = shares, spread
+    return best
+
+
+class _Parts:
+    """A pair_shares call's per-pair sums, from which the shares at any weight follow."""
+
+    def __init__(self, k: int, people, judge) -> None:
+        self.k = k
+        a, b, y = oriented(people[0], people[1], people[2])
+        _, _, f = oriented(people[0], people[1], people[3]) if judge is not None else (a, b, np.zeros(len(a)))
+        self.pair, self.y, self.f = a * k + b, y, f
+        size = k * k
+        self.n = np.bincount(self.pair, minlength=size).astype(float)
+        keep = np.flatnonzero(self.n >= 2)
+        self.judge = judge
+        if judge is not None:
+            ja, jb, jf = oriented(*judge)
+            self.jpair, self.jf = ja * k + jb, jf
+            self.judged = np.bincount(self.jpair, minlength=size).astype(float)
+            self.f_all = np.bincount(self.jpair, weights=jf, minlength=size) / np.maximum(self.judged, 1)
+            keep = keep[self.judged[keep] >= 2]
+            self.jf_var = np.bincount(
+                self.jpair, weights=(jf - self.f_all[self.jpair]) ** 2, minlength=size
+            ) / np.maximum(self.judged - 1, 1)
+        else:
+            self.judged = np.zeros(size)
+            self.f_all = np.zeros(size)
+        self.keep = keep
+
+    def mean(self, values) -> np.ndarray:
+        return np.bincount(self.pair, weights=values, minlength=self.k * self.k) / np.maximum(self.n, 1)
+
+    def pooled_lam(self) -> float:
+        y_c = self.y - self.mean(self.y)[self.pair]
+        f_c = self.f - self.mean(self.f)[self.pair]
+        return _power_tuning(self.pair, y_c, f_c, self.n, self.judged, self.keep)
+
+    def at(self, lam: float) -> PairShares:
+        n, keep, size = self.n, self.keep, self.k * self.k
+        rect = self.y - lam * self.f
+        rect_mean = self.mean(rect)
+        rect_var = np.bincount(self.pair, weights=(rect - rect_mean[self.pair]) ** 2, minlength=size) / np.maximum(
+            n - 1, 1
+        )
+        share = lam * self.f_all + rect_mean
+        variance = rect_var / np.maximum(n, 1)
+        if self.judge is not None and lam:
+            variance = variance + lam**2 * self.jf_var / np.maximum(self.judged, 1)
+        # a pair whose votes all agree has no spread: the variance of a share that near the edge
+        floor = 1.0 / (np.maximum(n, 1) * (np.maximum(n, 1) + 2))
+        variance = np.maximum(variance, floor)
+        return PairShares(
+            keep // self.k,
+            keep % self.k,
+            share[keep],
+            variance[keep],
+            n[keep].astype(int),
+            self.judged[keep].astype(int),
+            float(lam),
+        )
 
 
 def _power_tuning(pair, y_c, f_c, n, judged, keep) -> float:
-    """PPI++'s weight pooled over the pairs: sum of within-pair Cov(y, f) / n over sum of
-    (1 + n / N) Var(f) / n, clipped to [0, 1] (each pair's terms at its own n and N)."""
+    """PPI++'s weight pooled over the pairs, from the within-pair moments pooled as one sample
+    (each pair's centred sums, so a pair weighs by its votes): sum of within-pair sums of
+    (y - mean)(f - mean) over sum of (1 + n / N) (f - mean)^2, clipped to [0, 1]. Weighting each pair
+    by its share's variance instead (1 / n) let the pairs with two or three votes, whose covariances
+    are mostly noise, set the weight: 0.01 in a study where the judge agreed with the people."""
     mask = np.isin(pair, keep)
     if not mask.any():
         return 0.0
     p = pair[mask]
-    cov = np.bincount(p, weights=y_c[mask] * f_c[mask], minlength=len(n)) / np.maximum(n - 1, 1)
-    var = np.bincount(p, weights=f_c[mask] ** 2, minlength=len(n)) / np.maximum(n - 1, 1)
+    cov = np.bincount(p, weights=y_c[mask] * f_c[mask], minlength=len(n))
+    var = np.bincount(p, weights=f_c[mask] ** 2, minlength=len(n))
     nk, big = n[keep], np.maximum(judged[keep], 1)
-    top = float(np.sum(cov[keep] / nk))
-    bottom = float(np.sum((1 + nk / big) * var[keep] / nk))
+    top = float(np.sum(cov[keep]))
+    bottom = float(np.sum((1 + nk / big) * var[keep]))
     return min(max(top / bottom, 0.0), 1.0) if bottom > 0 else 0.0
 
 

@@ -14,6 +14,7 @@ bench/results/annotation-profile.json), and tests run both paths on PostgreSQL."
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
@@ -115,6 +116,7 @@ class _Pool:
     gold: bool
     floor: int = 0  # the first draw_order worth looking at
     baseline: int | None = None  # adaptive assignment: this baseline's comparisons only
+    first: int | None = None  # a ranking study's active pair: comparisons of (first, baseline) only
     finishing: bool = False  # the study has enough: comparisons with some of their votes only
 
 
@@ -130,7 +132,14 @@ def _claim_new(
     pools = [_Pool(False, floor=floor, finishing=finishing)]
     if floor:
         pools.append(_Pool(False, finishing=finishing))  # a slot freed behind the mark
-    if study.assignment == Study.AssignmentPolicy.ADAPTIVE:
+    if study.kind == Study.Kind.RANKING:
+        if study.assignment == Study.AssignmentPolicy.ADAPTIVE and rng.random() >= RANKING_UNIFORM_SHARE:
+            # a pair that can still change the answer to the study's question first (in the same
+            # order, so each pair's votes stay a random part of its prompts); the others after it
+            pair = active_pair(study, rng)
+            if pair is not None:
+                pools[:0] = [_Pool(False, floor=floor, first=pair[0], baseline=pair[1], finishing=finishing)]
+    elif study.assignment == Study.AssignmentPolicy.ADAPTIVE:
         # the baseline known least well first (in the same order, so each baseline's votes stay a
         # random part of it); the others when it has nothing for this user
         widest = widest_baseline(study)
@@ -176,6 +185,8 @@ def _take_from_pool(study: Study, user: User, pool: _Pool, rng: random.Random, n
     candidates = candidates.exclude(assignments__annotator=user)
     if pool.baseline is not None:
         candidates = candidates.filter(baseline_id=pool.baseline)
+    if pool.first is not None:
+        candidates = candidates.filter(first_system_id=pool.first)
     # the texts only for the one taken
     candidates = candidates.order_by("?" if pool.gold else "draw_order").only("pk", "is_gold")
     for comparison in candidates[:25]:
@@ -237,6 +248,7 @@ def _take_from_pool_sql(study: Study, user: User, pool: _Pool, rng: random.Rando
         "now": now,
         "expires": now + timedelta(minutes=study.claim_minutes),
         "baseline": pool.baseline,
+        "first": pool.first,
         "left_cap": LEFT_CAP,
     }
     walk = not pool.gold
@@ -248,7 +260,8 @@ def _take_from_pool_sql(study: Study, user: User, pool: _Pool, rng: random.Rando
         response=Response._meta.db_table,
         order="c.draw_order" if walk else "random()",
         walk="AND c.draw_order >= %(floor)s" if walk and pool.floor else "",
-        baseline="" if pool.baseline is None else " AND c.baseline_id = %(baseline)s",
+        baseline=("" if pool.baseline is None else " AND c.baseline_id = %(baseline)s")
+        + ("" if pool.first is None else " AND c.first_system_id = %(first)s"),
         wanted=" AND c.people_wanted" if walk and study.sampling_rate is not None else "",
         finishing=" AND c.judgments_done > 0 AND c.completed_at IS NULL" if pool.finishing else "",
         left_wanted=" AND l.people_wanted" if study.sampling_rate is not None else "",
@@ -321,6 +334,31 @@ def widest_baseline(study: Study) -> int | None:
         return max(rows, key=lambda r: (r["half_width"], -r["n"]))["baseline_id"]
 
     return caches["process"].get_or_set(f"study-widest:{study.pk}", compute, settings.ADAPTIVE_REFRESH_SECONDS)
+
+
+RANKING_UNIFORM_SHARE = 0.1  # of a ranking study's claims, drawn over every pair (bench/ranking.py's floor)
+
+
+# what says a ranking study's active pairs: evalsite/dashboard/ranking.py's active_pairs, set by
+# the dashboard app when it is ready (it reads this app and the judge's verdicts: it sits above)
+ACTIVE_PAIRS: Callable[[Study], list[tuple[int, int]]] | None = None
+
+
+def active_pair(study: Study, rng: random.Random) -> tuple[int, int] | None:
+    """A ranking study's next pair (first system id, second): one drawn at random among the pairs
+    that can still change the answer to its question, recomputed at most every
+    ADAPTIVE_REFRESH_SECONDS per process from the votes already in; None once none can (or where
+    nothing says which)."""
+    chooser = ACTIVE_PAIRS
+    if chooser is None:
+        return None
+    pairs = caches["process"].get_or_set(
+        f"study-active-pairs:{study.pk}", lambda: chooser(study), settings.ADAPTIVE_REFRESH_SECONDS
+    )
+    if not pairs:
+        return None
+    first, second = pairs[rng.randrange(len(pairs))]
+    return first, second
 
 
 def open_claim(study: Study, user: User) -> Assignment | None:

@@ -4,7 +4,9 @@ for the judge's rating kinds), so that code asks what a study's kind can do inst
 
 - pairwise (the paper's Figures 1 and 2): a candidate against baselines, people pick A, B or
   neither, one comparison at a time;
-- rating (Figure 3): the candidate's answers graded Excellent / Pass / Fail, one at a time.
+- rating (Figure 3): the candidate's answers graded Excellent / Pass / Fail, one at a time;
+- ranking: many systems, any two of them on one prompt, the pairwise page and choices; ranked
+  with rank-sets (evalsite/dashboard/ranking.py) instead of Figures 1 and 2.
 
 Adding a kind: a ``Study.Kind`` value, how its items are made (studies.start_study) and answered,
 and one ``StudyKind`` here."""
@@ -29,6 +31,7 @@ class StudyKind:
     pairs: bool  # its items are pairs: crowd links, gold pairs and judge jobs serve it
     progress: Callable[[Study, User], tuple[int, int]]  # (done, left) of one annotator
     counts: Callable[[Study], dict[str, int]] | None = None  # extra counts for the staff's study page
+    ranked: bool = False  # its pairs rank many systems (the ranking page) rather than a candidate against baselines
 
 
 def _pairwise_progress(study: Study, user: User) -> tuple[int, int]:
@@ -56,6 +59,9 @@ KINDS: dict[str, StudyKind] = {
         False,
         _rating_progress,
         _rating_counts,
+    ),
+    Study.Kind.RANKING: StudyKind(
+        Study.Kind.RANKING, "comparisons", "annotation:next", "ranking study", True, _pairwise_progress, ranked=True
     ),
 }
 

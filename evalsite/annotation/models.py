@@ -28,6 +28,13 @@ class Study(models.Model):
     class Kind(models.TextChoices):
         PAIRWISE = "pairwise", "pairwise: the candidate beside a baseline (Figure 1)"
         RATING = "rating", "rating: one response at a time, Fail / Pass / Excellent (Figure 3)"
+        RANKING = "ranking", "ranking: many systems in pairs on the same prompt, ranked with rank-sets"
+
+    class RankingGoal(models.TextChoices):
+        TOP = "top", "the top system"
+        TOP2 = "top2", "the top two"
+        TOP3 = "top3", "the top three"
+        ORDER = "order", "the full order"
 
     name = models.SlugField(max_length=100, unique=True)
     kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.PAIRWISE)
@@ -66,6 +73,12 @@ class Study(models.Model):
         help_text="set by `study sample`: people vote on about this share of the comparisons, chosen where "
         "the judge is least sure and weighted back (active inference); empty: people may vote on every one",
     )
+    ranking_goal = models.CharField(
+        max_length=8,
+        choices=RankingGoal.choices,
+        blank=True,
+        help_text="a ranking study: the question that stops it once its rank-sets settle it",
+    )
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.DRAFT)
     annotators = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="studies")
     excluded = models.ManyToManyField(
@@ -85,8 +98,9 @@ class Study(models.Model):
 
 
 class Comparison(models.Model):
-    """One prompt, the candidate's response and one baseline's. Which is shown on the left is
-    decided per assignment, not here."""
+    """One prompt, the candidate's response and one baseline's (in a ranking study: any two of its
+    systems' responses, the first named by first_system). Which is shown on the left is decided
+    per assignment, not here."""
 
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="comparisons")
     prompt = models.ForeignKey(Prompt, on_delete=models.PROTECT, related_name="comparisons")
@@ -114,10 +128,25 @@ class Comparison(models.Model):
     completed_at = models.DateTimeField(null=True, blank=True)
     sampling_probability = models.FloatField(null=True, blank=True)
     people_wanted = models.BooleanField(default=True)
+    # a ranking study's comparisons are pairs of any two of its systems: the first is the system of
+    # candidate_response ("candidate" in the vote counters and the judge's verdicts means it);
+    # empty in a pairwise study, where it is the study's candidate
+    first_system = models.ForeignKey(System, on_delete=models.PROTECT, related_name="+", null=True, blank=True)
 
     class Meta:
         ordering = ["id"]
-        constraints = [models.UniqueConstraint(fields=["study", "prompt", "baseline"], name="comparison_unique")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["study", "prompt", "baseline"],
+                condition=models.Q(first_system__isnull=True),
+                name="comparison_unique",
+            ),
+            models.UniqueConstraint(
+                fields=["study", "prompt", "first_system", "baseline"],
+                condition=models.Q(first_system__isnull=False),
+                name="ranking_pair_unique",
+            ),
+        ]
         indexes = [
             models.Index(fields=["study", "is_gold", "slots_taken"]),
             models.Index(fields=["study", "draw_order"], name="comparison_draw_order"),

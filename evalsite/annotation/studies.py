@@ -99,6 +99,60 @@ def create_study(
     return study
 
 
+def create_ranking_study(
+    name: str,
+    systems: list[System],
+    prompt_set: PromptSet,
+    *,
+    goal: str = Study.RankingGoal.TOP,
+    overlap: int = 1,
+    gold_rate: float = 0.05,
+    assignment: str = Study.AssignmentPolicy.ADAPTIVE,
+) -> Study:
+    """A ranking study: every pair of ``systems`` on each prompt, people voting with the paper's
+    three choices; ranked with rank-sets (evalsite/dashboard/ranking.py) until ``goal`` is settled.
+    The first system holds the study's candidate field (its gold checks are its answers against
+    decoys); adaptive assignment draws the pairs that can still change the answer to ``goal``."""
+    if len(systems) < 3:
+        raise StudyError(f"a ranking study needs three systems or more, got {len(systems)} (two: a pairwise study)")
+    if len({s.pk for s in systems}) != len(systems):
+        raise StudyError("a system is named twice")
+    if goal not in Study.RankingGoal.values:
+        raise StudyError(f"goal must be one of {', '.join(Study.RankingGoal.values)}, not {goal!r}")
+    if goal.startswith("top") and goal != "top" and int(goal[3:]) >= len(systems):
+        raise StudyError(f"goal {goal} needs more than {goal[3:]} systems")
+    with transaction.atomic():
+        study = create_study(
+            name, systems[0], systems[1:], prompt_set, overlap=overlap, gold_rate=gold_rate, assignment=assignment
+        )
+        Study.objects.filter(pk=study.pk).update(kind=Study.Kind.RANKING, ranking_goal=goal)
+    study.kind, study.ranking_goal = Study.Kind.RANKING, goal
+    return study
+
+
+def ranked_systems(study: Study) -> list[System]:
+    """A ranking study's systems in their fixed order (the first, then the rest by name): pair
+    (i, j) with i before j has the i-th system's answer as its comparisons' first."""
+    return [study.candidate, *study.baselines.order_by("name")]
+
+
+def _ranking_rows(study: Study, prompts: list[Prompt], responses: dict) -> list[Comparison]:
+    systems = ranked_systems(study)
+    return [
+        Comparison(
+            study=study,
+            prompt=p,
+            first_system=a,
+            baseline=b,
+            candidate_response=responses[(a.pk, p.pk)],
+            baseline_response=responses[(b.pk, p.pk)],
+        )
+        for i, a in enumerate(systems)
+        for b in systems[i + 1 :]
+        for p in prompts
+    ]
+
+
 def missing_responses(study: Study) -> list[tuple[str, str]]:
     """(system, prompt id) pairs that lack a usable response (sample 0 without an error). An empty
     answer is usable: it is what the system said, and annotators judge it like any other."""
@@ -189,17 +243,20 @@ def start_study(study: Study, rng: random.Random | None = None) -> int:
         for r in Response.objects.filter(system__in=systems, prompt__in=prompts, sample_index=0)
     }
     with transaction.atomic():
-        rows = [
-            Comparison(
-                study=study,
-                prompt=p,
-                baseline=b,
-                candidate_response=responses[(study.candidate.pk, p.pk)],
-                baseline_response=responses[(b.pk, p.pk)],
-            )
-            for b in study.baselines.order_by("name")
-            for p in prompts
-        ]
+        if study.kind == Study.Kind.RANKING:
+            rows = _ranking_rows(study, prompts, responses)
+        else:
+            rows = [
+                Comparison(
+                    study=study,
+                    prompt=p,
+                    baseline=b,
+                    candidate_response=responses[(study.candidate.pk, p.pk)],
+                    baseline_response=responses[(b.pk, p.pk)],
+                )
+                for b in study.baselines.order_by("name")
+                for p in prompts
+            ]
         draw_order(rows, rng)
         rows += _gold_rows(study, prompts, responses, rng)
         Comparison.objects.bulk_create(rows)

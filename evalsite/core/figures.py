@@ -27,7 +27,7 @@ from typing import Any, TypedDict
 
 from evalsite.core.charts import stacked_bars
 
-SUBJECTS = ("study", "rating study", "ablation", "site")
+SUBJECTS = ("study", "rating study", "ranking study", "ablation", "site")
 
 
 @dataclass(frozen=True)

@@ -8,4 +8,8 @@ class DashboardConfig(AppConfig):
 
     def ready(self) -> None:
         # registered: Figures 1-3 and the site's charts; the study's stop as a workflow
-        from evalsite.dashboard import figures, stopping  # noqa: F401
+        from evalsite.annotation import claims
+        from evalsite.dashboard import figures, ranking, stopping  # noqa: F401
+
+        # a ranking study's claims go first to the pairs that can still change its answer
+        claims.ACTIVE_PAIRS = ranking.active_pairs

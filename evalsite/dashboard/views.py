@@ -13,7 +13,7 @@ from evalsite.annotation.models import Study
 from evalsite.catalog.models import PromptSet, System
 from evalsite.core.decorators import staff_required
 from evalsite.core.figures import FIGURES, Chart, for_subject
-from evalsite.dashboard import data, figures, ratings
+from evalsite.dashboard import data, figures, ranking, ratings
 from evalsite.dashboard.png import PngUnavailable, svg_to_png
 from evalsite.judging.models import JudgeJob
 
@@ -116,6 +116,9 @@ def study(request, name: str):
     graded = _graded_study(name)
     if graded is not None:
         return _rating_study(request, graded)
+    ranked = Study.objects.filter(name=name, kind=Study.Kind.RANKING).first()
+    if ranked is not None:
+        return _ranking_study(request, ranked)
     if request.GET.get("panel") == "agreement":  # the second request: the tables that scan every judgment
         study, job = _study_and_job(request, name)
         panel = data.agreement(study, request.GET.get("rule", "majority"), job)
@@ -135,6 +138,21 @@ def study(request, name: str):
         "precision": built.result["evidence"]["status"],
     }
     return render(request, template, context)
+
+
+def _ranking_study(request, study: Study):
+    """A ranking study: each system's rank-set from people and judge together, beside the people's
+    alone and the judge's alone; what settles the study's question; the pairs' shares."""
+    _, job = _study_and_job(request, study.name)
+    result = ranking.ranking(study, job)
+    context = {
+        "study": study,
+        "result": result,
+        "rows": result.rows(),
+        "jobs": study.judge_jobs.all(),
+        "goal": Study.RankingGoal(study.ranking_goal or "top").label,
+    }
+    return render(request, "dashboard/ranking.html", context)
 
 
 def _graded_study(name: str) -> Study | None:
@@ -160,6 +178,9 @@ def export(request, name: str, fmt: str):
         figure = next((f for f in for_subject(study_kind(graded).figures) if key in (None, f.key)), None)
         chart = figure.draw(graded, paper=request.GET.get("paper", "1") == "1") if figure else None
         return _export_chart(name, fmt, chart)
+    ranked = Study.objects.filter(name=name, kind=Study.Kind.RANKING).first()
+    if ranked is not None:
+        return _export_ranking(request, ranked, fmt)
     built = _figures(request, name)
     if fmt == "json":
         return HttpResponse(built.json(), content_type="application/json")
@@ -179,6 +200,20 @@ def export(request, name: str, fmt: str):
             except PngUnavailable as exc:
                 return HttpResponse(str(exc), status=501, content_type="text/plain")
         response["Content-Disposition"] = f'attachment; filename="{name}-{fmt}"'
+        return response
+    return HttpResponse(json.dumps({"error": f"no export {fmt}"}), status=404, content_type="application/json")
+
+
+def _export_ranking(request, study: Study, fmt: str) -> HttpResponse:
+    """A ranking study's rankings as JSON (with its answer and pairs) or CSV (one row a system)."""
+    _, job = _study_and_job(request, study.name)
+    result = ranking.ranking(study, job)
+    if fmt == "json":
+        return HttpResponse(json.dumps(ranking.as_dict(result), indent=2), content_type="application/json")
+    if fmt == "csv":
+        response = HttpResponse(content_type="text/csv")
+        response["Content-Disposition"] = f'attachment; filename="{study.name}-ranking.csv"'
+        ranking.write_csv(result, response)
         return response
     return HttpResponse(json.dumps({"error": f"no export {fmt}"}), status=404, content_type="application/json")
 

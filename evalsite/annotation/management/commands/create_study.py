@@ -12,16 +12,27 @@ from evalsite.core.jobs import CannotStart
 
 
 class Command(BaseCommand):
-    help = "Create a study (a candidate against baselines over a prompt set) and open it for annotators."
+    help = (
+        "Create a study (a candidate against baselines over a prompt set, or a ranking of many systems) "
+        "and open it for annotators."
+    )
 
     def add_arguments(self, parser):
-        parser.add_argument("--candidate", required=True)
+        parser.add_argument("--candidate", help="the system studied (pairwise and rating studies)")
         parser.add_argument("--baselines", default="", help="comma-separated system names (pairwise studies)")
+        parser.add_argument("--systems", default="", help="comma-separated system names (ranking studies: 3 or more)")
+        parser.add_argument(
+            "--goal",
+            choices=Study.RankingGoal.values,
+            default=Study.RankingGoal.TOP,
+            help="a ranking study stops once its rank-sets settle this: the top system, the top 2 or 3, the full order",
+        )
         parser.add_argument(
             "--kind",
             choices=Study.Kind.values,
             default=Study.Kind.PAIRWISE,
-            help="pairwise (Figure 1) or rating: the candidate's answers graded Fail / Pass / Excellent (Figure 3)",
+            help="pairwise (Figure 1), rating: the candidate's answers graded Fail / Pass / Excellent (Figure 3), "
+            "or ranking: --systems in pairs on each prompt, ranked with rank-sets",
         )
         parser.add_argument("--prompts", required=True, help="prompt set name")
         parser.add_argument("--name", help="default: CANDIDATE-vs-BASELINES-on-SET")
@@ -31,7 +42,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--assignment",
             choices=Study.AssignmentPolicy.values,
-            help="uniform (items in a random order) or adaptive (the baseline known least well first)",
+            help="uniform (items in a random order) or adaptive (the baseline known least well first; a ranking "
+            "study's default: the pairs that can still change its answer first)",
         )
         plan = parser.add_argument_group("--plan: the votes a target precision needs (nothing is created)")
         plan.add_argument("--plan", action="store_true", help="print the votes, hours and money needed, then stop")
@@ -49,6 +61,10 @@ class Command(BaseCommand):
         names = [n.strip() for n in opts["baselines"].split(",") if n.strip()]
         if opts["plan"]:
             return self.plan(len(names), opts)
+        if opts["kind"] == Study.Kind.RANKING:
+            return self.ranking(opts)
+        if not opts["candidate"]:
+            raise CommandError(f"a {opts['kind']} study needs --candidate")
         if opts["kind"] == Study.Kind.RATING:
             return self.rating(opts)
         name = opts["name"] or slugify(f"{opts['candidate']}-vs-{'-'.join(names)}-on-{opts['prompts']}")[:100]
@@ -77,6 +93,32 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"study {study.name}: {state}"))
         for warning in blinding_warnings(study):
             self.stdout.write(self.style.WARNING(f"blinding: {warning}"))
+
+    def ranking(self, opts: dict) -> None:
+        names = [n.strip() for n in opts["systems"].split(",") if n.strip()]
+        if opts["candidate"] or opts["baselines"]:
+            raise CommandError("a ranking study takes --systems A,B,C (no candidate or baselines)")
+        name = opts["name"] or slugify(f"ranking-{'-'.join(names)}-on-{opts['prompts']}")[:100]
+        try:
+            with transaction.atomic():
+                study = studies.create_ranking_study(
+                    name,
+                    [find_system(n) for n in names],
+                    find_prompt_set(opts["prompts"]),
+                    goal=opts["goal"],
+                    overlap=opts["overlap"],
+                    gold_rate=opts["gold_rate"],
+                    assignment=opts["assignment"] or Study.AssignmentPolicy.ADAPTIVE,
+                )
+                n = 0 if opts["draft"] else studies.start_study(study)
+        except (CannotStart, studies.StudyError) as exc:
+            raise CommandError(str(exc)) from exc
+        state = "draft" if opts["draft"] else f"open with {n} comparisons"
+        pairs = len(names) * (len(names) - 1) // 2
+        self.stdout.write(
+            self.style.SUCCESS(f"ranking study {study.name}: {state} ({pairs} pairs of {len(names)} systems)")
+        )
+        self.stdout.write(f"it stops once its rank-sets settle {Study.RankingGoal(opts['goal']).label}")
 
     def rating(self, opts: dict) -> None:
         name = opts["name"] or slugify(f"{opts['candidate']}-rated-on-{opts['prompts']}")[:100]

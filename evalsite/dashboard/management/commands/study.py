@@ -6,6 +6,7 @@ from evalsite.annotation.blinding import blinding_warnings
 from evalsite.annotation.models import Study
 from evalsite.annotation.studies import StudyError, plan_sampling
 from evalsite.core.figures import few_votes
+from evalsite.dashboard import ranking
 from evalsite.dashboard.estimates import study_status, uncertainty_by_comparison, usable
 from evalsite.dashboard.stopping import decide, set_target
 from evalsite.judging.models import JudgeJob
@@ -45,6 +46,8 @@ class Command(BaseCommand):
             study = Study.objects.get(name=opts["study"])
         except Study.DoesNotExist:
             raise CommandError(f"no study named {opts['study']!r}") from None
+        if study.kind == Study.Kind.RANKING:
+            return self.ranking(study, opts["action"])
         if opts["action"] == "target":
             return self.set_target(study, opts["half_width"])
         if opts["action"] == "sample":
@@ -55,6 +58,34 @@ class Command(BaseCommand):
             self.stdout.write("decided: " + ("stopped" if s["enough"] else "not yet, the study goes on"))
             return
         self.report(study, study_status(study))
+
+    def ranking(self, study: Study, action: str) -> None:
+        """A ranking study: its rank-sets and its question's answer (status), or the stop decided
+        now (decide); its stop is its question, so no target and no sampling."""
+        if action in ("target", "sample"):
+            raise CommandError(
+                f"{study.name} is a ranking study: it stops once its rank-sets settle its question "
+                f"({study.get_ranking_goal_display()}), and its pairs are chosen as it goes; no {action}"
+            )
+        result = ranking.decide(study) if action == "decide" else ranking.ranking(study)
+        judge = f"people + judge job {result.job.pk} ({result.job.config.label})" if result.job else "people alone"
+        self.stdout.write(
+            f"ranking study {study.name} ({study.status}): {result.main.votes} complete comparisons of "
+            f"{result.comparisons}; rank-sets (95%, every look) from {judge}"
+        )
+        columns = [("main", judge.split(" (")[0]), ("people", "people alone"), ("judge", "the judge alone")]
+        shown = [(key, label) for key, label in columns if key != "judge" or result.judge is not None]
+        if result.combined is None:
+            shown = [c for c in shown if c[0] != "people"]
+        self.stdout.write("  " + f"{'system':<24}" + "".join(f" {label:>22}" for _, label in shown))
+        for row in result.rows():
+            self.stdout.write("  " + f"{row['system']:<24}" + "".join(f" {row[key]['set']:>22}" for key, _ in shown))
+        if result.judge_worth is not None:
+            self.stdout.write(f"the judge's verdicts were worth about {result.judge_worth} more people's votes")
+        style = self.style.SUCCESS if result.settled else self.style.NOTICE
+        self.stdout.write(style(result.answer))
+        if action == "decide":
+            self.stdout.write("decided: " + ("stopped" if study.enough_at else "not yet, the study goes on"))
 
     def report(self, study: Study, s: dict) -> None:
         if study.sampling_rate is not None:
