@@ -178,12 +178,16 @@ class Strengths:
 
 
 def bradley_terry_from_shares(k: int, shares: PairShares) -> Strengths:
-    """Bradley-Terry strengths by weighted least squares of the pairs' logits (each share kept
-    inside [0.5/(n+1), 1 - 0.5/(n+1)] so that a pair all one way stays finite)."""
+    """Bradley-Terry strengths by weighted least squares of the pairs' logits. A share is kept
+    inside [1/(n+2), 1 - 1/(n+2)] (where one pseudo-vote each way would put a pair all one way), so
+    that such a pair stays finite and its logit's delta-method variance stays near 1 while the
+    logit grows as log(n + 1): n unanimous votes do settle a pair. Clipped nearer the edge
+    (0.5/(n+1)), that variance stayed near 4 however many votes came, and no unanimous pair could
+    ever be told apart."""
     if not len(shares.share):
         return Strengths(np.zeros(k), np.full((k, k), np.inf), False)
     n = shares.people
-    p = np.clip(shares.share, 0.5 / (n + 1), 1 - 0.5 / (n + 1))
+    p = np.clip(shares.share, 1 / (n + 2), 1 - 1 / (n + 2))
     logit = np.log(p / (1 - p))
     weight = (p * (1 - p)) ** 2 / shares.variance  # 1 / Var(logit p) by the delta method
     x = np.zeros((len(p), k))

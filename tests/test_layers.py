@@ -20,9 +20,9 @@ APPS_BELOW = {
     "annotation": {"core", "catalog"},
     "crowd": {"core", "catalog", "annotation"},
     "judging": {"core", "catalog", "annotation"},
-    "finetune": {"core", "catalog", "answering", "annotation", "judging"},
     "dashboard": {"core", "catalog", "annotation", "judging"},
-    "pipeline": {"core", "catalog", "answering", "annotation", "judging", "finetune"},
+    "finetune": {"core", "catalog", "answering", "annotation", "judging", "dashboard"},
+    "pipeline": {"core", "catalog", "answering", "annotation", "judging", "dashboard", "finetune"},
 }
 # what each library may import of ours (never Django, never evalsite)
 LIBRARIES_BELOW = {"stats": set(), "generation": set(), "training": {"generation"}}

@@ -103,3 +103,13 @@ def test_the_every_look_multiplier_is_wider_than_one_looks_and_grows_slowly():
     assert all(m > one_look for m in at)
     assert min(at) == at[2] or at[2] < at[0], "narrowest near the planned number of votes"
     assert at[-1] < 1.6 * at[2], "then it grows like sqrt(log n): slowly"
+
+
+def test_a_pair_all_one_way_is_settled_by_enough_votes_and_not_by_a_few():
+    """Forty people all preferring the same checkpoint tell the two apart at every look's 95%;
+    three do not (a share at the edge once kept its logit's variance near 4 however many voted)."""
+    for n, settled in ((3, False), (40, True)):
+        people = (np.zeros(n, int), np.ones(n, int), np.ones(n), np.ones(n))
+        strengths = bradley_terry_from_shares(2, pair_shares(2, people))
+        sets = rank_sets(strengths, n, 0.05, planned_n=n)
+        assert (sets.settled_top() == 0) is settled, (n, sets)

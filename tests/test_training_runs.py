@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from bs4 import BeautifulSoup
 from django.core.management import CommandError, call_command
+from django.contrib.auth.models import User
 from django.test import Client
 
 from evalsite.annotation.models import Study
@@ -20,6 +21,7 @@ from evalsite.core.jobs import JobStatus
 from evalsite.core.models import Workflow
 from evalsite.finetune.models import Checkpoint, TrainingDataset, TrainingExample, TrainingRun
 from evalsite.finetune.services import table_1
+from tests.annotation_fixtures import vote
 from tests.conftest import wait_until
 from tests.test_curation import LONG_ANSWER, row, write_posts
 from tests.tiny_models import CHAT, save_tiny
@@ -191,13 +193,16 @@ def test_train_on_a_worker_keeps_a_checkpoint_per_epoch_and_shows_the_run(worker
         call_command("register_checkpoint", str(run.pk), epoch=9)
 
 
-def test_select_checkpoint_registers_generates_and_opens_a_study(runs_dir, tmp_path, transactional_db, workers):
+def test_select_checkpoint_registers_generates_and_opens_a_ranking_study(
+    runs_dir, tmp_path, transactional_db, workers, capsys
+):
     base = tiny_base(tmp_path)
     call_command("curate", name="chat", jsonl=[chat_file(tmp_path)], tokenizer="none")
     call_command("train", dataset="chat", base=base.name, set=tiny_recipe_args(), foreground=True)
     run = TrainingRun.objects.get()
     dev = PromptSet.objects.create(name="dev", purpose=PromptSet.Purpose.DEV)
-    for i, (q, _) in enumerate(CHAT[:3]):
+    for i in range(40):
+        q = CHAT[i % len(CHAT)][0]
         Prompt.objects.create(prompt_set=dev, external_id=f"d{i}", messages=[{"role": "user", "content": q}])
     workers("w1")
     # without --wait the command returns at once; the workers open the study when the answers are in
@@ -210,11 +215,27 @@ def test_select_checkpoint_registers_generates_and_opens_a_study(runs_dir, tmp_p
     assert [s.checkpoint.epoch for s in systems] == [2, 3]
     assert GenerationJob.objects.filter(status=JobStatus.DONE).count() == 2
     study = Study.objects.get()
-    assert study.status == Study.Status.OPEN and study.candidate == systems[-1]
-    # the same command again, following: the same workflow, already done
+    assert study.status == Study.Status.OPEN and study.kind == Study.Kind.RANKING and study.ranking_goal == "top"
+    # the same command again, following: the same workflow, already done; no vote yet: it cannot say
     call_command("select_checkpoint", str(run.pk), epochs="2-3", prompts="dev", wait=True)
     assert Workflow.objects.get().status == Workflow.Status.DONE and Study.objects.count() == 1
-    assert list(study.baselines.all()) == systems[:1] and study.comparisons.count() == 3
+    assert {study.candidate, *study.baselines.all()} == set(systems) and study.comparisons.count() == 40
+    assert "0 complete comparisons of 40: not yet" in capsys.readouterr().out
+    # people prefer epoch 3 on every dev prompt: after three votes the command says it cannot
+    # tell yet (and about how many more would); after forty it names epoch 3
+    user = User.objects.create_user("ann", password="pw-ann-secret")
+    study.annotators.add(user)
+    comparisons = list(study.comparisons.select_related("first_system__checkpoint").order_by("draw_order"))
+    for n, comparison in enumerate(comparisons):
+        vote(user, comparison, "a" if comparison.first_system.checkpoint.epoch == 3 else "b")
+        if n == 2:
+            call_command("select_checkpoint", str(run.pk), epochs="2-3", prompts="dev")
+            out = capsys.readouterr().out
+            assert "3 complete comparisons of 40: not yet:" in out and "may be first" in out, out
+            assert "more complete comparisons would settle the top" in out, out
+    call_command("select_checkpoint", str(run.pk), epochs="2-3", prompts="dev")
+    out = capsys.readouterr().out
+    assert "settled: the best system is" in out and f"best: epoch 3: manage.py register_checkpoint {run.pk}" in out
     with pytest.raises(CommandError, match="--epochs must look like 5-10"):
         call_command("select_checkpoint", str(run.pk), epochs="five", prompts="dev")
     with pytest.raises(CommandError, match="no training run '99'"):

@@ -108,12 +108,14 @@ def create_ranking_study(
     overlap: int = 1,
     gold_rate: float = 0.05,
     assignment: str = Study.AssignmentPolicy.ADAPTIVE,
+    at_least: int = 3,
 ) -> Study:
     """A ranking study: every pair of ``systems`` on each prompt, people voting with the paper's
     three choices; ranked with rank-sets (evalsite/dashboard/ranking.py) until ``goal`` is settled.
     The first system holds the study's candidate field (its gold checks are its answers against
-    decoys); adaptive assignment draws the pairs that can still change the answer to ``goal``."""
-    if len(systems) < 3:
+    decoys); adaptive assignment draws the pairs that can still change the answer to ``goal``.
+    ``at_least``: the fewest systems (checkpoint selection ranks two as well)."""
+    if len(systems) < at_least:
         raise StudyError(f"a ranking study needs three systems or more, got {len(systems)} (two: a pairwise study)")
     if len({s.pk for s in systems}) != len(systems):
         raise StudyError("a system is named twice")

@@ -34,7 +34,15 @@ from evalsite.annotation.studies import ranked_systems
 from evalsite.core.columns import fetch_columns
 from evalsite.dashboard.estimates import ROWS_FROM, _judge, _people, _row_columns, usable
 from evalsite.judging.models import JudgeJob
-from stats.ranking import PairShares, RankSets, Strengths, bradley_terry_from_shares, pair_shares, rank_sets
+from stats.ranking import (
+    PairShares,
+    RankSets,
+    Strengths,
+    bradley_terry_from_shares,
+    cs_multiplier,
+    pair_shares,
+    rank_sets,
+)
 
 ALPHA = 0.05
 
@@ -50,6 +58,7 @@ class Ranked:
     connected: bool
     votes: int  # the people's complete comparisons it rests on (the judge alone: its verdicts)
     lam: float = 0.0
+    cov: np.ndarray | None = None  # of the strengths
 
 
 @dataclass(frozen=True)
@@ -66,6 +75,7 @@ class RankingResult:
     answer: str
     judge_worth: int | None  # people's votes the judge's verdicts were worth, at the study's n
     pairs: list[dict] = field(default_factory=list)
+    more: int | None = None  # about how many more complete comparisons would settle the top, if as it seems
 
     @property
     def main(self) -> Ranked:
@@ -144,7 +154,8 @@ def _ranked(label: str, k: int, shares: PairShares, n: int, planned: int) -> tup
     strengths = bradley_terry_from_shares(k, shares)
     sets: RankSets = rank_sets(strengths, n, ALPHA, planned_n=planned)
     theta = strengths.theta if strengths.connected else np.full(k, np.nan)
-    return Ranked(label, theta, sets.low, sets.high, strengths.connected, n, shares.lam), strengths
+    ranked = Ranked(label, theta, sets.low, sets.high, strengths.connected, n, shares.lam, strengths.cov)
+    return ranked, strengths
 
 
 def rule_job(study: Study) -> JudgeJob | None:
@@ -193,6 +204,9 @@ def ranking(study: Study, job: JudgeJob | None = None) -> RankingResult:
     main = combined or alone
     settled, answer = settles(study.ranking_goal or Study.RankingGoal.TOP, main, [s.name for s in systems], n)
     pairs = _pair_rows(systems, people_shares)
+    more = None if settled else more_to_settle_top(main, planned)
+    if more is not None:
+        answer += f"; about {more} more complete comparisons would settle the top if the first two differ as they seem"
     return RankingResult(
         study=study,
         systems=[s.name for s in systems],
@@ -206,6 +220,7 @@ def ranking(study: Study, job: JudgeJob | None = None) -> RankingResult:
         answer=answer,
         judge_worth=worth,
         pairs=pairs,
+        more=more,
     )
 
 
@@ -231,6 +246,27 @@ def _pair_rows(systems, shares: PairShares) -> list[dict]:
         }
         for a, b, p, v in zip(shares.first, shares.second, shares.share, shares.people, strict=True)
     ]
+
+
+def more_to_settle_top(ranked: Ranked, planned: int) -> int | None:
+    """About how many more complete comparisons would tell the strongest system from the second:
+    the n at which their difference, as estimated now, would clear its every-look interval with
+    the interval shrinking as 1 / sqrt(n) (votes spread as they have been). None where they look
+    equal, or past every comparison the study has."""
+    k = len(ranked.theta)
+    if not ranked.connected or ranked.cov is None or k < 2 or ranked.votes == 0:
+        return None
+    first, second = np.argsort(-ranked.theta)[:2]
+    gap = float(ranked.theta[first] - ranked.theta[second])
+    var = float(ranked.cov[first, first] + ranked.cov[second, second] - 2 * ranked.cov[first, second])
+    if gap <= 0 or var <= 0:
+        return None
+    se, n, pairs = math.sqrt(var), ranked.votes, k * (k - 1) // 2
+    for more in range(0, planned - n + 1):
+        total = n + more
+        if cs_multiplier(total, ALPHA / pairs, planned) * se * math.sqrt(n / total) < gap:
+            return more if more else None
+    return None
 
 
 def _top_k(goal: str) -> int | None:

@@ -256,8 +256,9 @@ def checkpoints_in(run: TrainingRun, epochs: list[int]) -> list[Checkpoint]:
 def select_checkpoints(
     run: TrainingRun, epochs: list[int], prompt_set: PromptSet, enqueue: bool = True
 ) -> tuple[list[System], list[GenerationJob], Study]:
-    """The paper's selection: each checkpoint in the range becomes a system, answers the dev set,
-    and one study compares the latest against the others (open it when the answers are in)."""
+    """The paper's selection, with a guarantee: each checkpoint in the range becomes a system,
+    answers the dev set, and one ranking study ranks them (every pair on every prompt; opened when
+    the answers are in; it stops once its rank-sets name the best epoch)."""
     checkpoints = checkpoints_in(run, epochs)
     if len(checkpoints) < 2:
         raise TrainingError(f"selection compares checkpoints: epochs {epochs} hold only one")
@@ -269,8 +270,8 @@ def select_checkpoints(
         except CannotStart as exc:
             raise TrainingError(str(exc)) from exc
     name = f"select-run{run.pk}-epochs-{checkpoints[0].epoch}-{checkpoints[-1].epoch}-on-{prompt_set.name}"[:100]
-    study = Study.objects.filter(name=name).first() or studies.create_study(
-        name, systems[-1], systems[:-1], prompt_set, overlap=1, gold_rate=0.0
+    study = Study.objects.filter(name=name).first() or studies.create_ranking_study(
+        name, systems, prompt_set, goal=Study.RankingGoal.TOP, overlap=1, gold_rate=0.0, at_least=2
     )
     return systems, jobs, study
 

@@ -8,6 +8,7 @@ from evalsite.catalog.find import find_prompt_set
 from evalsite.core import workflows
 from evalsite.core.jobs import CannotStart
 from evalsite.core.models import Workflow
+from evalsite.dashboard.ranking import ranking
 from evalsite.finetune.services import find_run, parse_epochs, select_checkpoints
 from evalsite.finetune.workflows import CHECKPOINT_SELECTION
 from evalsite.judging.services import CannotJudge, find_config
@@ -15,8 +16,9 @@ from evalsite.judging.services import CannotJudge, find_config
 
 class Command(BaseCommand):
     help = (
-        "Pick a checkpoint as the paper did: register each checkpoint of an epoch range as a system, generate on "
-        "the dev set, and open a study (and optionally a judge job) comparing them, so a person picks."
+        "Pick a checkpoint as the paper did, with a guarantee: register each checkpoint of an epoch range as a "
+        "system, generate on the dev set, and open a ranking study of them (and optionally a judge job); run it "
+        "again to read which epoch is best, or that the votes cannot tell yet."
     )
 
     def add_arguments(self, parser):
@@ -38,7 +40,7 @@ class Command(BaseCommand):
         except (CannotStart, CannotJudge, studies.StudyError) as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(f"checkpoints as systems: {', '.join(s.name for s in systems)}")
-        self.stdout.write(f"study {study.name}: {study.candidate.name} against the others")
+        self.stdout.write(f"ranking study {study.name}: {len(systems)} checkpoints, every pair on every dev prompt")
         # a workflow (evalsite/core/workflows.py): the study opens, and the judge job starts, when
         # the last answers are in, whoever is waiting; --wait only follows it
         params = {"generations": [job.pk for job in gen_jobs], "judge": config.pk if config else None}
@@ -56,4 +58,16 @@ class Command(BaseCommand):
             self.stdout.write(f"the workers open the study when the answers are in (workflow {flow.pk}, /workflows/)")
             return
         self.stdout.write(self.style.SUCCESS(f"study {study.name} is open"))
-        self.stdout.write("compare them on the study's dashboard, then: manage.py register_checkpoint RUN --epoch N")
+        result = ranking(study)
+        self.stdout.write(f"{result.main.votes} complete comparisons of {result.comparisons}: {result.answer}")
+        if result.settled:
+            best = result.rows()[0]["system"]
+            epoch = next(s.checkpoint.epoch for s in systems if s.name == best)
+            self.stdout.write(
+                self.style.SUCCESS(f"best: epoch {epoch}: manage.py register_checkpoint {run.pk} --epoch {epoch}")
+            )
+        else:
+            self.stdout.write(
+                "people vote at /annotate/ (the study's page has links); run this again, or read the study's "
+                "dashboard, to see which epoch is best"
+            )
