@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "evalsite.judging",
     "evalsite.dashboard",
     "evalsite.finetune",
+    "evalsite.arena",
     "evalsite.pipeline",
     "csp",
 ]

@@ -21,6 +21,7 @@ urlpatterns = [
     path("judge/", include("evalsite.judging.urls")),
     path("dashboard/", include("evalsite.dashboard.urls")),
     path("training/", include("evalsite.finetune.urls")),
+    path("arena/", include("evalsite.arena.urls")),
     path("", include("evalsite.crowd.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -41,11 +41,14 @@ class SubmitResult:
 
 
 def submit(assignment_pk: int, user: User, choice: str, reason: str = "") -> SubmitResult:
-    """Record the annotator's choice ("a", "b" or "tie"). A repeated post returns the judgment
-    already recorded; an expired claim is taken back if its slot is still free."""
-    if choice not in ("a", "b", "tie"):
+    """Record the annotator's choice ("a", "b" or "tie"; an arena's "both_bad" is a tie marked so).
+    A repeated post returns the judgment already recorded; an expired claim is taken back if its
+    slot is still free."""
+    if choice not in ("a", "b", "tie", "both_bad"):
         raise StudyError("choose A, B or neither")
-    if connection.vendor == "postgresql" and settings.SUBMIT_IN_ONE_STATEMENT:
+    both_bad = choice == "both_bad"
+    choice = "tie" if both_bad else choice
+    if connection.vendor == "postgresql" and settings.SUBMIT_IN_ONE_STATEMENT and not both_bad:
         if done := _submit_sql(assignment_pk, user, choice, reason):
             return done
         # not an open claim of this user's: a replay, an expired claim, someone else's; the
@@ -61,12 +64,15 @@ def submit(assignment_pk: int, user: User, choice: str, reason: str = "") -> Sub
                 *("comparison", "annotator", "candidate_on_left", "status", "claimed_at", "shown_at"),
                 *("comparison__is_gold", "comparison__study", "comparison__study__name", "comparison__study__overlap"),
                 "comparison__study__status",
+                "comparison__study__kind",
             )
             .get(pk=assignment_pk, annotator=user)
         )
         if assignment.status == Assignment.Status.DONE:
             return SubmitResult(assignment.judgment, created=False, study_name=assignment.comparison.study.name)
         comparison = assignment.comparison
+        if both_bad and comparison.study.kind != Study.Kind.ARENA:
+            raise StudyError("choose A, B or neither")
         if comparison.study.status != Study.Status.OPEN:
             study = comparison.study
             raise StudyError(f"not counted: study {study.name} is {study.status} and takes no more answers")
@@ -89,6 +95,7 @@ def submit(assignment_pk: int, user: User, choice: str, reason: str = "") -> Sub
             picked_side=side,
             reason=reason.strip()[:2000],
             seconds=seconds,
+            both_bad=both_bad,
         )
         assignment.status, assignment.finished_at = Assignment.Status.DONE, now
         assignment.save(update_fields=["status", "finished_at"])

@@ -6,7 +6,9 @@ for the judge's rating kinds), so that code asks what a study's kind can do inst
   neither, one comparison at a time;
 - rating (Figure 3): the candidate's answers graded Excellent / Pass / Fail, one at a time;
 - ranking: many systems, any two of them on one prompt, the pairwise page and choices; ranked
-  with rank-sets (evalsite/dashboard/ranking.py) instead of Figures 1 and 2.
+  with rank-sets (evalsite/dashboard/ranking.py) instead of Figures 1 and 2;
+- arena: a ranking whose prompts people bring (evalsite/arena/): two anonymous systems answer
+  each, the person votes, each vote becomes a comparison of the same ranking.
 
 Adding a kind: a ``Study.Kind`` value, how its items are made (studies.start_study) and answered,
 and one ``StudyKind`` here."""
@@ -39,6 +41,11 @@ def _pairwise_progress(study: Study, user: User) -> tuple[int, int]:
     return done, claims.left_for(study, user)
 
 
+def _arena_progress(study: Study, user: User) -> tuple[int, int]:
+    """Battles voted, and an arena has always more: a person brings prompts as long as it is open."""
+    return HumanJudgment.objects.filter(comparison__study=study, annotator=user).count(), claims.LEFT_CAP
+
+
 def _rating_progress(study: Study, user: User) -> tuple[int, int]:
     return HumanRating.objects.filter(item__study=study, annotator=user).count(), rating.left_for(study, user)
 
@@ -59,6 +66,9 @@ KINDS: dict[str, StudyKind] = {
         False,
         _rating_progress,
         _rating_counts,
+    ),
+    Study.Kind.ARENA: StudyKind(
+        Study.Kind.ARENA, "battles", "arena:home", "ranking study", True, _arena_progress, ranked=True
     ),
     Study.Kind.RANKING: StudyKind(
         Study.Kind.RANKING, "comparisons", "annotation:next", "ranking study", True, _pairwise_progress, ranked=True

@@ -29,6 +29,7 @@ class Study(models.Model):
         PAIRWISE = "pairwise", "pairwise: the candidate beside a baseline (Figure 1)"
         RATING = "rating", "rating: one response at a time, Fail / Pass / Excellent (Figure 3)"
         RANKING = "ranking", "ranking: many systems in pairs on the same prompt, ranked with rank-sets"
+        ARENA = "arena", "arena: people bring their own prompts, two anonymous systems answer, ranked"
 
     class RankingGoal(models.TextChoices):
         TOP = "top", "the top system"
@@ -72,6 +73,12 @@ class Study(models.Model):
         blank=True,
         help_text="set by `study sample`: people vote on about this share of the comparisons, chosen where "
         "the judge is least sure and weighted back (active inference); empty: people may vote on every one",
+    )
+    review_prompts = models.BooleanField(
+        default=False, help_text="an arena: a prompt counts only once staff approve it (the moderation queue)"
+    )
+    topics = models.JSONField(
+        default=list, blank=True, help_text="an arena: the topics a person picks from (empty: any topic)"
     )
     ranking_goal = models.CharField(
         max_length=8,
@@ -217,6 +224,12 @@ class HumanJudgment(models.Model):
     picked_side = models.CharField(max_length=5, help_text="left, right or none (tie)")
     reason = models.TextField(blank=True)
     seconds = models.FloatField(help_text="from the page being shown to the answer")
+    # a database default too: the one-statement submit (answers.py) and the benches insert rows raw
+    both_bad = models.BooleanField(
+        default=False,
+        db_default=False,
+        help_text="a tie the person called 'both are bad' (an arena's fourth choice), reported apart",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

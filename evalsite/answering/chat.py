@@ -92,10 +92,10 @@ def start(system: System, staff) -> Conversation:
     return Conversation.objects.create(system=system, staff=staff)
 
 
-def send(conversation: Conversation, text: str) -> ChatTurn:
+def send(conversation: Conversation, text: str, graded: bool = True) -> ChatTurn:
     """The person's message as the conversation's next turn, its answer not yet written (``write``
     writes it; the page shows it as it grows). Refused while an answer is being written for this
-    conversation, and until the last answer is graded."""
+    conversation, and (``graded``: the staff's chat, Figure 7) until the last answer is graded."""
     text = text.strip()
     if not text:
         raise ChatError("the message is empty")
@@ -115,7 +115,7 @@ def send(conversation: Conversation, text: str) -> ChatTurn:
         )
         last = conversation.turns.order_by("-index").first()
         answered = conversation.turns.filter(state=ChatTurn.State.DONE).order_by("-index").first()
-        if answered is not None and not answered.grade:
+        if graded and answered is not None and not answered.grade:
             raise ChatError(f"grade answer {answered.index} first (Fail, Pass or Excellent): each turn is judged")
         with transaction.atomic():
             return ChatTurn.objects.create(

@@ -123,7 +123,10 @@ def chat_index(request):
     figure = chat.figure_7()
     chart = chat.figure_7_chart(figure)
     context = {
-        "conversations": Conversation.objects.select_related("system", "staff").annotate(n=Count("turns"))[:100],
+        # the staff's own conversations (an arena's answers are conversations too: evalsite/arena/)
+        "conversations": Conversation.objects.filter(staff__is_staff=True)
+        .select_related("system", "staff")
+        .annotate(n=Count("turns"))[:100],
         "systems": System.objects.exclude(backend="imported").order_by("name"),
         "chart": mark_safe(chart.svg) if chart else "",  # noqa: S308 - built from escaped values
         "turns": figure["turns"],

@@ -29,7 +29,7 @@ import numpy as np
 from django.db import transaction
 from django.utils import timezone
 
-from evalsite.annotation.models import Study
+from evalsite.annotation.models import HumanJudgment, Study
 from evalsite.annotation.studies import ranked_systems
 from evalsite.core.columns import fetch_columns
 from evalsite.dashboard.estimates import ROWS_FROM, _judge, _people, _row_columns, usable
@@ -45,6 +45,7 @@ from stats.ranking import (
 )
 
 ALPHA = 0.05
+ARENA_PLANNED_VOTES = 1000  # an arena's intervals are narrowest near this many votes (valid at every n)
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ class RankingResult:
     judge_worth: int | None  # people's votes the judge's verdicts were worth, at the study's n
     pairs: list[dict] = field(default_factory=list)
     more: int | None = None  # about how many more complete comparisons would settle the top, if as it seems
+    both_bad: int = 0  # counted ties the person called "both are bad" (an arena's fourth choice)
 
     @property
     def main(self) -> Ranked:
@@ -114,6 +116,7 @@ def as_dict(result: RankingResult) -> dict:
         "judge_job": result.job.pk if result.job else None,
         "judge_weight": result.combined.lam if result.combined else None,
         "judge_worth_votes": result.judge_worth,
+        "both_bad": result.both_bad,
         "alpha": ALPHA,
         "systems": result.rows(),
         "pairs": result.pairs,
@@ -187,7 +190,10 @@ def ranking(study: Study, job: JudgeJob | None = None) -> RankingResult:
     f = view[:, 0] + 0.5 * view[:, 1]
     voted = known & ~np.isnan(y)
     judged = known & ~np.isnan(f)
-    n, planned = int(voted.sum()), int(known.sum())
+    # the votes the every-look intervals are tuned for, fixed before the first vote: a ranking
+    # study's comparisons; an arena's comparisons grow with its votes, so a fixed number
+    comparisons = int(known.sum())
+    n, planned = int(voted.sum()), (ARENA_PLANNED_VOTES if study.kind == Study.Kind.ARENA else comparisons)
     people_shares = pair_shares(k, (first[voted], second[voted], y[voted], y[voted]))
     alone, people_strengths = _ranked("people alone", k, people_shares, n, planned)
     combined = judge_only = None
@@ -204,7 +210,8 @@ def ranking(study: Study, job: JudgeJob | None = None) -> RankingResult:
     main = combined or alone
     settled, answer = settles(study.ranking_goal or Study.RankingGoal.TOP, main, [s.name for s in systems], n)
     pairs = _pair_rows(systems, people_shares)
-    more = None if settled else more_to_settle_top(main, planned)
+    most = 10 * ARENA_PLANNED_VOTES if study.kind == Study.Kind.ARENA else comparisons
+    more = None if settled else more_to_settle_top(main, planned, most)
     if more is not None:
         answer += f"; about {more} more complete comparisons would settle the top if the first two differ as they seem"
     return RankingResult(
@@ -215,12 +222,15 @@ def ranking(study: Study, job: JudgeJob | None = None) -> RankingResult:
         people=alone,
         judge=judge_only,
         job=job if usable(job) else None,
-        comparisons=planned,
+        comparisons=comparisons,
         settled=settled,
         answer=answer,
         judge_worth=worth,
         pairs=pairs,
         more=more,
+        both_bad=HumanJudgment.objects.filter(
+            comparison__study=study, comparison__completed_at__isnull=False, both_bad=True
+        ).count(),
     )
 
 
@@ -248,11 +258,11 @@ def _pair_rows(systems, shares: PairShares) -> list[dict]:
     ]
 
 
-def more_to_settle_top(ranked: Ranked, planned: int) -> int | None:
+def more_to_settle_top(ranked: Ranked, planned: int, most: int) -> int | None:
     """About how many more complete comparisons would tell the strongest system from the second:
     the n at which their difference, as estimated now, would clear its every-look interval with
     the interval shrinking as 1 / sqrt(n) (votes spread as they have been). None where they look
-    equal, or past every comparison the study has."""
+    equal, or past ``most`` complete comparisons (a ranking study: all it has)."""
     k = len(ranked.theta)
     if not ranked.connected or ranked.cov is None or k < 2 or ranked.votes == 0:
         return None
@@ -262,7 +272,7 @@ def more_to_settle_top(ranked: Ranked, planned: int) -> int | None:
     if gap <= 0 or var <= 0:
         return None
     se, n, pairs = math.sqrt(var), ranked.votes, k * (k - 1) // 2
-    for more in range(0, planned - n + 1):
+    for more in range(0, most - n + 1):
         total = n + more
         if cs_multiplier(total, ALPHA / pairs, planned) * se * math.sqrt(n / total) < gap:
             return more if more else None

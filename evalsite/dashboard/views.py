@@ -17,6 +17,8 @@ from evalsite.dashboard import data, figures, ranking, ratings
 from evalsite.dashboard.png import PngUnavailable, svg_to_png
 from evalsite.judging.models import JudgeJob
 
+RANKED = [Study.Kind.RANKING, Study.Kind.ARENA]  # studies whose page is a ranking (ranking.py)
+
 
 @login_required
 def home(request):
@@ -116,7 +118,7 @@ def study(request, name: str):
     graded = _graded_study(name)
     if graded is not None:
         return _rating_study(request, graded)
-    ranked = Study.objects.filter(name=name, kind=Study.Kind.RANKING).first()
+    ranked = Study.objects.filter(name=name, kind__in=RANKED).first()
     if ranked is not None:
         return _ranking_study(request, ranked)
     if request.GET.get("panel") == "agreement":  # the second request: the tables that scan every judgment
@@ -178,7 +180,7 @@ def export(request, name: str, fmt: str):
         figure = next((f for f in for_subject(study_kind(graded).figures) if key in (None, f.key)), None)
         chart = figure.draw(graded, paper=request.GET.get("paper", "1") == "1") if figure else None
         return _export_chart(name, fmt, chart)
-    ranked = Study.objects.filter(name=name, kind=Study.Kind.RANKING).first()
+    ranked = Study.objects.filter(name=name, kind__in=RANKED).first()
     if ranked is not None:
         return _export_ranking(request, ranked, fmt)
     built = _figures(request, name)

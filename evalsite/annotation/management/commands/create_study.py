@@ -34,7 +34,7 @@ class Command(BaseCommand):
             help="pairwise (Figure 1), rating: the candidate's answers graded Fail / Pass / Excellent (Figure 3), "
             "or ranking: --systems in pairs on each prompt, ranked with rank-sets",
         )
-        parser.add_argument("--prompts", required=True, help="prompt set name")
+        parser.add_argument("--prompts", help="prompt set name")
         parser.add_argument("--name", help="default: CANDIDATE-vs-BASELINES-on-SET")
         parser.add_argument("--overlap", type=int, default=1, help="annotators per comparison")
         parser.add_argument("--gold-rate", type=float, default=0.05, help="share of items that are gold checks")
@@ -61,6 +61,10 @@ class Command(BaseCommand):
         names = [n.strip() for n in opts["baselines"].split(",") if n.strip()]
         if opts["plan"]:
             return self.plan(len(names), opts)
+        if opts["kind"] == Study.Kind.ARENA:
+            raise CommandError("an arena collects its prompts from people: manage.py create_arena --systems A,B[,...]")
+        if not opts["prompts"]:
+            raise CommandError("--prompts is required (the prompt set the study compares on)")
         if opts["kind"] == Study.Kind.RANKING:
             return self.ranking(opts)
         if not opts["candidate"]:
