@@ -7,6 +7,10 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+# where `manage.py serve_openai` listens unless told, and where the local judge looks for it; here,
+# not in generation/server.py, so that what only needs the port does not import torch with the server
+LOCAL_SERVER_PORT = 8001
+
 
 class ConfigError(ValueError):
     """A configuration a user gave is wrong; the message names the field and what to do."""

@@ -28,13 +28,13 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from generation.config import SamplingConfig
+from generation.config import LOCAL_SERVER_PORT, SamplingConfig
 from generation.continuous import DONE, DecodeLoop, Stream
 from generation.types import GenerationRequest, GenerationResult
 
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 MAX_STOP_SEQUENCES = 4  # OpenAI's limit
-DEFAULT_PORT = 8001  # where `manage.py serve_openai` listens unless told, and the local judge looks
+DEFAULT_PORT = LOCAL_SERVER_PORT  # (generation/config.py: a module that imports no torch)
 OWNER = "lima-eval"  # generation.dialects reads this as vLLM's field names
 
 

@@ -278,3 +278,28 @@ def test_printed_links_point_where_the_demo_serves(monkeypatch, settings):
     serves_at("127.0.0.1", 8125)
     [line] = fresh_logins()
     assert "one-time: https://eval.example.org/annotate/login/" in line
+
+
+@pytest.mark.django_db
+def test_with_a_core_busy_elsewhere_the_demo_says_so_and_estimates_for_this_machine():
+    """Another process burns a core: the probe measures this machine slower than the one the
+    stages were timed on, and the demo says so with its own estimate (it once said 9 minutes were
+    left when 17.5 were)."""
+    from evalsite.pipeline.stages import SLOWER, STAGE_SECONDS, Stage, run_stages
+
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
+    try:
+        printed: list[str] = []
+        run_stages(printed.append, [Stage("fine-tune", lambda s: None, kind="train")], estimate=True)
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+    said = re.fullmatch(
+        r"this machine is ([\d.]+)x slower than those right now \(load [\d.]+ on \d+ cores.*\): "
+        r"expect about (\d+) min",
+        printed[1],
+    )
+    assert said, printed
+    factor = float(said.group(1))
+    assert factor >= SLOWER and int(said.group(2)) == round(STAGE_SECONDS["train"] * factor / 60)

@@ -166,3 +166,19 @@ def test_the_rules_see_an_import_that_points_up(tmp_path):
     probe.write_text("def f():\n    from ..judging import models\n    import evalsite.catalog.models\n")
     found = {imported for imported, _ in imports_of(probe, tmp_path)}
     assert {"evalsite.judging.models", "evalsite.catalog.models"} <= found
+
+
+def test_the_web_process_imports_no_torch():
+    """The site's pages need no model: a web process that imported torch with the local server's
+    port held 362 MiB instead of 157 (bench/demo.py measures the served processes)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys, django; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'evalsite.settings'); "
+        "django.setup(); from django.urls import get_resolver; get_resolver().url_patterns; "
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]", done.stdout

@@ -10,9 +10,9 @@ from evalsite.judging.models import JudgeCall, JudgeConfig, JudgeJob, RatingJob,
 from evalsite.judging.prompts import parse
 from evalsite.judging.rating_kinds import RATING_KINDS
 from evalsite.judging.runner import apply_verdict, estimate
+from generation.config import LOCAL_SERVER_PORT as LOCAL_JUDGE_PORT
 from generation.config import ConfigError
 from generation.openai_compat import api_key_from_env, check_reachable
-from generation.server import DEFAULT_PORT as LOCAL_JUDGE_PORT
 
 LOCAL_JUDGE = "local-judge"
 

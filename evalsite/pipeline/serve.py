@@ -16,7 +16,7 @@ from django.conf import settings
 
 from evalsite.core.health import wait_for_http
 from evalsite.env import BASE_DIR
-from generation.server import DEFAULT_PORT as LOCAL_JUDGE_PORT
+from generation.config import LOCAL_SERVER_PORT as LOCAL_JUDGE_PORT
 
 
 def web_environment() -> dict[str, str]:
@@ -92,7 +92,14 @@ def serve(host: str, port: int, write: Callable[[str], None], preload: str = "")
     signal.signal(signal.SIGTERM, lambda signum, frame: stopping.append(signum))
     var_logs = Path(settings.VAR_DIR) / "logs"
     var_logs.mkdir(parents=True, exist_ok=True)
-    worker = start_worker("demo", "generation,judge,training,default", ["-B", "-c", "2"], var_logs / "worker.log")
+    # each job in a pool process that exits after it: a model a job loaded is given back, not held
+    # by an idle worker until the next job (item 5 of issue 32: the serving processes idle in 1 GB)
+    worker = start_worker(
+        "demo",
+        "generation,judge,training,default",
+        ["-B", "-c", "2", "--max-tasks-per-child", "1"],
+        var_logs / "worker.log",
+    )
     live = start_worker(
         "live", "live", ["-P", "threads", "-c", "4"], var_logs / "live-worker.log", live_environment(preload)
     )

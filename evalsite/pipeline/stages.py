@@ -5,6 +5,7 @@ failed and how to resume. DEMO_* environment variables change what it builds (De
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import socket
@@ -75,6 +76,7 @@ STAGE_SECONDS = {
     "annotators": 0.8,
 }
 DEMO_DISK_GB = 1.7
+SLOWER = 1.3  # a machine this much slower than the one measured is told so, with its own estimate
 
 
 def _done_yet(stage: Stage) -> bool:
@@ -85,6 +87,35 @@ def _done_yet(stage: Stage) -> bool:
             return stage.is_done()
     except DatabaseError:
         return False
+
+
+# probe() on the machine STAGE_SECONDS were measured on, quiet (2026-12-07: 0.169 s; 0.362 s with
+# one of its two cores busy with other work, where the demo's stages took 1.8x as long)
+PROBE_SECONDS = 0.169
+
+
+def probe() -> float:
+    """Seconds this machine takes now for a fixed piece of the work the demo does most (150
+    products of 512 x 512 float32 matrices, the best of three): how fast it is, and how busy."""
+    import numpy as np
+
+    a = np.random.default_rng(0).standard_normal((512, 512)).astype(np.float32)
+    best = math.inf
+    for _ in range(3):
+        started = time.perf_counter()
+        for _ in range(150):
+            a @ a  # noqa: B018 (the work itself is the point)
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def machine_factor() -> tuple[float, str]:
+    """How much longer than STAGE_SECONDS this machine should take now (probe() over
+    PROBE_SECONDS, kept within 0.5-5), and a note on its load when other work is running."""
+    factor = min(max(probe() / PROBE_SECONDS, 0.5), 5.0)
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    note = f"load {load:.1f} on {cores} cores" + (": other work is running" if load >= 0.5 * cores else "")
+    return factor, note
 
 
 def _estimate(stages: list[Stage]) -> float:
@@ -621,11 +652,18 @@ def run_stages(
         for model, pk in jobs.release_orphans_of(batch_worker_name()):
             write(f"resuming {model._meta.verbose_name} {pk}, left running by an earlier demo")
     pending = [stage for stage in stages if not _done_yet(stage)] if estimate else []
+    factor = 1.0  # this machine against the one measured, until a long stage measures it directly
     if pending and _estimate(pending) >= 60:
         write(
             f"about {_minutes(_estimate(pending))} to go on 2 quiet CPU cores (measured), and up to "
             f"{DEMO_DISK_GB:.1f} GB under var/ when it is done"
         )
+        factor, note = machine_factor()
+        if factor >= SLOWER:
+            write(
+                f"this machine is {factor:.1f}x slower than those right now ({note}): "
+                f"expect about {_minutes(_estimate(pending) * factor)}"
+            )
     measured = reference = 0.0  # the stages run so far: seconds taken, seconds expected
     for i, stage in enumerate(stages, start=1):
         prefix = f"[{i}/{len(stages)}] {stage.name}"
@@ -647,7 +685,7 @@ def run_stages(
         if estimate and stage in pending:
             pending.remove(stage)
             measured, reference = measured + took, reference + STAGE_SECONDS.get(stage.kind, 0.0)
-            rest = _estimate(pending) * (measured / reference if reference >= 30 else 1.0)
+            rest = _estimate(pending) * (measured / reference if reference >= 30 else factor)
             left = f"; about {_minutes(rest)} left" if pending and rest >= 30 else ""
         write(f"{prefix}: done in {took:.1f} s{left}")
     return state
