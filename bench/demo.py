@@ -47,6 +47,7 @@ class Sampler(threading.Thread):
         self.root, self.every = root, every
         self.peak_total = 0
         self.peak_by_name: dict[str, int] = {}
+        self.samples: list[tuple[float, int]] = []  # (monotonic time, the tree's PSS)
         self.stopping = threading.Event()
 
     def tree(self) -> list[psutil.Process]:
@@ -68,7 +69,11 @@ class Sampler(threading.Thread):
                 total += info.pss
                 self.peak_by_name[name] = max(self.peak_by_name.get(name, 0), info.rss)
             self.peak_total = max(self.peak_total, total)
+            self.samples.append((time.monotonic(), total))
             self.stopping.wait(self.every)
+
+    def peak_between(self, start: float, end: float) -> int:
+        return max((total for t, total in self.samples if start <= t <= end), default=0)
 
 
 def describe(proc: psutil.Process) -> str:
@@ -169,11 +174,15 @@ def batch(env: dict[str, str]) -> dict:
     sampler = Sampler(proc.pid)
     sampler.start()
     stages, said = [], {}
+    begun = time.monotonic()
     assert proc.stdout is not None
     for line in proc.stdout:
         line = line.rstrip()
-        if match := STAGE.match(line):
-            stages.append({"stage": match.group(3), "seconds": float(match.group(4))})
+        if line.endswith(" ..."):  # a stage begins
+            begun = time.monotonic()
+        elif match := STAGE.match(line):
+            peak = mib(sampler.peak_between(begun, time.monotonic()))
+            stages.append({"stage": match.group(3), "seconds": float(match.group(4)), "peak_pss_mib": peak})
         elif (match := ESTIMATE.match(line)) and "estimate_s" not in said:
             said["estimate_s"] = int(match.group(1)) * (60 if match.group(2) == "min" else 1)
         elif match := MACHINE.match(line):
@@ -261,7 +270,7 @@ def main() -> None:
     load = tuple(round((a + b) / 2, 2) for a, b in zip(load, os.getloadavg(), strict=True))
     b, s = result["batch"], result["served"]
     for stage in b["stages"]:
-        print(f"  {stage['stage']:<60} {stage['seconds']:8.1f} s")
+        print(f"  {stage['stage']:<60} {stage['seconds']:8.1f} s, peak {stage['peak_pss_mib']:6} MiB")
     estimate = b.get("machine_estimate_s", b.get("estimate_s"))
     ratio = f"{b['wall_s'] / estimate:.2f}x the estimate it printed ({estimate} s)" if estimate else "no estimate"
     print(f"batch stages: {b['wall_s']} s, {ratio}; peak memory {b['peak_total_pss_mib']} MiB (PSS, all processes)")

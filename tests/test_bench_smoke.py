@@ -17,6 +17,7 @@ from tests.conftest import ROOT
 BENCHES = sorted(p.name for p in (ROOT / "bench").glob("*.py") if "def main(" in p.read_text())
 HERE = {
     "chat.py",
+    "demo.py",
     "dashboard.py",
     "annotation.py",
     "annotation_profile.py",
@@ -82,3 +83,12 @@ def test_the_chat_bench_still_runs():
     out = run_smoke("chat.py")
     assert "same answers: True" in out.splitlines()[-1]
     assert [line.split(",")[0] for line in out.splitlines() if line.startswith("warm")] == ["warm", "warm"]
+
+
+def test_the_demo_bench_still_runs():
+    """`manage.py demo --no-serve` on a tiny model, its stages read from what it prints, its
+    processes' memory sampled; then the site it serves, idle, process by process."""
+    out = run_smoke("demo.py")
+    assert "batch stages:" in out and "peak memory" in out
+    served = next(line for line in out.splitlines() if line.startswith("served, idle:"))
+    assert "live worker" in served and "web server" in served

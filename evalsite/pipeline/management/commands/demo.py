@@ -1,8 +1,11 @@
+import argparse
 import os
+import sys
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from evalsite.env import BASE_DIR
 from evalsite.pipeline.serve import serve
 from evalsite.pipeline.stages import DemoConfig, StageFailed, fresh_logins, run_stages
 
@@ -14,9 +17,12 @@ class Command(BaseCommand):
         parser.add_argument("--no-serve", action="store_true", help="run the batch stages only")
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=settings.DEMO_PORT, help="default: DEMO_PORT, else 8000")
+        parser.add_argument("--serve-only", action="store_true", help=argparse.SUPPRESS)  # what the demo execs
 
     def handle(self, *args, **opts):
         serves_at(opts["host"], opts["port"])
+        if opts["serve_only"]:
+            return self.serve(opts)
         try:
             state = run_stages(self.stdout.write)
         except StageFailed as exc:
@@ -30,6 +36,16 @@ class Command(BaseCommand):
             self.stdout.write("forgotten a password? manage.py changepassword admin (or demo-annotator-1, ...)")
         if opts["no_serve"]:
             return
+        # the stages' models and libraries (gigabytes after training) are given back: the site is
+        # served from a fresh process that imports only what serving needs
+        self.stdout.flush()
+        os.execv(
+            sys.executable,
+            [sys.executable, str(BASE_DIR / "manage.py"), "demo", "--serve-only"]
+            + ["--host", opts["host"], "--port", str(opts["port"])],
+        )
+
+    def serve(self, opts: dict) -> None:
         code = serve(opts["host"], opts["port"], self.stdout.write, preload=DemoConfig.from_env().candidate)
         if code:
             raise CommandError("the demo's server stopped")
