@@ -2,7 +2,7 @@
 against what it took, the peak memory of everything it started (summed over its processes as
 proportional set size, so pages shared between a worker and its children count once) and of each
 process, and then the site it serves: the memory of its processes once idle (the web server, the
-batch worker and its children, the live worker with the preloaded candidate).
+batch worker and its children, the live worker).
 
 Run quiet, and with one core busy elsewhere (`--busy`: a process spinning on one core for the
 whole run, as a laptop's browser or another job would); each run fills its own key of
@@ -203,8 +203,7 @@ def batch(env: dict[str, str]) -> dict:
 
 
 def served(env: dict[str, str], idle_seconds: float) -> dict:
-    """The site the demo serves: its processes' memory once they are idle (the live worker's
-    candidate preloaded)."""
+    """The site the demo serves: its processes' memory once they are idle."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -224,9 +223,9 @@ def served(env: dict[str, str], idle_seconds: float) -> dict:
             time.sleep(0.5)
         log = Path(env["EVALSITE_VAR_DIR"]) / "logs" / "live-worker.log"
         deadline = time.monotonic() + 180
-        while "chat preload:" not in (log.read_text(errors="replace") if log.exists() else ""):
+        while " ready." not in (log.read_text(errors="replace") if log.exists() else ""):
             if time.monotonic() > deadline:
-                raise SystemExit("the live worker did not preload its candidate")
+                raise SystemExit("the live worker did not start")
             time.sleep(0.5)
         time.sleep(idle_seconds)
         by_name: dict[str, int] = {}

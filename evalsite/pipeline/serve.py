@@ -63,28 +63,24 @@ def start_local_judge() -> subprocess.Popen:
 STOP_SECONDS = 5.0
 
 
-def start_worker(name: str, queues: str, options: list[str], log: Path, env: dict[str, str] | None = None):
+def start_worker(name: str, queues: str, options: list[str], log: Path):
     return subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "evalsite", "worker", "-n", f"{name}@%h", "-Q", queues, *options]
         + ["-l", "info"],
         cwd=BASE_DIR,
-        env=env,
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
 
 
-def live_environment(preload: str) -> dict[str, str]:
-    """The live worker's environment: it loads ``preload`` (the demo's candidate) as it starts,
-    unless CHAT_PRELOAD_SYSTEMS says otherwise."""
-    return {**os.environ, "CHAT_PRELOAD_SYSTEMS": os.environ.get("CHAT_PRELOAD_SYSTEMS", preload)}
-
-
-def serve(host: str, port: int, write: Callable[[str], None], preload: str = "") -> int:
+def serve(host: str, port: int, write: Callable[[str], None]) -> int:
     """Start one worker for the batch queues (with the periodic sweep), one for the live queue
-    (chat answers, from threads that share its loaded models; ``preload`` loaded as it starts)
-    and the web server; run until Ctrl-C, then stop all three."""
+    (chat answers, from threads that share its loaded models) and the web server; run until
+    Ctrl-C, then stop all three. The live worker loads a model when its first message asks for it
+    (the chat says "loading the model" for about 1.5 s) unless CHAT_PRELOAD_SYSTEMS names systems
+    to load as it starts: idle, the served processes hold about 400 MiB less without
+    (bench/demo.py)."""
     python = sys.executable
 
     stopping = []
@@ -100,9 +96,7 @@ def serve(host: str, port: int, write: Callable[[str], None], preload: str = "")
         ["-B", "-c", "2", "--max-tasks-per-child", "1"],
         var_logs / "worker.log",
     )
-    live = start_worker(
-        "live", "live", ["-P", "threads", "-c", "4"], var_logs / "live-worker.log", live_environment(preload)
-    )
+    live = start_worker("live", "live", ["-P", "threads", "-c", "4"], var_logs / "live-worker.log")
     # --insecure serves the static files that DEBUG would have
     web = subprocess.Popen(
         [python, "manage.py", "runserver", f"{host}:{port}", "--noreload", "--insecure"],

@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from evalsite.env import BASE_DIR
 from evalsite.pipeline.serve import serve
-from evalsite.pipeline.stages import DemoConfig, StageFailed, fresh_logins, run_stages
+from evalsite.pipeline.stages import StageFailed, fresh_logins, run_stages
 
 
 class Command(BaseCommand):
@@ -46,7 +46,7 @@ class Command(BaseCommand):
         )
 
     def serve(self, opts: dict) -> None:
-        code = serve(opts["host"], opts["port"], self.stdout.write, preload=DemoConfig.from_env().candidate)
+        code = serve(opts["host"], opts["port"], self.stdout.write)
         if code:
             raise CommandError("the demo's server stopped")
 
