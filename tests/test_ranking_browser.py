@@ -16,7 +16,7 @@ from evalsite.annotation.models import HumanJudgment, Study
 from tests.browser import ARTIFACTS, browser, login
 from tests.judge_fixtures import judge_config
 from tests.openai_stub import OpenAIStub
-from tests.test_ranking_study import annotator, level_judge, make_systems, vote_until
+from tests.test_ranking_study import RANKING_COLUMNS, annotator, level_judge, make_systems, vote_until
 
 LEVEL = re.compile(r"level (\d+)")
 
@@ -56,13 +56,7 @@ def test_in_chromium_a_ranking_study_of_six_systems_is_voted_judged_and_read(liv
         login(page, live_server.url, "chief", "chief-password-1", "/dashboard/six/")
         page.goto(f"{live_server.url}/dashboard/six/")
         headers = [h.strip() for h in page.locator("#rank-table th").all_inner_texts()]
-        assert headers == [
-            "system",
-            "rank-set, people + judge",
-            "rank-set, people alone",
-            "rank-set, the judge alone",
-            "strength",
-        ]
+        assert headers == RANKING_COLUMNS
         rows = page.locator("#rank-table tr").all()[1:]
         assert len(rows) == 6
         cells = [[c.strip() for c in row.locator("td").all_inner_texts()] for row in rows]

@@ -26,6 +26,14 @@ from tests.test_reading_never_writes import digest
 pytestmark = pytest.mark.django_db(transaction=True)
 
 LEVEL = re.compile(r"level (\d+)")
+# the ranking page's columns once a judge job is usable
+RANKING_COLUMNS = [
+    "system",
+    "rank-set, people + judge",
+    "rank-set, people alone",
+    "rank-set, the judge alone",
+    "strength",
+]
 
 
 def quality(k: int, i: int) -> int:
@@ -160,13 +168,7 @@ def test_people_and_judge_rank_the_systems_and_the_study_stops_when_the_top_is_s
     assert judge_theta["sys-3"] > judge_theta["sys-2"] > judge_theta["sys-1"] > judge_theta["sys-0"]
     shown = BeautifulSoup(staff_client.get(f"/dashboard/{study.name}/").content, "html.parser")
     headers = [th.get_text(strip=True) for th in shown.select("#rank-table th")]
-    assert headers == [
-        "system",
-        "rank-set, people + judge",
-        "rank-set, people alone",
-        "rank-set, the judge alone",
-        "strength",
-    ]
+    assert headers == RANKING_COLUMNS
     cells = [[td.get_text(strip=True) for td in tr.select("td")] for tr in shown.select("#rank-table tr")[1:]]
     assert [c[0] for c in cells][0] == "sys-3" and len(cells) == 4
     for row in cells:  # each rank-set holds the system's true rank (its level counted from the top)

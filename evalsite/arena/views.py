@@ -102,38 +102,38 @@ def turn(request, pk: int, side: str, index: int):
     return JsonResponse({"state": found.state, "text": found.assistant_text, "error": found.error})
 
 
+def _act(request, pk: int, act) -> Battle | None:
+    """Do ``act`` on the person's own battle; what cannot be done is said on the page. Returns the
+    battle, or None when refused."""
+    battle = _own_battle(request, pk)
+    try:
+        act(battle)
+    except services.ArenaError as exc:
+        messages.error(request, str(exc))
+        return None
+    return battle
+
+
 @login_required
 @require_POST
 def vote(request, pk: int):
-    battle = _own_battle(request, pk)
-    try:
-        services.vote(battle, request.POST.get("choice", ""))
-    except services.ArenaError as exc:
-        messages.error(request, str(exc))
+    _act(request, pk, lambda battle: services.vote(battle, request.POST.get("choice", "")))
+    return redirect("arena:battle", pk=pk)
+
+
+@login_required
+@require_POST
+def follow_up(request, pk: int):
+    _act(request, pk, lambda battle: services.follow_up(battle, request.POST.get("message", "")))
     return redirect("arena:battle", pk=pk)
 
 
 @login_required
 @require_POST
 def abandon(request, pk: int):
-    battle = _own_battle(request, pk)
-    try:
-        services.abandon(battle)
-    except services.ArenaError as exc:
-        messages.error(request, str(exc))
-        return redirect("arena:battle", pk=pk)
-    return redirect("arena:home", name=battle.study.name)
-
-
-@login_required
-@require_POST
-def follow_up(request, pk: int):
-    battle = _own_battle(request, pk)
-    try:
-        services.follow_up(battle, request.POST.get("message", ""))
-    except services.ArenaError as exc:
-        messages.error(request, str(exc))
-    return redirect("arena:battle", pk=pk)
+    """A battle a system failed to answer, left: the person may ask again."""
+    battle = _act(request, pk, services.abandon)
+    return redirect("arena:home", name=battle.study.name) if battle else redirect("arena:battle", pk=pk)
 
 
 @staff_required
