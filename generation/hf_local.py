@@ -26,12 +26,45 @@ DEFAULT_MAX_BATCH_SIZE = 16
 DEFAULT_MAX_BATCH_TOKENS = 16 * 4096
 
 
-def configure_threads() -> int:
-    """Use the cores this process may run on (GENERATION_THREADS overrides)."""
+def configure_threads(fresh: bool = False) -> int:
+    """Use the cores this process may run on, less those other processes keep busy right now
+    (GENERATION_THREADS overrides). With one of two cores busy elsewhere, torch's two threads
+    wait on each other: training ran at 67 tokens/s with two threads and 140 with one (234 with
+    two on a quiet machine); the demo's training stage took over half an hour instead of three
+    minutes."""
+    global _threads
     wanted = os.environ.get("GENERATION_THREADS")
-    n = int(wanted) if wanted else len(os.sched_getaffinity(0))
+    if wanted:
+        n = int(wanted)
+    elif _threads is not None and not fresh:
+        n = _threads  # measured once a process: a backend made again does not wait to measure
+    else:
+        n = _threads = max(1, len(os.sched_getaffinity(0)) - round(busy_elsewhere()))
     torch.set_num_threads(max(1, n))
-    return n
+    return max(1, n)
+
+
+_threads: int | None = None
+
+
+def busy_elsewhere(seconds: float = 0.3) -> float:
+    """Cores' worth of CPU that other processes use now: the machine's busy time over a short
+    window (/proc/stat) less this process's own; 0 where /proc/stat cannot be read."""
+
+    def busy_ticks() -> int:
+        with open("/proc/stat") as stat:
+            values = [int(v) for v in stat.readline().split()[1:9]]
+        return sum(values) - values[3] - values[4]  # all but idle and iowait
+
+    try:
+        before, own_before, started = busy_ticks(), os.times(), time.monotonic()
+        time.sleep(seconds)
+        after, own_after, ended = busy_ticks(), os.times(), time.monotonic()
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    busy = (after - before) / os.sysconf("SC_CLK_TCK")
+    own = own_after.user + own_after.system - own_before.user - own_before.system
+    return max(busy - own, 0.0) / max(ended - started, 1e-6)
 
 
 def native_bf16() -> bool:

@@ -27,6 +27,7 @@ from accelerate.state import AcceleratorState
 from accelerate.utils import DistributedType, set_seed
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from generation.hf_local import configure_threads
 from training.batching import collate, length_grouped_batches, random_batches
 from training.dropout import apply_residual_dropout
 from training.formatting import EncodedExample, FormatError, encode_example, prepare_tokenizer
@@ -330,6 +331,8 @@ def train(
     callbacks = callbacks or Callbacks()
     recipe.validate()
     accelerator = accelerator or make_accelerator(recipe)
+    if accelerator.device.type == "cpu" and accelerator.num_processes == 1:
+        configure_threads()  # the cores not busy elsewhere: two threads on one free core crawl
     outcome = RunOutcome()
     resume = load_resume(run_dir)
     session = _set_up(run_dir, base, recipe, accelerator, resume, callbacks, outcome)
