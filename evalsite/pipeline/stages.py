@@ -59,21 +59,22 @@ class Stage:
     kind: str = ""  # its key in STAGE_SECONDS
 
 
-# The default demo's stages as measured on a quiet 2-core machine like CI's (a fresh clone,
-# `manage.py demo --no-serve`, 2026-12-04, README "make demo"), and what it leaves under var/: the
-# estimate printed before the first stage, rescaled after each by how this machine compares.
+# The default demo's stages as measured on a quiet 2-core machine like CI's (a fresh folder,
+# bench/demo.py, 2026-12-07, bench/results/demo.json), and what it leaves under var/: the estimate
+# printed before the first stage, rescaled by this machine's probe and after each long stage by how
+# this machine compares.
 STAGE_SECONDS = {
-    "migrate": 1.3,
-    "seed": 0.1,
-    "staff": 0.2,
-    "curate": 4.4,
-    "train": 229.9,  # under bfloat16 autocast where the CPU has it
+    "migrate": 2.3,
+    "seed": 0.4,
+    "staff": 0.3,
+    "curate": 3.9,
+    "train": 182.4,  # under bfloat16 autocast where the CPU has it, with gradient checkpointing
     "register": 0.0,
-    "generate": 123.2,  # each of the two (the candidate 114.6 s in bfloat16, the base 131.7 s in int4
+    "generate": 94.8,  # each of the two (the candidate 87.6 s in bfloat16, the base 101.9 s in int4
     # with its one-time conversion)
     "study": 0.1,
-    "judge": 92.2,
-    "annotators": 0.8,
+    "judge": 69.3,
+    "annotators": 0.6,
 }
 DEMO_DISK_GB = 1.7
 SLOWER = 1.3  # a machine this much slower than the one measured is told so, with its own estimate
