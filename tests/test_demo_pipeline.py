@@ -296,7 +296,7 @@ def test_with_a_core_busy_elsewhere_the_demo_says_so_and_estimates_for_this_mach
             burner.kill()
             burner.wait()
     said = re.fullmatch(
-        r"this machine is ([\d.]+)x slower than those right now \(load [\d.]+ on \d+ cores.*\): "
+        r"this machine is ([\d.]+)x slower than those right now \([\d.]+ of its \d+ cores busy with other work\): "
         r"expect about (\d+) min",
         printed[1],
     )

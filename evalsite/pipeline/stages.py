@@ -90,32 +90,49 @@ def _done_yet(stage: Stage) -> bool:
         return False
 
 
-# probe() on the machine STAGE_SECONDS were measured on, quiet (2026-12-07: 0.169 s; 0.362 s with
-# one of its two cores busy with other work, where the demo's stages took 1.8x as long)
-PROBE_SECONDS = 0.169
+# probe() on the machine STAGE_SECONDS were measured on, quiet (2026-12-07: 0.242 s; 0.259 s with
+# one of its two cores busy elsewhere). One thread: with numpy's or torch's two threads, one busy
+# core made the probe up to 5x slower while the demo (which takes the cores left:
+# generation.hf_local.configure_threads) took 1.52x as long (bench/results/demo.json).
+PROBE_SECONDS = 0.242
+TWO_CORE_GAIN = 1.52  # the demo on two quiet cores against one: 691.4 s / 454.5 s
 
 
 def probe() -> float:
-    """Seconds this machine takes now for a fixed piece of the work the demo does most (150
-    products of 512 x 512 float32 matrices, the best of three): how fast it is, and how busy."""
-    import numpy as np
+    """Seconds one thread of this machine takes now for a fixed piece of the work the demo does
+    most (100 products of 512 x 512 float32 matrices, the best of three)."""
+    import torch
 
-    a = np.random.default_rng(0).standard_normal((512, 512)).astype(np.float32)
-    best = math.inf
-    for _ in range(3):
-        started = time.perf_counter()
-        for _ in range(150):
-            a @ a  # noqa: B018 (the work itself is the point)
-        best = min(best, time.perf_counter() - started)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        a = torch.randn(512, 512, generator=torch.Generator().manual_seed(0))
+        best = math.inf
+        for _ in range(3):
+            started = time.perf_counter()
+            for _ in range(100):
+                a @ a  # noqa: B018 (the work itself is the point)
+            best = min(best, time.perf_counter() - started)
+    finally:
+        torch.set_num_threads(threads)
     return best
 
 
 def machine_factor() -> tuple[float, str]:
-    """How much longer than STAGE_SECONDS this machine should take now (probe() over
-    PROBE_SECONDS, kept within 0.5-5), and a note on its load when other work is running."""
-    factor = min(max(probe() / PROBE_SECONDS, 0.5), 5.0)
-    load, cores = os.getloadavg()[0], os.cpu_count() or 1
-    note = f"load {load:.1f} on {cores} cores" + (": other work is running" if load >= 0.5 * cores else "")
+    """How much longer than STAGE_SECONDS this machine should take now: one thread's speed against
+    the measured machine's, times what the cores left free lose against its two (kept within
+    0.5-5), and a note on what other work is running."""
+    from generation.hf_local import busy_elsewhere
+
+    cores = len(os.sched_getaffinity(0))
+    busy = busy_elsewhere()
+    free = max(1, cores - round(busy))
+
+    def gain(n: int) -> float:
+        return 1 + (TWO_CORE_GAIN - 1) * (n - 1)
+
+    factor = min(max(probe() / PROBE_SECONDS * gain(2) / gain(free), 0.5), 5.0)
+    note = f"{busy:.1f} of its {cores} cores busy with other work" if busy >= 0.5 else f"{cores} cores"
     return factor, note
 
 
