@@ -36,17 +36,20 @@ def make_study(
         for k, system in enumerate(systems):
             Response.objects.create(system=system, prompt=prompt, text=f"A short reply about {i}, take {k}.")
     study = studies.create_study(name, candidate, systems, prompt_set, overlap=overlap, gold_rate=gold_rate)
-    users = []
-    for k in range(annotators):
-        user = User.objects.create_user(f"ann{k}", password=f"pw-ann{k}-secret")
-        user.groups.add(annotators_group())
-        study.annotators.add(user)
-        users.append(user)
+    users = [member(study, f"ann{k}") for k in range(annotators)]
     if start:
         studies.start_study(study)
         if SAMPLE_RATE is not None:  # no judge: every comparison equally unsure
             studies.plan_sampling(study, {}, SAMPLE_RATE, random.Random(0))
     return study, users
+
+
+def member(study, name: str) -> User:
+    """An annotator account (password pw-NAME-secret) that may work on the study."""
+    user = User.objects.create_user(name, password=f"pw-{name}-secret")
+    user.groups.add(annotators_group())
+    study.annotators.add(user)
+    return user
 
 
 def vote(user, comparison, choice, seconds=None, on_left=True):

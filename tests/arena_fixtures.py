@@ -3,10 +3,7 @@ its name, so a page that showed the name before the vote would be caught)."""
 
 from __future__ import annotations
 
-from django.contrib.auth.models import User
-
 from evalsite.catalog.models import System
-from evalsite.core.accounts import annotators_group
 
 WORDS = {"model-a": "Plainly put,", "model-b": "In short,", "model-c": "Well,"}
 
@@ -26,10 +23,3 @@ def arena_systems(stub, names=("alpha", "bravo", "charlie")) -> list[System]:
         )
         for name, model in zip(names, WORDS, strict=False)
     ]
-
-
-def person(study, name: str) -> User:
-    user = User.objects.create_user(name, password=f"pw-{name}-secret")
-    user.groups.add(annotators_group())
-    study.annotators.add(user)
-    return user

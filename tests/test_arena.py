@@ -15,7 +15,8 @@ from evalsite.arena import services
 from evalsite.arena.models import Battle
 from evalsite.catalog.models import Prompt, Response, System
 from evalsite.dashboard import ranking
-from tests.arena_fixtures import arena_responder, arena_systems, person
+from tests.annotation_fixtures import member as person
+from tests.arena_fixtures import arena_responder, arena_systems
 from tests.openai_stub import OpenAIStub
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -15,7 +15,8 @@ from playwright.sync_api import expect
 from evalsite.annotation.models import Comparison, Study
 from evalsite.arena.models import Battle
 from evalsite.catalog.models import Prompt
-from tests.arena_fixtures import arena_responder, arena_systems, person
+from tests.annotation_fixtures import member as person
+from tests.arena_fixtures import arena_responder, arena_systems
 from tests.browser import ARTIFACTS, browser, login
 from tests.openai_stub import OpenAIStub
 

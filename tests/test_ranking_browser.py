@@ -13,10 +13,11 @@ from django.contrib.auth.models import User
 from django.core.management import call_command
 
 from evalsite.annotation.models import HumanJudgment, Study
+from tests.annotation_fixtures import member as annotator
 from tests.browser import ARTIFACTS, browser, login
 from tests.judge_fixtures import judge_config
 from tests.openai_stub import OpenAIStub
-from tests.test_ranking_study import RANKING_COLUMNS, annotator, level_judge, make_systems, vote_until
+from tests.test_ranking_study import RANKING_COLUMNS, level_judge, make_systems, vote_until
 
 LEVEL = re.compile(r"level (\d+)")
 

@@ -16,9 +16,9 @@ from django.core.management import CommandError, call_command
 from evalsite.annotation import answers, claims, studies
 from evalsite.annotation.models import Comparison, Study
 from evalsite.catalog.models import Prompt, PromptSet, Response, System
-from evalsite.core.accounts import annotators_group
 from evalsite.dashboard import ranking
 from evalsite.dashboard.tasks import check_targets
+from tests.annotation_fixtures import member as annotator
 from tests.judge_fixtures import judge_config
 from tests.openai_stub import OpenAIStub
 from tests.test_reading_never_writes import digest
@@ -68,13 +68,6 @@ def level_judge(body: dict) -> str:
     a = re.search(r"Answer A:\n(.*?)\n\nAnswer B:", text, re.S).group(1)
     b = text.split("Answer B:\n", 1)[1]
     return "Answer A is significantly better." if level(a) > level(b) else "Answer B is significantly better."
-
-
-def annotator(study: Study, name: str) -> User:
-    user = User.objects.create_user(name, password=f"pw-{name}-secret")
-    user.groups.add(annotators_group())
-    study.annotators.add(user)
-    return user
 
 
 def vote_until(study: Study, user: User, votes: int, rng: random.Random, noise: float = 0.0) -> list[Comparison]:

@@ -36,14 +36,17 @@ class StudyKind:
     ranked: bool = False  # its pairs rank many systems (the ranking page) rather than a candidate against baselines
 
 
+def _judged(study: Study, user: User) -> int:
+    return HumanJudgment.objects.filter(comparison__study=study, annotator=user).count()
+
+
 def _pairwise_progress(study: Study, user: User) -> tuple[int, int]:
-    done = HumanJudgment.objects.filter(comparison__study=study, annotator=user).count()
-    return done, claims.left_for(study, user)
+    return _judged(study, user), claims.left_for(study, user)
 
 
 def _arena_progress(study: Study, user: User) -> tuple[int, int]:
     """Battles voted, and an arena has always more: a person brings prompts as long as it is open."""
-    return HumanJudgment.objects.filter(comparison__study=study, annotator=user).count(), claims.LEFT_CAP
+    return _judged(study, user), claims.LEFT_CAP
 
 
 def _rating_progress(study: Study, user: User) -> tuple[int, int]:

@@ -116,7 +116,9 @@ def create_ranking_study(
     decoys); adaptive assignment draws the pairs that can still change the answer to ``goal``.
     ``at_least``: the fewest systems (checkpoint selection ranks two as well)."""
     if len(systems) < at_least:
-        raise StudyError(f"a ranking study needs three systems or more, got {len(systems)} (two: a pairwise study)")
+        fewest = {2: "two", 3: "three"}.get(at_least, str(at_least))
+        hint = " (two: a pairwise study)" if at_least == 3 else ""
+        raise StudyError(f"a ranking needs {fewest} systems or more, got {len(systems)}{hint}")
     if len({s.pk for s in systems}) != len(systems):
         raise StudyError("a system is named twice")
     if goal not in Study.RankingGoal.values:

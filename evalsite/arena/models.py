@@ -51,3 +51,10 @@ class Battle(models.Model):
 
     def __str__(self) -> str:
         return f"{self.study} battle {self.pk}"
+
+    @property
+    def choice(self) -> str:
+        """The vote as the person clicked it: a (the left answer), b, tie or both_bad; "" before."""
+        if self.outcome in (self.Outcome.FIRST, self.Outcome.SECOND):
+            return "a" if (self.outcome == self.Outcome.FIRST) == self.first_on_left else "b"
+        return str(self.outcome)

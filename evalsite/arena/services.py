@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from evalsite.annotation import answers, claims
 from evalsite.annotation.models import Assignment, Comparison, Study
-from evalsite.annotation.studies import StudyError, ranked_systems
+from evalsite.annotation.studies import StudyError, create_ranking_study, ranked_systems
 from evalsite.answering import chat
 from evalsite.answering.models import ChatTurn, Conversation
 from evalsite.arena.models import Battle
@@ -40,41 +40,26 @@ def create_arena(name: str, systems: list[System], *, review: bool = False, topi
     """An open arena of ``systems`` (two or more) whose collected prompts become the prompt set
     NAME-prompts. ``review``: a prompt counts only once staff approve it; ``topics``: what a
     person picks from (none: any)."""
-    if len(systems) < 2:
-        raise ArenaError(f"an arena needs two systems or more, got {len(systems)}")
-    if len({s.pk for s in systems}) != len(systems):
-        raise ArenaError("a system is named twice")
     imported = [s.name for s in systems if s.backend == "imported"]
     if imported:
         raise ArenaError(f"{', '.join(imported)} only have imported responses: an arena's systems answer new prompts")
     topics = [t.strip() for t in (topics or []) if t.strip()]
     if any(len(t) > 50 for t in topics):
         raise ArenaError("a topic is longer than 50 characters")
-    if Study.objects.filter(name=name).exists():
-        raise ArenaError(f"a study named {name!r} exists")
     set_name = f"{name}-prompts"[:100]
     if PromptSet.objects.filter(name=set_name).exists():
         raise ArenaError(f"a prompt set named {set_name!r} exists: name the arena otherwise")
-    with transaction.atomic():
+    with transaction.atomic():  # a ranking of the systems (its checks), on the set it collects
         prompt_set = PromptSet.objects.create(
             name=set_name,
             purpose=PromptSet.Purpose.TEST,
             description=f"Prompts people brought to arena {name} (source {SOURCE!r}).",
         )
-        study = Study.objects.create(
-            name=name,
-            kind=Study.Kind.ARENA,
-            candidate=systems[0],
-            prompt_set=prompt_set,
-            overlap=1,
-            gold_rate=0.0,
-            assignment=Study.AssignmentPolicy.ADAPTIVE,
-            ranking_goal=Study.RankingGoal.TOP,
-            review_prompts=review,
-            topics=topics,
-            status=Study.Status.OPEN,
-        )
-        study.baselines.set(systems[1:])
+        study = create_ranking_study(name, systems, prompt_set, overlap=1, gold_rate=0.0, at_least=2)
+        fields = {"kind": Study.Kind.ARENA, "review_prompts": review, "topics": topics, "status": Study.Status.OPEN}
+        Study.objects.filter(pk=study.pk).update(**fields)
+        for field, value in fields.items():
+            setattr(study, field, value)
     return study
 
 
@@ -160,12 +145,15 @@ def sides(battle: Battle) -> tuple[Conversation, Conversation]:
     return (first, second) if battle.first_on_left else (second, first)
 
 
+def _turns(battle: Battle, *states: str):
+    """The battle's turns on both sides in these states."""
+    conversations = [battle.first_conversation_id, battle.second_conversation_id]
+    return ChatTurn.objects.filter(conversation__in=conversations, state__in=states)
+
+
 def answered(battle: Battle) -> bool:
     """Whether both systems have finished their last answer (written or failed)."""
-    unfinished = ChatTurn.objects.filter(
-        conversation__in=[battle.first_conversation_id, battle.second_conversation_id], state__in=ChatTurn.UNFINISHED
-    )
-    return not unfinished.exists()
+    return not _turns(battle, *ChatTurn.UNFINISHED).exists()
 
 
 def follow_up(battle: Battle, text: str) -> None:
@@ -191,10 +179,7 @@ def vote(battle: Battle, choice: str) -> Battle:
         raise ArenaError("choose A, B, neither, or both are bad")
     if not answered(battle):
         raise ArenaError("wait for both answers before you vote")
-    failed = ChatTurn.objects.filter(
-        conversation__in=[battle.first_conversation_id, battle.second_conversation_id], state=ChatTurn.State.FAILED
-    )
-    if failed.exists():
+    if _turns(battle, ChatTurn.State.FAILED).exists():
         raise ArenaError("a system did not answer: this battle cannot be voted on; start a new one")
     picked = CHOICES[choice]
     outcome: str = picked
@@ -214,10 +199,7 @@ def vote(battle: Battle, choice: str) -> Battle:
 
 def abandon(battle: Battle) -> Battle:
     """Close a battle a system failed to answer (never counted), so that the person may ask again."""
-    failed = ChatTurn.objects.filter(
-        conversation__in=[battle.first_conversation_id, battle.second_conversation_id], state=ChatTurn.State.FAILED
-    )
-    if battle.voted_at is None and not failed.exists():
+    if battle.voted_at is None and not _turns(battle, ChatTurn.State.FAILED).exists():
         raise ArenaError("vote on the two answers first (a battle is left only when a system failed to answer)")
     Battle.objects.filter(pk=battle.pk, voted_at__isnull=True).update(voted_at=timezone.now())
     battle.refresh_from_db()
@@ -269,10 +251,7 @@ def record(battle: Battle) -> Comparison:
         expires_at=timezone.now() + timedelta(minutes=5),
         shown_at=battle.created_at,
     )
-    choice = "both_bad" if battle.outcome == Battle.Outcome.BOTH_BAD else "tie"
-    if battle.outcome in (Battle.Outcome.FIRST, Battle.Outcome.SECOND):
-        choice = "a" if (battle.outcome == Battle.Outcome.FIRST) == battle.first_on_left else "b"
-    answers.submit(assignment.pk, battle.person, choice)
+    answers.submit(assignment.pk, battle.person, battle.choice)
     Battle.objects.filter(pk=battle.pk).update(comparison=comparison)
     battle.comparison = comparison
     return comparison

@@ -83,11 +83,8 @@ def battle(request, pk: int):
 
 
 def _picked(battle: Battle) -> str:
-    """What the person chose, as they saw it (left / right), for the page after the vote."""
-    if battle.outcome in (Battle.Outcome.FIRST, Battle.Outcome.SECOND):
-        left_won = (battle.outcome == Battle.Outcome.FIRST) == battle.first_on_left
-        return "A (left)" if left_won else "B (right)"
-    return {"tie": "neither", "both_bad": "both are bad"}.get(str(battle.outcome), "")
+    """What the person chose, as they saw it, for the page after the vote."""
+    return {"a": "A (left)", "b": "B (right)", "tie": "neither", "both_bad": "both are bad"}.get(battle.choice, "")
 
 
 @login_required

@@ -32,7 +32,8 @@ from django.utils import timezone
 from evalsite.annotation.models import HumanJudgment, Study
 from evalsite.annotation.studies import ranked_systems
 from evalsite.core.columns import fetch_columns
-from evalsite.dashboard.estimates import ROWS_FROM, _judge, _people, _row_columns, usable
+from evalsite.dashboard.estimates import ROWS_FROM, _judge, _people, _row_columns, stop_judge, usable
+from evalsite.dashboard.stopping import first_usable_job
 from evalsite.judging.models import JudgeJob
 from stats.ranking import (
     PairShares,
@@ -162,15 +163,9 @@ def _ranked(label: str, k: int, shares: PairShares, n: int, planned: int) -> tup
 
 
 def rule_job(study: Study) -> JudgeJob | None:
-    """The judge job a ranking study's stop reads: the one fixed on it, else its first job that
-    finished over every comparison (not yet recorded: ``decide`` records it)."""
-    if study.target_judge_job is not None:
-        job = JudgeJob.objects.filter(pk=study.target_judge_job, study=study).first()
-        return job if usable(job) else None
-    for job in study.judge_jobs.filter(status="done", comparison_ids=[]).order_by("finished_at", "pk"):
-        if usable(job):
-            return job
-    return None
+    """The judge job a ranking study's stop reads: the one fixed on it (while usable), else its
+    first job that finished over every comparison (not yet recorded: ``decide`` records it)."""
+    return stop_judge(study) if study.target_judge_job is not None else first_usable_job(study)
 
 
 def ranking(study: Study, job: JudgeJob | None = None) -> RankingResult:
@@ -345,7 +340,7 @@ def decide(study: Study) -> RankingResult:
     the question is settled, the study marked as having enough (no new comparison is started; the
     started ones are finished). The periodic check (dashboard.check_targets) calls it."""
     if study.target_judge_job is None:
-        job = rule_job(study)
+        job = first_usable_job(study)
         if job is not None:
             Study.objects.filter(pk=study.pk, target_judge_job__isnull=True).update(target_judge_job=job.pk)
             study.refresh_from_db(fields=["target_judge_job"])
