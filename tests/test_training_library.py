@@ -80,6 +80,43 @@ def test_it_learns_only_assistant_tokens_and_their_eot_in_every_turn():
     assert learned_ids == [lab for lab in encoded.labels if lab != IGNORE_INDEX]
 
 
+def test_the_loss_gives_logits_to_learned_tokens_only_a_chunk_at_a_time_with_the_full_losss_gradients(monkeypatch):
+    """The output layer's logits are vocabulary-wide: the training loss computes them for the
+    learned tokens only, LOSS_CHUNK_TOKENS at a time (recomputed in the backward pass), and gets
+    the loss and the gradients the model's own forward over every position gives."""
+    import training.loop as loop
+
+    tokenizer, model = prepared()
+    model.train()
+    monkeypatch.setattr(loop, "LOSS_CHUNK_TOKENS", 7)
+    short = [{"role": "user", "content": "what is the sky"}, {"role": "assistant", "content": "the sky is blue"}]
+    pairs = [(e.input_ids, e.labels) for e in (encode_example(tokenizer, m, 200, EOT) for m in (TALK, short))]
+    batch = collate(pairs, tokenizer.pad_token_id)
+    learned = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+    rows_seen: list[int] = []
+    head = model.get_output_embeddings()
+    hook = head.register_forward_hook(lambda m, i, out: rows_seen.append(out.shape[0] if out.dim() == 2 else -1))
+    loss = loop._micro_batch_loss(model, batch, float(learned))
+    loss.backward()
+    hook.remove()
+    chunked = {name: p.grad.clone() for name, p in model.named_parameters()}
+    # forward and the backward's recomputation: every chunk of learned tokens, never a padded or prompt one
+    assert sum(rows_seen) == 2 * learned and max(rows_seen) <= 7
+    model.zero_grad()
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+    labels = batch["labels"][:, 1:].reshape(-1)
+    full = (
+        torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.size(-1)), labels, ignore_index=IGNORE_INDEX, reduction="sum"
+        )
+        / learned
+    )
+    full.backward()
+    assert torch.allclose(loss, full, atol=1e-5)
+    for name, p in model.named_parameters():
+        assert torch.allclose(chunked[name], p.grad, atol=1e-5), name
+
+
 def test_it_trims_examples_to_max_length_and_refuses_one_with_nothing_left_to_learn():
     tokenizer, _ = prepared()
     long = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": " ".join(["cat"] * 100)}]
