@@ -244,6 +244,19 @@ def served(env: dict[str, str], idle_seconds: float) -> dict:
         proc.wait(timeout=60)
 
 
+def machine_probe(env: dict) -> tuple[float, float]:
+    """The demo's own measure of this machine (evalsite.pipeline.stages.probe: one thread's time
+    for a fixed piece of matrix work), taken before the run, and what it was where the stages' times
+    were measured (PROBE_SECONDS): runs on different hosts compare by it."""
+    code = "from evalsite.pipeline.stages import PROBE_SECONDS, probe; print(PROBE_SECONDS, probe())"
+    done = subprocess.run(
+        [sys.executable, "manage.py", "shell", "--no-imports", "-c", code],
+        cwd=ROOT, env=env, capture_output=True, text=True, check=True, timeout=300,
+    )  # fmt: skip
+    reference, now = done.stdout.split()[-2:]
+    return float(now), float(reference)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--busy", action="store_true", help="one core spinning elsewhere for the whole run")
@@ -253,6 +266,7 @@ def main() -> None:
     env = environment(folder)
     burner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.busy else None
     load = os.getloadavg()
+    probe_s, reference_s = machine_probe(env)
     try:
         if args.smoke:
             from tests.openai_stub import OpenAIStub
@@ -275,12 +289,20 @@ def main() -> None:
     print(f"batch stages: {b['wall_s']} s, {ratio}; peak memory {b['peak_total_pss_mib']} MiB (PSS, all processes)")
     print(f"  peak RSS by process: {b['peak_rss_mib_by_process']}")
     print(f"served, idle: {s['idle_total_pss_mib']} MiB (PSS) by {s['idle_pss_mib_by_process']}; load {load}")
+    print(f"this machine's probe: {probe_s:.3f} s (the stages' measured times were taken where it was {reference_s} s)")
     if args.smoke:
         return
     key = "one core busy" if args.busy else "quiet"
     out = ROOT / "bench" / "results" / "demo.json"
     results = json.loads(out.read_text()) if out.exists() else {}
-    results[key] = {**result, "load_average": load, "date": time.strftime("%Y-%m-%d"), "command": " ".join(sys.argv)}
+    results[key] = {
+        **result,
+        "probe_s": probe_s,
+        "probe_reference_s": reference_s,
+        "load_average": load,
+        "date": time.strftime("%Y-%m-%d"),
+        "command": " ".join(sys.argv),
+    }
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {out} [{key}]")
 

@@ -131,7 +131,10 @@ def test_the_demo_pipeline_runs_on_the_embedded_default_and_a_second_run_skips_i
     assert set(again) == {"annotator: demo-annotator-1", "staff login: admin"}
     assert not first_links & set(again.values())
     assert second.stdout.count("already done, skipped") == 11
-    assert (tmp_path / "var" / "models" / "runs" / "run-0001" / "epoch-01" / "recipe.json").exists()
+    run_dir = tmp_path / "var" / "models" / "runs" / "run-0001"
+    assert (run_dir / "epoch-01" / "recipe.json").exists()
+    # it trained in a child process (the launcher path), which gave its memory back when it exited
+    assert (run_dir / "launcher.log").exists() and "finished" in (run_dir / "progress.jsonl").read_text()
     # from the curation to the judge, one workflow the demo's own process carried (no worker here)
     shown = manage(env, "shell", "--no-imports", "-c", SHOW_DEMO_WORKFLOW)
     assert shown.stdout.split() == ["done", "False", "7", "7"], shown.stdout + shown.stderr
