@@ -282,6 +282,11 @@ def main() -> None:
         started = time.monotonic()
         assert client.get(url + "&panel=agreement").status_code == 200
         panel_times.append(time.monotonic() - started)
+    evidence_times = []  # the page's other second request: blinding, calibration, length and style control
+    for _ in range(args.repeat):
+        started = time.monotonic()
+        assert client.get(url + "&panel=evidence").status_code == 200
+        evidence_times.append(time.monotonic() - started)
     loop_times = []
     for _ in range(args.repeat):
         started = time.monotonic()
@@ -303,6 +308,8 @@ def main() -> None:
         "ratio": naive / page,
         "agreement_panel_s": statistics.median(panel_times),
         "panel_runs": panel_times,
+        "evidence_panel_s": statistics.median(evidence_times),
+        "evidence_panel_runs": evidence_times,
         "load_1min_before": load_before,
         "load_1min_after": os.getloadavg()[0],
     }
@@ -317,6 +324,10 @@ def main() -> None:
     print(
         f"its second request, per-annotator and person-judge agreement (scans every judgment): "
         f"median {report['agreement_panel_s'] * 1000:.0f} ms"
+    )
+    print(
+        f"its other second request, blinding checks, calibration and length and style control (reads every "
+        f"answer's style): median {report['evidence_panel_s'] * 1000:.0f} ms"
     )
     if args.smoke:
         psql(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")

@@ -502,7 +502,7 @@ def test_the_next_page_on_postgresql_is_four_statements(settings, client):
 
 
 @pytest.mark.django_db
-def test_a_study_whose_candidate_is_cut_at_the_limit_far_more_often_is_warned_about():
+def test_a_study_whose_candidate_is_cut_at_the_limit_far_more_often_is_warned_about(staff_client):
     from evalsite.annotation.blinding import blinding_warnings
     from evalsite.catalog.models import Response
 
@@ -543,6 +543,12 @@ def test_a_study_whose_candidate_is_cut_at_the_limit_far_more_often_is_warned_ab
     status = io.StringIO()
     call_command("study", "status", "second", stdout=status)
     assert "  14 of 20 answers of lima-65b were cut at the token limit" in status.getvalue()
+    # on the page, its second request says it (the checks read every answer; the first is quick)
+    first = BeautifulSoup(staff_client.get("/dashboard/second/").content, "html.parser")
+    assert not [li for li in first.select("#figure1 .figure-notes li") if "cut at the token limit" in li.get_text()]
+    panel = BeautifulSoup(staff_client.get("/dashboard/second/?panel=evidence").content, "html.parser")
+    said = [li.get_text() for li in panel.select("#blinding .figure-notes li")]
+    assert said[0].startswith("14 of 20 answers of lima-65b were cut at the token limit against 3 of 20")
 
 
 @pytest.mark.django_db

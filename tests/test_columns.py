@@ -31,6 +31,25 @@ def test_postgresql_gives_every_value_exactly_and_null_as_nan():
     assert [v.shape for v in empty.values()] == [(0,), (0,), (0,)]
 
 
+def test_small_whole_numbers_travel_packed_and_come_back_exactly_with_null_and_out_of_range_as_nan():
+    source = """FROM (VALUES (1, 0, 65534, 2, 10.5), (2, NULL, 7, 0, NULL), (3, 65535, -1, 3, 0.25)) AS v(k, a, b, c, x)
+                WHERE v.k > %s"""
+    columns = {"k": "v.k", "a": "v.a", "b": "v.b", "c": "v.c", "x": "v.x"}
+    small = {"a": 16, "b": 16, "c": 2}
+    got = fetch_columns(columns, source, "v.k", [0], small)
+    plain = fetch_columns(columns, source, "v.k", [0])
+    assert list(got) == list(columns), "the columns in the order asked, packed or not"
+    assert got["k"].tolist() == [1.0, 2.0, 3.0] and got["x"][0] == 10.5 and np.isnan(got["x"][1])
+    assert got["a"][0] == 0 and np.isnan(got["a"][1]) and np.isnan(got["a"][2]), "65,535 is past 16 bits' range"
+    assert got["b"].tolist()[:2] == [65534.0, 7.0] and np.isnan(got["b"][2]), "a negative number: out of range"
+    assert got["c"].tolist()[:2] == [2.0, 0.0] and np.isnan(got["c"][2])
+    np.testing.assert_array_equal(got["b"][:2], plain["b"][:2])
+    unordered = fetch_columns(columns, source, "", [0], small)  # rows as the database gives them
+    assert sorted(unordered["k"].tolist()) == [1.0, 2.0, 3.0]
+    with pytest.raises(ValueError, match="54 bits"):
+        fetch_columns(columns, source, "v.k", [0], {"a": 20, "b": 20, "c": 14})
+
+
 SHELL = """
 import json, numpy as np
 from tests.test_dashboard_evidence import half_voted_study

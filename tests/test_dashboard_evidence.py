@@ -96,7 +96,11 @@ def test_win_rates_controlled_for_length_for_people_and_judge(staff_client):
     people, judge = rows[0]["people"], rows[0]["judge"]
     assert people["n"] == 6 and judge["n"] == 12
     assert people["raw"] == pytest.approx((4 + 0.5) / 6) and judge["raw"] == pytest.approx((7 + 1) / 12)
-    page = BeautifulSoup(staff_client.get(f"/dashboard/{study.name}/?job={job.pk}").content, "html.parser")
+    # the page's first request leaves them to its second (they read both answers' style everywhere)
+    first = BeautifulSoup(staff_client.get(f"/dashboard/{study.name}/?job={job.pk}").content, "html.parser")
+    assert first.select_one("#evidence[data-panel]") is not None and not first.select("#length-control")
+    second = staff_client.get(f"/dashboard/{study.name}/?job={job.pk}&panel=evidence")
+    page = BeautifulSoup(second.content, "html.parser")
     cells = [td.get_text(strip=True) for td in page.select("#length-control tbody tr td")]
     assert cells[0] == "alpaca-65b" and cells[1] == "75%" and cells[4] == "67%"
     style = [[td.get_text(strip=True) for td in tr.select("td")] for tr in page.select("table.style-control tbody tr")]
@@ -134,10 +138,15 @@ def test_the_evidence_panels_in_the_browser(live_server):
         login(page, live_server.url, "chief", "chief-password-1", f"/dashboard/{study.name}/?job={job.pk}")
         page.wait_for_selector("#figure1 svg")
         assert page.locator("#figure1 tr.assisted").is_visible()
+        page.wait_for_selector("#calibration table.calibration")  # the page's second request
         assert page.locator("#calibration table.calibration").is_visible()
         assert page.locator("#length-control table.length-control").is_visible()
+        assert page.locator("#blinding").is_visible()  # what reads every answer comes with them
         page.locator("#figure1").screenshot(path=str(ARTIFACTS / "dashboard-judge-assisted.png"))
         page.locator("#calibration").screenshot(path=str(ARTIFACTS / "dashboard-calibration.png"))
+        for width in (1280, 390):
+            page.set_viewport_size({"width": width, "height": 900})
+            page.locator("#evidence").screenshot(path=str(ARTIFACTS / f"dashboard-evidence-{width}.png"))
 
 
 def test_style_features_are_counted_in_the_rendered_answers():

@@ -34,6 +34,21 @@ def test_figure_1_and_2_numbers_for_a_seeded_study():
     assert (result["judge"]["consistency"], result["judge"]["pairs_with_both_orders"]) == (pytest.approx(2 / 3), 3)
 
 
+def test_figure_1s_vote_patterns_from_the_rows_the_page_reads_are_the_databases_counts():
+    """The page reads every comparison once and counts Figure 1's vote patterns from those rows: the
+    same counts the database's GROUP BY gives, complete comparisons only (one vote in: not counted)."""
+    from evalsite.annotation.models import Comparison
+    from evalsite.dashboard.estimates import study_rows
+
+    study, job, _ = seeded_study()
+    # davinci's one loss not complete yet (as if a vote were still to come): counted nowhere
+    Comparison.objects.filter(study=study, baseline__name="davinci-003", votes_candidate=0).update(completed_at=None)
+    patterns = data.vote_patterns(study_rows(study, job, "majority", style=False))
+    assert patterns == data.human_patterns(study)
+    assert patterns["alpaca-65b"] == {(2, 0, 0): 1, (1, 0, 1): 1, (0, 2, 0): 1, (0, 0, 2): 1}
+    assert patterns["davinci-003"] == {(2, 0, 0): 3}
+
+
 def test_a_bar_on_too_few_votes_says_so_in_every_form_of_its_figure(staff_client):
     """Four comparisons a baseline: the 95% interval on a win share spans most of the bar, and the
     page, the SVG (so the PNG), the CSV, the JSON and study status all say so."""

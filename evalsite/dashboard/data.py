@@ -9,10 +9,11 @@ from collections import Counter, defaultdict
 import numpy as np
 from django.db import connection
 
+from evalsite.annotation.blinding import blinding_warnings
 from evalsite.annotation.models import Comparison, HumanJudgment, Study
 from evalsite.annotation.quality import annotator_reliability
 from evalsite.core.lookup import fetch_rows
-from evalsite.dashboard.estimates import evidence
+from evalsite.dashboard.estimates import Rows, evidence, evidence_details, study_rows
 from evalsite.dashboard.payloads import (
     AnnotatorAgreement,
     Breakdowns,
@@ -110,6 +111,23 @@ def human_patterns(study: Study) -> dict[str, dict[Pattern, int]]:
     out: dict[str, dict[Pattern, int]] = defaultdict(dict)
     for baseline, c, b, t, n in fetch_rows(HUMAN_PATTERNS, [study.pk]):
         out[baseline][(int(c), int(b), int(t))] = int(n)
+    return out
+
+
+def vote_patterns(per: dict[str, Rows]) -> dict[str, dict[Pattern, int]]:
+    """human_patterns from rows already read (estimates.study_rows): per baseline, how many of its
+    complete comparisons have each count of (candidate, baseline, tie) votes."""
+    out: dict[str, dict[Pattern, int]] = {}
+    for name, rows in per.items():
+        complete = ~np.isnan(rows.completed)
+        if not complete.any():
+            continue
+        c, b, t = rows.counts[complete].astype(np.int64).T
+        codes, n = np.unique((c << 40) | (b << 20) | t, return_counts=True)  # one number a pattern: fast
+        out[name] = {
+            (int(code >> 40), int((code >> 20) & 0xFFFFF), int(code & 0xFFFFF)): int(k)
+            for code, k in zip(codes, n, strict=True)
+        }
     return out
 
 
@@ -240,7 +258,10 @@ def dashboard(study: Study, rule: str = "majority", job: JudgeJob | None = None,
     judgment (per annotator, person-judge) are left out: the page loads them in a second request.
     Rule "reliability" weighs each vote by its annotator's reliability in Figure 1 (the rest of
     the page counts every vote, as rule "all")."""
-    human = human_patterns(study)
+    job = job or default_judge_job(study)
+    # every comparison's counters read once: Figure 1's vote patterns and the evidence both use them
+    majority = study_rows(study, job, "majority", style=details)
+    human = vote_patterns(majority)
     data: Dashboard = {
         "study": study,
         "rule": rule,
@@ -254,10 +275,9 @@ def dashboard(study: Study, rule: str = "majority", job: JudgeJob | None = None,
         if reweighted is not None:
             data["human"], data["reliability"] = reweighted
         rule = counting(rule)
-    job = job or default_judge_job(study)
     if job:
         data["judge"] = judge_panel(job, study, details)
-    data["evidence"] = evidence(study, job, rule)
+    data["evidence"] = evidence(study, job, rule, details=details, majority=majority)
     for row in data["human"]:
         row["assisted"] = data["evidence"]["assisted"].get(row["baseline"])
         if weighted := data["evidence"]["people_weighted"].get(row["baseline"]):
@@ -282,9 +302,19 @@ def agreement(study: Study, rule: str = "majority", job: JudgeJob | None = None)
     }
 
 
+def evidence_panel(study: Study, rule: str = "majority", job: JudgeJob | None = None) -> dict:
+    """The page's other second request, what reads every answer: whether annotators can tell the
+    systems apart (the blinding checks, which every other form of Figure 1 carries in its notes),
+    the judge's calibration against the people and the win rates controlled for length and style."""
+    return {
+        "blinding": blinding_warnings(study),
+        "evidence": evidence_details(study, job or default_judge_job(study), counting(rule)),
+    }
+
+
 def judge_panel(job: JudgeJob, study: Study, details: bool = True) -> JudgePanel:
     """What the page, the report and the exports show of the judge: judge_summary's numbers."""
-    summary = judge_summary(job)
+    summary = judge_summary(job, verdict_cost=details)
     return {  # judge_summary's other keys pass through
         **summary,
         "figure": summary["per_baseline"],

@@ -50,37 +50,78 @@ OUTCOMES = (WIN, TIE, LOSS)
 
 OUTCOME_CODES = {"candidate": 0, "tie": 1, "baseline": 2}
 
-# One row per comparison, read as numpy columns (evalsite.core.columns): texts as codes, NULL NaN
-ROWS_FROM = """
+# One row per comparison, read as numpy columns (evalsite.core.columns): texts as codes, NULL NaN.
+# The judge's outcomes are read apart and matched by comparison (two scans cost a third of a join
+# that spills half a million rows to disk); the ranking reads both at once (ROWS_FROM).
+COMPARISONS_FROM = "FROM annotation_comparison c WHERE c.study_id = %s AND NOT c.is_gold"
+# with both answers' stored style: a join of every answer (600,000 rows of texts at a million
+# votes, most of the read's time), which only the length and style controls need
+STYLED_FROM = """
 FROM annotation_comparison c
 JOIN catalog_response cr ON cr.id = c.candidate_response_id
 JOIN catalog_response br ON br.id = c.baseline_response_id
+WHERE c.study_id = %s AND NOT c.is_gold
+"""
+OUTCOMES_FROM = "FROM judging_judgeoutcome o WHERE o.job_id = %s"
+ROWS_FROM = """
+FROM annotation_comparison c
 LEFT JOIN judging_judgeoutcome o ON o.comparison_id = c.id AND o.job_id = %s
 WHERE c.study_id = %s AND NOT c.is_gold
 """
+# whole numbers that travel packed (evalsite.core.columns): votes (a comparison has at most its
+# overlap, far below 65,535) and whether people were asked
+SMALL = {"votes_candidate": 16, "votes_baseline": 16, "votes_tie": 16, "wanted": 2}
 
 
-def _row_columns() -> dict[str, str]:
-    outcome = " ".join(f"WHEN '{name}' THEN {code}" for name, code in OUTCOME_CODES.items())
-    return {
+def _row_columns(style: bool = True) -> dict[str, str]:
+    columns = {
         "baseline": "c.baseline_id",
         "votes_candidate": "c.votes_candidate",
         "votes_baseline": "c.votes_baseline",
         "votes_tie": "c.votes_tie",
-        "outcome": f"CASE o.outcome {outcome} END",
-        "p_win": "o.p_win",
-        "p_tie_a": "o.cand_first_p_tie",
-        "p_tie_b": "o.base_first_p_tie",
         "order": "c.draw_order",
         "pi": "c.sampling_probability",
         "wanted": "CASE WHEN c.people_wanted THEN 1 ELSE 0 END",
         "completed": epoch("c.completed_at"),
         "pk": "c.id",
-        "cand_response": "c.candidate_response_id",
-        "base_response": "c.baseline_response_id",
-        **{f"cand_{i}": f"cr.{field}" for i, field in enumerate(STYLE_FIELDS)},
-        **{f"base_{i}": f"br.{field}" for i, field in enumerate(STYLE_FIELDS)},
     }
+    if style:
+        columns |= {"cand_response": "c.candidate_response_id", "base_response": "c.baseline_response_id"}
+        columns |= {f"cand_{i}": f"cr.{field}" for i, field in enumerate(STYLE_FIELDS)}
+        columns |= {f"base_{i}": f"br.{field}" for i, field in enumerate(STYLE_FIELDS)}
+    return columns
+
+
+def judge_columns() -> dict[str, str]:
+    """The judge's view of a comparison, from its JudgeOutcome ``o``: the counted outcome as a
+    code (OUTCOME_CODES), its probability of a win, each order's probability of a tie."""
+    outcome = " ".join(f"WHEN '{name}' THEN {code}" for name, code in OUTCOME_CODES.items())
+    return {
+        "outcome": f"CASE o.outcome {outcome} END",
+        "p_win": "o.p_win",
+        "p_tie_a": "o.cand_first_p_tie",
+        "p_tie_b": "o.base_first_p_tie",
+    }
+
+
+def _judge_columns_of(job: JudgeJob | None, pk: np.ndarray) -> dict[str, np.ndarray]:
+    """judge_columns for the comparisons ``pk`` (NaN where ``job`` has no outcome): the job's
+    outcomes read alone and matched by comparison; its probabilities only where it gave any."""
+    columns = judge_columns()
+    missing = {name: np.full(len(pk), np.nan) for name in columns}
+    if job is None:
+        return missing
+    if not job.outcomes.filter(p_win__isnull=False).exists():
+        columns = {"outcome": columns["outcome"]}  # counted verdicts only: no probability to read
+    found = fetch_columns({"comparison": "o.comparison_id", **columns}, OUTCOMES_FROM, "", [job.pk])
+    by_pk = np.argsort(pk)
+    ordered = pk[by_pk]
+    at = np.searchsorted(ordered, found["comparison"])
+    hit = at < len(pk)
+    hit[hit] = ordered[at[hit]] == found["comparison"][hit]  # an outcome of a comparison not read: none
+    for name in columns:
+        missing[name][by_pk[at[hit]]] = found[name][hit]
+    return missing
 
 
 def _fill_style(style: np.ndarray, responses: np.ndarray) -> None:
@@ -103,7 +144,8 @@ class Rows:
     the candidate's length minus the baseline's (tokens), its place in the random order (NaN:
     none), in a sampled study its chance of being asked of people (NaN: none) and whether it was,
     both answers' STYLE_FEATURES (the candidate's, then the baseline's), when it got its last vote
-    (seconds; NaN: not complete), its id, its baseline's id and how many votes it has."""
+    (seconds; NaN: not complete), its id, its baseline's id and its votes for the candidate, the
+    baseline and a tie."""
 
     people: np.ndarray  # (n, 3)
     judge: np.ndarray  # (n, 3)
@@ -115,10 +157,15 @@ class Rows:
     completed: np.ndarray
     pk: np.ndarray  # int
     baseline: np.ndarray  # the baseline's id (the same on every row)
-    votes: np.ndarray  # the votes it has, all outcomes
+    counts: np.ndarray  # (n, 3): votes for the candidate, the baseline, a tie
 
     def __len__(self) -> int:
         return len(self.pk)
+
+    @property
+    def votes(self) -> np.ndarray:
+        """The votes each comparison has, all outcomes."""
+        return self.counts.sum(axis=1)
 
     @property
     def voted(self) -> np.ndarray:
@@ -185,32 +232,49 @@ def usable(job: JudgeJob | None) -> bool:
     return job is not None and job.status == "done" and not job.comparison_ids
 
 
-def study_rows(study: Study, job: JudgeJob | None, rule: str) -> dict[str, Rows]:
+def study_rows(study: Study, job: JudgeJob | None, rule: str, style: bool = True) -> dict[str, Rows]:
     """Per baseline, its comparisons in the study's random order, with the judge's view where
-    ``job`` gave one (any job: calibration and length control read the verdicts themselves)."""
-    col = fetch_columns(_row_columns(), ROWS_FROM, "c.draw_order, c.id", [job.pk if job else -1, study.pk])
+    ``job`` gave one (any job: calibration and length control read the verdicts themselves).
+    Without ``style`` the answers' style is not read (NaN, and so the length): what the page's
+    first request shows needs none of it."""
+    columns = _row_columns(style)
+    if study.sampling_rate is None:
+        columns.pop("pi")  # every comparison asked of people: no chance to read (each column costs time)
+    col = fetch_columns(columns, STYLED_FROM if style else COMPARISONS_FROM, "", [study.pk], SMALL)
+    col.setdefault("pi", np.full(len(col["pk"]), np.nan))
+    col |= _judge_columns_of(job, col["pk"])
+    # each baseline's comparisons together, in the study's random order (the database need not
+    # sort half a million rows: numpy does, once, and each baseline's rows are a slice of them)
+    walk = np.lexsort((col["pk"], col["order"], col["baseline"]))
+    col = {name: values[walk] for name, values in col.items()}
     k = len(STYLE_FEATURES)
-    candidate = np.column_stack([col[f"cand_{i}"] for i in range(k)])
-    baseline = np.column_stack([col[f"base_{i}"] for i in range(k)])
-    _fill_style(candidate, col["cand_response"])
-    _fill_style(baseline, col["base_response"])
-    style = np.column_stack([candidate, baseline])
+    if style:
+        candidate = np.column_stack([col[f"cand_{i}"] for i in range(k)])
+        baseline = np.column_stack([col[f"base_{i}"] for i in range(k)])
+        _fill_style(candidate, col["cand_response"])
+        _fill_style(baseline, col["base_response"])
+        style_columns = np.column_stack([candidate, baseline])
+    else:
+        style_columns = np.full((len(col["pk"]), 2 * k), np.nan)
     complete = ~np.isnan(col["completed"])
     rows = Rows(
         people=_people(col["votes_candidate"], col["votes_baseline"], col["votes_tie"], complete, rule),
         judge=_judge(col["outcome"], col["p_win"], np.column_stack([col["p_tie_a"], col["p_tie_b"]])),
-        length=style[:, 0] - style[:, k],
+        length=style_columns[:, 0] - style_columns[:, k],
         order=col["order"],
         pi=col["pi"],
         wanted=col["wanted"] == 1,
-        style=style,
+        style=style_columns,
         completed=col["completed"],
         pk=col["pk"].astype(np.int64),
         baseline=col["baseline"].astype(np.int64),
-        votes=col["votes_candidate"] + col["votes_baseline"] + col["votes_tie"],
+        counts=np.column_stack([col["votes_candidate"], col["votes_baseline"], col["votes_tie"]]),
     )
-    names_of = dict(System.objects.filter(pk__in=set(col["baseline"].astype(int).tolist())).values_list("pk", "name"))
-    return {names_of[pk]: rows.take(col["baseline"] == pk) for pk in sorted(names_of, key=names_of.__getitem__)}
+    ids, starts = np.unique(rows.baseline, return_index=True)
+    ends = [*starts[1:], len(rows)]
+    names_of = dict(System.objects.filter(pk__in=ids.tolist()).values_list("pk", "name"))
+    parts = {names_of[int(pk)]: rows.take(slice(a, b)) for pk, a, b in zip(ids, starts, ends, strict=True)}
+    return dict(sorted(parts.items()))
 
 
 def predicted(per: dict[str, Rows]) -> dict[str, Rows]:
@@ -444,25 +508,51 @@ def self_preference(study: Study, job: JudgeJob, per: dict[str, Rows]) -> list[d
     return out
 
 
-def evidence(study: Study, job: JudgeJob | None, rule: str = "majority") -> Evidence:
+def evidence(
+    study: Study,
+    job: JudgeJob | None,
+    rule: str = "majority",
+    details: bool = True,
+    majority: dict[str, Rows] | None = None,
+) -> Evidence:
     """What the page shows beside Figures 1 and 2 for the judge job ``job`` (the one the page
     shows): the judge-assisted bars (only from a usable job), length control, calibration; and the
     study's own precision and stop state, which depend on the judge the study fixed for its stop
-    rule, never on the job the page shows. Reads only."""
-    per = study_rows(study, job, rule)
-    majority = per if rule == "majority" else study_rows(study, job, "majority")
+    rule, never on the job the page shows. Without ``details``, no length control and no
+    calibration (``evidence_details``: the page's second request), and the answers' style is not
+    read. ``majority``: the study's rows by the people's majority, already read that way. Reads only."""
+    if majority is None:
+        majority = study_rows(study, job, "majority", style=details)
+    per = majority if rule == "majority" else study_rows(study, job, rule, style=details)
     result: Evidence = {
         "assisted": judge_assisted(predicted(per)) if usable(job) else {},
         "assisted_waits": _waits(study, job),
         "people_weighted": people_weighted(per) if study.sampling_rate is not None else {},
-        "length_control": length_control(per),
-        "calibration": calibration(majority) if job else None,
+        "length_control": [],
+        "calibration": None,
         "complete": _completeness(per),
         "status": study_status(study, majority, job),
     }
-    if result["calibration"] is not None and job is not None:
-        result["calibration"]["self_preference"] = self_preference(study, job, majority)
+    if details:
+        result["length_control"], result["calibration"] = _details(study, job, per, majority)
     return result
+
+
+def evidence_details(study: Study, job: JudgeJob | None, rule: str = "majority") -> dict:
+    """The length and style controls and the judge's calibration alone (the page's second request)."""
+    per = study_rows(study, job, rule)
+    lengths, found = _details(study, job, per, per if rule == "majority" else study_rows(study, job, "majority"))
+    return {"length_control": lengths, "calibration": found}
+
+
+def _details(
+    study: Study, job: JudgeJob | None, per: dict[str, Rows], majority: dict[str, Rows]
+) -> tuple[list[dict], dict | None]:
+    """Length and style control, and the judge's calibration (with its self-preference)."""
+    found = calibration(majority) if job else None
+    if found is not None and job is not None:
+        found["self_preference"] = self_preference(study, job, majority)
+    return length_control(per), found
 
 
 def _waits(study: Study, job: JudgeJob | None) -> str:
@@ -573,7 +663,7 @@ def study_status(
     helped: dict[str, dict] = {}
     if job or sampled:
         same_judge = (majority_job.pk if majority_job else None) == (job.pk if job else None)
-        rows_now = majority if majority is not None and same_judge else study_rows(study, job, "majority")
+        rows_now = majority if majority is not None and same_judge else study_rows(study, job, "majority", style=False)
         helped = anytime_intervals(predicted(rows_now) if job else rows_now)
     target = study.target_half_width
     for row in rows:

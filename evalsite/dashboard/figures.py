@@ -82,6 +82,9 @@ class StudyFigures:
     rule: str
     result: Dashboard
     paper: bool
+    # False: the page's first request, which leaves the blinding checks (a read of every answer)
+    # to its second (data.evidence_panel); every other form carries them in Figure 1's notes
+    details: bool = True
 
     @property
     def judge(self) -> JudgePanel | None:
@@ -112,7 +115,8 @@ class StudyFigures:
 
         judge = self.judge
         figure2 = list(judge.get("warnings") or []) + few(judge["figure"]) if judge else []
-        return {"figure1": blinding_warnings(self.study) + few(self.result["human"]), "figure2": figure2}
+        blinding = blinding_warnings(self.study) if self.details else []
+        return {"figure1": blinding + few(self.result["human"]), "figure2": figure2}
 
     def human_table(self) -> list[dict]:
         """Figure 1's rows: the table under it on the page and in the report."""
@@ -200,7 +204,7 @@ def build(
 ) -> StudyFigures:
     if rule not in RULES:
         rule = "majority"
-    return StudyFigures(study, rule, data.dashboard(study, rule, job, details=details), paper)
+    return StudyFigures(study, rule, data.dashboard(study, rule, job, details=details), paper, details)
 
 
 # --- the registry's entries (core.figures) ----------------------------------------------------

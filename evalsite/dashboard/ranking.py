@@ -32,7 +32,7 @@ from django.utils import timezone
 from evalsite.annotation.models import HumanJudgment, Study
 from evalsite.annotation.studies import ranked_systems
 from evalsite.core.columns import fetch_columns
-from evalsite.dashboard.estimates import ROWS_FROM, _judge, _people, _row_columns, stop_judge, usable
+from evalsite.dashboard.estimates import ROWS_FROM, _judge, _people, _row_columns, judge_columns, stop_judge, usable
 from evalsite.dashboard.stopping import first_usable_job
 from evalsite.judging.models import JudgeJob
 from stats.ranking import (
@@ -146,10 +146,10 @@ def rank_label(low: int, high: int) -> str:
 def _columns(study: Study, job: JudgeJob | None) -> dict[str, np.ndarray]:
     columns = {
         name: sql
-        for name, sql in _row_columns().items()
-        if name in ("baseline", "votes_candidate", "votes_baseline", "votes_tie", "outcome", "p_win", "completed")
-        or name.startswith("p_tie")
+        for name, sql in _row_columns(style=False).items()
+        if name in ("baseline", "votes_candidate", "votes_baseline", "votes_tie", "completed")
     }
+    columns |= judge_columns()
     columns["first"] = "COALESCE(c.first_system_id, 0)"
     return fetch_columns(columns, ROWS_FROM, "c.draw_order, c.id", [job.pk if job else -1, study.pk])
 

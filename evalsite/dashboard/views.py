@@ -125,6 +125,10 @@ def study(request, name: str):
         study, job = _study_and_job(request, name)
         panel = data.agreement(study, request.GET.get("rule", "majority"), job)
         return render(request, "dashboard/_agreement.html", panel)
+    if request.GET.get("panel") == "evidence":  # the other: calibration, length and style control
+        study, job = _study_and_job(request, name)
+        panel = data.evidence_panel(study, request.GET.get("rule", "majority"), job)
+        return render(request, "dashboard/_evidence.html", panel)
     built = _figures(request, name, details=False)
     links = {"link": _drill_link(name), "judge_link": _drill_link(name, built.judge["job"] if built.judge else None)}
     svgs = {k: mark_safe(v) for k, v in built.svgs(**links).items()}  # noqa: S308 (escaped values)
