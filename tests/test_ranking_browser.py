@@ -27,7 +27,9 @@ def test_in_chromium_a_ranking_study_of_six_systems_is_voted_judged_and_read(liv
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     make_systems(n_systems=6, n_prompts=40)
     names = ",".join(f"sys-{k}" for k in range(6))
-    call_command("create_study", kind="ranking", systems=names, prompts="rank-set", gold_rate=0, name="six")
+    call_command(
+        "create_study", kind="ranking", systems=names, prompts="rank-set", gold_rate=0, name="six", both_bad=True
+    )
     study = Study.objects.get()
     first = annotator(study, "ann0")
     User.objects.create_superuser("chief", "chief@example.org", "chief-password-1")
@@ -42,9 +44,17 @@ def test_in_chromium_a_ranking_study_of_six_systems_is_voted_judged_and_read(liv
             assert not any(f"sys-{k}" in html for k in range(6)), "the systems' names never reach the page"
             if n == 0:
                 page.screenshot(path=str(ARTIFACTS / "ranking-vote.png"), full_page=True)
-            page.click("button[value=a]" if a > b else "button[value=b]")
+                page.set_viewport_size({"width": 390, "height": 900})
+                page.screenshot(path=str(ARTIFACTS / "ranking-vote-narrow.png"), full_page=True)
+                page.set_viewport_size({"width": 1280, "height": 900})
+            if n == 5:  # the study's fourth choice, by its key
+                assert page.locator("button[value=both_bad]").is_visible()
+                page.keyboard.press("4")
+            else:
+                page.click("button[value=a]" if a > b else "button[value=b]")
             page.wait_for_load_state()
     assert HumanJudgment.objects.filter(annotator=first).count() == 6
+    assert HumanJudgment.objects.filter(annotator=first, both_bad=True, outcome="tie").count() == 1
     rng = random.Random(11)
     for k in range(1, 4):
         vote_until(study, annotator(study, f"ann{k}"), 40, rng, noise=0.1)
@@ -71,6 +81,7 @@ def test_in_chromium_a_ranking_study_of_six_systems_is_voted_judged_and_read(liv
         judge_first = next(row[3] for row in cells if row[0] == "sys-5")
         assert judge_first.split("-")[0] == "1", cells
         assert "complete comparisons of 600" in page.inner_text("#answer")
+        assert page.inner_text("#both-bad") == "1"  # the fourth choice, counted as a tie and told apart
         assert page.inner_text("#judge-worth").isdigit()
         page.screenshot(path=str(ARTIFACTS / "ranking-wide.png"), full_page=True)
         page.set_viewport_size({"width": 390, "height": 844})

@@ -217,3 +217,51 @@ def test_active_pairs_put_the_votes_where_the_top_is_decided(settings):
     involving_leader = sum("sys-4" in (c.first_system.name, c.baseline.name) for c in later)
     assert involving_leader / len(later) > 0.7, involving_leader
     assert len(first) == 60
+
+
+def test_a_ranking_study_may_offer_both_are_bad_as_a_tie_reported_apart(staff_client):
+    """`create_study --kind ranking --both-bad`: the annotator's page has a fourth button, "Both are
+    bad"; it is recorded as a tie marked so, counted as a tie in the ranking and reported apart. A
+    study without it shows three buttons and refuses the fourth; a pairwise study cannot have it."""
+    from django.test import Client
+
+    from evalsite.annotation.models import HumanJudgment
+
+    make_systems(n_systems=3, n_prompts=4)
+    call_command("create_study", kind="ranking", systems="sys-0,sys-1,sys-2", prompts="rank-set", gold_rate=0,
+                 name="four", both_bad=True)  # fmt: skip
+    call_command("create_study", kind="ranking", systems="sys-0,sys-1,sys-2", prompts="rank-set", gold_rate=0,
+                 name="three")  # fmt: skip
+    four, three = Study.objects.get(name="four"), Study.objects.get(name="three")
+    assert (four.both_bad_choice, three.both_bad_choice) == (True, False)
+    with pytest.raises(CommandError, match="--both-bad is a ranking study's"):
+        call_command("create_study", candidate="sys-0", baselines="sys-1", prompts="rank-set", both_bad=True)
+    assert Study.objects.count() == 2
+    person = annotator(four, "ann")
+    three.annotators.add(person)
+    client = Client()  # the annotator's browser (staff_client is the staff's)
+    client.force_login(person)
+
+    def buttons(name: str) -> tuple[str, list[str]]:
+        reply = client.get(f"/annotate/study/{name}/next", follow=True)
+        page = BeautifulSoup(reply.content, "html.parser")
+        form = page.select_one("form[action$='/judge']")
+        return form["action"], [b["value"] for b in form.select(".choices button")]
+
+    action, values = buttons("four")
+    assert values == ["a", "b", "tie", "both_bad"]
+    assert client.post(action, {"choice": "both_bad"}).status_code == 302
+    judgment = HumanJudgment.objects.get(comparison__study=four)
+    assert (judgment.outcome, judgment.picked_side, judgment.both_bad) == ("tie", "none", True)
+    assert Comparison.objects.get(pk=judgment.comparison_id).votes_tie == 1
+    result = ranking.ranking(four, None)
+    assert result.both_bad == 1 and result.main.votes == 1
+    page = BeautifulSoup(staff_client.get("/dashboard/four/").content, "html.parser")
+    assert page.select_one("#both-bad").get_text() == "1"
+
+    action, values = buttons("three")
+    assert values == ["a", "b", "tie"]
+    refused = client.post(action, {"choice": "both_bad"}, follow=True)
+    said = [m.get_text(strip=True) for m in BeautifulSoup(refused.content, "html.parser").select("p.message")]
+    assert any("this study has no 'both are bad'" in m for m in said), said
+    assert not HumanJudgment.objects.filter(comparison__study=three).exists()

@@ -19,6 +19,8 @@ from evalsite.annotation.studies import VOTE_FIELD, StudyError
 from evalsite.core.paper import LIMA_CHOICES
 
 SIDE_OF = {"a": "left", "b": "right", "tie": "none"}  # the choice an annotator clicked: the side it picked
+# the paper's three, and the fourth a study may offer (Study.offers_both_bad): a tie marked so
+CHOICE_WORDS = {**LIMA_CHOICES, "both_bad": "Both are bad"}
 
 
 @dataclass
@@ -31,20 +33,25 @@ class SubmitResult:
         """What to tell a person whose answer was not the one recorded: the comparison was already
         answered (another tab, a page kept open) with another choice. Empty when nothing was lost
         (the answer recorded now, or the same answer sent twice)."""
-        if self.created or self.judgment.picked_side == SIDE_OF[choice]:
+        first = (
+            "both_bad"
+            if self.judgment.both_bad
+            else next(c for c, side in SIDE_OF.items() if side == self.judgment.picked_side)
+        )
+        if self.created or first == choice:
             return ""
-        first = next(c for c, side in SIDE_OF.items() if side == self.judgment.picked_side)
         return (
-            f"Not counted: you had already answered that comparison ({LIMA_CHOICES[first]}, in another tab or "
+            f"Not counted: you had already answered that comparison ({CHOICE_WORDS[first]}, in another tab or "
             "an earlier visit); your first answer stands."
         )
 
 
 def submit(assignment_pk: int, user: User, choice: str, reason: str = "") -> SubmitResult:
-    """Record the annotator's choice ("a", "b" or "tie"; an arena's "both_bad" is a tie marked so).
+    """Record the annotator's choice ("a", "b" or "tie"; "both_bad", where the study offers it, is a
+    tie marked so).
     A repeated post returns the judgment already recorded; an expired claim is taken back if its
     slot is still free."""
-    if choice not in ("a", "b", "tie", "both_bad"):
+    if choice not in CHOICE_WORDS:
         raise StudyError("choose A, B or neither")
     both_bad = choice == "both_bad"
     choice = "tie" if both_bad else choice
@@ -65,14 +72,15 @@ def submit(assignment_pk: int, user: User, choice: str, reason: str = "") -> Sub
                 *("comparison__is_gold", "comparison__study", "comparison__study__name", "comparison__study__overlap"),
                 "comparison__study__status",
                 "comparison__study__kind",
+                "comparison__study__both_bad_choice",
             )
             .get(pk=assignment_pk, annotator=user)
         )
         if assignment.status == Assignment.Status.DONE:
             return SubmitResult(assignment.judgment, created=False, study_name=assignment.comparison.study.name)
         comparison = assignment.comparison
-        if both_bad and comparison.study.kind != Study.Kind.ARENA:
-            raise StudyError("choose A, B or neither")
+        if both_bad and not comparison.study.offers_both_bad:
+            raise StudyError("choose A, B or neither (this study has no 'both are bad')")
         if comparison.study.status != Study.Status.OPEN:
             study = comparison.study
             raise StudyError(f"not counted: study {study.name} is {study.status} and takes no more answers")

@@ -6,10 +6,10 @@ from __future__ import annotations
 from django import forms
 from django.contrib.auth.models import User
 
+from evalsite.annotation.answers import CHOICE_WORDS
 from evalsite.annotation.models import Assignment, Study
 from evalsite.annotation.studies import comparable_systems
 from evalsite.catalog.models import PromptSet
-from evalsite.core.paper import LIMA_CHOICES
 from stats.evidence import VotePlan, plan_votes
 
 
@@ -22,7 +22,7 @@ def first_error(form: forms.Form, named: bool = True) -> str:
 
 class JudgeForm(forms.Form):
     choice = forms.ChoiceField(
-        choices=list(LIMA_CHOICES.items()),
+        choices=list(CHOICE_WORDS.items()),  # "both_bad" only where the study offers it (answers.submit)
         error_messages={"required": "choose A, B or neither", "invalid_choice": "choose A, B or neither"},
     )
     reason = forms.CharField(max_length=2000, required=False, strip=True)

@@ -86,6 +86,11 @@ class Study(models.Model):
         blank=True,
         help_text="a ranking study: the question that stops it once its rank-sets settle it",
     )
+    both_bad_choice = models.BooleanField(
+        default=False,
+        db_default=False,
+        help_text="annotators get a fourth choice, 'both are bad': a tie, reported apart (an arena always has it)",
+    )
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.DRAFT)
     annotators = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="studies")
     excluded = models.ManyToManyField(
@@ -102,6 +107,12 @@ class Study(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def offers_both_bad(self) -> bool:
+        """Whether its annotators may answer "both are bad" (a tie marked so): an arena, or a study
+        created with the choice."""
+        return self.kind == self.Kind.ARENA or self.both_bad_choice
 
 
 class Comparison(models.Model):

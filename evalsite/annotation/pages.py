@@ -11,10 +11,9 @@ from django.shortcuts import render
 from django.utils.safestring import mark_safe
 
 from evalsite.annotation import claims
-from evalsite.annotation.answers import mark_shown
+from evalsite.annotation.answers import CHOICE_WORDS, mark_shown
 from evalsite.annotation.kinds import study_kind
 from evalsite.annotation.models import Assignment, Study
-from evalsite.core.paper import LIMA_CHOICES
 
 
 def progress_for(study: Study, user, done: int | None = None, left: int | None = None) -> dict:
@@ -54,7 +53,8 @@ def render_item(request, assignment: Assignment, progress: dict | None = None):
         # only the texts, as sanitised HTML: no system name, no response id reaches the page
         "answer_a": mark_safe(left.rendered_html()),  # noqa: S308
         "answer_b": mark_safe(right.rendered_html()),  # noqa: S308
-        "choices": LIMA_CHOICES,
+        "choices": CHOICE_WORDS,
+        "both_bad": study.offers_both_bad,
         "flags": Assignment.Flag.choices,
         **(progress or progress_for(study, request.user, *counted_by_claim(assignment))),
     }

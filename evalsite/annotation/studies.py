@@ -109,12 +109,14 @@ def create_ranking_study(
     gold_rate: float = 0.05,
     assignment: str = Study.AssignmentPolicy.ADAPTIVE,
     at_least: int = 3,
+    both_bad: bool = False,
 ) -> Study:
     """A ranking study: every pair of ``systems`` on each prompt, people voting with the paper's
     three choices; ranked with rank-sets (evalsite/dashboard/ranking.py) until ``goal`` is settled.
     The first system holds the study's candidate field (its gold checks are its answers against
     decoys); adaptive assignment draws the pairs that can still change the answer to ``goal``.
-    ``at_least``: the fewest systems (checkpoint selection ranks two as well)."""
+    ``at_least``: the fewest systems (checkpoint selection ranks two as well). ``both_bad``: a
+    fourth choice, "both are bad", counted as a tie and reported apart."""
     if len(systems) < at_least:
         fewest = {2: "two", 3: "three"}.get(at_least, str(at_least))
         hint = " (two: a pairwise study)" if at_least == 3 else ""
@@ -129,8 +131,8 @@ def create_ranking_study(
         study = create_study(
             name, systems[0], systems[1:], prompt_set, overlap=overlap, gold_rate=gold_rate, assignment=assignment
         )
-        Study.objects.filter(pk=study.pk).update(kind=Study.Kind.RANKING, ranking_goal=goal)
-    study.kind, study.ranking_goal = Study.Kind.RANKING, goal
+        Study.objects.filter(pk=study.pk).update(kind=Study.Kind.RANKING, ranking_goal=goal, both_bad_choice=both_bad)
+    study.kind, study.ranking_goal, study.both_bad_choice = Study.Kind.RANKING, goal, both_bad
     return study
 
 

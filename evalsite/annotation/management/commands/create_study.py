@@ -34,6 +34,11 @@ class Command(BaseCommand):
             help="pairwise (Figure 1), rating: the candidate's answers graded Fail / Pass / Excellent (Figure 3), "
             "or ranking: --systems in pairs on each prompt, ranked with rank-sets",
         )
+        parser.add_argument(
+            "--both-bad",
+            action="store_true",
+            help="a ranking study: annotators get a fourth choice, 'both are bad' (a tie, reported apart)",
+        )
         parser.add_argument("--prompts", help="prompt set name")
         parser.add_argument("--name", help="default: CANDIDATE-vs-BASELINES-on-SET")
         parser.add_argument("--overlap", type=int, default=1, help="annotators per comparison")
@@ -67,6 +72,10 @@ class Command(BaseCommand):
             raise CommandError("--prompts is required (the prompt set the study compares on)")
         if opts["kind"] == Study.Kind.RANKING:
             return self.ranking(opts)
+        if opts["both_bad"]:  # a pairwise study's figures are the paper's, with its three choices
+            raise CommandError(
+                "--both-bad is a ranking study's (an arena always has it): a pairwise study keeps the paper's three"
+            )
         if not opts["candidate"]:
             raise CommandError(f"a {opts['kind']} study needs --candidate")
         if opts["kind"] == Study.Kind.RATING:
@@ -113,6 +122,7 @@ class Command(BaseCommand):
                     overlap=opts["overlap"],
                     gold_rate=opts["gold_rate"],
                     assignment=opts["assignment"] or Study.AssignmentPolicy.ADAPTIVE,
+                    both_bad=opts["both_bad"],
                 )
                 n = 0 if opts["draft"] else studies.start_study(study)
         except (CannotStart, studies.StudyError) as exc:
