@@ -235,7 +235,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.smoke:
         args.prompts, args.repeat = 200, 1
-    if args.reuse:
+    if args.reuse:  # brought to today's schema first (a column added since has its database default)
+        subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, check=True, env=os.environ)
         import django
 
         django.setup()

@@ -142,6 +142,16 @@ def test_the_evidence_panels_in_the_browser(live_server):
         assert page.locator("#calibration table.calibration").is_visible()
         assert page.locator("#length-control table.length-control").is_visible()
         assert page.locator("#blinding").is_visible()  # what reads every answer comes with them
+        # the figures refresh every 10 s; the second requests' answers stay in view, and are asked
+        # again only once a minute (they read every judgment and answer)
+        asked = []
+        page.on("request", lambda r: asked.append(r.url) if "panel=" in r.url else None)
+        with page.expect_response(lambda r: "fragment=1" in r.url, timeout=20000):
+            pass
+        page.wait_for_timeout(300)
+        assert page.locator("#calibration table.calibration").is_visible()
+        assert page.locator("#agreement .details table").first.is_visible()
+        assert asked == [], asked
         page.locator("#figure1").screenshot(path=str(ARTIFACTS / "dashboard-judge-assisted.png"))
         page.locator("#calibration").screenshot(path=str(ARTIFACTS / "dashboard-calibration.png"))
         for width in (1280, 390):

@@ -20,18 +20,16 @@ from stats.agreement import tie_discounted_score
 from stats.judge import longer_answer
 from stats.outcomes import LOSS, TIE, WIN, majority, win_tie_loss
 
-COUNTED = """
-SELECT s.name, o.outcome, o.dropped, COUNT(*), SUM(o.p_win), COUNT(o.p_win)
+# Every count the summary and the scorecard need, in one pass over the job's outcomes (two passes
+# cost twice at a million verdicts): per baseline, outcome, reason not counted, both orders'
+# outcomes and verdicts and length bin, how many, and the sum and count of the win probabilities.
+OUTCOME_GROUPS = """
+SELECT s.name, o.outcome, o.dropped, o.cand_first, o.base_first, o.cand_first_verdict, o.base_first_verdict,
+       o.length_bin, COUNT(*), SUM(o.p_win), COUNT(o.p_win)
 FROM judging_judgeoutcome o JOIN catalog_system s ON s.id = o.baseline_id
 WHERE o.job_id = %s
-GROUP BY s.name, o.outcome, o.dropped
-"""
-
-VERDICTS = """
-SELECT o.cand_first, o.base_first, o.cand_first_verdict, o.base_first_verdict, o.length_bin, COUNT(*)
-FROM judging_judgeoutcome o
-WHERE o.job_id = %s
-GROUP BY o.cand_first, o.base_first, o.cand_first_verdict, o.base_first_verdict, o.length_bin
+GROUP BY s.name, o.outcome, o.dropped, o.cand_first, o.base_first, o.cand_first_verdict, o.base_first_verdict,
+         o.length_bin
 """
 
 LENGTH_LABELS = [
@@ -56,7 +54,8 @@ def judge_summary(job: JudgeJob, verdict_cost: bool = True) -> dict:
     dropped: Counter = Counter()
     dropped_per: dict[str, Counter] = defaultdict(Counter)
     soft: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
-    for baseline, outcome, why, n, p_sum, p_n in fetch_rows(COUNTED, [job.pk]):
+    groups = fetch_rows(OUTCOME_GROUPS, [job.pk])
+    for baseline, outcome, why, *_, n, p_sum, p_n in groups:
         if outcome:
             patterns[baseline][ONE_VOTE[outcome]] += n
             soft[baseline][0] += p_sum or 0.0
@@ -78,7 +77,7 @@ def judge_summary(job: JudgeJob, verdict_cost: bool = True) -> dict:
             }
         )
     per_baseline.sort(key=lambda r: (-r["win"], r["baseline"]))
-    card = scorecard(job)
+    card = scorecard(job, groups)
     money: dict = {"cost": None}
     if verdict_cost:
         behind = JudgeVerdict.objects.filter(job=job).values("call_id")  # a semi-join: each call once
@@ -108,13 +107,15 @@ def judge_summary(job: JudgeJob, verdict_cost: bool = True) -> dict:
     return summary
 
 
-def scorecard(job: JudgeJob) -> dict:
+def scorecard(job: JudgeJob, groups: list[tuple] | None = None) -> dict:
     """Consistency across orders, position bias, win rate by length difference, unreadable and
-    failed verdicts: from the per-order verdicts of the JudgeOutcome rows."""
+    failed verdicts: from the per-order verdicts of the JudgeOutcome rows (``groups``: the job's
+    OUTCOME_GROUPS, already read)."""
     position: Counter = Counter()
     bins: dict[int, Counter] = defaultdict(Counter)
     parse_failures = api_failures = verdicts = both = agree = 0
-    for cf, bf, cfv, bfv, length, n in fetch_rows(VERDICTS, [job.pk]):
+    rows = groups if groups is not None else fetch_rows(OUTCOME_GROUPS, [job.pk])
+    for *_, cf, bf, cfv, bfv, length, n, _p_sum, _p_n in rows:
         if cf and bf:
             both += n
             agree += n if cf == bf else 0
