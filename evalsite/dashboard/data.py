@@ -76,17 +76,11 @@ PAPER_AGREEMENT = {
 
 
 # Vote patterns come from the comparisons' own counters (kept up to date at every judgment and on
-# exclusion), and the judge's from JudgeOutcome (one row per comparison, both orders): GROUP BY
-# over comparisons, never a scan of judgments, verdicts or calls. The people's figures count the
-# comparisons with all their votes only (completed_at; see annotation/precision.py): what counts
-# is fixed before looking, and two split votes of three are not a tie.
-HUMAN_PATTERNS = """
-SELECT s.name, c.votes_candidate, c.votes_baseline, c.votes_tie, COUNT(*)
-FROM annotation_comparison c JOIN catalog_system s ON s.id = c.baseline_id
-WHERE c.study_id = %s AND NOT c.is_gold AND c.completed_at IS NOT NULL
-GROUP BY s.name, c.votes_candidate, c.votes_baseline, c.votes_tie
-"""
-
+# exclusion; vote_patterns, from the rows the page reads), and the judge's from JudgeOutcome (one
+# row per comparison, both orders): never a scan of judgments, verdicts or calls. The people's
+# figures count the comparisons with all their votes only (completed_at; see
+# annotation/precision.py): what counts is fixed before looking, and two split votes of three are
+# not a tie.
 PERSON_JUDGE = """
 SELECT c.votes_candidate, c.votes_baseline, c.votes_tie, o.outcome, COUNT(*)
 FROM judging_judgeoutcome o JOIN annotation_comparison c ON c.id = o.comparison_id
@@ -107,16 +101,9 @@ GROUP BY u.username, j.outcome, c.votes_candidate, c.votes_baseline, c.votes_tie
 """
 
 
-def human_patterns(study: Study) -> dict[str, dict[Pattern, int]]:
-    out: dict[str, dict[Pattern, int]] = defaultdict(dict)
-    for baseline, c, b, t, n in fetch_rows(HUMAN_PATTERNS, [study.pk]):
-        out[baseline][(int(c), int(b), int(t))] = int(n)
-    return out
-
-
 def vote_patterns(per: dict[str, Rows]) -> dict[str, dict[Pattern, int]]:
-    """human_patterns from rows already read (estimates.study_rows): per baseline, how many of its
-    complete comparisons have each count of (candidate, baseline, tie) votes."""
+    """From rows already read (estimates.study_rows): per baseline, how many of its complete
+    comparisons have each count of (candidate, baseline, tie) votes."""
     out: dict[str, dict[Pattern, int]] = {}
     for name, rows in per.items():
         complete = ~np.isnan(rows.completed)
@@ -137,11 +124,9 @@ def figure(patterns: dict[str, dict[Pattern, int]], rule: str = "majority") -> l
     return sorted(rows, key=lambda r: (-r["win"], r["baseline"]))
 
 
-def person_person(
-    study: Study, patterns: dict[str, dict[Pattern, int]] | None = None, per_annotator: bool = True
-) -> PersonPerson:
+def person_person(study: Study, patterns: dict[str, dict[Pattern, int]], per_annotator: bool = True) -> PersonPerson:
     merged: Counter = Counter()
-    for p in (patterns if patterns is not None else human_patterns(study)).values():
+    for p in patterns.values():
         merged.update(p)
     accuracy, pairs = tie_discounted_from_patterns(merged)
     result: PersonPerson = {

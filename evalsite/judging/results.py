@@ -78,10 +78,10 @@ def judge_summary(job: JudgeJob, verdict_cost: bool = True) -> dict:
         )
     per_baseline.sort(key=lambda r: (-r["win"], r["baseline"]))
     card = scorecard(job, groups)
-    money: dict = {"cost": None}
+    cost = None
     if verdict_cost:
         behind = JudgeVerdict.objects.filter(job=job).values("call_id")  # a semi-join: each call once
-        money = JudgeCall.objects.filter(pk__in=behind).aggregate(cost=Sum("cost"))
+        cost = JudgeCall.objects.filter(pk__in=behind).aggregate(cost=Sum("cost"))["cost"] or 0
     summary = {
         "job": job,
         "label": job.config.label,
@@ -94,7 +94,7 @@ def judge_summary(job: JudgeJob, verdict_cost: bool = True) -> dict:
         **card,
         "money": {
             "spent_by_job": job.spend,
-            "cost_of_verdicts": (money["cost"] or 0) if verdict_cost else None,
+            "cost_of_verdicts": cost,
             "requests_sent": job.requests_sent,
             "requests_unanswered": max(0, job.requests_sent - job.requests_answered),
             "calls_made": job.calls_made,
