@@ -43,6 +43,7 @@ def staff_pages(study, job, rating_job, prompt) -> list[str]:
         f"/dashboard/{name}/?job={job.pk}",
         f"/dashboard/{name}/?job={job.pk}&fragment=1",
         f"/dashboard/{name}/?job={job.pk}&panel=agreement",
+        f"/dashboard/{name}/?job={job.pk}&panel=evidence",
         f"/dashboard/{name}/?rule=all",
         f"/dashboard/{name}/?rule=reliability",
         f"/dashboard/{name}/export/csv?job={job.pk}",
