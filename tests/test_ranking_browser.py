@@ -47,12 +47,12 @@ def test_in_chromium_a_ranking_study_of_six_systems_is_voted_judged_and_read(liv
                 page.set_viewport_size({"width": 390, "height": 900})
                 page.screenshot(path=str(ARTIFACTS / "ranking-vote-narrow.png"), full_page=True)
                 page.set_viewport_size({"width": 1280, "height": 900})
-            if n == 5:  # the study's fourth choice, by its key
-                assert page.locator("button[value=both_bad]").is_visible()
-                page.keyboard.press("4")
-            else:
-                page.click("button[value=a]" if a > b else "button[value=b]")
-            page.wait_for_load_state()
+            with page.expect_navigation():  # the vote's post and the next page (not the page already loaded)
+                if n == 5:  # the study's fourth choice, by its key
+                    assert page.locator("button[value=both_bad]").is_visible()
+                    page.keyboard.press("4")
+                else:
+                    page.click("button[value=a]" if a > b else "button[value=b]")
     assert HumanJudgment.objects.filter(annotator=first).count() == 6
     assert HumanJudgment.objects.filter(annotator=first, both_bad=True, outcome="tie").count() == 1
     rng = random.Random(11)
