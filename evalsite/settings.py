@@ -195,6 +195,8 @@ CONTENT_SECURITY_POLICY = {
 # carries "look at job N" messages, which may be lost or repeated without harm.
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://localhost//")
 if CELERY_BROKER_URL.startswith("filesystem://"):
+    # kombu's filesystem transport, each message written whole before a worker can see it
+    CELERY_BROKER_TRANSPORT = "evalsite.core.broker:FilesystemTransport"
     CELERY_BROKER_TRANSPORT_OPTIONS = filesystem_broker_options(VAR_DIR / "broker")
 else:
     # Redis redelivers an unacknowledged message only after this many seconds.
