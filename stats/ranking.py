@@ -35,6 +35,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stats.evidence import logistic_fit
+
 Votes = np.ndarray
 
 
@@ -248,3 +250,68 @@ def rank_sets(strengths: Strengths, n: int, alpha: float = 0.05, planned_n: int 
     low = 1 + stronger.sum(axis=0)  # the systems surely stronger than each
     high = k - stronger.sum(axis=1)  # minus those surely weaker
     return RankSets(low.astype(int), high.astype(int), stronger)
+
+
+STYLE_MIN_SPREAD = 0.02  # a style feature that hardly varies cannot be told from the systems themselves
+
+
+@dataclass(frozen=True)
+class StyleControlled:
+    """Strengths with the answers' style held equal, and what style itself moves: per feature
+    fitted, its coefficient per unit of normalised difference ((a - b) / (a + b)) and its standard
+    error; the features that hardly varied are left out."""
+
+    strengths: Strengths
+    features: tuple[str, ...]
+    coefficients: np.ndarray
+    se: np.ndarray
+
+
+def style_controlled_strengths(
+    k: int, first: Votes, second: Votes, y: Votes, differences: np.ndarray, names: tuple[str, ...]
+) -> StyleControlled:
+    """Chatbot Arena's style control on a ranking (Li, Chiang, Dunlap et al., "Does style matter?",
+    LMSYS 2024; lmarena/arena-rank's ContextualBradleyTerry): one logistic regression over the
+    battles, logit P(first preferred) = theta_first - theta_second + sum_f g_f z_f, where z_f is
+    the normalised difference of style feature f between the first's answer and the second's
+    (``differences``, one column per name), scaled by its root mean square; ``y`` 1, 0.5 (a tie,
+    or "both are bad"), 0. The strengths (mean 0) are each system's with every style difference
+    zero. Their covariance is the sandwich (robust) one, as arena-rank's: H^-1 G H^-1 with H the
+    Fisher information and G the outer product of the battles' scores, so fractional ties and a
+    misspecified link still get honest variances.
+
+    Unlike arena-rank the features are scaled but not centred: centring would move "no style
+    difference" to the mean difference, which depends on which system of each pair is written
+    first."""
+    a, b, v = oriented(first, second, y)
+    z = np.asarray(differences, dtype=float).reshape(len(v), len(names))
+    z = np.where((np.asarray(first) > np.asarray(second))[:, None], -z, z)  # oriented as the battle
+    rms = np.sqrt(np.mean(z**2, axis=0)) if len(v) else np.zeros(len(names))
+    kept = np.flatnonzero(rms >= STYLE_MIN_SPREAD)
+    scaled = z[:, kept] / rms[kept]
+    contrast = np.vstack([np.eye(k - 1), -np.ones((1, k - 1))])
+    x_sys = np.zeros((len(v), k))
+    x_sys[np.arange(len(v)), a] = 1.0
+    x_sys[np.arange(len(v)), b] = -1.0
+    x = np.column_stack([x_sys @ contrast, scaled])
+    unknown = StyleControlled(Strengths(np.zeros(k), np.full((k, k), np.inf), False), (), np.zeros(0), np.zeros(0))
+    if len(v) < x.shape[1] + 2:
+        return unknown
+    beta = logistic_fit(x, v)
+    p = 1 / (1 + np.exp(-(x @ beta)))
+    information = (x * (p * (1 - p))[:, None]).T @ x
+    if np.linalg.matrix_rank(information) < x.shape[1]:
+        return unknown
+    bread = np.linalg.inv(information)
+    scores = x * (v - p)[:, None]
+    cov = bread @ (scores.T @ scores) @ bread
+    s = k - 1
+    theta = contrast @ beta[:s]
+    strengths = Strengths(theta, contrast @ cov[:s, :s] @ contrast.T, True)
+    scale = rms[kept]
+    return StyleControlled(
+        strengths,
+        tuple(names[i] for i in kept),
+        beta[s:] / scale,
+        np.sqrt(np.maximum(np.diag(cov)[s:], 0.0)) / scale,
+    )

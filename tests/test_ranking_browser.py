@@ -72,13 +72,13 @@ def test_in_chromium_a_ranking_study_of_six_systems_is_voted_judged_and_read(liv
         assert len(rows) == 6
         cells = [[c.strip() for c in row.locator("td").all_inner_texts()] for row in rows]
         assert sorted(c[0] for c in cells) == [f"sys-{k}" for k in range(6)]
-        strengths = [float(c[4]) for c in cells]
+        strengths = [float(c[5]) for c in cells]
         assert strengths == sorted(strengths, reverse=True), "strongest first"
-        for row in cells:
-            for cell in row[1:4]:
+        for row in cells:  # people + judge, people alone, people alone with style held equal, the judge alone
+            for cell in row[1:5]:
                 assert re.fullmatch(r"[1-6](-[1-6])?", cell), row
         # the judge alone (its verdicts on every pair, nothing drawn at random) puts sys-5 first
-        judge_first = next(row[3] for row in cells if row[0] == "sys-5")
+        judge_first = next(row[4] for row in cells if row[0] == "sys-5")
         assert judge_first.split("-")[0] == "1", cells
         assert "complete comparisons of 600" in page.inner_text("#answer")
         assert page.inner_text("#both-bad") == "1"  # the fourth choice, counted as a tie and told apart

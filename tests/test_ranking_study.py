@@ -31,6 +31,7 @@ RANKING_COLUMNS = [
     "system",
     "rank-set, people + judge",
     "rank-set, people alone",
+    "rank-set, people alone, style held equal",
     "rank-set, the judge alone",
     "strength",
 ]
@@ -70,9 +71,16 @@ def level_judge(body: dict) -> str:
     return "Answer A is significantly better." if level(a) > level(b) else "Answer B is significantly better."
 
 
-def vote_until(study: Study, user: User, votes: int, rng: random.Random, noise: float = 0.0) -> list[Comparison]:
+def higher_level(first: Response, second: Response, rng: random.Random) -> bool:
+    return level(first.text) > level(second.text)
+
+
+def vote_until(
+    study: Study, user: User, votes: int, rng: random.Random, noise: float = 0.0, prefers=higher_level
+) -> list[Comparison]:
     """The annotator takes items through the claim path and picks the higher level (a gold check's
-    real answer over its decoy), with a ``noise`` chance of the other; returns the pairs voted."""
+    real answer over its decoy; ``prefers`` says whether a person prefers the first answer), with a
+    ``noise`` chance of the other; returns the pairs voted."""
     voted = []
     for _ in range(votes):
         assignment = claims.claim_next(study, user, rng)
@@ -84,7 +92,7 @@ def vote_until(study: Study, user: User, votes: int, rng: random.Random, noise: 
         if comparison.is_gold:
             first_better = True
         else:
-            first_better = level(comparison.candidate_response.text) > level(comparison.baseline_response.text)
+            first_better = prefers(comparison.candidate_response, comparison.baseline_response, rng)
         if rng.random() < noise:
             first_better = not first_better
         left_is_first = assignment.candidate_on_left
@@ -146,7 +154,7 @@ def test_people_and_judge_rank_the_systems_and_the_study_stops_when_the_top_is_s
     assert result.combined is None and result.judge is None and result.people.votes == 36
     shown = BeautifulSoup(staff_client.get(f"/dashboard/{study.name}/").content, "html.parser")
     headers = [th.get_text(strip=True) for th in shown.select("#rank-table th")]
-    assert headers == ["system", "rank-set, people alone", "strength"]
+    assert headers == ["system", "rank-set, people alone", "rank-set, people alone, style held equal", "strength"]
     assert "manage.py judge --study" in shown.select_one("#answer").get_text()
 
     with OpenAIStub(responder=level_judge) as stub:
@@ -166,7 +174,7 @@ def test_people_and_judge_rank_the_systems_and_the_study_stops_when_the_top_is_s
     assert [c[0] for c in cells][0] == "sys-3" and len(cells) == 4
     for row in cells:  # each rank-set holds the system's true rank (its level counted from the top)
         true_rank = 4 - int(row[0][-1])
-        for cell in row[1:3]:
+        for cell in row[1:4]:  # people + judge, people alone, people alone with style held equal
             low, _, high = cell.partition("-")
             assert int(low) <= true_rank <= int(high or low), (row, cells)
 
@@ -265,3 +273,52 @@ def test_a_ranking_study_may_offer_both_are_bad_as_a_tie_reported_apart(staff_cl
     said = [m.get_text(strip=True) for m in BeautifulSoup(refused.content, "html.parser").select("p.message")]
     assert any("this study has no 'both are bad'" in m for m in said), said
     assert not HumanJudgment.objects.filter(comparison__study=three).exists()
+
+
+def test_the_page_shows_the_people_ranking_with_style_held_equal_where_people_favour_length(staff_client):
+    """sys-0 answers worst but mostly at length, the others mostly briefly, and people
+    pick the longer answer 80% of the time when the lengths differ: the people's plain ranking puts
+    sys-0 first; held at equal style it falls below sys-1 and sys-2, and the page says how much
+    twice the length moves a person."""
+    rng = random.Random(11)
+    prompt_set = PromptSet.objects.create(name="styled")
+    systems = [System.objects.create(name=f"sys-{k}", backend="imported") for k in range(3)]
+    for i in range(60):
+        prompt = Prompt.objects.create(
+            prompt_set=prompt_set, external_id=f"q{i}", messages=[{"role": "user", "content": f"Question {i}?"}]
+        )
+        for k, system in enumerate(systems):
+            long = rng.random() < (0.8 if k == 0 else 0.2)
+            text = f"An answer at level {quality(k, i)} to question {i}."
+            if long:
+                text += "\n\n" + " ".join(f"A point made at some length, number {j}." for j in range(12))
+            Response.objects.create(system=system, prompt=prompt, text=text)
+
+    def longer_mostly(first: Response, second: Response, voter: random.Random) -> bool:
+        a, b = len(first.text), len(second.text)
+        if abs(a - b) > 100 and voter.random() < 0.8:
+            return a > b
+        return level(first.text) > level(second.text)
+
+    study = studies.create_ranking_study("styled", systems, prompt_set, gold_rate=0)
+    studies.start_study(study, random.Random(11))
+    vote_until(study, annotator(study, "ann"), 180, rng, prefers=longer_mostly)
+    result = ranking.ranking(study, style=True)
+    plain = {row["system"]: row["people"]["theta"] for row in result.rows()}
+    held = {row["system"]: row["style"]["theta"] for row in result.rows()}
+    assert plain["sys-0"] > plain["sys-1"], plain
+    assert held["sys-0"] < held["sys-1"] < held["sys-2"], held
+    length = next(e for e in result.style_effects if e["feature"] == "length")
+    assert length["low"] > 5, result.style_effects  # twice the length: well over 5 points, surely
+    assert ranking.ranking(study).styled is None, "the claims' and the stop's ranking never read style"
+
+    page = BeautifulSoup(staff_client.get(f"/dashboard/{study.name}/").content, "html.parser")
+    headers = [th.get_text(strip=True) for th in page.select("#rank-table th")]
+    assert "rank-set, people alone, style held equal" in headers
+    features = [td.get_text(strip=True) for td in page.select("#style-effects td.feature")]
+    assert features == ["length"]  # no answer has headers, lists or bold: those cannot be fitted
+    exported = staff_client.get(f"/dashboard/{study.name}/export/json").json()
+    assert {row["system"]: row["style"]["theta"] for row in exported["systems"]} == pytest.approx(held)
+    assert [e["feature"] for e in exported["style_effects"]] == [e["feature"] for e in result.style_effects]
+    csv_header = staff_client.get(f"/dashboard/{study.name}/export/csv").content.decode().splitlines()[0]
+    assert "style_rank_low" in csv_header.split(",")

@@ -53,7 +53,7 @@ OUTCOME_CODES = {"candidate": 0, "tie": 1, "baseline": 2}
 
 # One row per comparison, read as numpy columns (evalsite.core.columns): texts as codes, NULL NaN.
 # The judge's outcomes are read apart and matched by comparison (two scans cost a third of a join
-# that spills half a million rows to disk); the ranking reads both at once (ROWS_FROM).
+# that spills half a million rows to disk); a ranking (ranking.py), smaller, reads them in one join.
 COMPARISONS_FROM = "FROM annotation_comparison c WHERE c.study_id = %s AND NOT c.is_gold"
 # with both answers' stored style: a join of every answer (600,000 rows of texts at a million
 # votes, most of the read's time), which only the length and style controls need
@@ -64,11 +64,6 @@ JOIN catalog_response br ON br.id = c.baseline_response_id
 WHERE c.study_id = %s AND NOT c.is_gold
 """
 OUTCOMES_FROM = "FROM judging_judgeoutcome o WHERE o.job_id = %s"
-ROWS_FROM = """
-FROM annotation_comparison c
-LEFT JOIN judging_judgeoutcome o ON o.comparison_id = c.id AND o.job_id = %s
-WHERE c.study_id = %s AND NOT c.is_gold
-"""
 # whole numbers that travel packed (evalsite.core.columns): votes (a comparison has at most its
 # overlap, far below 65,535) and whether people were asked
 SMALL = {"votes_candidate": 16, "votes_baseline": 16, "votes_tie": 16, "wanted": 2}

@@ -6,12 +6,17 @@ prefers the first's answer to the second's over the study's prompts (a tie count
 comparison counts once all its ``overlap`` votes are in, as the vote shares); the Bradley-Terry
 strengths that fit those chances best; each system's rank-set, which holds its true rank among
 the strengths, for every system at once and at every look, with probability at least 95%
-(asymptotically). Three rankings are shown:
+(asymptotically). Four rankings are shown:
 
 - people + judge: the people's votes correct the judge's verdicts pair by pair (PPI++), valid
   whatever the judge; the judge job is the one the study's stop reads (the first to finish over
   every comparison, fixed when it is first seen) unless the page asks for another;
 - people alone: the same from the votes only;
+- people alone, style held equal (Chatbot Arena's style control): the strengths a logistic
+  Bradley-Terry model gives each system once the answers' differences in length, headers, list
+  items and bold are accounted for, i.e. its strength against an answer styled like its own;
+  they estimate something else than the others (a preference at equal style), so the study's
+  stop never reads them;
 - the judge alone: what the judge prefers, over every comparison it judged; its strengths
   estimate the judge's preferences, not the people's, and carry no guarantee about people.
 
@@ -32,9 +37,18 @@ from django.utils import timezone
 from evalsite.annotation.models import HumanJudgment, Study
 from evalsite.annotation.studies import ranked_systems
 from evalsite.core.columns import fetch_columns
-from evalsite.dashboard.estimates import ROWS_FROM, _judge, _people, _row_columns, judge_columns, stop_judge, usable
+from evalsite.dashboard.estimates import (
+    _fill_style,
+    _judge,
+    _people,
+    _row_columns,
+    judge_columns,
+    stop_judge,
+    usable,
+)
 from evalsite.dashboard.stopping import first_usable_job
 from evalsite.judging.models import JudgeJob
+from stats.evidence import STYLE_FEATURES, style_differences
 from stats.ranking import (
     PairShares,
     RankSets,
@@ -43,9 +57,24 @@ from stats.ranking import (
     cs_multiplier,
     pair_shares,
     rank_sets,
+    style_controlled_strengths,
 )
 
 ALPHA = 0.05
+# a ranking's rows, each with the judge's outcome; STYLED_ROWS_FROM with both answers' stored
+# style too (only the style-controlled ranking needs it)
+ROWS_FROM = """
+FROM annotation_comparison c
+LEFT JOIN judging_judgeoutcome o ON o.comparison_id = c.id AND o.job_id = %s
+WHERE c.study_id = %s AND NOT c.is_gold
+"""
+STYLED_ROWS_FROM = """
+FROM annotation_comparison c
+JOIN catalog_response cr ON cr.id = c.candidate_response_id
+JOIN catalog_response br ON br.id = c.baseline_response_id
+LEFT JOIN judging_judgeoutcome o ON o.comparison_id = c.id AND o.job_id = %s
+WHERE c.study_id = %s AND NOT c.is_gold
+"""
 ARENA_PLANNED_VOTES = 1000  # an arena's intervals are narrowest near this many votes (valid at every n)
 
 
@@ -79,6 +108,10 @@ class RankingResult:
     pairs: list[dict] = field(default_factory=list)
     more: int | None = None  # about how many more complete comparisons would settle the top, if as it seems
     both_bad: int = 0  # counted ties the person called "both are bad" (an arena's fourth choice)
+    # the people's ranking with the answers' style held equal (Arena's style control), and what
+    # each style feature moves (ranking(style=True) only)
+    styled: Ranked | None = None
+    style_effects: list[dict] = field(default_factory=list)
 
     @property
     def main(self) -> Ranked:
@@ -86,13 +119,19 @@ class RankingResult:
         usable, else the people alone."""
         return self.combined or self.people
 
+    def shown(self) -> list[tuple[str, Ranked]]:
+        """The rankings a page or an export shows, by key: the main one, the people's alone, the
+        people's with style held equal, the judge's alone (those computed)."""
+        rankings = (("main", self.main), ("people", self.people), ("style", self.styled), ("judge", self.judge))
+        return [(key, ranked) for key, ranked in rankings if ranked is not None]
+
     def rows(self) -> list[dict]:
         """One row per system, strongest first (by the main ranking's strengths)."""
         order = np.argsort(-np.nan_to_num(self.main.theta, nan=-np.inf), kind="stable")
         out = []
         for i in order:
             row = {"system": self.systems[i]}
-            for key, ranked in (("main", self.main), ("people", self.people), ("judge", self.judge)):
+            for key, ranked in self.shown():
                 if ranked is None:
                     continue
                 row[key] = {
@@ -118,6 +157,7 @@ def as_dict(result: RankingResult) -> dict:
         "judge_weight": result.combined.lam if result.combined else None,
         "judge_worth_votes": result.judge_worth,
         "both_bad": result.both_bad,
+        "style_effects": result.style_effects,
         "alpha": ALPHA,
         "systems": result.rows(),
         "pairs": result.pairs,
@@ -127,7 +167,7 @@ def as_dict(result: RankingResult) -> dict:
 def write_csv(result: RankingResult, out) -> None:
     """One row a system: its rank-sets and strengths in each ranking shown."""
     writer = csv.writer(out)
-    keys = [k for k, r in (("main", result.main), ("people", result.people), ("judge", result.judge)) if r]
+    keys = [key for key, _ in result.shown()]
     header = ["system"]
     for key in keys:
         header += [f"{key}_rank_low", f"{key}_rank_high", f"{key}_strength"]
@@ -143,23 +183,55 @@ def rank_label(low: int, high: int) -> str:
     return str(low) if low == high else f"{low}-{high}"
 
 
-def _columns(study: Study, job: JudgeJob | None) -> dict[str, np.ndarray]:
-    columns = {
-        name: sql
-        for name, sql in _row_columns(style=False).items()
-        if name in ("baseline", "votes_candidate", "votes_baseline", "votes_tie", "completed")
-    }
+STYLE_COLUMNS = {"cand_response", "base_response"} | {
+    f"{side}_{i}" for side in ("cand", "base") for i in range(len(STYLE_FEATURES))
+}
+
+
+def _columns(study: Study, job: JudgeJob | None, style: bool) -> dict[str, np.ndarray]:
+    wanted = {"baseline", "votes_candidate", "votes_baseline", "votes_tie", "completed"}
+    columns = {name: sql for name, sql in _row_columns(style=style).items() if name in wanted or name in STYLE_COLUMNS}
     columns |= judge_columns()
     columns["first"] = "COALESCE(c.first_system_id, 0)"
-    return fetch_columns(columns, ROWS_FROM, "c.draw_order, c.id", [job.pk if job else -1, study.pk])
+    source = STYLED_ROWS_FROM if style else ROWS_FROM
+    return fetch_columns(columns, source, "c.draw_order, c.id", [job.pk if job else -1, study.pk])
+
+
+def _style_differences(col: dict[str, np.ndarray]) -> np.ndarray:
+    """Per comparison, the normalised difference of each STYLE_FEATURES between the first
+    system's answer and the second's (Arena's (a - b) / (a + b)); an answer whose style was never
+    stored is counted from its text (nothing is saved)."""
+    k = len(STYLE_FEATURES)
+    first = np.column_stack([col[f"cand_{i}"] for i in range(k)])
+    second = np.column_stack([col[f"base_{i}"] for i in range(k)])
+    _fill_style(first, col["cand_response"])
+    _fill_style(second, col["base_response"])
+    return np.column_stack([style_differences(first[:, i], second[:, i]) for i in range(k)])
 
 
 def _ranked(label: str, k: int, shares: PairShares, n: int, planned: int) -> tuple[Ranked, Strengths]:
     strengths = bradley_terry_from_shares(k, shares)
+    return _ranked_from(label, strengths, n, planned, shares.lam), strengths
+
+
+def _ranked_from(label: str, strengths: Strengths, n: int, planned: int, lam: float = 0.0) -> Ranked:
+    k = len(strengths.theta)
     sets: RankSets = rank_sets(strengths, n, ALPHA, planned_n=planned)
     theta = strengths.theta if strengths.connected else np.full(k, np.nan)
-    ranked = Ranked(label, theta, sets.low, sets.high, strengths.connected, n, shares.lam, strengths.cov)
-    return ranked, strengths
+    return Ranked(label, theta, sets.low, sets.high, strengths.connected, n, lam, strengths.cov)
+
+
+def _style_controlled(k, first, second, y, differences, n: int, planned: int) -> tuple[Ranked, list[dict]]:
+    """The people's ranking with the answers' style held equal, and per style feature fitted how
+    many points a person's preference moves when one answer has twice the other's (a normalised
+    difference of 1/3, between systems of equal strength), with a 95% interval (at this look)."""
+    fit = style_controlled_strengths(k, first, second, y, differences, STYLE_FEATURES)
+    ranked = _ranked_from("people alone, style held equal", fit.strengths, n, planned)
+    effects = []
+    for name, g, se in zip(fit.features, fit.coefficients, fit.se, strict=True):
+        points = [100 * (1 / (1 + math.exp(-value / 3)) - 0.5) for value in (g, g - 1.96 * se, g + 1.96 * se)]
+        effects.append({"feature": name, "points": points[0], "low": points[1], "high": points[2]})
+    return ranked, effects
 
 
 def rule_job(study: Study) -> JudgeJob | None:
@@ -168,13 +240,15 @@ def rule_job(study: Study) -> JudgeJob | None:
     return stop_judge(study) if study.target_judge_job is not None else first_usable_job(study)
 
 
-def ranking(study: Study, job: JudgeJob | None = None) -> RankingResult:
-    """The study's rankings from its votes and ``job``'s verdicts (default: the stop's judge)."""
+def ranking(study: Study, job: JudgeJob | None = None, style: bool = False) -> RankingResult:
+    """The study's rankings from its votes and ``job``'s verdicts (default: the stop's judge);
+    with ``style``, the people's ranking with style held equal too (it reads both answers' style:
+    what the page and the exports show, not what a claim or the stop needs)."""
     job = job if job is not None else rule_job(study)
     systems = ranked_systems(study)
     index = {s.pk: i for i, s in enumerate(systems)}
     k = len(systems)
-    col = _columns(study, job if usable(job) else None)
+    col = _columns(study, job if usable(job) else None, style)
     first = np.array([index.get(int(pk), -1) for pk in col["first"]], dtype=int)
     second = np.array([index.get(int(pk), -1) for pk in col["baseline"]], dtype=int)
     known = (first >= 0) & (second >= 0)
@@ -202,6 +276,12 @@ def ranking(study: Study, job: JudgeJob | None = None) -> RankingResult:
         judge_shares = pair_shares(k, (first[judged], second[judged], f[judged], f[judged]))
         judge_only, _ = _ranked("the judge alone", k, judge_shares, int(judged.sum()), planned)
         worth = _worth(people_strengths, combined_strengths, n)
+    styled: Ranked | None = None
+    style_effects: list[dict] = []
+    if style:
+        styled, style_effects = _style_controlled(
+            k, first[voted], second[voted], y[voted], _style_differences(col)[voted], n, planned
+        )
     main = combined or alone
     settled, answer = settles(study.ranking_goal or Study.RankingGoal.TOP, main, [s.name for s in systems], n)
     pairs = _pair_rows(systems, people_shares)
@@ -221,6 +301,8 @@ def ranking(study: Study, job: JudgeJob | None = None) -> RankingResult:
         settled=settled,
         answer=answer,
         judge_worth=worth,
+        styled=styled,
+        style_effects=style_effects,
         pairs=pairs,
         more=more,
         both_bad=HumanJudgment.objects.filter(

@@ -150,7 +150,7 @@ def _ranking_study(request, study: Study):
     """A ranking study: each system's rank-set from people and judge together, beside the people's
     alone and the judge's alone; what settles the study's question; the pairs' shares."""
     _, job = _study_and_job(request, study.name)
-    result = ranking.ranking(study, job)
+    result = ranking.ranking(study, job, style=True)
     context = {
         "study": study,
         "result": result,
@@ -213,7 +213,7 @@ def export(request, name: str, fmt: str):
 def _export_ranking(request, study: Study, fmt: str) -> HttpResponse:
     """A ranking study's rankings as JSON (with its answer and pairs) or CSV (one row a system)."""
     _, job = _study_and_job(request, study.name)
-    result = ranking.ranking(study, job)
+    result = ranking.ranking(study, job, style=True)
     if fmt == "json":
         return HttpResponse(json.dumps(ranking.as_dict(result), indent=2), content_type="application/json")
     if fmt == "csv":
