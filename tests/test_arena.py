@@ -4,6 +4,8 @@ the vote, the names after it, the vote in the ranking, "both are bad" apart, and
 
 from __future__ import annotations
 
+import csv
+import io
 import time
 
 import pytest
@@ -139,3 +141,42 @@ def test_both_bad_is_a_tie_reported_apart_and_a_reviewed_prompt_counts_once_appr
     assert shown.select_one("#both-bad").text == "1"
     with pytest.raises(services.ArenaError, match="is rejected"):
         services.review(Battle.objects.get(pk=battles[1].pk), approve=True)
+
+
+def test_a_crowd_participant_brings_prompts_to_the_arena_up_to_the_quota_then_gets_the_code(client, live_worker):
+    """A Prolific link on an arena: the participant arrives, is sent to the arena, brings a prompt
+    per battle and votes; after the quota's battles the arena sends them to the completion code.
+    A screening block cannot be asked of an arena (it has no gold checks)."""
+    from evalsite.crowd import services as crowd
+    from evalsite.crowd.models import Participant
+
+    with OpenAIStub(responder=arena_responder) as stub:
+        arena_systems(stub)
+        call_command("create_arena", systems=",".join(NAMES), name="arena")
+        study = Study.objects.get()
+        with pytest.raises(crowd.CrowdError, match="arena is an arena: people bring their own prompts"):
+            crowd.create_link(study, quota=2, screening_items=1)
+        link = crowd.create_link(study, quota=2)
+        query = {"PROLIFIC_PID": "a" * 24, "STUDY_ID": "s" * 24, "SESSION_ID": "session1"}
+        reply = client.get(f"/s/{link.token}/", query, follow=True)
+        assert reply.redirect_chain[-1][0] == "/arena/arena/"
+        for k, prompt in enumerate(("How do tides work?", "Why is the sky blue?"), start=1):
+            shown = page(client, "/arena/arena/")
+            assert shown.select_one("#crowd-progress").get_text().startswith(f"Battle {k} of 2")
+            client.post("/arena/arena/", {"prompt": prompt})
+            battle = Battle.objects.get(study=study, voted_at__isnull=True)
+            answered(battle)
+            client.post(f"/arena/battle/{battle.pk}/vote", {"choice": "a"})
+        participant = Participant.objects.get()
+        assert crowd.stage(participant).done == 2
+        end = client.get("/arena/arena/", follow=True)
+        assert end.redirect_chain[-1][0] == f"/s/{link.token}/next"
+        assert end.templates[0].name == "crowd/end.html" and end.context["code"] == link.completion_code
+        participant.refresh_from_db()
+        assert participant.status == "completed"
+        # past the quota, no third battle starts
+        client.post("/arena/arena/", {"prompt": "One more?"})
+        assert Battle.objects.filter(study=study).count() == 2
+    assert ranking.ranking(study).people.votes == 2
+    exported = next(csv.DictReader(io.StringIO(crowd.export_csv(link))))
+    assert (exported["participant_id"], exported["status"], exported["items_done"]) == ("a" * 24, "completed", "2")

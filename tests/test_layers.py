@@ -22,7 +22,7 @@ APPS_BELOW = {
     "judging": {"core", "catalog", "annotation"},
     "dashboard": {"core", "catalog", "annotation", "judging"},
     "finetune": {"core", "catalog", "answering", "annotation", "judging", "dashboard"},
-    "arena": {"core", "catalog", "answering", "annotation"},
+    "arena": {"core", "catalog", "answering", "annotation", "crowd"},
     "pipeline": {"core", "catalog", "answering", "annotation", "judging", "dashboard", "finetune"},
 }
 # what each library may import of ours (never Django, never evalsite)

@@ -45,7 +45,9 @@ def _pairwise_progress(study: Study, user: User) -> tuple[int, int]:
 
 
 def _arena_progress(study: Study, user: User) -> tuple[int, int]:
-    """Battles voted, and an arena has always more: a person brings prompts as long as it is open."""
+    """Votes counted, and an arena has always more: a person brings prompts as long as it is open.
+    The arena app puts its own in its place when it is ready (battles voted, counted or waiting
+    for review: evalsite.arena.services.progress)."""
     return _judged(study, user), claims.LEFT_CAP
 
 

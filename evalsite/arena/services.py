@@ -197,6 +197,18 @@ def vote(battle: Battle, choice: str) -> Battle:
     return battle
 
 
+def voted(study: Study, person: User) -> int:
+    """The person's battles that count as work done (what a crowd link's quota counts): voted,
+    and not on a prompt staff rejected (a battle left because a system failed has no vote)."""
+    battles = Battle.objects.filter(study=study, person=person).exclude(outcome="")
+    return battles.exclude(review=Battle.Review.REJECTED).count()
+
+
+def progress(study: Study, person: User) -> tuple[int, int]:
+    """An arena's (done, left) for one person (annotation.kinds): battles voted, and always more."""
+    return voted(study, person), claims.LEFT_CAP
+
+
 def abandon(battle: Battle) -> Battle:
     """Close a battle a system failed to answer (never counted), so that the person may ask again."""
     if battle.voted_at is None and not _turns(battle, ChatTurn.State.FAILED).exists():

@@ -15,6 +15,7 @@ from evalsite.arena import services
 from evalsite.arena.models import Battle
 from evalsite.core.decorators import staff_required
 from evalsite.core.paper import LIMA_CHOICES
+from evalsite.crowd import services as crowd
 
 
 def _arena(request, name: str) -> Study:
@@ -42,6 +43,13 @@ def home(request, name: str):
     current = services.open_battle(study, request.user)
     if current is not None:
         return redirect("arena:battle", pk=current.pk)
+    context: dict = {"study": study}
+    participant = crowd.session_participant(request.session, request.user, study)
+    if participant is not None:  # arrived by a crowd link: its quota of battles, then its end page
+        where = crowd.stage(participant)
+        if where.name != "work":
+            return redirect("crowd:next", token=participant.link.token)
+        context["crowd"] = {"battle": where.done + 1, "quota": participant.link.quota}
     if request.method == "POST":
         try:
             battle = services.start_battle(
@@ -49,10 +57,9 @@ def home(request, name: str):
             )
         except services.ArenaError as exc:
             messages.error(request, str(exc))
-            return render(request, "arena/home.html", {"study": study, "prompt": request.POST.get("prompt", "")})
+            return render(request, "arena/home.html", {**context, "prompt": request.POST.get("prompt", "")})
         return redirect("arena:battle", pk=battle.pk)
-    voted = Battle.objects.filter(study=study, person=request.user, voted_at__isnull=False).count()
-    return render(request, "arena/home.html", {"study": study, "voted": voted})
+    return render(request, "arena/home.html", {**context, "voted": services.voted(study, request.user)})
 
 
 @login_required

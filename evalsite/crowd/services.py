@@ -30,7 +30,6 @@ from evalsite.crowd.platforms import PLATFORMS, PROLIFIC
 log = logging.getLogger(__name__)
 
 
-
 class CrowdError(Exception):
     """A participant's visit cannot go on; the message says why (shown on a page, never an account)."""
 
@@ -58,6 +57,11 @@ def create_link(
         raise CrowdError(f"study {study.name} is a {study.kind} study: crowd links serve pairwise studies")
     if quota < 1:
         raise CrowdError("quota must be at least 1 item")
+    if study.kind == Study.Kind.ARENA and screening_items:
+        raise CrowdError(
+            f"{study.name} is an arena: people bring their own prompts, so there are no gold checks to "
+            "screen with (make its link with 0 screening items; staff review prompts with create_arena --review)"
+        )
     if screening_pass > screening_items:
         raise CrowdError(f"screening pass mark {screening_pass} is more than its {screening_items} items")
     gold = Comparison.objects.filter(study=study, is_gold=True).count()
@@ -141,6 +145,23 @@ def arrive(link: CrowdLink, params: dict[str, str], address: str = "") -> Partic
     return participant
 
 
+# what a participant's browser session holds once they arrive by the link (crowd.views.arrive)
+SESSION_KEY = "crowd_participant"
+TOKEN_KEY = "crowd_token"
+
+
+def session_participant(session, user: User, study: Study | None = None) -> Participant | None:
+    """The crowd participant this session belongs to (it arrived by the link, logged in as
+    ``user``), on ``study``'s link if given; None for anyone else."""
+    pk = session.get(SESSION_KEY)
+    if not pk or not user.is_authenticated:
+        return None
+    found = Participant.objects.select_related("link__study", "user").filter(pk=pk, user=user)
+    if study is not None:
+        found = found.filter(link__study=study)
+    return found.first()
+
+
 @dataclass(frozen=True)
 class Stage:
     """Where a participant is: 'screening' (gold checks only), 'work', or an end."""
@@ -150,6 +171,9 @@ class Stage:
 
 
 def _counts(participant: Participant) -> dict[str, int]:
+    study = participant.link.study
+    if study.kind == Study.Kind.ARENA:  # people bring their prompts: an item is a battle voted (no gold)
+        return {"total": study_kind(study).progress(study, participant.user)[0], "gold": 0}
     return HumanJudgment.objects.filter(annotator=participant.user, comparison__study=participant.link.study).aggregate(
         total=Count("id"),
         gold=Count("id", filter=Q(comparison__is_gold=True)),
@@ -263,7 +287,8 @@ def participant_rows(link: CrowdLink) -> list[dict[str, object]]:
                 "participant_id": participant.external_id,
                 "status": status,
                 "platform_check": participant.platform_check,
-                "items_done": len(rest),
+                # an arena's items are its battles voted (one waiting for review too), as its quota counts them
+                "items_done": _counts(participant)["total"] if study.kind == Study.Kind.ARENA else len(rest),
                 "median_seconds": round(statistics.median(seconds), 1) if seconds else "",
                 "reading_floor_seconds": round(floor, 1) if floor is not None else "",
                 "faster_than_reading": "yes" if too_fast else "",

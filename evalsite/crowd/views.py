@@ -16,8 +16,7 @@ from evalsite.crowd.forms import CrowdLinkForm
 from evalsite.crowd.models import CrowdLink, Participant
 from evalsite.crowd.platforms import CHOICES as PLATFORM_CHOICES
 
-SESSION_KEY = "crowd_participant"
-TOKEN_KEY = "crowd_token"
+SESSION_KEY, TOKEN_KEY = services.SESSION_KEY, services.TOKEN_KEY
 
 
 def arrive(request, token: str):
@@ -53,14 +52,8 @@ def _is_participant(user, link: CrowdLink, params: dict) -> bool:
 
 
 def _participant(request, token: str) -> Participant | None:
-    pk = request.session.get(SESSION_KEY)
-    if not pk or not request.user.is_authenticated:
-        return None
-    return (
-        Participant.objects.select_related("link__study", "user")
-        .filter(pk=pk, user=request.user, link__token=token)
-        .first()
-    )
+    participant = services.session_participant(request.session, request.user)
+    return participant if participant is not None and participant.link.token == token else None
 
 
 def next_item(request, token: str):
@@ -76,6 +69,8 @@ def next_item(request, token: str):
     where = services.stage(participant)
     if where.name not in ("screening", "work"):
         return _end(request, participant, where)
+    if study.kind == Study.Kind.ARENA:  # they bring their prompts there; it sends them back here at the quota
+        return redirect("arena:home", name=study.name)
     try:
         screening = where.name == "screening"
         assignment = claims.claim_next(study, request.user, member_checked=True, gold_only=screening)

@@ -17,7 +17,7 @@ class Command(BaseCommand):
         link = sub.add_parser("link", help="make (or change) the study's link and print the URL for the platform")
         link.add_argument("study")
         link.add_argument("--platform", choices=list(PLATFORMS), default=PROLIFIC.key)
-        link.add_argument("--quota", type=int, default=20, help="items each participant judges")
+        link.add_argument("--quota", type=int, default=20, help="items each participant judges (arena: battles)")
         link.add_argument("--screening", type=int, default=0, help="the first N items are gold checks")
         link.add_argument("--pass", dest="screening_pass", type=int, default=0, help="gold checks right to go on")
         link.add_argument("--completion-url", default="", help="where participants go at the end; {code} is replaced")
