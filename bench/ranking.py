@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import sys
@@ -60,20 +61,27 @@ class World:
     """The pools, the people's chances per prompt, and the judge's verdicts on every prompt."""
 
     def __init__(
-        self, rng: np.random.Generator, noise: float, position: float, oracle: bool = False, soft: bool = False
+        self,
+        rng: np.random.Generator,
+        noise: float,
+        position: float,
+        oracle: bool = False,
+        soft: bool = False,
+        pool: int = POOL,
     ):
         k = len(THETA)
+        self.pool = pool
         self.pairs = [(i, j) for i in range(k) for j in range(i + 1, k)]
         self.chance = {}
         self.judge = {}
         for i, j in self.pairs:
-            logit = THETA[i] - THETA[j] + rng.normal(0, PROMPT_SD, POOL)
+            logit = THETA[i] - THETA[j] + rng.normal(0, PROMPT_SD, pool)
             p = sigmoid(logit)
             self.chance[(i, j)] = p
             if oracle:  # the best case: the people's expected outcome itself
                 self.judge[(i, j)] = TIE * 0.5 + (1 - TIE) * p
                 continue
-            view = logit + rng.normal(0, noise, POOL)
+            view = logit + rng.normal(0, noise, pool)
             if soft:  # its probability verdicts (the score method): P(i better) in each order, averaged
                 self.judge[(i, j)] = (sigmoid(view + position) + 1 - sigmoid(-view + position)) / 2
                 continue
@@ -86,13 +94,24 @@ class World:
             return 0.5
         return 1.0 if rng.random() < self.chance[pair][prompt] else 0.0
 
+    def people_agreement(self, rng, n: int = 20000) -> float:
+        """Two people's votes on the same prompt, scored as ``agreement`` scores the judge: what a
+        judge that agrees with a person as often is worth no more than (a second person's vote)."""
+        score = 0.0
+        for _ in range(n):
+            pair = self.pairs[rng.integers(len(self.pairs))]
+            prompt = rng.integers(self.pool)
+            one, two = self.vote(rng, pair, prompt), self.vote(rng, pair, prompt)
+            score += 1.0 if one == two else 0.5 if 0.5 in (one, two) else 0.0
+        return score / n
+
     def agreement(self, rng, n: int = 20000) -> float:
         """The judge's agreement with a person's vote, tie-discounted as the paper measures it (the
         same outcome 1, a tie against a winner 0.5, opposite winners 0)."""
         score = 0.0
         for _ in range(n):
             pair = self.pairs[rng.integers(len(self.pairs))]
-            prompt = rng.integers(POOL)
+            prompt = rng.integers(self.pool)
             person, judge = self.vote(rng, pair, prompt), self.judge[pair][prompt]
             score += 1.0 if person == judge else 0.5 if 0.5 in (person, judge) else 0.0
         return score / n
@@ -100,11 +119,11 @@ class World:
 
 def run(world: World, rng, with_judge: bool, active: bool, max_votes: int) -> dict:
     k = len(THETA)
-    unused = {pair: list(rng.permutation(POOL)) for pair in world.pairs}
+    unused = {pair: list(rng.permutation(world.pool)) for pair in world.pairs}
     first, second, y, f = [], [], [], []
     judged = [(i, j, world.judge[(i, j)]) for i, j in world.pairs]
-    all_first = np.concatenate([np.full(POOL, i) for i, _, _ in judged])
-    all_second = np.concatenate([np.full(POOL, j) for _, j, _ in judged])
+    all_first = np.concatenate([np.full(world.pool, i) for i, _, _ in judged])
+    all_second = np.concatenate([np.full(world.pool, j) for _, j, _ in judged])
     all_f = np.concatenate([v for _, _, v in judged])
     covered, settled_at, settled = [], None, None
     candidates = list(range(len(world.pairs)))
@@ -144,9 +163,9 @@ def run(world: World, rng, with_judge: bool, active: bool, max_votes: int) -> di
     return {"votes": settled_at or max_votes, "settled": settled, "covered": covered, "lam": shares.lam}
 
 
-def configuration(name, world_args, with_judge, active, runs, max_votes, seed) -> dict:
+def configuration(name, world_args, with_judge, active, runs, max_votes, seed, pool: int = POOL) -> dict:
     rng = np.random.default_rng(seed)
-    results = [run(World(rng, *world_args), rng, with_judge, active, max_votes) for _ in range(runs)]
+    results = [run(World(rng, *world_args, pool=pool), rng, with_judge, active, max_votes) for _ in range(runs)]
     looks = max(len(r["covered"]) for r in results)
     per_look = [
         float(np.mean([r["covered"][t] for r in results if len(r["covered"]) > t]))
@@ -159,12 +178,26 @@ def configuration(name, world_args, with_judge, active, runs, max_votes, seed) -
         "runs": runs,
         "votes_to_settle_median": statistics.median(r["votes"] for r in results),
         "votes_to_settle_mean": float(np.mean([r["votes"] for r in results])),
+        # the mean's standard error over the runs (each run its own world and people)
+        "votes_to_settle_mean_se": float(np.std([r["votes"] for r in results], ddof=1) / np.sqrt(runs)),
         "settled_share": float(np.mean([r["settled"] is not None for r in results])),
         "settled_wrong": int(sum(r["settled"] is not None and r["settled"] != top for r in results)),
         "coverage_min_over_looks": min(per_look) if per_look else None,
         "coverage_every_look_of_a_run": float(np.mean([all(r["covered"]) for r in results])),
         "judge_weight_mean": float(np.mean([r["lam"] for r in results])),
     }
+
+
+def ratio(a: dict, b: dict) -> float:
+    return a["votes_to_settle_mean"] / b["votes_to_settle_mean"]
+
+
+def ratio_se(a: dict, b: dict) -> float:
+    """The ratio of two means' standard error by the delta method (independent runs)."""
+    return ratio(a, b) * math.hypot(
+        a["votes_to_settle_mean_se"] / a["votes_to_settle_mean"],
+        b["votes_to_settle_mean_se"] / b["votes_to_settle_mean"],
+    )
 
 
 def main() -> None:
@@ -174,43 +207,50 @@ def main() -> None:
     parser.add_argument("--noise", type=float, default=1.9, help="the judge's view: logit noise")
     parser.add_argument("--position", type=float, default=0.5, help="the judge's first-position bonus (logit)")
     parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument(
+        "--pool", type=int, default=POOL, help="prompts a pair (not 300: written to ranking-poolN.json)"
+    )
     parser.add_argument("--smoke", action="store_true", help="4 runs of at most 400 votes, nothing written")
     args = parser.parse_args()
     if args.smoke:
         args.runs, args.max_votes = 4, 400
     started = time.monotonic()
     realistic = (args.noise, args.position)
-    agreement = World(np.random.default_rng(args.seed), *realistic).agreement(np.random.default_rng(1))
+    world = World(np.random.default_rng(args.seed), *realistic, pool=args.pool)
+    agreement = world.agreement(np.random.default_rng(1))
+    people_agreement = world.people_agreement(np.random.default_rng(1))
+    forms = [  # name, the world's judge, with the judge, active pairs
+        ("people alone, uniform pairs", realistic, False, False),
+        ("people alone, active pairs", realistic, False, True),
+        ("people + judge, uniform pairs", realistic, True, False),
+        ("people + judge, active pairs", realistic, True, True),
+        ("people + the judge's probabilities, active pairs", (*realistic, False, True), True, True),
+        ("best case: people + oracle judge, active pairs", (0, 0, True), True, True),
+    ]
     rows = [
-        configuration("people alone, uniform pairs", realistic, False, False, args.runs, args.max_votes, args.seed),
-        configuration("people alone, active pairs", realistic, False, True, args.runs, args.max_votes, args.seed),
-        configuration("people + judge, uniform pairs", realistic, True, False, args.runs, args.max_votes, args.seed),
-        configuration("people + judge, active pairs", realistic, True, True, args.runs, args.max_votes, args.seed),
-        configuration(
-            "people + the judge's probabilities, active pairs", (*realistic, False, True), True, True, args.runs,
-            args.max_votes, args.seed,
-        ),  # fmt: skip
-        configuration(
-            "best case: people + oracle judge, active pairs",
-            (0, 0, True),
-            True,
-            True,
-            args.runs,
-            args.max_votes,
-            args.seed,
-        ),
+        configuration(name, judge, helped, active, args.runs, args.max_votes, args.seed, args.pool)
+        for name, judge, helped, active in forms
     ]
     by = {r["configuration"]: r for r in rows}
     report = {
         "systems": THETA.tolist(),
-        "pool_per_pair": POOL,
+        "pool_per_pair": args.pool,
         "judge": {"noise": args.noise, "position": args.position, "agreement_with_a_person": agreement},
+        # two people on the same prompt, scored the same way: the judge agrees with a person about
+        # as often as another person does, and a second person's vote explains little of a vote
+        "people_agreement": people_agreement,
         "look_every": LOOK,
         "alpha": ALPHA,
         "max_votes": args.max_votes,
         "configurations": rows,
-        "judge_over_people_votes": by["people + judge, active pairs"]["votes_to_settle_mean"]
-        / by["people alone, active pairs"]["votes_to_settle_mean"],
+        "judge_over_people_votes": ratio(by["people + judge, active pairs"], by["people alone, active pairs"]),
+        "judge_over_people_votes_se": ratio_se(by["people + judge, active pairs"], by["people alone, active pairs"]),
+        "probabilities_over_people_votes": ratio(
+            by["people + the judge's probabilities, active pairs"], by["people alone, active pairs"]
+        ),
+        "oracle_over_people_votes": ratio(
+            by["best case: people + oracle judge, active pairs"], by["people alone, active pairs"]
+        ),
         "active_over_uniform_votes": by["people + judge, active pairs"]["votes_to_settle_mean"]
         / by["people + judge, uniform pairs"]["votes_to_settle_mean"],
         "seconds": time.monotonic() - started,
@@ -218,7 +258,7 @@ def main() -> None:
     }
     print(
         f"the judge's agreement with a person's vote, tie-discounted: {agreement:.1%} (noise {args.noise}, "
-        f"position {args.position})"
+        f"position {args.position}); two people's: {people_agreement:.1%}; {args.pool} prompts a pair"
     )
     for r in rows:
         print(
@@ -228,12 +268,15 @@ def main() -> None:
             f"{r['coverage_every_look_of_a_run']:.2f}; judge weight {r['judge_weight_mean']:.2f}"
         )
     print(
-        f"people + judge / people alone (active): {report['judge_over_people_votes']:.2f}x the votes; "
+        f"people + judge / people alone (active): {report['judge_over_people_votes']:.2f}x the votes "
+        f"(+-{report['judge_over_people_votes_se']:.2f}; its probabilities "
+        f"{report['probabilities_over_people_votes']:.2f}x, "
+        f"the oracle {report['oracle_over_people_votes']:.2f}x); "
         f"active / uniform (with the judge): {report['active_over_uniform_votes']:.2f}x"
     )
     if args.smoke:
         return
-    out = ROOT / "bench" / "results" / "ranking.json"
+    out = ROOT / "bench" / "results" / ("ranking.json" if args.pool == POOL else f"ranking-pool{args.pool}.json")
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"written to {out}")
 
