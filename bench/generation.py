@@ -168,6 +168,70 @@ def phase_single_stream(args, queue):
     )
 
 
+def phase_one_row(args, queue):
+    """One prompt at a time at int4, greedy: the lean decoder (generation/lean.py, what hf_local
+    uses for a batch of one) against transformers' ``generate`` on the same loaded model, rounds
+    alternating which goes first; the answers must be the same tokens."""
+    from dataclasses import replace as copy_of
+
+    from generation.config import SamplingConfig
+    from generation.hf_local import HFLocalBackend
+    from generation.types import GenerationRequest
+
+    loaded = load_model(argparse.Namespace(**{**vars(args), "dtype": "int4"}))
+    lean = HFLocalBackend({"model_path": "bench", "max_batch_size": 1}, loaded=loaded)
+    plain = copy_of(loaded, lean_decoder=None, lean_checked=True)  # the same model, always through generate
+    generate = HFLocalBackend({"model_path": "bench", "max_batch_size": 1}, loaded=plain)
+    requests = [GenerationRequest(i, m) for i, m in enumerate(seed_prompts(args.single_prompts))]
+    sampling = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=0.0)
+    for backend in (lean, generate):
+        list(backend.generate(requests[:1], SamplingConfig(max_new_tokens=4)))  # warm-up
+    sides: dict[str, dict] = {"lean": {"tokens": 0, "seconds": 0.0}, "generate": {"tokens": 0, "seconds": 0.0}}
+    texts: dict[str, list[str]] = {}
+    for round_no in range(args.rounds):
+        order = [("lean", lean), ("generate", generate)]
+        for name, backend in order if round_no % 2 == 0 else order[::-1]:
+            for request in requests:  # one at a time, alternating sides per round
+                started = time.monotonic()
+                [result] = list(backend.generate([request], sampling))
+                sides[name]["seconds"] += time.monotonic() - started
+                sides[name]["tokens"] += result.completion_tokens or 0
+                texts.setdefault(name, []).append(result.text)
+                assert result.metadata["decoder"] == name
+    for side in sides.values():
+        side["tokens_per_s"] = side["tokens"] / side["seconds"]
+    queue.put(
+        {
+            **sides,
+            "same_answers": texts["lean"] == texts["generate"],
+            "rounds": args.rounds,
+            "prompts": len(requests),
+            "lean_over_generate": sides["lean"]["tokens_per_s"] / sides["generate"]["tokens_per_s"],
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        }
+    )
+
+
+def one_row_report(args) -> dict:
+    """phase_one_row, then llama.cpp's llama-bench where given (the peer, right after, on the
+    same machine), and the ratio."""
+    report = {"one_row": run_phase(phase_one_row, args), "load_1min": os.getloadavg()[0]}
+    row = report["one_row"]
+    print(
+        f"one prompt at a time, int4: lean {row['lean']['tokens_per_s']:.1f} tokens/s, transformers' generate "
+        f"{row['generate']['tokens_per_s']:.1f} ({row['lean_over_generate']:.2f}x; same answers: {row['same_answers']})"
+    )
+    peer = args.llama_bench or os.environ.get("LLAMA_BENCH") or shutil.which("llama-bench")
+    if peer and Path(peer).is_file() and not args.smoke and not args.arch:
+        report["llamacpp"] = llama_bench(peer)
+        report["one_row_lean_over_llamacpp"] = row["lean"]["tokens_per_s"] / report["llamacpp"]["tg128_tokens_per_s"]
+        print(
+            f"llama.cpp llama-bench (tg128, 2 threads): {report['llamacpp']['tg128_tokens_per_s']:.1f} tokens/s; "
+            f"ours one prompt at a time (lean, int4) {report['one_row_lean_over_llamacpp']:.2f}x"
+        )
+    return report
+
+
 def phase_naive(args, queue):
     import torch
 
@@ -275,10 +339,26 @@ def main() -> None:
     parser.add_argument("--perplexity-examples", type=int, default=30)
     parser.add_argument("--smoke", action="store_true", help="2 prompts, 4 tokens, int4 only, nothing written")
     parser.add_argument("--llama-bench", help="llama.cpp's llama-bench (default: $LLAMA_BENCH, then PATH)")
+    parser.add_argument(
+        "--one-row",
+        action="store_true",
+        help="only one prompt at a time, lean vs generate (and llama-bench): generation-one-row-<device>.json",
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="--one-row: rounds, alternating which side goes first")
     args = parser.parse_args()
     if args.smoke:  # that it still runs (make test), not a measurement
         args.prompts, args.max_new_tokens, args.batch_size, args.forms, args.dtype = 2, 4, 2, "int4", "int4"
         args.single_prompts, args.perplexity_examples, args.skip_api = 1, 1, True
+    if args.one_row:
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        report = one_row_report(args)
+        if not args.smoke:
+            out = args.out or ROOT / "bench" / "results" / f"generation-one-row-{device}.json"
+            out.write_text(json.dumps(report, indent=2) + "\n")
+            print(f"written to {out}")
+        return
 
     report: dict = {
         "machine": platform.node(),
@@ -319,6 +399,8 @@ def main() -> None:
             f"one prompt at a time, {form}: {r['tokens_per_s']:.1f} tokens/s, peak RSS {r['peak_rss_mb']:.0f} MiB, "
             f"perplexity of the reference answers {r['perplexity']:.2f} ({r['perplexity_tokens']} tokens)"
         )
+    if not args.arch:  # one prompt at a time: the lean decoder against transformers' generate
+        report["one_row"] = one_row_report(argparse.Namespace(**{**vars(args), "llama_bench": ""}))["one_row"]
     peer = args.llama_bench or os.environ.get("LLAMA_BENCH") or shutil.which("llama-bench")
     if peer and Path(peer).is_file() and not args.smoke and not args.arch:
         report["llamacpp"] = llama_bench(peer)

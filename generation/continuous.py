@@ -63,6 +63,7 @@ class Stream:
     done: threading.Event = field(default_factory=threading.Event)
     started: float = field(default_factory=time.monotonic)
     first_token_s: float | None = None  # from arrival to the first token
+    lean_steps: int = 0  # decoding steps it took alone, through generation.lean
 
     def result(self) -> GenerationResult:
         return GenerationResult(
@@ -74,7 +75,11 @@ class Stream:
             finish_reason="error" if self.error else self.finish,
             error=self.error,
             notes=self.note,
-            metadata={"batch_size": self.batch_size, "first_token_s": self.first_token_s},
+            metadata={
+                "batch_size": self.batch_size,
+                "first_token_s": self.first_token_s,
+                "lean_steps": self.lean_steps,
+            },
         )
 
     def cancel(self) -> None:
@@ -136,6 +141,10 @@ class DecodeLoop:
         self.mask = torch.zeros((0, 0), dtype=torch.long)  # (rows, cache width): 1 where a token is
         self.last = torch.zeros(0, dtype=torch.long)  # each row's token to feed at the next step
         self.stop_ids = set(self.loaded.stop_ids)
+        # a lone answer decodes through generation.lean (the same tokens, less time a step) in a
+        # cache of its own; it goes back into a DynamicCache the moment another answer joins
+        self.lean = self.loaded.one_row_decoder()
+        self.lean_cache: list[torch.Tensor] | None = None
         threading.Thread(target=self._run, name="decode-loop", daemon=True).start()
 
     def submit(
@@ -184,7 +193,7 @@ class DecodeLoop:
                 log.exception("decoding step failed")
                 for row in self.rows:
                     self._finish(row, error=f"generation failed: {exc}")
-                self.rows, self.cache = [], None
+                self.rows, self.cache, self.lean_cache = [], None, None
 
     def _admit(self, block: bool) -> None:
         new: list[Stream] = []
@@ -234,9 +243,12 @@ class DecodeLoop:
 
     def _stack(self, new: list[Stream], cache: DynamicCache, mask: torch.Tensor, firsts: torch.Tensor) -> None:
         """The new answers' rows under the running ones, the narrower side padded on the left."""
-        if self.cache is None or not self.rows:
+        if not self.rows:
             self.rows, self.cache, self.mask, self.last = list(new), cache, mask, firsts
+            self.lean_cache = None
             return
+        self._dynamic()
+        assert self.cache is not None  # running rows have a cache: the batch's, or the lone row's moved back
         width = max(self.mask.shape[1], mask.shape[1])
         pairs = [
             (
@@ -251,6 +263,10 @@ class DecodeLoop:
         self.rows += new
 
     def _step(self) -> None:
+        if len(self.rows) == 1 and self.lean is not None and bool(self.mask.all()):
+            self._lean_step()
+            return
+        self._dynamic()
         lm = self.loaded
         size = len(self.rows)
         positions = self.mask.sum(1, keepdim=True)  # each row's real tokens so far: the new one's position
@@ -271,6 +287,39 @@ class DecodeLoop:
             row.batch_size = max(row.batch_size, size)
             self._take(row, token)
         self._drop_finished()
+
+    def _lean_step(self) -> None:
+        """One step of a lone answer (no padding) through the lean decoder, its keys and values
+        moved once from the running DynamicCache into a cache with room for the rest of it."""
+        assert self.lean is not None
+        row, width = self.rows[0], self.mask.shape[1]
+        if self.lean_cache is None or self.lean_cache[0].shape[3] <= width:
+            room = width + max(1, row.max_new - len(row.tokens)) + 1
+            cache = self.lean.new_cache(room)
+            if self.lean_cache is not None:
+                pairs = [(kv[0, :, :, :width], kv[1, :, :, :width]) for kv in self.lean_cache]
+            else:
+                pairs = _pairs(self.cache)  # type: ignore[arg-type]
+            for kv, (keys, values) in zip(cache, pairs, strict=True):
+                kv[0, :, :, :width] = keys
+                kv[1, :, :, :width] = values
+            self.lean_cache, self.cache = cache, None
+        with self.lock:
+            logits = self.lean.forward(self.last.view(1), width, self.lean_cache)[None]
+        self.mask = torch.ones((1, width + 1), dtype=torch.long)
+        tokens = self._sample(self.rows, logits)
+        self.last = tokens
+        row.lean_steps += 1
+        self._take(row, int(tokens[0]))
+        self._drop_finished()
+
+    def _dynamic(self) -> None:
+        """The lone answer's lean cache back as the DynamicCache the batched steps grow."""
+        if self.lean_cache is None:
+            return
+        width = self.mask.shape[1]
+        self.cache = _cache_of([(kv[0, :, :, :width], kv[1, :, :, :width]) for kv in self.lean_cache])
+        self.lean_cache = None
 
     def _sample(self, rows: list[Stream], logits: torch.Tensor) -> torch.Tensor:
         """Each row's next token, as hf_local's ``generate`` chooses it: the repetition penalty on
@@ -331,7 +380,7 @@ class DecodeLoop:
             self._finish(self.rows[i])
         keep = [i for i, row in enumerate(self.rows) if not (row.finish or row.cancelled)]
         if not keep:
-            self.rows, self.cache = [], None
+            self.rows, self.cache, self.lean_cache = [], None, None
             return
         index = torch.tensor(keep)
         mask = self.mask[index]

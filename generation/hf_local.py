@@ -2,7 +2,9 @@
 
 Batched generation: prompts sorted by length, left padding, the KV cache, and batches bounded by
 a token budget so memory stays bounded. Stops on EOS and on the end-of-turn token. The
-repetition penalty applies to generated tokens only, as in the paper."""
+repetition penalty applies to generated tokens only, as in the paper. A batch of one (a person
+waiting on one answer) goes through generation.lean where the model is one it runs: the same
+tokens as ``generate``, about a quarter less time a token on the bundled model."""
 
 from __future__ import annotations
 
@@ -10,14 +12,16 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList
+from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
 from transformers.generation.streamers import BaseStreamer
 
+from generation import lean
 from generation.chat import END_OF_TURN_TOKENS, ensure_chat_template, fit_to_context
 from generation.config import SamplingConfig
 from generation.types import GenerationRequest, GenerationResult
@@ -102,6 +106,19 @@ class LoadedModel:
     device: torch.device
     context_length: int
     stop_ids: list[int]
+    # the one-row decoder (generation.lean), made on first use; None: not made yet
+    lean_decoder: lean.LeanLlama | None = None
+    lean_checked: bool = False
+    lean_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def one_row_decoder(self) -> lean.LeanLlama | None:
+        """The lean decoder for this model, or None where it does not run it (or is turned off)."""
+        with self.lean_lock:
+            if not self.lean_checked:
+                self.lean_checked = True
+                if lean.enabled() and lean.LeanLlama.supports(self.model):
+                    self.lean_decoder = lean.LeanLlama(self.model)
+            return self.lean_decoder
 
 
 def resolve_model_files(config: dict[str, Any]) -> tuple[str, str | None]:
@@ -297,13 +314,20 @@ class HFLocalBackend:
                 torch.manual_seed(sampling.seed + 7919 * batch_no + items[0].request.sample_index)
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        decoder = lm.one_row_decoder() if len(items) == 1 else None
         started = time.monotonic()
-        with torch.inference_mode():
-            output = lm.model.generate(
-                input_ids=input_ids.to(lm.device), attention_mask=attention.to(lm.device), streamer=streamer, **kwargs
-            )
+        if decoder is not None:
+            new_tokens = [self._lean_generate(decoder, items[0].input_ids, sampling, max_new, streamer)]
+        else:
+            with torch.inference_mode():
+                output = lm.model.generate(
+                    input_ids=input_ids.to(lm.device),
+                    attention_mask=attention.to(lm.device),
+                    streamer=streamer,
+                    **kwargs,
+                )
+            new_tokens = output[:, width:].tolist()
         elapsed = time.monotonic() - started
-        new_tokens = output[:, width:].tolist()
         stop = set(lm.stop_ids)
         for item, tokens in zip(items, new_tokens, strict=True):
             end = next((k for k, t in enumerate(tokens) if t in stop), None)
@@ -316,8 +340,36 @@ class HFLocalBackend:
                 latency_seconds=elapsed,
                 finish_reason="stop" if end is not None else "length",
                 notes=item.note,
-                metadata={"batch_size": len(items)},
+                metadata={"batch_size": len(items), "decoder": "lean" if decoder is not None else "generate"},
             )
+
+    def _lean_generate(
+        self,
+        decoder: lean.LeanLlama,
+        prompt: list[int],
+        sampling: SamplingConfig,
+        max_new: int,
+        streamer: BaseStreamer | None,
+    ) -> list[int]:
+        """One row through the lean decoder, with what ``generate`` would apply to its logits in
+        the order it applies them: the repetition penalty on generated tokens, then (sampling)
+        temperature and top-p; the streamer hears the prompt, then each token."""
+        width = len(prompt)
+        processors: list[Any] = [GeneratedTokensRepetitionPenalty(sampling.repetition_penalty, width)]
+        sample = sampling.temperature > 0
+        if sample:
+            if sampling.temperature != 1.0:
+                processors.append(TemperatureLogitsWarper(sampling.temperature))
+            if sampling.top_p < 1.0:
+                processors.append(TopPLogitsWarper(top_p=sampling.top_p, min_tokens_to_keep=1))
+        on_token = None
+        if streamer is not None:
+            streamer.put(torch.tensor([prompt]))
+            on_token = lambda token: streamer.put(torch.tensor([token]))  # noqa: E731
+        tokens = decoder.generate(prompt, max_new, self.loaded.stop_ids, processors, sample, on_token)
+        if streamer is not None:
+            streamer.end()
+        return tokens
 
     def _next_token(self, request: GenerationRequest) -> tuple[torch.Tensor, int]:
         """Log probabilities of the next token after the prompt: one forward pass, no generation."""

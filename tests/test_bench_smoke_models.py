@@ -1,6 +1,7 @@
 """The benches that load a model, in their smoke forms (tests/test_bench_smoke.py has the rest):
 the bundled SmolLM2 through serve_openai (ours, against a peer where one is installed), generation
-one prompt at a time and batched, and the training loop against HF's Trainer on a tiny model."""
+one prompt at a time (the lean decoder against transformers' generate) and batched, and the
+training loop against HF's Trainer on a tiny model."""
 
 from __future__ import annotations
 
@@ -30,5 +31,7 @@ def test_the_drop_in_bench_still_checks_what_clients_rely_on():
 
 
 def test_the_generation_and_training_benches_still_run():
-    assert "ratio batched/naive" in run_smoke("generation.py")
+    generation = run_smoke("generation.py")
+    assert "ratio batched/naive" in generation
+    assert "same answers: True" in generation, "one prompt at a time: the lean decoder gives generate's answers"
     assert "ours / HF Trainer" in run_smoke("training.py")

@@ -5,7 +5,8 @@ beginning is never streamed.
 
 The model is a tiny one taught two answers. Where a test is about timing, each forward pass of
 the model is slowed by a fixed sleep (a forward hook on the transformers model), so that the time
-an answer still needs after its first token has a floor whatever the machine's load."""
+an answer still needs after its first token has a floor whatever the machine's load (the hook
+sits on the embedding, which both a batched step and a lone answer's lean step read once)."""
 
 from __future__ import annotations
 
@@ -48,7 +49,8 @@ def served(tmp_path_factory):
     tokenizer.save_pretrained(folder)
     backend = HFLocalBackend({"model_path": str(folder)})
     delay = {"s": 0.0}
-    backend.loaded.model.register_forward_hook(lambda *_: time.sleep(delay["s"]))
+    # every forward pass reads the embedding once, through transformers' forward or the lean one
+    backend.loaded.model.model.embed_tokens.register_forward_hook(lambda *_: time.sleep(delay["s"]))
     server = make_server(backend, "tiny", port=0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}/v1", backend, delay
@@ -167,6 +169,32 @@ def test_answers_arriving_at_different_times_are_those_of_batched_generate(rando
             alone.completion_tokens,
         )
     assert max(r.metadata["batch_size"] for r in results) > 1
+    # the answer that runs longest (the first: the others stop sooner) ends alone, through the lean decoder
+    assert any(r.metadata["lean_steps"] > 0 for r in results)
+
+
+def test_a_lone_answer_joined_mid_way_and_left_alone_again_is_generates(random_backend):
+    """A lone answer decodes in the lean decoder's cache; another request joins (its keys and
+    values go back into the batch's cache), ends, and the first decodes alone again: every token is
+    the one hf_local's generate gives each prompt alone."""
+    loop = DecodeLoop(random_backend, threading.Lock())
+    first_config = SamplingConfig(temperature=0.0, repetition_penalty=1.2, max_new_tokens=60)
+    other_config = SamplingConfig(temperature=0.0, repetition_penalty=1.2, max_new_tokens=6)
+    first = GenerationRequest("first", [{"role": "user", "content": PROMPTS[2]}])
+    other = GenerationRequest("other", [{"role": "user", "content": PROMPTS[0]}])
+    lone = loop.submit(first, first_config)
+    deadline = time.monotonic() + 30
+    while lone.lean_steps < 3:  # decoding alone, through the lean decoder
+        assert time.monotonic() < deadline and not lone.done.is_set()
+        time.sleep(0.001)
+    joined = loop.submit(other, other_config)
+    assert lone.done.wait(60) and joined.done.wait(60)
+    result, joined_result = lone.result(), joined.result()
+    assert result.metadata["batch_size"] == 2 and result.completion_tokens > lone.lean_steps
+    assert lone.lean_steps > 3, "alone again after the other answer ended"
+    for request, config, got in ((first, first_config, result), (other, other_config, joined_result)):
+        [alone] = list(random_backend.generate([request], config))
+        assert (got.text, got.completion_tokens) == (alone.text, alone.completion_tokens)
 
 
 def test_a_seeded_sampled_answer_is_the_same_alone_or_in_company(random_backend):
