@@ -15,6 +15,14 @@ own token budget, the model's stop tokens and the request's stop sequences (the 
 first one; a possible beginning of one is held back from the stream until it is known not to be
 one). Greedy answers are those hf_local's batched ``generate`` gives (a test compares them).
 
+One thread does all of the model's work. torch's CPU kernels run on OpenMP, which keeps a team of
+worker threads for each thread that ran parallel work; with two such teams on two cores its
+workers are throttled to sleep almost at once between the many small kernels of a decoding step,
+and a step took 16 ms instead of 10 (the lean decoder, bundled model, int4; measured here). So the
+loop thread runs everything that touches the model, other work included (``call``: the server's
+label scores and next-token probabilities), builds the lean decoder itself, and a server loads its
+model in a thread that ends before the loop starts (``made_apart``), taking its team with it.
+
 The README's Performance section has the measured figures (bench/serving.py)."""
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
@@ -86,6 +95,35 @@ class Stream:
         self.cancelled = True
 
 
+@dataclass(eq=False)
+class _Call:
+    """Work for the loop thread between two steps (``DecodeLoop.call``)."""
+
+    work: Callable[[], Any]
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Any = None
+    error: BaseException | None = None
+
+
+def made_apart(make: Callable[[], Any]) -> Any:
+    """``make()`` run in a thread of its own that ends before this returns: the OpenMP team a
+    model's loading starts goes with it, so the decoding loop's is the process's only one."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = make()
+        except BaseException as exc:  # noqa: BLE001  (raised again in the caller's thread)
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, name="load-model")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
 def held_back(text: str, stop: tuple[str, ...]) -> int:
     """How many characters at the end of ``text`` could be the beginning of a stop sequence."""
     longest = 0
@@ -135,15 +173,16 @@ class DecodeLoop:
     def __init__(self, backend: Any, lock: threading.Lock, max_batch: int = 16, window: float = 0.01):
         self.backend, self.lock, self.max_batch, self.window = backend, lock, max_batch, window
         self.loaded = backend.loaded
-        self.arrivals: queue.Queue[Stream] = queue.Queue()
+        self.arrivals: queue.Queue[Stream | _Call] = queue.Queue()
         self.rows: list[Stream] = []
         self.cache: DynamicCache | None = None
         self.mask = torch.zeros((0, 0), dtype=torch.long)  # (rows, cache width): 1 where a token is
         self.last = torch.zeros(0, dtype=torch.long)  # each row's token to feed at the next step
         self.stop_ids = set(self.loaded.stop_ids)
         # a lone answer decodes through generation.lean (the same tokens, less time a step) in a
-        # cache of its own; it goes back into a DynamicCache the moment another answer joins
-        self.lean = self.loaded.one_row_decoder()
+        # cache of its own; it goes back into a DynamicCache the moment another answer joins. Made
+        # by the loop thread itself (re-packing weights is parallel work: see the module's notes)
+        self.lean: Any = None
         self.lean_cache: list[torch.Tensor] | None = None
         threading.Thread(target=self._run, name="decode-loop", daemon=True).start()
 
@@ -177,10 +216,24 @@ class DecodeLoop:
         stream.done.wait()
         return stream.result()
 
+    def call(self, work: Callable[[], Any]) -> Any:
+        """``work()`` done by the loop thread between two decoding steps (so the model's every use
+        is on one thread); returns its result or raises its error."""
+        call = _Call(work)
+        self.arrivals.put(call)
+        call.done.wait()
+        if call.error is not None:
+            raise call.error
+        return call.result
+
     # the loop
 
     def _run(self) -> None:
         with torch.inference_mode():  # the thread's every tensor: the cache is edited in place
+            try:
+                self.lean = self.loaded.one_row_decoder()
+            except Exception:  # noqa: BLE001  (without it, every answer goes through the batched path)
+                log.exception("the lean decoder could not be made")
             self._serve()
 
     def _serve(self) -> None:
@@ -196,9 +249,13 @@ class DecodeLoop:
                 self.rows, self.cache, self.lean_cache = [], None, None
 
     def _admit(self, block: bool) -> None:
-        new: list[Stream] = []
+        new: list[Stream | _Call] = []
         if block:
-            new.append(self.arrivals.get())
+            first = self.arrivals.get()
+            if isinstance(first, _Call):
+                self._do(first)
+                return
+            new.append(first)
             deadline = time.monotonic() + self.window
             while len(new) < self.max_batch and (left := deadline - time.monotonic()) > 0:
                 try:
@@ -210,21 +267,32 @@ class DecodeLoop:
                 new.append(self.arrivals.get_nowait())
             except queue.Empty:
                 break
-        new = [s for s in new if not s.cancelled]
-        if not new:
+        for item in new:
+            if isinstance(item, _Call):
+                self._do(item)
+        streams = [s for s in new if isinstance(s, Stream) and not s.cancelled]
+        if not streams:
             return
         try:
-            logits, cache, mask = self._prefill(new)
+            logits, cache, mask = self._prefill(streams)
         except Exception as exc:  # noqa: BLE001  (a prompt the model cannot read fails alone)
             log.exception("prefill failed")
-            for row in new:
+            for row in streams:
                 self._finish(row, error=f"generation failed: {exc}")
             return
-        firsts = self._sample(new, logits)
-        self._stack(new, cache, mask, firsts)
-        for row, token in zip(new, firsts.tolist(), strict=True):
+        firsts = self._sample(streams, logits)
+        self._stack(streams, cache, mask, firsts)
+        for row, token in zip(streams, firsts.tolist(), strict=True):
             self._take(row, token)
         self._drop_finished()
+
+    def _do(self, call: _Call) -> None:
+        try:
+            with self.lock:
+                call.result = call.work()
+        except BaseException as exc:  # noqa: BLE001  (handed to the caller)
+            call.error = exc
+        call.done.set()
 
     def _prefill(self, new: list[Stream]) -> tuple[torch.Tensor, DynamicCache, torch.Tensor]:
         lm = self.loaded

@@ -24,6 +24,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -171,12 +172,25 @@ class Batcher:
     """Concurrent label scores share one forward pass: the first request to arrive waits up to
     ``window`` seconds for others (at most ``max_batch``), those asking for the same labels go to
     the backend together (hf_local left-pads them), and each caller gets its own result. One
-    batch at a time, under the lock the decoding loop takes for each step."""
+    batch at a time, run by ``run`` (the server's: the decoding loop's thread, between two steps;
+    by default under ``lock`` here)."""
 
-    def __init__(self, backend: Any, lock: threading.Lock, window: float = 0.02, max_batch: int = 16):
+    def __init__(
+        self,
+        backend: Any,
+        lock: threading.Lock,
+        window: float = 0.02,
+        max_batch: int = 16,
+        run: Callable[[Callable[[], Any]], Any] | None = None,
+    ):
         self.backend, self.lock, self.window, self.max_batch = backend, lock, window, max_batch
+        self.run = run or self._locked
         self.waiting: queue.Queue = queue.Queue()
         threading.Thread(target=self._loop, name="batcher", daemon=True).start()
+
+    def _locked(self, work: Callable[[], Any]) -> Any:
+        with self.lock:
+            return work()
 
     def score(self, request: GenerationRequest, labels: list[str]) -> tuple[list[tuple[str, float]], int, int]:
         """The labels' next-token log probabilities (the score method), batched like generation:
@@ -217,8 +231,9 @@ class Batcher:
                 ]
                 results: dict[int, Any]
                 try:
-                    with self.lock:
-                        results = dict(enumerate(self.backend.batch_label_logprobs(requests, list(key[1]))))
+                    labels = list(key[1])
+                    scored = self.run(lambda: self.backend.batch_label_logprobs(requests, labels))  # noqa: B023
+                    results = dict(enumerate(scored))
                 except Exception as exc:  # noqa: BLE001  (a failed batch fails its callers, not the server)
                     results = dict.fromkeys(range(len(group)), exc)
                 for i, (_, _, slot) in enumerate(group):
@@ -230,8 +245,8 @@ def make_server(
     backend: Any, model_name: str, host: str = "127.0.0.1", port: int = 8001, batch_window: float = 0.02
 ) -> ThreadingHTTPServer:
     lock = threading.Lock()
-    batcher = Batcher(backend, lock, window=batch_window)
     decoder = DecodeLoop(backend, lock)
+    batcher = Batcher(backend, lock, window=batch_window, run=decoder.call)  # the model's work on one thread
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -303,8 +318,8 @@ def make_server(
                 top, prompt_tokens, self.batch_size = batcher.score(parsed.request, parsed.labels)
                 top = sorted(top, key=lambda pair: -pair[1])
             else:
-                with lock:
-                    top, prompt_tokens = backend.next_token_logprobs(parsed.request, max(1, parsed.top_logprobs or 1))
+                k = max(1, parsed.top_logprobs or 1)
+                top, prompt_tokens = decoder.call(lambda: backend.next_token_logprobs(parsed.request, k))
 
             def entry(token: str, logprob: float) -> dict:
                 return {"token": token, "logprob": logprob, "bytes": list(token.encode())}

@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from generation.config import SamplingConfig
-from generation.continuous import DONE, DecodeLoop, held_back
+from generation.continuous import DONE, DecodeLoop, held_back, made_apart
 from generation.hf_local import HFLocalBackend
 from generation.server import make_server
 from generation.types import GenerationRequest
@@ -239,3 +239,26 @@ def test_without_max_tokens_the_prompt_keeps_its_place_and_the_answer_has_the_re
     [item] = backend.prepare([GenerationRequest(0, body["messages"])], SamplingConfig(max_new_tokens=1))
     assert reply["usage"]["prompt_tokens"] == len(item.input_ids) > 1
     assert reply["choices"][0]["message"]["content"] == STORY
+
+
+def test_other_work_on_the_model_runs_on_the_loop_thread_between_steps(random_backend):
+    """The server's label scores and next-token probabilities go through ``call``: done by the loop
+    thread (the model's only OpenMP team: generation/continuous.py says why), between two steps of
+    the answers being generated, which stay those of generate."""
+    loop = DecodeLoop(random_backend, threading.Lock())
+    assert loop.call(lambda: threading.current_thread().name) == "decode-loop"
+    with pytest.raises(ValueError, match="invalid literal"):
+        loop.call(lambda: int("not a number"))
+    config = SamplingConfig(temperature=0.0, repetition_penalty=1.2, max_new_tokens=30)
+    request = GenerationRequest("story", [{"role": "user", "content": PROMPTS[2]}])
+    stream = loop.submit(request, config)
+    scored = []
+    while not stream.done.is_set():
+        labels = GenerationRequest("q", [{"role": "user", "content": "is the sky blue"}])
+        scored.append(loop.call(lambda r=labels: random_backend.label_logprobs(r, ["yes", "no"])))
+    assert scored and all(len(labels) == 2 for labels, _ in scored)
+    [alone] = list(random_backend.generate([request], config))
+    assert stream.result().text == alone.text
+    assert made_apart(lambda: threading.current_thread().name) == "load-model"
+    with pytest.raises(RuntimeError, match="in its own thread"):
+        made_apart(lambda: (_ for _ in ()).throw(RuntimeError("raised in its own thread")))

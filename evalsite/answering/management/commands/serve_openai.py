@@ -23,6 +23,7 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=DEFAULT_PORT)
 
     def handle(self, *args, **opts):
+        from generation.continuous import made_apart
         from generation.hf_local import HFLocalBackend
 
         if opts["model_path"]:
@@ -41,7 +42,9 @@ class Command(BaseCommand):
             config = validate_backend_config("hf_local", config)
         except ConfigError as exc:
             raise CommandError(str(exc)) from exc
-        backend = HFLocalBackend(config)
+        # loaded in a thread that ends: the decoding loop's thread is then the only one that has run
+        # the model's parallel work (generation/continuous.py says why that matters)
+        backend = made_apart(lambda: HFLocalBackend(config))
         try:
             server = make_server(backend, name, opts["host"], opts["port"])
         except OSError as exc:
