@@ -124,6 +124,54 @@ def made_apart(make: Callable[[], Any]) -> Any:
     return box["value"]
 
 
+class ModelThread:
+    """One long-lived thread that runs every call into local models in a process whose other
+    threads would otherwise take turns at it (the live worker's pool: see the module's notes on
+    OpenMP teams). ``run`` waits for a call's result; ``stream`` also hands each text the call
+    passes to its ``emit`` to the caller's ``on_text``, in the caller's own thread (which may write
+    it to its database)."""
+
+    def __init__(self, name: str = "model") -> None:
+        self.calls: queue.Queue[tuple[Callable[[], Any], queue.Queue]] = queue.Queue()
+        threading.Thread(target=self._serve, name=name, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            work, replies = self.calls.get()
+            try:
+                replies.put(("result", work()))
+            except BaseException as exc:  # noqa: BLE001  (raised again in the caller's thread)
+                replies.put(("error", exc))
+
+    def run(self, work: Callable[[], Any]) -> Any:
+        return self.stream(lambda _emit: work(), lambda _text: None)
+
+    def stream(self, work: Callable[[Callable[[str], None]], Any], on_text: Callable[[str], None]) -> Any:
+        replies: queue.Queue = queue.Queue()
+        self.calls.put((lambda: work(lambda text: replies.put(("text", text))), replies))
+        while True:
+            kind, value = replies.get()
+            if kind == "text":
+                on_text(value)
+            elif kind == "error":
+                raise value
+            else:
+                return value
+
+
+_model_thread: ModelThread | None = None
+_model_thread_lock = threading.Lock()
+
+
+def model_thread() -> ModelThread:
+    """This process's ModelThread, started on first use."""
+    global _model_thread
+    with _model_thread_lock:
+        if _model_thread is None:
+            _model_thread = ModelThread()
+        return _model_thread
+
+
 def held_back(text: str, stop: tuple[str, ...]) -> int:
     """How many characters at the end of ``text`` could be the beginning of a stop sequence."""
     longest = 0

@@ -256,3 +256,46 @@ def test_a_live_worker_preloads_its_systems_so_the_first_answer_does_not_wait_fo
     assert "loading" not in states["warm"], states
     loads = [line.split("chat turn ")[1] for line in worker.output().splitlines() if "first" in line]
     assert [load.split(": ")[1] for load in loads] == ["loading cold first"], loads
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_local_models_answers_from_the_worker_pools_threads_all_run_on_one_model_thread(tmp_path):
+    """A live worker's pool threads take turns writing answers; a local model is loaded and run by
+    one thread of the process all the same (torch's OpenMP keeps a team per thread that runs its
+    kernels, and two teams on two cores slow every step: generation/continuous.py), while the
+    answer's text is still saved as it grows, by the pool thread."""
+    import threading
+
+    from django.db import connections
+
+    from evalsite.answering import chat
+    from tests.tiny_models import save_tiny
+
+    folder = save_tiny(tmp_path / "tiny")
+    system = System.objects.create(
+        name="local", backend="hf_local", backend_config={"model_path": str(folder)}, sampling={"max_new_tokens": 8}
+    )
+    staff = User.objects.create_user("chief", is_staff=True)
+    ran_on: set[str] = set()
+    done: list[ChatTurn] = []
+
+    def answer(k: int) -> None:
+        try:
+            conversation = chat.start(system, staff)
+            done.append(chat.say(conversation, f"hello there {k}"))
+        finally:
+            connections.close_all()  # the thread's own connection, as the live worker's task does
+
+    first = threading.Thread(target=answer, args=(0,), name="pool-1")
+    first.start()
+    first.join()
+    backend, _ = chat._backend(system)
+    backend.loaded.model.model.embed_tokens.register_forward_hook(
+        lambda *_: ran_on.add(threading.current_thread().name)
+    )
+    for k, name in ((1, "pool-2"), (2, "pool-3")):
+        thread = threading.Thread(target=answer, args=(k,), name=name)
+        thread.start()
+        thread.join()
+    assert ran_on == {"model"}, ran_on
+    assert [turn.state for turn in done] == ["done"] * 3 and all(turn.assistant_text for turn in done)

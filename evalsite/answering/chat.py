@@ -27,6 +27,7 @@ from evalsite.core.jobs import BROKER_RETRY, CannotStart
 from evalsite.core.paper import Grade
 from generation.backends import make_backend, stream_one
 from generation.config import ConfigError
+from generation.continuous import model_thread
 from generation.types import GenerationRequest
 from stats.outcomes import label_shares
 
@@ -78,7 +79,10 @@ def _backend(system: System):
             if key in _backends:
                 return _backends[key]
         try:
-            made = make_backend(system.backend, system.backend_config)
+            if system.backend == "hf_local":  # a local model is loaded and run by one thread
+                made = model_thread().run(lambda: make_backend(system.backend, system.backend_config))
+            else:
+                made = make_backend(system.backend, system.backend_config)
         except ConfigError as exc:
             raise ChatError(f"system {system.name}: {exc}") from exc
         with _backends_lock:
@@ -166,13 +170,16 @@ def write(turn_pk: int) -> ChatTurn:
         backend, lock = _backend(system)
         ChatTurn.objects.filter(pk=turn.pk).update(state=ChatTurn.State.WRITING)
         messages = [*conversation.messages(before=turn.index), {"role": "user", "content": turn.user_text}]
+        request, sampling, progress = (
+            GenerationRequest(key=turn.index, messages=messages),
+            system.sampling_config,
+            _Progress(turn.pk),
+        )
         with lock:
-            result = stream_one(
-                backend,
-                GenerationRequest(key=turn.index, messages=messages),
-                system.sampling_config,
-                _Progress(turn.pk),
-            )
+            if system.backend == "hf_local":  # on the thread that loaded it; the text saved here
+                result = model_thread().stream(lambda emit: stream_one(backend, request, sampling, emit), progress)
+            else:
+                result = stream_one(backend, request, sampling, progress)
         if result.ok:
             changes = {
                 "state": ChatTurn.State.DONE,
@@ -243,6 +250,7 @@ def preload_configured() -> threading.Thread | None:
     names = [n.strip() for n in settings.CHAT_PRELOAD_SYSTEMS.split(",") if n.strip()]
     if not names:
         return None
+
     def run() -> None:
         try:
             preload(names)
