@@ -125,8 +125,8 @@ def made_apart(make: Callable[[], Any]) -> Any:
 
 
 class ModelThread:
-    """One long-lived thread that runs every call into local models in a process whose other
-    threads would otherwise take turns at it (the live worker's pool: see the module's notes on
+    """One long-lived thread that runs every call into one local model, where the threads that
+    want it would otherwise take turns at it (the live worker's pool: see the module's notes on
     OpenMP teams). ``run`` waits for a call's result; ``stream`` also hands each text the call
     passes to its ``emit`` to the caller's ``on_text``, in the caller's own thread (which may write
     it to its database)."""
@@ -157,19 +157,6 @@ class ModelThread:
                 raise value
             else:
                 return value
-
-
-_model_thread: ModelThread | None = None
-_model_thread_lock = threading.Lock()
-
-
-def model_thread() -> ModelThread:
-    """This process's ModelThread, started on first use."""
-    global _model_thread
-    with _model_thread_lock:
-        if _model_thread is None:
-            _model_thread = ModelThread()
-        return _model_thread
 
 
 def held_back(text: str, stop: tuple[str, ...]) -> int:

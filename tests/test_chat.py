@@ -289,7 +289,7 @@ def test_a_local_models_answers_from_the_worker_pools_threads_all_run_on_one_mod
     first = threading.Thread(target=answer, args=(0,), name="pool-1")
     first.start()
     first.join()
-    backend, _ = chat._backend(system)
+    backend, _, _ = chat._backend(system)
     backend.loaded.model.model.embed_tokens.register_forward_hook(
         lambda *_: ran_on.add(threading.current_thread().name)
     )
@@ -297,5 +297,5 @@ def test_a_local_models_answers_from_the_worker_pools_threads_all_run_on_one_mod
         thread = threading.Thread(target=answer, args=(k,), name=name)
         thread.start()
         thread.join()
-    assert ran_on == {"model"}, ran_on
+    assert ran_on == {f"model-{system.pk}"}, ran_on
     assert [turn.state for turn in done] == ["done"] * 3 and all(turn.assistant_text for turn in done)

@@ -27,7 +27,7 @@ from evalsite.core.jobs import BROKER_RETRY, CannotStart
 from evalsite.core.paper import Grade
 from generation.backends import make_backend, stream_one
 from generation.config import ConfigError
-from generation.continuous import model_thread
+from generation.continuous import ModelThread
 from generation.types import GenerationRequest
 from stats.outcomes import label_shares
 
@@ -49,7 +49,9 @@ class ChatError(CannotStart):
     """A message that cannot be sent or graded; the text says why."""
 
 
-_backends: dict[tuple[int, str], tuple[object, threading.Lock]] = {}
+# per system and configuration: its backend, the lock one generation at a time takes, and for a
+# local model the thread that loads and runs it (generation.continuous.ModelThread)
+_backends: dict[tuple[int, str], tuple[object, threading.Lock, ModelThread | None]] = {}
 _loading: dict[tuple[int, str], threading.Lock] = {}
 _backends_lock = threading.Lock()  # guards the two dicts, never held while a model loads
 
@@ -67,8 +69,10 @@ def _loaded(system: System) -> bool:
 def _backend(system: System):
     """The system's backend, made once per process and configuration (a local model stays loaded
     between messages in the worker that wrote its last answer), with a lock: one generation at a
-    time per backend. Two answers for a system being loaded wait for the one load; an answer for
-    another system does not."""
+    time per backend; and for a local model the one thread that loads and runs it, whichever of the
+    worker's pool threads takes the message (so its OpenMP team is one; two local systems keep a
+    thread each and answer side by side, as an arena's battle asks). Two answers for a system being
+    loaded wait for the one load; an answer for another system does not."""
     key = _key(system)
     with _backends_lock:
         if key in _backends:
@@ -78,15 +82,16 @@ def _backend(system: System):
         with _backends_lock:
             if key in _backends:
                 return _backends[key]
+        runner = ModelThread(f"model-{system.pk}") if system.backend == "hf_local" else None
         try:
-            if system.backend == "hf_local":  # a local model is loaded and run by one thread
-                made = model_thread().run(lambda: make_backend(system.backend, system.backend_config))
+            if runner is not None:
+                made = runner.run(lambda: make_backend(system.backend, system.backend_config))
             else:
                 made = make_backend(system.backend, system.backend_config)
         except ConfigError as exc:
             raise ChatError(f"system {system.name}: {exc}") from exc
         with _backends_lock:
-            _backends[key] = (made, threading.Lock())
+            _backends[key] = (made, threading.Lock(), runner)
             return _backends[key]
 
 
@@ -167,7 +172,7 @@ def write(turn_pk: int) -> ChatTurn:
         if not _loaded(system):
             log.info("chat turn %s: loading %s first", turn.pk, system.name)
             ChatTurn.objects.filter(pk=turn.pk).update(state=ChatTurn.State.LOADING)
-        backend, lock = _backend(system)
+        backend, lock, runner = _backend(system)
         ChatTurn.objects.filter(pk=turn.pk).update(state=ChatTurn.State.WRITING)
         messages = [*conversation.messages(before=turn.index), {"role": "user", "content": turn.user_text}]
         request, sampling, progress = (
@@ -176,8 +181,8 @@ def write(turn_pk: int) -> ChatTurn:
             _Progress(turn.pk),
         )
         with lock:
-            if system.backend == "hf_local":  # on the thread that loaded it; the text saved here
-                result = model_thread().stream(lambda emit: stream_one(backend, request, sampling, emit), progress)
+            if runner is not None:  # on the thread that loaded it; the text saved here
+                result = runner.stream(lambda emit: stream_one(backend, request, sampling, emit), progress)
             else:
                 result = stream_one(backend, request, sampling, progress)
         if result.ok:
