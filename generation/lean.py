@@ -68,8 +68,8 @@ def enabled() -> bool:
 class _PackedInt4:
     """Int4 layers side by side as one packed matmul (their outputs concatenated), re-packed from
     their plain nibbles: the same grid, scales and minima. Only the kernel's packed form is kept
-    (about a third of the layers' bytes): it serves the few rows of a decoding step; a prompt's
-    many rows go through the layers themselves."""
+    (35 MB more for the bundled model's query, key, value, gate and up layers): it serves the few
+    rows of a decoding step; a prompt's many rows go through the layers themselves."""
 
     def __init__(self, layers: Sequence[Int4Linear]):
         first = layers[0]
