@@ -21,7 +21,8 @@ workers are throttled to sleep almost at once between the many small kernels of 
 and a step took 16 ms instead of 10 (the lean decoder, bundled model, int4; measured here). So the
 loop thread runs everything that touches the model, other work included (``call``: the server's
 label scores and next-token probabilities), builds the lean decoder itself, and a server loads its
-model in a thread that ends before the loop starts (``made_apart``), taking its team with it.
+model in a thread that ends before the loop starts (generation.model_thread.made_apart), taking
+its team with it.
 
 The README's Performance section has the measured figures (bench/serving.py)."""
 
@@ -103,60 +104,6 @@ class _Call:
     done: threading.Event = field(default_factory=threading.Event)
     result: Any = None
     error: BaseException | None = None
-
-
-def made_apart(make: Callable[[], Any]) -> Any:
-    """``make()`` run in a thread of its own that ends before this returns: the OpenMP team a
-    model's loading starts goes with it, so the decoding loop's is the process's only one."""
-    box: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            box["value"] = make()
-        except BaseException as exc:  # noqa: BLE001  (raised again in the caller's thread)
-            box["error"] = exc
-
-    thread = threading.Thread(target=run, name="load-model")
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
-
-
-class ModelThread:
-    """One long-lived thread that runs every call into one local model, where the threads that
-    want it would otherwise take turns at it (the live worker's pool: see the module's notes on
-    OpenMP teams). ``run`` waits for a call's result; ``stream`` also hands each text the call
-    passes to its ``emit`` to the caller's ``on_text``, in the caller's own thread (which may write
-    it to its database)."""
-
-    def __init__(self, name: str = "model") -> None:
-        self.calls: queue.Queue[tuple[Callable[[], Any], queue.Queue]] = queue.Queue()
-        threading.Thread(target=self._serve, name=name, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            work, replies = self.calls.get()
-            try:
-                replies.put(("result", work()))
-            except BaseException as exc:  # noqa: BLE001  (raised again in the caller's thread)
-                replies.put(("error", exc))
-
-    def run(self, work: Callable[[], Any]) -> Any:
-        return self.stream(lambda _emit: work(), lambda _text: None)
-
-    def stream(self, work: Callable[[Callable[[str], None]], Any], on_text: Callable[[str], None]) -> Any:
-        replies: queue.Queue = queue.Queue()
-        self.calls.put((lambda: work(lambda text: replies.put(("text", text))), replies))
-        while True:
-            kind, value = replies.get()
-            if kind == "text":
-                on_text(value)
-            elif kind == "error":
-                raise value
-            else:
-                return value
 
 
 def held_back(text: str, stop: tuple[str, ...]) -> int:

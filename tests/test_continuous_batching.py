@@ -18,8 +18,9 @@ import pytest
 import requests
 
 from generation.config import SamplingConfig
-from generation.continuous import DONE, DecodeLoop, held_back, made_apart
+from generation.continuous import DONE, DecodeLoop, held_back
 from generation.hf_local import HFLocalBackend
+from generation.model_thread import made_apart
 from generation.server import make_server
 from generation.types import GenerationRequest
 from tests.tiny_models import make_model, make_tokenizer, memorise
@@ -178,20 +179,29 @@ def test_a_lone_answer_joined_mid_way_and_left_alone_again_is_generates(random_b
     values go back into the batch's cache), ends, and the first decodes alone again: every token is
     the one hf_local's generate gives each prompt alone."""
     loop = DecodeLoop(random_backend, threading.Lock())
-    first_config = SamplingConfig(temperature=0.0, repetition_penalty=1.2, max_new_tokens=60)
+    # without a penalty this model's answer to PROMPTS[2] runs to its 60 tokens (with one it stops
+    # after 7, and the other request could arrive after it ended)
+    first_config = SamplingConfig(temperature=0.0, repetition_penalty=1.0, max_new_tokens=60)
     other_config = SamplingConfig(temperature=0.0, repetition_penalty=1.2, max_new_tokens=6)
     first = GenerationRequest("first", [{"role": "user", "content": PROMPTS[2]}])
     other = GenerationRequest("other", [{"role": "user", "content": PROMPTS[0]}])
-    lone = loop.submit(first, first_config)
-    deadline = time.monotonic() + 30
-    while lone.lean_steps < 3:  # decoding alone, through the lean decoder
-        assert time.monotonic() < deadline and not lone.done.is_set()
-        time.sleep(0.001)
-    joined = loop.submit(other, other_config)
-    assert lone.done.wait(60) and joined.done.wait(60)
+    # each step at least 20 ms (a sleep on the embedding, which every forward reads once), so that
+    # the lone answer's 60 steps outlast the other's arrival however loaded the machine
+    slowed = random_backend.loaded.model.model.embed_tokens.register_forward_hook(lambda *_: time.sleep(0.02))
+    try:
+        lone = loop.submit(first, first_config)
+        deadline = time.monotonic() + 30
+        while lone.lean_steps < 3:  # decoding alone, through the lean decoder
+            assert time.monotonic() < deadline and not lone.done.is_set()
+            time.sleep(0.001)
+        before_join = lone.lean_steps
+        joined = loop.submit(other, other_config)
+        assert lone.done.wait(60) and joined.done.wait(60)
+    finally:
+        slowed.remove()
     result, joined_result = lone.result(), joined.result()
-    assert result.metadata["batch_size"] == 2 and result.completion_tokens > lone.lean_steps
-    assert lone.lean_steps > 3, "alone again after the other answer ended"
+    assert result.metadata["batch_size"] == 2 and result.completion_tokens == 60
+    assert 3 <= before_join and lone.lean_steps > before_join + 30, "alone again after the other answer ended"
     for request, config, got in ((first, first_config, result), (other, other_config, joined_result)):
         [alone] = list(random_backend.generate([request], config))
         assert (got.text, got.completion_tokens) == (alone.text, alone.completion_tokens)
@@ -253,10 +263,11 @@ def test_other_work_on_the_model_runs_on_the_loop_thread_between_steps(random_ba
     request = GenerationRequest("story", [{"role": "user", "content": PROMPTS[2]}])
     stream = loop.submit(request, config)
     scored = []
-    while not stream.done.is_set():
-        labels = GenerationRequest("q", [{"role": "user", "content": "is the sky blue"}])
-        scored.append(loop.call(lambda r=labels: random_backend.label_logprobs(r, ["yes", "no"])))
-    assert scored and all(len(labels) == 2 for labels, _ in scored)
+    labels = GenerationRequest("q", [{"role": "user", "content": "is the sky blue"}])
+    while not scored or not stream.done.is_set():  # at least once, and as long as the answer runs
+        scored.append(loop.call(lambda: random_backend.label_logprobs(labels, ["yes", "no"])))
+    assert stream.done.wait(60) and all(len(pairs) == 2 for pairs, _ in scored)
+    assert len({repr(pairs) for pairs, _ in scored}) == 1, "the same scores whenever they are asked"
     [alone] = list(random_backend.generate([request], config))
     assert stream.result().text == alone.text
     assert made_apart(lambda: threading.current_thread().name) == "load-model"

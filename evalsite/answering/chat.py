@@ -27,7 +27,7 @@ from evalsite.core.jobs import BROKER_RETRY, CannotStart
 from evalsite.core.paper import Grade
 from generation.backends import make_backend, stream_one
 from generation.config import ConfigError
-from generation.continuous import ModelThread
+from generation.model_thread import ModelThread
 from generation.types import GenerationRequest
 from stats.outcomes import label_shares
 
@@ -50,7 +50,7 @@ class ChatError(CannotStart):
 
 
 # per system and configuration: its backend, the lock one generation at a time takes, and for a
-# local model the thread that loads and runs it (generation.continuous.ModelThread)
+# local model the thread that loads and runs it (generation.model_thread.ModelThread)
 _backends: dict[tuple[int, str], tuple[object, threading.Lock, ModelThread | None]] = {}
 _loading: dict[tuple[int, str], threading.Lock] = {}
 _backends_lock = threading.Lock()  # guards the two dicts, never held while a model loads

@@ -30,9 +30,9 @@ def run_generation(job: GenerationJob, ctx: JobContext) -> None:
             for result in backend.generate(requests, sampling):
                 prompt_pk, sample = result.key
                 if result.ok:  # an answer in hand is stored once the database answers, never asked again
-                    done += patiently(lambda prompt_pk=prompt_pk, sample=sample, result=result: job.store(
-                        prompt_pk, sample, result
-                    ))
+                    done += patiently(
+                        lambda prompt_pk=prompt_pk, sample=sample, result=result: job.store(prompt_pk, sample, result)
+                    )
                     tokens += result.completion_tokens or 0
                 else:
                     failures.append({"prompt": by_id[prompt_pk].external_id, "sample": sample, "error": result.error})

@@ -23,8 +23,8 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=DEFAULT_PORT)
 
     def handle(self, *args, **opts):
-        from generation.continuous import made_apart
         from generation.hf_local import HFLocalBackend
+        from generation.model_thread import made_apart
 
         if opts["model_path"]:
             config = {
