@@ -4,6 +4,8 @@ run. Tiny random Llamas made in the test, dense and int4; the bundled model in a
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 
@@ -112,8 +114,11 @@ def test_a_long_prompt_and_new_tokens_after_a_cached_prefix_give_the_whole_forwa
     ids = torch.tensor([tokenizer.convert_tokens_to_ids(WORDS[i % len(WORDS)]) for i in range(length)])
     with torch.inference_mode():
         whole = model(input_ids=ids[None]).logits[0, -1].float()
-        first = model(input_ids=ids[None, :100], use_cache=True)  # the library's own two chunks
-        second = model(input_ids=ids[None, 100:], past_key_values=first.past_key_values).logits[0, -1].float()
+        # the library's own two chunks (its cache argument is `cache` since transformers 5.2x)
+        name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        first = model(input_ids=ids[None, :100], use_cache=True)
+        grown = first["cache"] if "cache" in first else first["past_key_values"]
+        second = model(input_ids=ids[None, 100:], **{name: grown}).logits[0, -1].float()
         cache = decoder.new_cache(length)
         at_once = decoder.forward(ids, 0, cache)
         cache = decoder.new_cache(length)
