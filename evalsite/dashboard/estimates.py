@@ -133,6 +133,18 @@ def _fill_style(style: np.ndarray, responses: np.ndarray) -> None:
         style[row] = counted[int(responses[row])]
 
 
+def answer_styles(col: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Both answers' STYLE_FEATURES from columns read with ``_row_columns(style=True)``, one row a
+    comparison (the candidate's, the baseline's); an answer whose style was never stored is
+    counted from its text (``_fill_style``)."""
+    k = len(STYLE_FEATURES)
+    candidate = np.column_stack([col[f"cand_{i}"] for i in range(k)])
+    baseline = np.column_stack([col[f"base_{i}"] for i in range(k)])
+    _fill_style(candidate, col["cand_response"])
+    _fill_style(baseline, col["base_response"])
+    return candidate, baseline
+
+
 @dataclass(frozen=True)
 class Rows:
     """One baseline's comparisons as columns, in the study's random order: the people's shares of
@@ -228,6 +240,16 @@ def usable(job: JudgeJob | None) -> bool:
     return job is not None and job.status == "done" and not job.comparison_ids
 
 
+def counted_as(per: dict[str, Rows], rule: str) -> dict[str, Rows]:
+    """The same rows with the people's outcomes counted by ``rule``, from the vote counts they
+    hold (no second read of the comparisons)."""
+    out = {}
+    for name, rows in per.items():
+        c, b, t = rows.counts.T
+        out[name] = replace(rows, people=_people(c, b, t, ~np.isnan(rows.completed), rule))
+    return out
+
+
 def study_rows(study: Study, job: JudgeJob | None, rule: str, style: bool = True) -> dict[str, Rows]:
     """Per baseline, its comparisons in the study's random order, with the judge's view where
     ``job`` gave one (any job: calibration and length control read the verdicts themselves).
@@ -245,11 +267,7 @@ def study_rows(study: Study, job: JudgeJob | None, rule: str, style: bool = True
     col = {name: values[walk] for name, values in col.items()}
     k = len(STYLE_FEATURES)
     if style:
-        candidate = np.column_stack([col[f"cand_{i}"] for i in range(k)])
-        baseline = np.column_stack([col[f"base_{i}"] for i in range(k)])
-        _fill_style(candidate, col["cand_response"])
-        _fill_style(baseline, col["base_response"])
-        style_columns = np.column_stack([candidate, baseline])
+        style_columns = np.column_stack(answer_styles(col))
     else:
         style_columns = np.full((len(col["pk"]), 2 * k), np.nan)
     complete = ~np.isnan(col["completed"])
@@ -519,7 +537,7 @@ def evidence(
     read. ``majority``: the study's rows by the people's majority, already read that way. Reads only."""
     if majority is None:
         majority = study_rows(study, job, "majority", style=details)
-    per = majority if rule == "majority" else study_rows(study, job, rule, style=details)
+    per = counted_as(majority, rule)
     result: Evidence = {
         "assisted": judge_assisted(predicted(per)) if usable(job) else {},
         "assisted_waits": _waits(study, job),
@@ -536,8 +554,8 @@ def evidence(
 
 def evidence_details(study: Study, job: JudgeJob | None, rule: str = "majority") -> dict:
     """The length and style controls and the judge's calibration alone (the page's second request)."""
-    per = study_rows(study, job, rule)
-    lengths, found = _details(study, job, per, per if rule == "majority" else study_rows(study, job, "majority"))
+    majority = study_rows(study, job, "majority")
+    lengths, found = _details(study, job, counted_as(majority, rule), majority)
     return {"length_control": lengths, "calibration": found}
 
 

@@ -38,10 +38,10 @@ from evalsite.annotation.models import HumanJudgment, Study
 from evalsite.annotation.studies import ranked_systems
 from evalsite.core.columns import fetch_columns
 from evalsite.dashboard.estimates import (
-    _fill_style,
     _judge,
     _people,
     _row_columns,
+    answer_styles,
     judge_columns,
     stop_judge,
     usable,
@@ -199,14 +199,9 @@ def _columns(study: Study, job: JudgeJob | None, style: bool) -> dict[str, np.nd
 
 def _style_differences(col: dict[str, np.ndarray]) -> np.ndarray:
     """Per comparison, the normalised difference of each STYLE_FEATURES between the first
-    system's answer and the second's (Arena's (a - b) / (a + b)); an answer whose style was never
-    stored is counted from its text (nothing is saved)."""
-    k = len(STYLE_FEATURES)
-    first = np.column_stack([col[f"cand_{i}"] for i in range(k)])
-    second = np.column_stack([col[f"base_{i}"] for i in range(k)])
-    _fill_style(first, col["cand_response"])
-    _fill_style(second, col["base_response"])
-    return np.column_stack([style_differences(first[:, i], second[:, i]) for i in range(k)])
+    system's answer and the second's (Arena's (a - b) / (a + b))."""
+    first, second = answer_styles(col)
+    return np.column_stack([style_differences(first[:, i], second[:, i]) for i in range(len(STYLE_FEATURES))])
 
 
 def _ranked(label: str, k: int, shares: PairShares, n: int, planned: int) -> tuple[Ranked, Strengths]:
