@@ -167,6 +167,7 @@ def betting_cs(
     if len(x) and (x.min() < -1e-9 or x.max() > 1 + 1e-9):
         raise ValueError(f"values outside their stated range [{lower}, {upper}]")
     x = np.clip(x, 0.0, 1.0)
+    unknown = bool(np.isnan(x).any())
     n = len(x)
     grid = np.linspace(0.0, 1.0, breaks + 1)
     bets = predictable_bets(x, alpha / 2, planned_n)
@@ -184,12 +185,18 @@ def betting_cs(
         part, bet = x[None, start:stop], bets[None, start:stop]
         with np.errstate(invalid="ignore", divide="ignore"):
             # the bet against a mean above m may lose at most half the capital, and below it too
-            up = np.log1p(np.minimum(bet, 0.5 / m) * (part - m))
-            down = np.log1p(-np.minimum(bet, 0.5 / (1 - m)) * (part - m))
-        up = log_up[rows, None] + np.cumsum(np.nan_to_num(up, nan=0.0), axis=1)
-        down = log_down[rows, None] + np.cumsum(np.nan_to_num(down, nan=0.0), axis=1)
+            # (a bet of at most 1/2 over the distance: log1p's argument stays above -1/2)
+            gap = part - m
+            up = np.log1p(np.minimum(bet, 0.5 / m) * gap)
+            down = np.log1p(-np.minimum(bet, 0.5 / (1 - m)) * gap)
+        if unknown:  # a NaN value adds nothing to any capital
+            up[np.isnan(up)], down[np.isnan(down)] = 0.0, 0.0
+        up = np.cumsum(up, axis=1, out=up)  # in place: the block's arrays are the work's memory
+        down = np.cumsum(down, axis=1, out=down)
+        up += log_up[rows, None]
+        down += log_down[rows, None]
         log_up[rows], log_down[rows] = up[:, -1], down[:, -1]
-        inside = np.maximum(up, down) + math.log(0.5) <= threshold
+        inside = np.maximum(up, down, out=up) <= threshold - math.log(0.5)
         anywhere = inside.any(axis=0)
         # confseq's convention: a time with no candidate inside says nothing (0 to 1)
         lows = np.where(anywhere, first + np.argmax(inside, axis=0), 0)

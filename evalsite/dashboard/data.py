@@ -13,6 +13,7 @@ from evalsite.annotation.blinding import blinding_warnings
 from evalsite.annotation.models import Comparison, HumanJudgment, Study
 from evalsite.annotation.quality import annotator_reliability
 from evalsite.core.lookup import fetch_rows
+from evalsite.core.side_by_side import side_by_side
 from evalsite.dashboard.estimates import Rows, evidence, evidence_details, study_rows
 from evalsite.dashboard.payloads import (
     AnnotatorAgreement,
@@ -244,8 +245,12 @@ def dashboard(study: Study, rule: str = "majority", job: JudgeJob | None = None,
     Rule "reliability" weighs each vote by its annotator's reliability in Figure 1 (the rest of
     the page counts every vote, as rule "all")."""
     job = job or default_judge_job(study)
-    # every comparison's counters read once: Figure 1's vote patterns and the evidence both use them
-    majority = study_rows(study, job, "majority", style=details)
+    # every comparison's counters read once: Figure 1's vote patterns and the evidence both use
+    # them; the judge's panel (a GROUP BY over its outcomes) is read at the same time
+    majority, panel = side_by_side(
+        lambda: study_rows(study, job, "majority", style=details),
+        lambda: judge_panel(job, study, details) if job else None,
+    )
     human = vote_patterns(majority)
     data: Dashboard = {
         "study": study,
@@ -260,8 +265,7 @@ def dashboard(study: Study, rule: str = "majority", job: JudgeJob | None = None,
         if reweighted is not None:
             data["human"], data["reliability"] = reweighted
         rule = counting(rule)
-    if job:
-        data["judge"] = judge_panel(job, study, details)
+    data["judge"] = panel
     data["evidence"] = evidence(study, job, rule, details=details, majority=majority)
     for row in data["human"]:
         row["assisted"] = data["evidence"]["assisted"].get(row["baseline"])

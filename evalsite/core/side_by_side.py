@@ -1,0 +1,54 @@
+"""Independent reads of one page at once, each on a database connection of its own.
+
+The staff pages read half a million comparisons, as many judge outcomes and a GROUP BY over them;
+PostgreSQL runs one query on one core while the web process waits for it. Sent together from
+threads, the queries run on several cores and the page waits for the longest, not their sum
+(bench/dashboard.py). Where another connection would not read the same rows, the calls run one
+after another on this one: inside a transaction (its uncommitted rows are its own; a test's
+rows live in one) and on SQLite (one writer, a file the demo reads alone). Reads only: a call
+that writes would lose the atomicity of its caller's block."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from django.db import connection, connections
+
+
+def concurrent_reads() -> bool:
+    """Whether reads may go to other connections and see what this one sees."""
+    return connection.vendor == "postgresql" and not connection.in_atomic_block
+
+
+def side_by_side(*calls: Callable[[], Any]) -> list[Any]:
+    """The calls' results, in order; the first runs on this thread, the others on threads of their
+    own at the same time where ``concurrent_reads()``, else after it. An exception in any call is
+    raised here once every call has ended (a thread's connection is closed when its call ends)."""
+    if len(calls) < 2 or not concurrent_reads():
+        return [call() for call in calls]
+    results: list[Any] = [None] * len(calls)
+    errors: list[BaseException | None] = [None] * len(calls)
+
+    def run(index: int) -> None:
+        try:
+            results[index] = calls[index]()
+        except BaseException as exc:  # handed to the caller below
+            errors[index] = exc
+        finally:
+            connections.close_all()  # this thread's own connections: a thread that ends leaks none
+
+    threads = [threading.Thread(target=run, args=(i,), name=f"read-{i}", daemon=True) for i in range(1, len(calls))]
+    for thread in threads:
+        thread.start()
+    try:
+        results[0] = calls[0]()
+    except BaseException as exc:
+        errors[0] = exc
+    for thread in threads:
+        thread.join()
+    for error in errors:
+        if error is not None:
+            raise error
+    return results
