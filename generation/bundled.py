@@ -27,8 +27,9 @@ def bundled_backend_config() -> dict | None:
     """The bundled model's hf_local settings. Where the CPU computes in bfloat16 natively, the
     linear layers stay at 4 bits (the file's own Q4_1 grid; generation/quantized.py) and the rest is
     bfloat16: one prompt at a time 1.67x bfloat16's speed, batched 1.06x, perplexity 17.77 for 17.76
-    (bench/generation.py). Elsewhere float32 (the GGUF's weights de-quantised on load). On a GPU the
-    int4 setting is ignored and the model runs in bfloat16."""
+    (bench/generation.py). Elsewhere float32 (the GGUF's weights de-quantised on load), with one
+    answer at a time on the int4 form where torch has the kernel. On a GPU the int4 settings are
+    ignored and the model runs in bfloat16."""
     folder = bundled_model_dir()
     if folder is None:
         return None
@@ -40,4 +41,9 @@ def bundled_backend_config() -> dict | None:
         config["dtype"] = "bfloat16"
         if int4_supported():
             config["weights"] = "int4"
+    elif int4_supported():
+        # without bfloat16 arithmetic (AVX2 only), measured on an AMD EPYC here (bench/generation.py
+        # --one-row): one answer at a time 39 tokens/s at int4 for 19 in float32, and 16 answers
+        # at once 53 for 67: batches stay in float32, a lone answer runs on the int4 form
+        config["one_row_weights"] = "int4"
     return config

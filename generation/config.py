@@ -64,6 +64,11 @@ _BACKEND_FIELDS: dict[str, dict[str, tuple[type | tuple[type, ...], bool, str]]]
         "dtype": (str, False, "float32, bfloat16 or float16"),
         "device": (str, False, "cpu, cuda, cuda:1, ... (default: cuda when available)"),
         "weights": (str, False, "int4: linear layers kept at 4 bits on CPU (faster one prompt at a time, less memory)"),
+        "one_row_weights": (
+            str,
+            False,
+            "int4: the weights stay in dtype for batches, and one prompt at a time runs on their int4 form (CPU)",
+        ),
         "max_batch_tokens": (int, False, "upper bound on padded tokens per batch (memory bound)"),
         "max_batch_size": (int, False, "upper bound on prompts per batch"),
     },
@@ -122,6 +127,8 @@ def _check_hf_local(cfg: dict[str, Any], check_paths: bool) -> None:
         raise ConfigError(f"hf_local: dtype must be one of {', '.join(DTYPES)}")
     if cfg.get("weights") and cfg["weights"] not in WEIGHTS:
         raise ConfigError(f"hf_local: weights must be one of {', '.join(WEIGHTS)} (or absent: the dtype's floats)")
+    if cfg.get("one_row_weights") and cfg["one_row_weights"] not in WEIGHTS:
+        raise ConfigError(f"hf_local: one_row_weights must be one of {', '.join(WEIGHTS)} (or absent: as the batches)")
     for name in ("max_batch_tokens", "max_batch_size"):
         if name in cfg and cfg[name] < 1:
             raise ConfigError(f"hf_local: {name} must be >= 1")

@@ -213,7 +213,7 @@ class DecodeLoop:
     def _run(self) -> None:
         with torch.inference_mode():  # the thread's every tensor: the cache is edited in place
             try:
-                self.lean = self.loaded.one_row_decoder()
+                self.lean = self.loaded.one_row_decoder(same_weights=True)  # its cache moves into the batch's
             except Exception:  # noqa: BLE001  (without it, every answer goes through the batched path)
                 log.exception("the lean decoder could not be made")
             self._serve()

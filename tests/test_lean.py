@@ -9,8 +9,8 @@ import inspect
 import pytest
 import torch
 
-from generation import lean
-from generation.config import SamplingConfig
+from generation import lean, quantized
+from generation.config import ConfigError, SamplingConfig, validate_backend_config
 from generation.hf_local import HFLocalBackend, LoadedModel, stop_token_ids
 from generation.lean import LeanLlama
 from generation.quantized import DENSE_FROM_ROWS, quantize_int4
@@ -145,6 +145,35 @@ def test_models_it_does_not_run_go_through_generate(monkeypatch):
     assert not LeanLlama.supports(other)
     monkeypatch.setenv("EVALSITE_LEAN_DECODE", "0")
     assert not lean.enabled()
+
+
+@pytest.mark.skipif(not quantized.int4_supported(), reason="this torch has no CPU int4 matmul")
+def test_a_float32_model_answers_one_prompt_on_its_int4_form_and_batches_in_float32(tmp_path, monkeypatch):
+    monkeypatch.setenv("EVALSITE_QUANTIZED_CACHE", str(tmp_path / "quantized"))
+    model, tokenizer = tiny("float32", seed=5)
+    model.generation_config.eos_token_id = None  # every answer runs to its length
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    folder = {"model_path": str(tmp_path / "model"), "device": "cpu"}
+    sampling = SamplingConfig(temperature=0.0, repetition_penalty=1.0, max_new_tokens=16)
+    mixed = HFLocalBackend(validate_backend_config("hf_local", {**folder, "one_row_weights": "int4"}))
+    lone = [generated(mixed, sampling, [prompt])[0] for prompt in PROMPTS]
+    together = generated(mixed, sampling)
+    assert {r.metadata["decoder"] for r in lone} == {"lean-int4"}
+    assert {r.metadata["decoder"] for r in together} == {"generate"}
+    assert type(mixed.loaded.model.model.layers[0].mlp.up_proj) is torch.nn.Linear, "batches run the float32 model"
+    same = mixed.loaded.one_row_decoder(same_weights=True)
+    assert same is not None and same.model is mixed.loaded.model, "serve_openai's loop: a decoder of the batch's model"
+
+    monkeypatch.setenv("EVALSITE_LEAN_DECODE", "0")
+    int4 = HFLocalBackend(validate_backend_config("hf_local", {**folder, "weights": "int4"}))
+    by_generate = [generated(int4, sampling, [prompt])[0] for prompt in PROMPTS]
+    assert [r.text for r in lone] == [r.text for r in by_generate], "the int4 model's own answers"
+    dense = HFLocalBackend(validate_backend_config("hf_local", folder))
+    assert [r.text for r in together] == [r.text for r in generated(dense, sampling)]
+    assert len({r.text for r in lone}) > 1, "answers that differ: the prompts reach the model"
+    with pytest.raises(ConfigError, match="one_row_weights"):
+        validate_backend_config("hf_local", {**folder, "one_row_weights": "int8"})
 
 
 @pytest.mark.slow
