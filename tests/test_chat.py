@@ -12,6 +12,7 @@ from django.contrib.auth.models import User
 
 from evalsite.answering.models import ChatTurn, Conversation
 from evalsite.catalog.models import System
+from generation import quantized
 from tests.openai_stub import OpenAIStub, Reply
 
 pytestmark = pytest.mark.django_db
@@ -299,3 +300,33 @@ def test_a_local_models_answers_from_the_worker_pools_threads_all_run_on_one_mod
         thread.join()
     assert ran_on == {f"model-{system.pk}"}, ran_on
     assert [turn.state for turn in done] == ["done"] * 3 and all(turn.assistant_text for turn in done)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(not quantized.int4_supported(), reason="this torch has no CPU int4 matmul")
+def test_a_local_model_that_answers_alone_on_its_int4_form_loads_that_form_with_the_model(tmp_path, monkeypatch):
+    """hf_local's one_row_weights (the bundled model's setting on a CPU without bfloat16
+    arithmetic): the chat writes one answer at a time, so the int4 form is made when the model is
+    loaded, not in the first answer, and the answers run on it, on the model's thread."""
+    import threading
+
+    from evalsite.answering import chat
+    from tests.tiny_models import save_tiny
+
+    monkeypatch.setenv("EVALSITE_QUANTIZED_CACHE", str(tmp_path / "quantized"))
+    folder = save_tiny(tmp_path / "tiny", hidden=64)
+    system = System.objects.create(
+        name="local-int4",
+        backend="hf_local",
+        backend_config={"model_path": str(folder), "device": "cpu", "one_row_weights": "int4"},
+        sampling={"max_new_tokens": 8},
+    )
+    staff = User.objects.create_user("chief", is_staff=True)
+    backend, _, _ = chat._backend(system)
+    decoder = backend.loaded.int4_decoder
+    assert decoder is not None, "made with the model"
+    ran_on: list[str] = []
+    decoder.embed.register_forward_hook(lambda *_: ran_on.append(threading.current_thread().name))
+    turn = chat.say(chat.start(system, staff), "hello there")
+    assert turn.state == "done" and turn.assistant_text
+    assert ran_on and set(ran_on) == {f"model-{system.pk}"}, ran_on

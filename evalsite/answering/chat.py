@@ -85,7 +85,7 @@ def _backend(system: System):
         runner = ModelThread(f"model-{system.pk}") if system.backend == "hf_local" else None
         try:
             if runner is not None:
-                made = runner.run(lambda: make_backend(system.backend, system.backend_config))
+                made = runner.run(lambda: _made_for_one_answer(system))
             else:
                 made = make_backend(system.backend, system.backend_config)
         except ConfigError as exc:
@@ -93,6 +93,17 @@ def _backend(system: System):
         with _backends_lock:
             _backends[key] = (made, threading.Lock(), runner)
             return _backends[key]
+
+
+def _made_for_one_answer(system: System):
+    """A local system's backend with its one-answer decoder made too: the chat and the arena write
+    one answer at a time, and where that runs on the model's int4 form (hf_local's
+    one_row_weights) the form is loaded with the model, not in the first answer."""
+    made = make_backend(system.backend, system.backend_config)
+    loaded = getattr(made, "loaded", None)
+    if loaded is not None:
+        loaded.one_row_decoder()
+    return made
 
 
 def start(system: System, staff) -> Conversation:
