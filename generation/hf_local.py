@@ -315,7 +315,11 @@ class HFLocalBackend:
         max_new = min(sampling.max_new_tokens, self.loaded.context_length - 1)
         batches = plan_batches([len(i.input_ids) for i in items], max_new, self.max_batch_size, self.max_batch_tokens)
         for batch_no, batch in enumerate(batches):
-            yield from self._generate_batch([items[i] for i in batch], sampling, max_new, batch_no)
+            # one prompt asked alone may run on the model's one-answer form; the last prompt of a
+            # job's batches runs on the batches' weights, as its other answers did
+            yield from self._generate_batch(
+                [items[i] for i in batch], sampling, max_new, batch_no, alone=len(items) == 1
+            )
 
     def stream_one(
         self, request: GenerationRequest, sampling: SamplingConfig, on_text: Callable[[str], None]
@@ -323,7 +327,9 @@ class HFLocalBackend:
         """One answer, its text handed to ``on_text`` after every decoding step that adds to it."""
         [item] = self.prepare([request], sampling)
         max_new = min(sampling.max_new_tokens, self.loaded.context_length - 1)
-        [result] = list(self._generate_batch([item], sampling, max_new, 0, _TextStreamer(self.loaded, on_text)))
+        [result] = list(
+            self._generate_batch([item], sampling, max_new, 0, _TextStreamer(self.loaded, on_text), alone=True)
+        )
         return result
 
     def _generate_batch(
@@ -333,6 +339,7 @@ class HFLocalBackend:
         max_new: int,
         batch_no: int,
         streamer: BaseStreamer | None = None,
+        alone: bool = False,
     ) -> Iterator[GenerationResult]:
         lm = self.loaded
         pad = lm.tokenizer.pad_token_id
@@ -352,7 +359,7 @@ class HFLocalBackend:
                 torch.manual_seed(sampling.seed + 7919 * batch_no + items[0].request.sample_index)
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        decoder = lm.one_row_decoder() if len(items) == 1 else None
+        decoder = lm.one_row_decoder(same_weights=not alone) if len(items) == 1 else None
         started = time.monotonic()
         if decoder is not None:
             new_tokens = [self._lean_generate(decoder, items[0].input_ids, sampling, max_new, streamer)]

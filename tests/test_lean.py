@@ -162,6 +162,13 @@ def test_a_float32_model_answers_one_prompt_on_its_int4_form_and_batches_in_floa
     assert {r.metadata["decoder"] for r in lone} == {"lean-int4"}
     assert {r.metadata["decoder"] for r in together} == {"generate"}
     assert type(mixed.loaded.model.model.layers[0].mlp.up_proj) is torch.nn.Linear, "batches run the float32 model"
+    odd = HFLocalBackend(
+        validate_backend_config("hf_local", {**folder, "one_row_weights": "int4", "max_batch_size": 2})
+    )
+    by_twos = generated(odd, sampling, PROMPTS[:3])  # the last prompt in a batch of its own
+    assert sorted(r.metadata["decoder"] for r in by_twos) == ["generate", "generate", "lean"], (
+        "a job's answers all on the batches' weights"
+    )
     same = mixed.loaded.one_row_decoder(same_weights=True)
     assert same is not None and same.model is mixed.loaded.model, "serve_openai's loop: a decoder of the batch's model"
 
