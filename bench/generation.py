@@ -182,14 +182,18 @@ def phase_one_row(args, queue):
     lean = HFLocalBackend({"model_path": "bench", "max_batch_size": 1}, loaded=loaded)
     plain = copy_of(loaded, lean_decoder=None, lean_checked=True)  # the same model, always through generate
     generate = HFLocalBackend({"model_path": "bench", "max_batch_size": 1}, loaded=plain)
+    backends = {"lean": lean, "generate": generate}
+    if not args.arch and not args.smoke:  # the float32 model's own lean decoder, the other form a CPU may run
+        dense = load_model(argparse.Namespace(**{**vars(args), "dtype": "float32"}))
+        backends["lean_float32"] = HFLocalBackend({"model_path": "bench", "max_batch_size": 1}, loaded=dense)
     requests = [GenerationRequest(i, m) for i, m in enumerate(seed_prompts(args.single_prompts))]
     sampling = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=0.0)
-    for backend in (lean, generate):
+    for backend in backends.values():
         list(backend.generate(requests[:1], SamplingConfig(max_new_tokens=4)))  # warm-up
-    sides: dict[str, dict] = {"lean": {"tokens": 0, "seconds": 0.0}, "generate": {"tokens": 0, "seconds": 0.0}}
+    sides: dict[str, dict] = {name: {"tokens": 0, "seconds": 0.0} for name in backends}
     texts: dict[str, list[str]] = {}
     for round_no in range(args.rounds):
-        order = [("lean", lean), ("generate", generate)]
+        order = list(backends.items())
         for name, backend in order if round_no % 2 == 0 else order[::-1]:
             for request in requests:  # one at a time, alternating sides per round
                 started = time.monotonic()
@@ -197,19 +201,31 @@ def phase_one_row(args, queue):
                 sides[name]["seconds"] += time.monotonic() - started
                 sides[name]["tokens"] += result.completion_tokens or 0
                 texts.setdefault(name, []).append(result.text)
-                assert result.metadata["decoder"] == name
+                assert result.metadata["decoder"] == name.removesuffix("_float32")
     for side in sides.values():
         side["tokens_per_s"] = side["tokens"] / side["seconds"]
-    queue.put(
-        {
-            **sides,
-            "same_answers": texts["lean"] == texts["generate"],
-            "rounds": args.rounds,
-            "prompts": len(requests),
-            "lean_over_generate": sides["lean"]["tokens_per_s"] / sides["generate"]["tokens_per_s"],
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        }
-    )
+    report = {
+        **sides,
+        "same_answers": texts["lean"] == texts["generate"],
+        "rounds": args.rounds,
+        "prompts": len(requests),
+        "lean_over_generate": sides["lean"]["tokens_per_s"] / sides["generate"]["tokens_per_s"],
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+    if "lean_float32" in sides:
+        report["int4_over_float32"] = sides["lean"]["tokens_per_s"] / sides["lean_float32"]["tokens_per_s"]
+    queue.put(report)
+
+
+def cpu_name() -> str:
+    """The processor's model name (Linux), else what platform says."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def one_row_report(args) -> dict:
@@ -221,6 +237,14 @@ def one_row_report(args) -> dict:
         f"one prompt at a time, int4: lean {row['lean']['tokens_per_s']:.1f} tokens/s, transformers' generate "
         f"{row['generate']['tokens_per_s']:.1f} ({row['lean_over_generate']:.2f}x; same answers: {row['same_answers']})"
     )
+    if "lean_float32" in row:
+        print(
+            f"the float32 model's lean decoder {row['lean_float32']['tokens_per_s']:.1f} tokens/s: int4 "
+            f"{row['int4_over_float32']:.2f}x float32 one prompt at a time"
+        )
+    from generation.hf_local import native_bf16
+
+    report["cpu"], report["native_bfloat16"] = cpu_name(), native_bf16()
     peer = args.llama_bench or os.environ.get("LLAMA_BENCH") or shutil.which("llama-bench")
     if peer and Path(peer).is_file() and not args.smoke and not args.arch:
         report["llamacpp"] = llama_bench(peer)
