@@ -702,9 +702,10 @@ def run_stages(
         )
         factor, note = machine_factor()
         if factor >= SLOWER:
+            shown = round(factor, 1)  # the estimate from the factor said, so the two agree
             write(
-                f"this machine is {factor:.1f}x slower than those right now ({note}): "
-                f"expect about {_minutes(_estimate(pending) * factor)}"
+                f"this machine is {shown:.1f}x slower than those right now ({note}): "
+                f"expect about {_minutes(_estimate(pending) * shown)}"
             )
     measured = reference = 0.0  # the stages run so far: seconds taken, seconds expected
     for i, stage in enumerate(stages, start=1):
