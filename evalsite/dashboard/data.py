@@ -281,7 +281,9 @@ def agreement(study: Study, rule: str = "majority", job: JudgeJob | None = None)
     agreement with the people and its flags, each annotator's agreement with the others, and the
     breakdowns by prompt source and tag; the tables that scan every judgment."""
     job = job or default_judge_job(study)
-    judge = judge_panel(job, study, details=True) if job else None
+    # its card shows the judge's agreement and warnings, no money: the verdicts' cost (a join of
+    # every verdict to its call, 0.6 s of 2.5 at a million verdicts) is the job page's
+    judge = judge_panel(job, study, details=True, verdict_cost=False) if job else None
     return {
         "judge": judge,
         "judge_flags": judge_flags(judge),
@@ -301,9 +303,11 @@ def evidence_panel(study: Study, rule: str = "majority", job: JudgeJob | None = 
     }
 
 
-def judge_panel(job: JudgeJob, study: Study, details: bool = True) -> JudgePanel:
-    """What the page, the report and the exports show of the judge: judge_summary's numbers."""
-    summary = judge_summary(job, verdict_cost=details)
+def judge_panel(job: JudgeJob, study: Study, details: bool = True, verdict_cost: bool | None = None) -> JudgePanel:
+    """What the page, the report and the exports show of the judge: judge_summary's numbers.
+    ``verdict_cost`` (default: with the details) joins every verdict to its call for what the calls
+    behind them cost; the agreement panel shows no money and leaves it out."""
+    summary = judge_summary(job, verdict_cost=details if verdict_cost is None else verdict_cost)
     return {  # judge_summary's other keys pass through
         **summary,
         "figure": summary["per_baseline"],
