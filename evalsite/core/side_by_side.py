@@ -3,7 +3,7 @@
 The staff pages read half a million comparisons, as many judge outcomes and a GROUP BY over them;
 PostgreSQL runs one query on one core while the web process waits for it. Sent together from
 threads, the queries run on several cores and the page waits for the longest, not their sum
-(bench/dashboard.py: the study page at a million votes 1.18x as fast on 2 cores). Not every
+(bench/dashboard.py: the study page at a million votes 1.16x as fast on 2 cores). Not every
 page gains: the agreement panel's GROUP BY joins already run on PostgreSQL's parallel workers, and
 sent together they took longer (2.28 s for 2.04). Where another connection would not read the
 same rows, the calls run one after another on this one: inside a transaction (its uncommitted
