@@ -42,8 +42,9 @@ def bundled_backend_config() -> dict | None:
         if int4_supported():
             config["weights"] = "int4"
     elif int4_supported():
-        # without bfloat16 arithmetic (AVX2 only), measured on an AMD EPYC here (bench/generation.py
-        # --one-row): one answer at a time 39 tokens/s at int4 for 19 in float32, and 16 answers
-        # at once 53 for 67: batches stay in float32, a lone answer runs on the int4 form
+        # without bfloat16 arithmetic (AVX2 only), measured on an AMD EPYC (bench/generation.py
+        # --one-row): one answer at a time 34.7 tokens/s at int4 for 18.0 in float32, and 16
+        # answers at once 53 for 67: a job's answers stay in float32, the chat's and the arena's
+        # (one answer a person waits for) run on the int4 form
         config["one_row_weights"] = "int4"
     return config

@@ -67,7 +67,7 @@ _BACKEND_FIELDS: dict[str, dict[str, tuple[type | tuple[type, ...], bool, str]]]
         "one_row_weights": (
             str,
             False,
-            "int4: the weights stay in dtype for batches, and one prompt at a time runs on their int4 form (CPU)",
+            "int4: a job's answers run on the dtype's weights, the chat's and the arena's on their int4 form (CPU)",
         ),
         "max_batch_tokens": (int, False, "upper bound on padded tokens per batch (memory bound)"),
         "max_batch_size": (int, False, "upper bound on prompts per batch"),

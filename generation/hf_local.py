@@ -122,9 +122,10 @@ class LoadedModel:
     def one_row_decoder(self, same_weights: bool = False) -> lean.LeanLlama | None:
         """The lean decoder for one answer at a time, or None where it does not run this model (or
         is turned off). Where the config asks for it, the decoder runs the model's int4 form (the
-        GGUF file's own 4-bit grid; loaded on first use, about 200 MB more): on a CPU without
-        bfloat16 arithmetic a float32 step reads 540 MB of weights for the bundled model, and one
-        answer is 2x faster at int4, while batches stay faster in float32 (docs/design.md).
+        GGUF file's own 4-bit grid; loaded on first use, 130 MiB more for the bundled model): on a
+        CPU without bfloat16 arithmetic a float32 step reads 540 MB of weights for the bundled
+        model, and one answer is 1.9x faster at int4, while batches stay faster in float32
+        (docs/design.md).
         ``same_weights``: a decoder of this very model, whose cache can move into the batched
         model's (serve_openai's decode loop)."""
         with self.lean_lock:
@@ -315,16 +316,16 @@ class HFLocalBackend:
         max_new = min(sampling.max_new_tokens, self.loaded.context_length - 1)
         batches = plan_batches([len(i.input_ids) for i in items], max_new, self.max_batch_size, self.max_batch_tokens)
         for batch_no, batch in enumerate(batches):
-            # one prompt asked alone may run on the model's one-answer form; the last prompt of a
-            # job's batches runs on the batches' weights, as its other answers did
-            yield from self._generate_batch(
-                [items[i] for i in batch], sampling, max_new, batch_no, alone=len(items) == 1
-            )
+            # a job's answers, in whatever chunks it asks for them (one prompt included), all run on
+            # the model's own weights; only stream_one (one answer a person waits for) may not
+            yield from self._generate_batch([items[i] for i in batch], sampling, max_new, batch_no)
 
     def stream_one(
         self, request: GenerationRequest, sampling: SamplingConfig, on_text: Callable[[str], None]
     ) -> GenerationResult:
-        """One answer, its text handed to ``on_text`` after every decoding step that adds to it."""
+        """One answer, its text handed to ``on_text`` after every decoding step that adds to it: the
+        chat's and the arena's, which a person waits for, on the one-answer form where the config
+        names one (``one_row_weights``)."""
         [item] = self.prepare([request], sampling)
         max_new = min(sampling.max_new_tokens, self.loaded.context_length - 1)
         [result] = list(
