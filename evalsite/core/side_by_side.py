@@ -12,8 +12,8 @@ alone). Reads only: a call that writes would lose the atomicity of its caller's 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from django.db import connection, connections
@@ -30,27 +30,15 @@ def side_by_side(*calls: Callable[[], Any]) -> list[Any]:
     raised here once every call has ended (a thread's connection is closed when its call ends)."""
     if len(calls) < 2 or not concurrent_reads():
         return [call() for call in calls]
-    results: list[Any] = [None] * len(calls)
-    errors: list[BaseException | None] = [None] * len(calls)
+    # leaving the block waits for every thread, whichever call raised
+    with ThreadPoolExecutor(max_workers=len(calls) - 1, thread_name_prefix="read") as pool:
+        others = [pool.submit(_closing_its_connections, call) for call in calls[1:]]
+        first = calls[0]()
+        return [first, *(other.result() for other in others)]
 
-    def run(index: int) -> None:
-        try:
-            results[index] = calls[index]()
-        except BaseException as exc:  # handed to the caller below
-            errors[index] = exc
-        finally:
-            connections.close_all()  # this thread's own connections: a thread that ends leaks none
 
-    threads = [threading.Thread(target=run, args=(i,), name=f"read-{i}", daemon=True) for i in range(1, len(calls))]
-    for thread in threads:
-        thread.start()
+def _closing_its_connections(call: Callable[[], Any]) -> Any:
     try:
-        results[0] = calls[0]()
-    except BaseException as exc:
-        errors[0] = exc
-    for thread in threads:
-        thread.join()
-    for error in errors:
-        if error is not None:
-            raise error
-    return results
+        return call()
+    finally:
+        connections.close_all()  # this thread's own connections: a thread that ends leaks none
