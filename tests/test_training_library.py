@@ -418,3 +418,45 @@ def test_held_out_examples_are_not_trained_on_and_their_loss_is_read_with_dropou
     # never more than a fifth of the examples is held out
     assert len(split_heldout(EXAMPLES, tiny_recipe(heldout_examples=5))[1]) == 1
     assert split_heldout(EXAMPLES, tiny_recipe())[1] == []
+
+
+@pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied-embeddings"])
+def test_a_lora_checkpoint_is_what_peft_merges_written_without_a_copy_of_the_model(tmp_path, tied):
+    """The merged checkpoint is written a tensor at a time (no second model in memory at every
+    save): the same tensors, names and config as peft's merge_and_unload + save_pretrained."""
+    import copy
+
+    from training.loop import _save_checkpoint, _with_lora, make_accelerator
+
+    tokenizer = make_tokenizer(())
+    recipe = tiny_recipe(lora_r=4)
+    model = _with_lora(make_model(tokenizer, tie_word_embeddings=tied), recipe)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:  # as after training: peft starts B at zero, which merges to nothing
+                parameter.normal_(0, 0.05)
+    _save_checkpoint(make_accelerator(recipe), model, tokenizer, recipe, tmp_path / "ours", {"epoch": 1})
+    merged = copy.deepcopy(model).merge_and_unload()
+    merged.save_pretrained(tmp_path / "peft")
+
+    ours = AutoModelForCausalLM.from_pretrained(tmp_path / "ours")
+    theirs = AutoModelForCausalLM.from_pretrained(tmp_path / "peft")
+    assert ours.state_dict().keys() == theirs.state_dict().keys()
+    for name, tensor in theirs.state_dict().items():
+        assert torch.equal(ours.state_dict()[name], tensor), name
+    base = make_model(tokenizer, tie_word_embeddings=tied).state_dict()
+    assert not torch.equal(
+        ours.state_dict()["model.layers.0.self_attn.q_proj.weight"], base["model.layers.0.self_attn.q_proj.weight"]
+    )
+    from safetensors import safe_open
+
+    with (
+        safe_open(tmp_path / "ours" / "model.safetensors", "pt") as a,
+        safe_open(tmp_path / "peft" / "model.safetensors", "pt") as b,
+    ):
+        assert set(a.keys()) == set(b.keys()) and a.metadata() == b.metadata()
+    for file in ("config.json", "generation_config.json"):
+        assert json.loads((tmp_path / "ours" / file).read_text()) == json.loads((tmp_path / "peft" / file).read_text())
+    # the model being trained is untouched: still the adapters, still trainable
+    assert any("lora_A" in name for name, _ in model.named_parameters())

@@ -9,7 +9,6 @@ metrics.json) and ``resume/`` (optimiser, scheduler, step and RNG states of the 
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import math
 import os
@@ -236,16 +235,17 @@ def _save_checkpoint(
     checkpoint) by the main process. LoRA runs save the merged model, so a checkpoint is always a
     plain model."""
     unwrapped = accelerator.unwrap_model(model)
+    lora = hasattr(unwrapped, "merge_and_unload")
     # every process takes part in gathering the weights (FSDP shards them); the main one writes
-    state_dict = None if hasattr(unwrapped, "merge_and_unload") else accelerator.get_state_dict(model)
+    state_dict = None if lora else accelerator.get_state_dict(model)
     if accelerator.is_main_process:
-        if state_dict is None:
-            unwrapped = copy.deepcopy(unwrapped).merge_and_unload()
-            state_dict = unwrapped.state_dict()
         tmp = folder.with_name(folder.name + ".tmp")
         if tmp.exists():
             shutil.rmtree(tmp)
-        unwrapped.save_pretrained(tmp, state_dict=state_dict)
+        if lora:
+            _save_merged(unwrapped, tmp)
+        else:
+            unwrapped.save_pretrained(tmp, state_dict=state_dict)
         tokenizer.save_pretrained(tmp)
         recipe.save(tmp)
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
@@ -253,6 +253,61 @@ def _save_checkpoint(
             shutil.rmtree(folder)
         os.replace(tmp, folder)
     accelerator.wait_for_everyone()
+
+
+def _save_merged(peft_model: Any, folder: Path) -> None:
+    """A LoRA run's checkpoint: the base's weights with the adapters merged in, as peft's
+    ``merge_and_unload`` makes them (weight + B @ A x scale, the same sum), written one tensor at
+    a time. peft merges into a copy of the whole model (the adapters stay trainable): 0.5 GB more
+    at every save for the bundled model, the demo's peak on a machine short of memory."""
+    base = peft_model.get_base_model()
+    adapter_parts = {"base_layer", "lora_A", "lora_B", "lora_dropout", "lora_magnitude_vector"}
+    # each tensor's name: the tensor (the base layer's weight, for a LoRA layer) and the LoRA layer
+    # whose adapters are merged into it when its turn comes
+    tensors: dict[str, tuple[torch.Tensor, Any]] = {}
+    for name, module in base.named_modules():
+        if adapter_parts & set(name.split(".")):
+            continue
+        if hasattr(module, "get_delta_weight") and hasattr(module, "base_layer"):
+            tensors[f"{name}.weight"] = (module.base_layer.weight, module)
+            if module.base_layer.bias is not None:
+                tensors[f"{name}.bias"] = (module.base_layer.bias, None)
+            continue
+        for key, tensor in module.named_parameters(prefix=name, recurse=False):
+            tensors[key] = (tensor, None)
+        for key, tensor in module.named_buffers(prefix=name, recurse=False):
+            if key.rsplit(".", 1)[-1] not in module._non_persistent_buffers_set:
+                tensors[key] = (tensor, None)
+    if getattr(base.config, "tie_word_embeddings", False):
+        tensors.pop("lm_head.weight", None)  # a tied output layer is written once, as the embeddings
+    header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
+    offset = 0
+    for key, (tensor, _) in tensors.items():
+        size = tensor.numel() * tensor.element_size()
+        header[key] = {
+            "dtype": _SAFETENSORS_DTYPES[tensor.dtype],
+            "shape": list(tensor.shape),
+            "data_offsets": [offset, offset + size],
+        }
+        offset += size
+    encoded = json.dumps(header, separators=(",", ":")).encode()
+    encoded += b" " * (-len(encoded) % 8)  # the format's 8-byte alignment of the data
+    folder.mkdir(parents=True)
+    with (folder / "model.safetensors").open("wb") as out, torch.no_grad():
+        out.write(len(encoded).to_bytes(8, "little") + encoded)
+        for tensor, lora in tensors.values():
+            if lora is not None:
+                tensor = tensor + lora.get_delta_weight(lora.active_adapters[0])
+            out.write(tensor.contiguous().view(-1).view(torch.uint8).numpy().data)
+    config = base.config.__class__.from_dict(base.config.to_dict())
+    config.architectures = [type(base).__name__]  # as save_pretrained writes them (a test compares)
+    config.dtype = str(base.dtype).removeprefix("torch.")
+    config.save_pretrained(folder)
+    if base.can_generate():
+        base.generation_config.save_pretrained(folder)
+
+
+_SAFETENSORS_DTYPES = {torch.float32: "F32", torch.bfloat16: "BF16", torch.float16: "F16"}
 
 
 def _save_resume(accelerator: Accelerator, run_dir: Path, record: ResumeRecord) -> None:
