@@ -9,7 +9,7 @@ whole run, as a laptop's browser or another job would); each run fills its own k
 bench/results/demo.json. A fresh folder each run (its own SQLite database and filesystem broker),
 nothing reused (the int4 conversion runs again, as on a newcomer's machine).
 
-    .venv/bin/python bench/demo.py [--busy]
+    .venv/bin/python bench/demo.py [--busy] [--memory small]   # small: as on a machine under 12 GiB
     .venv/bin/python bench/demo.py --smoke   # a tiny model and tiny settings, nothing written"""
 
 from __future__ import annotations
@@ -261,9 +261,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--busy", action="store_true", help="one core spinning elsewhere for the whole run")
     parser.add_argument("--smoke", action="store_true", help="a tiny model and tiny settings, nothing written")
+    parser.add_argument(
+        "--memory", choices=("auto", "full", "small"), default="auto", help="DEMO_MEMORY: small is what a laptop gets"
+    )
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="demo-bench-"))
     env = environment(folder)
+    if args.memory != "auto":
+        env["DEMO_MEMORY"] = args.memory
     burner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.busy else None
     load = os.getloadavg()
     probe_s, reference_s = machine_probe(env)
@@ -292,7 +297,7 @@ def main() -> None:
     print(f"this machine's probe: {probe_s:.3f} s (the stages' measured times were taken where it was {reference_s} s)")
     if args.smoke:
         return
-    key = "one core busy" if args.busy else "quiet"
+    key = ("one core busy" if args.busy else "quiet") + (f", {args.memory} memory" if args.memory != "auto" else "")
     out = ROOT / "bench" / "results" / "demo.json"
     results = json.loads(out.read_text()) if out.exists() else {}
     results[key] = {

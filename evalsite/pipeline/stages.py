@@ -72,6 +72,8 @@ STAGE_SECONDS = {
     "staff": 0.3,
     "curate": 3.9,
     "train": 182.4,  # under bfloat16 autocast where the CPU has it, with gradient checkpointing
+    "train-small": 182.4 * 1.35,  # LoRA on a machine short of memory (SMALL_MEMORY_RECIPE): 268.8 s
+    # against 198.6 s for the default's training alone, both from scratch on one machine, 2026-12-07
     "register": 0.0,
     "generate": 94.8,  # each of the two (the candidate 87.6 s in bfloat16, the base 101.9 s in int4
     # with its one-time conversion)
@@ -194,11 +196,16 @@ class DemoConfig:
     judge: str
     annotators: int
     use_workers: bool
+    small_memory: bool = False  # LoRA adapters and a training child that gives memory back early
 
     @classmethod
     def from_env(cls) -> DemoConfig:
         get = os.environ.get
         recipe_set = _pairs("DEMO_RECIPE_SET", get("DEMO_RECIPE_SET", ""))
+        small_memory = _small_memory(get("DEMO_MEMORY", "auto"))
+        if small_memory:
+            for key, value in SMALL_MEMORY_RECIPE.items():
+                recipe_set.setdefault(key, value)
         if "bf16" not in recipe_set and _computes_in_bf16():
             # bench/training.py --precision: 1.45x float32's tokens/s, step losses within 0.16
             recipe_set["bf16"] = "true"
@@ -219,6 +226,7 @@ class DemoConfig:
             judge=get("DEMO_JUDGE", "local-judge"),
             annotators=int(get("DEMO_ANNOTATORS", "3")),
             use_workers=get("DEMO_USE_WORKERS", "").lower() in ("1", "true", "yes"),
+            small_memory=small_memory,
         )
 
     def to_params(self) -> dict:
@@ -243,6 +251,42 @@ class DemoConfig:
 
     def baselines(self) -> list[str]:
         return [self.base] + [openai_system_name(m) for m in self.openai_baselines]
+
+
+# Full fine-tuning keeps 16 bytes a parameter live (float32 weights, gradients, AdamW's two
+# moments: 2.2 GB for the bundled 135M model) and the demo peaked at 4.3-4.5 GB with it
+# (bench/results/demo.json): too much beside a desktop on a laptop of 8 GB. Below this much memory
+# (the machine's, or its container's limit: a figure that does not change between two runs, so a
+# second run finds the first one's training done) the demo trains LoRA adapters instead (the base's
+# weights frozen: no gradients or moments for them), at a learning rate for adapters, and runs the
+# training child with glibc's mmap threshold fixed at 1 MiB: every tensor of a MiB or more is
+# given back to the system when freed instead of staying in the heap (the child's peak 2.7 -> 1.6
+# GB with LoRA, training about 25% slower). docs/design.md, "The demo's memory".
+SMALL_MEMORY_BELOW_GIB = 12
+SMALL_MEMORY_RECIPE = {"lora_r": "16", "lora_alpha": "32", "lora_dropout": "0.0", "lr": "1e-3", "final_lr": "1e-4"}
+SMALL_MEMORY_MALLOC = "MALLOC_MMAP_THRESHOLD_=1048576"
+
+
+def _small_memory(choice: str) -> bool:
+    if choice not in ("auto", "full", "small"):
+        raise StageFailed(f"DEMO_MEMORY is auto, full or small, not {choice!r}")
+    if choice != "auto":
+        return choice == "small"
+    return machine_memory_gib() < SMALL_MEMORY_BELOW_GIB
+
+
+def machine_memory_gib() -> float:
+    """The memory this machine gives the demo: its total, or its control group's limit when lower."""
+    import psutil
+
+    total = psutil.virtual_memory().total
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+    except OSError:
+        limit = "max"
+    if limit.isdigit():
+        total = min(total, int(limit))
+    return total / 2**30
 
 
 def _computes_in_bf16() -> bool:
@@ -278,22 +322,24 @@ def _run_job(job, config: DemoConfig) -> None:
             job.enqueue()
         finished = follow(job, poll=1.0)
     else:
-        with _training_apart(job):
+        with _training_apart(job, config):
             finished = execute_with_progress(job, worker=batch_worker_name())
     if finished.status != jobs.JobStatus.DONE:
         raise RuntimeError(f"{finished} ended {finished.status}: {finished.error or finished.status_detail}")
 
 
 @contextlib.contextmanager
-def _training_apart(job):
+def _training_apart(job, config: DemoConfig):
     """The demo runs its jobs in its own process, and a process that trained keeps the memory it
     took (3.5 GB for the bundled model: the allocator holds on to what training freed) through
     every stage after. Where no launcher is set, a training run goes through the launcher path with
-    this Python (``python -m training train``, a child process) and gives it all back when it exits."""
+    this Python (``python -m training train``, a child process) and gives it all back when it exits;
+    on a machine short of memory the child frees its big tensors as it goes (SMALL_MEMORY_MALLOC)."""
     if not isinstance(job, TrainingRun) or settings.TRAINING_LAUNCHER:
         yield
         return
-    settings.TRAINING_LAUNCHER = shlex.quote(sys.executable)
+    malloc = f"env {SMALL_MEMORY_MALLOC} " if config.small_memory else ""
+    settings.TRAINING_LAUNCHER = malloc + shlex.quote(sys.executable)
     try:
         yield
     finally:
@@ -483,8 +529,8 @@ def chain(config: DemoConfig) -> list[Link]:
             work=lambda: _curate(config),
         ),
         Link(
-            f"fine-tune {config.base} with {config.recipe}",
-            "train",
+            f"fine-tune {config.base} with {config.recipe}" + (" (LoRA: small memory)" if config.small_memory else ""),
+            "train-small" if config.small_memory else "train",
             lambda: _trained(config),
             start=lambda enqueue: _train(config, enqueue),
         ),
@@ -686,9 +732,18 @@ def run_stages(
     say up front about how long the rest takes and how much disk it leaves, and after each stage
     how long is left, the measured times rescaled by how this machine compares so far."""
     state = DemoState()
-    stages = stages or demo_stages()
+    if stages is None:
+        config = DemoConfig.from_env()
+        stages = demo_stages(config)
+        if config.small_memory:
+            told = os.environ.get("DEMO_MEMORY") == "small"
+            why = "DEMO_MEMORY=small" if told else f"{machine_memory_gib():.1f} GiB of memory here"
+            write(
+                f"{why}: the demo fine-tunes LoRA adapters instead of every weight (full fine-tuning peaked at "
+                "about 4.5 GB); DEMO_MEMORY=full to train every weight"
+            )
     if estimate is None:
-        estimate = not any(key.startswith("DEMO_") and key != "DEMO_PORT" for key in os.environ)
+        estimate = not any(key.startswith("DEMO_") and key not in ("DEMO_PORT", "DEMO_MEMORY") for key in os.environ)
     if _migrated():
         # a demo stopped mid-stage (Ctrl-C, a kill) left its job "running": this run takes it back
         for model, pk in jobs.release_orphans_of(batch_worker_name()):
