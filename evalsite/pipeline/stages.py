@@ -72,8 +72,8 @@ STAGE_SECONDS = {
     "staff": 0.3,
     "curate": 3.9,
     "train": 182.4,  # under bfloat16 autocast where the CPU has it, with gradient checkpointing
-    "train-small": 182.4 * 1.35,  # LoRA on a machine short of memory (SMALL_MEMORY_RECIPE): 268.8 s
-    # against 198.6 s for the default's training alone, both from scratch on one machine, 2026-12-07
+    "train-small": 182.4 * 1.32,  # LoRA on a machine short of memory (SMALL_MEMORY_RECIPE): 253.5 s
+    # against the default's 192.2 s, bench/demo.py --memory small and bench/demo.py on one machine
     "register": 0.0,
     "generate": 94.8,  # each of the two (the candidate 87.6 s in bfloat16, the base 101.9 s in int4
     # with its one-time conversion)
@@ -260,8 +260,9 @@ class DemoConfig:
 # second run finds the first one's training done) the demo trains LoRA adapters instead (the base's
 # weights frozen: no gradients or moments for them), at a learning rate for adapters, and runs the
 # training child with glibc's mmap threshold fixed at 1 MiB: every tensor of a MiB or more is
-# given back to the system when freed instead of staying in the heap (the child's peak 2.7 -> 1.6
-# GB with LoRA, training about 25% slower). docs/design.md, "The demo's memory".
+# given back to the system when freed instead of staying in the heap (LoRA's first four steps
+# peaked at 2.7 GB without it, 1.6 GB with it, and took 25% longer). The demo then peaked at 2.2 GiB
+# in all, training 1.32x as long. docs/design.md, "The demo's memory".
 SMALL_MEMORY_BELOW_GIB = 12
 SMALL_MEMORY_RECIPE = {"lora_r": "16", "lora_alpha": "32", "lora_dropout": "0.0", "lr": "1e-3", "final_lr": "1e-4"}
 SMALL_MEMORY_MALLOC = "MALLOC_MMAP_THRESHOLD_=1048576"
