@@ -270,7 +270,7 @@ def _save_merged(peft_model: Any, folder: Path) -> None:
             continue
         if hasattr(module, "get_delta_weight") and hasattr(module, "base_layer"):
             tensors[f"{name}.weight"] = (module.base_layer.weight, module)
-            if module.base_layer.bias is not None:
+            if getattr(module.base_layer, "bias", None) is not None:  # a Linear's; an Embedding has none
                 tensors[f"{name}.bias"] = (module.base_layer.bias, None)
             continue
         for key, tensor in module.named_parameters(prefix=name, recurse=False):
@@ -307,7 +307,16 @@ def _save_merged(peft_model: Any, folder: Path) -> None:
         base.generation_config.save_pretrained(folder)
 
 
-_SAFETENSORS_DTYPES = {torch.float32: "F32", torch.bfloat16: "BF16", torch.float16: "F16"}
+_SAFETENSORS_DTYPES = {
+    torch.float64: "F64",
+    torch.float32: "F32",
+    torch.bfloat16: "BF16",
+    torch.float16: "F16",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.uint8: "U8",
+    torch.bool: "BOOL",
+}
 
 
 def _save_resume(accelerator: Accelerator, run_dir: Path, record: ResumeRecord) -> None:

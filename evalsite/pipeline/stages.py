@@ -254,7 +254,7 @@ class DemoConfig:
 
 
 # Full fine-tuning keeps 16 bytes a parameter live (float32 weights, gradients, AdamW's two
-# moments: 2.2 GB for the bundled 135M model) and the demo peaked at 4.3-4.5 GB with it
+# moments: 2.2 GB for the bundled 135M model) and the demo peaked at 4.2-4.8 GiB with it
 # (bench/results/demo.json): too much beside a desktop on a laptop of 8 GB. Below this much memory
 # (the machine's, or its container's limit: a figure that does not change between two runs, so a
 # second run finds the first one's training done) the demo trains LoRA adapters instead (the base's
@@ -741,7 +741,7 @@ def run_stages(
             why = "DEMO_MEMORY=small" if told else f"{machine_memory_gib():.1f} GiB of memory here"
             write(
                 f"{why}: the demo fine-tunes LoRA adapters instead of every weight (full fine-tuning peaked at "
-                "about 4.5 GB); DEMO_MEMORY=full to train every weight"
+                "about 4.8 GiB); DEMO_MEMORY=full to train every weight"
             )
     if estimate is None:
         estimate = not any(key.startswith("DEMO_") and key not in ("DEMO_PORT", "DEMO_MEMORY") for key in os.environ)
