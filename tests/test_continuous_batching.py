@@ -150,18 +150,29 @@ PROMPTS = ["tell me a story", "what is the sky", "write a poem about the cat and
 
 
 def test_answers_arriving_at_different_times_are_those_of_batched_generate(random_backend):
-    """Left padding, merged caches and rows leaving the batch change no greedy answer."""
+    """Left padding, merged caches and rows leaving the batch change no greedy answer; the answer
+    that outlasts the others ends alone, through the lean decoder."""
     loop = DecodeLoop(random_backend, threading.Lock())
-    sampling = [SamplingConfig(temperature=0.0, repetition_penalty=1.2, max_new_tokens=12 + 7 * i) for i in range(5)]
-    requests_ = [GenerationRequest(i, [{"role": "user", "content": p}]) for i, p in enumerate(PROMPTS)]
+    # the first: the longest prompt (so no later arrival pads it) and, without a penalty, 60 tokens;
+    # the others stop within 12 + 7 x 4 tokens, arriving 5 ms apart while each step takes at least
+    # 20 ms (a sleep on the embedding), so they end long before it however loaded the machine
+    order = [PROMPTS[2], PROMPTS[0], PROMPTS[1], PROMPTS[3], PROMPTS[4]]
+    sampling = [SamplingConfig(temperature=0.0, repetition_penalty=1.0, max_new_tokens=60)] + [
+        SamplingConfig(temperature=0.0, repetition_penalty=1.2, max_new_tokens=12 + 7 * i) for i in range(1, 5)
+    ]
+    requests_ = [GenerationRequest(i, [{"role": "user", "content": p}]) for i, p in enumerate(order)]
     streams = []
-    for request, config in zip(requests_, sampling, strict=True):
-        streams.append(loop.submit(request, config))
-        time.sleep(0.005)
-    results = []
-    for stream in streams:
-        assert stream.done.wait(60)
-        results.append(stream.result())
+    slowed = random_backend.loaded.model.model.embed_tokens.register_forward_hook(lambda *_: time.sleep(0.02))
+    try:
+        for request, config in zip(requests_, sampling, strict=True):
+            streams.append(loop.submit(request, config))
+            time.sleep(0.005)
+        results = []
+        for stream in streams:
+            assert stream.done.wait(60)
+            results.append(stream.result())
+    finally:
+        slowed.remove()
     for request, config, result in zip(requests_, sampling, results, strict=True):
         [alone] = list(random_backend.generate([request], config))
         assert (result.text, result.finish_reason, result.completion_tokens) == (
@@ -170,8 +181,8 @@ def test_answers_arriving_at_different_times_are_those_of_batched_generate(rando
             alone.completion_tokens,
         )
     assert max(r.metadata["batch_size"] for r in results) > 1
-    # the answer that runs longest (the first: the others stop sooner) ends alone, through the lean decoder
-    assert any(r.metadata["lean_steps"] > 0 for r in results)
+    assert results[0].completion_tokens == 60 and max(r.completion_tokens for r in results[1:]) <= 40
+    assert results[0].metadata["lean_steps"] > 0, "the first answer ended alone, through the lean decoder"
 
 
 def test_a_lone_answer_joined_mid_way_and_left_alone_again_is_generates(random_backend):
