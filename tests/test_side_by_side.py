@@ -5,7 +5,6 @@ together; inside a transaction they stay on its connection, which alone sees its
 from __future__ import annotations
 
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -14,6 +13,7 @@ from django.db import connection, transaction
 from evalsite.catalog.models import System
 from evalsite.core.side_by_side import concurrent_reads, side_by_side
 from evalsite.dashboard.estimates import study_rows
+from tests.conftest import wait_until
 from tests.test_dashboard_evidence import half_voted_study
 
 
@@ -23,15 +23,10 @@ def _open_connections() -> int:
         return cursor.fetchone()[0]
 
 
-def _back_to(count: int) -> bool:
-    """Whether the database's connections come back to ``count`` within 10 s: a backend leaves
+def _back_to(count: int) -> None:
+    """The database's connections come back to ``count`` within 10 s: a backend leaves
     pg_stat_activity a moment after its client closed it (a fresh-clone run saw it still listed)."""
-    deadline = time.monotonic() + 10
-    while _open_connections() != count:
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
+    wait_until(lambda: _open_connections() == count, timeout=10, poll=0.01, message=f"{count} open connections")
 
 
 @pytest.mark.django_db
@@ -62,14 +57,14 @@ def test_outside_a_transaction_the_calls_run_at_once_on_connections_that_close()
     (first, seen_first), (second, seen_second) = side_by_side(read, read)
     assert first == threading.get_ident() and second != first, "the first call here, the other on a thread"
     assert seen_first == seen_second == 1, "each connection reads the committed row"
-    assert _back_to(before), "the thread's connection is closed when its call ends"
+    _back_to(before)  # the thread's connection is closed when its call ends
 
     def fails():
         raise LookupError("the second read failed")
 
     with pytest.raises(LookupError, match="second read failed"):
         side_by_side(lambda: 1, fails)
-    assert _back_to(before)
+    _back_to(before)
 
 
 @pytest.mark.django_db(transaction=True)
