@@ -13,11 +13,20 @@ layer keeps the plain nibbles as well and switches on the number of rows. Measur
 faster than expanding and multiplying for one row, 1.1-1.7x for 128 rows, about even at 160, up to
 1.4x slower at 256 (a short prompt's prefill of about 50 rows took 0.22 s expanded, 0.07 s packed).
 
-The embedding (tied to the output layer) stays in bfloat16. The converted model is written once to
+The output layer is kept at 8 bits, one scale per row (``Int8Linear``): for a 135M model it is the
+largest matrix read per token (49,152 x 576: 56.6 MB in bfloat16), and on a CPU without bfloat16
+instructions its bfloat16 matmul took 3.1 ms a token, as long as all the int4 layers together;
+torch's ``_weight_int8pack_mm`` took 1.4 ms (measured on an Intel Xeon with AVX-512 and no
+bfloat16, 2 threads, torch 2.13; faster for every batch size up to 64 rows). llama.cpp reads that
+matrix from the bundled file as Q8_0, 8 bits in blocks of 32; rows here share one scale, which
+moves a logit by at most its row's largest weight / 254 times the input's size. The embedding
+(tied to the output layer in the source) stays in bfloat16 for its look-ups, so the converted
+model is untied. The converted model is written once to
 a cache folder (``EVALSITE_QUANTIZED_CACHE``, under var/models/ in the Django settings) by a
 separate process, so a process that loads it never holds the float32 de-quantisation of the GGUF
-file: loading reads the folder's 171 MB (the packed and the plain
-nibbles, the bfloat16 embedding) instead of de-quantising the GGUF to 540 MB of float32."""
+file: loading reads the folder's 199 MB (the packed and the plain
+nibbles, the 8-bit output layer, the bfloat16 embedding) instead of de-quantising the GGUF to 540 MB
+of float32."""
 
 from __future__ import annotations
 
@@ -36,10 +45,13 @@ from torch import nn
 
 GROUP_SIZE = 32
 FORMAT = "int4-groupwise-asymmetric"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the output layer at 8 bits (Int8Linear)
 # At or above this many rows, expand the weight to bfloat16 and use the dense matmul.
 DENSE_FROM_ROWS = 160
 _PACK_ROWS = 16  # torch's CPU int4 packing takes the output dimension in blocks of 16
+# torch 2.13's int8 matmul reads its input and weight with aligned vector loads: a tensor starting
+# 16 bytes past a 64-byte boundary crashed the process here (a segmentation fault, no exception)
+_ALIGN = 64
 
 
 class QuantizationError(RuntimeError):
@@ -47,11 +59,18 @@ class QuantizationError(RuntimeError):
 
 
 def int4_supported() -> bool:
-    return hasattr(torch, "_weight_int4pack_mm_for_cpu") and hasattr(torch, "_convert_weight_to_int4pack_for_cpu")
+    names = ("_weight_int4pack_mm_for_cpu", "_convert_weight_to_int4pack_for_cpu", "_weight_int8pack_mm")
+    return all(hasattr(torch, name) for name in names)
 
 
 def can_quantize(linear: nn.Linear, group_size: int = GROUP_SIZE) -> bool:
     return linear.in_features % group_size == 0 and linear.out_features % _PACK_ROWS == 0
+
+
+def can_quantize_int8(linear: nn.Linear) -> bool:
+    # torch 2.13's int8 kernel reads the input dimension in blocks: at 5 it crashed the process, at 4,
+    # 8 or 33 it returned inf, nan or garbage (tried here); whole groups of 32 are what it was built for
+    return linear.in_features % GROUP_SIZE == 0
 
 
 class Int4Linear(nn.Module):
@@ -111,8 +130,69 @@ class Int4Linear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, group_size={self.group_size}"
 
 
+class Int8Linear(nn.Module):
+    """y = x W^T (+ b) with W kept as 8-bit integers q, one scale per output row: W = q * scale."""
+
+    weight_int8: torch.Tensor
+    scales: torch.Tensor
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = False):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.register_buffer("weight_int8", torch.zeros(out_features, in_features, dtype=torch.int8))
+        self.register_buffer("scales", torch.zeros(out_features, dtype=torch.bfloat16))
+        self.bias = nn.Parameter(torch.zeros(out_features, dtype=torch.bfloat16), requires_grad=False) if bias else None
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear) -> Int8Linear:
+        weight = linear.weight.detach().float()
+        layer = cls(linear.in_features, linear.out_features, linear.bias is not None)
+        scale = (weight.abs().amax(1) / 127).clamp(min=torch.finfo(torch.float32).tiny)
+        layer.weight_int8 = torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8)
+        layer.scales = scale.to(torch.bfloat16)
+        if linear.bias is not None:
+            layer.bias = nn.Parameter(linear.bias.detach().to(torch.bfloat16), requires_grad=False)
+        return layer
+
+    def dense_weight(self) -> torch.Tensor:
+        """The weight expanded to bfloat16 [out, in] (what the layer computes with)."""
+        return self.weight_int8.to(torch.bfloat16) * self.scales[:, None]
+
+    def realign(self) -> None:
+        """Own copies of tensors that do not start on a 64-byte boundary (safetensors' load_file
+        gives views into one buffer at the file's offsets; torch allocates on 64 bytes)."""
+        for name in ("weight_int8", "scales"):
+            tensor = getattr(self, name)
+            if tensor.data_ptr() % _ALIGN:
+                setattr(self, name, tensor.clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        rows = x.reshape(-1, shape[-1]).to(torch.bfloat16)
+        if rows.data_ptr() % _ALIGN:  # a view into a longer sequence (the last position's rows)
+            rows = rows.clone()
+        if self.weight_int8.data_ptr() % _ALIGN:
+            self.realign()
+        y = torch._weight_int8pack_mm(rows, self.weight_int8, self.scales)
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(*shape[:-1], self.out_features).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}"
+
+
+def _output_name(model: nn.Module) -> str | None:
+    """The output layer's name where it can be kept at 8 bits (a plain linear layer)."""
+    output_embeddings = getattr(model, "get_output_embeddings", None)
+    out = output_embeddings() if callable(output_embeddings) else None
+    if type(out) is not nn.Linear or not can_quantize_int8(out):
+        return None
+    return next(name for name, module in model.named_modules() if module is out)
+
+
 def _linear_names(model: nn.Module) -> list[str]:
-    """Every linear layer but the output layer (tied to the embedding, which stays in bfloat16)."""
+    """Every linear layer but the output layer (kept at 8 bits: Int8Linear)."""
     output_embeddings = getattr(model, "get_output_embeddings", None)
     out = output_embeddings() if callable(output_embeddings) else None
     return [
@@ -128,11 +208,16 @@ def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
 
 
 def quantize_int4(model: Any) -> list[str]:
-    """Replace the model's linear layers (in place) with Int4Linear; the rest goes to bfloat16.
-    Returns the names replaced."""
+    """Replace the model's linear layers (in place) with Int4Linear and its output layer with
+    Int8Linear (untying it from the embedding); the rest goes to bfloat16. Returns the names of the
+    layers at 4 bits."""
     names = _linear_names(model)
     for name in names:
         _set_module(model, name, Int4Linear.from_linear(model.get_submodule(name)))
+    output = _output_name(model)
+    if output is not None:
+        _set_module(model, output, Int8Linear.from_linear(model.get_submodule(output)))
+        model.config.tie_word_embeddings = False  # the embedding keeps its own (bfloat16) copy
     for parameter in model.parameters():  # buffers keep theirs (the rotary frequencies stay float32)
         parameter.data = parameter.data.to(torch.bfloat16)
     model.config.dtype = "bfloat16"
@@ -168,12 +253,13 @@ def convert(folder: str, gguf_file: str | None, out: Path) -> None:
     kwargs: dict[str, Any] = {"gguf_file": gguf_file} if gguf_file else {}
     tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kwargs)
+    tied = bool(getattr(model.config, "tie_word_embeddings", False))
     names = quantize_int4(model)
     if not names:
         raise QuantizationError(f"{folder}: no linear layer can be kept at 4 bits")
+    output = next((name for name, m in model.named_modules() if isinstance(m, Int8Linear)), None)
     state = model.state_dict()
-    tied = bool(getattr(model.config, "tie_word_embeddings", False))
-    if tied:
+    if tied and output is None:  # a tied output layer left as it was is written once, as the embedding
         state.pop("lm_head.weight", None)
     if hasattr(model.config, "quantization_config"):  # the GGUF's: the folder is plain safetensors
         del model.config.quantization_config
@@ -185,7 +271,7 @@ def convert(folder: str, gguf_file: str | None, out: Path) -> None:
         model.generation_config.save_pretrained(work)
         tokenizer.save_pretrained(work)
         manifest = {"format": FORMAT, "version": FORMAT_VERSION, "group_size": GROUP_SIZE, "modules": names}
-        manifest.update(source=str(Path(folder) / (gguf_file or "")), tied=tied)
+        manifest.update(source=str(Path(folder) / (gguf_file or "")), tied=tied and output is None, output=output)
         (work / "quantization.json").write_text(json.dumps(manifest, indent=1))
         try:
             work.rename(out)
@@ -226,6 +312,10 @@ def load_converted(out: Path) -> tuple[Any, Any]:
             linear = model.get_submodule(name)
             shell = Int4Linear(linear.in_features, linear.out_features, linear.bias is not None, manifest["group_size"])
             _set_module(model, name, shell)
+        if manifest.get("output"):
+            head = model.get_submodule(manifest["output"])
+            shell8 = Int8Linear(head.in_features, head.out_features, head.bias is not None)
+            _set_module(model, manifest["output"], shell8)
     state = load_file(str(out / "model.safetensors"))
     missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
     if unexpected or set(missing) - {"lm_head.weight"}:
@@ -233,6 +323,9 @@ def load_converted(out: Path) -> tuple[Any, Any]:
     if manifest.get("tied"):
         model.tie_weights()
     _rebuild_meta_buffers(model)
+    for module in model.modules():
+        if isinstance(module, Int8Linear):
+            module.realign()
     model.eval()
     return model, AutoTokenizer.from_pretrained(out)
 

@@ -12,7 +12,14 @@ from torch import nn
 from generation import quantized
 from generation.config import ConfigError, SamplingConfig, validate_backend_config
 from generation.hf_local import HFLocalBackend
-from generation.quantized import Int4Linear, QuantizationError, converted_folder, ensure_converted, load_converted
+from generation.quantized import (
+    Int4Linear,
+    Int8Linear,
+    QuantizationError,
+    converted_folder,
+    ensure_converted,
+    load_converted,
+)
 from generation.types import GenerationRequest
 from tests.tiny_models import save_tiny
 
@@ -66,18 +73,43 @@ def test_a_layer_with_a_bias_adds_it_and_odd_shapes_are_left_dense():
     assert not quantized.can_quantize(nn.Linear(64, 24))  # the packing takes rows in blocks of 16
 
 
+def test_the_output_layer_at_8_bits_computes_its_rows_products_and_odd_widths_stay_dense(tmp_path):
+    g = torch.Generator().manual_seed(3)
+    linear = nn.Linear(96, 500, bias=False)
+    linear.weight.data = torch.randn(500, 96, generator=g) * torch.rand(500, 1, generator=g)  # rows of unlike sizes
+    layer = quantized.Int8Linear.from_linear(linear)
+    assert layer.weight_int8.dtype == torch.int8 and layer.scales.shape == (500,)
+    weight = linear.weight.detach()
+    # each row comes back within half a step of its own scale (plus bfloat16's rounding of the scale)
+    step = weight.abs().amax(1, keepdim=True) / 127
+    assert ((layer.dense_weight().float() - weight).abs() <= 0.5 * step + 0.01 * weight.abs()).all()
+    for rows in (1, 7, 40):
+        x = torch.randn(rows, 96, generator=g)
+        reference = nn.functional.linear(x, layer.dense_weight().float())
+        got = layer(x)
+        assert got.dtype == x.dtype and got.shape == (rows, 500)
+        assert (got - reference).abs().max() < 0.02 * reference.abs().max()
+    # a width the kernel does not take (it crashed the process at 5) leaves the output layer as it was
+    from tests.tiny_models import make_model, make_tokenizer
+
+    odd = make_model(make_tokenizer(), hidden=40)
+    quantized.quantize_int4(odd)
+    assert type(odd.lm_head) is nn.Linear
+
+
 @pytest.mark.parametrize("tied", [False, True])
 def test_a_converted_model_loads_from_its_folder_with_the_outputs_of_the_converting_process(tmp_path, cache, tied):
     source = save_tiny(tmp_path / "tiny", seed=4, hidden=64, tie_word_embeddings=tied)
     out = ensure_converted(str(source), None)
     assert out.parent == cache and (out / "quantization.json").is_file()
     manifest = json.loads((out / "quantization.json").read_text())
-    assert manifest["tied"] is tied and "model.layers.0.mlp.down_proj" in manifest["modules"]
-    assert "lm_head" not in manifest["modules"], "the output layer stays in bfloat16"
+    assert "model.layers.0.mlp.down_proj" in manifest["modules"]
+    assert "lm_head" not in manifest["modules"] and manifest["output"] == "lm_head", "the output layer at 8 bits"
+    assert manifest["tied"] is False, "the embedding keeps its own copy"
     model, tokenizer = load_converted(out)
     assert isinstance(model.model.layers[1].self_attn.q_proj, Int4Linear)
+    assert isinstance(model.lm_head, Int8Linear) and model.model.embed_tokens.weight.dtype == torch.bfloat16
     assert not any(t.is_meta for t in [*model.parameters(), *model.buffers()])
-    assert (model.lm_head.weight is model.model.embed_tokens.weight) is tied
 
     # the same conversion done in this process gives the same logits
     from transformers import AutoModelForCausalLM
