@@ -132,6 +132,26 @@ def test_a_long_prompt_and_new_tokens_after_a_cached_prefix_give_the_whole_forwa
         assert torch.allclose(in_two, whole, atol=1e-4)
 
 
+@pytest.mark.skipif(not quantized.int4_supported(), reason="this torch has no CPU int4 matmul")
+def test_the_int4_one_token_step_is_the_general_forward_bit_for_bit():
+    """The int4 form's one-token step (kernels called directly, query and key rotated together,
+    torch's fused RMS norm) against the general forward on the same tokens: the same logits and
+    the same cache, every bit, over a prompt and 30 greedy steps; a dense model has no step."""
+    model, tokenizer = tiny("int4")
+    fast, general = LeanLlama(model), LeanLlama(model)
+    assert fast.step_layers is not None and LeanLlama(tiny("bfloat16")[0]).step_layers is None
+    general.step_layers = None  # the path every n-token forward takes
+    ids = torch.tensor(chat_ids(tokenizer, PROMPTS[2]))
+    with torch.inference_mode():
+        caches = [fast.new_cache(len(ids) + 31), general.new_cache(len(ids) + 31)]
+        logits = [fast.forward(ids, 0, caches[0]), general.forward(ids, 0, caches[1])]
+        for at in range(len(ids), len(ids) + 30):
+            token = torch.tensor([int(logits[1].argmax())])
+            logits = [fast.forward(token, at, caches[0]), general.forward(token, at, caches[1])]
+            assert torch.equal(logits[0], logits[1]), f"step at position {at}"
+    assert all(torch.equal(a, b) for a, b in zip(caches[0], caches[1], strict=True))
+
+
 def test_models_it_does_not_run_go_through_generate(monkeypatch):
     model, tokenizer = tiny("float32")
     assert LeanLlama.supports(model)
@@ -193,7 +213,7 @@ def test_the_bundled_model_at_int4_answers_as_generate_does():
         pytest.skip("the bundled model is not installed")
     lm = load({**config, "weights": "int4"})
     decoder = lm.one_row_decoder()
-    assert decoder is not None
+    assert decoder is not None and decoder.step_layers is not None, "the int4 one-token step"
     for text in ("Explain how tides work in a few sentences.", "What is 17 times 23?"):
         ids = chat_ids(lm.tokenizer, text)
         with torch.inference_mode():
