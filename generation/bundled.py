@@ -33,8 +33,7 @@ def bundled_backend_config() -> dict | None:
     folder = bundled_model_dir()
     if folder is None:
         return None
-    from generation.hf_local import native_bf16  # torch: only when the model is wanted
-    from generation.quantized import int4_supported
+    from generation.quantized import int4_supported, native_bf16  # torch: only when the model is wanted
 
     config = {"model_path": str(folder), "gguf_file": BUNDLED_GGUF_FILE}
     if native_bf16():

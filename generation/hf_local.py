@@ -74,16 +74,6 @@ def busy_elsewhere(seconds: float = 0.3) -> float:
     return max(busy - own, 0.0) / max(ended - started, 1e-6)
 
 
-def native_bf16() -> bool:
-    """Whether this CPU computes in bfloat16 natively (AVX512-BF16 or AMX, through oneDNN): there,
-    bfloat16 weights halve the bytes read per token and take the faster matmul kernels
-    (bench/generation.py: single stream 1.5x, batched 1.8x float32's, perplexity unchanged)."""
-    try:
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
 class GeneratedTokensRepetitionPenalty(LogitsProcessor):
     """CTRL-style repetition penalty on tokens generated so far (not on the prompt's tokens).
     With left padding every row's prompt ends at the same column, so the generated part is

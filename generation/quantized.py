@@ -13,20 +13,20 @@ layer keeps the plain nibbles as well and switches on the number of rows. Measur
 faster than expanding and multiplying for one row, 1.1-1.7x for 128 rows, about even at 160, up to
 1.4x slower at 256 (a short prompt's prefill of about 50 rows took 0.22 s expanded, 0.07 s packed).
 
-The output layer is kept at 8 bits, one scale per row (``Int8Linear``): for a 135M model it is the
-largest matrix read per token (49,152 x 576: 56.6 MB in bfloat16), and on a CPU without bfloat16
-instructions its bfloat16 matmul took 3.1 ms a token, as long as all the int4 layers together;
-torch's ``_weight_int8pack_mm`` took 1.4 ms (measured on an Intel Xeon with AVX-512 and no
-bfloat16, 2 threads, torch 2.13; faster for every batch size up to 64 rows). llama.cpp reads that
-matrix from the bundled file as Q8_0, 8 bits in blocks of 32; rows here share one scale, which
-moves a logit by at most its row's largest weight / 254 times the input's size. The embedding
-(tied to the output layer in the source) stays in bfloat16 for its look-ups, so the converted
-model is untied. The converted model is written once to
+The embedding, tied to the output layer, is kept in bfloat16. On a CPU without bfloat16
+arithmetic the output layer is made 8-bit at load time, one scale per row (``Int8Linear``, untied
+from the embedding, which keeps its bfloat16 copy for look-ups): for a 135M model it is the largest
+matrix read per token (49,152 x 576: 56.6 MB in bfloat16), and there its bfloat16 matmul took 3.1 ms
+a token, as long as all the int4 layers together, torch's ``_weight_int8pack_mm`` 1.4 ms (an Intel
+Xeon with AVX-512 and no bfloat16, 2 threads, torch 2.13; faster at every batch size up to 64 rows).
+On a CPU with bfloat16 arithmetic the 8-bit layer was no faster (41.4 tokens/s against 48.1 one
+prompt at a time), so the bfloat16 one stays there. llama.cpp reads that matrix from the bundled
+file as Q8_0, 8 bits in blocks of 32; rows here share one scale (the perplexity of the shipped
+reference answers went from 17.78 to 17.85; float32's is 17.76). The converted model is written once to
 a cache folder (``EVALSITE_QUANTIZED_CACHE``, under var/models/ in the Django settings) by a
 separate process, so a process that loads it never holds the float32 de-quantisation of the GGUF
-file: loading reads the folder's 199 MB (the packed and the plain
-nibbles, the 8-bit output layer, the bfloat16 embedding) instead of de-quantising the GGUF to 540 MB
-of float32."""
+file: loading reads the folder's 171 MB (the packed and the plain
+nibbles, the bfloat16 embedding) instead of de-quantising the GGUF to 540 MB of float32."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ from torch import nn
 
 GROUP_SIZE = 32
 FORMAT = "int4-groupwise-asymmetric"
-FORMAT_VERSION = 2  # 2: the output layer at 8 bits (Int8Linear)
+FORMAT_VERSION = 1
 # At or above this many rows, expand the weight to bfloat16 and use the dense matmul.
 DENSE_FROM_ROWS = 160
 _PACK_ROWS = 16  # torch's CPU int4 packing takes the output dimension in blocks of 16
@@ -56,6 +56,16 @@ _ALIGN = 64
 
 class QuantizationError(RuntimeError):
     pass
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes in bfloat16 natively (AVX512-BF16 or AMX, through oneDNN): there,
+    bfloat16 weights halve the bytes read per token and take the faster matmul kernels
+    (bench/generation.py: single stream 1.5x, batched 1.8x float32's, perplexity unchanged)."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def int4_supported() -> bool:
@@ -207,17 +217,26 @@ def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
     setattr(model.get_submodule(parent_name) if parent_name else model, child, module)
 
 
-def quantize_int4(model: Any) -> list[str]:
-    """Replace the model's linear layers (in place) with Int4Linear and its output layer with
-    Int8Linear (untying it from the embedding); the rest goes to bfloat16. Returns the names of the
-    layers at 4 bits."""
+def int8_output(model: Any) -> bool:
+    """Replace the output layer (in place) with Int8Linear, untied from the embedding, which keeps
+    its own bfloat16 copy; False where the output layer is not a linear layer the kernel takes."""
+    output = _output_name(model)
+    if output is None:
+        return False
+    _set_module(model, output, Int8Linear.from_linear(model.get_submodule(output)))
+    model.config.tie_word_embeddings = False
+    return True
+
+
+def quantize_int4(model: Any, output_int8: bool | None = None) -> list[str]:
+    """Replace the model's linear layers (in place) with Int4Linear, and the output layer with
+    Int8Linear where ``output_int8`` (default: on a CPU without bfloat16 arithmetic); the rest goes
+    to bfloat16. Returns the names of the layers at 4 bits."""
     names = _linear_names(model)
     for name in names:
         _set_module(model, name, Int4Linear.from_linear(model.get_submodule(name)))
-    output = _output_name(model)
-    if output is not None:
-        _set_module(model, output, Int8Linear.from_linear(model.get_submodule(output)))
-        model.config.tie_word_embeddings = False  # the embedding keeps its own (bfloat16) copy
+    if output_int8 if output_int8 is not None else not native_bf16():
+        int8_output(model)
     for parameter in model.parameters():  # buffers keep theirs (the rotary frequencies stay float32)
         parameter.data = parameter.data.to(torch.bfloat16)
     model.config.dtype = "bfloat16"
@@ -253,13 +272,12 @@ def convert(folder: str, gguf_file: str | None, out: Path) -> None:
     kwargs: dict[str, Any] = {"gguf_file": gguf_file} if gguf_file else {}
     tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kwargs)
-    tied = bool(getattr(model.config, "tie_word_embeddings", False))
-    names = quantize_int4(model)
+    names = quantize_int4(model, output_int8=False)  # the folder serves every CPU: 8 bits at load
     if not names:
         raise QuantizationError(f"{folder}: no linear layer can be kept at 4 bits")
-    output = next((name for name, m in model.named_modules() if isinstance(m, Int8Linear)), None)
     state = model.state_dict()
-    if tied and output is None:  # a tied output layer left as it was is written once, as the embedding
+    tied = bool(getattr(model.config, "tie_word_embeddings", False))
+    if tied:
         state.pop("lm_head.weight", None)
     if hasattr(model.config, "quantization_config"):  # the GGUF's: the folder is plain safetensors
         del model.config.quantization_config
@@ -271,7 +289,7 @@ def convert(folder: str, gguf_file: str | None, out: Path) -> None:
         model.generation_config.save_pretrained(work)
         tokenizer.save_pretrained(work)
         manifest = {"format": FORMAT, "version": FORMAT_VERSION, "group_size": GROUP_SIZE, "modules": names}
-        manifest.update(source=str(Path(folder) / (gguf_file or "")), tied=tied and output is None, output=output)
+        manifest.update(source=str(Path(folder) / (gguf_file or "")), tied=tied)
         (work / "quantization.json").write_text(json.dumps(manifest, indent=1))
         try:
             work.rename(out)
@@ -296,9 +314,10 @@ def ensure_converted(folder: str, gguf_file: str | None) -> Path:
     return out
 
 
-def load_converted(out: Path) -> tuple[Any, Any]:
+def load_converted(out: Path, output_int8: bool | None = None) -> tuple[Any, Any]:
     """Model and tokenizer from a converted folder, built on the meta device and given the saved
-    tensors (nothing is allocated twice)."""
+    tensors (nothing is allocated twice); the output layer made 8-bit where ``output_int8``
+    (default: on a CPU without bfloat16 arithmetic)."""
     from safetensors.torch import load_file
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -312,10 +331,6 @@ def load_converted(out: Path) -> tuple[Any, Any]:
             linear = model.get_submodule(name)
             shell = Int4Linear(linear.in_features, linear.out_features, linear.bias is not None, manifest["group_size"])
             _set_module(model, name, shell)
-        if manifest.get("output"):
-            head = model.get_submodule(manifest["output"])
-            shell8 = Int8Linear(head.in_features, head.out_features, head.bias is not None)
-            _set_module(model, manifest["output"], shell8)
     state = load_file(str(out / "model.safetensors"))
     missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
     if unexpected or set(missing) - {"lm_head.weight"}:
@@ -323,9 +338,8 @@ def load_converted(out: Path) -> tuple[Any, Any]:
     if manifest.get("tied"):
         model.tie_weights()
     _rebuild_meta_buffers(model)
-    for module in model.modules():
-        if isinstance(module, Int8Linear):
-            module.realign()
+    if output_int8 if output_int8 is not None else not native_bf16():
+        int8_output(model)
     model.eval()
     return model, AutoTokenizer.from_pretrained(out)
 

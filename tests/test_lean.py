@@ -25,7 +25,7 @@ def loaded(model, tokenizer, context: int = 256) -> LoadedModel:
     return LoadedModel(model, tokenizer, torch.device("cpu"), context, stop_token_ids(tokenizer, model))
 
 
-def tiny(form: str, seed: int = 4, context: int = 256):
+def tiny(form: str, seed: int = 4, context: int = 256, output_int8: bool | None = None):
     """A tiny random Llama whose weights are large enough that its answers depend on the prompt
     (at the usual initial scale every prompt gets the same few tokens)."""
     tokenizer = make_tokenizer()
@@ -36,7 +36,7 @@ def tiny(form: str, seed: int = 4, context: int = 256):
                 parameter.normal_(0, 0.3)
     if form == "int4":
         model = model.to(torch.bfloat16)
-        quantize_int4(model)
+        quantize_int4(model, output_int8)
     elif form == "bfloat16":
         model = model.to(torch.bfloat16)
     return model, tokenizer
@@ -133,11 +133,13 @@ def test_a_long_prompt_and_new_tokens_after_a_cached_prefix_give_the_whole_forwa
 
 
 @pytest.mark.skipif(not quantized.int4_supported(), reason="this torch has no CPU int4 matmul")
-def test_the_int4_one_token_step_is_the_general_forward_bit_for_bit():
+@pytest.mark.parametrize("output_int8", [False, True])
+def test_the_int4_one_token_step_is_the_general_forward_bit_for_bit(output_int8):
     """The int4 form's one-token step (kernels called directly, query and key rotated together,
     torch's fused RMS norm) against the general forward on the same tokens: the same logits and
-    the same cache, every bit, over a prompt and 30 greedy steps; a dense model has no step."""
-    model, tokenizer = tiny("int4")
+    the same cache, every bit, over a prompt and 30 greedy steps, with the output layer in
+    bfloat16 or at 8 bits (the two CPUs' forms); a dense model has no step."""
+    model, tokenizer = tiny("int4", output_int8=output_int8)
     fast, general = LeanLlama(model), LeanLlama(model)
     assert fast.step_layers is not None and LeanLlama(tiny("bfloat16")[0]).step_layers is None
     general.step_layers = None  # the path every n-token forward takes

@@ -93,7 +93,7 @@ def test_the_output_layer_at_8_bits_computes_its_rows_products_and_odd_widths_st
     from tests.tiny_models import make_model, make_tokenizer
 
     odd = make_model(make_tokenizer(), hidden=40)
-    quantized.quantize_int4(odd)
+    quantized.quantize_int4(odd, output_int8=True)
     assert type(odd.lm_head) is nn.Linear
 
 
@@ -103,22 +103,30 @@ def test_a_converted_model_loads_from_its_folder_with_the_outputs_of_the_convert
     out = ensure_converted(str(source), None)
     assert out.parent == cache and (out / "quantization.json").is_file()
     manifest = json.loads((out / "quantization.json").read_text())
-    assert "model.layers.0.mlp.down_proj" in manifest["modules"]
-    assert "lm_head" not in manifest["modules"] and manifest["output"] == "lm_head", "the output layer at 8 bits"
-    assert manifest["tied"] is False, "the embedding keeps its own copy"
-    model, tokenizer = load_converted(out)
+    assert manifest["tied"] is tied and "model.layers.0.mlp.down_proj" in manifest["modules"]
+    assert "lm_head" not in manifest["modules"], "the folder keeps the output layer in bfloat16"
+    model, tokenizer = load_converted(out, output_int8=False)  # as on a CPU with bfloat16 arithmetic
     assert isinstance(model.model.layers[1].self_attn.q_proj, Int4Linear)
-    assert isinstance(model.lm_head, Int8Linear) and model.model.embed_tokens.weight.dtype == torch.bfloat16
     assert not any(t.is_meta for t in [*model.parameters(), *model.buffers()])
+    assert (model.lm_head.weight is model.model.embed_tokens.weight) is tied
 
     # the same conversion done in this process gives the same logits
     from transformers import AutoModelForCausalLM
 
     here = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32).eval()
-    quantized.quantize_int4(here)
+    quantized.quantize_int4(here, output_int8=False)
     ids = tokenizer("hello the sky is blue", return_tensors="pt").input_ids
     with torch.inference_mode():
         assert torch.equal(model(ids).logits, here(ids).logits)
+    # as on a CPU without bfloat16 arithmetic: the output layer at 8 bits, untied, the embedding as saved
+    eight, _ = load_converted(out, output_int8=True)
+    assert isinstance(eight.lm_head, Int8Linear) and not isinstance(here.lm_head, Int8Linear)
+    assert torch.equal(eight.model.embed_tokens.weight, model.model.embed_tokens.weight)
+    quantized.int8_output(here)
+    with torch.inference_mode():
+        assert torch.equal(eight(ids).logits, here(ids).logits), "loaded or made here, the same 8-bit layer"
+        near = model(ids).logits.float()
+        assert (eight(ids).logits.float() - near).abs().max() < 0.05 * near.abs().max()
     # and it stays near the float model's (random weights are not on a grid: rounding only)
     original = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32).eval()
     with torch.inference_mode():

@@ -292,7 +292,7 @@ def machine_memory_gib() -> float:
 
 def _computes_in_bf16() -> bool:
     """Whether this machine trains the demo under bfloat16 autocast (a CPU with native bfloat16)."""
-    from generation.hf_local import native_bf16  # torch: only when the demo is configured
+    from generation.quantized import native_bf16  # torch: only when the demo is configured
 
     return native_bf16()
 
