@@ -14,15 +14,16 @@ faster than expanding and multiplying for one row, 1.1-1.7x for 128 rows, about 
 1.4x slower at 256 (a short prompt's prefill of about 50 rows took 0.22 s expanded, 0.07 s packed).
 
 The embedding, tied to the output layer, is kept in bfloat16. On a CPU without bfloat16
-arithmetic the output layer is made 8-bit at load time, one scale per row (``Int8Linear``, untied
-from the embedding, which keeps its bfloat16 copy for look-ups): for a 135M model it is the largest
-matrix read per token (49,152 x 576: 56.6 MB in bfloat16), and there its bfloat16 matmul took 3.1 ms
-a token, as long as all the int4 layers together, torch's ``_weight_int8pack_mm`` 1.4 ms (an Intel
-Xeon with AVX-512 and no bfloat16, 2 threads, torch 2.13; faster at every batch size up to 64 rows).
-On a CPU with bfloat16 arithmetic the 8-bit layer was no faster (41.4 tokens/s against 48.1 one
-prompt at a time), so the bfloat16 one stays there. llama.cpp reads that matrix from the bundled
-file as Q8_0, 8 bits in blocks of 32; rows here share one scale (the perplexity of the shipped
-reference answers went from 17.78 to 17.85; float32's is 17.76). The converted model is written once to
+instructions (AVX512-BF16 or AMX: ``bf16_instructions``) the output layer is made 8-bit at load
+time, one scale per row (``Int8Linear``, untied from the embedding, which keeps its bfloat16 copy for
+look-ups): for a 135M model it is the largest matrix read per token (49,152 x 576: 56.6 MB in
+bfloat16), and there its bfloat16 matmul took 3.1 ms a token, as long as all the int4 layers
+together, torch's ``_weight_int8pack_mm`` 1.4 ms (an Intel Xeon with AVX-512 and no bfloat16
+instructions, 2 threads, torch 2.13; faster at every batch size up to 64 rows). On a CPU with them
+an 8-bit output layer was no faster (41.4 tokens/s against 48.1 one prompt at a time), so the
+bfloat16 one stays there. llama.cpp reads that matrix from the bundled file as Q8_0, 8 bits in
+blocks of 32; rows here share one scale (the perplexity of the shipped reference answers went from
+17.78 to 17.85; float32's is 17.76). The converted model is written once to
 a cache folder (``EVALSITE_QUANTIZED_CACHE``, under var/models/ in the Django settings) by a
 separate process, so a process that loads it never holds the float32 de-quantisation of the GGUF
 file: loading reads the folder's 171 MB (the packed and the plain
@@ -66,6 +67,16 @@ def native_bf16() -> bool:
         return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
+
+
+def bf16_instructions() -> bool:
+    """Whether this CPU has bfloat16 instructions (AVX512-BF16 or AMX). oneDNN's ``native_bf16``
+    also says yes on AVX-512 without them (it converts to float32 inside its kernels): there the
+    bfloat16 output layer was slower than the 8-bit one (see the module's docstring)."""
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:  # a torch without these probes: decide as oneDNN does
+        return native_bf16()
 
 
 def int4_supported() -> bool:
@@ -230,12 +241,12 @@ def int8_output(model: Any) -> bool:
 
 def quantize_int4(model: Any, output_int8: bool | None = None) -> list[str]:
     """Replace the model's linear layers (in place) with Int4Linear, and the output layer with
-    Int8Linear where ``output_int8`` (default: on a CPU without bfloat16 arithmetic); the rest goes
+    Int8Linear where ``output_int8`` (default: on a CPU without bfloat16 instructions); the rest goes
     to bfloat16. Returns the names of the layers at 4 bits."""
     names = _linear_names(model)
     for name in names:
         _set_module(model, name, Int4Linear.from_linear(model.get_submodule(name)))
-    if output_int8 if output_int8 is not None else not native_bf16():
+    if output_int8 if output_int8 is not None else not bf16_instructions():
         int8_output(model)
     for parameter in model.parameters():  # buffers keep theirs (the rotary frequencies stay float32)
         parameter.data = parameter.data.to(torch.bfloat16)
@@ -317,7 +328,7 @@ def ensure_converted(folder: str, gguf_file: str | None) -> Path:
 def load_converted(out: Path, output_int8: bool | None = None) -> tuple[Any, Any]:
     """Model and tokenizer from a converted folder, built on the meta device and given the saved
     tensors (nothing is allocated twice); the output layer made 8-bit where ``output_int8``
-    (default: on a CPU without bfloat16 arithmetic)."""
+    (default: on a CPU without bfloat16 instructions)."""
     from safetensors.torch import load_file
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -338,7 +349,7 @@ def load_converted(out: Path, output_int8: bool | None = None) -> tuple[Any, Any
     if manifest.get("tied"):
         model.tie_weights()
     _rebuild_meta_buffers(model)
-    if output_int8 if output_int8 is not None else not native_bf16():
+    if output_int8 if output_int8 is not None else not bf16_instructions():
         int8_output(model)
     model.eval()
     return model, AutoTokenizer.from_pretrained(out)

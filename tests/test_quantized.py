@@ -134,6 +134,18 @@ def test_a_converted_model_loads_from_its_folder_with_the_outputs_of_the_convert
     assert drift < 0.25 * original(ids).logits.abs().max()
 
 
+@pytest.mark.parametrize("instructions", [False, True])
+def test_the_output_layer_is_8_bit_by_default_only_on_a_cpu_without_bfloat16_instructions(
+    tmp_path, cache, monkeypatch, instructions
+):
+    source = save_tiny(tmp_path / "tiny", seed=4, hidden=64, tie_word_embeddings=True)
+    out = ensure_converted(str(source), None)
+    monkeypatch.setattr(quantized, "bf16_instructions", lambda: instructions)  # the CPU probe only
+    model, _ = load_converted(out)
+    assert isinstance(model.lm_head, Int8Linear) is not instructions
+    assert (getattr(model.lm_head, "weight", None) is model.model.embed_tokens.weight) is instructions
+
+
 def test_the_folder_is_made_once_and_again_when_the_source_changes(tmp_path, cache):
     source = save_tiny(tmp_path / "tiny", seed=5, hidden=64)
     out = ensure_converted(str(source), None)
