@@ -22,10 +22,11 @@ At int4 a one-token step (``LeanLlama._step``) goes further: the kernels called 
 row (no module call, reshape or dtype check around each), query and key rotated as one tensor
 (rotate_half(x) * sin computed as roll(x, half) times sin with its first half negated, the same
 numbers), torch's fused RMS norm (its float32 arithmetic gives transformers' bfloat16 result bit
-for bit: checked by hand on 3,000 random vectors of width 576 and, in tests, the step's logits and cache against the
-general forward's). On an Intel Xeon without bfloat16 instructions, with the 8-bit output layer
-(generation/quantized.py), a step went from 16.7 ms to 10.6 ms: 4.6 ms of int4 matmuls, 2.2 of the
-output layer, 1.0 of attention, the rest torch's dispatch of about 30 small operations a layer.
+for bit: checked by hand on 3,000 random vectors of width 576, on 40 steps of the bundled model,
+and in tests, the step's logits and cache against the general forward's). On an Intel Xeon
+without bfloat16 instructions a step took 16.7 ms, 13.8 with the 8-bit output layer
+(generation/quantized.py), 10.6 with both: 4.6 ms of int4 matmuls, 2.2 of the output layer, 1.0 of
+attention, the rest torch's dispatch of about 30 small operations a layer (by hand, 300 steps).
 ``torch.compile`` of the step was tried there: 13.4 ms after a 75 s compile (23 ms with its C++
 wrapper), no gain.
 

@@ -80,8 +80,7 @@ def bf16_instructions() -> bool:
 
 
 def int4_supported() -> bool:
-    names = ("_weight_int4pack_mm_for_cpu", "_convert_weight_to_int4pack_for_cpu", "_weight_int8pack_mm")
-    return all(hasattr(torch, name) for name in names)
+    return hasattr(torch, "_weight_int4pack_mm_for_cpu") and hasattr(torch, "_convert_weight_to_int4pack_for_cpu")
 
 
 def can_quantize(linear: nn.Linear, group_size: int = GROUP_SIZE) -> bool:
@@ -190,8 +189,8 @@ class Int8Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         rows = x.reshape(-1, shape[-1]).to(torch.bfloat16)
-        if rows.data_ptr() % _ALIGN:  # a view into a longer sequence (the last position's rows)
-            rows = rows.clone()
+        if not rows.is_contiguous() or rows.data_ptr() % _ALIGN:  # the last positions' rows of a batch
+            rows = rows.clone(memory_format=torch.contiguous_format)
         if self.weight_int8.data_ptr() % _ALIGN:
             self.realign()
         y = torch._weight_int8pack_mm(rows, self.weight_int8, self.scales)
@@ -207,13 +206,13 @@ def _output_name(model: nn.Module) -> str | None:
     """The output layer's name where it can be kept at 8 bits (a plain linear layer)."""
     output_embeddings = getattr(model, "get_output_embeddings", None)
     out = output_embeddings() if callable(output_embeddings) else None
-    if type(out) is not nn.Linear or not can_quantize_int8(out):
+    if type(out) is not nn.Linear or not can_quantize_int8(out) or not hasattr(torch, "_weight_int8pack_mm"):
         return None
     return next(name for name, module in model.named_modules() if module is out)
 
 
 def _linear_names(model: nn.Module) -> list[str]:
-    """Every linear layer but the output layer (kept at 8 bits: Int8Linear)."""
+    """Every linear layer but the output layer (bfloat16, or 8 bits: int8_output)."""
     output_embeddings = getattr(model, "get_output_embeddings", None)
     out = output_embeddings() if callable(output_embeddings) else None
     return [

@@ -32,6 +32,21 @@ def a_machine_with(monkeypatch, gib: float) -> None:
     monkeypatch.setattr(psutil, "virtual_memory", lambda: Memory(size, size // 2))
 
 
+@pytest.mark.parametrize("instructions", [False, True])
+def test_the_demo_trains_under_bfloat16_autocast_only_on_a_cpu_with_bfloat16_instructions(monkeypatch, instructions):
+    """oneDNN reports bfloat16 support on AVX-512 without AVX512-BF16 or AMX, where autocast trained
+    at 0.38x float32's speed: the demo asks for the instructions (the CPU probe is replaced here)."""
+    from generation import quantized
+
+    for key in ("DEMO_MEMORY", "DEMO_RECIPE_SET"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setattr(quantized, "native_bf16", lambda: True)  # what oneDNN says on both CPUs
+    monkeypatch.setattr(quantized, "bf16_instructions", lambda: instructions)
+    assert (DemoConfig.from_env().recipe_set.get("bf16") == "true") is instructions
+    monkeypatch.setenv("DEMO_RECIPE_SET", "bf16=false")  # a person's setting wins
+    assert DemoConfig.from_env().recipe_set["bf16"] == "false"
+
+
 def test_below_12_gib_the_demo_fine_tunes_lora_adapters_unless_told_otherwise(monkeypatch):
     for key in ("DEMO_MEMORY", "DEMO_RECIPE_SET"):
         monkeypatch.delenv(key, raising=False)

@@ -291,10 +291,13 @@ def machine_memory_gib() -> float:
 
 
 def _computes_in_bf16() -> bool:
-    """Whether this machine trains the demo under bfloat16 autocast (a CPU with native bfloat16)."""
-    from generation.quantized import native_bf16  # torch: only when the demo is configured
+    """Whether this machine trains the demo under bfloat16 autocast: a CPU with bfloat16
+    instructions (AVX512-BF16 or AMX). oneDNN also reports bfloat16 support on AVX-512 without them,
+    where autocast trained at 0.38x float32's tokens/s (an Intel Xeon, bench/training.py --precision;
+    bench/results/training-precision-cpu-avx512.json)."""
+    from generation.quantized import bf16_instructions  # torch: only when the demo is configured
 
-    return native_bf16()
+    return bf16_instructions()
 
 
 def _pairs(name: str, text: str) -> dict[str, str]:
