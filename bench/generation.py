@@ -293,9 +293,10 @@ def one_row_report(args) -> dict:
             f"the float32 model's lean decoder {row['lean_float32']['tokens_per_s']:.1f} tokens/s: int4 "
             f"{row['int4_over_float32']:.2f}x float32 one prompt at a time"
         )
-    from generation.quantized import native_bf16
+    from generation.quantized import bf16_instructions, native_bf16
 
-    report["cpu"], report["native_bfloat16"] = cpu_name(), native_bf16()
+    report["cpu"], report["native_bfloat16"] = cpu_name(), native_bf16()  # oneDNN's word
+    report["bfloat16_instructions"] = bf16_instructions()
     if "llamacpp" in row:
         report["llamacpp"] = by_peer = row.pop("llamacpp")
         tg, same_work = by_peer["tg128_tokens_per_s"], by_peer["same_work_estimate_tokens_per_s"]

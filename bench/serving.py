@@ -6,7 +6,7 @@ whole latency (median and 99th percentile). The two servers alternate at each co
 llama.cpp, ours, ...) on this shared, noisy machine, and the load is reported; each server's peak
 memory too.
 
-    .venv/bin/python bench/serving.py [--prompts 16] [--max-tokens 64] [--rounds 2]
+    .venv/bin/python bench/serving.py [--prompts 16] [--max-tokens 64] [--rounds 2] [--weights int4] [--out F]
         [--llama-server PATH]         # llama.cpp's llama-server; default: $LLAMA_SERVER, then PATH
     .venv/bin/python bench/serving.py --smoke   # 2 prompts, 8 tokens, ours only: that it runs (make test)
 
@@ -151,6 +151,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--concurrency", default="1,8,16")
     parser.add_argument("--llama-server", help="llama.cpp's llama-server binary")
+    parser.add_argument("--weights", help="serve_openai's --weights (default: the bundled model's settings here)")
+    parser.add_argument("--out", type=Path, help="where to write (default: bench/results/serving.json)")
     parser.add_argument("--smoke", action="store_true", help="2 prompts, 8 tokens, ours only, nothing written")
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
@@ -167,7 +169,8 @@ def main() -> None:
         # the int4 form of the model, converted once where the site keeps it (not once per run)
         EVALSITE_QUANTIZED_CACHE=os.environ.get("EVALSITE_QUANTIZED_CACHE", str(ROOT / "var/models/quantized")),
     )
-    servers = [Server("ours", [sys.executable, "manage.py", "serve_openai", "--port", str(port)], env, port)]
+    ours = [sys.executable, "manage.py", "serve_openai", "--port", str(port)]
+    servers = [Server("ours", ours + (["--weights", args.weights] if args.weights else []), env, port)]
     binary = None if args.smoke else llama_server_path(args.llama_server)
     report: dict = {
         "model": f"SmolLM2-135M-Instruct Q4_1 GGUF ({model / GGUF})",
@@ -176,6 +179,7 @@ def main() -> None:
         "rounds": args.rounds,
         "threads": 2,
         "streamed": True,
+        "ours_weights": args.weights or "the bundled model's settings on this CPU",
     }
     try:
         if binary:
@@ -232,7 +236,7 @@ def main() -> None:
     print(f"load {report['load_1min_before']:.2f} before, {report['load_1min_after']:.2f} after")
     if args.smoke:
         return
-    out = ROOT / "bench/results/serving.json"
+    out = args.out or ROOT / "bench/results/serving.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"written to {out}")
 
