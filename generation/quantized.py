@@ -202,10 +202,19 @@ class Int8Linear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}"
 
 
+def _output_layer(model: nn.Module) -> Any:
+    output_embeddings = getattr(model, "get_output_embeddings", None)
+    return output_embeddings() if callable(output_embeddings) else None
+
+
+def _wants_int8_output(output_int8: bool | None) -> bool:
+    """The caller's choice, else this CPU's: 8 bits where it has no bfloat16 instructions."""
+    return output_int8 if output_int8 is not None else not bf16_instructions()
+
+
 def _output_name(model: nn.Module) -> str | None:
     """The output layer's name where it can be kept at 8 bits (a plain linear layer)."""
-    output_embeddings = getattr(model, "get_output_embeddings", None)
-    out = output_embeddings() if callable(output_embeddings) else None
+    out = _output_layer(model)
     if type(out) is not nn.Linear or not can_quantize_int8(out) or not hasattr(torch, "_weight_int8pack_mm"):
         return None
     return next(name for name, module in model.named_modules() if module is out)
@@ -213,8 +222,7 @@ def _output_name(model: nn.Module) -> str | None:
 
 def _linear_names(model: nn.Module) -> list[str]:
     """Every linear layer but the output layer (bfloat16, or 8 bits: int8_output)."""
-    output_embeddings = getattr(model, "get_output_embeddings", None)
-    out = output_embeddings() if callable(output_embeddings) else None
+    out = _output_layer(model)
     return [
         name
         for name, module in model.named_modules()
@@ -245,7 +253,7 @@ def quantize_int4(model: Any, output_int8: bool | None = None) -> list[str]:
     names = _linear_names(model)
     for name in names:
         _set_module(model, name, Int4Linear.from_linear(model.get_submodule(name)))
-    if output_int8 if output_int8 is not None else not bf16_instructions():
+    if _wants_int8_output(output_int8):
         int8_output(model)
     for parameter in model.parameters():  # buffers keep theirs (the rotary frequencies stay float32)
         parameter.data = parameter.data.to(torch.bfloat16)
@@ -348,7 +356,7 @@ def load_converted(out: Path, output_int8: bool | None = None) -> tuple[Any, Any
     if manifest.get("tied"):
         model.tie_weights()
     _rebuild_meta_buffers(model)
-    if output_int8 if output_int8 is not None else not bf16_instructions():
+    if _wants_int8_output(output_int8):
         int8_output(model)
     model.eval()
     return model, AutoTokenizer.from_pretrained(out)
